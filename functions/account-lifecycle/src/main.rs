@@ -1,0 +1,54 @@
+//! account-lifecycle: entitles each account Control Tower vends (or that a re-check or backfill
+//! names) to the configured AWS Marketplace licenses. `main` only wires: logging, configuration
+//! (validated once, no AWS call), one SDK config and its clients, then the handler.
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use serde_json::Value;
+use shared::{Clients, Config, Engine};
+use std::sync::Arc;
+
+/// A classified failure as Lambda reports it: `errorType` is `<Kind>.<retryable|permanent>`.
+#[derive(Debug)]
+struct FunctionError(shared::Error);
+
+impl From<FunctionError> for Diagnostic {
+    fn from(e: FunctionError) -> Self {
+        Diagnostic {
+            error_type: format!("{}.{}", e.0.kind(), e.0.retry()),
+            error_message: e.0.to_string(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    init_tracing();
+    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let clients = Clients::from_sdk_config(&sdk_config, &config.license_home_region);
+    let engine = Arc::new(Engine::new(config, clients));
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let engine = engine.clone();
+        async move {
+            shared::handler::handle(&engine, event.payload)
+                .await
+                .map_err(FunctionError)
+        }
+    }))
+    .await
+}
+
+/// JSON logs without ANSI colors (CloudWatch), level from RUST_LOG (default info).
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_ansi(false)
+        .without_time()
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,484 @@
+//! Thin adapters around the AWS calls the engine makes. Each records itself in the account's
+//! `CallLog` and turns SDK errors into classified `Error`s; no decisions are made here.
+
+use crate::error::{aws_error, Error, Retry};
+use crate::ids::AccountId;
+use crate::report::CallLog;
+use aws_credential_types::Credentials;
+use aws_sdk_licensemanager::types::{
+    ActivationOverrideBehavior, AllowedOperation, Filter, Grant, GrantStatus, Options,
+};
+use std::time::{Duration, SystemTime};
+
+/// The organization as the management account sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgInfo {
+    pub id: String,
+    pub arn: String,
+    pub management_account: String,
+}
+
+impl OrgInfo {
+    /// `arn:aws:organizations::<mgmt>:ou/o-…/ou-…`, the principal of an OU grant.
+    pub fn ou_arn(&self, ou_id: &str) -> String {
+        let prefix = self.arn.split(":organization/").next().unwrap_or_default();
+        format!("{prefix}:ou/{}/{ou_id}", self.id)
+    }
+}
+
+/// A member account as Organizations sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberInfo {
+    pub name: Option<String>,
+    pub state: String,
+    /// The direct parent OU (none when the account sits in the root).
+    pub ou_id: Option<String>,
+    pub tags: Vec<(String, String)>,
+}
+
+/// A Marketplace license the management account holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldLicense {
+    pub arn: String,
+    pub sku: Option<String>,
+    pub name: Option<String>,
+    pub product_name: Option<String>,
+}
+
+/// The parts of a grant the engine reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantView {
+    pub arn: String,
+    pub status: String,
+    pub version: String,
+    pub parent_arn: String,
+    pub grantee: String,
+    pub status_reason: Option<String>,
+}
+
+impl From<&Grant> for GrantView {
+    fn from(g: &Grant) -> Self {
+        GrantView {
+            arn: g.grant_arn().to_string(),
+            status: g.grant_status().as_str().to_string(),
+            version: g.version().to_string(),
+            parent_arn: g.parent_arn().to_string(),
+            grantee: g.grantee_principal_arn().to_string(),
+            status_reason: g.status_reason().map(str::to_string),
+        }
+    }
+}
+
+pub async fn describe_organization(
+    org: &aws_sdk_organizations::Client,
+    calls: &CallLog,
+) -> Result<OrgInfo, Error> {
+    calls.record("organizations:DescribeOrganization", false);
+    let out = org
+        .describe_organization()
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations", "DescribeOrganization", e))?;
+    let o = out.organization().ok_or_else(|| missing("DescribeOrganization", "Organization"))?;
+    Ok(OrgInfo {
+        id: o.id().unwrap_or_default().to_string(),
+        arn: o.arn().unwrap_or_default().to_string(),
+        management_account: o.master_account_id().unwrap_or_default().to_string(),
+    })
+}
+
+/// DescribeAccount + ListParents + ListTagsForResource (parents and tags concurrently).
+pub async fn describe_member(
+    org: &aws_sdk_organizations::Client,
+    account: &AccountId,
+    calls: &CallLog,
+) -> Result<MemberInfo, Error> {
+    calls.record("organizations:DescribeAccount", false);
+    let described = org
+        .describe_account()
+        .account_id(account.as_str())
+        .send()
+        .await
+        .map_err(|e| match aws_error("organizations", "DescribeAccount", e) {
+            Error::Aws { code, message, .. } if code == "AccountNotFoundException" => Error::NotInOrganization {
+                account: account.to_string(),
+                reason: message,
+            },
+            other => other,
+        })?;
+    let acct = described.account().ok_or_else(|| missing("DescribeAccount", "Account"))?;
+    #[allow(deprecated)]
+    let state = acct
+        .state()
+        .map(|s| s.as_str().to_string())
+        .or_else(|| acct.status().map(|s| s.as_str().to_string()))
+        .unwrap_or_else(|| "ACTIVE".to_string());
+
+    let parents = async {
+        calls.record("organizations:ListParents", false);
+        let out = org
+            .list_parents()
+            .child_id(account.as_str())
+            .send()
+            .await
+            .map_err(|e| aws_error("organizations", "ListParents", e))?;
+        Ok::<_, Error>(
+            out.parents()
+                .iter()
+                .find(|p| p.r#type().is_some_and(|t| t.as_str() == "ORGANIZATIONAL_UNIT"))
+                .and_then(|p| p.id().map(str::to_string)),
+        )
+    };
+    let tags = async {
+        let mut tags = Vec::new();
+        let mut token = None;
+        loop {
+            calls.record("organizations:ListTagsForResource", false);
+            let out = org
+                .list_tags_for_resource()
+                .resource_id(account.as_str())
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
+            tags.extend(out.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())));
+            token = out.next_token().map(str::to_string);
+            if token.is_none() {
+                return Ok::<_, Error>(tags);
+            }
+        }
+    };
+    let (ou_id, tags) = futures::try_join!(parents, tags)?;
+    Ok(MemberInfo {
+        name: acct.name().map(str::to_string),
+        state,
+        ou_id,
+        tags,
+    })
+}
+
+/// Every AVAILABLE license issued by AWS/Marketplace that the caller holds.
+pub async fn marketplace_licenses(
+    lm: &aws_sdk_licensemanager::Client,
+    calls: &CallLog,
+) -> Result<Vec<HeldLicense>, Error> {
+    let mut held = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record("license-manager:ListReceivedLicenses", false);
+        let out = lm
+            .list_received_licenses()
+            .filters(filter("IssuerName", "AWS/Marketplace"))
+            .filters(filter("Status", "AVAILABLE"))
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("license-manager", "ListReceivedLicenses", e))?;
+        held.extend(out.licenses().iter().filter_map(|l| {
+            Some(HeldLicense {
+                arn: l.license_arn()?.to_string(),
+                sku: l.product_sku().map(str::to_string),
+                name: l.license_name().map(str::to_string),
+                product_name: l.product_name().map(str::to_string),
+            })
+        }));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(held);
+        }
+    }
+}
+
+/// AssumeRole into the member account. `AccessDenied` right after account creation usually
+/// means the role is not assumable yet: retried with exponential backoff, then retryable.
+pub async fn assume_role(
+    sts: &aws_sdk_sts::Client,
+    role_arn: &str,
+    session_name: &str,
+    attempts: u32,
+    backoff: Duration,
+    calls: &CallLog,
+) -> Result<Credentials, Error> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        calls.record("sts:AssumeRole", false);
+        let result = sts
+            .assume_role()
+            .role_arn(role_arn)
+            .role_session_name(session_name)
+            .duration_seconds(900)
+            .send()
+            .await;
+        match result {
+            Ok(out) => {
+                let c = out.credentials().ok_or_else(|| missing("AssumeRole", "Credentials"))?;
+                let expiry = SystemTime::try_from(*c.expiration()).ok();
+                return Ok(Credentials::new(
+                    c.access_key_id(),
+                    c.secret_access_key(),
+                    Some(c.session_token().to_string()),
+                    expiry,
+                    "ct-entitlements-assume-role",
+                ));
+            }
+            Err(err) => {
+                let classified = aws_error("sts", "AssumeRole", err);
+                let Error::Aws { code, message, retry, .. } = &classified else {
+                    return Err(classified);
+                };
+                let (code, message, retry) = (code.clone(), message.clone(), *retry);
+                let not_yet = code == "AccessDenied" || code == "AccessDeniedException";
+                let retry = if not_yet { Retry::Retryable } else { retry };
+                if retry == Retry::Retryable && attempt < attempts {
+                    tokio::time::sleep(jittered(backoff, attempt)).await;
+                    continue;
+                }
+                return Err(Error::AssumeRole {
+                    role_arn: role_arn.to_string(),
+                    message: format!("{code}: {message} (after {attempt} attempt(s))"),
+                    retry,
+                });
+            }
+        }
+    }
+}
+
+/// Exponential backoff with up to 50 % jitter: base·2^(attempt-1) · [0.5, 1.0].
+fn jittered(base: Duration, attempt: u32) -> Duration {
+    let exp = base.saturating_mul(1 << (attempt - 1).min(6));
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let fraction = 0.5 + f64::from(nanos % 1000) / 2000.0;
+    exp.mul_f64(fraction)
+}
+
+/// The service-linked roles every member account needs, looked up by path (names differ
+/// between implementations; paths do not).
+pub const MEMBER_SLR_SERVICES: &[&str] = &[
+    "license-manager.amazonaws.com",
+    "license-manager.member-account.amazonaws.com",
+    "license-management.marketplace.amazonaws.com",
+];
+
+/// Paths of the service-linked roles present in the account.
+pub async fn service_role_paths(iam: &aws_sdk_iam::Client, calls: &CallLog) -> Result<Vec<String>, Error> {
+    let mut paths = Vec::new();
+    let mut marker = None;
+    loop {
+        calls.record("iam:ListRoles", false);
+        let out = iam
+            .list_roles()
+            .path_prefix("/aws-service-role/")
+            .set_marker(marker)
+            .send()
+            .await
+            .map_err(|e| aws_error("iam", "ListRoles", e))?;
+        paths.extend(out.roles().iter().map(|r| r.path().to_string()));
+        marker = out.marker().map(str::to_string);
+        if !out.is_truncated() || marker.is_none() {
+            return Ok(paths);
+        }
+    }
+}
+
+/// Creates one SLR; "already there" (AWS: InvalidInput "has been taken"; moto:
+/// EntityAlreadyExists) is success. Returns true when it was created now.
+pub async fn create_slr(iam: &aws_sdk_iam::Client, service: &str, calls: &CallLog) -> Result<bool, Error> {
+    calls.record("iam:CreateServiceLinkedRole", true);
+    match iam.create_service_linked_role().aws_service_name(service).send().await {
+        Ok(_) => Ok(true),
+        Err(e) => match aws_error("iam", "CreateServiceLinkedRole", e) {
+            Error::Aws { code, message, .. }
+                if code == "EntityAlreadyExists"
+                    || (code == "InvalidInput" && message.contains("has been taken")) =>
+            {
+                Ok(false)
+            }
+            other => Err(other),
+        },
+    }
+}
+
+/// All grants the member account received for `license_arn`.
+pub async fn received_grants(
+    lm: &aws_sdk_licensemanager::Client,
+    license_arn: &str,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
+    let mut grants = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record("license-manager:ListReceivedGrants", false);
+        let out = lm
+            .list_received_grants()
+            .filters(filter("LicenseArn", license_arn))
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("license-manager", "ListReceivedGrants", e))?;
+        grants.extend(out.grants().iter().map(GrantView::from));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(grants);
+        }
+    }
+}
+
+/// Grants the management account distributed for `license_arn` to `principal`.
+pub async fn distributed_grants(
+    lm: &aws_sdk_licensemanager::Client,
+    license_arn: &str,
+    principal: &str,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
+    let mut grants = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record("license-manager:ListDistributedGrants", false);
+        let out = lm
+            .list_distributed_grants()
+            .filters(filter("LicenseArn", license_arn))
+            .filters(filter("GranteePrincipalARN", principal))
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("license-manager", "ListDistributedGrants", e))?;
+        grants.extend(out.grants().iter().map(GrantView::from));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(grants);
+        }
+    }
+}
+
+/// What CreateGrant needs.
+pub struct NewGrant<'a> {
+    pub client_token: &'a str,
+    pub name: &'a str,
+    pub license_arn: &'a str,
+    pub principal: &'a str,
+    pub home_region: &'a str,
+    pub allowed_operations: &'a [String],
+}
+
+pub async fn create_grant(
+    lm: &aws_sdk_licensemanager::Client,
+    grant: &NewGrant<'_>,
+    calls: &CallLog,
+) -> Result<GrantView, Error> {
+    calls.record("license-manager:CreateGrant", true);
+    let out = lm
+        .create_grant()
+        .client_token(grant.client_token)
+        .grant_name(grant.name)
+        .license_arn(grant.license_arn)
+        .principals(grant.principal)
+        .home_region(grant.home_region)
+        .set_allowed_operations(Some(
+            grant.allowed_operations.iter().map(|op| AllowedOperation::from(op.as_str())).collect(),
+        ))
+        .send()
+        .await
+        .map_err(|e| aws_error("license-manager", "CreateGrant", e))?;
+    Ok(GrantView {
+        arn: out.grant_arn().unwrap_or_default().to_string(),
+        status: out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        version: out.version().unwrap_or_default().to_string(),
+        parent_arn: grant.license_arn.to_string(),
+        grantee: grant.principal.to_string(),
+        status_reason: None,
+    })
+}
+
+/// AcceptGrant as the member account; returns (status, version).
+pub async fn accept_grant(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    calls: &CallLog,
+) -> Result<(String, String), Error> {
+    calls.record("license-manager:AcceptGrant", true);
+    let out = lm
+        .accept_grant()
+        .grant_arn(grant_arn)
+        .send()
+        .await
+        .map_err(|e| aws_error("license-manager", "AcceptGrant", e))?;
+    Ok((
+        out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        out.version().unwrap_or_default().to_string(),
+    ))
+}
+
+/// CreateGrantVersion with Status=ACTIVE; returns (status, version).
+pub async fn activate_grant(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    source_version: &str,
+    client_token: &str,
+    behavior: &str,
+    calls: &CallLog,
+) -> Result<(String, String), Error> {
+    calls.record("license-manager:CreateGrantVersion", true);
+    let out = lm
+        .create_grant_version()
+        .client_token(client_token)
+        .grant_arn(grant_arn)
+        .status(GrantStatus::Active)
+        .source_version(source_version)
+        .options(
+            Options::builder()
+                .activation_override_behavior(ActivationOverrideBehavior::from(behavior))
+                .build(),
+        )
+        .send()
+        .await
+        .map_err(|e| match aws_error("license-manager", "CreateGrantVersion", e) {
+            Error::Aws { message, .. } if message.contains("already has an active license") => {
+                Error::ActiveLicenseConflict(message)
+            }
+            other => other,
+        })?;
+    Ok((
+        out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        out.version().unwrap_or_default().to_string(),
+    ))
+}
+
+/// Queues a delayed re-check on the onboarding queue.
+pub async fn send_recheck(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    body: &str,
+    delay: Duration,
+    calls: &CallLog,
+) -> Result<(), Error> {
+    calls.record("sqs:SendMessage", true);
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .delay_seconds(i32::try_from(delay.as_secs().min(900)).unwrap_or(900))
+        .send()
+        .await
+        .map_err(|e| aws_error("sqs", "SendMessage", e))?;
+    Ok(())
+}
+
+fn filter(name: &str, value: &str) -> Filter {
+    Filter::builder().name(name).values(value).build()
+}
+
+fn missing(operation: &str, field: &str) -> Error {
+    Error::Aws {
+        service: "aws",
+        operation: "response",
+        code: "MissingField".to_string(),
+        message: format!("{operation} response has no {field}"),
+        retry: Retry::Retryable,
+    }
+}

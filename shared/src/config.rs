@@ -1,0 +1,451 @@
+//! Configuration: environment variables set by the SAM template, parsed and validated once at
+//! init. Every error names the variable. Parsing makes no AWS call.
+
+use crate::error::Error;
+use crate::ids::{is_license_arn, is_ou_id, is_product_sku, is_role_name};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// One way to name a license in configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(tag = "by", content = "value", rename_all = "lowercase")]
+pub enum LicenseRef {
+    /// A license ARN held by the management account.
+    Arn(String),
+    /// A product SKU; every held Marketplace license with this SKU matches.
+    Sku(String),
+}
+
+impl LicenseRef {
+    /// Parses an ARN (starts with `arn:`) or a SKU; `var` names the source in errors.
+    pub fn parse(raw: &str, var: &str) -> Result<Self, Error> {
+        let raw = raw.trim();
+        if raw.starts_with("arn:") {
+            if is_license_arn(raw) {
+                return Ok(LicenseRef::Arn(raw.to_string()));
+            }
+            return Err(Error::Config(format!(
+                "{var}: {raw:?} is not a License Manager license ARN (arn:aws:license-manager::<account>:license:l-<id>)"
+            )));
+        }
+        if is_product_sku(raw) {
+            Ok(LicenseRef::Sku(raw.to_string()))
+        } else {
+            Err(Error::Config(format!(
+                "{var}: {raw:?} is neither a license ARN nor a product SKU (letters, digits, '.', '_', '-')"
+            )))
+        }
+    }
+}
+
+impl std::fmt::Display for LicenseRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LicenseRef::Arn(a) => write!(f, "license {a}"),
+            LicenseRef::Sku(s) => write!(f, "product SKU {s}"),
+        }
+    }
+}
+
+/// Which licenses an account gets.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Selection {
+    /// Every AVAILABLE license issued by AWS/Marketplace that the management account holds.
+    AllMarketplace,
+    /// Exactly these (each must match at least one held license, or it is a configuration error).
+    Listed(Vec<LicenseRef>),
+}
+
+/// `ActivationOverrideBehavior` for `CreateGrantVersion`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum OverrideBehavior {
+    /// Keep a member's other active grant for the same product (activation then fails if there is one).
+    #[serde(rename = "DISTRIBUTED_GRANTS_ONLY")]
+    DistributedGrantsOnly,
+    /// Disable the member's other active grant for the same product and activate this one.
+    #[serde(rename = "ALL_GRANTS_PERMITTED_BY_ISSUER")]
+    AllGrantsPermittedByIssuer,
+}
+
+impl OverrideBehavior {
+    pub fn parse(raw: &str, var: &str) -> Result<Self, Error> {
+        match raw.trim() {
+            "DISTRIBUTED_GRANTS_ONLY" => Ok(Self::DistributedGrantsOnly),
+            "ALL_GRANTS_PERMITTED_BY_ISSUER" => Ok(Self::AllGrantsPermittedByIssuer),
+            other => Err(Error::Config(format!(
+                "{var}: {other:?} must be DISTRIBUTED_GRANTS_ONLY or ALL_GRANTS_PERMITTED_BY_ISSUER"
+            ))),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Self::DistributedGrantsOnly => "DISTRIBUTED_GRANTS_ONLY",
+            Self::AllGrantsPermittedByIssuer => "ALL_GRANTS_PERMITTED_BY_ISSUER",
+        }
+    }
+}
+
+/// The operations License Manager accepts in `AllowedOperations`.
+pub const ALLOWED_OPERATIONS: &[&str] = &[
+    "CreateGrant",
+    "CheckoutLicense",
+    "CheckoutBorrowLicense",
+    "CheckInLicense",
+    "ExtendConsumptionLicense",
+    "ListPurchasedLicenses",
+    "CreateToken",
+];
+
+/// Validated configuration of the account-lifecycle engine.
+#[derive(Debug, Clone, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    pub selection: Selection,
+    /// OU id → licenses for accounts directly in that OU (replaces `selection` for them; empty = none).
+    pub ou_rules: BTreeMap<String, Vec<LicenseRef>>,
+    /// When non-empty, only accounts directly in one of these OUs are entitled.
+    pub target_ous: Vec<String>,
+    /// When set, only accounts carrying this tag key (and value) are entitled.
+    pub account_tag_filter: Option<(String, String)>,
+    /// When set, an account tag with this key adds its space-separated SKUs/ARNs to the selection.
+    pub licenses_tag_key: Option<String>,
+    pub execution_role_name: String,
+    pub license_home_region: String,
+    pub override_behavior: OverrideBehavior,
+    pub allowed_operations: Vec<String>,
+    pub grant_name_prefix: String,
+    pub dry_run: bool,
+    pub max_concurrent_licenses: usize,
+    pub max_concurrent_accounts: usize,
+    /// Queue for delayed re-checks of grants still in workflow (the onboarding queue).
+    pub onboarding_queue_url: Option<String>,
+    #[serde(with = "secs")]
+    pub recheck_delay: Duration,
+    #[serde(with = "secs")]
+    pub workflow_deadline: Duration,
+    pub assume_role_attempts: u32,
+    #[serde(with = "millis")]
+    pub assume_role_backoff: Duration,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+mod millis {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
+    }
+}
+
+/// Environment variable names, in one place for the template, the README and the tests.
+pub mod vars {
+    pub const LICENSE_ARNS: &str = "LICENSE_ARNS";
+    pub const PRODUCT_SKUS: &str = "PRODUCT_SKUS";
+    pub const ALL_MARKETPLACE_LICENSES: &str = "ALL_MARKETPLACE_LICENSES";
+    pub const OU_LICENSE_RULES: &str = "OU_LICENSE_RULES";
+    pub const TARGET_OUS: &str = "TARGET_OUS";
+    pub const ACCOUNT_TAG_FILTER: &str = "ACCOUNT_TAG_FILTER";
+    pub const LICENSES_TAG_KEY: &str = "LICENSES_TAG_KEY";
+    pub const EXECUTION_ROLE_NAME: &str = "EXECUTION_ROLE_NAME";
+    pub const LICENSE_HOME_REGION: &str = "LICENSE_HOME_REGION";
+    pub const ACTIVATION_OVERRIDE_BEHAVIOR: &str = "ACTIVATION_OVERRIDE_BEHAVIOR";
+    pub const ALLOWED_OPERATIONS: &str = "ALLOWED_OPERATIONS";
+    pub const GRANT_NAME_PREFIX: &str = "GRANT_NAME_PREFIX";
+    pub const DRY_RUN: &str = "DRY_RUN";
+    pub const MAX_CONCURRENT_LICENSES: &str = "MAX_CONCURRENT_LICENSES";
+    pub const MAX_CONCURRENT_ACCOUNTS: &str = "MAX_CONCURRENT_ACCOUNTS";
+    pub const ONBOARDING_QUEUE_URL: &str = "ONBOARDING_QUEUE_URL";
+    pub const RECHECK_DELAY_SECONDS: &str = "RECHECK_DELAY_SECONDS";
+    pub const WORKFLOW_DEADLINE_SECONDS: &str = "WORKFLOW_DEADLINE_SECONDS";
+    pub const ASSUME_ROLE_ATTEMPTS: &str = "ASSUME_ROLE_ATTEMPTS";
+    pub const ASSUME_ROLE_BACKOFF_MS: &str = "ASSUME_ROLE_BACKOFF_MS";
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads configuration through `lookup` (the environment in production, a map in tests).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        use vars::*;
+        let get = |k: &str| lookup(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+
+        let mut listed = Vec::new();
+        for (var, want_arn) in [(LICENSE_ARNS, true), (PRODUCT_SKUS, false)] {
+            for item in split_list(get(var).as_deref()) {
+                let parsed = LicenseRef::parse(item, var)?;
+                if matches!(parsed, LicenseRef::Arn(_)) != want_arn {
+                    return Err(Error::Config(format!(
+                        "{var}: {item:?} belongs in {}",
+                        if want_arn { PRODUCT_SKUS } else { LICENSE_ARNS }
+                    )));
+                }
+                if !listed.contains(&parsed) {
+                    listed.push(parsed);
+                }
+            }
+        }
+        let all = parse_bool(get(ALL_MARKETPLACE_LICENSES).as_deref(), ALL_MARKETPLACE_LICENSES, false)?;
+        let selection = match (all, listed.is_empty()) {
+            (true, true) => Selection::AllMarketplace,
+            (true, false) => {
+                return Err(Error::Config(format!(
+                    "{ALL_MARKETPLACE_LICENSES}=true cannot be combined with {LICENSE_ARNS} or {PRODUCT_SKUS}: choose one"
+                )))
+            }
+            (false, false) => Selection::Listed(listed),
+            (false, true) => {
+                return Err(Error::Config(format!(
+                    "no licenses selected: set {LICENSE_ARNS}, {PRODUCT_SKUS} or {ALL_MARKETPLACE_LICENSES}=true"
+                )))
+            }
+        };
+
+        let mut ou_rules = BTreeMap::new();
+        if let Some(raw) = get(OU_LICENSE_RULES) {
+            let parsed: BTreeMap<String, Vec<String>> = serde_json::from_str(&raw).map_err(|e| {
+                Error::Config(format!(
+                    "{OU_LICENSE_RULES}: expected a JSON object {{\"ou-…\": [\"sku or license ARN\", …]}}: {e}"
+                ))
+            })?;
+            for (ou, refs) in parsed {
+                if !is_ou_id(&ou) {
+                    return Err(Error::Config(format!("{OU_LICENSE_RULES}: {ou:?} is not an OU id (ou-xxxx-yyyyyyyy)")));
+                }
+                let refs = refs
+                    .iter()
+                    .map(|r| LicenseRef::parse(r, OU_LICENSE_RULES))
+                    .collect::<Result<Vec<_>, _>>()?;
+                ou_rules.insert(ou, refs);
+            }
+        }
+
+        let target_ous: Vec<String> = split_list(get(TARGET_OUS).as_deref()).map(str::to_string).collect();
+        if let Some(bad) = target_ous.iter().find(|ou| !is_ou_id(ou)) {
+            return Err(Error::Config(format!("{TARGET_OUS}: {bad:?} is not an OU id (ou-xxxx-yyyyyyyy)")));
+        }
+
+        let account_tag_filter = match get(ACCOUNT_TAG_FILTER) {
+            None => None,
+            Some(raw) => match raw.split_once('=') {
+                Some((k, v)) if !k.trim().is_empty() => Some((k.trim().to_string(), v.trim().to_string())),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "{ACCOUNT_TAG_FILTER}: {raw:?} must look like key=value"
+                    )))
+                }
+            },
+        };
+
+        let execution_role_name = get(EXECUTION_ROLE_NAME).unwrap_or_else(|| "AWSControlTowerExecution".into());
+        if !is_role_name(&execution_role_name) {
+            return Err(Error::Config(format!(
+                "{EXECUTION_ROLE_NAME}: {execution_role_name:?} is not an IAM role name"
+            )));
+        }
+        let license_home_region = get(LICENSE_HOME_REGION).unwrap_or_else(|| "us-east-1".into());
+        if !is_region(&license_home_region) {
+            return Err(Error::Config(format!(
+                "{LICENSE_HOME_REGION}: {license_home_region:?} is not a region name"
+            )));
+        }
+        let override_behavior = match get(ACTIVATION_OVERRIDE_BEHAVIOR) {
+            None => OverrideBehavior::DistributedGrantsOnly,
+            Some(raw) => OverrideBehavior::parse(&raw, ACTIVATION_OVERRIDE_BEHAVIOR)?,
+        };
+        let allowed_operations: Vec<String> = match get(ALLOWED_OPERATIONS) {
+            None => ["CheckoutLicense", "CheckInLicense", "ExtendConsumptionLicense", "ListPurchasedLicenses"]
+                .map(String::from)
+                .to_vec(),
+            Some(raw) => split_list(Some(&raw)).map(str::to_string).collect(),
+        };
+        if allowed_operations.is_empty() || allowed_operations.len() > 8 {
+            return Err(Error::Config(format!("{ALLOWED_OPERATIONS}: give 1 to 8 operations")));
+        }
+        if let Some(bad) = allowed_operations
+            .iter()
+            .find(|op| !self::ALLOWED_OPERATIONS.contains(&op.as_str()))
+        {
+            return Err(Error::Config(format!(
+                "{ALLOWED_OPERATIONS}: {bad:?} is not one of {}",
+                self::ALLOWED_OPERATIONS.join(", ")
+            )));
+        }
+        let grant_name_prefix = get(GRANT_NAME_PREFIX).unwrap_or_else(|| "ct-entitlements".into());
+        if grant_name_prefix.len() > 40 || !grant_name_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(Error::Config(format!(
+                "{GRANT_NAME_PREFIX}: {grant_name_prefix:?} must be at most 40 letters, digits, '-', '_' or '.'"
+            )));
+        }
+
+        let onboarding_queue_url = get(ONBOARDING_QUEUE_URL);
+        if let Some(url) = &onboarding_queue_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(Error::Config(format!("{ONBOARDING_QUEUE_URL}: {url:?} is not a queue URL")));
+            }
+        }
+
+        Ok(Config {
+            selection,
+            ou_rules,
+            target_ous,
+            account_tag_filter,
+            licenses_tag_key: get(LICENSES_TAG_KEY),
+            execution_role_name,
+            license_home_region,
+            override_behavior,
+            allowed_operations,
+            grant_name_prefix,
+            dry_run: parse_bool(get(DRY_RUN).as_deref(), DRY_RUN, false)?,
+            max_concurrent_licenses: parse_num(get(MAX_CONCURRENT_LICENSES), MAX_CONCURRENT_LICENSES, 4, 1, 20)? as usize,
+            max_concurrent_accounts: parse_num(get(MAX_CONCURRENT_ACCOUNTS), MAX_CONCURRENT_ACCOUNTS, 5, 1, 10)? as usize,
+            onboarding_queue_url,
+            recheck_delay: Duration::from_secs(parse_num(get(RECHECK_DELAY_SECONDS), RECHECK_DELAY_SECONDS, 300, 0, 900)?),
+            workflow_deadline: Duration::from_secs(parse_num(
+                get(WORKFLOW_DEADLINE_SECONDS),
+                WORKFLOW_DEADLINE_SECONDS,
+                86_400,
+                60,
+                14 * 86_400,
+            )?),
+            assume_role_attempts: parse_num(get(ASSUME_ROLE_ATTEMPTS), ASSUME_ROLE_ATTEMPTS, 4, 1, 10)? as u32,
+            assume_role_backoff: Duration::from_millis(parse_num(
+                get(ASSUME_ROLE_BACKOFF_MS),
+                ASSUME_ROLE_BACKOFF_MS,
+                2_000,
+                0,
+                60_000,
+            )?),
+        })
+    }
+}
+
+fn split_list(raw: Option<&str>) -> impl Iterator<Item = &str> {
+    raw.unwrap_or_default()
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+}
+
+fn parse_bool(raw: Option<&str>, var: &str, default: bool) -> Result<bool, Error> {
+    match raw.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes") => Ok(true),
+        Some("false" | "0" | "no") => Ok(false),
+        Some(other) => Err(Error::Config(format!("{var}: {other:?} must be true or false"))),
+    }
+}
+
+fn parse_num(raw: Option<String>, var: &str, default: u64, min: u64, max: u64) -> Result<u64, Error> {
+    let Some(raw) = raw else { return Ok(default) };
+    match raw.parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(Error::Config(format!("{var}: {raw:?} must be a whole number from {min} to {max}"))),
+    }
+}
+
+fn is_region(raw: &str) -> bool {
+    let parts: Vec<&str> = raw.split('-').collect();
+    parts.len() >= 3
+        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    const ARN: &str = "arn:aws:license-manager::294406891311:license:l-0123456789abcdef0123456789abcdef";
+
+    fn load(pairs: &[(&str, &str)]) -> Result<Config, Error> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    fn config_error(pairs: &[(&str, &str)]) -> String {
+        match load(pairs) {
+            Err(Error::Config(msg)) => msg,
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[("ALL_MARKETPLACE_LICENSES", "true")]).expect("valid");
+        assert_eq!(c.selection, Selection::AllMarketplace);
+        assert_eq!(c.execution_role_name, "AWSControlTowerExecution");
+        assert_eq!(c.license_home_region, "us-east-1");
+        assert_eq!(c.override_behavior, OverrideBehavior::DistributedGrantsOnly);
+        assert_eq!(c.allowed_operations.len(), 4);
+        assert!(!c.dry_run);
+        assert_eq!(c.recheck_delay, Duration::from_secs(300));
+        assert_eq!(c.max_concurrent_licenses, 4);
+    }
+
+    #[test]
+    fn listed_licenses() {
+        let c = load(&[("LICENSE_ARNS", &format!("{ARN}, {ARN}")), ("PRODUCT_SKUS", "sku-a,sku-b")]).expect("valid");
+        assert_eq!(
+            c.selection,
+            Selection::Listed(vec![
+                LicenseRef::Arn(ARN.into()),
+                LicenseRef::Sku("sku-a".into()),
+                LicenseRef::Sku("sku-b".into())
+            ])
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        assert!(config_error(&[]).contains("no licenses selected"));
+        assert!(config_error(&[("LICENSE_ARNS", "arn:aws:license-manager::1:license:l-1")]).starts_with("LICENSE_ARNS"));
+        assert!(config_error(&[("LICENSE_ARNS", "sku-a")]).starts_with("LICENSE_ARNS"));
+        assert!(config_error(&[("PRODUCT_SKUS", "bad sku!")]).starts_with("PRODUCT_SKUS"));
+        assert!(config_error(&[("ALL_MARKETPLACE_LICENSES", "true"), ("PRODUCT_SKUS", "a")]).contains("choose one"));
+        assert!(config_error(&[("ALL_MARKETPLACE_LICENSES", "maybe")]).starts_with("ALL_MARKETPLACE_LICENSES"));
+        let base = ("PRODUCT_SKUS", "sku-a");
+        for (var, value) in [
+            ("OU_LICENSE_RULES", "{not json"),
+            ("OU_LICENSE_RULES", r#"{"r-abcd": ["sku"]}"#),
+            ("TARGET_OUS", "ou-1"),
+            ("ACCOUNT_TAG_FILTER", "novalue"),
+            ("EXECUTION_ROLE_NAME", "a/b"),
+            ("LICENSE_HOME_REGION", "mars"),
+            ("ACTIVATION_OVERRIDE_BEHAVIOR", "REPLACE"),
+            ("ALLOWED_OPERATIONS", "CheckoutLicense,DeleteEverything"),
+            ("DRY_RUN", "sometimes"),
+            ("MAX_CONCURRENT_LICENSES", "0"),
+            ("RECHECK_DELAY_SECONDS", "901"),
+            ("WORKFLOW_DEADLINE_SECONDS", "-1"),
+            ("ONBOARDING_QUEUE_URL", "queue"),
+            ("GRANT_NAME_PREFIX", "has space"),
+        ] {
+            let msg = config_error(&[base, (var, value)]);
+            assert!(msg.starts_with(var), "{var}={value}: {msg}");
+        }
+    }
+
+    #[test]
+    fn ou_rules_and_filters() {
+        let c = load(&[
+            ("PRODUCT_SKUS", "sku-a"),
+            ("OU_LICENSE_RULES", r#"{"ou-ab12-cdef3456": ["sku-b"], "ou-ab12-00000000": []}"#),
+            ("TARGET_OUS", "ou-ab12-cdef3456"),
+            ("ACCOUNT_TAG_FILTER", "marketplace = yes"),
+            ("ACTIVATION_OVERRIDE_BEHAVIOR", "ALL_GRANTS_PERMITTED_BY_ISSUER"),
+        ])
+        .expect("valid");
+        assert_eq!(c.ou_rules["ou-ab12-cdef3456"], vec![LicenseRef::Sku("sku-b".into())]);
+        assert!(c.ou_rules["ou-ab12-00000000"].is_empty());
+        assert_eq!(c.account_tag_filter, Some(("marketplace".into(), "yes".into())));
+        assert_eq!(c.override_behavior, OverrideBehavior::AllGrantsPermittedByIssuer);
+    }
+}

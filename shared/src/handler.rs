@@ -1,0 +1,126 @@
+//! The account-lifecycle invocation: a direct EventBridge event or onboard request, or an SQS
+//! batch answered with a partial batch response so one bad account never fails its neighbours.
+
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::event::{parse_body, parse_request, Request};
+use crate::report::{AccountReport, ErrorReport, Outcome};
+use futures::StreamExt;
+use serde_json::{json, Value};
+
+/// Handles one invocation payload.
+///
+/// * SQS batch: every message is parsed and worked (messages for the same account in order,
+///   accounts concurrently up to MAX_CONCURRENT_ACCOUNTS); failed messages are returned in
+///   `batchItemFailures`, so SQS redelivers them and, after maxReceiveCount, parks them in the DLQ.
+/// * Anything else: one event or onboard request; the report is the return value, and a failed
+///   account is an error (so asynchronous invocations are retried and then sent to their
+///   failure destination).
+pub async fn handle(engine: &Engine, payload: Value) -> Result<Value, Error> {
+    if is_sqs_batch(&payload) {
+        return Ok(handle_batch(engine, &payload).await);
+    }
+    let request = parse_request(&payload).inspect_err(log_rejected)?;
+    let report = engine.run(request).await;
+    log_report(&report);
+    match report.deciding_error() {
+        Some(err) if report.outcome == Outcome::Failed => Err(failure_error(&report, err)),
+        _ => serde_json::to_value(&report).map_err(|e| Error::InvalidInput(e.to_string())),
+    }
+}
+
+fn is_sqs_batch(payload: &Value) -> bool {
+    payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs")
+}
+
+async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
+    let records = payload.get("Records").and_then(Value::as_array).cloned().unwrap_or_default();
+    let mut failures: Vec<String> = Vec::new();
+    // Group by account so two messages for one account never race each other.
+    let mut groups: Vec<(Option<String>, Vec<(String, Request)>)> = Vec::new();
+    for record in &records {
+        let id = record.get("messageId").and_then(Value::as_str).unwrap_or_default().to_string();
+        let body = record.get("body").and_then(Value::as_str).unwrap_or_default();
+        match parse_body(body) {
+            Err(e) => {
+                log_rejected(&e);
+                failures.push(id);
+            }
+            Ok(request) => {
+                let key = match &request {
+                    Request::Work(w) => Some(w.account_id.to_string()),
+                    Request::Skip { .. } => None,
+                };
+                match groups.iter_mut().find(|(k, _)| k.is_some() && *k == key) {
+                    Some((_, items)) => items.push((id, request)),
+                    None => groups.push((key, vec![(id, request)])),
+                }
+            }
+        }
+    }
+    let failed: Vec<Vec<String>> = futures::stream::iter(groups)
+        .map(|(_, items)| async move {
+            let mut failed = Vec::new();
+            for (id, request) in items {
+                let report = engine.run(request).await;
+                log_report(&report);
+                if report.outcome == Outcome::Failed {
+                    failed.push(id);
+                }
+            }
+            failed
+        })
+        .buffer_unordered(engine.config().max_concurrent_accounts)
+        .collect()
+        .await;
+    failures.extend(failed.into_iter().flatten());
+    // Keep SQS's order of identifiers for readable logs.
+    let order = |id: &String| records.iter().position(|r| r.get("messageId").and_then(Value::as_str) == Some(id));
+    failures.sort_by_key(order);
+    json!({ "batchItemFailures": failures.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>() })
+}
+
+fn failure_error(report: &AccountReport, err: &ErrorReport) -> Error {
+    let account = report.account_id.as_deref().unwrap_or("?");
+    let message = format!("account {account}: {}", err.message);
+    if err.retry == crate::error::Retry::Retryable {
+        Error::Aws {
+            service: "ct-entitlements",
+            operation: "onboard",
+            code: err.code.clone().unwrap_or_else(|| err.kind.clone()),
+            message,
+            retry: err.retry,
+        }
+    } else {
+        match err.kind.as_str() {
+            "Configuration" => Error::Config(message),
+            "InvalidInput" => Error::InvalidInput(message),
+            _ => Error::GrantFailed {
+                grant_arn: String::new(),
+                status: err.kind.clone(),
+                reason: message,
+            },
+        }
+    }
+}
+
+/// One JSON line per account, for CloudWatch Logs Insights.
+fn log_report(report: &AccountReport) {
+    match serde_json::to_string(report) {
+        Ok(line) => println!("{{\"type\":\"accountReport\",\"report\":{line}}}"),
+        Err(e) => tracing::error!(error = %e, "could not serialize a report"),
+    }
+    if report.outcome == Outcome::Failed {
+        tracing::warn!(account = ?report.account_id, error = ?report.deciding_error(), "account not entitled");
+    }
+}
+
+fn log_rejected(e: &Error) {
+    tracing::error!(kind = e.kind(), retry = %e.retry(), error = %e, "input rejected before any AWS call");
+}

@@ -1,0 +1,18 @@
+//! ct-entitlements core: parse what arrives, decide per account, drive License Manager grants to
+//! ACTIVE, and report. The Lambda functions in `functions/` only wire this up.
+
+pub mod aws;
+pub mod clients;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod event;
+pub mod handler;
+pub mod ids;
+pub mod report;
+
+pub use clients::{Clients, MemberClientFactory, MemberClients};
+pub use config::Config;
+pub use engine::Engine;
+pub use error::{Error, Retry};
+pub use report::{AccountReport, Outcome};

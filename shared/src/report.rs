@@ -1,0 +1,143 @@
+//! The per-account report: one structured JSON log line per account, and the function's return
+//! value for a direct invocation.
+
+use crate::error::{Error, Retry};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// How an account ended this run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Outcome {
+    /// Every selected license is ACTIVE in the account.
+    Entitled,
+    /// Some grant is still in workflow; a delayed re-check is queued.
+    Pending,
+    /// Nothing to do for this account (not selected, or a FAILED Control Tower event).
+    Skipped,
+    /// Dry run: the plan is in the report, nothing was written.
+    Planned,
+    /// At least one step failed; `error` says whether a retry can help.
+    Failed,
+}
+
+/// A failure as it appears in reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReport {
+    pub kind: String,
+    pub retry: Retry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(e: &Error) -> Self {
+        ErrorReport {
+            kind: e.kind().to_string(),
+            retry: e.retry(),
+            code: e.aws_code().map(str::to_string),
+            message: e.to_string(),
+        }
+    }
+}
+
+/// One service-linked role in the member account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SlrReport {
+    pub service: String,
+    /// `existed`, `created` or `wouldCreate`.
+    pub action: String,
+}
+
+/// One license in the account.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseReport {
+    pub license_arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_sku: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_arn: Option<String>,
+    /// `account` (a grant to this account) or `organization` (a child of an org or OU grant).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub grant_source: Option<String>,
+    /// Grant status before this run; none = no grant existed.
+    pub status_before: Option<String>,
+    pub status_after: Option<String>,
+    /// Write steps taken (or, in a dry run, planned), in order.
+    pub actions: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+}
+
+/// The report for one account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccountReport {
+    pub account_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ou_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ou_name: Option<String>,
+    pub trigger: String,
+    pub outcome: Outcome,
+    pub dry_run: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub service_linked_roles: Vec<SlrReport>,
+    pub licenses: Vec<LicenseReport>,
+    /// Seconds until the queued re-check, when the outcome is pending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recheck_in_seconds: Option<u64>,
+    pub attempt: u32,
+    /// Every AWS call made for this account, by operation.
+    pub api_calls: BTreeMap<String, u32>,
+    pub write_calls: u32,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+}
+
+impl AccountReport {
+    /// The error that decides this account's fate: the account-level one, else the first
+    /// license failure (retryable ones first, so a retry is not lost behind a permanent one).
+    pub fn deciding_error(&self) -> Option<&ErrorReport> {
+        self.error.as_ref().or_else(|| {
+            let errors = || self.licenses.iter().filter_map(|l| l.error.as_ref());
+            errors()
+                .find(|e| e.retry == Retry::Retryable)
+                .or_else(|| errors().next())
+        })
+    }
+}
+
+/// Counts the AWS calls made while working on one account.
+#[derive(Debug, Default)]
+pub struct CallLog {
+    inner: Mutex<(BTreeMap<String, u32>, u32)>,
+}
+
+impl CallLog {
+    /// Records one call; `write` marks calls that change something.
+    pub fn record(&self, operation: &str, write: bool) {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        *guard.0.entry(operation.to_string()).or_default() += 1;
+        if write {
+            guard.1 += 1;
+        }
+    }
+
+    /// (calls by operation, write calls).
+    pub fn snapshot(&self) -> (BTreeMap<String, u32>, u32) {
+        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        (guard.0.clone(), guard.1)
+    }
+}
