@@ -79,7 +79,9 @@ pub async fn describe_organization(
         .send()
         .await
         .map_err(|e| aws_error("organizations", "DescribeOrganization", e))?;
-    let o = out.organization().ok_or_else(|| missing("DescribeOrganization", "Organization"))?;
+    let o = out
+        .organization()
+        .ok_or_else(|| missing("DescribeOrganization", "Organization"))?;
     Ok(OrgInfo {
         id: o.id().unwrap_or_default().to_string(),
         arn: o.arn().unwrap_or_default().to_string(),
@@ -100,13 +102,17 @@ pub async fn describe_member(
         .send()
         .await
         .map_err(|e| match aws_error("organizations", "DescribeAccount", e) {
-            Error::Aws { code, message, .. } if code == "AccountNotFoundException" => Error::NotInOrganization {
-                account: account.to_string(),
-                reason: message,
-            },
+            Error::Aws { code, message, .. } if code == "AccountNotFoundException" => {
+                Error::NotInOrganization {
+                    account: account.to_string(),
+                    reason: message,
+                }
+            }
             other => other,
         })?;
-    let acct = described.account().ok_or_else(|| missing("DescribeAccount", "Account"))?;
+    let acct = described
+        .account()
+        .ok_or_else(|| missing("DescribeAccount", "Account"))?;
     #[allow(deprecated)]
     let state = acct
         .state()
@@ -125,7 +131,10 @@ pub async fn describe_member(
         Ok::<_, Error>(
             out.parents()
                 .iter()
-                .find(|p| p.r#type().is_some_and(|t| t.as_str() == "ORGANIZATIONAL_UNIT"))
+                .find(|p| {
+                    p.r#type()
+                        .is_some_and(|t| t.as_str() == "ORGANIZATIONAL_UNIT")
+                })
                 .and_then(|p| p.id().map(str::to_string)),
         )
     };
@@ -141,7 +150,11 @@ pub async fn describe_member(
                 .send()
                 .await
                 .map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
-            tags.extend(out.tags().iter().map(|t| (t.key().to_string(), t.value().to_string())));
+            tags.extend(
+                out.tags()
+                    .iter()
+                    .map(|t| (t.key().to_string(), t.value().to_string())),
+            );
             token = out.next_token().map(str::to_string);
             if token.is_none() {
                 return Ok::<_, Error>(tags);
@@ -213,7 +226,9 @@ pub async fn assume_role(
             .await;
         match result {
             Ok(out) => {
-                let c = out.credentials().ok_or_else(|| missing("AssumeRole", "Credentials"))?;
+                let c = out
+                    .credentials()
+                    .ok_or_else(|| missing("AssumeRole", "Credentials"))?;
                 let expiry = SystemTime::try_from(*c.expiration()).ok();
                 return Ok(Credentials::new(
                     c.access_key_id(),
@@ -225,7 +240,13 @@ pub async fn assume_role(
             }
             Err(err) => {
                 let classified = aws_error("sts", "AssumeRole", err);
-                let Error::Aws { code, message, retry, .. } = &classified else {
+                let Error::Aws {
+                    code,
+                    message,
+                    retry,
+                    ..
+                } = &classified
+                else {
                     return Err(classified);
                 };
                 let (code, message, retry) = (code.clone(), message.clone(), *retry);
@@ -265,7 +286,10 @@ pub const MEMBER_SLR_SERVICES: &[&str] = &[
 ];
 
 /// Paths of the service-linked roles present in the account.
-pub async fn service_role_paths(iam: &aws_sdk_iam::Client, calls: &CallLog) -> Result<Vec<String>, Error> {
+pub async fn service_role_paths(
+    iam: &aws_sdk_iam::Client,
+    calls: &CallLog,
+) -> Result<Vec<String>, Error> {
     let mut paths = Vec::new();
     let mut marker = None;
     loop {
@@ -287,9 +311,18 @@ pub async fn service_role_paths(iam: &aws_sdk_iam::Client, calls: &CallLog) -> R
 
 /// Creates one SLR; "already there" (AWS: InvalidInput "has been taken"; moto:
 /// EntityAlreadyExists) is success. Returns true when it was created now.
-pub async fn create_slr(iam: &aws_sdk_iam::Client, service: &str, calls: &CallLog) -> Result<bool, Error> {
+pub async fn create_slr(
+    iam: &aws_sdk_iam::Client,
+    service: &str,
+    calls: &CallLog,
+) -> Result<bool, Error> {
     calls.record("iam:CreateServiceLinkedRole", true);
-    match iam.create_service_linked_role().aws_service_name(service).send().await {
+    match iam
+        .create_service_linked_role()
+        .aws_service_name(service)
+        .send()
+        .await
+    {
         Ok(_) => Ok(true),
         Err(e) => match aws_error("iam", "CreateServiceLinkedRole", e) {
             Error::Aws { code, message, .. }
@@ -381,14 +414,21 @@ pub async fn create_grant(
         .principals(grant.principal)
         .home_region(grant.home_region)
         .set_allowed_operations(Some(
-            grant.allowed_operations.iter().map(|op| AllowedOperation::from(op.as_str())).collect(),
+            grant
+                .allowed_operations
+                .iter()
+                .map(|op| AllowedOperation::from(op.as_str()))
+                .collect(),
         ))
         .send()
         .await
         .map_err(|e| aws_error("license-manager", "CreateGrant", e))?;
     Ok(GrantView {
         arn: out.grant_arn().unwrap_or_default().to_string(),
-        status: out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        status: out
+            .status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         version: out.version().unwrap_or_default().to_string(),
         parent_arn: grant.license_arn.to_string(),
         grantee: grant.principal.to_string(),
@@ -410,7 +450,9 @@ pub async fn accept_grant(
         .await
         .map_err(|e| aws_error("license-manager", "AcceptGrant", e))?;
     Ok((
-        out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        out.status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         out.version().unwrap_or_default().to_string(),
     ))
 }
@@ -438,14 +480,18 @@ pub async fn activate_grant(
         )
         .send()
         .await
-        .map_err(|e| match aws_error("license-manager", "CreateGrantVersion", e) {
-            Error::Aws { message, .. } if message.contains("already has an active license") => {
-                Error::ActiveLicenseConflict(message)
-            }
-            other => other,
-        })?;
+        .map_err(
+            |e| match aws_error("license-manager", "CreateGrantVersion", e) {
+                Error::Aws { message, .. } if message.contains("already has an active license") => {
+                    Error::ActiveLicenseConflict(message)
+                }
+                other => other,
+            },
+        )?;
     Ok((
-        out.status().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        out.status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         out.version().unwrap_or_default().to_string(),
     ))
 }

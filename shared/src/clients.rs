@@ -43,7 +43,9 @@ impl MemberClientFactory for SdkMemberClients {
         let config = self
             .base
             .to_builder()
-            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(credentials))
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(credentials),
+            )
             .build();
         MemberClients {
             iam: aws_sdk_iam::Client::new(&config),
@@ -70,9 +72,14 @@ impl Clients {
 
 /// License Manager client in its home region that treats `RateLimitExceededException` as
 /// throttling, so the SDK's standard retry (exponential backoff with jitter) covers it.
-pub fn license_manager_client(config: &SdkConfig, home_region: &str) -> aws_sdk_licensemanager::Client {
+pub fn license_manager_client(
+    config: &SdkConfig,
+    home_region: &str,
+) -> aws_sdk_licensemanager::Client {
     let conf = aws_sdk_licensemanager::config::Builder::from(config)
-        .region(aws_sdk_licensemanager::config::Region::new(home_region.to_string()))
+        .region(aws_sdk_licensemanager::config::Region::new(
+            home_region.to_string(),
+        ))
         .retry_classifier(LicenseManagerThrottling)
         .build();
     aws_sdk_licensemanager::Client::from_conf(conf)

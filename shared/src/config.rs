@@ -131,13 +131,19 @@ pub struct Config {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u64(d.as_secs())
     }
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_u128(d.as_millis())
     }
 }
@@ -175,7 +181,11 @@ impl Config {
     /// Reads configuration through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         use vars::*;
-        let get = |k: &str| lookup(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        let get = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
 
         let mut listed = Vec::new();
         for (var, want_arn) in [(LICENSE_ARNS, true), (PRODUCT_SKUS, false)] {
@@ -192,7 +202,11 @@ impl Config {
                 }
             }
         }
-        let all = parse_bool(get(ALL_MARKETPLACE_LICENSES).as_deref(), ALL_MARKETPLACE_LICENSES, false)?;
+        let all = parse_bool(
+            get(ALL_MARKETPLACE_LICENSES).as_deref(),
+            ALL_MARKETPLACE_LICENSES,
+            false,
+        )?;
         let selection = match (all, listed.is_empty()) {
             (true, true) => Selection::AllMarketplace,
             (true, false) => {
@@ -217,7 +231,9 @@ impl Config {
             })?;
             for (ou, refs) in parsed {
                 if !is_ou_id(&ou) {
-                    return Err(Error::Config(format!("{OU_LICENSE_RULES}: {ou:?} is not an OU id (ou-xxxx-yyyyyyyy)")));
+                    return Err(Error::Config(format!(
+                        "{OU_LICENSE_RULES}: {ou:?} is not an OU id (ou-xxxx-yyyyyyyy)"
+                    )));
                 }
                 let refs = refs
                     .iter()
@@ -227,15 +243,21 @@ impl Config {
             }
         }
 
-        let target_ous: Vec<String> = split_list(get(TARGET_OUS).as_deref()).map(str::to_string).collect();
+        let target_ous: Vec<String> = split_list(get(TARGET_OUS).as_deref())
+            .map(str::to_string)
+            .collect();
         if let Some(bad) = target_ous.iter().find(|ou| !is_ou_id(ou)) {
-            return Err(Error::Config(format!("{TARGET_OUS}: {bad:?} is not an OU id (ou-xxxx-yyyyyyyy)")));
+            return Err(Error::Config(format!(
+                "{TARGET_OUS}: {bad:?} is not an OU id (ou-xxxx-yyyyyyyy)"
+            )));
         }
 
         let account_tag_filter = match get(ACCOUNT_TAG_FILTER) {
             None => None,
             Some(raw) => match raw.split_once('=') {
-                Some((k, v)) if !k.trim().is_empty() => Some((k.trim().to_string(), v.trim().to_string())),
+                Some((k, v)) if !k.trim().is_empty() => {
+                    Some((k.trim().to_string(), v.trim().to_string()))
+                }
                 _ => {
                     return Err(Error::Config(format!(
                         "{ACCOUNT_TAG_FILTER}: {raw:?} must look like key=value"
@@ -244,7 +266,8 @@ impl Config {
             },
         };
 
-        let execution_role_name = get(EXECUTION_ROLE_NAME).unwrap_or_else(|| "AWSControlTowerExecution".into());
+        let execution_role_name =
+            get(EXECUTION_ROLE_NAME).unwrap_or_else(|| "AWSControlTowerExecution".into());
         if !is_role_name(&execution_role_name) {
             return Err(Error::Config(format!(
                 "{EXECUTION_ROLE_NAME}: {execution_role_name:?} is not an IAM role name"
@@ -261,13 +284,20 @@ impl Config {
             Some(raw) => OverrideBehavior::parse(&raw, ACTIVATION_OVERRIDE_BEHAVIOR)?,
         };
         let allowed_operations: Vec<String> = match get(ALLOWED_OPERATIONS) {
-            None => ["CheckoutLicense", "CheckInLicense", "ExtendConsumptionLicense", "ListPurchasedLicenses"]
-                .map(String::from)
-                .to_vec(),
+            None => [
+                "CheckoutLicense",
+                "CheckInLicense",
+                "ExtendConsumptionLicense",
+                "ListPurchasedLicenses",
+            ]
+            .map(String::from)
+            .to_vec(),
             Some(raw) => split_list(Some(&raw)).map(str::to_string).collect(),
         };
         if allowed_operations.is_empty() || allowed_operations.len() > 8 {
-            return Err(Error::Config(format!("{ALLOWED_OPERATIONS}: give 1 to 8 operations")));
+            return Err(Error::Config(format!(
+                "{ALLOWED_OPERATIONS}: give 1 to 8 operations"
+            )));
         }
         if let Some(bad) = allowed_operations
             .iter()
@@ -279,7 +309,11 @@ impl Config {
             )));
         }
         let grant_name_prefix = get(GRANT_NAME_PREFIX).unwrap_or_else(|| "ct-entitlements".into());
-        if grant_name_prefix.len() > 40 || !grant_name_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        if grant_name_prefix.len() > 40
+            || !grant_name_prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        {
             return Err(Error::Config(format!(
                 "{GRANT_NAME_PREFIX}: {grant_name_prefix:?} must be at most 40 letters, digits, '-', '_' or '.'"
             )));
@@ -288,7 +322,9 @@ impl Config {
         let onboarding_queue_url = get(ONBOARDING_QUEUE_URL);
         if let Some(url) = &onboarding_queue_url {
             if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(Error::Config(format!("{ONBOARDING_QUEUE_URL}: {url:?} is not a queue URL")));
+                return Err(Error::Config(format!(
+                    "{ONBOARDING_QUEUE_URL}: {url:?} is not a queue URL"
+                )));
             }
         }
 
@@ -304,10 +340,28 @@ impl Config {
             allowed_operations,
             grant_name_prefix,
             dry_run: parse_bool(get(DRY_RUN).as_deref(), DRY_RUN, false)?,
-            max_concurrent_licenses: parse_num(get(MAX_CONCURRENT_LICENSES), MAX_CONCURRENT_LICENSES, 4, 1, 20)? as usize,
-            max_concurrent_accounts: parse_num(get(MAX_CONCURRENT_ACCOUNTS), MAX_CONCURRENT_ACCOUNTS, 5, 1, 10)? as usize,
+            max_concurrent_licenses: parse_num(
+                get(MAX_CONCURRENT_LICENSES),
+                MAX_CONCURRENT_LICENSES,
+                4,
+                1,
+                20,
+            )? as usize,
+            max_concurrent_accounts: parse_num(
+                get(MAX_CONCURRENT_ACCOUNTS),
+                MAX_CONCURRENT_ACCOUNTS,
+                5,
+                1,
+                10,
+            )? as usize,
             onboarding_queue_url,
-            recheck_delay: Duration::from_secs(parse_num(get(RECHECK_DELAY_SECONDS), RECHECK_DELAY_SECONDS, 300, 0, 900)?),
+            recheck_delay: Duration::from_secs(parse_num(
+                get(RECHECK_DELAY_SECONDS),
+                RECHECK_DELAY_SECONDS,
+                300,
+                0,
+                900,
+            )?),
             workflow_deadline: Duration::from_secs(parse_num(
                 get(WORKFLOW_DEADLINE_SECONDS),
                 WORKFLOW_DEADLINE_SECONDS,
@@ -315,7 +369,13 @@ impl Config {
                 60,
                 14 * 86_400,
             )?),
-            assume_role_attempts: parse_num(get(ASSUME_ROLE_ATTEMPTS), ASSUME_ROLE_ATTEMPTS, 4, 1, 10)? as u32,
+            assume_role_attempts: parse_num(
+                get(ASSUME_ROLE_ATTEMPTS),
+                ASSUME_ROLE_ATTEMPTS,
+                4,
+                1,
+                10,
+            )? as u32,
             assume_role_backoff: Duration::from_millis(parse_num(
                 get(ASSUME_ROLE_BACKOFF_MS),
                 ASSUME_ROLE_BACKOFF_MS,
@@ -339,23 +399,39 @@ fn parse_bool(raw: Option<&str>, var: &str, default: bool) -> Result<bool, Error
         None => Ok(default),
         Some("true" | "1" | "yes") => Ok(true),
         Some("false" | "0" | "no") => Ok(false),
-        Some(other) => Err(Error::Config(format!("{var}: {other:?} must be true or false"))),
+        Some(other) => Err(Error::Config(format!(
+            "{var}: {other:?} must be true or false"
+        ))),
     }
 }
 
-fn parse_num(raw: Option<String>, var: &str, default: u64, min: u64, max: u64) -> Result<u64, Error> {
+fn parse_num(
+    raw: Option<String>,
+    var: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, Error> {
     let Some(raw) = raw else { return Ok(default) };
     match raw.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(Error::Config(format!("{var}: {raw:?} must be a whole number from {min} to {max}"))),
+        _ => Err(Error::Config(format!(
+            "{var}: {raw:?} must be a whole number from {min} to {max}"
+        ))),
     }
 }
 
 fn is_region(raw: &str) -> bool {
     let parts: Vec<&str> = raw.split('-').collect();
     parts.len() >= 3
-        && parts.iter().all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
-        && parts.last().is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -363,10 +439,14 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    const ARN: &str = "arn:aws:license-manager::294406891311:license:l-0123456789abcdef0123456789abcdef";
+    const ARN: &str =
+        "arn:aws:license-manager::294406891311:license:l-0123456789abcdef0123456789abcdef";
 
     fn load(pairs: &[(&str, &str)]) -> Result<Config, Error> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned())
     }
 
@@ -392,7 +472,11 @@ mod tests {
 
     #[test]
     fn listed_licenses() {
-        let c = load(&[("LICENSE_ARNS", &format!("{ARN}, {ARN}")), ("PRODUCT_SKUS", "sku-a,sku-b")]).expect("valid");
+        let c = load(&[
+            ("LICENSE_ARNS", &format!("{ARN}, {ARN}")),
+            ("PRODUCT_SKUS", "sku-a,sku-b"),
+        ])
+        .expect("valid");
         assert_eq!(
             c.selection,
             Selection::Listed(vec![
@@ -406,11 +490,18 @@ mod tests {
     #[test]
     fn errors_name_the_variable() {
         assert!(config_error(&[]).contains("no licenses selected"));
-        assert!(config_error(&[("LICENSE_ARNS", "arn:aws:license-manager::1:license:l-1")]).starts_with("LICENSE_ARNS"));
+        assert!(
+            config_error(&[("LICENSE_ARNS", "arn:aws:license-manager::1:license:l-1")])
+                .starts_with("LICENSE_ARNS")
+        );
         assert!(config_error(&[("LICENSE_ARNS", "sku-a")]).starts_with("LICENSE_ARNS"));
         assert!(config_error(&[("PRODUCT_SKUS", "bad sku!")]).starts_with("PRODUCT_SKUS"));
-        assert!(config_error(&[("ALL_MARKETPLACE_LICENSES", "true"), ("PRODUCT_SKUS", "a")]).contains("choose one"));
-        assert!(config_error(&[("ALL_MARKETPLACE_LICENSES", "maybe")]).starts_with("ALL_MARKETPLACE_LICENSES"));
+        assert!(
+            config_error(&[("ALL_MARKETPLACE_LICENSES", "true"), ("PRODUCT_SKUS", "a")])
+                .contains("choose one")
+        );
+        assert!(config_error(&[("ALL_MARKETPLACE_LICENSES", "maybe")])
+            .starts_with("ALL_MARKETPLACE_LICENSES"));
         let base = ("PRODUCT_SKUS", "sku-a");
         for (var, value) in [
             ("OU_LICENSE_RULES", "{not json"),
@@ -437,15 +528,30 @@ mod tests {
     fn ou_rules_and_filters() {
         let c = load(&[
             ("PRODUCT_SKUS", "sku-a"),
-            ("OU_LICENSE_RULES", r#"{"ou-ab12-cdef3456": ["sku-b"], "ou-ab12-00000000": []}"#),
+            (
+                "OU_LICENSE_RULES",
+                r#"{"ou-ab12-cdef3456": ["sku-b"], "ou-ab12-00000000": []}"#,
+            ),
             ("TARGET_OUS", "ou-ab12-cdef3456"),
             ("ACCOUNT_TAG_FILTER", "marketplace = yes"),
-            ("ACTIVATION_OVERRIDE_BEHAVIOR", "ALL_GRANTS_PERMITTED_BY_ISSUER"),
+            (
+                "ACTIVATION_OVERRIDE_BEHAVIOR",
+                "ALL_GRANTS_PERMITTED_BY_ISSUER",
+            ),
         ])
         .expect("valid");
-        assert_eq!(c.ou_rules["ou-ab12-cdef3456"], vec![LicenseRef::Sku("sku-b".into())]);
+        assert_eq!(
+            c.ou_rules["ou-ab12-cdef3456"],
+            vec![LicenseRef::Sku("sku-b".into())]
+        );
         assert!(c.ou_rules["ou-ab12-00000000"].is_empty());
-        assert_eq!(c.account_tag_filter, Some(("marketplace".into(), "yes".into())));
-        assert_eq!(c.override_behavior, OverrideBehavior::AllGrantsPermittedByIssuer);
+        assert_eq!(
+            c.account_tag_filter,
+            Some(("marketplace".into(), "yes".into()))
+        );
+        assert_eq!(
+            c.override_behavior,
+            OverrideBehavior::AllGrantsPermittedByIssuer
+        );
     }
 }

@@ -69,7 +69,9 @@ pub fn best_live(grants: &[GrantView]) -> Option<&GrantView> {
 /// give the same token, so a retried or duplicated create cannot make a second grant; the
 /// replacement of a rejected or deleted grant has a higher generation, so a new token.
 pub fn grant_client_token(account: &AccountId, license_arn: &str, generation: usize) -> String {
-    token(&format!("create-grant|{account}|{license_arn}|{generation}"))
+    token(&format!(
+        "create-grant|{account}|{license_arn}|{generation}"
+    ))
 }
 
 /// Deterministic `ClientToken` for an activation of one grant version.
@@ -126,18 +128,27 @@ impl Engine {
         let calls = CallLog::default();
         let mut report = match &request {
             Request::Skip { account_id, reason } => {
-                let mut r = empty_report(account_id.clone(), "controlTowerFailed".into(), self.config.dry_run);
+                let mut r = empty_report(
+                    account_id.clone(),
+                    "controlTowerFailed".into(),
+                    self.config.dry_run,
+                );
                 r.outcome = Outcome::Skipped;
                 r.reason = Some(reason.clone());
                 r
             }
             Request::Work(work) => {
-                let mut r = empty_report(Some(work.account_id.to_string()), trigger_name(&work.trigger), self.config.dry_run);
+                let mut r = empty_report(
+                    Some(work.account_id.to_string()),
+                    trigger_name(&work.trigger),
+                    self.config.dry_run,
+                );
                 r.account_name = work.account_name.clone();
                 r.ou_id = work.ou_id.clone();
                 r.ou_name = work.ou_name.clone();
                 r.attempt = work.attempt;
-                if let Err(e) = self.onboard(work, &calls, &mut r).await {
+                // Boxed: the whole onboarding future is deep; keep it off the caller's stack type.
+                if let Err(e) = Box::pin(self.onboard(work, &calls, &mut r)).await {
                     r.error = Some(ErrorReport::from(&e));
                 }
                 r.outcome = outcome(&r);
@@ -151,7 +162,12 @@ impl Engine {
         report
     }
 
-    async fn onboard(&self, work: &Work, calls: &CallLog, report: &mut AccountReport) -> Result<(), Error> {
+    async fn onboard(
+        &self,
+        work: &Work,
+        calls: &CallLog,
+        report: &mut AccountReport,
+    ) -> Result<(), Error> {
         let account = &work.account_id;
         let org = self.org_info(calls).await?;
         if org.management_account == account.as_str() {
@@ -198,7 +214,10 @@ impl Engine {
             return Ok(());
         }
 
-        let role_arn = format!("arn:aws:iam::{account}:role/{}", self.config.execution_role_name);
+        let role_arn = format!(
+            "arn:aws:iam::{account}:role/{}",
+            self.config.execution_role_name
+        );
         let credentials = aws::assume_role(
             &self.clients.sts,
             &role_arn,
@@ -213,7 +232,16 @@ impl Engine {
         report.service_linked_roles = self.ensure_slrs(&member_clients, calls).await?;
 
         let runs: Vec<LicenseRun> = futures::stream::iter(licenses.iter())
-            .map(|license| self.ensure_license(account, &org, member.ou_id.as_deref(), &member_clients, license, calls))
+            .map(|license| {
+                self.ensure_license(
+                    account,
+                    &org,
+                    member.ou_id.as_deref(),
+                    &member_clients,
+                    license,
+                    calls,
+                )
+            })
             .buffered(self.config.max_concurrent_licenses)
             .collect()
             .await;
@@ -229,7 +257,9 @@ impl Engine {
     /// Why an account is outside the configured scope, if it is.
     fn excluded(&self, ou_id: &Option<String>, tags: &[(String, String)]) -> Option<String> {
         if !self.config.target_ous.is_empty()
-            && !ou_id.as_ref().is_some_and(|ou| self.config.target_ous.contains(ou))
+            && !ou_id
+                .as_ref()
+                .is_some_and(|ou| self.config.target_ous.contains(ou))
         {
             return Some(format!(
                 "account's OU {} is not in TARGET_OUS",
@@ -238,7 +268,9 @@ impl Engine {
         }
         if let Some((key, value)) = &self.config.account_tag_filter {
             if !tags.iter().any(|(k, v)| k == key && v == value) {
-                return Some(format!("account lacks the tag {key}={value} (ACCOUNT_TAG_FILTER)"));
+                return Some(format!(
+                    "account lacks the tag {key}={value} (ACCOUNT_TAG_FILTER)"
+                ));
             }
         }
         None
@@ -246,14 +278,19 @@ impl Engine {
 
     /// The license references that apply to an account: its OU rule or the global selection,
     /// plus any named in its licenses tag.
-    fn selection_for(&self, ou_id: &Option<String>, tags: &[(String, String)]) -> Result<Vec<Selected>, Error> {
-        let mut refs: Vec<Selected> = match ou_id.as_ref().and_then(|ou| self.config.ou_rules.get(ou)) {
-            Some(rule) => rule.iter().cloned().map(Selected::Ref).collect(),
-            None => match &self.config.selection {
-                Selection::AllMarketplace => vec![Selected::All],
-                Selection::Listed(list) => list.iter().cloned().map(Selected::Ref).collect(),
-            },
-        };
+    fn selection_for(
+        &self,
+        ou_id: &Option<String>,
+        tags: &[(String, String)],
+    ) -> Result<Vec<Selected>, Error> {
+        let mut refs: Vec<Selected> =
+            match ou_id.as_ref().and_then(|ou| self.config.ou_rules.get(ou)) {
+                Some(rule) => rule.iter().cloned().map(Selected::Ref).collect(),
+                None => match &self.config.selection {
+                    Selection::AllMarketplace => vec![Selected::All],
+                    Selection::Listed(list) => list.iter().cloned().map(Selected::Ref).collect(),
+                },
+            };
         if let Some(key) = &self.config.licenses_tag_key {
             for (_, value) in tags.iter().filter(|(k, _)| k == key) {
                 for item in value.split_whitespace() {
@@ -286,7 +323,11 @@ impl Engine {
         Ok(held)
     }
 
-    async fn ensure_slrs(&self, member: &MemberClients, calls: &CallLog) -> Result<Vec<SlrReport>, Error> {
+    async fn ensure_slrs(
+        &self,
+        member: &MemberClients,
+        calls: &CallLog,
+    ) -> Result<Vec<SlrReport>, Error> {
         let paths = aws::service_role_paths(&member.iam, calls).await?;
         let mut out = Vec::new();
         for service in aws::MEMBER_SLR_SERVICES {
@@ -323,11 +364,17 @@ impl Engine {
             product_name: license.product_name.clone().or(license.name.clone()),
             ..LicenseReport::default()
         };
-        match self.drive_grant(account, org, ou_id, member, license, calls, &mut report).await {
+        match self
+            .drive_grant(account, org, ou_id, member, license, calls, &mut report)
+            .await
+        {
             Ok(pending) => LicenseRun { report, pending },
             Err(e) => {
                 report.error = Some(ErrorReport::from(&e));
-                LicenseRun { report, pending: false }
+                LicenseRun {
+                    report,
+                    pending: false,
+                }
             }
         }
     }
@@ -360,7 +407,13 @@ impl Engine {
                 g.clone()
             }
             None => {
-                let direct = aws::distributed_grants(&self.clients.license_manager, &license.arn, &principal, calls).await?;
+                let direct = aws::distributed_grants(
+                    &self.clients.license_manager,
+                    &license.arn,
+                    &principal,
+                    calls,
+                )
+                .await?;
                 if let Some(g) = best_live(&direct) {
                     report.grant_source = Some("account".into());
                     g.clone()
@@ -369,8 +422,16 @@ impl Engine {
                     let mut principals = vec![org.arn.clone()];
                     principals.extend(ou_id.map(|ou| org.ou_arn(ou)));
                     for parent_principal in principals {
-                        let parents = aws::distributed_grants(&self.clients.license_manager, &license.arn, &parent_principal, calls).await?;
-                        if let Some(parent) = parents.iter().find(|g| is_in_workflow(&g.status) && g.status != status::WORKFLOW_COMPLETED) {
+                        let parents = aws::distributed_grants(
+                            &self.clients.license_manager,
+                            &license.arn,
+                            &parent_principal,
+                            calls,
+                        )
+                        .await?;
+                        if let Some(parent) = parents.iter().find(|g| {
+                            is_in_workflow(&g.status) && g.status != status::WORKFLOW_COMPLETED
+                        }) {
                             report.grant_arn = Some(parent.arn.clone());
                             report.grant_source = Some("organization".into());
                             report.status_before = Some(parent.status.clone());
@@ -384,7 +445,9 @@ impl Engine {
                         report.actions = vec!["CreateGrant".into(), "ActivateGrant".into()];
                         return Ok(false);
                     }
-                    let created = self.create_grant(account, license, &principal, generation, calls).await?;
+                    let created = self
+                        .create_grant(account, license, &principal, generation, calls)
+                        .await?;
                     report.actions.push("CreateGrant".into());
                     report.grant_arn = Some(created.arn.clone());
                     report.status_after = Some(created.status.clone());
@@ -403,13 +466,20 @@ impl Engine {
             match grant.status.as_str() {
                 status::ACTIVE => return Ok(false),
                 status::PENDING_ACCEPT if self.config.dry_run => {
-                    report.actions.extend(["AcceptGrant".into(), "ActivateGrant".into()]);
+                    report
+                        .actions
+                        .extend(["AcceptGrant".into(), "ActivateGrant".into()]);
                     return Ok(false);
                 }
                 status::PENDING_ACCEPT => {
-                    let (s, v) = aws::accept_grant(&member.license_manager, &grant.arn, calls).await?;
+                    let (s, v) =
+                        aws::accept_grant(&member.license_manager, &grant.arn, calls).await?;
                     report.actions.push("AcceptGrant".into());
-                    grant.status = if s.is_empty() { status::DISABLED.into() } else { s };
+                    grant.status = if s.is_empty() {
+                        status::DISABLED.into()
+                    } else {
+                        s
+                    };
                     if !v.is_empty() {
                         grant.version = v;
                     }
@@ -445,10 +515,9 @@ impl Engine {
                     return Err(Error::GrantFailed {
                         grant_arn: grant.arn.clone(),
                         status: s.to_string(),
-                        reason: grant
-                            .status_reason
-                            .clone()
-                            .unwrap_or_else(|| "License Manager gave no reason; see the grant in the console".into()),
+                        reason: grant.status_reason.clone().unwrap_or_else(|| {
+                            "License Manager gave no reason; see the grant in the console".into()
+                        }),
                     })
                 }
             }
@@ -496,7 +565,12 @@ impl Engine {
     }
 
     /// Queues a delayed re-check, or gives up past the deadline.
-    async fn schedule_recheck(&self, work: &Work, calls: &CallLog, report: &mut AccountReport) -> Result<(), Error> {
+    async fn schedule_recheck(
+        &self,
+        work: &Work,
+        calls: &CallLog,
+        report: &mut AccountReport,
+    ) -> Result<(), Error> {
         let now = (self.now)()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -528,7 +602,14 @@ impl Engine {
             first_seen: Some(first_seen),
         };
         let body = serde_json::to_string(&body).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        aws::send_recheck(&self.clients.sqs, queue_url, &body, self.config.recheck_delay, calls).await?;
+        aws::send_recheck(
+            &self.clients.sqs,
+            queue_url,
+            &body,
+            self.config.recheck_delay,
+            calls,
+        )
+        .await?;
         report.recheck_in_seconds = Some(self.config.recheck_delay.as_secs());
         Ok(())
     }
@@ -551,7 +632,10 @@ impl std::fmt::Display for Selected {
 }
 
 /// Matches the selection against held licenses: (licenses, selections that matched nothing).
-fn resolve<'a>(refs: &'a [Selected], held: &[HeldLicense]) -> (Vec<HeldLicense>, Vec<&'a Selected>) {
+fn resolve<'a>(
+    refs: &'a [Selected],
+    held: &[HeldLicense],
+) -> (Vec<HeldLicense>, Vec<&'a Selected>) {
     let mut out: Vec<HeldLicense> = Vec::new();
     let mut unmatched = Vec::new();
     for r in refs {

@@ -123,11 +123,7 @@ const RETRYABLE_CODES: &[&str] = &[
 ];
 
 /// Classifies any SDK error into our error, keeping AWS's code and message.
-pub fn aws_error<E, R>(
-    service: &'static str,
-    operation: &'static str,
-    err: SdkError<E, R>,
-) -> Error
+pub fn aws_error<E, R>(service: &'static str, operation: &'static str, err: SdkError<E, R>) -> Error
 where
     E: ProvideErrorMetadata + fmt::Debug,
     R: fmt::Debug,

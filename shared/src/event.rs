@@ -96,25 +96,32 @@ pub fn parse_body(body: &str) -> Result<Request, Error> {
 fn parse_lifecycle(event: &Value) -> Result<Request, Error> {
     let source = event.get("source").and_then(Value::as_str).unwrap_or("");
     if source != SOURCE {
-        return Err(invalid(&format!("source must be {SOURCE:?}, got {source:?}")));
+        return Err(invalid(&format!(
+            "source must be {SOURCE:?}, got {source:?}"
+        )));
     }
     let detail = event
         .get("detail")
         .ok_or_else(|| invalid("missing detail"))?;
-    let name = detail.get("eventName").and_then(Value::as_str).unwrap_or("");
+    let name = detail
+        .get("eventName")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let (trigger, key) = match name {
         "CreateManagedAccount" => (Trigger::CreateManagedAccount, "createManagedAccountStatus"),
         "UpdateManagedAccount" => (Trigger::UpdateManagedAccount, "updateManagedAccountStatus"),
-        other => {
-            return Err(invalid(&format!(
-                "detail.eventName must be CreateManagedAccount or UpdateManagedAccount, got {other:?}"
-            )))
-        }
+        other => return Err(invalid(&format!(
+            "detail.eventName must be CreateManagedAccount or UpdateManagedAccount, got {other:?}"
+        ))),
     };
     let status = detail
         .get("serviceEventDetails")
         .and_then(|d| d.get(key))
-        .ok_or_else(|| invalid(&format!("{name} event has no detail.serviceEventDetails.{key}")))?;
+        .ok_or_else(|| {
+            invalid(&format!(
+                "{name} event has no detail.serviceEventDetails.{key}"
+            ))
+        })?;
     let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
     let account = status.get("account");
     let raw_id = text(account.and_then(|a| a.get("accountId")));
@@ -128,7 +135,11 @@ fn parse_lifecycle(event: &Value) -> Result<Request, Error> {
                 reason: format!("Control Tower reported {name} FAILED: {message}"),
             });
         }
-        other => return Err(invalid(&format!("{key}.state must be SUCCEEDED or FAILED, got {other:?}"))),
+        other => {
+            return Err(invalid(&format!(
+                "{key}.state must be SUCCEEDED or FAILED, got {other:?}"
+            )))
+        }
     }
     let raw_id = raw_id.ok_or_else(|| invalid(&format!("{key}.account.accountId is missing")))?;
     let account_id = AccountId::parse(&raw_id)?;
@@ -179,26 +190,58 @@ mod tests {
 
     #[test]
     fn create_and_update() {
-        let Ok(Request::Work(w)) = parse_request(&event("CreateManagedAccount", "createManagedAccountStatus", "SUCCEEDED", "210987654321")) else {
+        let Ok(Request::Work(w)) = parse_request(&event(
+            "CreateManagedAccount",
+            "createManagedAccountStatus",
+            "SUCCEEDED",
+            "210987654321",
+        )) else {
             panic!("expected work")
         };
         assert_eq!(w.account_id.as_str(), "210987654321");
         assert_eq!(w.trigger, Trigger::CreateManagedAccount);
         assert_eq!(w.ou_id.as_deref(), Some("ou-ab12-cdef3456"));
-        assert_eq!(kind(&event("UpdateManagedAccount", "updateManagedAccountStatus", "SUCCEEDED", "210987654321")), "work");
+        assert_eq!(
+            kind(&event(
+                "UpdateManagedAccount",
+                "updateManagedAccountStatus",
+                "SUCCEEDED",
+                "210987654321"
+            )),
+            "work"
+        );
     }
 
     #[test]
     fn status_key_must_match_event_name() {
-        assert_eq!(kind(&event("UpdateManagedAccount", "createManagedAccountStatus", "SUCCEEDED", "210987654321")), "InvalidInput");
-        assert_eq!(kind(&event("CreateManagedAccount", "updateManagedAccountStatus", "SUCCEEDED", "210987654321")), "InvalidInput");
+        assert_eq!(
+            kind(&event(
+                "UpdateManagedAccount",
+                "createManagedAccountStatus",
+                "SUCCEEDED",
+                "210987654321"
+            )),
+            "InvalidInput"
+        );
+        assert_eq!(
+            kind(&event(
+                "CreateManagedAccount",
+                "updateManagedAccountStatus",
+                "SUCCEEDED",
+                "210987654321"
+            )),
+            "InvalidInput"
+        );
     }
 
     #[test]
     fn failed_is_skipped_even_without_account_id() {
-        let Ok(Request::Skip { account_id, reason }) =
-            parse_request(&event("CreateManagedAccount", "createManagedAccountStatus", "FAILED", "Not Available"))
-        else {
+        let Ok(Request::Skip { account_id, reason }) = parse_request(&event(
+            "CreateManagedAccount",
+            "createManagedAccountStatus",
+            "FAILED",
+            "Not Available",
+        )) else {
             panic!("expected skip")
         };
         assert_eq!(account_id.as_deref(), Some("Not Available"));
@@ -207,30 +250,65 @@ mod tests {
 
     #[test]
     fn rejects_bad_input() {
-        let mut wrong_source = event("CreateManagedAccount", "createManagedAccountStatus", "SUCCEEDED", "210987654321");
+        let mut wrong_source = event(
+            "CreateManagedAccount",
+            "createManagedAccountStatus",
+            "SUCCEEDED",
+            "210987654321",
+        );
         wrong_source["source"] = json!("aws.s3");
         for bad in [
             json!([]),
             json!("text"),
             json!({}),
             wrong_source,
-            event("DeleteManagedAccount", "createManagedAccountStatus", "SUCCEEDED", "210987654321"),
-            event("CreateManagedAccount", "createManagedAccountStatus", "IN_PROGRESS", "210987654321"),
-            event("CreateManagedAccount", "createManagedAccountStatus", "SUCCEEDED", "21098765432"),
-            event("CreateManagedAccount", "createManagedAccountStatus", "SUCCEEDED", "Not Available"),
+            event(
+                "DeleteManagedAccount",
+                "createManagedAccountStatus",
+                "SUCCEEDED",
+                "210987654321",
+            ),
+            event(
+                "CreateManagedAccount",
+                "createManagedAccountStatus",
+                "IN_PROGRESS",
+                "210987654321",
+            ),
+            event(
+                "CreateManagedAccount",
+                "createManagedAccountStatus",
+                "SUCCEEDED",
+                "21098765432",
+            ),
+            event(
+                "CreateManagedAccount",
+                "createManagedAccountStatus",
+                "SUCCEEDED",
+                "Not Available",
+            ),
             json!({"accountId": "12"}),
             json!({"accountId": "210987654321", "unexpected": 1}),
         ] {
             assert_eq!(kind(&bad), "InvalidInput", "{bad}");
         }
-        assert_eq!(parse_body("not json").map_err(|e| e.kind()).err(), Some("InvalidInput"));
+        assert_eq!(
+            parse_body("not json").map_err(|e| e.kind()).err(),
+            Some("InvalidInput")
+        );
     }
 
     #[test]
     fn onboard_request_round_trip() {
-        let req = OnboardRequest { account_id: "210987654321".into(), reason: Some("recheck".into()), attempt: 2, first_seen: Some(1_700_000_000) };
+        let req = OnboardRequest {
+            account_id: "210987654321".into(),
+            reason: Some("recheck".into()),
+            attempt: 2,
+            first_seen: Some(1_700_000_000),
+        };
         let body = serde_json::to_string(&req).expect("serializes");
-        let Ok(Request::Work(w)) = parse_body(&body) else { panic!("expected work") };
+        let Ok(Request::Work(w)) = parse_body(&body) else {
+            panic!("expected work")
+        };
         assert_eq!(w.attempt, 2);
         assert_eq!(w.first_seen, Some(1_700_000_000));
         assert_eq!(w.trigger, Trigger::Onboard("recheck".into()));

@@ -29,6 +29,9 @@ pub async fn handle(engine: &Engine, payload: Value) -> Result<Value, Error> {
     }
 }
 
+/// (SQS message id, request) pairs, in arrival order.
+type Messages = Vec<(String, Request)>;
+
 fn is_sqs_batch(payload: &Value) -> bool {
     payload
         .get("Records")
@@ -40,13 +43,24 @@ fn is_sqs_batch(payload: &Value) -> bool {
 }
 
 async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
-    let records = payload.get("Records").and_then(Value::as_array).cloned().unwrap_or_default();
+    let records = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let mut failures: Vec<String> = Vec::new();
     // Group by account so two messages for one account never race each other.
-    let mut groups: Vec<(Option<String>, Vec<(String, Request)>)> = Vec::new();
+    let mut groups: Vec<(Option<String>, Messages)> = Vec::new();
     for record in &records {
-        let id = record.get("messageId").and_then(Value::as_str).unwrap_or_default().to_string();
-        let body = record.get("body").and_then(Value::as_str).unwrap_or_default();
+        let id = record
+            .get("messageId")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let body = record
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         match parse_body(body) {
             Err(e) => {
                 log_rejected(&e);
@@ -81,7 +95,11 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
         .await;
     failures.extend(failed.into_iter().flatten());
     // Keep SQS's order of identifiers for readable logs.
-    let order = |id: &String| records.iter().position(|r| r.get("messageId").and_then(Value::as_str) == Some(id));
+    let order = |id: &String| {
+        records
+            .iter()
+            .position(|r| r.get("messageId").and_then(Value::as_str) == Some(id))
+    };
     failures.sort_by_key(order);
     json!({ "batchItemFailures": failures.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>() })
 }

@@ -39,14 +39,22 @@ impl fmt::Display for AccountId {
 /// True for a License Manager license ARN: `arn:<partition>:license-manager::<12 digits>:license:l-<id>`.
 pub fn is_license_arn(raw: &str) -> bool {
     let mut parts = raw.splitn(6, ':');
-    let (Some("arn"), Some(partition), Some("license-manager"), Some(""), Some(account), Some(rest)) = (
+    let (
+        Some("arn"),
+        Some(partition),
+        Some("license-manager"),
+        Some(""),
+        Some(account),
+        Some(rest),
+    ) = (
         parts.next(),
         parts.next(),
         parts.next(),
         parts.next(),
         parts.next(),
         parts.next(),
-    ) else {
+    )
+    else {
         return false;
     };
     let partition_ok = partition.starts_with("aws")
@@ -103,12 +111,21 @@ mod tests {
     #[test]
     fn account_ids() {
         assert!(AccountId::parse("210987654321").is_ok());
-        for bad in ["", "21098765432", "2109876543210", "Not Available", "21098765432a", " 10987654321"] {
+        for bad in [
+            "",
+            "21098765432",
+            "2109876543210",
+            "Not Available",
+            "21098765432a",
+            " 10987654321",
+        ] {
             let err = AccountId::parse(bad).expect_err(bad);
             assert_eq!(err.kind(), "InvalidInput");
         }
         assert_eq!(
-            AccountId::parse("210987654321").map(|a| a.root_principal()).ok(),
+            AccountId::parse("210987654321")
+                .map(|a| a.root_principal())
+                .ok(),
             Some("arn:aws:iam::210987654321:root".to_string())
         );
     }
@@ -118,7 +135,9 @@ mod tests {
         assert!(is_license_arn(
             "arn:aws:license-manager::294406891311:license:l-0123456789abcdef0123456789abcdef"
         ));
-        assert!(is_license_arn("arn:aws-us-gov:license-manager::294406891311:license/l-abc"));
+        assert!(is_license_arn(
+            "arn:aws-us-gov:license-manager::294406891311:license/l-abc"
+        ));
         for bad in [
             "",
             "l-0123",

@@ -23,7 +23,8 @@ impl From<FunctionError> for Diagnostic {
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     init_tracing();
-    let config = Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let clients = Clients::from_sdk_config(&sdk_config, &config.license_home_region);
     let engine = Arc::new(Engine::new(config, clients));
