@@ -973,3 +973,46 @@ async fn direct_invocation_returns_the_report_or_a_classified_error() {
         ("InvalidInput", shared::Retry::Permanent)
     );
 }
+
+#[tokio::test]
+async fn every_shipped_event_parses_and_runs_through_the_handler() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("events/ exists") {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let payload: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let world = World::healthy();
+        let out = shared::handler::handle(&world.engine(&[]), payload.clone()).await;
+        if name.starts_with("sqs-") {
+            // The typed SQS event of aws_lambda_events accepts it too.
+            let typed: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(payload).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(typed.records.len(), 1, "{name}");
+            assert_eq!(out.unwrap(), json!({"batchItemFailures": []}), "{name}");
+            assert_eq!(world.lm[2].num_calls(), 1, "{name}: the account was worked");
+        } else {
+            let typed: aws_lambda_events::cloudwatch_events::CloudWatchEvent =
+                serde_json::from_value(payload).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(typed.source.as_deref(), Some("aws.controltower"), "{name}");
+            let report = out.unwrap_or_else(|e| panic!("{name}: {e}"));
+            let expected = if name == "create-failed.json" { "skipped" } else { "entitled" };
+            assert_eq!(report["outcome"], expected, "{name}: {report}");
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            "create-failed.json",
+            "create-managed-account.json",
+            "sqs-lifecycle-event.json",
+            "sqs-onboard-request.json",
+            "update-managed-account.json"
+        ]
+    );
+}
