@@ -49,6 +49,7 @@ pub struct HeldLicense {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantView {
     pub arn: String,
+    pub license_arn: String,
     pub status: String,
     pub version: String,
     pub parent_arn: String,
@@ -60,6 +61,7 @@ impl From<&Grant> for GrantView {
     fn from(g: &Grant) -> Self {
         GrantView {
             arn: g.grant_arn().to_string(),
+            license_arn: g.license_arn().to_string(),
             status: g.grant_status().as_str().to_string(),
             version: g.version().to_string(),
             parent_arn: g.parent_arn().to_string(),
@@ -425,6 +427,7 @@ pub async fn create_grant(
         .map_err(|e| aws_error("license-manager", "CreateGrant", e))?;
     Ok(GrantView {
         arn: out.grant_arn().unwrap_or_default().to_string(),
+        license_arn: grant.license_arn.to_string(),
         status: out
             .status()
             .map(|s| s.as_str().to_string())
@@ -466,34 +469,122 @@ pub async fn activate_grant(
     behavior: &str,
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
+    let options = Options::builder()
+        .activation_override_behavior(ActivationOverrideBehavior::from(behavior))
+        .build();
+    new_grant_version(
+        lm,
+        grant_arn,
+        source_version,
+        client_token,
+        GrantStatus::Active,
+        Some(options),
+        calls,
+    )
+    .await
+    .map_err(|e| match e {
+        Error::Aws { message, .. } if message.contains("already has an active license") => {
+            Error::ActiveLicenseConflict(message)
+        }
+        other => other,
+    })
+}
+
+/// CreateGrantVersion with Status=DISABLED (deactivation; the grant can be activated again).
+pub async fn deactivate_grant(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    source_version: &str,
+    client_token: &str,
+    calls: &CallLog,
+) -> Result<(String, String), Error> {
+    new_grant_version(
+        lm,
+        grant_arn,
+        source_version,
+        client_token,
+        GrantStatus::Disabled,
+        None,
+        calls,
+    )
+    .await
+}
+
+async fn new_grant_version(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    source_version: &str,
+    client_token: &str,
+    status: GrantStatus,
+    options: Option<Options>,
+    calls: &CallLog,
+) -> Result<(String, String), Error> {
     calls.record("license-manager:CreateGrantVersion", true);
     let out = lm
         .create_grant_version()
         .client_token(client_token)
         .grant_arn(grant_arn)
-        .status(GrantStatus::Active)
+        .status(status)
         .source_version(source_version)
-        .options(
-            Options::builder()
-                .activation_override_behavior(ActivationOverrideBehavior::from(behavior))
-                .build(),
-        )
+        .set_options(options)
+        .status_reason("ct-entitlements")
         .send()
         .await
-        .map_err(
-            |e| match aws_error("license-manager", "CreateGrantVersion", e) {
-                Error::Aws { message, .. } if message.contains("already has an active license") => {
-                    Error::ActiveLicenseConflict(message)
-                }
-                other => other,
-            },
-        )?;
+        .map_err(|e| aws_error("license-manager", "CreateGrantVersion", e))?;
     Ok((
         out.status()
             .map(|s| s.as_str().to_string())
             .unwrap_or_default(),
         out.version().unwrap_or_default().to_string(),
     ))
+}
+
+/// DeleteGrant (terminal: a later onboarding creates a new grant).
+pub async fn delete_grant(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    version: &str,
+    calls: &CallLog,
+) -> Result<String, Error> {
+    calls.record("license-manager:DeleteGrant", true);
+    let out = lm
+        .delete_grant()
+        .grant_arn(grant_arn)
+        .version(version)
+        .status_reason("ct-entitlements offboarding")
+        .send()
+        .await
+        .map_err(|e| aws_error("license-manager", "DeleteGrant", e))?;
+    Ok(out
+        .status()
+        .map(|s| s.as_str().to_string())
+        .unwrap_or_default())
+}
+
+/// Every grant the management account distributed to `principal`, for any license.
+pub async fn grants_to_principal(
+    lm: &aws_sdk_licensemanager::Client,
+    principal: &str,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
+    let mut grants = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record("license-manager:ListDistributedGrants", false);
+        let out = lm
+            .list_distributed_grants()
+            .filters(filter("GranteePrincipalARN", principal))
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("license-manager", "ListDistributedGrants", e))?;
+        grants.extend(out.grants().iter().map(GrantView::from));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(grants);
+        }
+    }
 }
 
 /// Queues a delayed re-check on the onboarding queue.

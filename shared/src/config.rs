@@ -55,6 +55,8 @@ pub enum Selection {
     AllMarketplace,
     /// Exactly these (each must match at least one held license, or it is a configuration error).
     Listed(Vec<LicenseRef>),
+    /// None configured: every request names its own licenses (product launches).
+    PerRequest,
 }
 
 /// `ActivationOverrideBehavior` for `CreateGrantVersion`.
@@ -173,13 +175,31 @@ pub mod vars {
 }
 
 impl Config {
-    /// Reads the process environment.
+    /// Reads the process environment; a license selection is required.
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|k| std::env::var(k).ok())
     }
 
+    /// Reads the process environment for functions whose requests name their own licenses:
+    /// no selection is required (and none is used).
+    pub fn from_env_per_request() -> Result<Self, Error> {
+        Self::parse(|k| std::env::var(k).ok(), false)
+    }
+
     /// Reads configuration through `lookup` (the environment in production, a map in tests).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        Self::parse(lookup, true)
+    }
+
+    /// Like [`Config::from_lookup`], for functions whose requests name their own licenses.
+    pub fn from_lookup_per_request(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        Self::parse(lookup, false)
+    }
+
+    fn parse(
+        lookup: impl Fn(&str) -> Option<String>,
+        require_selection: bool,
+    ) -> Result<Self, Error> {
         use vars::*;
         let get = |k: &str| {
             lookup(k)
@@ -215,6 +235,7 @@ impl Config {
                 )))
             }
             (false, false) => Selection::Listed(listed),
+            (false, true) if !require_selection => Selection::PerRequest,
             (false, true) => {
                 return Err(Error::Config(format!(
                     "no licenses selected: set {LICENSE_ARNS}, {PRODUCT_SKUS} or {ALL_MARKETPLACE_LICENSES}=true"

@@ -5,7 +5,7 @@
 
 use crate::aws::{self, GrantView, HeldLicense, NewGrant, OrgInfo};
 use crate::clients::{Clients, MemberClients};
-use crate::config::{Config, LicenseRef, Selection};
+use crate::config::{Config, LicenseRef, OverrideBehavior, Selection};
 use crate::error::Error;
 use crate::event::{OnboardRequest, Request, Trigger, Work};
 use crate::ids::AccountId;
@@ -92,6 +92,26 @@ pub struct Engine {
     org: OnceCell<OrgInfo>,
     held: Mutex<Option<(Instant, Arc<Vec<HeldLicense>>)>>,
     now: fn() -> SystemTime,
+}
+
+/// What offboarding does to a departed account's per-account grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OffboardMode {
+    /// CreateGrantVersion Status=DISABLED: reversible.
+    Deactivate,
+    /// DeleteGrant: terminal; a returning account gets a new grant.
+    Delete,
+}
+
+/// The account a license is driven for, and how.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    account: &'a AccountId,
+    org: &'a OrgInfo,
+    ou_id: Option<&'a str>,
+    member: &'a MemberClients,
+    behavior: OverrideBehavior,
 }
 
 /// What happened to one license, beyond its report.
@@ -188,12 +208,27 @@ impl Engine {
         report.account_name = member.name.clone().or(report.account_name.take());
         report.ou_id = member.ou_id.clone();
 
-        if let Some(reason) = self.excluded(&member.ou_id, &member.tags) {
-            report.reason = Some(reason);
-            report.outcome = Outcome::Skipped;
-            return Ok(());
-        }
-        let refs = self.selection_for(&member.ou_id, &member.tags)?;
+        let refs = match &work.explicit {
+            Some(explicit) => explicit
+                .licenses
+                .iter()
+                .cloned()
+                .map(Selected::Ref)
+                .collect(),
+            None => {
+                if let Some(reason) = self.excluded(&member.ou_id, &member.tags) {
+                    report.reason = Some(reason);
+                    report.outcome = Outcome::Skipped;
+                    return Ok(());
+                }
+                self.selection_for(&member.ou_id, &member.tags)?
+            }
+        };
+        let behavior = work
+            .explicit
+            .as_ref()
+            .and_then(|e| e.override_behavior)
+            .unwrap_or(self.config.override_behavior);
         let held = self.held_licenses(calls).await?;
         let (licenses, unmatched) = resolve(&refs, &held);
         for missing in unmatched {
@@ -231,25 +266,116 @@ impl Engine {
 
         report.service_linked_roles = self.ensure_slrs(&member_clients, calls).await?;
 
+        let target = Target {
+            account,
+            org: &org,
+            ou_id: member.ou_id.as_deref(),
+            member: &member_clients,
+            behavior,
+        };
         let runs: Vec<LicenseRun> = futures::stream::iter(licenses.iter())
-            .map(|license| {
-                self.ensure_license(
-                    account,
-                    &org,
-                    member.ou_id.as_deref(),
-                    &member_clients,
-                    license,
-                    calls,
-                )
-            })
+            .map(|license| self.ensure_license(&target, license, calls))
             .buffered(self.config.max_concurrent_licenses)
             .collect()
             .await;
         let pending = runs.iter().any(|r| r.pending);
         report.licenses.extend(runs.into_iter().map(|r| r.report));
 
-        if pending {
+        let queue_recheck = work.explicit.as_ref().is_none_or(|e| e.queue_recheck);
+        if pending && queue_recheck {
             self.schedule_recheck(work, calls, report).await?;
+        }
+        Ok(())
+    }
+
+    /// Deactivates (or deletes) the grants the management account made to `account`, from the
+    /// grantor side (no role in the account is needed, so this works for suspended or departed
+    /// accounts). `license_arns` limits it to those licenses. Org/OU child grants are untouched.
+    pub async fn offboard(
+        &self,
+        account: &AccountId,
+        license_arns: Option<&[String]>,
+        mode: OffboardMode,
+        trigger: &str,
+    ) -> AccountReport {
+        let started = Instant::now();
+        let calls = CallLog::default();
+        let mut report = empty_report(
+            Some(account.to_string()),
+            trigger.to_string(),
+            self.config.dry_run,
+        );
+        if let Err(e) = self
+            .offboard_grants(account, license_arns, mode, &calls, &mut report)
+            .await
+        {
+            report.error = Some(ErrorReport::from(&e));
+        }
+        report.outcome = if report.deciding_error().is_some() {
+            Outcome::Failed
+        } else if self.config.dry_run {
+            Outcome::Planned
+        } else {
+            Outcome::Offboarded
+        };
+        let (api_calls, writes) = calls.snapshot();
+        report.api_calls = api_calls;
+        report.write_calls = writes;
+        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report
+    }
+
+    async fn offboard_grants(
+        &self,
+        account: &AccountId,
+        license_arns: Option<&[String]>,
+        mode: OffboardMode,
+        calls: &CallLog,
+        report: &mut AccountReport,
+    ) -> Result<(), Error> {
+        let lm = &self.clients.license_manager;
+        let grants = aws::grants_to_principal(lm, &account.root_principal(), calls).await?;
+        for grant in grants.iter().filter(|g| !is_terminal(&g.status)) {
+            if license_arns.is_some_and(|only| !only.contains(&grant.license_arn)) {
+                continue;
+            }
+            let mut line = LicenseReport {
+                license_arn: grant.license_arn.clone(),
+                grant_arn: Some(grant.arn.clone()),
+                grant_source: Some("account".into()),
+                status_before: Some(grant.status.clone()),
+                status_after: Some(grant.status.clone()),
+                ..LicenseReport::default()
+            };
+            let action = match mode {
+                OffboardMode::Deactivate if grant.status == status::ACTIVE => {
+                    Some("DeactivateGrant")
+                }
+                OffboardMode::Deactivate => None,
+                OffboardMode::Delete => Some("DeleteGrant"),
+            };
+            if let Some(action) = action {
+                line.actions.push(action.to_string());
+                if !self.config.dry_run {
+                    let result = match mode {
+                        OffboardMode::Deactivate => {
+                            let token =
+                                token(&format!("deactivate|{}|{}", grant.arn, grant.version));
+                            aws::deactivate_grant(lm, &grant.arn, &grant.version, &token, calls)
+                                .await
+                                .map(|(s, _)| s)
+                        }
+                        OffboardMode::Delete => {
+                            aws::delete_grant(lm, &grant.arn, &grant.version, calls).await
+                        }
+                    };
+                    match result {
+                        Ok(s) => line.status_after = Some(s),
+                        Err(e) => line.error = Some(ErrorReport::from(&e)),
+                    }
+                }
+            }
+            report.licenses.push(line);
         }
         Ok(())
     }
@@ -289,6 +415,7 @@ impl Engine {
                 None => match &self.config.selection {
                     Selection::AllMarketplace => vec![Selected::All],
                     Selection::Listed(list) => list.iter().cloned().map(Selected::Ref).collect(),
+                    Selection::PerRequest => Vec::new(),
                 },
             };
         if let Some(key) = &self.config.licenses_tag_key {
@@ -351,10 +478,7 @@ impl Engine {
 
     async fn ensure_license(
         &self,
-        account: &AccountId,
-        org: &OrgInfo,
-        ou_id: Option<&str>,
-        member: &MemberClients,
+        target: &Target<'_>,
         license: &HeldLicense,
         calls: &CallLog,
     ) -> LicenseRun {
@@ -364,10 +488,7 @@ impl Engine {
             product_name: license.product_name.clone().or(license.name.clone()),
             ..LicenseReport::default()
         };
-        match self
-            .drive_grant(account, org, ou_id, member, license, calls, &mut report)
-            .await
-        {
+        match self.drive_grant(target, license, calls, &mut report).await {
             Ok(pending) => LicenseRun { report, pending },
             Err(e) => {
                 report.error = Some(ErrorReport::from(&e));
@@ -381,17 +502,20 @@ impl Engine {
 
     /// Finds or creates the account's grant and moves it as far toward ACTIVE as it goes now.
     /// Returns true when only time can move it further (re-check later).
-    #[allow(clippy::too_many_arguments)]
     async fn drive_grant(
         &self,
-        account: &AccountId,
-        org: &OrgInfo,
-        ou_id: Option<&str>,
-        member: &MemberClients,
+        target: &Target<'_>,
         license: &HeldLicense,
         calls: &CallLog,
         report: &mut LicenseReport,
     ) -> Result<bool, Error> {
+        let Target {
+            account,
+            org,
+            ou_id,
+            member,
+            behavior,
+        } = *target;
         let principal = account.root_principal();
         let received = aws::received_grants(&member.license_manager, &license.arn, calls).await?;
         // The org or OU grant itself may be visible to members; only this account's own grant
@@ -495,7 +619,7 @@ impl Engine {
                         &grant.arn,
                         &grant.version,
                         &token,
-                        self.config.override_behavior.as_str(),
+                        behavior.as_str(),
                         calls,
                     )
                     .await?;
@@ -703,7 +827,11 @@ fn outcome(r: &AccountReport) -> Outcome {
         Outcome::Skipped
     } else if r.dry_run {
         Outcome::Planned
-    } else if r.recheck_in_seconds.is_some() {
+    } else if r
+        .licenses
+        .iter()
+        .any(|l| l.status_after.as_deref() != Some(status::ACTIVE))
+    {
         Outcome::Pending
     } else {
         Outcome::Entitled

@@ -31,6 +31,19 @@ pub struct Work {
     pub attempt: u32,
     /// Unix seconds when this account's work first started (for the workflow deadline).
     pub first_seen: Option<u64>,
+    /// Set by callers that name the licenses themselves (a product launch): these licenses
+    /// only, no scope filters, and their own override behavior and re-check policy.
+    pub explicit: Option<Explicit>,
+}
+
+/// A request that names its licenses instead of using the configured selection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Explicit {
+    pub licenses: Vec<crate::config::LicenseRef>,
+    pub override_behavior: Option<crate::config::OverrideBehavior>,
+    /// Queue a delayed re-check when a grant is still in workflow (false: report it pending).
+    pub queue_recheck: bool,
 }
 
 /// What a message asks for.
@@ -79,6 +92,7 @@ pub fn parse_request(payload: &Value) -> Result<Request, Error> {
             ou_name: None,
             attempt: req.attempt,
             first_seen: req.first_seen,
+            explicit: None,
         }));
     }
     Err(invalid(
@@ -110,9 +124,11 @@ fn parse_lifecycle(event: &Value) -> Result<Request, Error> {
     let (trigger, key) = match name {
         "CreateManagedAccount" => (Trigger::CreateManagedAccount, "createManagedAccountStatus"),
         "UpdateManagedAccount" => (Trigger::UpdateManagedAccount, "updateManagedAccountStatus"),
-        other => return Err(invalid(&format!(
+        other => {
+            return Err(invalid(&format!(
             "detail.eventName must be CreateManagedAccount or UpdateManagedAccount, got {other:?}"
-        ))),
+        )))
+        }
     };
     let status = detail
         .get("serviceEventDetails")
@@ -152,6 +168,7 @@ fn parse_lifecycle(event: &Value) -> Result<Request, Error> {
         ou_name: text(ou.and_then(|o| o.get("organizationalUnitName"))),
         attempt: 0,
         first_seen: None,
+        explicit: None,
     }))
 }
 

@@ -20,6 +20,8 @@ pub enum Outcome {
     Planned,
     /// At least one step failed; `error` says whether a retry can help.
     Failed,
+    /// The account's per-account grants were deactivated or deleted (offboarding).
+    Offboarded,
 }
 
 /// A failure as it appears in reports.

@@ -990,7 +990,8 @@ async fn every_shipped_event_parses_and_runs_through_the_handler() {
         let out = shared::handler::handle(&world.engine(&[]), payload.clone()).await;
         if name.starts_with("sqs-") {
             // The typed SQS event of aws_lambda_events accepts it too.
-            let typed: aws_lambda_events::sqs::SqsEvent = serde_json::from_value(payload).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let typed: aws_lambda_events::sqs::SqsEvent =
+                serde_json::from_value(payload).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(typed.records.len(), 1, "{name}");
             assert_eq!(out.unwrap(), json!({"batchItemFailures": []}), "{name}");
             assert_eq!(world.lm[2].num_calls(), 1, "{name}: the account was worked");
@@ -999,7 +1000,11 @@ async fn every_shipped_event_parses_and_runs_through_the_handler() {
                 serde_json::from_value(payload).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(typed.source.as_deref(), Some("aws.controltower"), "{name}");
             let report = out.unwrap_or_else(|e| panic!("{name}: {e}"));
-            let expected = if name == "create-failed.json" { "skipped" } else { "entitled" };
+            let expected = if name == "create-failed.json" {
+                "skipped"
+            } else {
+                "entitled"
+            };
             assert_eq!(report["outcome"], expected, "{name}: {report}");
         }
         seen.push(name);
