@@ -619,3 +619,183 @@ fn missing(operation: &str, field: &str) -> Error {
         retry: Retry::Retryable,
     }
 }
+
+/// A member account as a listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListedAccount {
+    pub id: String,
+    pub name: Option<String>,
+    /// ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED, …
+    pub state: String,
+}
+
+fn listed(a: &aws_sdk_organizations::types::Account) -> Option<ListedAccount> {
+    #[allow(deprecated)]
+    let state = a
+        .state()
+        .map(|s| s.as_str().to_string())
+        .or_else(|| a.status().map(|s| s.as_str().to_string()))
+        .unwrap_or_else(|| "ACTIVE".to_string());
+    Some(ListedAccount {
+        id: a.id()?.to_string(),
+        name: a.name().map(str::to_string),
+        state,
+    })
+}
+
+/// Every account of the organization.
+pub async fn list_accounts(
+    org: &aws_sdk_organizations::Client,
+    calls: &CallLog,
+) -> Result<Vec<ListedAccount>, Error> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record("organizations:ListAccounts", false);
+        let page = org
+            .list_accounts()
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("organizations", "ListAccounts", e))?;
+        out.extend(page.accounts().iter().filter_map(listed));
+        token = page.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(out);
+        }
+    }
+}
+
+/// Every account under `parent_id` (an OU or root), descending into child OUs.
+pub async fn list_accounts_under(
+    org: &aws_sdk_organizations::Client,
+    parent_id: &str,
+    calls: &CallLog,
+) -> Result<Vec<ListedAccount>, Error> {
+    let mut out = Vec::new();
+    let mut pending = vec![parent_id.to_string()];
+    while let Some(parent) = pending.pop() {
+        let mut token = None;
+        loop {
+            calls.record("organizations:ListAccountsForParent", false);
+            let page = org
+                .list_accounts_for_parent()
+                .parent_id(&parent)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| aws_error("organizations", "ListAccountsForParent", e))?;
+            out.extend(page.accounts().iter().filter_map(listed));
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut token = None;
+        loop {
+            calls.record("organizations:ListOrganizationalUnitsForParent", false);
+            let page = org
+                .list_organizational_units_for_parent()
+                .parent_id(&parent)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| aws_error("organizations", "ListOrganizationalUnitsForParent", e))?;
+            pending.extend(
+                page.organizational_units()
+                    .iter()
+                    .filter_map(|ou| ou.id().map(str::to_string)),
+            );
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                break;
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every grant the management account distributed (any license, any principal).
+pub async fn all_distributed_grants(
+    lm: &aws_sdk_licensemanager::Client,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
+    let mut grants = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record("license-manager:ListDistributedGrants", false);
+        let out = lm
+            .list_distributed_grants()
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("license-manager", "ListDistributedGrants", e))?;
+        grants.extend(out.grants().iter().map(GrantView::from));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(grants);
+        }
+    }
+}
+
+/// Sends bodies to a queue, ten per SendMessageBatch; entries SQS rejects are retried once.
+/// Returns how many were sent.
+pub async fn send_batch(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    bodies: &[String],
+    calls: &CallLog,
+) -> Result<usize, Error> {
+    use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
+    let mut sent = 0;
+    for chunk in bodies.chunks(10) {
+        let mut entries: Vec<(String, &String)> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i.to_string(), b))
+            .collect();
+        for attempt in 0..2 {
+            calls.record("sqs:SendMessageBatch", true);
+            let batch = entries
+                .iter()
+                .map(|(id, body)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(id)
+                        .message_body(body.as_str())
+                        .build()
+                        .map_err(|e| Error::InvalidInput(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let out = sqs
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(batch))
+                .send()
+                .await
+                .map_err(|e| aws_error("sqs", "SendMessageBatch", e))?;
+            sent += out.successful().len();
+            let failed: Vec<&str> = out.failed().iter().map(|f| f.id()).collect();
+            if failed.is_empty() {
+                break;
+            }
+            if attempt == 1 {
+                let first = &out.failed()[0];
+                return Err(Error::Aws {
+                    service: "sqs",
+                    operation: "SendMessageBatch",
+                    code: first.code().to_string(),
+                    message: format!(
+                        "{} message(s) not accepted: {}",
+                        failed.len(),
+                        first.message().unwrap_or_default()
+                    ),
+                    retry: Retry::Retryable,
+                });
+            }
+            entries.retain(|(id, _)| failed.contains(&id.as_str()));
+        }
+    }
+    Ok(sent)
+}

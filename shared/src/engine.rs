@@ -141,6 +141,15 @@ impl Engine {
         &self.config
     }
 
+    pub fn clients(&self) -> &Clients {
+        &self.clients
+    }
+
+    /// The organization (read once per container).
+    pub async fn organization(&self, calls: &CallLog) -> Result<OrgInfo, Error> {
+        self.org_info(calls).await
+    }
+
     /// Works one request to completion and reports it. Never panics on input; every failure is
     /// in the report's `error` (or a license's), classified retryable or permanent.
     pub async fn run(&self, request: Request) -> AccountReport {

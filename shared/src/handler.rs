@@ -129,7 +129,7 @@ fn failure_error(report: &AccountReport, err: &ErrorReport) -> Error {
 }
 
 /// One JSON line per account, for CloudWatch Logs Insights.
-fn log_report(report: &AccountReport) {
+pub fn log_report(report: &AccountReport) {
     match serde_json::to_string(report) {
         Ok(line) => println!("{{\"type\":\"accountReport\",\"report\":{line}}}"),
         Err(e) => tracing::error!(error = %e, "could not serialize a report"),

@@ -9,6 +9,8 @@ pub mod error;
 pub mod event;
 pub mod handler;
 pub mod ids;
+pub mod logging;
+pub mod reconcile;
 pub mod report;
 
 pub use clients::{Clients, MemberClientFactory, MemberClients};

@@ -38,7 +38,10 @@ pub async fn send(
     body: impl Into<Bytes>,
 ) -> io::Result<HttpResponse> {
     let rest = url.strip_prefix("http://").ok_or_else(|| {
-        io::Error::new(io::ErrorKind::InvalidInput, format!("not an http:// URL: {url}"))
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("not an http:// URL: {url}"),
+        )
     })?;
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),

@@ -61,7 +61,12 @@ impl LambdaEmulator {
         let child = Command::new(cargo_lambda())
             .arg("lambda")
             .arg("watch")
-            .args(["--invoke-address", "127.0.0.1", "--invoke-port", &port.to_string()])
+            .args([
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &port.to_string(),
+            ])
             .arg("--ignore-changes")
             .arg("--quiet")
             .arg("--env-file")
@@ -74,11 +79,19 @@ impl LambdaEmulator {
             // Its own process group, so stopping it also stops the function processes it runs.
             .process_group(0)
             .spawn()
-            .map_err(|e| io::Error::new(e.kind(), format!("cannot start {}: {e}", cargo_lambda().display())))?;
+            .map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot start {}: {e}", cargo_lambda().display()),
+                )
+            })?;
         let mut emu = LambdaEmulator { child, port, log };
         let started = Instant::now();
         loop {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+            {
                 return Ok(emu);
             }
             if let Some(status) = emu.child.try_wait()? {
@@ -88,7 +101,10 @@ impl LambdaEmulator {
                 )));
             }
             if started.elapsed() > ready_timeout {
-                return Err(io::Error::new(io::ErrorKind::TimedOut, format!("cargo lambda watch not ready: {}", emu.log_text())));
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("cargo lambda watch not ready: {}", emu.log_text()),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
@@ -102,7 +118,12 @@ impl LambdaEmulator {
             .arg(function)
             .arg("--data-file")
             .arg(data_file)
-            .args(["--invoke-address", "127.0.0.1", "--invoke-port", &self.port.to_string()])
+            .args([
+                "--invoke-address",
+                "127.0.0.1",
+                "--invoke-port",
+                &self.port.to_string(),
+            ])
             .args(["--output-format", "json"])
             .current_dir(workspace_root())
             .stdin(Stdio::null())
@@ -111,7 +132,8 @@ impl LambdaEmulator {
             .await?;
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        let output = serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::String(stdout.clone()));
+        let output = serde_json::from_str(stdout.trim())
+            .unwrap_or(serde_json::Value::String(stdout.clone()));
         Ok(Invocation {
             ok: out.status.success(),
             output,

@@ -22,7 +22,7 @@ impl From<FunctionError> for Diagnostic {
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    init_tracing();
+    shared::logging::init();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -38,18 +38,4 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         }
     }))
     .await
-}
-
-/// JSON logs without ANSI colors (CloudWatch), level from RUST_LOG (default info).
-fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_current_span(false)
-        .with_ansi(false)
-        .without_time()
-        .with_target(false)
-        .init();
 }

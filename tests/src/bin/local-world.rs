@@ -1,1 +1,161 @@
-fn main() {}
+//! `local-world`: runs the License Manager / Service Catalog emulator (and, with `--moto` or
+//! `--seed demo`, moto plus a seeded demo organization) until SIGTERM, Ctrl-C or stdin closes.
+//! Line 1 of stdout is JSON: `{"emulatorUrl", "motoUrl", "env": {...}, "seeded": {...}}`.
+
+use std::io::Write;
+
+use local_world::emulator::{self, EmulatorOptions};
+use local_world::seed::{self, demo_spec};
+use local_world::{World, WorldOptions};
+use serde_json::{json, Value};
+
+const USAGE: &str = "usage: local-world [--port N] [--moto] [--seed demo]
+
+  --port N      emulator port (default: a free one)
+  --moto        also run moto_server (IAM, STS, Organizations, SQS) and wire the emulator to it
+  --seed demo   --moto, plus a demo organization (2 OUs, 3 accounts, 3 Marketplace licenses)
+
+Prints the endpoints and environment as JSON on the first line of stdout, then serves until
+SIGTERM, Ctrl-C, or stdin reaching end of file (unless stdin is /dev/null).";
+
+struct Args {
+    port: u16,
+    moto: bool,
+    seed: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut args = Args {
+        port: 0,
+        moto: false,
+        seed: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        match arg.as_str() {
+            "--port" => {
+                let value = it.next().ok_or("--port needs a value")?;
+                args.port = value.parse().map_err(|_| format!("bad port: {value}"))?;
+            }
+            "--moto" => args.moto = true,
+            "--seed" => match it.next().as_deref() {
+                Some("demo") => {
+                    args.seed = true;
+                    args.moto = true;
+                }
+                other => return Err(format!("unknown seed {other:?} (only `demo`)")),
+            },
+            "-h" | "--help" => return Err(String::new()),
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(args)
+}
+
+/// Resolves when stdin reaches end of file; never when stdin is /dev/null (e.g. a background
+/// job), so that case does not stop the server at once.
+async fn stdin_closed() {
+    let devnull = std::fs::read_link("/proc/self/fd/0")
+        .map(|p| p == std::path::Path::new("/dev/null"))
+        .unwrap_or(false);
+    if devnull {
+        return std::future::pending().await;
+    }
+    let _ = tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await;
+}
+
+async fn terminated() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+fn env_object(vars: Vec<(String, String)>) -> Value {
+    Value::Object(
+        vars.into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect(),
+    )
+}
+
+#[tokio::main]
+async fn main() -> Result<(), local_world::Error> {
+    let args = match parse_args() {
+        Ok(args) => args,
+        Err(message) => {
+            if !message.is_empty() {
+                eprintln!("local-world: {message}");
+            }
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
+    };
+
+    // Keep whichever servers run alive until the end of main.
+    let (first_line, _world, _emulator) = if args.moto {
+        let world = World::start(WorldOptions {
+            emulator_port: args.port,
+            ..WorldOptions::default()
+        })
+        .await?;
+        let seeded = if args.seed {
+            Some(seed::seed(&world, &demo_spec()).await?)
+        } else {
+            None
+        };
+        let line = json!({
+            "emulatorUrl": world.emulator_url(),
+            "motoUrl": world.moto_url(),
+            "env": env_object(world.env_vars()),
+            "seeded": seeded,
+        });
+        (line, Some(world), None)
+    } else {
+        let emulator = emulator::start(EmulatorOptions {
+            port: args.port,
+            ..EmulatorOptions::default()
+        })
+        .await?;
+        let url = emulator.url();
+        let env = vec![
+            ("AWS_ENDPOINT_URL_LICENSE_MANAGER".to_string(), url.clone()),
+            ("AWS_ENDPOINT_URL_SERVICE_CATALOG".to_string(), url.clone()),
+            ("AWS_ACCESS_KEY_ID".to_string(), "testing".to_string()),
+            ("AWS_SECRET_ACCESS_KEY".to_string(), "testing".to_string()),
+            ("AWS_REGION".to_string(), "us-east-1".to_string()),
+            ("AWS_EC2_METADATA_DISABLED".to_string(), "true".to_string()),
+        ];
+        let line = json!({
+            "emulatorUrl": url,
+            "motoUrl": null,
+            "env": env_object(env),
+            "seeded": null,
+        });
+        (line, None, Some(emulator))
+    };
+
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{first_line}")?;
+    stdout.flush()?;
+    drop(stdout);
+    eprintln!(
+        "local-world: serving {} (control: {}/_emulator/state); stop with Ctrl-C, SIGTERM or EOF on stdin",
+        first_line["emulatorUrl"].as_str().unwrap_or_default(),
+        first_line["emulatorUrl"].as_str().unwrap_or_default(),
+    );
+
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminated() => {}
+        _ = stdin_closed() => {}
+    }
+    eprintln!("local-world: stopping");
+    Ok(())
+}

@@ -66,9 +66,7 @@ impl Service {
     }
     pub fn throttling_error(self) -> ApiError {
         match self {
-            Service::LicenseManager => {
-                ApiError::new("RateLimitExceededException", "Rate exceeded")
-            }
+            Service::LicenseManager => ApiError::new("RateLimitExceededException", "Rate exceeded"),
             Service::ServiceCatalog => ApiError::new("ThrottlingException", "Rate exceeded"),
         }
     }
@@ -143,10 +141,9 @@ impl<'a> Input<'a> {
     pub fn int_opt(&self, field: &str) -> Result<Option<i64>, ApiError> {
         match self.get(field) {
             None => Ok(None),
-            Some(v) => v
-                .as_i64()
-                .map(Some)
-                .ok_or_else(|| self.invalid(format!("'{}' must be an integer", lower_camel(field)))),
+            Some(v) => v.as_i64().map(Some).ok_or_else(|| {
+                self.invalid(format!("'{}' must be an integer", lower_camel(field)))
+            }),
         }
     }
 
@@ -166,7 +163,10 @@ impl<'a> Input<'a> {
             .iter()
             .map(|v| {
                 v.as_str().ok_or_else(|| {
-                    self.invalid(format!("'{}' must be a list of strings", lower_camel(field)))
+                    self.invalid(format!(
+                        "'{}' must be a list of strings",
+                        lower_camel(field)
+                    ))
                 })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -234,7 +234,14 @@ impl IdGen {
 
     pub fn request_id(&mut self) -> String {
         let h = self.hex(32);
-        format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 }
 
@@ -281,7 +288,14 @@ pub fn iso8601_parts(epoch_secs: u64) -> (i64, u32, u32, u64, u64, u64) {
     let day = u32::try_from(doy - (153 * mp + 2) / 5 + 1).unwrap_or(1);
     let month = u32::try_from(if mp < 10 { mp + 3 } else { mp - 9 }).unwrap_or(1);
     let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, secs / 3_600, (secs % 3_600) / 60, secs % 60)
+    (
+        year,
+        month,
+        day,
+        secs / 3_600,
+        (secs % 3_600) / 60,
+        secs % 60,
+    )
 }
 
 /// `2026-01-01T00:00:00.000Z`
@@ -350,8 +364,14 @@ mod tests {
     #[test]
     fn iso8601_known_dates() {
         assert_eq!(iso8601_millis(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(iso8601_millis(1_573_906_172_000), "2019-11-16T12:09:32.000Z");
-        assert_eq!(control_tower_time(951_782_400_000), "2000-02-29T00:00:00+0000");
+        assert_eq!(
+            iso8601_millis(1_573_906_172_000),
+            "2019-11-16T12:09:32.000Z"
+        );
+        assert_eq!(
+            control_tower_time(951_782_400_000),
+            "2000-02-29T00:00:00+0000"
+        );
     }
 
     #[test]

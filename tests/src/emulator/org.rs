@@ -227,7 +227,12 @@ impl MotoPeer {
             .ok_or_else(|| peer_error("resolve the caller", "no <Account> in response"))
     }
 
-    async fn paged(&self, operation: &str, mut body: Value, key: &str) -> Result<Vec<Value>, PeerError> {
+    async fn paged(
+        &self,
+        operation: &str,
+        mut body: Value,
+        key: &str,
+    ) -> Result<Vec<Value>, PeerError> {
         let mut out = Vec::new();
         loop {
             let page = self.organizations(operation, body.clone()).await?;
@@ -254,7 +259,10 @@ impl MotoPeer {
         let org = &org["Organization"];
         let mut info = OrgInfo {
             id: org["Id"].as_str().unwrap_or_default().to_string(),
-            management_account: org["MasterAccountId"].as_str().unwrap_or_default().to_string(),
+            management_account: org["MasterAccountId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
             feature_set: org["FeatureSet"].as_str().unwrap_or("ALL").to_string(),
             ..OrgInfo::default()
         };
@@ -282,7 +290,11 @@ impl MotoPeer {
         let mut first = true;
         while let Some(parent) = pending.pop() {
             let accounts = match self
-                .paged("ListAccountsForParent", json!({ "ParentId": parent }), "Accounts")
+                .paged(
+                    "ListAccountsForParent",
+                    json!({ "ParentId": parent }),
+                    "Accounts",
+                )
                 .await
             {
                 Ok(a) => a,
@@ -354,7 +366,10 @@ impl MotoPeer {
         management: &str,
     ) -> Result<String, PeerError> {
         let created = self
-            .organizations("CreateAccount", json!({ "AccountName": name, "Email": email }))
+            .organizations(
+                "CreateAccount",
+                json!({ "AccountName": name, "Email": email }),
+            )
             .await?;
         let status = &created["CreateAccountStatus"];
         let account = match (status["State"].as_str(), status["AccountId"].as_str()) {

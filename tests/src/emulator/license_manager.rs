@@ -1,0 +1,1169 @@
+//! AWS License Manager, the grant part: received licenses, grants and their state machine,
+//! service settings. Rules follow DESIGN.md §2; every shape follows aws-sdk-licensemanager.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::common::{epoch_seconds, iso8601_millis, paginate, ApiError, IdGen, Input, Service};
+use super::org::{OrgInfo, OrgView};
+use super::Switches;
+
+/// The account AWS Marketplace licenses are issued from.
+pub const MARKETPLACE_ACCOUNT: &str = "294406891311";
+/// The error message AWS gives when a second license for a product would become active.
+pub const ONE_ACTIVE_LICENSE_MESSAGE: &str =
+    "This account already has an active license for the same product from another subscription";
+/// Valid `AllowedOperations` values (aws-sdk-licensemanager `AllowedOperation`).
+pub const ALLOWED_OPERATIONS: [&str; 8] = [
+    "CreateGrant",
+    "CheckoutLicense",
+    "CheckoutBorrowLicense",
+    "CheckInLicense",
+    "ExtendConsumptionLicense",
+    "ListPurchasedLicenses",
+    "CreateToken",
+    "ListReceivedLicenses",
+];
+
+const PENDING_WORKFLOW: &str = "PENDING_WORKFLOW";
+const PENDING_ACCEPT: &str = "PENDING_ACCEPT";
+const REJECTED: &str = "REJECTED";
+const ACTIVE: &str = "ACTIVE";
+const DELETED: &str = "DELETED";
+const DISABLED: &str = "DISABLED";
+const WORKFLOW_COMPLETED: &str = "WORKFLOW_COMPLETED";
+const DISTRIBUTED_GRANTS_ONLY: &str = "DISTRIBUTED_GRANTS_ONLY";
+const ALL_GRANTS_PERMITTED_BY_ISSUER: &str = "ALL_GRANTS_PERMITTED_BY_ISSUER";
+
+/// A Marketplace license received by an account (`POST /_emulator/licenses`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseSeed {
+    /// The account that bought the product (the license's beneficiary).
+    pub account: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_arn: Option<String>,
+    pub product_sku: String,
+    pub product_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license_name: Option<String>,
+    #[serde(default = "default_issuer")]
+    pub issuer_name: String,
+    #[serde(default = "default_status")]
+    pub status: String,
+    #[serde(default = "default_region")]
+    pub home_region: String,
+    /// AWS-shaped `Entitlement` objects; one `Access` entitlement when empty.
+    #[serde(default)]
+    pub entitlements: Vec<Value>,
+    /// AWS-shaped `Metadata` objects (`{"Name":…,"Value":…}`).
+    #[serde(default)]
+    pub license_metadata: Vec<Value>,
+}
+
+fn default_issuer() -> String {
+    "AWS/Marketplace".to_string()
+}
+fn default_status() -> String {
+    "AVAILABLE".to_string()
+}
+fn default_region() -> String {
+    "us-east-1".to_string()
+}
+
+impl LicenseSeed {
+    /// A Marketplace license with the defaults (AVAILABLE, AWS/Marketplace, us-east-1).
+    pub fn marketplace(account: &str, product_sku: &str, product_name: &str) -> Self {
+        Self {
+            account: account.to_string(),
+            license_arn: None,
+            product_sku: product_sku.to_string(),
+            product_name: product_name.to_string(),
+            license_name: None,
+            issuer_name: default_issuer(),
+            status: default_status(),
+            home_region: default_region(),
+            entitlements: Vec::new(),
+            license_metadata: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct LicenseRec {
+    arn: String,
+    beneficiary: String,
+    sku: String,
+    issuer_name: String,
+    fingerprint: String,
+    status: String,
+    home_region: String,
+    /// The AWS `License` shape.
+    shape: Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Principal {
+    Account(String),
+    Organization { org: String },
+    OrganizationalUnit { org: String, ou: String },
+}
+
+fn is_account_id(s: &str) -> bool {
+    s.len() == 12 && s.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_id(s: &str, prefix: &str) -> bool {
+    s.strip_prefix(prefix).is_some_and(|rest| {
+        !rest.is_empty()
+            && rest
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    })
+}
+
+/// Parses the three principal forms License Manager accepts; the management account in an
+/// organization ARN is returned separately.
+fn parse_principal(arn: &str) -> Option<(Principal, Option<String>)> {
+    if let Some(rest) = arn.strip_prefix("arn:aws:iam::") {
+        let account = rest.strip_suffix(":root")?;
+        return is_account_id(account).then(|| (Principal::Account(account.to_string()), None));
+    }
+    let rest = arn.strip_prefix("arn:aws:organizations::")?;
+    let (management, resource) = rest.split_once(':')?;
+    if !is_account_id(management) {
+        return None;
+    }
+    let management = Some(management.to_string());
+    if let Some(org) = resource.strip_prefix("organization/") {
+        return is_id(org, "o-").then(|| {
+            (
+                Principal::Organization {
+                    org: org.to_string(),
+                },
+                management,
+            )
+        });
+    }
+    let (org, ou) = resource.strip_prefix("ou/")?.split_once('/')?;
+    (is_id(org, "o-") && is_id(ou, "ou-")).then(|| {
+        (
+            Principal::OrganizationalUnit {
+                org: org.to_string(),
+                ou: ou.to_string(),
+            },
+            management,
+        )
+    })
+}
+
+fn account_of(principal_arn: &str) -> Option<&str> {
+    principal_arn
+        .strip_prefix("arn:aws:iam::")
+        .and_then(|r| r.strip_suffix(":root"))
+}
+
+#[derive(Debug, Clone)]
+struct GrantRec {
+    arn: String,
+    name: String,
+    parent_arn: String,
+    license_arn: String,
+    grantor: String,
+    grantee: String,
+    home_region: String,
+    status: String,
+    status_reason: Option<String>,
+    version: u64,
+    operations: Vec<String>,
+    options: Option<Value>,
+    grant_type: Option<String>,
+    /// When the pending workflow finishes.
+    ready_at: Instant,
+    /// For a child of an organization/OU grant: that grant's ARN.
+    parent_grant: Option<String>,
+    created_ms: u64,
+}
+
+impl GrantRec {
+    fn grantee_account(&self) -> Option<&str> {
+        account_of(&self.grantee)
+    }
+    /// Whether the grant shows in `account`'s received lists: it must have been distributed
+    /// (out of PENDING_WORKFLOW) to that account.
+    fn received_by(&self, account: &str) -> bool {
+        self.grantee_account() == Some(account) && self.status != PENDING_WORKFLOW
+    }
+    fn org_level(&self) -> bool {
+        self.grantee.starts_with("arn:aws:organizations::")
+    }
+    fn shape(&self) -> Value {
+        let mut v = json!({
+            "GrantArn": self.arn,
+            "GrantName": self.name,
+            "ParentArn": self.parent_arn,
+            "LicenseArn": self.license_arn,
+            "GranteePrincipalArn": self.grantee,
+            "HomeRegion": self.home_region,
+            "GrantStatus": self.status,
+            "Version": self.version.to_string(),
+            "GrantedOperations": self.operations,
+        });
+        if let Some(reason) = &self.status_reason {
+            v["StatusReason"] = json!(reason);
+        }
+        if let Some(options) = &self.options {
+            v["Options"] = options.clone();
+        }
+        if let Some(grant_type) = &self.grant_type {
+            v["GrantType"] = json!(grant_type);
+        }
+        v
+    }
+    fn summary(&self) -> Value {
+        json!({ "GrantArn": self.arn, "Status": self.status, "Version": self.version.to_string() })
+    }
+}
+
+/// Everything one License Manager call may use besides its input.
+pub struct Ctx<'a> {
+    pub caller: &'a str,
+    pub org: &'a OrgView,
+    pub switches: &'a Switches,
+    pub now: Instant,
+    pub epoch_ms: u64,
+    pub ids: &'a mut IdGen,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Role {
+    Grantor,
+    Grantee,
+}
+
+/// License Manager state.
+#[derive(Debug, Default)]
+pub struct LicenseManager {
+    licenses: Vec<LicenseRec>,
+    grants: Vec<GrantRec>,
+    integration: BTreeMap<String, bool>,
+    create_tokens: HashMap<(String, String), (Value, String)>,
+    version_tokens: HashMap<(String, String), (Value, Value)>,
+}
+
+fn status_rank(status: &str) -> u8 {
+    match status {
+        ACTIVE => 0,
+        DISABLED => 1,
+        PENDING_ACCEPT => 2,
+        PENDING_WORKFLOW => 3,
+        REJECTED => 5,
+        DELETED => 6,
+        _ => 4,
+    }
+}
+
+fn validate_operations(ops: &[&str]) -> Result<Vec<String>, ApiError> {
+    if ops.is_empty() || ops.len() > ALLOWED_OPERATIONS.len() {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value at 'allowedOperations' failed to satisfy \
+             constraint: Member must have length between 1 and {}",
+            ALLOWED_OPERATIONS.len()
+        )));
+    }
+    if let Some(bad) = ops.iter().find(|op| !ALLOWED_OPERATIONS.contains(op)) {
+        return Err(ApiError::validation(format!(
+            "1 validation error detected: Value '[{bad}]' at 'allowedOperations' failed to \
+             satisfy constraint: Member must satisfy enum value set: [{}]",
+            ALLOWED_OPERATIONS.join(", ")
+        )));
+    }
+    Ok(ops.iter().map(|s| s.to_string()).collect())
+}
+
+/// Parses `Filters`: names must be in `allowed`; with `single`, exactly one value each.
+fn parse_filters(
+    input: &Input<'_>,
+    allowed: &[&str],
+    single: bool,
+) -> Result<Vec<(String, Vec<String>)>, ApiError> {
+    let mut out = Vec::new();
+    for filter in input.list_opt("Filters")?.into_iter().flatten() {
+        let f = Input::new(filter, Service::LicenseManager);
+        let name = f.str_req("Name")?;
+        if !allowed.contains(&name) {
+            return Err(ApiError::invalid_parameter(format!(
+                "Filter name {name} is not supported. Supported filter names: {}",
+                allowed.join(", ")
+            )));
+        }
+        let values: Vec<String> = f
+            .string_list_opt("Values")?
+            .unwrap_or_default()
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        if values.is_empty() || (single && values.len() != 1) {
+            return Err(ApiError::invalid_parameter(format!(
+                "Filter {name} requires exactly one value"
+            )));
+        }
+        out.push((name.to_string(), values));
+    }
+    Ok(out)
+}
+
+fn check_arn(arn: &str, kind: &str) -> Result<(), ApiError> {
+    if arn.starts_with("arn:aws:license-manager::") && arn.contains(&format!(":{kind}:")) {
+        Ok(())
+    } else {
+        Err(ApiError::validation(format!("Invalid {kind} ARN: {arn}")))
+    }
+}
+
+impl LicenseManager {
+    /// Seeds a received Marketplace license and returns its AWS `License` shape.
+    pub fn seed_license(&mut self, seed: &LicenseSeed, ids: &mut IdGen, epoch_ms: u64) -> Value {
+        let arn = seed.license_arn.clone().unwrap_or_else(|| {
+            format!(
+                "arn:aws:license-manager::{MARKETPLACE_ACCOUNT}:license:l-{}",
+                ids.hex(32)
+            )
+        });
+        let fingerprint = format!(
+            "aws:{MARKETPLACE_ACCOUNT}:{}:issuer-fingerprint",
+            seed.issuer_name
+        );
+        let entitlements = if seed.entitlements.is_empty() {
+            vec![
+                json!({ "Name": "Access", "Value": "Enabled", "Unit": "None", "AllowCheckIn": false }),
+            ]
+        } else {
+            seed.entitlements.clone()
+        };
+        let year_ms = 365 * 24 * 3600 * 1000;
+        let shape = json!({
+            "LicenseArn": arn,
+            "LicenseName": seed.license_name.clone().unwrap_or_else(|| seed.product_name.clone()),
+            "ProductName": seed.product_name,
+            "ProductSKU": seed.product_sku,
+            "Issuer": { "Name": seed.issuer_name, "KeyFingerprint": fingerprint },
+            "HomeRegion": seed.home_region,
+            "Status": seed.status,
+            "Validity": {
+                "Begin": iso8601_millis(epoch_ms),
+                "End": iso8601_millis(epoch_ms + year_ms),
+            },
+            "Beneficiary": seed.account,
+            "Entitlements": entitlements,
+            "ConsumptionConfiguration": {
+                "RenewType": "None",
+                "ProvisionalConfiguration": { "MaxTimeToLiveInMinutes": 60 },
+            },
+            "LicenseMetadata": seed.license_metadata,
+            "CreateTime": (epoch_ms / 1000).to_string(),
+            "Version": "1",
+        });
+        let record = LicenseRec {
+            arn: arn.clone(),
+            beneficiary: seed.account.clone(),
+            sku: seed.product_sku.clone(),
+            issuer_name: seed.issuer_name.clone(),
+            fingerprint,
+            status: seed.status.clone(),
+            home_region: seed.home_region.clone(),
+            shape: shape.clone(),
+        };
+        self.licenses.retain(|l| l.arn != arn);
+        self.licenses.push(record);
+        shape
+    }
+
+    /// All state, for `GET /_emulator/state`.
+    pub fn dump(&self) -> Value {
+        json!({
+            "licenses": self.licenses.iter().map(|l| {
+                let mut v = l.shape.clone();
+                v["Account"] = json!(l.beneficiary);
+                v
+            }).collect::<Vec<_>>(),
+            "grants": self.grants.iter().map(|g| {
+                let mut v = g.shape();
+                v["GrantorAccountId"] = json!(g.grantor);
+                v["ParentGrantArn"] = json!(g.parent_grant);
+                v["CreatedAt"] = epoch_seconds(g.created_ms);
+                v
+            }).collect::<Vec<_>>(),
+            "serviceSettings": self.integration.iter().map(|(account, enabled)| {
+                (account.clone(), json!({ "OrganizationConfiguration": { "EnableIntegration": enabled } }))
+            }).collect::<serde_json::Map<_, _>>(),
+        })
+    }
+
+    fn license(&self, arn: &str) -> Option<&LicenseRec> {
+        self.licenses.iter().find(|l| l.arn == arn)
+    }
+
+    /// Which OUs a call needs membership for, or `None` when it needs no organization data.
+    pub fn org_need(&self, op: &str, body: &Value, now: Instant) -> Option<BTreeSet<String>> {
+        let mut need = matches!(op, "UpdateServiceSettings");
+        let mut ous = BTreeSet::new();
+        for g in &self.grants {
+            if g.status == PENDING_WORKFLOW && now >= g.ready_at {
+                need = true;
+            }
+            if g.org_level() && g.parent_grant.is_none() {
+                if g.status == WORKFLOW_COMPLETED {
+                    need = true;
+                }
+                if let Some((Principal::OrganizationalUnit { ou, .. }, _)) =
+                    parse_principal(&g.grantee)
+                {
+                    ous.insert(ou);
+                }
+            }
+        }
+        if op == "CreateGrant" {
+            let principals = body.get("Principals").and_then(Value::as_array);
+            for p in principals.into_iter().flatten().filter_map(Value::as_str) {
+                match parse_principal(p) {
+                    Some((Principal::Organization { .. }, _)) => need = true,
+                    Some((Principal::OrganizationalUnit { ou, .. }, _)) => {
+                        need = true;
+                        ous.insert(ou);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        need.then_some(ous)
+    }
+
+    /// Moves grants along the asynchronous workflow: due PENDING_WORKFLOW grants settle into
+    /// PENDING_ACCEPT, DISABLED (auto-accepted) or WORKFLOW_COMPLETED (organization grants),
+    /// and every member of an organization/OU grant's target gets its child grant.
+    pub fn settle(&mut self, ctx: &mut Ctx<'_>) {
+        let OrgView::Known(org) = ctx.org else {
+            return;
+        };
+        let org = org.as_ref();
+        for i in 0..self.grants.len() {
+            let g = &self.grants[i];
+            if g.status != PENDING_WORKFLOW || ctx.now < g.ready_at {
+                continue;
+            }
+            let status = if g.org_level() {
+                WORKFLOW_COMPLETED
+            } else if self.auto_accepts(org, &g.grantor, g.grantee_account(), ctx.switches) {
+                DISABLED
+            } else {
+                PENDING_ACCEPT
+            };
+            self.grants[i].status = status.to_string();
+        }
+        let Some(org) = org else {
+            return;
+        };
+        let parents: Vec<GrantRec> = self
+            .grants
+            .iter()
+            .filter(|g| g.org_level() && g.status == WORKFLOW_COMPLETED)
+            .cloned()
+            .collect();
+        for parent in parents {
+            let members = match parse_principal(&parent.grantee) {
+                Some((Principal::Organization { org: id }, _)) if id == org.id => &org.accounts,
+                Some((Principal::OrganizationalUnit { ou, .. }, _)) => {
+                    match org.ou_members.get(&ou) {
+                        Some(members) => members,
+                        None => continue,
+                    }
+                }
+                _ => continue,
+            };
+            for member in members {
+                let exists = self.grants.iter().any(|c| {
+                    c.parent_grant.as_deref() == Some(&parent.arn)
+                        && c.grantee_account() == Some(member.as_str())
+                });
+                if member == &parent.grantor || exists {
+                    continue;
+                }
+                let status = if ctx.switches.auto_accept {
+                    DISABLED
+                } else {
+                    PENDING_ACCEPT
+                };
+                self.grants.push(GrantRec {
+                    arn: format!(
+                        "arn:aws:license-manager::{}:grant:g-{}",
+                        parent.grantor,
+                        ctx.ids.hex(32)
+                    ),
+                    parent_arn: parent.arn.clone(),
+                    grantee: format!("arn:aws:iam::{member}:root"),
+                    status: status.to_string(),
+                    status_reason: None,
+                    version: 1,
+                    options: None,
+                    ready_at: ctx.now,
+                    parent_grant: Some(parent.arn.clone()),
+                    created_ms: ctx.epoch_ms,
+                    ..parent.clone()
+                });
+            }
+        }
+    }
+
+    fn auto_accepts(
+        &self,
+        org: Option<&OrgInfo>,
+        grantor: &str,
+        grantee: Option<&str>,
+        switches: &Switches,
+    ) -> bool {
+        let (Some(org), Some(grantee)) = (org, grantee) else {
+            return false;
+        };
+        switches.auto_accept
+            && org.all_features()
+            && self.integration.get(grantor).copied().unwrap_or(false)
+            && org.accounts.contains(grantor)
+            && org.accounts.contains(grantee)
+    }
+
+    /// Runs one operation.
+    pub fn dispatch(
+        &mut self,
+        op: &str,
+        ctx: &mut Ctx<'_>,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let input = Input::new(body, Service::LicenseManager);
+        match op {
+            "ListReceivedLicenses" => self.list_received_licenses(ctx, &input),
+            "GetLicense" => self.get_license(ctx, &input),
+            "CreateGrant" => self.create_grant(ctx, &input),
+            "ListDistributedGrants" => self.list_distributed_grants(ctx, &input),
+            "ListReceivedGrants" => self.list_received_grants(ctx, &input),
+            "GetGrant" => self.get_grant(ctx, &input),
+            "AcceptGrant" => self.accept_or_reject(ctx, &input, true),
+            "RejectGrant" => self.accept_or_reject(ctx, &input, false),
+            "DeleteGrant" => self.delete_grant(ctx, &input),
+            "CreateGrantVersion" => self.create_grant_version(ctx, &input),
+            "UpdateServiceSettings" => self.update_service_settings(ctx, &input),
+            "GetServiceSettings" => Ok(self.get_service_settings(ctx)),
+            other => Err(ApiError::new(
+                "UnknownOperationException",
+                format!("AWSLicenseManager.{other} is not emulated"),
+            )),
+        }
+    }
+
+    fn list_received_licenses(&self, ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+        let filters = parse_filters(
+            input,
+            &[
+                "ProductSKU",
+                "Status",
+                "Fingerprint",
+                "IssuerName",
+                "Beneficiary",
+            ],
+            false,
+        )?;
+        let arns = input.string_list_opt("LicenseArns")?;
+        let mut entries: Vec<(&LicenseRec, String, Vec<String>)> = Vec::new();
+        for lic in self.licenses.iter().filter(|l| l.beneficiary == ctx.caller) {
+            let all = ALLOWED_OPERATIONS.iter().map(|s| s.to_string()).collect();
+            entries.push((lic, ACTIVE.to_string(), all));
+        }
+        for g in self.grants.iter().filter(|g| g.received_by(ctx.caller)) {
+            let Some(lic) = self.license(&g.license_arn) else {
+                continue;
+            };
+            match entries.iter_mut().find(|(l, _, _)| l.arn == lic.arn) {
+                Some(entry)
+                    if lic.beneficiary != ctx.caller
+                        && status_rank(&g.status) < status_rank(&entry.1) =>
+                {
+                    entry.1 = g.status.clone();
+                    entry.2 = g.operations.clone();
+                }
+                Some(_) => {}
+                None => entries.push((lic, g.status.clone(), g.operations.clone())),
+            }
+        }
+        let matching: Vec<Value> = entries
+            .into_iter()
+            .filter(|(l, _, _)| arns.as_ref().is_none_or(|a| a.contains(&l.arn.as_str())))
+            .filter(|(l, _, _)| {
+                filters.iter().all(|(name, values)| {
+                    let field = match name.as_str() {
+                        "ProductSKU" => &l.sku,
+                        "Status" => &l.status,
+                        "Fingerprint" => &l.fingerprint,
+                        "IssuerName" => &l.issuer_name,
+                        _ => &l.beneficiary,
+                    };
+                    values.contains(field)
+                })
+            })
+            .map(|(l, status, ops)| {
+                let mut v = l.shape.clone();
+                v["ReceivedMetadata"] =
+                    json!({ "ReceivedStatus": status, "AllowedOperations": ops });
+                v
+            })
+            .collect();
+        let (page, next) = paginate(
+            matching,
+            input.int_opt("MaxResults")?,
+            input.str_opt("NextToken")?,
+            ctx.switches.default_page_size,
+            100,
+            Service::LicenseManager,
+        )?;
+        let mut out = json!({ "Licenses": page });
+        if let Some(token) = next {
+            out["NextToken"] = json!(token);
+        }
+        Ok(out)
+    }
+
+    fn get_license(&self, ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+        let arn = input.str_req("LicenseArn")?;
+        check_arn(arn, "license")?;
+        let visible = self.license(arn).filter(|l| {
+            l.beneficiary == ctx.caller
+                || self.grants.iter().any(|g| {
+                    g.license_arn == arn
+                        && (g.grantor == ctx.caller || g.grantee_account() == Some(ctx.caller))
+                })
+        });
+        let lic = visible.ok_or_else(|| ApiError::not_found(format!("License {arn} not found")))?;
+        Ok(json!({ "License": lic.shape }))
+    }
+
+    /// The license the caller may grant from: bought it, or holds an ACTIVE grant that allows
+    /// `CreateGrant`.
+    fn grantable_license(&self, caller: &str, arn: &str) -> Result<&LicenseRec, ApiError> {
+        let lic = self.license(arn);
+        let held_grants: Vec<&GrantRec> = self
+            .grants
+            .iter()
+            .filter(|g| g.license_arn == arn && g.grantee_account() == Some(caller))
+            .collect();
+        match lic {
+            Some(l) if l.beneficiary == caller => Ok(l),
+            Some(l)
+                if held_grants.iter().any(|g| {
+                    g.status == ACTIVE && g.operations.iter().any(|o| o == "CreateGrant")
+                }) =>
+            {
+                Ok(l)
+            }
+            Some(_) if !held_grants.is_empty() => Err(ApiError::access_denied(format!(
+                "Caller is not allowed to create grants for license {arn}"
+            ))),
+            _ => Err(ApiError::not_found(format!("License {arn} not found"))),
+        }
+    }
+
+    fn create_grant(&mut self, ctx: &mut Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+        let token = input.str_req("ClientToken")?;
+        let name = input.str_req("GrantName")?;
+        let license_arn = input.str_req("LicenseArn")?;
+        let principals = input
+            .string_list_opt("Principals")?
+            .ok_or_else(|| input.missing("Principals"))?;
+        let home_region = input.str_req("HomeRegion")?;
+        let operations = input
+            .string_list_opt("AllowedOperations")?
+            .ok_or_else(|| input.missing("AllowedOperations"))?;
+
+        let token_key = (ctx.caller.to_string(), token.to_string());
+        if let Some((request, arn)) = self.create_tokens.get(&token_key) {
+            if request != input.body {
+                return Err(ApiError::validation(format!(
+                    "The client token {token} has already been used with different request parameters"
+                )));
+            }
+            let g = self.grants.iter().find(|g| &g.arn == arn);
+            return g
+                .map(GrantRec::summary)
+                .ok_or_else(|| ApiError::internal("idempotency record without grant"));
+        }
+
+        let operations = validate_operations(&operations)?;
+        let [principal] = principals.as_slice() else {
+            return Err(ApiError::validation(
+                "1 validation error detected: Value at 'principals' failed to satisfy constraint: \
+                 Member must have length less than or equal to 1 and greater than or equal to 1",
+            ));
+        };
+        let (parsed, management) = parse_principal(principal)
+            .ok_or_else(|| ApiError::validation(format!("Invalid principal: {principal}")))?;
+        check_arn(license_arn, "license")?;
+        let license = self.grantable_license(ctx.caller, license_arn)?;
+        if home_region != license.home_region {
+            return Err(ApiError::validation(format!(
+                "HomeRegion {home_region} does not match the license home Region {}",
+                license.home_region
+            )));
+        }
+        match &parsed {
+            Principal::Account(account) if account == ctx.caller => {
+                return Err(ApiError::validation(
+                    "A grant cannot be created for the grantor account",
+                ));
+            }
+            Principal::Account(_) => {}
+            Principal::Organization { org: id } | Principal::OrganizationalUnit { org: id, .. } => {
+                let org = ctx.org.org().ok_or_else(|| {
+                    ApiError::validation(format!(
+                        "Account {} is not in an organization",
+                        ctx.caller
+                    ))
+                })?;
+                if *id != org.id || management.as_deref() != Some(org.management_account.as_str()) {
+                    return Err(ApiError::validation(format!(
+                        "Invalid principal: {principal}"
+                    )));
+                }
+                if ctx.caller != org.management_account {
+                    return Err(ApiError::access_denied(
+                        "Only the management account can create grants for an organization",
+                    ));
+                }
+                if !org.all_features() {
+                    return Err(ApiError::validation(
+                        "Organization grants require AWS Organizations with all features enabled",
+                    ));
+                }
+                if let Principal::OrganizationalUnit { ou, .. } = &parsed {
+                    if !org.ou_members.contains_key(ou) {
+                        return Err(ApiError::validation(format!(
+                            "Organizational unit {ou} not found"
+                        )));
+                    }
+                }
+            }
+        }
+        let existing = self
+            .grants
+            .iter()
+            .filter(|g| {
+                g.license_arn == license_arn
+                    && g.grantor == ctx.caller
+                    && g.parent_grant.is_none()
+                    && g.status != DELETED
+            })
+            .count();
+        if existing >= ctx.switches.max_grants_per_license {
+            return Err(ApiError::new(
+                "ResourceLimitExceededException",
+                format!(
+                    "License {license_arn} already has the maximum number of grants ({})",
+                    ctx.switches.max_grants_per_license
+                ),
+            ));
+        }
+        let grant = GrantRec {
+            arn: format!(
+                "arn:aws:license-manager::{}:grant:g-{}",
+                ctx.caller,
+                ctx.ids.hex(32)
+            ),
+            name: name.to_string(),
+            parent_arn: license_arn.to_string(),
+            license_arn: license_arn.to_string(),
+            grantor: ctx.caller.to_string(),
+            grantee: principal.to_string(),
+            home_region: home_region.to_string(),
+            status: PENDING_WORKFLOW.to_string(),
+            status_reason: None,
+            version: 1,
+            operations,
+            options: None,
+            grant_type: input.str_opt("GrantType")?.map(str::to_string),
+            ready_at: ctx.now + Duration::from_millis(ctx.switches.pending_workflow_ms),
+            parent_grant: None,
+            created_ms: ctx.epoch_ms,
+        };
+        let out = grant.summary();
+        self.create_tokens
+            .insert(token_key, (input.body.clone(), grant.arn.clone()));
+        self.grants.push(grant);
+        Ok(out)
+    }
+
+    fn grant_filter_field<'a>(&'a self, g: &'a GrantRec, name: &str) -> &'a str {
+        let lic = self.license(&g.license_arn);
+        match name {
+            "LicenseArn" => &g.license_arn,
+            "GrantStatus" => &g.status,
+            "GranteePrincipalARN" => &g.grantee,
+            "ProductSKU" => lic.map(|l| l.sku.as_str()).unwrap_or_default(),
+            "LicenseIssuerName" => lic.map(|l| l.issuer_name.as_str()).unwrap_or_default(),
+            "GranterAccountId" => &g.grantor,
+            _ => "",
+        }
+    }
+
+    fn list_grants(
+        &self,
+        ctx: &Ctx<'_>,
+        input: &Input<'_>,
+        allowed_filters: &[&str],
+        visible: impl Fn(&GrantRec) -> bool,
+    ) -> Result<Value, ApiError> {
+        let filters = parse_filters(input, allowed_filters, true)?;
+        let arns = input.string_list_opt("GrantArns")?;
+        let matching: Vec<Value> = self
+            .grants
+            .iter()
+            .filter(|g| visible(g))
+            .filter(|g| arns.as_ref().is_none_or(|a| a.contains(&g.arn.as_str())))
+            .filter(|g| {
+                filters.iter().all(|(name, values)| {
+                    values.iter().any(|v| v == self.grant_filter_field(g, name))
+                })
+            })
+            .map(GrantRec::shape)
+            .collect();
+        let (page, next) = paginate(
+            matching,
+            input.int_opt("MaxResults")?,
+            input.str_opt("NextToken")?,
+            ctx.switches.default_page_size,
+            100,
+            Service::LicenseManager,
+        )?;
+        let mut out = json!({ "Grants": page });
+        if let Some(token) = next {
+            out["NextToken"] = json!(token);
+        }
+        Ok(out)
+    }
+
+    fn list_distributed_grants(&self, ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+        let filters = [
+            "LicenseArn",
+            "GrantStatus",
+            "GranteePrincipalARN",
+            "ProductSKU",
+            "LicenseIssuerName",
+        ];
+        self.list_grants(ctx, input, &filters, |g| {
+            g.grantor == ctx.caller && g.parent_grant.is_none()
+        })
+    }
+
+    fn list_received_grants(&self, ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+        let filters = [
+            "ProductSKU",
+            "LicenseIssuerName",
+            "LicenseArn",
+            "GrantStatus",
+            "GranterAccountId",
+        ];
+        self.list_grants(ctx, input, &filters, |g| g.received_by(ctx.caller))
+    }
+
+    /// Finds a grant the caller can see, and in which role.
+    fn find_grant(&self, caller: &str, arn: &str) -> Result<(usize, Role), ApiError> {
+        check_arn(arn, "grant")?;
+        let not_found = || ApiError::not_found(format!("Grant {arn} not found"));
+        let index = self
+            .grants
+            .iter()
+            .position(|g| g.arn == arn)
+            .ok_or_else(not_found)?;
+        let g = &self.grants[index];
+        if g.grantor == caller {
+            Ok((index, Role::Grantor))
+        } else if g.grantee_account() == Some(caller) {
+            Ok((index, Role::Grantee))
+        } else {
+            Err(not_found())
+        }
+    }
+
+    fn get_grant(&self, ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+        let arn = input.str_req("GrantArn")?;
+        let (index, _) = self.find_grant(ctx.caller, arn)?;
+        let g = &self.grants[index];
+        if let Some(version) = input.str_opt("Version")? {
+            if version != g.version.to_string() {
+                return Err(ApiError::not_found(format!(
+                    "Version {version} of grant {arn} not found"
+                )));
+            }
+        }
+        Ok(json!({ "Grant": g.shape() }))
+    }
+
+    fn accept_or_reject(
+        &mut self,
+        ctx: &Ctx<'_>,
+        input: &Input<'_>,
+        accept: bool,
+    ) -> Result<Value, ApiError> {
+        let arn = input.str_req("GrantArn")?;
+        let (index, role) = self.find_grant(ctx.caller, arn)?;
+        let verb = if accept { "accept" } else { "reject" };
+        if role != Role::Grantee {
+            return Err(ApiError::access_denied(format!(
+                "Only the grantee can {verb} grant {arn}"
+            )));
+        }
+        let g = &mut self.grants[index];
+        let allowed: &[&str] = if accept {
+            &[PENDING_ACCEPT]
+        } else {
+            &[PENDING_ACCEPT, DISABLED, ACTIVE]
+        };
+        if !allowed.contains(&g.status.as_str()) {
+            return Err(ApiError::validation(format!(
+                "Grant {arn} cannot be {verb}ed in status {}",
+                g.status
+            )));
+        }
+        g.status = if accept { DISABLED } else { REJECTED }.to_string();
+        Ok(g.summary())
+    }
+
+    fn delete_grant(&mut self, ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+        let arn = input.str_req("GrantArn")?;
+        let version = input.str_req("Version")?;
+        let (index, role) = self.find_grant(ctx.caller, arn)?;
+        if role != Role::Grantor {
+            return Err(ApiError::access_denied(format!(
+                "Only the grantor can delete grant {arn}; the grantee can reject it"
+            )));
+        }
+        let g = &mut self.grants[index];
+        if version != g.version.to_string() {
+            return Err(ApiError::validation(format!(
+                "Version {version} does not match the current version {} of grant {arn}",
+                g.version
+            )));
+        }
+        if g.status == DELETED || g.status == REJECTED {
+            return Err(ApiError::validation(format!(
+                "Grant {arn} is already {}",
+                g.status
+            )));
+        }
+        g.status = DELETED.to_string();
+        g.status_reason = input.str_opt("StatusReason")?.map(str::to_string);
+        g.version += 1;
+        let out = g.summary();
+        for child in self
+            .grants
+            .iter_mut()
+            .filter(|c| c.parent_grant.as_deref() == Some(arn))
+        {
+            if child.status != DELETED && child.status != REJECTED {
+                child.status = DELETED.to_string();
+                child.version += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn create_grant_version(
+        &mut self,
+        ctx: &Ctx<'_>,
+        input: &Input<'_>,
+    ) -> Result<Value, ApiError> {
+        let token = input.str_req("ClientToken")?;
+        let arn = input.str_req("GrantArn")?;
+        let token_key = (ctx.caller.to_string(), token.to_string());
+        if let Some((request, response)) = self.version_tokens.get(&token_key) {
+            if request != input.body {
+                return Err(ApiError::validation(format!(
+                    "The client token {token} has already been used with different request parameters"
+                )));
+            }
+            return Ok(response.clone());
+        }
+        let (index, _) = self.find_grant(ctx.caller, arn)?;
+        let g = &self.grants[index];
+        if let Some(source) = input.str_opt("SourceVersion")? {
+            if source != g.version.to_string() {
+                return Err(ApiError::validation(format!(
+                    "Source version {source} does not match the current version {} of grant {arn}",
+                    g.version
+                )));
+            }
+        }
+        let status = input.str_opt("Status")?;
+        let behavior = match input.object_opt("Options")? {
+            Some(options) => options.str_opt("ActivationOverrideBehavior")?,
+            None => None,
+        };
+        if let Some(b) = behavior {
+            if b != DISTRIBUTED_GRANTS_ONLY && b != ALL_GRANTS_PERMITTED_BY_ISSUER {
+                return Err(ApiError::validation(format!(
+                    "1 validation error detected: Value '{b}' at 'options.activationOverrideBehavior' \
+                     failed to satisfy constraint: Member must satisfy enum value set: \
+                     [{DISTRIBUTED_GRANTS_ONLY}, {ALL_GRANTS_PERMITTED_BY_ISSUER}]"
+                )));
+            }
+            if status != Some(ACTIVE) {
+                return Err(ApiError::validation(
+                    "ActivationOverrideBehavior can only be specified with Status ACTIVE",
+                ));
+            }
+        }
+        let operations = match input.string_list_opt("AllowedOperations")? {
+            Some(ops) => Some(validate_operations(&ops)?),
+            None => None,
+        };
+        match status {
+            None => {}
+            Some(s @ (ACTIVE | DISABLED)) if g.status != ACTIVE && g.status != DISABLED => {
+                return Err(ApiError::validation(format!(
+                    "Grant {arn} in status {} cannot be changed to {s}",
+                    g.status
+                )));
+            }
+            Some(ACTIVE | DISABLED) => {}
+            Some(other) => {
+                return Err(ApiError::validation(format!(
+                    "Status {other} cannot be requested; use ACTIVE or DISABLED"
+                )));
+            }
+        }
+
+        let mut replaced = Vec::new();
+        if status == Some(ACTIVE) {
+            let account = g.grantee_account().unwrap_or_default();
+            let sku = self
+                .license(&g.license_arn)
+                .map(|l| l.sku.clone())
+                .unwrap_or_default();
+            replaced = self
+                .grants
+                .iter()
+                .enumerate()
+                .filter(|(j, other)| {
+                    *j != index
+                        && other.status == ACTIVE
+                        && other.grantee_account() == Some(account)
+                        && other.license_arn != g.license_arn
+                        && self
+                            .license(&other.license_arn)
+                            .is_some_and(|l| l.sku == sku)
+                })
+                .map(|(j, _)| j)
+                .collect();
+            if !replaced.is_empty() && behavior != Some(ALL_GRANTS_PERMITTED_BY_ISSUER) {
+                return Err(ApiError::validation(ONE_ACTIVE_LICENSE_MESSAGE));
+            }
+        }
+        for j in replaced {
+            let other = &mut self.grants[j];
+            other.status = DISABLED.to_string();
+            other.status_reason = Some(format!("Replaced by the activation of grant {arn}"));
+            other.version += 1;
+        }
+        let g = &mut self.grants[index];
+        if let Some(s) = status {
+            g.status = s.to_string();
+        }
+        if let Some(name) = input.str_opt("GrantName")? {
+            g.name = name.to_string();
+        }
+        if let Some(ops) = operations {
+            g.operations = ops;
+        }
+        if let Some(b) = behavior {
+            g.options = Some(json!({ "ActivationOverrideBehavior": b }));
+        }
+        g.status_reason = input.str_opt("StatusReason")?.map(str::to_string);
+        g.version += 1;
+        let out = g.summary();
+        self.version_tokens
+            .insert(token_key, (input.body.clone(), out.clone()));
+        Ok(out)
+    }
+
+    fn update_service_settings(
+        &mut self,
+        ctx: &Ctx<'_>,
+        input: &Input<'_>,
+    ) -> Result<Value, ApiError> {
+        let Some(config) = input.object_opt("OrganizationConfiguration")? else {
+            return Ok(json!({}));
+        };
+        let enable = config
+            .bool_opt("EnableIntegration")?
+            .ok_or_else(|| config.missing("EnableIntegration"))?;
+        if enable {
+            match ctx.org {
+                OrgView::Known(Some(org)) if org.management_account == ctx.caller => {
+                    if !org.all_features() {
+                        return Err(ApiError::validation(
+                            "Linking AWS Organizations accounts requires an organization with all features enabled",
+                        ));
+                    }
+                }
+                OrgView::Known(Some(_)) => {
+                    return Err(ApiError::access_denied(
+                        "Only the management account of the organization can link AWS Organizations accounts",
+                    ));
+                }
+                OrgView::Known(None) => {
+                    return Err(ApiError::validation(format!(
+                        "Account {} is not a member of an organization",
+                        ctx.caller
+                    )));
+                }
+                OrgView::Unknown => {
+                    return Err(ApiError::internal("organization data unavailable"))
+                }
+            }
+        }
+        self.integration.insert(ctx.caller.to_string(), enable);
+        Ok(json!({}))
+    }
+
+    fn get_service_settings(&self, ctx: &Ctx<'_>) -> Value {
+        let enabled = self.integration.get(ctx.caller).copied().unwrap_or(false);
+        json!({
+            "OrganizationConfiguration": { "EnableIntegration": enabled },
+            "EnableCrossAccountsDiscovery": false,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn principals_parse() {
+        assert_eq!(
+            parse_principal("arn:aws:iam::111122223333:root"),
+            Some((Principal::Account("111122223333".into()), None))
+        );
+        assert!(matches!(
+            parse_principal("arn:aws:organizations::111122223333:organization/o-abc123defg"),
+            Some((Principal::Organization { .. }, Some(m))) if m == "111122223333"
+        ));
+        assert!(matches!(
+            parse_principal("arn:aws:organizations::111122223333:ou/o-abc123defg/ou-ab12-cd34ef56"),
+            Some((Principal::OrganizationalUnit { ou, .. }, _)) if ou == "ou-ab12-cd34ef56"
+        ));
+        assert_eq!(parse_principal("arn:aws:iam::1111:root"), None);
+        assert_eq!(parse_principal("arn:aws:iam::111122223333:user/bob"), None);
+        assert_eq!(parse_principal("111122223333"), None);
+    }
+}

@@ -1,0 +1,952 @@
+//! A stateful AWS License Manager + Service Catalog emulator speaking AWS JSON 1.1 over
+//! HTTP/1.1 on 127.0.0.1, for the unmodified Rust SDK clients.
+//!
+//! * API calls: `POST /` with `X-Amz-Target: AWSLicenseManager.<Op>` or
+//!   `AWS242ServiceCatalogService.<Op>`. The caller's account comes from the access key id in
+//!   the SigV4 `Authorization` header (see [`EmulatorOptions`]).
+//! * Control endpoints (plain JSON, path prefix `/_emulator/`): `POST reset`,
+//!   `POST licenses` ([`LicenseSeed`]), `GET|POST config` ([`Switches`], partial updates),
+//!   `GET state`, `GET calls` ([`CallRecord`]), `POST orgs` ([`OrgSeed`]),
+//!   `POST accounts` (`{"accessKeyId","account"}`), `POST clock` (`{"advanceMs"}`),
+//!   `GET events` (Control Tower lifecycle events produced by account vending).
+//!   [`ControlClient`] wraps them.
+
+mod common;
+mod license_manager;
+mod org;
+mod service_catalog;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::convert::Infallible;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::HeaderMap;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::{JoinHandle, JoinSet};
+
+use common::{ApiError, Clock, IdGen, Service};
+use license_manager::{Ctx, LicenseManager};
+use org::{MotoPeer, OrgInfo, OrgView};
+use service_catalog::{parse_managed_ou, ScCtx, ServiceCatalog, VendJob, VendOutcome};
+
+pub use license_manager::{
+    LicenseSeed, ALLOWED_OPERATIONS, MARKETPLACE_ACCOUNT, ONE_ACTIVE_LICENSE_MESSAGE,
+};
+pub use org::{OrgSeed, OuSeed};
+pub use service_catalog::{ACCOUNT_FACTORY, CONTROL_TOWER_BUSY};
+
+/// moto's default account, used for callers nothing else identifies.
+pub const DEFAULT_ACCOUNT: &str = "123456789012";
+
+/// Runtime switches (`POST /_emulator/config` takes any subset of these fields, camelCase).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct Switches {
+    /// Added to every API call.
+    pub latency_ms: u64,
+    /// Calls per second allowed for each operation (sliding one-second window); beyond it the
+    /// call fails with `RateLimitExceededException` (License Manager) or `ThrottlingException`.
+    pub rate_limit_per_second: Option<u32>,
+    /// Per-operation overrides of `rate_limit_per_second`, e.g. `{"CreateGrant": 1}`.
+    pub rate_limits: std::collections::BTreeMap<String, u32>,
+    /// Probability of an injected HTTP 500 `ServerInternalException`.
+    pub server_error_probability: f64,
+    /// Probability of an injected `RateLimitExceededException`.
+    pub throttle_probability: f64,
+    /// Injected 500s happen after the operation took effect (ambiguous outcome) instead of
+    /// before.
+    pub fault_after_commit: bool,
+    /// Operations the injected faults apply to; empty means all.
+    pub fault_operations: Vec<String>,
+    /// Seed of the fault generator (re-seeded whenever this field is set).
+    pub seed: u64,
+    /// How long a new grant stays in PENDING_WORKFLOW.
+    pub pending_workflow_ms: u64,
+    /// `false` forces every grant to PENDING_ACCEPT (no organization auto-accept).
+    pub auto_accept: bool,
+    pub max_grants_per_license: usize,
+    /// Page size of list operations called without `MaxResults`.
+    pub default_page_size: usize,
+    /// How long an Account Factory request stays IN_PROGRESS.
+    pub provisioning_ms: u64,
+    /// Account Factory requests in flight at once (Control Tower runs 5).
+    pub max_concurrent_account_operations: usize,
+    /// Account Factory requests whose AccountEmail contains this (case-insensitive) FAIL.
+    pub fail_email_marker: String,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Self {
+            latency_ms: 0,
+            rate_limit_per_second: None,
+            rate_limits: Default::default(),
+            server_error_probability: 0.0,
+            throttle_probability: 0.0,
+            fault_after_commit: false,
+            fault_operations: Vec::new(),
+            seed: 7,
+            pending_workflow_ms: 0,
+            auto_accept: true,
+            max_grants_per_license: 2000,
+            default_page_size: 100,
+            provisioning_ms: 0,
+            max_concurrent_account_operations: 5,
+            fail_email_marker: "fail".to_string(),
+        }
+    }
+}
+
+/// How to start an emulator.
+#[derive(Debug, Clone)]
+pub struct EmulatorOptions {
+    /// 0 picks a free port.
+    pub port: u16,
+    /// moto's URL: caller accounts and the organization then come from moto.
+    pub moto_url: Option<String>,
+    /// The access key id the emulator signs its moto Organizations calls with; moto must map it
+    /// to the management account (moto's default account for any non-moto key).
+    pub moto_management_key: String,
+    /// Access key id → account id. Checked first; then a 12-digit access key id is taken as
+    /// the account id itself; then moto's STS; else `default_account`.
+    pub accounts: HashMap<String, String>,
+    pub default_account: String,
+    /// The organization when there is no moto.
+    pub org: Option<OrgSeed>,
+    pub switches: Switches,
+}
+
+impl Default for EmulatorOptions {
+    fn default() -> Self {
+        Self {
+            port: 0,
+            moto_url: None,
+            moto_management_key: "testing".to_string(),
+            accounts: HashMap::new(),
+            default_account: DEFAULT_ACCOUNT.to_string(),
+            org: None,
+            switches: Switches::default(),
+        }
+    }
+}
+
+/// One API call as the emulator saw it (`GET /_emulator/calls`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub seq: u64,
+    /// `license-manager` or `servicecatalog`.
+    pub service: String,
+    pub operation: String,
+    /// The caller's account (`unknown` if it could not be resolved).
+    pub account: String,
+    pub access_key_id: Option<String>,
+    /// Emulator clock, milliseconds since the epoch.
+    pub at_ms: u64,
+    /// `ok` or the error code returned.
+    pub outcome: String,
+}
+
+struct State {
+    lm: LicenseManager,
+    sc: ServiceCatalog,
+    switches: Switches,
+    org_seed: Option<OrgSeed>,
+    accounts: HashMap<String, String>,
+    caller_cache: HashMap<String, String>,
+    calls: Vec<CallRecord>,
+    rate: HashMap<String, VecDeque<std::time::Instant>>,
+    rng: SmallRng,
+    ids: IdGen,
+}
+
+impl State {
+    fn new(opts: &EmulatorOptions, epoch_ms: u64) -> Self {
+        let mut ids = IdGen::new();
+        Self {
+            lm: LicenseManager::default(),
+            sc: ServiceCatalog::new(&mut ids, epoch_ms),
+            switches: opts.switches.clone(),
+            org_seed: opts.org.clone(),
+            accounts: opts.accounts.clone(),
+            caller_cache: HashMap::new(),
+            calls: Vec::new(),
+            rate: HashMap::new(),
+            rng: SmallRng::seed_from_u64(opts.switches.seed),
+            ids,
+        }
+    }
+}
+
+struct Emulator {
+    opts: EmulatorOptions,
+    moto: Option<MotoPeer>,
+    clock: Clock,
+    state: Mutex<State>,
+}
+
+/// A running emulator; shuts down on drop or [`EmulatorHandle::shutdown`].
+#[derive(Debug)]
+pub struct EmulatorHandle {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+/// Starts an emulator on 127.0.0.1.
+pub async fn start(opts: EmulatorOptions) -> io::Result<EmulatorHandle> {
+    let listener = TcpListener::bind(("127.0.0.1", opts.port)).await?;
+    let addr = listener.local_addr()?;
+    let clock = Clock::default();
+    let state = Mutex::new(State::new(&opts, clock.epoch_ms()));
+    let moto = opts
+        .moto_url
+        .as_deref()
+        .map(|url| MotoPeer::new(url, &opts.moto_management_key));
+    let emulator = Arc::new(Emulator {
+        opts,
+        moto,
+        clock,
+        state,
+    });
+    let (stop, mut stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                _ = &mut stopped => break,
+                accepted = listener.accept() => {
+                    let Ok((stream, _)) = accepted else { continue };
+                    let _ = stream.set_nodelay(true);
+                    let emulator = emulator.clone();
+                    connections.spawn(async move {
+                        let service = service_fn(move |request| {
+                            let emulator = emulator.clone();
+                            async move { Ok::<_, Infallible>(emulator.handle(request).await) }
+                        });
+                        let _ = http1::Builder::new()
+                            .serve_connection(TokioIo::new(stream), service)
+                            .await;
+                    });
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    });
+    tracing::debug!(%addr, "emulator listening");
+    Ok(EmulatorHandle {
+        addr,
+        stop: Some(stop),
+        task: Some(task),
+    })
+}
+
+impl EmulatorHandle {
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+    pub fn control(&self) -> ControlClient {
+        ControlClient::new(&self.url())
+    }
+    /// Stops accepting, closes open connections and waits for the server task.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for EmulatorHandle {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+fn response(status: u16, body: &Value, headers: &[(&str, &str)]) -> Response<Full<Bytes>> {
+    let mut builder = Response::builder().status(status);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let bytes = Bytes::from(serde_json::to_vec(body).unwrap_or_default());
+    builder
+        .body(Full::new(bytes.clone()))
+        .unwrap_or_else(|_| Response::new(Full::new(bytes)))
+}
+
+/// Access key id and region from `Authorization: AWS4-HMAC-SHA256 Credential=AKID/date/region/…`.
+fn parse_authorization(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let Some(value) = headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return (None, None);
+    };
+    let Some(credential) = value.split("Credential=").nth(1) else {
+        return (None, None);
+    };
+    let credential = credential.split([',', ' ']).next().unwrap_or_default();
+    let mut parts = credential.split('/');
+    let akid = parts.next().filter(|s| !s.is_empty()).map(str::to_string);
+    let region = parts.nth(1).map(str::to_string);
+    (akid, region)
+}
+
+impl Emulator {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let (parts, body) = request.into_parts();
+        let body = match body.collect().await {
+            Ok(b) => b.to_bytes(),
+            Err(e) => return response(400, &json!({ "message": e.to_string() }), &[]),
+        };
+        if let Some(path) = parts.uri.path().strip_prefix("/_emulator/") {
+            return self.control(&parts.method, path, &body).await;
+        }
+        let target = parts
+            .headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        let (service, op) = match target.split_once('.') {
+            Some(("AWSLicenseManager", op)) => (Service::LicenseManager, op),
+            Some(("AWS242ServiceCatalogService", op)) => (Service::ServiceCatalog, op),
+            _ => {
+                let error = ApiError::new(
+                    "UnknownOperationException",
+                    format!("unknown X-Amz-Target '{target}'"),
+                );
+                return Self::error_response(&error, "unknown");
+            }
+        };
+        let request_id = self.lock().ids.request_id();
+        match self.api(service, op, &parts.headers, &body).await {
+            Ok(out) => response(
+                200,
+                &out,
+                &[
+                    ("content-type", "application/x-amz-json-1.1"),
+                    ("x-amzn-requestid", &request_id),
+                ],
+            ),
+            Err(error) => Self::error_response(&error, &request_id),
+        }
+    }
+
+    fn error_response(error: &ApiError, request_id: &str) -> Response<Full<Bytes>> {
+        response(
+            error.status,
+            &json!({ "__type": error.code, "message": error.message }),
+            &[
+                ("content-type", "application/x-amz-json-1.1"),
+                ("x-amzn-requestid", request_id),
+                ("x-amzn-errortype", &error.code),
+            ],
+        )
+    }
+
+    async fn api(
+        &self,
+        service: Service,
+        op: &str,
+        headers: &HeaderMap,
+        body: &Bytes,
+    ) -> Result<Value, ApiError> {
+        let (akid, region) = parse_authorization(headers);
+        let caller = self.resolve_caller(akid.as_deref()).await;
+        let result = match &caller {
+            Ok(account) => {
+                let region = region.as_deref().unwrap_or("us-east-1");
+                self.api_call(service, op, account, region, body).await
+            }
+            Err(e) => Err(e.clone()),
+        };
+        let at_ms = self.clock.epoch_ms();
+        let mut st = self.lock();
+        let record = CallRecord {
+            seq: st.calls.len() as u64 + 1,
+            service: service.name().to_string(),
+            operation: op.to_string(),
+            account: caller.unwrap_or_else(|_| "unknown".to_string()),
+            access_key_id: akid,
+            at_ms,
+            outcome: match &result {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e.code.clone(),
+            },
+        };
+        tracing::debug!(?record, "emulated call");
+        st.calls.push(record);
+        result
+    }
+
+    async fn resolve_caller(&self, akid: Option<&str>) -> Result<String, ApiError> {
+        let Some(akid) = akid else {
+            return Ok(self.opts.default_account.clone());
+        };
+        {
+            let st = self.lock();
+            if let Some(account) = st.accounts.get(akid).or_else(|| st.caller_cache.get(akid)) {
+                return Ok(account.clone());
+            }
+        }
+        if akid.len() == 12 && akid.bytes().all(|b| b.is_ascii_digit()) {
+            return Ok(akid.to_string());
+        }
+        match &self.moto {
+            Some(moto) => {
+                let account = moto.caller_account(akid).await?;
+                self.lock()
+                    .caller_cache
+                    .insert(akid.to_string(), account.clone());
+                Ok(account)
+            }
+            None => Ok(self.opts.default_account.clone()),
+        }
+    }
+
+    async fn api_call(
+        &self,
+        service: Service,
+        op: &str,
+        caller: &str,
+        region: &str,
+        body: &Bytes,
+    ) -> Result<Value, ApiError> {
+        let latency = self.lock().switches.latency_ms;
+        if latency > 0 {
+            tokio::time::sleep(Duration::from_millis(latency)).await;
+        }
+        self.admit(service, op)?;
+        let input: Value = if body.is_empty() {
+            json!({})
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::new("SerializationException", e.to_string()))?
+        };
+        let out = match service {
+            Service::LicenseManager => self.license_manager(op, caller, &input).await?,
+            Service::ServiceCatalog => self.service_catalog(op, caller, region, &input).await?,
+        };
+        let mut st = self.lock();
+        let sw = st.switches.clone();
+        let applies = sw.fault_operations.is_empty() || sw.fault_operations.iter().any(|o| o == op);
+        if applies
+            && sw.fault_after_commit
+            && sw.server_error_probability > 0.0
+            && st.rng.random::<f64>() < sw.server_error_probability
+        {
+            return Err(service.internal_error());
+        }
+        Ok(out)
+    }
+
+    /// Rate limits and injected faults that happen before the operation runs.
+    fn admit(&self, service: Service, op: &str) -> Result<(), ApiError> {
+        let now = self.clock.now();
+        let mut st = self.lock();
+        let sw = st.switches.clone();
+        if let Some(limit) = sw.rate_limits.get(op).copied().or(sw.rate_limit_per_second) {
+            let window = st.rate.entry(op.to_string()).or_default();
+            while window
+                .front()
+                .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+            {
+                window.pop_front();
+            }
+            if window.len() >= limit as usize {
+                return Err(service.throttling_error());
+            }
+            window.push_back(now);
+        }
+        let applies = sw.fault_operations.is_empty() || sw.fault_operations.iter().any(|o| o == op);
+        if !applies {
+            return Ok(());
+        }
+        if sw.throttle_probability > 0.0 && st.rng.random::<f64>() < sw.throttle_probability {
+            return Err(service.throttling_error());
+        }
+        if !sw.fault_after_commit
+            && sw.server_error_probability > 0.0
+            && st.rng.random::<f64>() < sw.server_error_probability
+        {
+            return Err(service.internal_error());
+        }
+        Ok(())
+    }
+
+    /// The organization: from moto when configured (only if `need` says the call needs it),
+    /// else the seeded one.
+    async fn org_view(&self, need: Option<BTreeSet<String>>) -> Result<OrgView, ApiError> {
+        match (&self.moto, need) {
+            (None, _) => Ok(OrgView::Known(
+                self.lock().org_seed.as_ref().map(OrgInfo::from_seed),
+            )),
+            (Some(moto), Some(ous)) => Ok(OrgView::Known(moto.org_info(&ous).await?)),
+            (Some(_), None) => Ok(OrgView::Unknown),
+        }
+    }
+
+    async fn license_manager(
+        &self,
+        op: &str,
+        caller: &str,
+        input: &Value,
+    ) -> Result<Value, ApiError> {
+        let now = self.clock.now();
+        let need = self.lock().lm.org_need(op, input, now);
+        let org = self.org_view(need).await?;
+        let epoch_ms = self.clock.epoch_ms();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let switches = st.switches.clone();
+        let mut ctx = Ctx {
+            caller,
+            org: &org,
+            switches: &switches,
+            now,
+            epoch_ms,
+            ids: &mut st.ids,
+        };
+        st.lm.settle(&mut ctx);
+        st.lm.dispatch(op, &mut ctx, input)
+    }
+
+    async fn service_catalog(
+        &self,
+        op: &str,
+        caller: &str,
+        region: &str,
+        input: &Value,
+    ) -> Result<Value, ApiError> {
+        self.complete_vending().await;
+        let need = self.lock().sc.org_need(op);
+        let org = self.org_view(need).await?;
+        let now = self.clock.now();
+        let epoch_ms = self.clock.epoch_ms();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let switches = st.switches.clone();
+        let mut ctx = ScCtx {
+            caller,
+            org: &org,
+            switches: &switches,
+            now,
+            epoch_ms,
+            ids: &mut st.ids,
+            region,
+        };
+        st.sc.dispatch(op, &mut ctx, input)
+    }
+
+    /// Finishes Account Factory requests whose provisioning time is up.
+    async fn complete_vending(&self) {
+        let jobs = self.lock().sc.take_due(self.clock.now());
+        for job in jobs {
+            let (outcome, management) = self.vend(&job).await;
+            let epoch_ms = self.clock.epoch_ms();
+            self.lock().sc.finish(&job, &outcome, &management, epoch_ms);
+        }
+    }
+
+    /// Creates the account an Account Factory request asks for (in moto, or in the seeded
+    /// organization). Returns the outcome and the management account.
+    async fn vend(&self, job: &VendJob) -> (VendOutcome, String) {
+        let mut management = self.opts.default_account.clone();
+        let param = |k: &str| job.params.get(k).cloned().unwrap_or_default();
+        let requested_ou = param("ManagedOrganizationalUnit");
+        let (ou_name, ou_id) = parse_managed_ou(&requested_ou);
+        let failed = |message: String, id: &str, name: &str| VendOutcome::Failed {
+            message,
+            ou_id: id.to_string(),
+            ou_name: name.to_string(),
+        };
+        if !job.account_factory {
+            let ok = VendOutcome::Succeeded {
+                account_id: String::new(),
+                ou_id: String::new(),
+                ou_name: String::new(),
+            };
+            return (ok, management);
+        }
+        let marker = self.lock().switches.fail_email_marker.to_lowercase();
+        let email = param("AccountEmail");
+        let not_registered = format!(
+            "AWS Control Tower cannot create the account: the organizational unit \
+             {requested_ou} is not registered with AWS Control Tower"
+        );
+        let wanted = |id: &str, name: &str| match &ou_id {
+            Some(wanted_id) => wanted_id == id,
+            None => name == ou_name,
+        };
+        match &self.moto {
+            Some(moto) => {
+                let org = match moto.org_info(&BTreeSet::new()).await {
+                    Ok(Some(org)) => org,
+                    Ok(None) => {
+                        let msg = "AWS Control Tower cannot create the account: no organization";
+                        return (failed(msg.into(), "", &ou_name), management);
+                    }
+                    Err(e) => return (failed(e.message, "", &ou_name), management),
+                };
+                management = org.management_account.clone();
+                let (root, ous) = match moto.tree().await {
+                    Ok(tree) => tree,
+                    Err(e) => return (failed(e.describe(), "", &ou_name), management),
+                };
+                let Some((id, name)) = ous.into_iter().find(|(id, name)| wanted(id, name)) else {
+                    return (failed(not_registered, "", &ou_name), management);
+                };
+                if !marker.is_empty() && email.to_lowercase().contains(&marker) {
+                    let msg = format!(
+                        "AWS Control Tower could not create the account {email}: injected failure"
+                    );
+                    return (failed(msg, &id, &name), management);
+                }
+                let name_param = param("AccountName");
+                match moto
+                    .vend_account(&name_param, &email, &root, &id, &management)
+                    .await
+                {
+                    Ok(account_id) => (
+                        VendOutcome::Succeeded {
+                            account_id,
+                            ou_id: id,
+                            ou_name: name,
+                        },
+                        management,
+                    ),
+                    Err(e) => (failed(e.describe(), &id, &name), management),
+                }
+            }
+            None => {
+                let mut guard = self.lock();
+                let st = &mut *guard;
+                let Some(seed) = st.org_seed.as_mut() else {
+                    let msg = "AWS Control Tower cannot create the account: no organization";
+                    return (failed(msg.into(), "", &ou_name), management);
+                };
+                management = seed.management_account.clone();
+                let Some(ou) = seed.ous.iter_mut().find(|ou| wanted(&ou.id, &ou.name)) else {
+                    return (failed(not_registered, "", &ou_name), management);
+                };
+                if !marker.is_empty() && email.to_lowercase().contains(&marker) {
+                    let msg = format!(
+                        "AWS Control Tower could not create the account {email}: injected failure"
+                    );
+                    return (failed(msg, &ou.id, &ou.name), management);
+                }
+                let account_id = st.ids.account_id();
+                ou.accounts.push(account_id.clone());
+                let outcome = VendOutcome::Succeeded {
+                    account_id,
+                    ou_id: ou.id.clone(),
+                    ou_name: ou.name.clone(),
+                };
+                (outcome, management)
+            }
+        }
+    }
+
+    fn reset(&self) {
+        self.clock.reset();
+        let epoch_ms = self.clock.epoch_ms();
+        *self.lock() = State::new(&self.opts, epoch_ms);
+    }
+
+    async fn control(&self, method: &Method, path: &str, body: &Bytes) -> Response<Full<Bytes>> {
+        let input: Value = if body.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(v) => v,
+                Err(e) => {
+                    return response(
+                        400,
+                        &json!({ "message": format!("invalid JSON: {e}") }),
+                        &[],
+                    )
+                }
+            }
+        };
+        let bad_request = |e: serde_json::Error| (400, e.to_string());
+        let result: Result<Value, (u16, String)> =
+            match (method.clone(), path.trim_end_matches('/')) {
+                (Method::GET, "" | "health") => Ok(json!({ "ok": true })),
+                (Method::POST, "reset") => {
+                    self.reset();
+                    Ok(json!({}))
+                }
+                (Method::POST, "licenses") => serde_json::from_value::<LicenseSeed>(input)
+                    .map_err(bad_request)
+                    .map(|seed| {
+                        let epoch_ms = self.clock.epoch_ms();
+                        let mut guard = self.lock();
+                        let st = &mut *guard;
+                        st.lm.seed_license(&seed, &mut st.ids, epoch_ms)
+                    }),
+                (Method::GET, "config") => Ok(json!(self.lock().switches)),
+                (Method::POST, "config") => self.configure(&input),
+                (Method::GET, "state") => self.state().await.map_err(|e| (500, e.message)),
+                (Method::GET, "calls") => Ok(json!(self.lock().calls)),
+                (Method::POST, "orgs") => serde_json::from_value::<OrgSeed>(input)
+                    .map_err(bad_request)
+                    .map(|org| {
+                        self.lock().org_seed = Some(org);
+                        json!({})
+                    }),
+                (Method::POST, "accounts") => {
+                    match (input["accessKeyId"].as_str(), input["account"].as_str()) {
+                        (Some(akid), Some(account)) => {
+                            self.lock()
+                                .accounts
+                                .insert(akid.to_string(), account.to_string());
+                            Ok(json!({}))
+                        }
+                        _ => Err((400, "expected {\"accessKeyId\", \"account\"}".to_string())),
+                    }
+                }
+                (Method::POST, "clock") => match input["advanceMs"].as_u64() {
+                    Some(ms) => {
+                        let offset = self.clock.advance(Duration::from_millis(ms));
+                        Ok(json!({ "offsetMs": offset.as_millis() as u64 }))
+                    }
+                    None => Err((
+                        400,
+                        "expected {\"advanceMs\": <non-negative integer>}".to_string(),
+                    )),
+                },
+                (Method::GET, "events") => {
+                    self.complete_vending().await;
+                    Ok(json!(self.lock().sc.events))
+                }
+                _ => Err((
+                    404,
+                    format!("no control endpoint {method} /_emulator/{path}"),
+                )),
+            };
+        match result {
+            Ok(v) => response(200, &v, &[("content-type", "application/json")]),
+            Err((status, message)) => response(
+                status,
+                &json!({ "message": message }),
+                &[("content-type", "application/json")],
+            ),
+        }
+    }
+
+    fn configure(&self, patch: &Value) -> Result<Value, (u16, String)> {
+        let Some(patch) = patch.as_object() else {
+            return Err((400, "expected a JSON object of switches".to_string()));
+        };
+        let mut st = self.lock();
+        let mut current = json!(st.switches);
+        if let Some(fields) = current.as_object_mut() {
+            for (key, value) in patch {
+                fields.insert(key.clone(), value.clone());
+            }
+        }
+        let switches: Switches =
+            serde_json::from_value(current).map_err(|e| (400, e.to_string()))?;
+        if patch.contains_key("seed") {
+            st.rng = SmallRng::seed_from_u64(switches.seed);
+        }
+        st.switches = switches;
+        Ok(json!(st.switches))
+    }
+
+    async fn state(&self) -> Result<Value, ApiError> {
+        self.complete_vending().await;
+        let now = self.clock.now();
+        let need = self.lock().lm.org_need("", &json!({}), now);
+        let org = self.org_view(need).await?;
+        let epoch_ms = self.clock.epoch_ms();
+        let mut guard = self.lock();
+        let st = &mut *guard;
+        let switches = st.switches.clone();
+        let mut ctx = Ctx {
+            caller: "",
+            org: &org,
+            switches: &switches,
+            now,
+            epoch_ms,
+            ids: &mut st.ids,
+        };
+        st.lm.settle(&mut ctx);
+        let mut out = st.lm.dump();
+        out["serviceCatalog"] = st.sc.dump();
+        out["org"] = json!(st.org_seed);
+        out["switches"] = json!(st.switches);
+        Ok(out)
+    }
+}
+
+/// A client for the control endpoints (works against an in-process emulator or the
+/// `local-world` binary).
+#[derive(Debug, Clone)]
+pub struct ControlClient {
+    base: String,
+}
+
+impl ControlClient {
+    /// `emulator_url` is `http://127.0.0.1:PORT`.
+    pub fn new(emulator_url: &str) -> Self {
+        Self {
+            base: format!("{}/_emulator", emulator_url.trim_end_matches('/')),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> io::Result<Value> {
+        let url = format!("{}/{path}", self.base);
+        let response = match body {
+            Some(body) => {
+                crate::http::send(
+                    method,
+                    &url,
+                    &[("content-type", "application/json")],
+                    serde_json::to_vec(&body)?,
+                )
+                .await?
+            }
+            None => crate::http::send(method, &url, &[], Bytes::new()).await?,
+        };
+        if !response.is_success() {
+            return Err(io::Error::other(format!(
+                "{url}: HTTP {}: {}",
+                response.status,
+                response.text()
+            )));
+        }
+        Ok(serde_json::from_slice(&response.body)?)
+    }
+
+    /// Forgets every license, grant, record, call and switch change.
+    pub async fn reset(&self) -> io::Result<()> {
+        self.call(Method::POST, "reset", Some(json!({})))
+            .await
+            .map(drop)
+    }
+
+    /// Seeds a received license; returns its AWS `License` shape (`LicenseArn`, …).
+    pub async fn seed_license(&self, seed: &LicenseSeed) -> io::Result<Value> {
+        self.call(Method::POST, "licenses", Some(json!(seed))).await
+    }
+
+    /// Changes some switches (camelCase field names of [`Switches`]); returns all of them.
+    pub async fn configure(&self, patch: Value) -> io::Result<Switches> {
+        let v = self.call(Method::POST, "config", Some(patch)).await?;
+        Ok(serde_json::from_value(v)?)
+    }
+
+    pub async fn switches(&self) -> io::Result<Switches> {
+        let v = self.call(Method::GET, "config", None).await?;
+        Ok(serde_json::from_value(v)?)
+    }
+
+    /// Sets the organization (for an emulator without moto).
+    pub async fn seed_org(&self, org: &OrgSeed) -> io::Result<()> {
+        self.call(Method::POST, "orgs", Some(json!(org)))
+            .await
+            .map(drop)
+    }
+
+    /// Maps an access key id to an account.
+    pub async fn map_access_key(&self, access_key_id: &str, account: &str) -> io::Result<()> {
+        let body = json!({ "accessKeyId": access_key_id, "account": account });
+        self.call(Method::POST, "accounts", Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// Licenses, grants (with `GrantorAccountId`, `ParentGrantArn`), service settings, Service
+    /// Catalog records/portfolios, the seeded org and the switches.
+    pub async fn state(&self) -> io::Result<Value> {
+        self.call(Method::GET, "state", None).await
+    }
+
+    pub async fn calls(&self) -> io::Result<Vec<CallRecord>> {
+        let v = self.call(Method::GET, "calls", None).await?;
+        Ok(serde_json::from_value(v)?)
+    }
+
+    /// How many times `operation` was called (any outcome).
+    pub async fn count_calls(&self, operation: &str) -> io::Result<usize> {
+        Ok(self
+            .calls()
+            .await?
+            .iter()
+            .filter(|c| c.operation == operation)
+            .count())
+    }
+
+    /// Moves the emulator clock forward (grant workflows, provisioning, rate windows).
+    pub async fn advance_clock(&self, by: Duration) -> io::Result<()> {
+        let body = json!({ "advanceMs": by.as_millis() as u64 });
+        self.call(Method::POST, "clock", Some(body)).await.map(drop)
+    }
+
+    /// Control Tower lifecycle events (EventBridge envelopes) produced by account vending.
+    pub async fn control_tower_events(&self) -> io::Result<Vec<Value>> {
+        let v = self.call(Method::GET, "events", None).await?;
+        Ok(serde_json::from_value(v)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn authorization_header_yields_key_and_region() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            hyper::header::AUTHORIZATION,
+            "AWS4-HMAC-SHA256 Credential=ASIAEXAMPLE/20260101/eu-west-1/license-manager/aws4_request, \
+             SignedHeaders=host;x-amz-date, Signature=abc"
+                .parse()
+                .unwrap(),
+        );
+        let (akid, region) = parse_authorization(&headers);
+        assert_eq!(akid.as_deref(), Some("ASIAEXAMPLE"));
+        assert_eq!(region.as_deref(), Some("eu-west-1"));
+        assert_eq!(parse_authorization(&HeaderMap::new()), (None, None));
+    }
+
+    #[test]
+    fn switches_accept_partial_camel_case_json_and_refuse_typos() {
+        let s: Switches = serde_json::from_value(json!({ "latencyMs": 5 })).unwrap();
+        assert_eq!(s.latency_ms, 5);
+        assert!(s.auto_accept);
+        assert!(serde_json::from_value::<Switches>(json!({ "latency": 5 })).is_err());
+    }
+}
