@@ -439,6 +439,24 @@ pub async fn create_grant(
     })
 }
 
+/// GetGrant (either side).
+pub async fn get_grant(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    calls: &CallLog,
+) -> Result<GrantView, Error> {
+    calls.record("license-manager:GetGrant", false);
+    let out = lm
+        .get_grant()
+        .grant_arn(grant_arn)
+        .send()
+        .await
+        .map_err(|e| aws_error("license-manager", "GetGrant", e))?;
+    out.grant()
+        .map(GrantView::from)
+        .ok_or_else(|| missing("GetGrant", "Grant"))
+}
+
 /// AcceptGrant as the member account; returns (status, version).
 pub async fn accept_grant(
     lm: &aws_sdk_licensemanager::Client,

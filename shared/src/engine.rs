@@ -141,6 +141,12 @@ impl Engine {
         &self.config
     }
 
+    /// The AVAILABLE AWS/Marketplace licenses the management account holds, from the same
+    /// short-lived cache `run` uses (callers that must pick one license before running).
+    pub async fn held_marketplace_licenses(&self) -> Result<Arc<Vec<HeldLicense>>, Error> {
+        self.held_licenses(&CallLog::default()).await
+    }
+
     pub fn clients(&self) -> &Clients {
         &self.clients
     }
@@ -685,6 +691,11 @@ impl Engine {
                 calls,
             )
             .await?;
+            if created.status == status::PENDING_WORKFLOW {
+                // One look (no waiting): short workflows are done by now, and the grant then
+                // moves on in this same invocation; otherwise the re-check picks it up.
+                return aws::get_grant(&self.clients.license_manager, &created.arn, calls).await;
+            }
             if !is_terminal(&created.status) {
                 return Ok(created);
             }

@@ -77,8 +77,7 @@ impl MotoServer {
             // No moto_server script on PATH: try the module (an explicit $MOTO_SERVER that
             // does not exist is an error, below).
             Err(e)
-                if e.kind() == io::ErrorKind::NotFound
-                    && program == PathBuf::from("moto_server") =>
+                if e.kind() == io::ErrorKind::NotFound && program.as_os_str() == "moto_server" =>
             {
                 let mut module_args = vec!["-m".to_string(), "moto.server".to_string()];
                 module_args.extend(args.iter().cloned());

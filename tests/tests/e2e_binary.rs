@@ -1,0 +1,112 @@
+//! The compiled account-lifecycle binary, as deployed: under the Lambda runtime emulator
+//! (`cargo lambda watch`), configured only through environment variables, invoked with the
+//! shipped event files (`cargo lambda invoke --data-file`), against the local AWS world.
+#![allow(clippy::unwrap_used)]
+
+use local_world::lambda::{workspace_root, LambdaEmulator};
+use local_world::seed::{self, demo_spec};
+use local_world::World;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[tokio::test]
+async fn binary_onboards_an_account_from_the_shipped_events() {
+    let Some(world) = World::start_or_skip().await else {
+        return;
+    };
+    let org = seed::seed(&world, &demo_spec()).await.unwrap();
+    let queue_url = world
+        .sqs()
+        .create_queue()
+        .queue_name("onboarding")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let account = org.account("workload-prod").unwrap().clone();
+
+    let mut env = world.env_vars();
+    env.extend(
+        [
+            ("ALL_MARKETPLACE_LICENSES", "true"),
+            ("ONBOARDING_QUEUE_URL", queue_url.as_str()),
+            ("RUST_LOG", "info"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let lambda = match LambdaEmulator::start(&env, Duration::from_secs(600)).await {
+        Ok(l) => l,
+        Err(e) if !local_world::world::in_ci() => {
+            eprintln!(
+                "SKIPPED binary_onboards_an_account_from_the_shipped_events: {e} (run `make venv`)"
+            );
+            return;
+        }
+        Err(e) => panic!("cargo lambda watch did not start: {e}"),
+    };
+
+    // The shipped event, with the account id this world created (moto picks ids at random).
+    let shipped: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("events/create-managed-account.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    let mut event = shipped.clone();
+    event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["account"]["accountId"] =
+        json!(account.id);
+    let dir = std::env::temp_dir().join(format!("ct-e2e-binary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("create-managed-account.json");
+    std::fs::write(&file, serde_json::to_vec(&event).unwrap()).unwrap();
+
+    let out = lambda.invoke("account-lifecycle", &file).await.unwrap();
+    assert!(out.ok, "invoke failed: {}\n{}", out.raw, lambda.log_text());
+    assert_eq!(out.output["outcome"], "entitled", "{:#}", out.output);
+    assert_eq!(out.output["accountId"], json!(account.id));
+    assert_eq!(out.output["licenses"].as_array().map(Vec::len), Some(3));
+    assert!(
+        lambda.log_text().contains(r#""type":"accountReport""#),
+        "one JSON report line per account in the logs"
+    );
+
+    // Shipped files unmodified: a FAILED creation is skipped without any AWS call.
+    let failed = lambda
+        .invoke(
+            "account-lifecycle",
+            &workspace_root().join("events/create-failed.json"),
+        )
+        .await
+        .unwrap();
+    assert!(failed.ok, "{}", failed.raw);
+    assert_eq!(failed.output["outcome"], "skipped");
+    assert_eq!(failed.output["apiCalls"], json!({}));
+
+    // The SQS-wrapped onboard request names an account outside this organization: a partial
+    // batch failure, nothing lost.
+    let batch = lambda
+        .invoke(
+            "account-lifecycle",
+            &workspace_root().join("events/sqs-onboard-request.json"),
+        )
+        .await
+        .unwrap();
+    assert!(batch.ok, "{}", batch.raw);
+    assert_eq!(
+        batch.output["batchItemFailures"][0]["itemIdentifier"],
+        "8b6d2c1e-0000-4000-8000-000000000002"
+    );
+
+    // A bad payload is a classified error (cargo lambda invoke exits non-zero).
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, br#"{"source":"aws.s3","detail":{}}"#).unwrap();
+    let rejected = lambda.invoke("account-lifecycle", &bad).await.unwrap();
+    assert!(!rejected.ok);
+    assert!(
+        rejected.raw.contains("InvalidInput.permanent"),
+        "{}",
+        rejected.raw
+    );
+    lambda.stop();
+}

@@ -1,0 +1,452 @@
+//! account-lifecycle end to end: the shared engine (and, in one test, the compiled binary under
+//! the Lambda runtime emulator) against moto (IAM, STS, Organizations, SQS) and the License
+//! Manager emulator, over the real SDK wire protocols. Without moto these skip loudly, except in
+//! CI (CI=true) where a world that cannot start fails the test.
+#![allow(clippy::unwrap_used)]
+
+use aws_credential_types::provider::SharedCredentialsProvider;
+use aws_credential_types::Credentials;
+use aws_sdk_licensemanager::types::Filter;
+use local_world::seed::{self, demo_spec, AccountSpec, LicenseSpec, OrgSpec, OuSpec, SeededOrg};
+use local_world::{clients, World};
+use serde_json::{json, Value};
+use shared::event::parse_request;
+use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients, Outcome};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Member-account clients for assumed credentials, pointed at the local world.
+struct LocalMembers {
+    base: aws_config::SdkConfig,
+    moto: String,
+    emulator: String,
+}
+
+impl MemberClientFactory for LocalMembers {
+    fn member_clients(&self, credentials: Credentials) -> MemberClients {
+        let config = self
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .build();
+        MemberClients {
+            iam: clients::iam_from(&config, &self.moto),
+            license_manager: clients::license_manager_from(&config, &self.emulator),
+        }
+    }
+}
+
+struct Setup {
+    world: World,
+    org: SeededOrg,
+    queue_url: String,
+}
+
+async fn setup(spec: OrgSpec) -> Option<Setup> {
+    let world = World::start_or_skip().await?;
+    let org = seed::seed(&world, &spec).await.unwrap();
+    let queue_url = world
+        .sqs()
+        .create_queue()
+        .queue_name("onboarding")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    Some(Setup {
+        world,
+        org,
+        queue_url,
+    })
+}
+
+impl Setup {
+    fn engine(&self, env: &[(&str, &str)]) -> Engine {
+        self.engine_with(env, self.world.license_manager())
+    }
+
+    fn engine_with(
+        &self,
+        env: &[(&str, &str)],
+        license_manager: aws_sdk_licensemanager::Client,
+    ) -> Engine {
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("ALL_MARKETPLACE_LICENSES".into(), "true".into()),
+            ("ONBOARDING_QUEUE_URL".into(), self.queue_url.clone()),
+            ("ASSUME_ROLE_BACKOFF_MS".into(), "10".into()),
+            ("RECHECK_DELAY_SECONDS".into(), "0".into()),
+        ]);
+        for (k, v) in env {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        let base = self.world.sdk_config().clone();
+        let clients = Clients {
+            organizations: self.world.organizations(),
+            sts: self.world.sts(),
+            license_manager,
+            sqs: self.world.sqs(),
+            members: Arc::new(LocalMembers {
+                base,
+                moto: self.world.moto_url().to_string(),
+                emulator: self.world.emulator_url(),
+            }),
+        };
+        Engine::new(config, clients)
+    }
+
+    /// The shipped Control Tower event, naming an account that exists in this world.
+    fn create_event(&self, account: &str, ou_id: &str) -> Value {
+        shipped_event("create-managed-account.json", account, ou_id)
+    }
+
+    async fn grants_in(&self, account: &str) -> Vec<(String, String)> {
+        let member = self.world.client_for_account(account).await.unwrap();
+        let out = member
+            .license_manager
+            .list_received_grants()
+            .send()
+            .await
+            .unwrap();
+        out.grants()
+            .iter()
+            .map(|g| {
+                (
+                    g.license_arn().to_string(),
+                    g.grant_status().as_str().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    async fn calls(&self, op: &str) -> usize {
+        self.world.control().count_calls(op).await.unwrap()
+    }
+}
+
+fn shipped_event(file: &str, account: &str, ou_id: &str) -> Value {
+    let path = local_world::lambda::workspace_root()
+        .join("events")
+        .join(file);
+    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let status = event["detail"]["serviceEventDetails"]
+        .as_object_mut()
+        .and_then(|m| m.values_mut().next())
+        .unwrap();
+    status["account"]["accountId"] = json!(account);
+    status["organizationalUnit"]["organizationalUnitId"] = json!(ou_id);
+    event
+}
+
+async fn handle(engine: &Engine, event: Value) -> Value {
+    shared::handler::handle(engine, event)
+        .await
+        .unwrap_or_else(|e| panic!("handler failed: {e}"))
+}
+
+#[tokio::test]
+async fn new_account_is_onboarded_and_a_second_delivery_changes_nothing() {
+    let Some(mut s) = setup(demo_spec()).await else {
+        return;
+    };
+    let ou = s.org.ou("Workloads").unwrap().id.clone();
+    let account = seed::add_account(&s.world, &mut s.org, "LifeCycle1", &ou)
+        .await
+        .unwrap();
+    let engine = s.engine(&[]);
+
+    let report = handle(&engine, s.create_event(&account.id, &ou)).await;
+    assert_eq!(report["outcome"], "entitled", "{report:#}");
+    assert_eq!(report["licenses"].as_array().unwrap().len(), 3);
+    for l in report["licenses"].as_array().unwrap() {
+        assert_eq!(l["statusAfter"], "ACTIVE", "{l}");
+        assert_eq!(
+            l["actions"],
+            json!(["CreateGrant", "ActivateGrant"]),
+            "auto-accepted org: {l}"
+        );
+    }
+
+    // SLRs exist in the new account, looked up with that account's own credentials.
+    let member = s.world.client_for_account(&account.id).await.unwrap();
+    let roles = member
+        .iam
+        .list_roles()
+        .path_prefix("/aws-service-role/")
+        .send()
+        .await
+        .unwrap();
+    let mut paths: Vec<&str> = roles.roles().iter().map(|r| r.path()).collect();
+    paths.sort();
+    assert_eq!(
+        paths,
+        vec![
+            "/aws-service-role/license-management.marketplace.amazonaws.com/",
+            "/aws-service-role/license-manager.amazonaws.com/",
+            "/aws-service-role/license-manager.member-account.amazonaws.com/",
+        ]
+    );
+    // Every license has an ACTIVE grant, as the account itself sees it.
+    let grants = s.grants_in(&account.id).await;
+    assert_eq!(grants.len(), 3);
+    assert!(grants.iter().all(|(_, st)| st == "ACTIVE"), "{grants:?}");
+
+    let created = s.calls("CreateGrant").await;
+    let again = handle(&engine, s.create_event(&account.id, &ou)).await;
+    assert_eq!(again["outcome"], "entitled");
+    assert_eq!(again["writeCalls"], 0, "{again:#}");
+    assert_eq!(s.calls("CreateGrant").await, created, "no second grant");
+    assert_eq!(s.grants_in(&account.id).await.len(), 3);
+}
+
+#[tokio::test]
+async fn consolidated_billing_org_grants_are_accepted_by_the_account() {
+    let mut spec = demo_spec();
+    spec.all_features = false;
+    spec.enable_integration = false;
+    let Some(s) = setup(spec).await else { return };
+    let account = s.org.account("workload-dev").unwrap().clone();
+    let report = handle(&s.engine(&[]), s.create_event(&account.id, &account.ou_id)).await;
+    assert_eq!(report["outcome"], "entitled", "{report:#}");
+    for l in report["licenses"].as_array().unwrap() {
+        assert_eq!(
+            l["actions"],
+            json!(["CreateGrant", "AcceptGrant", "ActivateGrant"]),
+            "{l}"
+        );
+    }
+    assert_eq!(s.calls("AcceptGrant").await, 3);
+}
+
+#[tokio::test]
+async fn organization_wide_grant_child_is_activated_without_a_new_grant() {
+    let mut spec = demo_spec();
+    spec.org_wide_grants = vec!["prod-demo-firewall".into()];
+    let Some(mut s) = setup(spec).await else {
+        return;
+    };
+    let ou = s.org.ou("Sandbox").unwrap().id.clone();
+    // An account created after the org grant still gets its child.
+    let account = seed::add_account(&s.world, &mut s.org, "late-joiner", &ou)
+        .await
+        .unwrap();
+    let firewall = s.org.license("prod-demo-firewall").unwrap().arn.clone();
+    let report = handle(
+        &s.engine(&[
+            ("ALL_MARKETPLACE_LICENSES", "false"),
+            ("LICENSE_ARNS", &firewall),
+        ]),
+        s.create_event(&account.id, &ou),
+    )
+    .await;
+    assert_eq!(report["outcome"], "entitled", "{report:#}");
+    let l = &report["licenses"][0];
+    assert_eq!(l["grantSource"], "organization", "{l}");
+    assert_eq!(l["actions"], json!(["ActivateGrant"]));
+    let created_for_account = s
+        .world
+        .license_manager()
+        .list_distributed_grants()
+        .filters(
+            Filter::builder()
+                .name("GranteePrincipalARN")
+                .values(format!("arn:aws:iam::{}:root", account.id))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        created_for_account.grants().is_empty(),
+        "no per-account grant beside the org grant"
+    );
+}
+
+#[tokio::test]
+async fn grant_in_workflow_is_requeued_then_finished_by_the_recheck() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    s.world
+        .control()
+        .configure(json!({"pendingWorkflowMs": 3_600_000}))
+        .await
+        .unwrap();
+    let account = s.org.account("workload-prod").unwrap().clone();
+    let engine = s.engine(&[
+        ("PRODUCT_SKUS", "prod-demo-analytics"),
+        ("ALL_MARKETPLACE_LICENSES", "false"),
+    ]);
+
+    let report = handle(&engine, s.create_event(&account.id, &account.ou_id)).await;
+    assert_eq!(report["outcome"], "pending", "{report:#}");
+    assert_eq!(report["licenses"][0]["statusAfter"], "PENDING_WORKFLOW");
+
+    // The re-check is on the queue (delay 0 here), as account-lifecycle will receive it.
+    let received = s
+        .world
+        .sqs()
+        .receive_message()
+        .queue_url(&s.queue_url)
+        .max_number_of_messages(10)
+        .send()
+        .await
+        .unwrap();
+    let messages = received.messages();
+    assert_eq!(messages.len(), 1);
+    let body: Value = serde_json::from_str(messages[0].body().unwrap()).unwrap();
+    assert_eq!(body["accountId"], json!(account.id));
+    assert_eq!(body["attempt"], 1);
+
+    // Still in workflow: pending again, and another re-check queued.
+    let batch = json!({"Records": [{"messageId": "m1", "eventSource": "aws:sqs", "body": messages[0].body().unwrap()}]});
+    assert_eq!(
+        handle(&engine, batch.clone()).await,
+        json!({"batchItemFailures": []})
+    );
+
+    s.world
+        .control()
+        .advance_clock(std::time::Duration::from_secs(3_601))
+        .await
+        .unwrap();
+    let request = parse_request(&body).unwrap();
+    let report = engine.run(request).await;
+    assert_eq!(report.outcome, Outcome::Entitled, "{report:#?}");
+    assert_eq!(
+        report.licenses[0].status_before.as_deref(),
+        Some("DISABLED")
+    );
+    assert_eq!(
+        s.calls("CreateGrant").await,
+        1,
+        "the re-checks found the grant instead of creating another"
+    );
+}
+
+#[tokio::test]
+async fn active_license_for_the_same_product_conflicts_unless_overridden() {
+    let spec = OrgSpec {
+        all_features: true,
+        ous: vec![OuSpec {
+            name: "Apps".into(),
+            accounts: vec![AccountSpec::new("app-1")],
+        }],
+        licenses: vec![
+            LicenseSpec::new("prod-db", "Database (annual)"),
+            LicenseSpec::new("prod-db", "Database (monthly)"),
+        ],
+        enable_integration: true,
+        org_wide_grants: vec![],
+    };
+    let Some(s) = setup(spec).await else { return };
+    let account = s.org.account("app-1").unwrap().clone();
+    let (annual, monthly) = (s.org.licenses[0].arn.clone(), s.org.licenses[1].arn.clone());
+    let event = s.create_event(&account.id, &account.ou_id);
+
+    let first = handle(
+        &s.engine(&[
+            ("ALL_MARKETPLACE_LICENSES", "false"),
+            ("LICENSE_ARNS", &annual),
+        ]),
+        event.clone(),
+    )
+    .await;
+    assert_eq!(first["outcome"], "entitled", "{first:#}");
+
+    let engine = s.engine(&[
+        ("ALL_MARKETPLACE_LICENSES", "false"),
+        ("LICENSE_ARNS", &monthly),
+    ]);
+    let err = shared::handler::handle(&engine, event.clone())
+        .await
+        .expect_err("conflict");
+    assert_eq!(err.retry(), shared::Retry::Permanent, "{err}");
+    assert!(
+        err.to_string().contains("already has an active license"),
+        "{err}"
+    );
+
+    let engine = s.engine(&[
+        ("ALL_MARKETPLACE_LICENSES", "false"),
+        ("LICENSE_ARNS", &monthly),
+        (
+            "ACTIVATION_OVERRIDE_BEHAVIOR",
+            "ALL_GRANTS_PERMITTED_BY_ISSUER",
+        ),
+    ]);
+    let replaced = handle(&engine, event).await;
+    assert_eq!(replaced["outcome"], "entitled", "{replaced:#}");
+    let grants: HashMap<String, String> = s.grants_in(&account.id).await.into_iter().collect();
+    assert_eq!(grants[&monthly], "ACTIVE");
+    assert_eq!(
+        grants[&annual], "DISABLED",
+        "the other subscription's grant was replaced"
+    );
+}
+
+#[tokio::test]
+async fn throttled_license_manager_is_retried_by_the_sdk() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let account = s.org.account("sandbox-1").unwrap().clone();
+    // The production License Manager client (RateLimitExceededException classified as
+    // throttling) with standard retries, against an emulator that throttles half the calls.
+    let retrying = s
+        .world
+        .sdk_config()
+        .to_builder()
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(8)
+                .with_initial_backoff(std::time::Duration::from_millis(5)),
+        )
+        .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
+            aws_smithy_async::rt::sleep::TokioSleep::new(),
+        ))
+        .endpoint_url(s.world.emulator_url())
+        .build();
+    let lm = shared::clients::license_manager_client(&retrying, "us-east-1");
+    let engine = s.engine_with(
+        &[
+            ("PRODUCT_SKUS", "prod-demo-observability"),
+            ("ALL_MARKETPLACE_LICENSES", "false"),
+        ],
+        lm,
+    );
+    s.world
+        .control()
+        .configure(json!({"throttleProbability": 0.5, "seed": 7, "faultOperations": ["ListReceivedLicenses", "ListDistributedGrants", "CreateGrant"]}))
+        .await
+        .unwrap();
+    let report = handle(&engine, s.create_event(&account.id, &account.ou_id)).await;
+    assert_eq!(report["outcome"], "entitled", "{report:#}");
+    let throttled = s
+        .world
+        .control()
+        .calls()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|c| c.outcome.contains("RateLimitExceeded"))
+        .count();
+    assert!(
+        throttled > 0,
+        "the switch throttled some calls, and the SDK retried them"
+    );
+    assert_eq!(
+        s.calls("CreateGrant").await
+            - s.world
+                .control()
+                .calls()
+                .await
+                .unwrap()
+                .iter()
+                .filter(|c| c.operation == "CreateGrant" && c.outcome != "ok")
+                .count(),
+        1
+    );
+}
