@@ -4,147 +4,15 @@
 //! CI (CI=true) where a world that cannot start fails the test.
 #![allow(clippy::unwrap_used)]
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
+mod common;
+
 use aws_sdk_licensemanager::types::Filter;
-use local_world::seed::{self, demo_spec, AccountSpec, LicenseSpec, OrgSpec, OuSpec, SeededOrg};
-use local_world::{clients, World};
+use common::{handle, setup};
+use local_world::seed::{self, demo_spec, AccountSpec, LicenseSpec, OrgSpec, OuSpec};
 use serde_json::{json, Value};
 use shared::event::parse_request;
-use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients, Outcome};
+use shared::Outcome;
 use std::collections::HashMap;
-use std::sync::Arc;
-
-/// Member-account clients for assumed credentials, pointed at the local world.
-struct LocalMembers {
-    base: aws_config::SdkConfig,
-    moto: String,
-    emulator: String,
-}
-
-impl MemberClientFactory for LocalMembers {
-    fn member_clients(&self, credentials: Credentials) -> MemberClients {
-        let config = self
-            .base
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .build();
-        MemberClients {
-            iam: clients::iam_from(&config, &self.moto),
-            license_manager: clients::license_manager_from(&config, &self.emulator),
-        }
-    }
-}
-
-struct Setup {
-    world: World,
-    org: SeededOrg,
-    queue_url: String,
-}
-
-async fn setup(spec: OrgSpec) -> Option<Setup> {
-    let world = World::start_or_skip().await?;
-    let org = seed::seed(&world, &spec).await.unwrap();
-    let queue_url = world
-        .sqs()
-        .create_queue()
-        .queue_name("onboarding")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
-    Some(Setup {
-        world,
-        org,
-        queue_url,
-    })
-}
-
-impl Setup {
-    fn engine(&self, env: &[(&str, &str)]) -> Engine {
-        self.engine_with(env, self.world.license_manager())
-    }
-
-    fn engine_with(
-        &self,
-        env: &[(&str, &str)],
-        license_manager: aws_sdk_licensemanager::Client,
-    ) -> Engine {
-        let mut vars: HashMap<String, String> = HashMap::from([
-            ("ALL_MARKETPLACE_LICENSES".into(), "true".into()),
-            ("ONBOARDING_QUEUE_URL".into(), self.queue_url.clone()),
-            ("ASSUME_ROLE_BACKOFF_MS".into(), "10".into()),
-            ("RECHECK_DELAY_SECONDS".into(), "0".into()),
-        ]);
-        for (k, v) in env {
-            vars.insert(k.to_string(), v.to_string());
-        }
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let base = self.world.sdk_config().clone();
-        let clients = Clients {
-            organizations: self.world.organizations(),
-            sts: self.world.sts(),
-            license_manager,
-            sqs: self.world.sqs(),
-            members: Arc::new(LocalMembers {
-                base,
-                moto: self.world.moto_url().to_string(),
-                emulator: self.world.emulator_url(),
-            }),
-        };
-        Engine::new(config, clients)
-    }
-
-    /// The shipped Control Tower event, naming an account that exists in this world.
-    fn create_event(&self, account: &str, ou_id: &str) -> Value {
-        shipped_event("create-managed-account.json", account, ou_id)
-    }
-
-    async fn grants_in(&self, account: &str) -> Vec<(String, String)> {
-        let member = self.world.client_for_account(account).await.unwrap();
-        let out = member
-            .license_manager
-            .list_received_grants()
-            .send()
-            .await
-            .unwrap();
-        out.grants()
-            .iter()
-            .map(|g| {
-                (
-                    g.license_arn().to_string(),
-                    g.grant_status().as_str().to_string(),
-                )
-            })
-            .collect()
-    }
-
-    async fn calls(&self, op: &str) -> usize {
-        self.world.control().count_calls(op).await.unwrap()
-    }
-}
-
-fn shipped_event(file: &str, account: &str, ou_id: &str) -> Value {
-    let path = local_world::lambda::workspace_root()
-        .join("events")
-        .join(file);
-    let mut event: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let status = event["detail"]["serviceEventDetails"]
-        .as_object_mut()
-        .and_then(|m| m.values_mut().next())
-        .unwrap();
-    status["account"]["accountId"] = json!(account);
-    status["organizationalUnit"]["organizationalUnitId"] = json!(ou_id);
-    event
-}
-
-async fn handle(engine: &Engine, event: Value) -> Value {
-    shared::handler::handle(engine, event)
-        .await
-        .unwrap_or_else(|e| panic!("handler failed: {e}"))
-}
 
 #[tokio::test]
 async fn new_account_is_onboarded_and_a_second_delivery_changes_nothing() {
