@@ -3,7 +3,7 @@
 
 use crate::error::{aws_error, Error, Retry};
 use crate::ids::AccountId;
-use crate::report::CallLog;
+use crate::report::{CallLog, Side};
 use aws_credential_types::Credentials;
 use aws_sdk_licensemanager::types::{
     ActivationOverrideBehavior, AllowedOperation, Filter, Grant, GrantStatus, Options,
@@ -75,7 +75,7 @@ pub async fn describe_organization(
     org: &aws_sdk_organizations::Client,
     calls: &CallLog,
 ) -> Result<OrgInfo, Error> {
-    calls.record("organizations:DescribeOrganization", false);
+    calls.record(Side::Own, "organizations:DescribeOrganization", false);
     let out = org
         .describe_organization()
         .send()
@@ -97,7 +97,7 @@ pub async fn describe_member(
     account: &AccountId,
     calls: &CallLog,
 ) -> Result<MemberInfo, Error> {
-    calls.record("organizations:DescribeAccount", false);
+    calls.record(Side::Own, "organizations:DescribeAccount", false);
     let described = org
         .describe_account()
         .account_id(account.as_str())
@@ -123,7 +123,7 @@ pub async fn describe_member(
         .unwrap_or_else(|| "ACTIVE".to_string());
 
     let parents = async {
-        calls.record("organizations:ListParents", false);
+        calls.record(Side::Own, "organizations:ListParents", false);
         let out = org
             .list_parents()
             .child_id(account.as_str())
@@ -144,7 +144,7 @@ pub async fn describe_member(
         let mut tags = Vec::new();
         let mut token = None;
         loop {
-            calls.record("organizations:ListTagsForResource", false);
+            calls.record(Side::Own, "organizations:ListTagsForResource", false);
             let out = org
                 .list_tags_for_resource()
                 .resource_id(account.as_str())
@@ -180,7 +180,7 @@ pub async fn marketplace_licenses(
     let mut held = Vec::new();
     let mut token = None;
     loop {
-        calls.record("license-manager:ListReceivedLicenses", false);
+        calls.record(Side::Own, "license-manager:ListReceivedLicenses", false);
         let out = lm
             .list_received_licenses()
             .filters(filter("IssuerName", "AWS/Marketplace"))
@@ -218,7 +218,7 @@ pub async fn assume_role(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        calls.record("sts:AssumeRole", false);
+        calls.record(Side::Own, "sts:AssumeRole", false);
         let result = sts
             .assume_role()
             .role_arn(role_arn)
@@ -295,7 +295,7 @@ pub async fn service_role_paths(
     let mut paths = Vec::new();
     let mut marker = None;
     loop {
-        calls.record("iam:ListRoles", false);
+        calls.record(Side::Member, "iam:ListRoles", false);
         let out = iam
             .list_roles()
             .path_prefix("/aws-service-role/")
@@ -318,7 +318,7 @@ pub async fn create_slr(
     service: &str,
     calls: &CallLog,
 ) -> Result<bool, Error> {
-    calls.record("iam:CreateServiceLinkedRole", true);
+    calls.record(Side::Member, "iam:CreateServiceLinkedRole", true);
     match iam
         .create_service_linked_role()
         .aws_service_name(service)
@@ -347,7 +347,7 @@ pub async fn received_grants(
     let mut grants = Vec::new();
     let mut token = None;
     loop {
-        calls.record("license-manager:ListReceivedGrants", false);
+        calls.record(Side::Member, "license-manager:ListReceivedGrants", false);
         let out = lm
             .list_received_grants()
             .filters(filter("LicenseArn", license_arn))
@@ -374,7 +374,7 @@ pub async fn distributed_grants(
     let mut grants = Vec::new();
     let mut token = None;
     loop {
-        calls.record("license-manager:ListDistributedGrants", false);
+        calls.record(Side::Own, "license-manager:ListDistributedGrants", false);
         let out = lm
             .list_distributed_grants()
             .filters(filter("LicenseArn", license_arn))
@@ -407,7 +407,7 @@ pub async fn create_grant(
     grant: &NewGrant<'_>,
     calls: &CallLog,
 ) -> Result<GrantView, Error> {
-    calls.record("license-manager:CreateGrant", true);
+    calls.record(Side::Own, "license-manager:CreateGrant", true);
     let out = lm
         .create_grant()
         .client_token(grant.client_token)
@@ -445,7 +445,7 @@ pub async fn get_grant(
     grant_arn: &str,
     calls: &CallLog,
 ) -> Result<GrantView, Error> {
-    calls.record("license-manager:GetGrant", false);
+    calls.record(Side::Own, "license-manager:GetGrant", false);
     let out = lm
         .get_grant()
         .grant_arn(grant_arn)
@@ -463,7 +463,7 @@ pub async fn accept_grant(
     grant_arn: &str,
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
-    calls.record("license-manager:AcceptGrant", true);
+    calls.record(Side::Member, "license-manager:AcceptGrant", true);
     let out = lm
         .accept_grant()
         .grant_arn(grant_arn)
@@ -495,8 +495,7 @@ pub async fn activate_grant(
         grant_arn,
         source_version,
         client_token,
-        GrantStatus::Active,
-        Some(options),
+        (GrantStatus::Active, Some(options), Side::Member),
         calls,
     )
     .await
@@ -521,8 +520,7 @@ pub async fn deactivate_grant(
         grant_arn,
         source_version,
         client_token,
-        GrantStatus::Disabled,
-        None,
+        (GrantStatus::Disabled, None, Side::Own),
         calls,
     )
     .await
@@ -533,11 +531,10 @@ async fn new_grant_version(
     grant_arn: &str,
     source_version: &str,
     client_token: &str,
-    status: GrantStatus,
-    options: Option<Options>,
+    (status, options, side): (GrantStatus, Option<Options>, Side),
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
-    calls.record("license-manager:CreateGrantVersion", true);
+    calls.record(side, "license-manager:CreateGrantVersion", true);
     let out = lm
         .create_grant_version()
         .client_token(client_token)
@@ -564,7 +561,7 @@ pub async fn delete_grant(
     version: &str,
     calls: &CallLog,
 ) -> Result<String, Error> {
-    calls.record("license-manager:DeleteGrant", true);
+    calls.record(Side::Own, "license-manager:DeleteGrant", true);
     let out = lm
         .delete_grant()
         .grant_arn(grant_arn)
@@ -588,7 +585,7 @@ pub async fn grants_to_principal(
     let mut grants = Vec::new();
     let mut token = None;
     loop {
-        calls.record("license-manager:ListDistributedGrants", false);
+        calls.record(Side::Own, "license-manager:ListDistributedGrants", false);
         let out = lm
             .list_distributed_grants()
             .filters(filter("GranteePrincipalARN", principal))
@@ -613,7 +610,7 @@ pub async fn send_recheck(
     delay: Duration,
     calls: &CallLog,
 ) -> Result<(), Error> {
-    calls.record("sqs:SendMessage", true);
+    calls.record(Side::Own, "sqs:SendMessage", true);
     sqs.send_message()
         .queue_url(queue_url)
         .message_body(body)
@@ -670,7 +667,7 @@ pub async fn list_accounts(
     let mut out = Vec::new();
     let mut token = None;
     loop {
-        calls.record("organizations:ListAccounts", false);
+        calls.record(Side::Own, "organizations:ListAccounts", false);
         let page = org
             .list_accounts()
             .set_next_token(token)
@@ -696,7 +693,7 @@ pub async fn list_accounts_under(
     while let Some(parent) = pending.pop() {
         let mut token = None;
         loop {
-            calls.record("organizations:ListAccountsForParent", false);
+            calls.record(Side::Own, "organizations:ListAccountsForParent", false);
             let page = org
                 .list_accounts_for_parent()
                 .parent_id(&parent)
@@ -712,7 +709,11 @@ pub async fn list_accounts_under(
         }
         let mut token = None;
         loop {
-            calls.record("organizations:ListOrganizationalUnitsForParent", false);
+            calls.record(
+                Side::Own,
+                "organizations:ListOrganizationalUnitsForParent",
+                false,
+            );
             let page = org
                 .list_organizational_units_for_parent()
                 .parent_id(&parent)
@@ -742,7 +743,7 @@ pub async fn all_distributed_grants(
     let mut grants = Vec::new();
     let mut token = None;
     loop {
-        calls.record("license-manager:ListDistributedGrants", false);
+        calls.record(Side::Own, "license-manager:ListDistributedGrants", false);
         let out = lm
             .list_distributed_grants()
             .max_results(100)
@@ -775,7 +776,7 @@ pub async fn send_batch(
             .map(|(i, b)| (i.to_string(), b))
             .collect();
         for attempt in 0..2 {
-            calls.record("sqs:SendMessageBatch", true);
+            calls.record(Side::Own, "sqs:SendMessageBatch", true);
             let batch = entries
                 .iter()
                 .map(|(id, body)| {

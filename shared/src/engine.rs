@@ -190,9 +190,10 @@ impl Engine {
                 r
             }
         };
-        let (api_calls, writes) = calls.snapshot();
-        report.api_calls = api_calls;
-        report.write_calls = writes;
+        let snapshot = calls.snapshot();
+        report.api_calls = snapshot.own;
+        report.member_api_calls = snapshot.member;
+        report.write_calls = snapshot.writes;
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         report
     }
@@ -333,9 +334,10 @@ impl Engine {
         } else {
             Outcome::Offboarded
         };
-        let (api_calls, writes) = calls.snapshot();
-        report.api_calls = api_calls;
-        report.write_calls = writes;
+        let snapshot = calls.snapshot();
+        report.api_calls = snapshot.own;
+        report.member_api_calls = snapshot.member;
+        report.write_calls = snapshot.writes;
         report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         report
     }
@@ -834,6 +836,7 @@ fn empty_report(account_id: Option<String>, trigger: String, dry_run: bool) -> A
         recheck_in_seconds: None,
         attempt: 0,
         api_calls: Default::default(),
+        member_api_calls: Default::default(),
         write_calls: 0,
         duration_ms: 0,
         error: None,

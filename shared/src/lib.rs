@@ -10,6 +10,7 @@ pub mod event;
 pub mod handler;
 pub mod ids;
 pub mod logging;
+pub mod permissions;
 pub mod reconcile;
 pub mod report;
 

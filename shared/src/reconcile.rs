@@ -201,7 +201,7 @@ pub async fn reconcile(
     if let Err(e) = Box::pin(run(engine, config, &scope, dry_run, &calls, &mut report)).await {
         report.error = Some(ErrorReport::from(&e));
     }
-    report.api_calls = calls.snapshot().0;
+    report.api_calls = calls.snapshot().own;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report
 }

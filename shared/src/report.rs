@@ -100,8 +100,10 @@ pub struct AccountReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub recheck_in_seconds: Option<u64>,
     pub attempt: u32,
-    /// Every AWS call made for this account, by operation.
+    /// AWS calls made with the function's own role, by IAM action.
     pub api_calls: BTreeMap<String, u32>,
+    /// AWS calls made inside the account with the assumed role, by IAM action.
+    pub member_api_calls: BTreeMap<String, u32>,
     pub write_calls: u32,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -121,25 +123,46 @@ impl AccountReport {
     }
 }
 
+/// Whose credentials make a call: the function's own role, or the role assumed in the
+/// member account. The function's IAM policy must allow exactly the `Own` actions
+/// (see `crate::permissions`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Own,
+    Member,
+}
+
+/// The AWS calls made while working on one account, by IAM action.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Calls {
+    /// With the function's own role.
+    pub own: BTreeMap<String, u32>,
+    /// With the role assumed in the member account.
+    pub member: BTreeMap<String, u32>,
+    pub writes: u32,
+}
+
 /// Counts the AWS calls made while working on one account.
 #[derive(Debug, Default)]
 pub struct CallLog {
-    inner: Mutex<(BTreeMap<String, u32>, u32)>,
+    inner: Mutex<Calls>,
 }
 
 impl CallLog {
-    /// Records one call; `write` marks calls that change something.
-    pub fn record(&self, operation: &str, write: bool) {
+    /// Records one call of IAM action `action`; `write` marks calls that change something.
+    pub fn record(&self, side: Side, action: &str, write: bool) {
         let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        *guard.0.entry(operation.to_string()).or_default() += 1;
+        let map = match side {
+            Side::Own => &mut guard.own,
+            Side::Member => &mut guard.member,
+        };
+        *map.entry(action.to_string()).or_default() += 1;
         if write {
-            guard.1 += 1;
+            guard.writes += 1;
         }
     }
 
-    /// (calls by operation, write calls).
-    pub fn snapshot(&self) -> (BTreeMap<String, u32>, u32) {
-        let guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        (guard.0.clone(), guard.1)
+    pub fn snapshot(&self) -> Calls {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }

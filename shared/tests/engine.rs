@@ -374,6 +374,7 @@ async fn run(engine: &Engine) -> AccountReport {
 
 fn calls(report: &AccountReport, op: &str) -> u32 {
     report.api_calls.get(op).copied().unwrap_or(0)
+        + report.member_api_calls.get(op).copied().unwrap_or(0)
 }
 
 fn actions(report: &AccountReport) -> Vec<String> {

@@ -23,14 +23,21 @@ fn reconcile_config(queue_url: &str, offboard: Option<OffboardMode>) -> Reconcil
 
 #[tokio::test]
 async fn backfill_entitles_every_account_and_a_second_run_changes_nothing() {
-    let Some(s) = setup(demo_spec()).await else { return };
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
     let engine = s.engine(&[]);
     let config = reconcile_config(&s.queue_url, None);
 
     let plan = reconcile::reconcile(&engine, &config, Scope::Organization, true).await;
     assert_eq!(plan.onboard.len(), 3, "{plan:#?}");
     assert_eq!(plan.enqueued, 0, "dry run sends nothing");
-    assert_eq!(plan.skipped.get(&s.org.management_account).map(String::as_str), Some("management account"));
+    assert_eq!(
+        plan.skipped
+            .get(&s.org.management_account)
+            .map(String::as_str),
+        Some("management account")
+    );
 
     let report = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
     assert!(report.error.is_none(), "{report:#?}");
@@ -39,20 +46,34 @@ async fn backfill_entitles_every_account_and_a_second_run_changes_nothing() {
     for account in &s.org.accounts {
         let grants = s.grants_in(&account.id).await;
         assert_eq!(grants.len(), 3, "{}: {grants:?}", account.name);
-        assert!(grants.iter().all(|(_, st)| st == "ACTIVE"), "{}: {grants:?}", account.name);
+        assert!(
+            grants.iter().all(|(_, st)| st == "ACTIVE"),
+            "{}: {grants:?}",
+            account.name
+        );
     }
 
     let created = s.calls("CreateGrant").await;
     let versions = s.calls("CreateGrantVersion").await;
     reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
     assert_eq!(s.drain_queue(&engine).await, (3, 0));
-    assert_eq!(s.calls("CreateGrant").await, created, "second run creates nothing");
-    assert_eq!(s.calls("CreateGrantVersion").await, versions, "second run activates nothing");
+    assert_eq!(
+        s.calls("CreateGrant").await,
+        created,
+        "second run creates nothing"
+    );
+    assert_eq!(
+        s.calls("CreateGrantVersion").await,
+        versions,
+        "second run activates nothing"
+    );
 }
 
 #[tokio::test]
 async fn deactivated_grant_is_reactivated_on_the_next_run() {
-    let Some(s) = setup(demo_spec()).await else { return };
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
     let engine = s.engine(&[]);
     let config = reconcile_config(&s.queue_url, None);
     let ou = s.org.ou("Sandbox").unwrap().id.clone();
@@ -82,9 +103,19 @@ async fn deactivated_grant_is_reactivated_on_the_next_run() {
         .send()
         .await
         .unwrap();
-    assert!(s.grants_in(&account.id).await.iter().any(|(_, st)| st == "DISABLED"));
+    assert!(s
+        .grants_in(&account.id)
+        .await
+        .iter()
+        .any(|(_, st)| st == "DISABLED"));
 
-    let report = reconcile::reconcile(&engine, &config, Scope::Accounts(vec![shared::ids::AccountId::parse(&account.id).unwrap()]), false).await;
+    let report = reconcile::reconcile(
+        &engine,
+        &config,
+        Scope::Accounts(vec![shared::ids::AccountId::parse(&account.id).unwrap()]),
+        false,
+    )
+    .await;
     assert_eq!(report.enqueued, 1);
     assert_eq!(s.drain_queue(&engine).await, (1, 0));
     let grants = s.grants_in(&account.id).await;
@@ -93,27 +124,62 @@ async fn deactivated_grant_is_reactivated_on_the_next_run() {
 
 #[tokio::test]
 async fn suspended_and_departed_accounts_are_offboarded() {
-    let Some(s) = setup(demo_spec()).await else { return };
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
     let engine = s.engine(&[]);
-    reconcile::reconcile(&engine, &reconcile_config(&s.queue_url, None), Scope::Organization, false).await;
+    reconcile::reconcile(
+        &engine,
+        &reconcile_config(&s.queue_url, None),
+        Scope::Organization,
+        false,
+    )
+    .await;
     assert_eq!(s.drain_queue(&engine).await, (3, 0));
 
     let suspended = s.org.account("workload-dev").unwrap().id.clone();
     let departed = s.org.account("sandbox-1").unwrap().id.clone();
     let orgs = s.world.organizations();
-    orgs.close_account().account_id(&suspended).send().await.unwrap();
-    orgs.remove_account_from_organization().account_id(&departed).send().await.unwrap();
+    orgs.close_account()
+        .account_id(&suspended)
+        .send()
+        .await
+        .unwrap();
+    orgs.remove_account_from_organization()
+        .account_id(&departed)
+        .send()
+        .await
+        .unwrap();
 
     let config = reconcile_config(&s.queue_url, Some(OffboardMode::Deactivate));
     let report = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
     assert!(report.error.is_none(), "{report:#?}");
-    assert_eq!(report.enqueued, 1, "only the remaining ACTIVE member: {report:#?}");
+    common::assert_least_privilege(
+        &serde_json::to_value(&report).unwrap(),
+        shared::permissions::RECONCILER,
+    );
+    for offboarded in &report.offboarded {
+        common::assert_least_privilege(
+            &serde_json::to_value(offboarded).unwrap(),
+            shared::permissions::RECONCILER,
+        );
+    }
+    assert_eq!(
+        report.enqueued, 1,
+        "only the remaining ACTIVE member: {report:#?}"
+    );
     let mut offboard = report.offboard.clone();
     offboard.sort();
     let mut expected = vec![suspended.clone(), departed.clone()];
     expected.sort();
     assert_eq!(offboard, expected);
-    assert!(report.offboarded.iter().all(|r| r.outcome == Outcome::Offboarded), "{report:#?}");
+    assert!(
+        report
+            .offboarded
+            .iter()
+            .all(|r| r.outcome == Outcome::Offboarded),
+        "{report:#?}"
+    );
 
     let lm = s.world.license_manager();
     for account in [&suspended, &departed] {
@@ -129,9 +195,18 @@ async fn suspended_and_departed_accounts_are_offboarded() {
             .await
             .unwrap();
         assert_eq!(grants.grants().len(), 3);
-        assert!(grants.grants().iter().all(|g| g.grant_status() == &GrantStatus::Disabled), "{account}: {grants:?}");
+        assert!(
+            grants
+                .grants()
+                .iter()
+                .all(|g| g.grant_status() == &GrantStatus::Disabled),
+            "{account}: {grants:?}"
+        );
     }
     // A second run finds nothing left to deactivate.
     let again = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
-    assert!(again.offboarded.iter().all(|r| r.write_calls == 0), "{again:#?}");
+    assert!(
+        again.offboarded.iter().all(|r| r.write_calls == 0),
+        "{again:#?}"
+    );
 }

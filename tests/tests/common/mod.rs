@@ -136,11 +136,30 @@ pub fn shipped_event(file: &str, account: &str, ou_id: &str) -> Value {
 }
 
 pub async fn handle(engine: &Engine, event: Value) -> Value {
-    shared::handler::handle(engine, event)
+    let out = shared::handler::handle(engine, event)
         .await
-        .unwrap_or_else(|e| panic!("handler failed: {e}"))
+        .unwrap_or_else(|e| panic!("handler failed: {e}"));
+    if out.get("apiCalls").is_some() {
+        assert_least_privilege(&out, shared::permissions::ACCOUNT_LIFECYCLE);
+    }
+    out
 }
 
+/// Every call a report shows was made is in the function's permissions table (own role) or
+/// the member-role table: what the template grants is what the code needs.
+pub fn assert_least_privilege(report: &Value, own_table: &[&str]) {
+    for (field, table) in [
+        ("apiCalls", own_table),
+        ("memberApiCalls", shared::permissions::MEMBER_ROLE),
+    ] {
+        for op in report[field].as_object().into_iter().flat_map(|m| m.keys()) {
+            assert!(
+                table.contains(&op.as_str()),
+                "{field}: {op} is not in the permissions table"
+            );
+        }
+    }
+}
 
 impl Setup {
     /// Feeds everything on the onboarding queue to account-lifecycle's handler as SQS batches

@@ -1,0 +1,58 @@
+//! Least privilege, kept beside the code: which SDK operations each function can call with its
+//! own role, and the IAM action each needs. `shared/tests/permissions.rs` proves that the
+//! template's policies allow exactly these actions and that the code calls nothing unlisted;
+//! the end-to-end tests check every call they observe against these lists.
+
+/// SDK operations whose IAM action has another name. All others: `service:Operation` is both.
+pub const IAM_ACTION_OF: &[(&str, &str)] = &[("sqs:SendMessageBatch", "sqs:SendMessage")];
+
+/// The IAM action an SDK operation (as `service:Operation`) needs.
+pub fn iam_action(operation: &str) -> &str {
+    IAM_ACTION_OF
+        .iter()
+        .find(|(op, _)| *op == operation)
+        .map(|(_, action)| *action)
+        .unwrap_or(operation)
+}
+
+/// account-lifecycle, with its own role.
+pub const ACCOUNT_LIFECYCLE: &[&str] = &[
+    "organizations:DescribeOrganization",
+    "organizations:DescribeAccount",
+    "organizations:ListParents",
+    "organizations:ListTagsForResource",
+    "sts:AssumeRole",
+    "license-manager:ListReceivedLicenses",
+    "license-manager:ListDistributedGrants",
+    "license-manager:CreateGrant",
+    "license-manager:GetGrant",
+    "sqs:SendMessage",
+];
+
+/// reconciler, with its own role.
+pub const RECONCILER: &[&str] = &[
+    "organizations:DescribeOrganization",
+    "organizations:ListAccounts",
+    "organizations:ListAccountsForParent",
+    "organizations:ListOrganizationalUnitsForParent",
+    "license-manager:ListDistributedGrants",
+    "license-manager:CreateGrantVersion",
+    "license-manager:DeleteGrant",
+    "sqs:SendMessageBatch",
+];
+
+/// Made inside member accounts with the assumed execution role (AWSControlTowerExecution has
+/// AdministratorAccess; a custom EXECUTION_ROLE_NAME needs at least these).
+pub const MEMBER_ROLE: &[&str] = &[
+    "iam:ListRoles",
+    "iam:CreateServiceLinkedRole",
+    "license-manager:ListReceivedGrants",
+    "license-manager:AcceptGrant",
+    "license-manager:CreateGrantVersion",
+];
+
+/// Every function's table, by the binary name the template builds.
+pub const FUNCTIONS: &[(&str, &[&str])] = &[
+    ("account-lifecycle", ACCOUNT_LIFECYCLE),
+    ("reconciler", RECONCILER),
+];

@@ -1,0 +1,150 @@
+//! Least privilege, proven: each function's policy in template.yaml allows exactly the actions
+//! its code calls with its own role (`shared::permissions`), the code calls nothing that is not
+//! in a table, and no table lists an operation the code never calls.
+#![allow(clippy::unwrap_used)]
+
+use serde_yaml::Value;
+use shared::permissions::{iam_action, FUNCTIONS, MEMBER_ROLE};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+}
+
+fn template() -> Value {
+    serde_yaml::from_str(&std::fs::read_to_string(root().join("template.yaml")).unwrap()).unwrap()
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    match v {
+        Value::String(s) => vec![s.clone()],
+        Value::Sequence(items) => items.iter().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Binary name → (allowed actions, statements) of every function in the template.
+fn function_policies() -> BTreeMap<String, (BTreeSet<String>, Vec<Value>)> {
+    let t = template();
+    let mut out = BTreeMap::new();
+    for (_, resource) in t["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
+            continue;
+        }
+        let binary = resource["Metadata"]["BuildProperties"]["Binary"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let mut actions = BTreeSet::new();
+        let mut statements = Vec::new();
+        for policy in resource["Properties"]["Policies"]
+            .as_sequence()
+            .cloned()
+            .unwrap_or_default()
+        {
+            for st in policy["Statement"]
+                .as_sequence()
+                .cloned()
+                .unwrap_or_default()
+            {
+                assert_eq!(
+                    st["Effect"].as_str(),
+                    Some("Allow"),
+                    "{binary}: only Allow statements"
+                );
+                actions.extend(strings(&st["Action"]));
+                statements.push(st);
+            }
+        }
+        out.insert(binary, (actions, statements));
+    }
+    out
+}
+
+#[test]
+fn each_policy_allows_exactly_what_its_code_calls() {
+    let policies = function_policies();
+    let tabled: BTreeSet<&str> = FUNCTIONS.iter().map(|(b, _)| *b).collect();
+    for binary in policies.keys() {
+        assert!(
+            tabled.contains(binary.as_str()),
+            "{binary} is in the template but has no permissions table"
+        );
+    }
+    for (binary, operations) in FUNCTIONS {
+        let (allowed, _) = policies
+            .get(*binary)
+            .unwrap_or_else(|| panic!("{binary} is not in template.yaml"));
+        let needed: BTreeSet<String> = operations
+            .iter()
+            .map(|op| iam_action(op).to_string())
+            .collect();
+        assert_eq!(
+            allowed, &needed,
+            "{binary}: template policy vs shared::permissions"
+        );
+    }
+}
+
+#[test]
+fn no_wildcard_actions_and_assume_role_is_scoped_to_the_role_name() {
+    for (binary, (allowed, statements)) in function_policies() {
+        assert!(
+            allowed.iter().all(|a| !a.contains('*')),
+            "{binary}: wildcard action in {allowed:?}"
+        );
+        for st in statements {
+            if strings(&st["Action"]).iter().any(|a| a == "sts:AssumeRole") {
+                let resource = serde_yaml::to_string(&st["Resource"]).unwrap();
+                assert!(
+                    resource.contains("role/${ExecutionRoleName}"),
+                    "{binary}: AssumeRole on {resource}"
+                );
+            }
+        }
+    }
+}
+
+/// `record(Side::X, "service:Operation"` occurrences in the library's source.
+fn recorded(side: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for entry in std::fs::read_dir(root().join("shared/src")).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+        for chunk in text.split("calls.record(").skip(1) {
+            let (who, rest) = chunk.split_once(',').unwrap();
+            let op = rest
+                .trim_start()
+                .trim_start_matches('"')
+                .split('"')
+                .next()
+                .unwrap();
+            if who.trim() == side
+                || (who.trim() == "side" && op == "license-manager:CreateGrantVersion")
+            {
+                out.insert(op.to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn code_calls_nothing_outside_the_tables_and_the_tables_hold_nothing_stale() {
+    let own = recorded("Side::Own");
+    let member = recorded("Side::Member");
+    assert!(own.len() >= 15, "the scan found the code's calls: {own:?}");
+    let tabled_own: BTreeSet<String> = FUNCTIONS
+        .iter()
+        .flat_map(|(_, ops)| ops.iter().map(|s| s.to_string()))
+        .collect();
+    let tabled_member: BTreeSet<String> = MEMBER_ROLE.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        own, tabled_own,
+        "operations called with the functions' own roles"
+    );
+    assert_eq!(
+        member, tabled_member,
+        "operations called with the member-account role"
+    );
+}
