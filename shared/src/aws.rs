@@ -10,6 +10,21 @@ use aws_sdk_licensemanager::types::{
 };
 use std::time::{Duration, SystemTime};
 
+/// Awaits an SDK call and classifies its error.
+pub async fn aws_call<T, E, R>(
+    service: &'static str,
+    operation: &'static str,
+    call: impl std::future::Future<
+        Output = Result<T, aws_smithy_runtime_api::client::result::SdkError<E, R>>,
+    >,
+) -> Result<T, Error>
+where
+    E: aws_smithy_types::error::metadata::ProvideErrorMetadata + std::fmt::Debug,
+    R: std::fmt::Debug,
+{
+    call.await.map_err(|e| aws_error(service, operation, e))
+}
+
 /// The organization as the management account sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrgInfo {
@@ -287,15 +302,24 @@ pub const MEMBER_SLR_SERVICES: &[&str] = &[
     "license-management.marketplace.amazonaws.com",
 ];
 
-/// Paths of the service-linked roles present in the account.
+/// Paths of the service-linked roles present in the member account.
 pub async fn service_role_paths(
     iam: &aws_sdk_iam::Client,
+    calls: &CallLog,
+) -> Result<Vec<String>, Error> {
+    service_role_paths_as(iam, Side::Member, calls).await
+}
+
+/// Paths of the service-linked roles present in the account `iam` acts in.
+pub async fn service_role_paths_as(
+    iam: &aws_sdk_iam::Client,
+    side: Side,
     calls: &CallLog,
 ) -> Result<Vec<String>, Error> {
     let mut paths = Vec::new();
     let mut marker = None;
     loop {
-        calls.record(Side::Member, "iam:ListRoles", false);
+        calls.record(side, "iam:ListRoles", false);
         let out = iam
             .list_roles()
             .path_prefix("/aws-service-role/")
@@ -318,7 +342,17 @@ pub async fn create_slr(
     service: &str,
     calls: &CallLog,
 ) -> Result<bool, Error> {
-    calls.record(Side::Member, "iam:CreateServiceLinkedRole", true);
+    create_slr_as(iam, service, Side::Member, calls).await
+}
+
+/// [`create_slr`] in the account `iam` acts in, recorded as `side`.
+pub async fn create_slr_as(
+    iam: &aws_sdk_iam::Client,
+    service: &str,
+    side: Side,
+    calls: &CallLog,
+) -> Result<bool, Error> {
+    calls.record(side, "iam:CreateServiceLinkedRole", true);
     match iam
         .create_service_linked_role()
         .aws_service_name(service)

@@ -2,8 +2,10 @@
 //! ACTIVE, and report. The Lambda functions in `functions/` only wire this up.
 
 pub mod aws;
+pub mod bootstrap;
 pub mod clients;
 pub mod config;
+pub mod custom_resource;
 pub mod engine;
 pub mod error;
 pub mod event;

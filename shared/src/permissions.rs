@@ -41,6 +41,18 @@ pub const RECONCILER: &[&str] = &[
     "sqs:SendMessageBatch",
 ];
 
+/// org-bootstrap (custom resource at deploy, management account), with its own role.
+pub const ORG_BOOTSTRAP: &[&str] = &[
+    "organizations:ListAWSServiceAccessForOrganization",
+    "organizations:EnableAWSServiceAccess",
+    "organizations:ListDelegatedAdministrators",
+    "organizations:RegisterDelegatedAdministrator",
+    "license-manager:GetServiceSettings",
+    "license-manager:UpdateServiceSettings",
+    "iam:ListRoles",
+    "iam:CreateServiceLinkedRole",
+];
+
 /// Made inside member accounts with the assumed execution role (AWSControlTowerExecution has
 /// AdministratorAccess; a custom EXECUTION_ROLE_NAME needs at least these).
 pub const MEMBER_ROLE: &[&str] = &[
@@ -55,4 +67,5 @@ pub const MEMBER_ROLE: &[&str] = &[
 pub const FUNCTIONS: &[(&str, &[&str])] = &[
     ("account-lifecycle", ACCOUNT_LIFECYCLE),
     ("reconciler", RECONCILER),
+    ("org-bootstrap", ORG_BOOTSTRAP),
 ];

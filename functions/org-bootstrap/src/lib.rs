@@ -1,0 +1,157 @@
+//! The org-bootstrap custom resource: Create/Update run the idempotent bootstrap and answer
+//! with what changed; Delete changes nothing (trusted access and integration stay on). It always
+//! answers CloudFormation before the deadline — on success, on error, on bad input, on panic.
+
+use futures::FutureExt;
+use serde_json::{json, Value};
+use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, BootstrapReport};
+use shared::custom_resource::{Responder, Response, Target};
+use shared::ids::AccountId;
+use shared::Error;
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The resource's physical id: one organization set-up per stack.
+pub const PHYSICAL_ID: &str = "ct-entitlements-org-bootstrap";
+
+/// Time kept back from the Lambda deadline to send the answer.
+pub const SAFETY_MARGIN: Duration = Duration::from_secs(5);
+
+pub struct App {
+    pub organizations: aws_sdk_organizations::Client,
+    pub license_manager: aws_sdk_licensemanager::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub responder: Responder,
+}
+
+/// Handles one custom-resource request; returns the response it sent.
+pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Value, Error> {
+    let target = Target::from_request(&payload)?;
+    app.responder.validate(&target.response_url)?;
+    let work_until = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
+    let work = AssertUnwindSafe(respond(app, &payload, &target)).catch_unwind();
+    let response = match tokio::time::timeout_at(work_until, work).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(panic)) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            tracing::error!(panic = %what, "org-bootstrap panicked");
+            Response::failed(&target, physical_id(&target), format!("internal error (panic): {what}"))
+        }
+        Err(_) => Response::failed(
+            &target,
+            physical_id(&target),
+            "organization set-up did not finish before the Lambda deadline; it is idempotent, so retry the stack operation".into(),
+        ),
+    };
+    app.responder
+        .put(&target.response_url, &response.body(), deadline)
+        .await?;
+    serde_json::to_value(&response).map_err(|e| Error::InvalidInput(e.to_string()))
+}
+
+fn physical_id(target: &Target) -> String {
+    target
+        .physical_resource_id
+        .clone()
+        .unwrap_or_else(|| PHYSICAL_ID.to_string())
+}
+
+async fn respond(app: &App, payload: &Value, target: &Target) -> Response {
+    match target.request_type.as_str() {
+        "Delete" => Response::success(
+            target,
+            physical_id(target),
+            "nothing to undo: trusted access, organization integration and service-linked roles stay in place".into(),
+        ),
+        "Create" | "Update" => match options(payload) {
+            Err(e) => Response::failed(target, physical_id(target), e.to_string()),
+            Ok(options) => {
+                let clients = BootstrapClients {
+                    organizations: &app.organizations,
+                    license_manager: &app.license_manager,
+                    iam: &app.iam,
+                };
+                let report = bootstrap(&clients, &options).await;
+                println!("{}", json!({"type": "bootstrapReport", "report": report}));
+                answer(target, &report)
+            }
+        },
+        other => Response::failed(target, physical_id(target), format!("unknown RequestType {other:?}")),
+    }
+}
+
+/// Properties: optional `DelegatedAdminAccountId` (empty or 12 digits), optional `DryRun`.
+pub fn options(payload: &Value) -> Result<BootstrapOptions, Error> {
+    let props = payload
+        .get("ResourceProperties")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let admin = props
+        .get("DelegatedAdminAccountId")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .trim();
+    let delegated_admin = if admin.is_empty() {
+        None
+    } else {
+        Some(
+            AccountId::parse(admin)
+                .map_err(|e| Error::InvalidInput(format!("DelegatedAdminAccountId: {e}")))?,
+        )
+    };
+    let dry_run = match props.get("DryRun") {
+        None => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
+        Some(other) => {
+            return Err(Error::InvalidInput(format!(
+                "DryRun must be true or false, got {other}"
+            )))
+        }
+    };
+    Ok(BootstrapOptions {
+        delegated_admin,
+        dry_run,
+    })
+}
+
+fn answer(target: &Target, report: &BootstrapReport) -> Response {
+    let summary: Vec<String> = report
+        .steps
+        .iter()
+        .map(|s| format!("{}:{}={}", s.step, s.target, s.result))
+        .collect();
+    let failed: Vec<String> = report
+        .steps
+        .iter()
+        .filter_map(|s| {
+            s.error
+                .as_ref()
+                .map(|e| format!("{} {}: {}", s.step, s.target, e.message))
+        })
+        .collect();
+    if failed.is_empty() {
+        let data = BTreeMap::from([
+            ("Changed".to_string(), report.changed.to_string()),
+            ("Steps".to_string(), summary.join(",")),
+        ]);
+        Response::success(
+            target,
+            physical_id(target),
+            format!("{} change(s)", report.changed),
+        )
+        .with_data(data)
+    } else {
+        Response::failed(
+            target,
+            physical_id(target),
+            format!("organization set-up failed: {}", failed.join("; ")),
+        )
+    }
+}

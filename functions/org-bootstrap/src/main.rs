@@ -1,0 +1,47 @@
+//! org-bootstrap: the custom resource that sets up the organization at deploy. `main` only wires.
+
+use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use org_bootstrap::{handle, App};
+use serde_json::Value;
+use shared::custom_resource::{deadline_instant, Responder};
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct FunctionError(shared::Error);
+
+impl From<FunctionError> for Diagnostic {
+    fn from(e: FunctionError) -> Self {
+        Diagnostic {
+            error_type: format!("{}.{}", e.0.kind(), e.0.retry()),
+            error_message: e.0.to_string(),
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::logging::init();
+    let config = shared::Config::from_env_per_request()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let allow_local = std::env::var("ALLOW_LOCAL_RESPONSE_URL").is_ok_and(|v| v == "true");
+    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let app = Arc::new(App {
+        organizations: aws_sdk_organizations::Client::new(&sdk_config),
+        license_manager: shared::clients::license_manager_client(
+            &sdk_config,
+            &config.license_home_region,
+        ),
+        iam: aws_sdk_iam::Client::new(&sdk_config),
+        responder: Responder::new(allow_local),
+    });
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let app = app.clone();
+        let deadline = deadline_instant(event.context.deadline);
+        async move {
+            handle(&app, event.payload, deadline)
+                .await
+                .map_err(FunctionError)
+        }
+    }))
+    .await
+}

@@ -1,0 +1,272 @@
+//! The org-bootstrap custom resource end to end at the HTTP level: each request type's exact
+//! response body as PUT to a local receiver standing in for the pre-signed S3 URL.
+#![allow(clippy::unwrap_used)]
+
+use aws_sdk_iam::operation::create_service_linked_role::CreateServiceLinkedRoleOutput;
+use aws_sdk_iam::operation::list_roles::ListRolesOutput;
+use aws_sdk_licensemanager::operation::get_service_settings::GetServiceSettingsOutput;
+use aws_sdk_licensemanager::operation::update_service_settings::UpdateServiceSettingsOutput;
+use aws_sdk_licensemanager::types::OrganizationConfiguration;
+use aws_sdk_organizations::operation::enable_aws_service_access::EnableAwsServiceAccessOutput;
+use aws_sdk_organizations::operation::list_aws_service_access_for_organization::ListAwsServiceAccessForOrganizationOutput;
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use org_bootstrap::{handle, App};
+use serde_json::{json, Value};
+use shared::custom_resource::Responder;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+/// A loopback HTTP server that records each PUT body and answers 200.
+async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!(
+        "http://127.0.0.1:{}/response/1",
+        listener.local_addr().unwrap().port()
+    );
+    let bodies = Arc::new(Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 4096];
+            loop {
+                let n = sock.read(&mut chunk).await.unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf).to_string();
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        assert!(head.starts_with("PUT /response/1"), "{head}");
+                        seen.lock()
+                            .unwrap()
+                            .push(serde_json::from_str(&body[..len]).unwrap());
+                        break;
+                    }
+                }
+            }
+            let _ = sock
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .await;
+        }
+    });
+    (url, bodies)
+}
+
+fn request(kind: &str, url: &str, props: Value) -> Value {
+    json!({
+        "RequestType": kind,
+        "ServiceToken": "arn:aws:lambda:us-east-1:111111111111:function:org-bootstrap",
+        "ResponseURL": url,
+        "StackId": "arn:aws:cloudformation:us-east-1:111111111111:stack/ct-entitlements/1",
+        "RequestId": "req-1",
+        "ResourceType": "Custom::OrgBootstrap",
+        "LogicalResourceId": "OrgBootstrap",
+        "ResourceProperties": props,
+    })
+}
+
+struct Rules {
+    org: Vec<Rule>,
+    lm: Vec<Rule>,
+    iam: Vec<Rule>,
+}
+
+fn healthy() -> Rules {
+    Rules {
+        org: vec![
+            mock!(aws_sdk_organizations::Client::list_aws_service_access_for_organization)
+                .then_output(|| ListAwsServiceAccessForOrganizationOutput::builder().build()),
+            mock!(aws_sdk_organizations::Client::enable_aws_service_access)
+                .then_output(|| EnableAwsServiceAccessOutput::builder().build()),
+        ],
+        lm: vec![
+            mock!(aws_sdk_licensemanager::Client::get_service_settings).then_output(|| {
+                GetServiceSettingsOutput::builder()
+                    .organization_configuration(
+                        OrganizationConfiguration::builder()
+                            .enable_integration(true)
+                            .build(),
+                    )
+                    .build()
+            }),
+            mock!(aws_sdk_licensemanager::Client::update_service_settings)
+                .then_output(|| UpdateServiceSettingsOutput::builder().build()),
+        ],
+        iam: vec![
+            mock!(aws_sdk_iam::Client::list_roles).then_output(|| {
+                ListRolesOutput::builder()
+                    .set_roles(Some(Vec::new()))
+                    .is_truncated(false)
+                    .build()
+                    .unwrap()
+            }),
+            mock!(aws_sdk_iam::Client::create_service_linked_role)
+                .then_output(|| CreateServiceLinkedRoleOutput::builder().build()),
+        ],
+    }
+}
+
+fn app(rules: &Rules) -> App {
+    App {
+        organizations: mock_client!(aws_sdk_organizations, RuleMode::MatchAny, &rules.org),
+        license_manager: mock_client!(aws_sdk_licensemanager, RuleMode::MatchAny, &rules.lm),
+        iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &rules.iam),
+        responder: Responder::new(true),
+    }
+}
+
+fn deadline() -> Instant {
+    Instant::now() + Duration::from_secs(30)
+}
+
+const STACK: &str = "arn:aws:cloudformation:us-east-1:111111111111:stack/ct-entitlements/1";
+
+#[tokio::test]
+async fn create_sets_up_and_answers_success_with_what_changed() {
+    let (url, bodies) = receiver().await;
+    let rules = healthy();
+    handle(
+        &app(&rules),
+        request("Create", &url, json!({"DelegatedAdminAccountId": ""})),
+        deadline(),
+    )
+    .await
+    .unwrap();
+    let steps = "trustedAccess:license-manager.amazonaws.com=enabled,trustedAccess:license-manager.member-account.amazonaws.com=enabled,trustedAccess:license-management.marketplace.amazonaws.com=enabled,organizationIntegration:license-manager=unchanged,serviceLinkedRole:license-manager.amazonaws.com=created,serviceLinkedRole:license-manager.master-account.amazonaws.com=created,serviceLinkedRole:license-manager.member-account.amazonaws.com=created,serviceLinkedRole:license-management.marketplace.amazonaws.com=created";
+    assert_eq!(
+        bodies.lock().unwrap().clone(),
+        vec![json!({
+            "Status": "SUCCESS", "Reason": "7 change(s)", "PhysicalResourceId": "ct-entitlements-org-bootstrap",
+            "StackId": STACK, "RequestId": "req-1", "LogicalResourceId": "OrgBootstrap",
+            "Data": {"Changed": "7", "Steps": steps}
+        })]
+    );
+    assert_eq!(
+        rules.lm[1].num_calls(),
+        0,
+        "integration already on: not touched"
+    );
+}
+
+#[tokio::test]
+async fn delete_changes_nothing_and_answers_success() {
+    let (url, bodies) = receiver().await;
+    let rules = healthy();
+    let mut req = request("Delete", &url, json!({}));
+    req["PhysicalResourceId"] = json!("ct-entitlements-org-bootstrap");
+    handle(&app(&rules), req, deadline()).await.unwrap();
+    let body = bodies.lock().unwrap()[0].clone();
+    assert_eq!(body["Status"], "SUCCESS");
+    assert_eq!(body["PhysicalResourceId"], "ct-entitlements-org-bootstrap");
+    let calls: usize = rules
+        .org
+        .iter()
+        .chain(&rules.lm)
+        .chain(&rules.iam)
+        .map(Rule::num_calls)
+        .sum();
+    assert_eq!(calls, 0, "Delete never disables anything");
+}
+
+#[tokio::test]
+async fn bad_property_answers_failed_without_aws_calls() {
+    let (url, bodies) = receiver().await;
+    let rules = healthy();
+    handle(
+        &app(&rules),
+        request("Create", &url, json!({"DelegatedAdminAccountId": "12"})),
+        deadline(),
+    )
+    .await
+    .unwrap();
+    let body = bodies.lock().unwrap()[0].clone();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(
+        body["Reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid input: DelegatedAdminAccountId"),
+        "{body}"
+    );
+    let calls: usize = rules
+        .org
+        .iter()
+        .chain(&rules.lm)
+        .chain(&rules.iam)
+        .map(Rule::num_calls)
+        .sum();
+    assert_eq!(calls, 0);
+}
+
+#[tokio::test]
+async fn failed_step_answers_failed_with_the_reason() {
+    let (url, bodies) = receiver().await;
+    let mut rules = healthy();
+    rules.org[1] = mock!(aws_sdk_organizations::Client::enable_aws_service_access).then_http_response(|| {
+        aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+            aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+            aws_smithy_types::body::SdkBody::from(r#"{"__type":"AccessDeniedException","Message":"You don't have permissions to access this resource."}"#),
+        )
+    });
+    handle(&app(&rules), request("Update", &url, json!({})), deadline())
+        .await
+        .unwrap();
+    let body = bodies.lock().unwrap()[0].clone();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(
+        body["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDeniedException"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn a_panic_is_still_answered() {
+    let (url, bodies) = receiver().await;
+    let mut rules = healthy();
+    rules.lm[0] =
+        mock!(aws_sdk_licensemanager::Client::get_service_settings).then_output(|| panic!("boom"));
+    handle(&app(&rules), request("Create", &url, json!({})), deadline())
+        .await
+        .unwrap();
+    let body = bodies.lock().unwrap()[0].clone();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(body["Reason"].as_str().unwrap().contains("panic"), "{body}");
+}
+
+#[tokio::test]
+async fn a_response_url_that_is_not_presigned_s3_is_never_contacted() {
+    let rules = healthy();
+    let mut responder_strict = app(&rules);
+    responder_strict.responder = Responder::new(false);
+    let err = handle(
+        &responder_strict,
+        request("Create", "http://127.0.0.1:9/response/1", json!({})),
+        deadline(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.kind(), "InvalidInput");
+    let calls: usize = rules
+        .org
+        .iter()
+        .chain(&rules.lm)
+        .chain(&rules.iam)
+        .map(Rule::num_calls)
+        .sum();
+    assert_eq!(calls, 0);
+}
