@@ -975,6 +975,9 @@ async fn direct_invocation_returns_the_report_or_a_classified_error() {
     );
 }
 
+/// account-lifecycle's events: Control Tower lifecycle events and SQS batches.
+const LIFECYCLE_EVENT_PREFIXES: &[&str] = &["create-", "update-", "sqs-"];
+
 #[tokio::test]
 async fn every_shipped_event_parses_and_runs_through_the_handler() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");
@@ -985,6 +988,10 @@ async fn every_shipped_event_parses_and_runs_through_the_handler() {
             continue;
         }
         let name = path.file_name().unwrap().to_string_lossy().to_string();
+        // Other functions' events are tested beside those functions.
+        if !LIFECYCLE_EVENT_PREFIXES.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
         let text = std::fs::read_to_string(&path).unwrap();
         let payload: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let world = World::healthy();
