@@ -405,14 +405,30 @@ pub async fn distributed_grants(
     principal: &str,
     calls: &CallLog,
 ) -> Result<Vec<GrantView>, Error> {
+    list_distributed(
+        lm,
+        vec![
+            filter("LicenseArn", license_arn),
+            filter("GranteePrincipalARN", principal),
+        ],
+        calls,
+    )
+    .await
+}
+
+/// ListDistributedGrants with `filters`, every page.
+async fn list_distributed(
+    lm: &aws_sdk_licensemanager::Client,
+    filters: Vec<Filter>,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
     let mut grants = Vec::new();
     let mut token = None;
     loop {
         calls.record(Side::Own, "license-manager:ListDistributedGrants", false);
         let out = lm
             .list_distributed_grants()
-            .filters(filter("LicenseArn", license_arn))
-            .filters(filter("GranteePrincipalARN", principal))
+            .set_filters(Some(filters.clone()).filter(|f| !f.is_empty()))
             .max_results(100)
             .set_next_token(token)
             .send()
@@ -616,24 +632,7 @@ pub async fn grants_to_principal(
     principal: &str,
     calls: &CallLog,
 ) -> Result<Vec<GrantView>, Error> {
-    let mut grants = Vec::new();
-    let mut token = None;
-    loop {
-        calls.record(Side::Own, "license-manager:ListDistributedGrants", false);
-        let out = lm
-            .list_distributed_grants()
-            .filters(filter("GranteePrincipalARN", principal))
-            .max_results(100)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| aws_error("license-manager", "ListDistributedGrants", e))?;
-        grants.extend(out.grants().iter().map(GrantView::from));
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            return Ok(grants);
-        }
-    }
+    list_distributed(lm, vec![filter("GranteePrincipalARN", principal)], calls).await
 }
 
 /// Queues a delayed re-check on the onboarding queue.
@@ -774,23 +773,7 @@ pub async fn all_distributed_grants(
     lm: &aws_sdk_licensemanager::Client,
     calls: &CallLog,
 ) -> Result<Vec<GrantView>, Error> {
-    let mut grants = Vec::new();
-    let mut token = None;
-    loop {
-        calls.record(Side::Own, "license-manager:ListDistributedGrants", false);
-        let out = lm
-            .list_distributed_grants()
-            .max_results(100)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| aws_error("license-manager", "ListDistributedGrants", e))?;
-        grants.extend(out.grants().iter().map(GrantView::from));
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            return Ok(grants);
-        }
-    }
+    list_distributed(lm, Vec::new(), calls).await
 }
 
 /// Sends bodies to a queue, ten per SendMessageBatch; entries SQS rejects are retried once.

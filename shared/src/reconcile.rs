@@ -368,16 +368,26 @@ mod tests {
         let mut seen = 0;
         for entry in std::fs::read_dir(dir).expect("events/") {
             let path = entry.expect("entry").path();
-            let name = path.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().to_string())
+                .unwrap_or_default();
             if !name.starts_with("reconcile-") {
                 continue;
             }
-            let payload: Value = serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
+            let payload: Value =
+                serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("JSON");
             let (scope, dry_run) = parse(&payload, &config()).expect(&name);
             match name.as_str() {
-                "reconcile-scheduled.json" => assert_eq!((scope, dry_run), (Scope::Organization, false)),
-                "reconcile-dry-run.json" => assert_eq!((scope, dry_run), (Scope::Organization, true)),
-                "reconcile-backfill-ous.json" => assert!(matches!(scope, Scope::Ous(ref o) if o.len() == 1)),
+                "reconcile-scheduled.json" => {
+                    assert_eq!((scope, dry_run), (Scope::Organization, false))
+                }
+                "reconcile-dry-run.json" => {
+                    assert_eq!((scope, dry_run), (Scope::Organization, true))
+                }
+                "reconcile-backfill-ous.json" => {
+                    assert!(matches!(scope, Scope::Ous(ref o) if o.len() == 1))
+                }
                 other => panic!("untested event {other}"),
             }
             seen += 1;
