@@ -9,6 +9,7 @@ pub mod custom_resource;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod function;
 pub mod handler;
 pub mod ids;
 pub mod logging;

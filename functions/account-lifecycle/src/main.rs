@@ -2,23 +2,11 @@
 //! names) to the configured AWS Marketplace licenses. `main` only wires: logging, configuration
 //! (validated once, no AWS call), one SDK config and its clients, then the handler.
 
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
+use shared::function::FunctionError;
 use shared::{Clients, Config, Engine};
 use std::sync::Arc;
-
-/// A classified failure as Lambda reports it: `errorType` is `<Kind>.<retryable|permanent>`.
-#[derive(Debug)]
-struct FunctionError(shared::Error);
-
-impl From<FunctionError> for Diagnostic {
-    fn from(e: FunctionError) -> Self {
-        Diagnostic {
-            error_type: format!("{}.{}", e.0.kind(), e.0.retry()),
-            error_message: e.0.to_string(),
-        }
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

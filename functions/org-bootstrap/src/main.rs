@@ -1,22 +1,11 @@
 //! org-bootstrap: the custom resource that sets up the organization at deploy. `main` only wires.
 
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
 use org_bootstrap::{handle, App};
 use serde_json::Value;
 use shared::custom_resource::{deadline_instant, Responder};
+use shared::function::FunctionError;
 use std::sync::Arc;
-
-#[derive(Debug)]
-struct FunctionError(shared::Error);
-
-impl From<FunctionError> for Diagnostic {
-    fn from(e: FunctionError) -> Self {
-        Diagnostic {
-            error_type: format!("{}.{}", e.0.kind(), e.0.retry()),
-            error_message: e.0.to_string(),
-        }
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {

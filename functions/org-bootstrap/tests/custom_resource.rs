@@ -273,11 +273,14 @@ async fn a_response_url_that_is_not_presigned_s3_is_never_contacted() {
 
 #[test]
 fn shipped_event_is_a_valid_request_with_a_presigned_response_url() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events/org-bootstrap-create.json");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../events/org-bootstrap-create.json");
     let payload: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let target = shared::custom_resource::Target::from_request(&payload).unwrap();
     assert_eq!(target.request_type, "Create");
-    Responder::new(false).validate(&target.response_url).unwrap();
+    Responder::new(false)
+        .validate(&target.response_url)
+        .unwrap();
     let options = org_bootstrap::options(&payload).unwrap();
     assert!(options.delegated_admin.is_none() && !options.dry_run);
 }

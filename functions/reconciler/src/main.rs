@@ -1,23 +1,12 @@
 //! reconciler: on a schedule (or on demand) puts one "onboard account" message per ACTIVE
 //! account on the onboarding queue, and offboards accounts that left. `main` only wires.
 
-use lambda_runtime::{service_fn, Diagnostic, LambdaEvent};
+use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
+use shared::function::FunctionError;
 use shared::reconcile::{self, ReconcileConfig};
 use shared::{Clients, Config, Engine, Outcome};
 use std::sync::Arc;
-
-#[derive(Debug)]
-struct FunctionError(shared::Error);
-
-impl From<FunctionError> for Diagnostic {
-    fn from(e: FunctionError) -> Self {
-        Diagnostic {
-            error_type: format!("{}.{}", e.0.kind(), e.0.retry()),
-            error_message: e.0.to_string(),
-        }
-    }
-}
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
