@@ -415,7 +415,8 @@ fn split_list(raw: Option<&str>) -> impl Iterator<Item = &str> {
         .filter(|s| !s.is_empty())
 }
 
-fn parse_bool(raw: Option<&str>, var: &str, default: bool) -> Result<bool, Error> {
+/// Parses a true/false setting named `var` (also 1/0, yes/no); `None` gives `default`.
+pub fn parse_bool(raw: Option<&str>, var: &str, default: bool) -> Result<bool, Error> {
     match raw.map(str::to_ascii_lowercase).as_deref() {
         None => Ok(default),
         Some("true" | "1" | "yes") => Ok(true),
@@ -426,7 +427,8 @@ fn parse_bool(raw: Option<&str>, var: &str, default: bool) -> Result<bool, Error
     }
 }
 
-fn parse_num(
+/// Parses a whole-number setting named `var` within `min..=max`; `None` gives `default`.
+pub fn parse_num(
     raw: Option<String>,
     var: &str,
     default: u64,
