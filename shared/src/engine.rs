@@ -161,7 +161,7 @@ impl Engine {
     pub async fn run(&self, request: Request) -> AccountReport {
         let started = Instant::now();
         let calls = CallLog::default();
-        let mut report = match &request {
+        let report = match &request {
             Request::Skip { account_id, reason } => {
                 let mut r = empty_report(
                     account_id.clone(),
@@ -190,12 +190,7 @@ impl Engine {
                 r
             }
         };
-        let snapshot = calls.snapshot();
-        report.api_calls = snapshot.own;
-        report.member_api_calls = snapshot.member;
-        report.write_calls = snapshot.writes;
-        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        report
+        finish(report, &calls, started)
     }
 
     async fn onboard(
@@ -334,12 +329,7 @@ impl Engine {
         } else {
             Outcome::Offboarded
         };
-        let snapshot = calls.snapshot();
-        report.api_calls = snapshot.own;
-        report.member_api_calls = snapshot.member;
-        report.write_calls = snapshot.writes;
-        report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        report
+        finish(report, &calls, started)
     }
 
     async fn offboard_grants(
@@ -841,6 +831,16 @@ fn empty_report(account_id: Option<String>, trigger: String, dry_run: bool) -> A
         duration_ms: 0,
         error: None,
     }
+}
+
+/// Adds the calls made and the time taken.
+fn finish(mut report: AccountReport, calls: &CallLog, started: Instant) -> AccountReport {
+    let snapshot = calls.snapshot();
+    report.api_calls = snapshot.own;
+    report.member_api_calls = snapshot.member;
+    report.write_calls = snapshot.writes;
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report
 }
 
 fn outcome(r: &AccountReport) -> Outcome {

@@ -53,6 +53,41 @@ pub const ORG_BOOTSTRAP: &[&str] = &[
     "iam:CreateServiceLinkedRole",
 ];
 
+/// catalog-provisioning (Custom::MarketplaceEntitlement, Custom::MarketplacePortfolioShare),
+/// with its own role: the engine's onboarding and offboarding calls, portfolio shares, re-checks.
+pub const CATALOG_PROVISIONING: &[&str] = &[
+    "organizations:DescribeOrganization",
+    "organizations:DescribeAccount",
+    "organizations:ListParents",
+    "organizations:ListTagsForResource",
+    "sts:AssumeRole",
+    "license-manager:ListReceivedLicenses",
+    "license-manager:ListDistributedGrants",
+    "license-manager:CreateGrant",
+    "license-manager:GetGrant",
+    "license-manager:CreateGrantVersion",
+    "servicecatalog:CreatePortfolioShare",
+    "servicecatalog:DeletePortfolioShare",
+    "servicecatalog:DescribePortfolioShareStatus",
+    "sqs:SendMessage",
+];
+
+/// account-vending, with its own role. (Control Tower also requires Account Factory requesters
+/// to hold organizations:CreateAccount and DescribeCreateAccountStatus and Service Catalog
+/// end-user access; the template grants those separately because Control Tower, not this code,
+/// makes those calls.)
+pub const ACCOUNT_VENDING: &[&str] = &[
+    "servicecatalog:SearchProductsAsAdmin",
+    "servicecatalog:ListProvisioningArtifacts",
+    "servicecatalog:SearchProvisionedProducts",
+    "servicecatalog:ProvisionProduct",
+    "servicecatalog:DescribeRecord",
+    "servicecatalog:CreatePortfolioShare",
+    "organizations:TagResource",
+    "sts:AssumeRole",
+    "sqs:SendMessage",
+];
+
 /// Made inside member accounts with the assumed execution role (AWSControlTowerExecution has
 /// AdministratorAccess; a custom EXECUTION_ROLE_NAME needs at least these).
 pub const MEMBER_ROLE: &[&str] = &[
@@ -61,6 +96,9 @@ pub const MEMBER_ROLE: &[&str] = &[
     "license-manager:ListReceivedGrants",
     "license-manager:AcceptGrant",
     "license-manager:CreateGrantVersion",
+    // account-vending, when it shares the software portfolio with a new account.
+    "servicecatalog:AcceptPortfolioShare",
+    "servicecatalog:AssociatePrincipalWithPortfolio",
 ];
 
 /// Every function's table, by the binary name the template builds.
@@ -68,4 +106,6 @@ pub const FUNCTIONS: &[(&str, &[&str])] = &[
     ("account-lifecycle", ACCOUNT_LIFECYCLE),
     ("reconciler", RECONCILER),
     ("org-bootstrap", ORG_BOOTSTRAP),
+    ("catalog-provisioning", CATALOG_PROVISIONING),
+    ("account-vending", ACCOUNT_VENDING),
 ];

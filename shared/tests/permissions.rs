@@ -106,12 +106,25 @@ fn no_wildcard_actions_and_assume_role_is_scoped_to_the_role_name() {
     }
 }
 
-/// Operations recorded in the library's source, by the side named at the call site:
+/// Rust sources that record AWS calls: the library's, and the functions' own adapters.
+fn sources() -> Vec<std::path::PathBuf> {
+    let mut dirs = vec![root().join("shared/src")];
+    for function in std::fs::read_dir(root().join("functions")).unwrap() {
+        dirs.push(function.unwrap().path().join("src"));
+    }
+    dirs.iter()
+        .filter(|d| d.is_dir())
+        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
+        .collect()
+}
+
+/// Operations recorded in the sources, by the side named at the call site:
 /// `Side::Own`, `Side::Member`, or a `side` variable (the caller chooses).
 fn recorded() -> BTreeMap<String, BTreeSet<String>> {
     let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for entry in std::fs::read_dir(root().join("shared/src")).unwrap() {
-        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+    for path in sources() {
+        let text = std::fs::read_to_string(path).unwrap();
         for chunk in text.split("calls.record(").skip(1) {
             let (who, rest) = chunk.split_once(',').unwrap();
             let op = rest

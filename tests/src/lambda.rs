@@ -154,13 +154,19 @@ impl LambdaEmulator {
 
 impl Drop for LambdaEmulator {
     fn drop(&mut self) {
-        if let Some(pid) = self.child.id() {
-            // The whole group: cargo lambda watch and the function binaries it started.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+        // The whole group: cargo lambda watch and the function binaries it started. Signalled
+        // directly (never through a `kill` command: procps 4's `kill -KILL -<pgid>` signals
+        // every process of the user instead of the group).
+        if let Some(pid) = self
+            .child
+            .id()
+            .and_then(|p| i32::try_from(p).ok())
+            .filter(|p| *p > 1)
+        {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod emulator;
 pub mod http;
 pub mod lambda;
 pub mod moto;
+pub mod receiver;
 pub mod seed;
 pub mod world;
 

@@ -10,58 +10,27 @@ use aws_sdk_licensemanager::types::OrganizationConfiguration;
 use aws_sdk_organizations::operation::enable_aws_service_access::EnableAwsServiceAccessOutput;
 use aws_sdk_organizations::operation::list_aws_service_access_for_organization::ListAwsServiceAccessForOrganizationOutput;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use local_world::receiver::Receiver;
 use org_bootstrap::{handle, App};
 use serde_json::{json, Value};
 use shared::custom_resource::Responder;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-/// A loopback HTTP server that records each PUT body and answers 200.
-async fn receiver() -> (String, Arc<Mutex<Vec<Value>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!(
-        "http://127.0.0.1:{}/response/1",
-        listener.local_addr().unwrap().port()
-    );
-    let bodies = Arc::new(Mutex::new(Vec::new()));
-    let seen = bodies.clone();
-    tokio::spawn(async move {
-        while let Ok((mut sock, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            loop {
-                let n = sock.read(&mut chunk).await.unwrap_or(0);
-                if n == 0 {
-                    break;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some((head, body)) = text.split_once("\r\n\r\n") {
-                    let len: usize = head
-                        .lines()
-                        .find_map(|l| {
-                            l.to_ascii_lowercase()
-                                .strip_prefix("content-length:")
-                                .map(|v| v.trim().parse().unwrap_or(0))
-                        })
-                        .unwrap_or(0);
-                    if body.len() >= len {
-                        assert!(head.starts_with("PUT /response/1"), "{head}");
-                        seen.lock()
-                            .unwrap()
-                            .push(serde_json::from_str(&body[..len]).unwrap());
-                        break;
-                    }
-                }
-            }
-            let _ = sock
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await;
-        }
-    });
-    (url, bodies)
+/// The stand-in ResponseURL and the JSON bodies PUT to it so far.
+async fn receiver() -> (String, Receiver) {
+    let r = Receiver::start(Vec::new()).await;
+    (r.url.clone(), r)
+}
+
+fn bodies(r: &Receiver) -> Vec<Value> {
+    for got in r.received.lock().unwrap().iter() {
+        assert_eq!(got.method, "PUT");
+    }
+    r.bodies()
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect()
 }
 
 fn request(kind: &str, url: &str, props: Value) -> Value {
@@ -135,7 +104,7 @@ const STACK: &str = "arn:aws:cloudformation:us-east-1:111111111111:stack/ct-enti
 
 #[tokio::test]
 async fn create_sets_up_and_answers_success_with_what_changed() {
-    let (url, bodies) = receiver().await;
+    let (url, rx) = receiver().await;
     let rules = healthy();
     handle(
         &app(&rules),
@@ -146,7 +115,7 @@ async fn create_sets_up_and_answers_success_with_what_changed() {
     .unwrap();
     let steps = "trustedAccess:license-manager.amazonaws.com=enabled,trustedAccess:license-manager.member-account.amazonaws.com=enabled,trustedAccess:license-management.marketplace.amazonaws.com=enabled,organizationIntegration:license-manager=unchanged,serviceLinkedRole:license-manager.amazonaws.com=created,serviceLinkedRole:license-manager.master-account.amazonaws.com=created,serviceLinkedRole:license-manager.member-account.amazonaws.com=created,serviceLinkedRole:license-management.marketplace.amazonaws.com=created";
     assert_eq!(
-        bodies.lock().unwrap().clone(),
+        bodies(&rx),
         vec![json!({
             "Status": "SUCCESS", "Reason": "7 change(s)", "PhysicalResourceId": "ct-entitlements-org-bootstrap",
             "StackId": STACK, "RequestId": "req-1", "LogicalResourceId": "OrgBootstrap",
@@ -162,12 +131,12 @@ async fn create_sets_up_and_answers_success_with_what_changed() {
 
 #[tokio::test]
 async fn delete_changes_nothing_and_answers_success() {
-    let (url, bodies) = receiver().await;
+    let (url, rx) = receiver().await;
     let rules = healthy();
     let mut req = request("Delete", &url, json!({}));
     req["PhysicalResourceId"] = json!("ct-entitlements-org-bootstrap");
     handle(&app(&rules), req, deadline()).await.unwrap();
-    let body = bodies.lock().unwrap()[0].clone();
+    let body = bodies(&rx)[0].clone();
     assert_eq!(body["Status"], "SUCCESS");
     assert_eq!(body["PhysicalResourceId"], "ct-entitlements-org-bootstrap");
     let calls: usize = rules
@@ -182,7 +151,7 @@ async fn delete_changes_nothing_and_answers_success() {
 
 #[tokio::test]
 async fn bad_property_answers_failed_without_aws_calls() {
-    let (url, bodies) = receiver().await;
+    let (url, rx) = receiver().await;
     let rules = healthy();
     handle(
         &app(&rules),
@@ -191,7 +160,7 @@ async fn bad_property_answers_failed_without_aws_calls() {
     )
     .await
     .unwrap();
-    let body = bodies.lock().unwrap()[0].clone();
+    let body = bodies(&rx)[0].clone();
     assert_eq!(body["Status"], "FAILED");
     assert!(
         body["Reason"]
@@ -212,7 +181,7 @@ async fn bad_property_answers_failed_without_aws_calls() {
 
 #[tokio::test]
 async fn failed_step_answers_failed_with_the_reason() {
-    let (url, bodies) = receiver().await;
+    let (url, rx) = receiver().await;
     let mut rules = healthy();
     rules.org[1] = mock!(aws_sdk_organizations::Client::enable_aws_service_access).then_http_response(|| {
         aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
@@ -223,7 +192,7 @@ async fn failed_step_answers_failed_with_the_reason() {
     handle(&app(&rules), request("Update", &url, json!({})), deadline())
         .await
         .unwrap();
-    let body = bodies.lock().unwrap()[0].clone();
+    let body = bodies(&rx)[0].clone();
     assert_eq!(body["Status"], "FAILED");
     assert!(
         body["Reason"]
@@ -236,14 +205,14 @@ async fn failed_step_answers_failed_with_the_reason() {
 
 #[tokio::test]
 async fn a_panic_is_still_answered() {
-    let (url, bodies) = receiver().await;
+    let (url, rx) = receiver().await;
     let mut rules = healthy();
     rules.lm[0] =
         mock!(aws_sdk_licensemanager::Client::get_service_settings).then_output(|| panic!("boom"));
     handle(&app(&rules), request("Create", &url, json!({})), deadline())
         .await
         .unwrap();
-    let body = bodies.lock().unwrap()[0].clone();
+    let body = bodies(&rx)[0].clone();
     assert_eq!(body["Status"], "FAILED");
     assert!(body["Reason"].as_str().unwrap().contains("panic"), "{body}");
 }

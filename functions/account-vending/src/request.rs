@@ -1,0 +1,496 @@
+//! Account requests and the messages that carry them through the vending queue. Parsing and
+//! validation are pure: a bad request is rejected before any AWS call.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use shared::config::LicenseRef;
+use shared::ids::is_ou_id;
+use shared::Error;
+
+/// An account request, named like the Account Factory's parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRequest {
+    #[serde(rename = "AccountName", default)]
+    pub account_name: String,
+    #[serde(rename = "AccountEmail", default)]
+    pub account_email: String,
+    /// `Name` or `Name (ou-xxxx-yyyyyyyy)`.
+    #[serde(rename = "ManagedOrganizationalUnit", default)]
+    pub managed_organizational_unit: String,
+    #[serde(rename = "SSOUserEmail", default)]
+    pub sso_user_email: String,
+    #[serde(rename = "SSOUserFirstName", default)]
+    pub sso_user_first_name: String,
+    #[serde(rename = "SSOUserLastName", default)]
+    pub sso_user_last_name: String,
+    /// License ARNs or product SKUs the account gets once it exists (written to the account's
+    /// licenses tag, which account-lifecycle reads).
+    #[serde(
+        rename = "Entitlements",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub entitlements: Vec<String>,
+    /// Defaults to the account name, made safe for Service Catalog.
+    #[serde(
+        rename = "ProvisionedProductName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub provisioned_product_name: Option<String>,
+}
+
+/// A request that passed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Valid {
+    pub request: AccountRequest,
+    pub provisioned_product_name: String,
+    pub entitlements: Vec<LicenseRef>,
+}
+
+/// Validates every field and reports every problem at once.
+/// `licenses_tag_key`: entitlements need the tag account-lifecycle reads.
+pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<Valid, Error> {
+    let r = AccountRequest {
+        account_name: raw.account_name.trim().to_string(),
+        account_email: raw.account_email.trim().to_string(),
+        managed_organizational_unit: raw.managed_organizational_unit.trim().to_string(),
+        sso_user_email: raw.sso_user_email.trim().to_string(),
+        sso_user_first_name: raw.sso_user_first_name.trim().to_string(),
+        sso_user_last_name: raw.sso_user_last_name.trim().to_string(),
+        entitlements: raw
+            .entitlements
+            .iter()
+            .map(|e| e.trim().to_string())
+            .collect(),
+        provisioned_product_name: raw
+            .provisioned_product_name
+            .as_ref()
+            .map(|n| n.trim().to_string())
+            .filter(|n| !n.is_empty()),
+    };
+    let mut problems: Vec<String> = Vec::new();
+    // Organizations: account names are 1-50 printable ASCII characters.
+    if r.account_name.is_empty()
+        || r.account_name.len() > 50
+        || !r.account_name.bytes().all(|b| (0x20..0x7f).contains(&b))
+    {
+        problems.push(format!(
+            "AccountName {:?} must be 1 to 50 printable ASCII characters",
+            r.account_name
+        ));
+    }
+    // Organizations: account emails are 6-64 characters.
+    if !is_email(&r.account_email) || !(6..=64).contains(&r.account_email.len()) {
+        problems.push(format!(
+            "AccountEmail {:?} is not an email address (6 to 64 characters)",
+            r.account_email
+        ));
+    }
+    if !is_email(&r.sso_user_email) {
+        problems.push(format!(
+            "SSOUserEmail {:?} is not an email address",
+            r.sso_user_email
+        ));
+    }
+    for (field, value) in [
+        ("SSOUserFirstName", &r.sso_user_first_name),
+        ("SSOUserLastName", &r.sso_user_last_name),
+    ] {
+        if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
+            problems.push(format!("{field} {value:?} must be 1 to 128 characters"));
+        }
+    }
+    if let Err(e) = parse_managed_ou(&r.managed_organizational_unit) {
+        problems.push(e);
+    }
+    let mut entitlements = Vec::new();
+    for item in &r.entitlements {
+        match LicenseRef::parse(item, "Entitlements") {
+            Ok(parsed) if !entitlements.contains(&parsed) => entitlements.push(parsed),
+            Ok(_) => {}
+            Err(Error::Config(msg)) => problems.push(msg),
+            Err(other) => problems.push(other.to_string()),
+        }
+    }
+    if !entitlements.is_empty() {
+        if licenses_tag_key.is_none() {
+            problems.push(
+                "Entitlements need LICENSES_TAG_KEY (the account tag account-lifecycle reads), which is not set".into(),
+            );
+        }
+        // Organizations tag values are at most 256 characters.
+        let joined = tag_value(&entitlements);
+        if joined.len() > 256 {
+            problems.push(format!(
+                "Entitlements take {} characters as a tag value; at most 256 fit (prefer SKUs, or fewer entries)",
+                joined.len()
+            ));
+        }
+    }
+    let provisioned_product_name = match &r.provisioned_product_name {
+        Some(name) if is_provisioned_product_name(name) => name.clone(),
+        Some(name) => {
+            problems.push(format!(
+                "ProvisionedProductName {name:?} must start with a letter or digit and use only letters, digits, '.', '_', '-' (at most 128)"
+            ));
+            String::new()
+        }
+        None => default_product_name(&r.account_name),
+    };
+    if !problems.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "account request: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(Valid {
+        request: r,
+        provisioned_product_name,
+        entitlements,
+    })
+}
+
+/// The licenses tag value: space-separated SKUs and ARNs.
+pub fn tag_value(entitlements: &[LicenseRef]) -> String {
+    entitlements
+        .iter()
+        .map(|e| match e {
+            LicenseRef::Arn(a) => a.as_str(),
+            LicenseRef::Sku(s) => s.as_str(),
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// `Name` or `Name (ou-xxxx-yyyyyyyy)` → (name, OU id).
+pub fn parse_managed_ou(raw: &str) -> Result<(String, Option<String>), String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "ManagedOrganizationalUnit {raw:?} {why}; expected \"Name\" or \"Name (ou-xxxx-yyyyyyyy)\""
+        ))
+    };
+    if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
+        return bad("must be 1 to 128 characters");
+    }
+    if let Some(open) = raw.rfind(" (ou-") {
+        let Some(inner) = raw[open + 2..].strip_suffix(')') else {
+            return bad("has an unclosed OU id");
+        };
+        if !is_ou_id(inner) {
+            return bad(&format!("has {inner:?}, which is not an OU id"));
+        }
+        let name = raw[..open].trim();
+        if name.is_empty() {
+            return bad("has no OU name");
+        }
+        return Ok((name.to_string(), Some(inner.to_string())));
+    }
+    if raw.contains("(ou-") {
+        return bad("has an OU id without a space before it");
+    }
+    Ok((raw.to_string(), None))
+}
+
+/// A practical email check: one `@`, a non-empty local part, a dotted domain of letters,
+/// digits and hyphens, no spaces.
+pub fn is_email(raw: &str) -> bool {
+    let Some((local, domain)) = raw.split_once('@') else {
+        return false;
+    };
+    let local_ok = !local.is_empty()
+        && local.len() <= 64
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && local
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+/=?^_`{|}~.-".contains(&b));
+    let labels: Vec<&str> = domain.split('.').collect();
+    let domain_ok = labels.len() >= 2
+        && domain.len() <= 253
+        && labels.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic()));
+    local_ok && domain_ok
+}
+
+fn is_provisioned_product_name(raw: &str) -> bool {
+    raw.len() <= 128
+        && raw
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+/// The account name with anything Service Catalog does not accept in a provisioned product
+/// name replaced by `-`.
+fn default_product_name(account_name: &str) -> String {
+    let mut name: String = account_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+        name.insert(0, 'A');
+    }
+    name.truncate(128);
+    name
+}
+
+/// Deterministic `ProvisionToken`: the same account email and generation always give the same
+/// token, so a redelivered or duplicated request never starts a second account; a redriven
+/// failed request is a new generation.
+pub fn provision_token(account_email: &str, generation: u32) -> String {
+    let seed = format!("vend|{}|{generation}", account_email.to_ascii_lowercase());
+    let digest = Sha256::digest(seed.as_bytes());
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    format!("vend-{hex}")
+}
+
+/// A request on its way through the queue.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tracked {
+    pub request: AccountRequest,
+    /// Set once ProvisionProduct returned a record.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_id: Option<String>,
+    /// How many times this request has been queued again (busy, or still in progress).
+    #[serde(default)]
+    pub attempt: u32,
+    /// Unix seconds when the request first arrived (for REQUEST_DEADLINE_SECONDS).
+    pub first_seen: u64,
+    /// Bumped when a request whose record FAILED is redriven from the dead-letter queue (new token).
+    #[serde(default)]
+    pub generation: u32,
+    /// Why the request was parked in the dead-letter queue (present only there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<Value>,
+}
+
+/// Parses a payload (a queue body or a direct invocation): a new account request, a tracked
+/// request, or a parked one redriven from the dead-letter queue (which starts over as a new
+/// generation).
+pub fn parse_message(payload: &Value, now: u64) -> Result<Tracked, Error> {
+    let Some(obj) = payload.as_object() else {
+        return Err(Error::InvalidInput("expected a JSON object".into()));
+    };
+    if obj.contains_key("request") {
+        let mut tracked: Tracked = serde_json::from_value(payload.clone())
+            .map_err(|e| Error::InvalidInput(format!("vending message: {e}")))?;
+        if let Some(failure) = tracked.failure.take() {
+            // Redriven from the dead-letter queue: a FAILED record starts over as a new
+            // generation (new token); anything else resumes where it stopped (tracking a record
+            // that exists, or provisioning one that never started).
+            if failure.get("status").and_then(Value::as_str) == Some("FAILED") {
+                tracked.generation += 1;
+                tracked.record_id = None;
+            }
+            tracked.attempt = 0;
+            tracked.first_seen = now;
+        }
+        return Ok(tracked);
+    }
+    let request: AccountRequest = serde_json::from_value(payload.clone())
+        .map_err(|e| Error::InvalidInput(format!("account request: {e}")))?;
+    Ok(Tracked {
+        request,
+        record_id: None,
+        attempt: 0,
+        first_seen: now,
+        generation: 0,
+        failure: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn good() -> AccountRequest {
+        AccountRequest {
+            account_name: "Sandbox 7".into(),
+            account_email: "aws+sandbox7@example.com".into(),
+            managed_organizational_unit: "Sandbox (ou-ab12-cdef3456)".into(),
+            sso_user_email: "jane.doe@example.com".into(),
+            sso_user_first_name: "Jane".into(),
+            sso_user_last_name: "Doe".into(),
+            entitlements: vec!["prod-sku-1".into()],
+            provisioned_product_name: None,
+        }
+    }
+
+    #[test]
+    fn valid_request() {
+        let v = validate(&good(), Some("ct-entitlements:licenses")).expect("valid");
+        assert_eq!(v.provisioned_product_name, "Sandbox-7");
+        assert_eq!(v.entitlements, vec![LicenseRef::Sku("prod-sku-1".into())]);
+    }
+
+    #[test]
+    fn every_problem_is_reported() {
+        let bad = AccountRequest {
+            account_name: "".into(),
+            account_email: "not-an-email".into(),
+            managed_organizational_unit: "Sandbox (ou-bad)".into(),
+            sso_user_email: "jane@localhost".into(),
+            sso_user_first_name: "".into(),
+            sso_user_last_name: "Doe".into(),
+            entitlements: vec!["bad sku".into()],
+            provisioned_product_name: Some("-x".into()),
+        };
+        let Err(Error::InvalidInput(msg)) = validate(&bad, None) else {
+            panic!("expected invalid input")
+        };
+        for needle in [
+            "AccountName \"\"",
+            "AccountEmail \"not-an-email\"",
+            "SSOUserEmail \"jane@localhost\"",
+            "SSOUserFirstName",
+            "ManagedOrganizationalUnit \"Sandbox (ou-bad)\"",
+            "Entitlements: \"bad sku\"",
+            "ProvisionedProductName \"-x\"",
+        ] {
+            assert!(msg.contains(needle), "{needle} in {msg}");
+        }
+        assert!(!msg.contains("SSOUserLastName"), "{msg}");
+    }
+
+    #[test]
+    fn entitlements_need_the_tag_key_and_must_fit() {
+        let Err(Error::InvalidInput(msg)) = validate(&good(), None) else {
+            panic!("expected invalid input")
+        };
+        assert!(msg.contains("LICENSES_TAG_KEY"), "{msg}");
+        let mut many = good();
+        many.entitlements = (0..4)
+            .map(|i| format!("arn:aws:license-manager::294406891311:license:l-{i:032x}"))
+            .collect();
+        let Err(Error::InvalidInput(msg)) = validate(&many, Some("k")) else {
+            panic!("expected invalid input")
+        };
+        assert!(msg.contains("at most 256"), "{msg}");
+    }
+
+    #[test]
+    fn managed_ou_forms() {
+        assert_eq!(parse_managed_ou("Sandbox"), Ok(("Sandbox".into(), None)));
+        assert_eq!(
+            parse_managed_ou("Sandbox (ou-ab12-cdef3456)"),
+            Ok(("Sandbox".into(), Some("ou-ab12-cdef3456".into())))
+        );
+        assert_eq!(
+            parse_managed_ou("My (team)"),
+            Ok(("My (team)".into(), None))
+        );
+        for bad in [
+            "",
+            "Sandbox (ou-ab12-cdef3456",
+            "Sandbox(ou-ab12-cdef3456)",
+            "Sandbox (ou-AB12-cdef3456)",
+            "Sandbox (ou-ab12)",
+        ] {
+            assert!(parse_managed_ou(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn emails() {
+        for ok in [
+            "a@b.co",
+            "aws+team-1@mail.example.org",
+            "first.last@example.com",
+        ] {
+            assert!(is_email(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "a",
+            "@b.co",
+            "a@",
+            "a@b",
+            "a b@c.com",
+            "a@b..com",
+            "a@-b.com",
+            "a@b.c0m",
+            ".a@b.com",
+            "a@@b.com",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn tokens_are_deterministic_per_email_and_generation() {
+        assert_eq!(provision_token("A@B.co", 0), provision_token("a@b.co", 0));
+        assert_ne!(provision_token("a@b.co", 0), provision_token("a@b.co", 1));
+        assert_ne!(provision_token("a@b.co", 0), provision_token("c@b.co", 0));
+        let t = provision_token("a@b.co", 0);
+        assert_eq!(t.len(), 37);
+        assert!(t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    }
+
+    #[test]
+    fn messages() {
+        let new = parse_message(&serde_json::to_value(good()).expect("json"), 100).expect("new");
+        assert_eq!(
+            (new.record_id.as_deref(), new.first_seen, new.generation),
+            (None, 100, 0)
+        );
+        let parked = json!({"request": good(), "recordId": "rec-1", "attempt": 7, "firstSeen": 5, "generation": 1, "failure": {"status": "FAILED"}});
+        let redriven = parse_message(&parked, 200).expect("redriven");
+        assert_eq!(
+            (
+                redriven.record_id,
+                redriven.attempt,
+                redriven.first_seen,
+                redriven.generation,
+                redriven.failure
+            ),
+            (None, 0, 200, 2, None)
+        );
+        // Parked after the account existed (say, tagging was denied): tracking resumes.
+        let mut parked = parked;
+        parked["failure"] = json!({"status": "ERROR"});
+        let resumed = parse_message(&parked, 300).expect("redriven");
+        assert_eq!(
+            (
+                resumed.record_id.as_deref(),
+                resumed.attempt,
+                resumed.first_seen,
+                resumed.generation
+            ),
+            (Some("rec-1"), 0, 300, 1)
+        );
+        for bad in [
+            json!([]),
+            json!({"AccountName": "x", "Extra": 1}),
+            json!({"request": {}, "bogus": 1}),
+        ] {
+            assert_eq!(
+                parse_message(&bad, 1).map_err(|e| e.kind()).err(),
+                Some("InvalidInput"),
+                "{bad}"
+            );
+        }
+    }
+}

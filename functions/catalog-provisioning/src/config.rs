@@ -1,0 +1,183 @@
+//! catalog-provisioning settings (on top of the common `shared::Config`): parsed once at init,
+//! no AWS call, every error names its variable.
+
+use shared::config::{parse_bool, parse_num};
+use shared::Error;
+use std::time::Duration;
+
+/// Environment variable names.
+pub mod vars {
+    pub const ALLOW_ACCOUNT_ID_OVERRIDE: &str = "ALLOW_ACCOUNT_ID_OVERRIDE";
+    pub const PENDING_GRANT_RESPONSE: &str = "PENDING_GRANT_RESPONSE";
+    pub const WAIT_FOR_ACTIVE_SECONDS: &str = "WAIT_FOR_ACTIVE_SECONDS";
+    pub const ACTIVE_POLL_INTERVAL_MS: &str = "ACTIVE_POLL_INTERVAL_MS";
+    pub const RESPONSE_SAFETY_MARGIN_MS: &str = "RESPONSE_SAFETY_MARGIN_MS";
+    pub const ALLOW_LOCAL_RESPONSE_URL: &str = "ALLOW_LOCAL_RESPONSE_URL";
+    pub const CATALOG_RECHECK_QUEUE_URL: &str = "CATALOG_RECHECK_QUEUE_URL";
+}
+
+/// How a grant still in License Manager's workflow is answered when time runs out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PendingResponse {
+    /// FAILED with the reason: the launch fails and can be retried (the same grant is reused).
+    Failed,
+    /// SUCCESS with `EntitlementStatus` = `PENDING`; a delayed re-check on
+    /// `CATALOG_RECHECK_QUEUE_URL` finishes the activation.
+    Success,
+}
+
+/// Settings of the custom resource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogConfig {
+    /// Whether `AccountId` may name an account other than the one launching the stack.
+    pub allow_account_override: bool,
+    pub pending_response: PendingResponse,
+    /// Longest time one request keeps re-checking a grant that is not ACTIVE yet.
+    pub wait_for_active: Duration,
+    /// Pause between those re-checks.
+    pub poll_interval: Duration,
+    /// Time kept free before the Lambda deadline to send the response.
+    pub safety_margin: Duration,
+    /// Accept `http://127.0.0.1` / `http://localhost` response URLs (local tests only).
+    pub allow_local_response_url: bool,
+    /// Queue of delayed re-checks for grants answered as pending.
+    pub recheck_queue_url: Option<String>,
+}
+
+impl CatalogConfig {
+    pub fn from_env() -> Result<Self, Error> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
+        use vars::*;
+        let get = |k: &str| {
+            lookup(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let pending_response = match get(PENDING_GRANT_RESPONSE).as_deref() {
+            None | Some("FAILED") => PendingResponse::Failed,
+            Some("SUCCESS") => PendingResponse::Success,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "{PENDING_GRANT_RESPONSE}: {other:?} must be FAILED or SUCCESS"
+                )))
+            }
+        };
+        let recheck_queue_url = get(CATALOG_RECHECK_QUEUE_URL);
+        if let Some(url) = &recheck_queue_url {
+            if !(url.starts_with("https://") || url.starts_with("http://")) {
+                return Err(Error::Config(format!(
+                    "{CATALOG_RECHECK_QUEUE_URL}: {url:?} is not a queue URL"
+                )));
+            }
+        }
+        if pending_response == PendingResponse::Success && recheck_queue_url.is_none() {
+            return Err(Error::Config(format!(
+                "{PENDING_GRANT_RESPONSE}=SUCCESS needs {CATALOG_RECHECK_QUEUE_URL}: without a re-check nothing would finish activating the grant"
+            )));
+        }
+        Ok(CatalogConfig {
+            allow_account_override: parse_bool(
+                get(ALLOW_ACCOUNT_ID_OVERRIDE).as_deref(),
+                ALLOW_ACCOUNT_ID_OVERRIDE,
+                false,
+            )?,
+            pending_response,
+            wait_for_active: Duration::from_secs(parse_num(
+                get(WAIT_FOR_ACTIVE_SECONDS),
+                WAIT_FOR_ACTIVE_SECONDS,
+                240,
+                0,
+                900,
+            )?),
+            poll_interval: Duration::from_millis(parse_num(
+                get(ACTIVE_POLL_INTERVAL_MS),
+                ACTIVE_POLL_INTERVAL_MS,
+                10_000,
+                50,
+                300_000,
+            )?),
+            safety_margin: Duration::from_millis(parse_num(
+                get(RESPONSE_SAFETY_MARGIN_MS),
+                RESPONSE_SAFETY_MARGIN_MS,
+                10_000,
+                200,
+                120_000,
+            )?),
+            allow_local_response_url: parse_bool(
+                get(ALLOW_LOCAL_RESPONSE_URL).as_deref(),
+                ALLOW_LOCAL_RESPONSE_URL,
+                false,
+            )?,
+            recheck_queue_url,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(pairs: &[(&str, &str)]) -> Result<CatalogConfig, Error> {
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        CatalogConfig::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&[]).expect("valid");
+        assert_eq!(
+            c,
+            CatalogConfig {
+                allow_account_override: false,
+                pending_response: PendingResponse::Failed,
+                wait_for_active: Duration::from_secs(240),
+                poll_interval: Duration::from_secs(10),
+                safety_margin: Duration::from_secs(10),
+                allow_local_response_url: false,
+                recheck_queue_url: None,
+            }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_variable() {
+        for (var, value) in [
+            ("ALLOW_ACCOUNT_ID_OVERRIDE", "perhaps"),
+            ("PENDING_GRANT_RESPONSE", "PENDING"),
+            ("WAIT_FOR_ACTIVE_SECONDS", "901"),
+            ("ACTIVE_POLL_INTERVAL_MS", "10"),
+            ("RESPONSE_SAFETY_MARGIN_MS", "x"),
+            ("ALLOW_LOCAL_RESPONSE_URL", "2"),
+            ("CATALOG_RECHECK_QUEUE_URL", "queue"),
+        ] {
+            match load(&[(var, value)]) {
+                Err(Error::Config(msg)) => assert!(msg.starts_with(var), "{var}: {msg}"),
+                other => panic!("{var}={value}: expected a configuration error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pending_success_needs_a_recheck_queue() {
+        match load(&[("PENDING_GRANT_RESPONSE", "SUCCESS")]) {
+            Err(Error::Config(msg)) => assert!(msg.contains("CATALOG_RECHECK_QUEUE_URL"), "{msg}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+        let c = load(&[
+            ("PENDING_GRANT_RESPONSE", "SUCCESS"),
+            (
+                "CATALOG_RECHECK_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/111111111111/recheck",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(c.pending_response, PendingResponse::Success);
+    }
+}

@@ -1,0 +1,13 @@
+//! catalog-provisioning: the `Custom::MarketplaceEntitlement` CloudFormation custom resource a
+//! Service Catalog product uses to entitle the account that launches it (reusing the core
+//! engine's "ensure account entitled" path), and `Custom::MarketplacePortfolioShare`, which shares
+//! the product portfolio with the organization or OUs. Every request is answered.
+
+pub mod config;
+pub mod handler;
+pub mod portfolio;
+pub mod request;
+
+pub use config::{CatalogConfig, PendingResponse};
+pub use handler::{handle, App};
+pub use shared::custom_resource::Responder;

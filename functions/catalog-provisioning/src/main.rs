@@ -1,0 +1,41 @@
+//! catalog-provisioning: answers `Custom::MarketplaceEntitlement` requests (directly or through
+//! the hub SNS topic) and re-checks grants answered as pending. `main` only wires: logging,
+//! configuration (validated once, no AWS call), one SDK config and its clients, the handler.
+
+use catalog_provisioning::{handle, App, CatalogConfig, Responder};
+use lambda_runtime::{service_fn, LambdaEvent};
+use serde_json::Value;
+use shared::custom_resource::deadline_instant;
+use shared::function::FunctionError;
+use shared::{Clients, Config, Engine};
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    shared::logging::init();
+    let shared_config = Config::from_env_per_request()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config = CatalogConfig::from_env()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let responder = Responder::new(config.allow_local_response_url);
+    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let clients = Clients::from_sdk_config(&sdk_config, &shared_config.license_home_region);
+    let app = Arc::new(App {
+        sqs: clients.sqs.clone(),
+        catalog: aws_sdk_servicecatalog::Client::new(&sdk_config),
+        engine: Engine::new(shared_config, clients),
+        config,
+        responder,
+    });
+
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let app = app.clone();
+        let deadline = deadline_instant(event.context.deadline);
+        async move {
+            handle(&app, event.payload, deadline)
+                .await
+                .map_err(FunctionError)
+        }
+    }))
+    .await
+}

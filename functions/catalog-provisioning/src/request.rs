@@ -1,0 +1,408 @@
+//! What arrives: a CloudFormation custom-resource request (directly, or wrapped in SNS records
+//! for cross-account launches), or an SQS batch of delayed re-checks. Parsing is pure: nothing
+//! here calls AWS.
+
+use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
+use aws_lambda_events::event::sns::SnsEvent;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use shared::config::{LicenseRef, OverrideBehavior};
+use shared::ids::{is_license_arn, is_product_sku, AccountId};
+use shared::Error;
+
+/// The custom resource type this function serves.
+pub const RESOURCE_TYPE: &str = "Custom::MarketplaceEntitlement";
+
+/// One invocation's payload.
+#[derive(Debug)]
+pub enum Incoming {
+    /// Custom-resource requests (one when invoked directly, one per SNS record otherwise).
+    CustomResource { requests: Vec<Value>, via_sns: bool },
+    /// An SQS batch of delayed re-checks: (message id, body).
+    Rechecks(Vec<(String, String)>),
+}
+
+/// Sorts a payload into custom-resource requests or re-checks.
+pub fn classify(payload: &Value) -> Result<Incoming, Error> {
+    let source = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("EventSource").or_else(|| r.get("eventSource")))
+        .and_then(Value::as_str);
+    match source {
+        Some("aws:sns") => {
+            let event: SnsEvent = serde_json::from_value(payload.clone())
+                .map_err(|e| invalid(format!("SNS event: {e}")))?;
+            let requests = event
+                .records
+                .iter()
+                .map(|r| {
+                    serde_json::from_str::<Value>(&r.sns.message).map_err(|e| {
+                        invalid(format!(
+                            "SNS message {} is not a custom-resource request: {e}",
+                            r.sns.message_id
+                        ))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(Incoming::CustomResource {
+                requests,
+                via_sns: true,
+            })
+        }
+        Some("aws:sqs") => {
+            let records = payload
+                .get("Records")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            Ok(Incoming::Rechecks(
+                records
+                    .iter()
+                    .map(|r| {
+                        let text = |k: &str| {
+                            r.get(k)
+                                .and_then(Value::as_str)
+                                .unwrap_or_default()
+                                .to_string()
+                        };
+                        (text("messageId"), text("body"))
+                    })
+                    .collect(),
+            ))
+        }
+        Some(other) => Err(invalid(format!("unexpected event source {other:?}"))),
+        None if payload.get("RequestType").is_some() => Ok(Incoming::CustomResource {
+            requests: vec![payload.clone()],
+            via_sns: false,
+        }),
+        None => Err(invalid(
+            "neither a custom-resource request (RequestType), an SNS event nor an SQS batch",
+        )),
+    }
+}
+
+pub use shared::custom_resource::Target;
+
+/// The request, typed.
+pub type CfnRequest = CloudFormationCustomResourceRequest<Value, Value>;
+
+pub fn parse_request(raw: &Value) -> Result<CfnRequest, Error> {
+    serde_json::from_value(raw.clone())
+        .map_err(|e| invalid(format!("custom-resource request: {e}")))
+}
+
+/// The resource's properties, validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Properties {
+    pub license: LicenseRef,
+    pub account: AccountId,
+    pub override_behavior: Option<OverrideBehavior>,
+    pub deactivate_on_delete: bool,
+}
+
+const KNOWN: &[&str] = &[
+    "ServiceToken",
+    "LicenseArn",
+    "ProductSku",
+    "AccountId",
+    "ActivationOverrideBehavior",
+    "DeactivateOnDelete",
+];
+
+/// Validates `ResourceProperties`. CloudFormation passes every scalar as a string, so
+/// `DeactivateOnDelete` may be `"true"` or `true`.
+pub fn parse_properties(
+    props: &Value,
+    stack_id: &str,
+    allow_account_override: bool,
+) -> Result<Properties, Error> {
+    let obj = props
+        .as_object()
+        .ok_or_else(|| invalid("ResourceProperties must be an object"))?;
+    if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "unknown property {unknown:?}; expected LicenseArn or ProductSku, and optionally AccountId, ActivationOverrideBehavior, DeactivateOnDelete"
+        )));
+    }
+    let text = |k: &str| -> Result<Option<String>, Error> {
+        match obj.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(invalid(format!("{k} must be a string"))),
+        }
+    };
+    let license = match (text("LicenseArn")?, text("ProductSku")?) {
+        (Some(arn), None) if is_license_arn(&arn) => LicenseRef::Arn(arn),
+        (Some(arn), None) => {
+            return Err(invalid(format!(
+                "LicenseArn {arn:?} is not a License Manager license ARN (arn:aws:license-manager::<account>:license:l-<id>)"
+            )))
+        }
+        (None, Some(sku)) if is_product_sku(&sku) => LicenseRef::Sku(sku),
+        (None, Some(sku)) => {
+            return Err(invalid(format!(
+                "ProductSku {sku:?} is not a product SKU (letters, digits, '.', '_', '-')"
+            )))
+        }
+        (Some(_), Some(_)) => {
+            return Err(invalid("give exactly one of LicenseArn and ProductSku, not both"))
+        }
+        (None, None) => return Err(invalid("give exactly one of LicenseArn and ProductSku")),
+    };
+    let stack_account = stack_account(stack_id)?;
+    let account = match text("AccountId")? {
+        None => stack_account,
+        Some(raw) => {
+            let account = AccountId::parse(&raw).map_err(|e| invalid(format!("AccountId: {e}")))?;
+            if account != stack_account && !allow_account_override {
+                return Err(invalid(format!(
+                    "AccountId {account} is not the account launching the stack ({stack_account}); set ALLOW_ACCOUNT_ID_OVERRIDE=true to allow entitling other accounts"
+                )));
+            }
+            account
+        }
+    };
+    let override_behavior = text("ActivationOverrideBehavior")?
+        .map(|raw| {
+            OverrideBehavior::parse(&raw, "ActivationOverrideBehavior")
+                .map_err(|e| invalid(strip_prefix(&e)))
+        })
+        .transpose()?;
+    let deactivate_on_delete = match text("DeactivateOnDelete")?.map(|v| v.to_ascii_lowercase()) {
+        None => false,
+        Some(v) if v == "true" => true,
+        Some(v) if v == "false" => false,
+        Some(v) => {
+            return Err(invalid(format!(
+                "DeactivateOnDelete {v:?} must be true or false"
+            )))
+        }
+    };
+    Ok(Properties {
+        license,
+        account,
+        override_behavior,
+        deactivate_on_delete,
+    })
+}
+
+/// The account in a stack ARN: `arn:<partition>:cloudformation:<region>:<account>:stack/…`.
+pub fn stack_account(stack_id: &str) -> Result<AccountId, Error> {
+    let parts: Vec<&str> = stack_id.splitn(6, ':').collect();
+    match parts.as_slice() {
+        ["arn", _, "cloudformation", _, account, rest] if rest.starts_with("stack/") => {
+            AccountId::parse(account).map_err(|e| invalid(format!("StackId: {e}")))
+        }
+        _ => Err(invalid(format!(
+            "StackId {stack_id:?} is not a CloudFormation stack ARN"
+        ))),
+    }
+}
+
+/// True for a License Manager grant ARN (what this resource uses as its physical id).
+pub fn is_grant_arn(raw: &str) -> bool {
+    let parts: Vec<&str> = raw.splitn(6, ':').collect();
+    matches!(parts.as_slice(), ["arn", _, "license-manager", "", account, rest]
+        if account.len() == 12 && rest.starts_with("grant:g-") && rest.len() > 8)
+}
+
+/// A delayed re-check of a grant answered as pending (body of a re-check queue message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Recheck {
+    pub account_id: String,
+    pub license_arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub override_behavior: Option<String>,
+    /// Unix seconds of the launch that started it (for WORKFLOW_DEADLINE_SECONDS).
+    pub first_seen: u64,
+    #[serde(default)]
+    pub attempt: u32,
+}
+
+impl Recheck {
+    /// Parses and validates a queue body.
+    pub fn parse(body: &str) -> Result<(Self, AccountId, Option<OverrideBehavior>), Error> {
+        let recheck: Recheck =
+            serde_json::from_str(body).map_err(|e| invalid(format!("re-check message: {e}")))?;
+        let account = AccountId::parse(&recheck.account_id)?;
+        if !is_license_arn(&recheck.license_arn) {
+            return Err(invalid(format!(
+                "re-check message: {:?} is not a license ARN",
+                recheck.license_arn
+            )));
+        }
+        let behavior = recheck
+            .override_behavior
+            .as_deref()
+            .map(|b| {
+                OverrideBehavior::parse(b, "overrideBehavior")
+                    .map_err(|e| invalid(strip_prefix(&e)))
+            })
+            .transpose()?;
+        Ok((recheck, account, behavior))
+    }
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidInput(msg.into())
+}
+
+/// The message of a configuration error without its "configuration error: " prefix.
+fn strip_prefix(e: &Error) -> String {
+    match e {
+        Error::Config(msg) | Error::InvalidInput(msg) => msg.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const STACK: &str =
+        "arn:aws:cloudformation:us-east-1:210987654321:stack/SC-210987654321-pp-abc/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b";
+    const ARN: &str =
+        "arn:aws:license-manager::294406891311:license:l-0123456789abcdef0123456789abcdef";
+
+    fn props(v: Value) -> Result<Properties, Error> {
+        parse_properties(&v, STACK, false)
+    }
+
+    #[test]
+    fn defaults_to_the_launching_account() {
+        let p = props(json!({"ServiceToken": "arn:aws:lambda:us-east-1:111111111111:function:f", "LicenseArn": ARN}))
+            .expect("valid");
+        assert_eq!(
+            p,
+            Properties {
+                license: LicenseRef::Arn(ARN.into()),
+                account: AccountId::parse("210987654321").expect("id"),
+                override_behavior: None,
+                deactivate_on_delete: false,
+            }
+        );
+    }
+
+    #[test]
+    fn cloudformation_strings_are_accepted() {
+        let p = props(json!({
+            "ProductSku": "prod-sku-1",
+            "AccountId": "210987654321",
+            "ActivationOverrideBehavior": "ALL_GRANTS_PERMITTED_BY_ISSUER",
+            "DeactivateOnDelete": "true"
+        }))
+        .expect("valid");
+        assert_eq!(p.license, LicenseRef::Sku("prod-sku-1".into()));
+        assert_eq!(
+            p.override_behavior,
+            Some(OverrideBehavior::AllGrantsPermittedByIssuer)
+        );
+        assert!(p.deactivate_on_delete);
+    }
+
+    #[test]
+    fn rejects_bad_properties() {
+        for (bad, needle) in [
+            (json!({}), "exactly one"),
+            (json!({"LicenseArn": ARN, "ProductSku": "a"}), "not both"),
+            (json!({"LicenseArn": "arn:aws:s3:::bucket"}), "LicenseArn"),
+            (json!({"ProductSku": "a b"}), "ProductSku"),
+            (json!({"ProductSku": "a", "AccountId": "12"}), "AccountId"),
+            (
+                json!({"ProductSku": "a", "AccountId": "123456789012"}),
+                "ALLOW_ACCOUNT_ID_OVERRIDE",
+            ),
+            (
+                json!({"ProductSku": "a", "ActivationOverrideBehavior": "REPLACE"}),
+                "ActivationOverrideBehavior",
+            ),
+            (
+                json!({"ProductSku": "a", "DeactivateOnDelete": "maybe"}),
+                "DeactivateOnDelete",
+            ),
+            (
+                json!({"ProductSku": "a", "LicenceArn": ARN}),
+                "unknown property \"LicenceArn\"",
+            ),
+            (json!({"ProductSku": ["a"]}), "must be a string"),
+            (json!("text"), "object"),
+        ] {
+            match props(bad.clone()) {
+                Err(Error::InvalidInput(msg)) => assert!(msg.contains(needle), "{bad}: {msg}"),
+                other => panic!("{bad}: expected invalid input, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn other_accounts_need_configuration() {
+        let v = json!({"ProductSku": "a", "AccountId": "123456789012"});
+        let p = parse_properties(&v, STACK, true).expect("allowed by configuration");
+        assert_eq!(p.account.as_str(), "123456789012");
+    }
+
+    #[test]
+    fn stack_and_grant_arns() {
+        assert_eq!(
+            stack_account(STACK).map(|a| a.to_string()).ok(),
+            Some("210987654321".to_string())
+        );
+        assert!(
+            stack_account("arn:aws:cloudformation:us-east-1:210987654321:changeSet/x").is_err()
+        );
+        assert!(stack_account("stack").is_err());
+        assert!(is_grant_arn(
+            "arn:aws:license-manager::111111111111:grant:g-00000000000000000000000000000001"
+        ));
+        assert!(!is_grant_arn("failed-request-1"));
+        assert!(!is_grant_arn(ARN));
+    }
+
+    #[test]
+    fn classifies_payloads() {
+        let direct = json!({"RequestType": "Create"});
+        assert!(matches!(
+            classify(&direct),
+            Ok(Incoming::CustomResource { via_sns: false, .. })
+        ));
+        let sqs =
+            json!({"Records": [{"eventSource": "aws:sqs", "messageId": "m-1", "body": "{}"}]});
+        match classify(&sqs) {
+            Ok(Incoming::Rechecks(items)) => {
+                assert_eq!(items, vec![("m-1".to_string(), "{}".to_string())])
+            }
+            other => panic!("expected re-checks, got {other:?}"),
+        }
+        for bad in [json!({}), json!({"Records": [{"EventSource": "aws:s3"}]})] {
+            assert_eq!(
+                classify(&bad).map_err(|e| e.kind()).err(),
+                Some("InvalidInput"),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn recheck_round_trip() {
+        let r = Recheck {
+            account_id: "210987654321".into(),
+            license_arn: ARN.into(),
+            override_behavior: Some("DISTRIBUTED_GRANTS_ONLY".into()),
+            first_seen: 1_700_000_000,
+            attempt: 1,
+        };
+        let body = serde_json::to_string(&r).expect("serializes");
+        let (back, account, behavior) = Recheck::parse(&body).expect("valid");
+        assert_eq!(back, r);
+        assert_eq!(account.as_str(), "210987654321");
+        assert_eq!(behavior, Some(OverrideBehavior::DistributedGrantsOnly));
+        assert!(Recheck::parse(r#"{"accountId":"1","licenseArn":"x","firstSeen":1}"#).is_err());
+    }
+}

@@ -1,0 +1,1263 @@
+//! The custom resource end to end inside the process: the real engine against mocked AWS
+//! clients, and a local HTTP receiver on 127.0.0.1 standing in for the pre-signed S3 URL. Every
+//! test asserts the exact body PUT to it (and the AWS calls made or not made).
+#![allow(clippy::unwrap_used)]
+
+use aws_credential_types::Credentials;
+use aws_sdk_iam::operation::list_roles::ListRolesOutput;
+use aws_sdk_iam::types::Role;
+use aws_sdk_licensemanager::operation::accept_grant::AcceptGrantOutput;
+use aws_sdk_licensemanager::operation::create_grant::CreateGrantOutput;
+use aws_sdk_licensemanager::operation::create_grant_version::CreateGrantVersionOutput;
+use aws_sdk_licensemanager::operation::list_distributed_grants::ListDistributedGrantsOutput;
+use aws_sdk_licensemanager::operation::list_received_grants::ListReceivedGrantsOutput;
+use aws_sdk_licensemanager::operation::list_received_licenses::ListReceivedLicensesOutput;
+use aws_sdk_licensemanager::types::{
+    AllowedOperation, Grant, GrantStatus, GrantedLicense, IssuerDetails,
+};
+use aws_sdk_organizations::operation::describe_account::DescribeAccountOutput;
+use aws_sdk_organizations::operation::describe_organization::DescribeOrganizationOutput;
+use aws_sdk_organizations::operation::list_parents::ListParentsOutput;
+use aws_sdk_organizations::operation::list_tags_for_resource::ListTagsForResourceOutput;
+use aws_sdk_organizations::types::{Account, AccountState, Organization, Parent, ParentType};
+use aws_sdk_sqs::operation::send_message::SendMessageOutput;
+use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
+use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
+use catalog_provisioning::{handle, App, CatalogConfig, PendingResponse, Responder};
+use local_world::receiver::Receiver;
+use serde_json::{json, Value};
+use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+const MGMT: &str = "111111111111";
+const ACCOUNT: &str = "210987654321";
+const OU: &str = "ou-ab12-cdef3456";
+const ORG_ARN: &str = "arn:aws:organizations::111111111111:organization/o-abc1234567";
+const LICENSE: &str =
+    "arn:aws:license-manager::294406891311:license:l-0123456789abcdef0123456789abcdef";
+const SKU: &str = "prod-sku-1";
+const GRANT: &str =
+    "arn:aws:license-manager::111111111111:grant:g-00000000000000000000000000000001";
+const NEW_GRANT: &str =
+    "arn:aws:license-manager::111111111111:grant:g-00000000000000000000000000000002";
+const STACK: &str = "arn:aws:cloudformation:us-east-1:210987654321:stack/SC-210987654321-pp-abcdefghijklm/0f1e2d3c-4b5a-6978-8a9b-0c1d2e3f4a5b";
+const RECHECK_QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/111111111111/catalog-recheck";
+
+// ---------- AWS fixtures ----------
+
+fn grant(arn: &str, status: GrantStatus, version: &str) -> Grant {
+    Grant::builder()
+        .grant_arn(arn)
+        .grant_name("ct-entitlements-210987654321")
+        .parent_arn(LICENSE)
+        .license_arn(LICENSE)
+        .grantee_principal_arn(format!("arn:aws:iam::{ACCOUNT}:root"))
+        .home_region("us-east-1")
+        .grant_status(status)
+        .version(version)
+        .granted_operations(AllowedOperation::CheckoutLicense)
+        .build()
+        .unwrap()
+}
+
+fn held(arn: &str, sku: &str) -> GrantedLicense {
+    GrantedLicense::builder()
+        .license_arn(arn)
+        .product_sku(sku)
+        .product_name("Product")
+        .license_name("Marketplace license")
+        .issuer(IssuerDetails::builder().name("AWS/Marketplace").build())
+        .build()
+}
+
+struct Fixed(MemberClients);
+
+impl MemberClientFactory for Fixed {
+    fn member_clients(&self, _credentials: Credentials) -> MemberClients {
+        self.0.clone()
+    }
+}
+
+/// Mock rules per client; the default is a healthy organization where the launching account
+/// has no grant yet.
+struct World {
+    org: Vec<Rule>,
+    sts: Vec<Rule>,
+    iam: Vec<Rule>,
+    lm: Vec<Rule>,
+    member_lm: Vec<Rule>,
+    sqs: Vec<Rule>,
+    catalog: Vec<Rule>,
+}
+
+fn org_rules() -> Vec<Rule> {
+    vec![
+        mock!(aws_sdk_organizations::Client::describe_organization).then_output(|| {
+            DescribeOrganizationOutput::builder()
+                .organization(
+                    Organization::builder()
+                        .id("o-abc1234567")
+                        .arn(ORG_ARN)
+                        .master_account_id(MGMT)
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(aws_sdk_organizations::Client::describe_account).then_output(|| {
+            DescribeAccountOutput::builder()
+                .account(
+                    Account::builder()
+                        .id(ACCOUNT)
+                        .name("Workload")
+                        .state(AccountState::Active)
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(aws_sdk_organizations::Client::list_parents).then_output(|| {
+            ListParentsOutput::builder()
+                .parents(
+                    Parent::builder()
+                        .id(OU)
+                        .r#type(ParentType::OrganizationalUnit)
+                        .build(),
+                )
+                .build()
+        }),
+        mock!(aws_sdk_organizations::Client::list_tags_for_resource)
+            .then_output(|| ListTagsForResourceOutput::builder().build()),
+    ]
+}
+
+fn slr_roles() -> Rule {
+    let roles: Vec<Role> = [
+        "license-manager.amazonaws.com",
+        "license-manager.member-account.amazonaws.com",
+        "license-management.marketplace.amazonaws.com",
+    ]
+    .iter()
+    .map(|s| {
+        Role::builder()
+            .path(format!("/aws-service-role/{s}/"))
+            .role_name(format!("AWSServiceRoleFor-{s}"))
+            .role_id("AROAEXAMPLE")
+            .arn(format!(
+                "arn:aws:iam::{ACCOUNT}:role/aws-service-role/{s}/x"
+            ))
+            .create_date(aws_smithy_types::DateTime::from_secs(0))
+            .build()
+            .unwrap()
+    })
+    .collect();
+    mock!(aws_sdk_iam::Client::list_roles).then_output(move || {
+        ListRolesOutput::builder()
+            .set_roles(Some(roles.clone()))
+            .is_truncated(false)
+            .build()
+            .unwrap()
+    })
+}
+
+fn assume_ok() -> Rule {
+    mock!(aws_sdk_sts::Client::assume_role).then_output(|| {
+        AssumeRoleOutput::builder()
+            .credentials(
+                aws_sdk_sts::types::Credentials::builder()
+                    .access_key_id("ASIAEXAMPLE")
+                    .secret_access_key("secret")
+                    .session_token("token")
+                    .expiration(aws_smithy_types::DateTime::from_secs(4_000_000_000))
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+    })
+}
+
+fn licenses(list: Vec<GrantedLicense>) -> Rule {
+    mock!(aws_sdk_licensemanager::Client::list_received_licenses).then_output(move || {
+        ListReceivedLicensesOutput::builder()
+            .set_licenses(Some(list.clone()))
+            .build()
+    })
+}
+
+fn received(grants: Vec<Grant>) -> Rule {
+    mock!(aws_sdk_licensemanager::Client::list_received_grants).then_output(move || {
+        ListReceivedGrantsOutput::builder()
+            .set_grants(Some(grants.clone()))
+            .build()
+    })
+}
+
+fn distributed(grants: Vec<Grant>) -> Rule {
+    mock!(aws_sdk_licensemanager::Client::list_distributed_grants).then_output(move || {
+        ListDistributedGrantsOutput::builder()
+            .set_grants(Some(grants.clone()))
+            .build()
+    })
+}
+
+fn create_grant() -> Rule {
+    mock!(aws_sdk_licensemanager::Client::create_grant).then_output(|| {
+        CreateGrantOutput::builder()
+            .grant_arn(NEW_GRANT)
+            .status(GrantStatus::PendingAccept)
+            .version("1")
+            .build()
+    })
+}
+
+fn accept() -> Rule {
+    mock!(aws_sdk_licensemanager::Client::accept_grant).then_output(|| {
+        AcceptGrantOutput::builder()
+            .grant_arn(NEW_GRANT)
+            .status(GrantStatus::Disabled)
+            .version("1")
+            .build()
+    })
+}
+
+fn new_version(status: GrantStatus) -> Rule {
+    mock!(aws_sdk_licensemanager::Client::create_grant_version).then_output(move || {
+        CreateGrantVersionOutput::builder()
+            .grant_arn(NEW_GRANT)
+            .status(status.clone())
+            .version("2")
+            .build()
+    })
+}
+
+/// (queue URL, body, delay seconds) of each SendMessage.
+type Sent = Arc<Mutex<Vec<(String, String, i32)>>>;
+
+fn sent_bodies() -> (Rule, Sent) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let rule = mock!(aws_sdk_sqs::Client::send_message)
+        .match_requests(move |req| {
+            store.lock().unwrap().push((
+                req.queue_url().unwrap_or_default().to_string(),
+                req.message_body().unwrap_or_default().to_string(),
+                req.delay_seconds().unwrap_or_default(),
+            ));
+            true
+        })
+        .then_output(|| SendMessageOutput::builder().message_id("m-1").build());
+    (rule, seen)
+}
+
+impl World {
+    fn healthy() -> Self {
+        World {
+            org: org_rules(),
+            sts: vec![assume_ok()],
+            iam: vec![slr_roles()],
+            lm: vec![
+                licenses(vec![held(LICENSE, SKU)]),
+                distributed(vec![]),
+                create_grant(),
+            ],
+            member_lm: vec![received(vec![]), accept(), new_version(GrantStatus::Active)],
+            sqs: vec![],
+            catalog: vec![],
+        }
+    }
+
+    fn app(&self, config: CatalogConfig) -> App {
+        self.app_with_org(
+            config,
+            mock_client!(aws_sdk_organizations, RuleMode::MatchAny, &self.org),
+        )
+    }
+
+    fn app_with_org(&self, config: CatalogConfig, org: aws_sdk_organizations::Client) -> App {
+        let vars: HashMap<&str, &str> = HashMap::from([
+            ("ASSUME_ROLE_BACKOFF_MS", "1"),
+            ("RECHECK_DELAY_SECONDS", "300"),
+        ]);
+        let shared_config = Config::from_lookup_per_request(|k| vars.get(k).map(|v| v.to_string()))
+            .expect("valid test configuration");
+        let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &self.sqs);
+        let clients = Clients {
+            organizations: org,
+            sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &self.sts),
+            license_manager: mock_client!(aws_sdk_licensemanager, RuleMode::MatchAny, &self.lm),
+            sqs: sqs.clone(),
+            members: Arc::new(Fixed(MemberClients {
+                iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &self.iam),
+                license_manager: mock_client!(
+                    aws_sdk_licensemanager,
+                    RuleMode::MatchAny,
+                    &self.member_lm
+                ),
+            })),
+        };
+        App {
+            engine: Engine::new(shared_config, clients),
+            sqs,
+            catalog: mock_client!(aws_sdk_servicecatalog, RuleMode::MatchAny, &self.catalog),
+            config,
+            responder: Responder::new(true),
+        }
+    }
+
+    fn all_rules(&self) -> impl Iterator<Item = &Rule> {
+        self.org
+            .iter()
+            .chain(&self.sts)
+            .chain(&self.iam)
+            .chain(&self.lm)
+            .chain(&self.member_lm)
+            .chain(&self.sqs)
+            .chain(&self.catalog)
+    }
+
+    fn total_calls(&self) -> usize {
+        self.all_rules().map(Rule::num_calls).sum()
+    }
+}
+
+fn config() -> CatalogConfig {
+    CatalogConfig {
+        allow_account_override: false,
+        pending_response: PendingResponse::Failed,
+        wait_for_active: Duration::from_secs(30),
+        poll_interval: Duration::from_millis(100),
+        safety_margin: Duration::from_millis(500),
+        allow_local_response_url: true,
+        recheck_queue_url: None,
+    }
+}
+
+fn in_seconds(secs: u64) -> Instant {
+    Instant::now() + Duration::from_secs(secs)
+}
+
+fn request(kind: &str, url: &str, properties: Value) -> Value {
+    let mut r = json!({
+        "RequestType": kind,
+        "ServiceToken": "arn:aws:lambda:us-east-1:111111111111:function:catalog-provisioning",
+        "ResponseURL": url,
+        "StackId": STACK,
+        "RequestId": format!("req-{}", kind.to_lowercase()),
+        "ResourceType": "Custom::MarketplaceEntitlement",
+        "LogicalResourceId": "Entitlement",
+        "ResourceProperties": properties,
+    });
+    if kind != "Create" {
+        r["PhysicalResourceId"] = json!(GRANT);
+    }
+    if kind == "Update" {
+        r["OldResourceProperties"] = json!({"ProductSku": SKU});
+    }
+    r
+}
+
+fn props_arn() -> Value {
+    json!({"ServiceToken": "arn:aws:lambda:us-east-1:111111111111:function:catalog-provisioning", "LicenseArn": LICENSE})
+}
+
+fn expected(
+    status: &str,
+    reason: &str,
+    physical: &str,
+    request_id: &str,
+    data: Option<[&str; 5]>,
+) -> String {
+    let data = data
+        .map(|[entitlement, grant, grant_status, license, sku]| {
+            format!(
+                r#","Data":{{"EntitlementStatus":"{entitlement}","GrantArn":"{grant}","GrantStatus":"{grant_status}","LicenseArn":"{license}","ProductSku":"{sku}"}}"#
+            )
+        })
+        .unwrap_or_default();
+    format!(
+        r#"{{"Status":"{status}","Reason":"{reason}","PhysicalResourceId":"{physical}","StackId":"{STACK}","RequestId":"{request_id}","LogicalResourceId":"Entitlement"{data}}}"#
+    )
+}
+
+// ---------- tests ----------
+
+#[tokio::test]
+async fn create_entitles_the_launching_account_and_answers_success() {
+    let world = World::healthy();
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    let out = handle(
+        &app,
+        request("Create", &rx.url, props_arn()),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+
+    let put = rx.only();
+    assert_eq!(put.method, "PUT");
+    assert_eq!(put.path, "/cfn-response/req");
+    assert_eq!(
+        put.headers.get("content-type").map(String::as_str),
+        Some("")
+    );
+    assert_eq!(
+        put.body,
+        expected(
+            "SUCCESS",
+            &format!("account {ACCOUNT} is entitled: grant {NEW_GRANT} is ACTIVE"),
+            NEW_GRANT,
+            "req-create",
+            Some(["ACTIVE", NEW_GRANT, "ACTIVE", LICENSE, SKU]),
+        )
+    );
+    assert_eq!(world.lm[2].num_calls(), 1, "one CreateGrant");
+    assert_eq!(world.member_lm[1].num_calls(), 1, "one AcceptGrant");
+    assert_eq!(world.member_lm[2].num_calls(), 1, "one activation");
+    assert_eq!(
+        out,
+        json!({"viaSns": false, "responses": [{"requestId": "req-create", "logicalResourceId": "Entitlement", "status": "SUCCESS", "physicalResourceId": NEW_GRANT}]})
+    );
+}
+
+#[tokio::test]
+async fn create_by_sku_resolves_the_single_matching_license() {
+    let mut world = World::healthy();
+    world.lm[0] = licenses(vec![
+        held(LICENSE, SKU),
+        held(
+            "arn:aws:license-manager::294406891311:license:l-ffffffffffffffffffffffffffffffff",
+            "other-sku",
+        ),
+    ]);
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        request("Create", &rx.url, json!({"ProductSku": SKU})),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "SUCCESS",
+            &format!("account {ACCOUNT} is entitled: grant {NEW_GRANT} is ACTIVE"),
+            NEW_GRANT,
+            "req-create",
+            Some(["ACTIVE", NEW_GRANT, "ACTIVE", LICENSE, SKU]),
+        )
+    );
+}
+
+#[tokio::test]
+async fn ambiguous_sku_fails_before_any_grant_is_made() {
+    let mut world = World::healthy();
+    let second = "arn:aws:license-manager::294406891311:license:l-ffffffffffffffffffffffffffffffff";
+    world.lm[0] = licenses(vec![held(LICENSE, SKU), held(second, SKU)]);
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        request("Create", &rx.url, json!({"ProductSku": SKU})),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "FAILED",
+            &format!("Configuration (permanent): configuration error: ProductSku {SKU} matches 2 licenses ({LICENSE}, {second}); set LicenseArn to choose one"),
+            "not-entitled-req-create",
+            "req-create",
+            None,
+        )
+    );
+    assert_eq!(world.total_calls(), 1, "only ListReceivedLicenses");
+}
+
+#[tokio::test]
+async fn update_with_an_active_grant_makes_no_write() {
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::Active, "3")]);
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        request("Update", &rx.url, props_arn()),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "SUCCESS",
+            &format!("account {ACCOUNT} is entitled: grant {GRANT} is ACTIVE"),
+            GRANT,
+            "req-update",
+            Some(["ACTIVE", GRANT, "ACTIVE", LICENSE, SKU]),
+        )
+    );
+    assert_eq!(world.lm[2].num_calls(), 0, "no CreateGrant");
+    assert_eq!(world.member_lm[2].num_calls(), 0, "no activation");
+}
+
+#[tokio::test]
+async fn delete_deactivates_only_when_asked() {
+    // DeactivateOnDelete false (the default): nothing is called.
+    let world = World::healthy();
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        request("Delete", &rx.url, props_arn()),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "SUCCESS",
+            "grant left in place (DeactivateOnDelete is false)",
+            GRANT,
+            "req-delete",
+            None
+        )
+    );
+    assert_eq!(world.total_calls(), 0);
+
+    // DeactivateOnDelete true: the grantor deactivates the account's grant.
+    let mut world = World::healthy();
+    world.lm[1] = distributed(vec![grant(GRANT, GrantStatus::Active, "3")]);
+    let versions = Arc::new(Mutex::new(Vec::new()));
+    let seen = versions.clone();
+    world.lm.push(
+        mock!(aws_sdk_licensemanager::Client::create_grant_version)
+            .match_requests(move |req| {
+                seen.lock().unwrap().push((
+                    req.grant_arn().unwrap_or_default().to_string(),
+                    req.status().map(|s| s.as_str().to_string()),
+                    req.source_version().unwrap_or_default().to_string(),
+                ));
+                true
+            })
+            .then_output(|| {
+                CreateGrantVersionOutput::builder()
+                    .grant_arn(GRANT)
+                    .status(GrantStatus::Disabled)
+                    .version("4")
+                    .build()
+            }),
+    );
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    let mut props = props_arn();
+    props["DeactivateOnDelete"] = json!("true");
+    handle(&app, request("Delete", &rx.url, props), in_seconds(10))
+        .await
+        .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "SUCCESS",
+            &format!("deactivated {GRANT}"),
+            GRANT,
+            "req-delete",
+            None
+        )
+    );
+    assert_eq!(
+        *versions.lock().unwrap(),
+        vec![(
+            GRANT.to_string(),
+            Some("DISABLED".to_string()),
+            "3".to_string()
+        )]
+    );
+}
+
+#[tokio::test]
+async fn delete_of_a_failed_create_is_a_no_op() {
+    let world = World::healthy();
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    let mut req = request(
+        "Delete",
+        &rx.url,
+        json!({"LicenseArn": LICENSE, "DeactivateOnDelete": true}),
+    );
+    req["PhysicalResourceId"] = json!("not-entitled-req-create");
+    handle(&app, req, in_seconds(10)).await.unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "SUCCESS",
+            "no grant was made for this resource; nothing to deactivate",
+            "not-entitled-req-create",
+            "req-delete",
+            None
+        )
+    );
+    assert_eq!(world.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn sns_wrapped_request_is_answered_the_same_way() {
+    let world = World::healthy();
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    let inner = request("Create", &rx.url, props_arn());
+    let event = json!({"Records": [{
+        "EventSource": "aws:sns",
+        "EventVersion": "1.0",
+        "EventSubscriptionArn": "arn:aws:sns:us-east-1:111111111111:ct-entitlements-catalog:3f1c9a7e-0000-4000-8000-000000000001",
+        "Sns": {
+            "Type": "Notification",
+            "MessageId": "95df01b4-ee98-5cb9-9903-4c221d41eb5e",
+            "TopicArn": "arn:aws:sns:us-east-1:111111111111:ct-entitlements-catalog",
+            "Subject": "AWS CloudFormation custom resource request",
+            "Message": inner.to_string(),
+            "Timestamp": "2024-05-01T12:00:00.000Z",
+            "SignatureVersion": "1",
+            "Signature": "EXAMPLE",
+            "SigningCertUrl": "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-0000.pem",
+            "UnsubscribeUrl": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe",
+            "MessageAttributes": {}
+        }
+    }]});
+    let out = handle(&app, event, in_seconds(10)).await.unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "SUCCESS",
+            &format!("account {ACCOUNT} is entitled: grant {NEW_GRANT} is ACTIVE"),
+            NEW_GRANT,
+            "req-create",
+            Some(["ACTIVE", NEW_GRANT, "ACTIVE", LICENSE, SKU]),
+        )
+    );
+    assert_eq!(out["viaSns"], json!(true));
+}
+
+#[tokio::test]
+async fn bad_properties_fail_without_any_aws_call() {
+    let world = World::healthy();
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        request(
+            "Create",
+            &rx.url,
+            json!({"LicenseArn": LICENSE, "ProductSku": SKU}),
+        ),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "FAILED",
+            "InvalidInput (permanent): invalid input: give exactly one of LicenseArn and ProductSku, not both",
+            "not-entitled-req-create",
+            "req-create",
+            None
+        )
+    );
+
+    // Another account than the launching one, without ALLOW_ACCOUNT_ID_OVERRIDE.
+    let rx = Receiver::start(vec![]).await;
+    handle(
+        &app,
+        request(
+            "Update",
+            &rx.url,
+            json!({"LicenseArn": LICENSE, "AccountId": "123456789012"}),
+        ),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "FAILED",
+            &format!("InvalidInput (permanent): invalid input: AccountId 123456789012 is not the account launching the stack ({ACCOUNT}); set ALLOW_ACCOUNT_ID_OVERRIDE=true to allow entitling other accounts"),
+            GRANT,
+            "req-update",
+            None
+        )
+    );
+
+    // An unknown request type is still answered.
+    let rx = Receiver::start(vec![]).await;
+    let mut odd = request("Create", &rx.url, props_arn());
+    odd["RequestType"] = json!("Replace");
+    handle(&app, odd, in_seconds(10)).await.unwrap();
+    let body: Value = serde_json::from_str(&rx.only().body).unwrap();
+    assert_eq!(body["Status"], "FAILED");
+    assert!(body["Reason"]
+        .as_str()
+        .unwrap()
+        .starts_with("InvalidInput (permanent): invalid input: custom-resource request: unknown variant `Replace`"));
+    assert_eq!(world.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn unusable_response_url_is_never_contacted() {
+    let world = World::healthy();
+    let app = world.app(config());
+    // Not loopback, not S3: rejected before any work or network call.
+    let req = request("Create", "http://10.1.2.3:8080/cfn", props_arn());
+    let err = handle(&app, req, in_seconds(10)).await.unwrap_err();
+    assert_eq!(err.kind(), "InvalidInput");
+    assert!(err.to_string().contains("ResponseURL"), "{err}");
+    let mut no_url = request("Create", "", props_arn());
+    no_url.as_object_mut().unwrap().remove("ResponseURL");
+    assert_eq!(
+        handle(&app, no_url, in_seconds(10))
+            .await
+            .unwrap_err()
+            .kind(),
+        "InvalidInput"
+    );
+    assert_eq!(world.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn a_panic_is_answered_failed() {
+    let mut world = World::healthy();
+    world.org[0] = mock!(aws_sdk_organizations::Client::describe_organization)
+        .then_output(|| -> DescribeOrganizationOutput { panic!("mock exploded") });
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        request("Create", &rx.url, props_arn()),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "FAILED",
+            "internal error (the function panicked: mock exploded); see the function's logs for request req-create",
+            "not-entitled-req-create",
+            "req-create",
+            None
+        )
+    );
+}
+
+#[tokio::test]
+async fn grant_still_in_workflow_at_the_deadline_is_answered_failed() {
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    let started = Instant::now();
+    // 1.5 s to the Lambda deadline, 0.5 s margin: the answer goes out after about 1 s.
+    handle(
+        &app,
+        request("Create", &rx.url, props_arn()),
+        Instant::now() + Duration::from_millis(1500),
+    )
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_millis(1500), "{elapsed:?}");
+    assert!(elapsed >= Duration::from_millis(800), "{elapsed:?}");
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "FAILED",
+            &format!("grant {GRANT} for {LICENSE} in account {ACCOUNT} is still PENDING_WORKFLOW (License Manager's workflow has not finished); launch again later (the same grant is reused), or set PENDING_GRANT_RESPONSE=SUCCESS to answer now and finish in the background"),
+            GRANT,
+            "req-create",
+            Some(["PENDING", GRANT, "PENDING_WORKFLOW", LICENSE, SKU]),
+        )
+    );
+    assert!(
+        world.member_lm[0].num_calls() >= 5,
+        "re-checked while time remained: {}",
+        world.member_lm[0].num_calls()
+    );
+}
+
+#[tokio::test]
+async fn grant_still_in_workflow_can_be_answered_success_with_a_recheck() {
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
+    let (send, sent) = sent_bodies();
+    world.sqs.push(send);
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(CatalogConfig {
+        pending_response: PendingResponse::Success,
+        recheck_queue_url: Some(RECHECK_QUEUE.into()),
+        wait_for_active: Duration::from_millis(250),
+        ..config()
+    });
+    handle(
+        &app,
+        request("Create", &rx.url, props_arn()),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "SUCCESS",
+            &format!("grant {GRANT} for {LICENSE} in account {ACCOUNT} is still PENDING_WORKFLOW (License Manager's workflow has not finished); a re-check in 300s finishes activating it"),
+            GRANT,
+            "req-create",
+            Some(["PENDING", GRANT, "PENDING_WORKFLOW", LICENSE, SKU]),
+        )
+    );
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    let (queue, body, delay) = &sent[0];
+    assert_eq!((queue.as_str(), *delay), (RECHECK_QUEUE, 300));
+    let mut body: Value = serde_json::from_str(body).unwrap();
+    assert!(body["firstSeen"].as_u64().unwrap() > 1_700_000_000);
+    body.as_object_mut().unwrap().remove("firstSeen");
+    assert_eq!(
+        body,
+        json!({"accountId": ACCOUNT, "licenseArn": LICENSE, "attempt": 0})
+    );
+}
+
+#[tokio::test]
+async fn aws_calls_that_hang_are_cut_off_and_answered_before_the_deadline() {
+    let world = World::healthy();
+    // An "Organizations endpoint" that accepts connections and never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    let org = aws_sdk_organizations::Client::from_conf(
+        aws_sdk_organizations::Config::builder()
+            .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
+            .region(aws_sdk_organizations::config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("AKID", "secret", None, None, "test"))
+            .endpoint_url(endpoint)
+            .build(),
+    );
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app_with_org(config(), org);
+    let started = Instant::now();
+    handle(
+        &app,
+        request("Create", &rx.url, props_arn()),
+        Instant::now() + Duration::from_millis(1500),
+    )
+    .await
+    .unwrap();
+    assert!(started.elapsed() < Duration::from_millis(1500));
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "FAILED",
+            "the request did not finish before the Lambda deadline (AWS calls did not answer in time)",
+            "not-entitled-req-create",
+            "req-create",
+            None
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_failing_receiver_is_retried_then_reported() {
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::Active, "3")]);
+    // First PUT answered 500, the second 200.
+    let rx = Receiver::start(vec![500]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        request("Create", &rx.url, props_arn()),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    let bodies = rx.bodies();
+    assert_eq!(bodies.len(), 2);
+    assert_eq!(bodies[0], bodies[1]);
+
+    // 403 (an expired URL) is not retried, and the invocation fails so Lambda retries it.
+    let rx = Receiver::start(vec![403]).await;
+    let err = handle(
+        &app,
+        request("Create", &rx.url, props_arn()),
+        in_seconds(10),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(rx.bodies().len(), 1);
+    assert_eq!(
+        err.to_string(),
+        "cloudformation:PutResponse failed: ResponseRejected: PUT to the ResponseURL failed after 1 attempt(s): HTTP 403"
+    );
+}
+
+#[tokio::test]
+async fn rechecks_finish_activation_or_queue_again() {
+    // Now DISABLED: activated, the message is done.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::Disabled, "2")]);
+    let (send, sent) = sent_bodies();
+    world.sqs.push(send);
+    let app = world.app(CatalogConfig {
+        pending_response: PendingResponse::Success,
+        recheck_queue_url: Some(RECHECK_QUEUE.into()),
+        ..config()
+    });
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let body = json!({"accountId": ACCOUNT, "licenseArn": LICENSE, "firstSeen": now, "attempt": 0})
+        .to_string();
+    let batch = json!({"Records": [
+        {"eventSource": "aws:sqs", "messageId": "m-1", "body": body},
+        {"eventSource": "aws:sqs", "messageId": "m-bad", "body": "{\"accountId\":\"1\"}"}
+    ]});
+    let out = handle(&app, batch, in_seconds(10)).await.unwrap();
+    assert_eq!(
+        out,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-bad"}]})
+    );
+    assert_eq!(world.member_lm[2].num_calls(), 1, "activated");
+    assert!(sent.lock().unwrap().is_empty());
+
+    // Still in workflow: queued again with the next attempt number.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
+    let (send, sent) = sent_bodies();
+    world.sqs.push(send);
+    let app = world.app(CatalogConfig {
+        pending_response: PendingResponse::Success,
+        recheck_queue_url: Some(RECHECK_QUEUE.into()),
+        ..config()
+    });
+    let batch = json!({"Records": [{"eventSource": "aws:sqs", "messageId": "m-2", "body": body}]});
+    let out = handle(&app, batch, in_seconds(10)).await.unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    assert_eq!((sent[0].0.as_str(), sent[0].2), (RECHECK_QUEUE, 300));
+    assert_eq!(
+        serde_json::from_str::<Value>(&sent[0].1).unwrap(),
+        json!({"accountId": ACCOUNT, "licenseArn": LICENSE, "firstSeen": now, "attempt": 1})
+    );
+}
+
+// ---------- Custom::MarketplacePortfolioShare ----------
+
+const PORTFOLIO: &str = "port-abcdefghijklm";
+
+/// (portfolio, account id, organization node type, value) of each share call.
+type Shares = Arc<Mutex<Vec<(String, String, String, String)>>>;
+
+fn share_rules() -> (Vec<Rule>, Shares, Shares) {
+    use aws_sdk_servicecatalog::operation::create_portfolio_share::CreatePortfolioShareOutput;
+    use aws_sdk_servicecatalog::operation::delete_portfolio_share::DeletePortfolioShareOutput;
+    use aws_sdk_servicecatalog::operation::describe_portfolio_share_status::DescribePortfolioShareStatusOutput;
+    use aws_sdk_servicecatalog::types::ShareStatus;
+    let created: Shares = Arc::new(Mutex::new(Vec::new()));
+    let deleted: Shares = Arc::new(Mutex::new(Vec::new()));
+    let (c, d) = (created.clone(), deleted.clone());
+    let rules = vec![
+        mock!(aws_sdk_servicecatalog::Client::create_portfolio_share)
+            .match_requests(move |req| {
+                let node = req.organization_node();
+                c.lock().unwrap().push((
+                    req.portfolio_id().unwrap_or_default().to_string(),
+                    req.account_id().unwrap_or_default().to_string(),
+                    node.and_then(|n| n.r#type())
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    node.and_then(|n| n.value()).unwrap_or_default().to_string(),
+                ));
+                true
+            })
+            .then_compute_output(|req| {
+                let out = CreatePortfolioShareOutput::builder();
+                match req.organization_node() {
+                    Some(_) => out.portfolio_share_token("share-token-1").build(),
+                    None => out.build(),
+                }
+            }),
+        mock!(aws_sdk_servicecatalog::Client::delete_portfolio_share)
+            .match_requests(move |req| {
+                let node = req.organization_node();
+                d.lock().unwrap().push((
+                    req.portfolio_id().unwrap_or_default().to_string(),
+                    req.account_id().unwrap_or_default().to_string(),
+                    node.and_then(|n| n.r#type())
+                        .map(|t| t.as_str().to_string())
+                        .unwrap_or_default(),
+                    node.and_then(|n| n.value()).unwrap_or_default().to_string(),
+                ));
+                true
+            })
+            .then_output(|| DeletePortfolioShareOutput::builder().build()),
+        mock!(aws_sdk_servicecatalog::Client::describe_portfolio_share_status)
+            .match_requests(|req| req.portfolio_share_token() == Some("share-token-1"))
+            .sequence()
+            .output(|| {
+                DescribePortfolioShareStatusOutput::builder()
+                    .status(ShareStatus::InProgress)
+                    .build()
+            })
+            .output(|| {
+                DescribePortfolioShareStatusOutput::builder()
+                    .status(ShareStatus::Completed)
+                    .build()
+            })
+            .repeatedly()
+            .build(),
+    ];
+    (rules, created, deleted)
+}
+
+fn share_request(kind: &str, url: &str, share_with: Value) -> Value {
+    let mut r = request(
+        kind,
+        url,
+        json!({"ServiceToken": "arn:aws:lambda:us-east-1:111111111111:function:catalog-provisioning", "PortfolioId": PORTFOLIO, "ShareWith": share_with}),
+    );
+    r["ResourceType"] = json!("Custom::MarketplacePortfolioShare");
+    r["LogicalResourceId"] = json!("Entitlement");
+    if kind != "Create" {
+        r["PhysicalResourceId"] = json!(format!("portfolio-share:{PORTFOLIO}"));
+    }
+    r
+}
+
+fn share_body(
+    status: &str,
+    reason: &str,
+    physical: &str,
+    request_id: &str,
+    share_status: Option<&str>,
+) -> String {
+    let data = share_status
+        .map(|s| format!(r#","Data":{{"PortfolioId":"{PORTFOLIO}","ShareStatus":"{s}"}}"#))
+        .unwrap_or_default();
+    format!(
+        r#"{{"Status":"{status}","Reason":"{reason}","PhysicalResourceId":"{physical}","StackId":"{STACK}","RequestId":"{request_id}","LogicalResourceId":"Entitlement"{data}}}"#
+    )
+}
+
+#[tokio::test]
+async fn portfolio_is_shared_with_the_organization_and_ous() {
+    let mut world = World::healthy();
+    let (rules, created, _) = share_rules();
+    world.catalog = rules;
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        share_request(
+            "Create",
+            &rx.url,
+            json!(["ou-ab12-cdef3456", "o-abc1234567"]),
+        ),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        share_body(
+            "SUCCESS",
+            &format!("{PORTFOLIO} is shared with o-abc1234567, ou-ab12-cdef3456"),
+            &format!("portfolio-share:{PORTFOLIO}"),
+            "req-create",
+            Some("COMPLETED")
+        )
+    );
+    assert_eq!(
+        *created.lock().unwrap(),
+        vec![
+            (
+                PORTFOLIO.into(),
+                String::new(),
+                "ORGANIZATION".into(),
+                "o-abc1234567".into()
+            ),
+            (
+                PORTFOLIO.into(),
+                String::new(),
+                "ORGANIZATIONAL_UNIT".into(),
+                "ou-ab12-cdef3456".into()
+            ),
+        ]
+    );
+    assert_eq!(
+        world.catalog[2].num_calls(),
+        3,
+        "followed both shares to COMPLETED"
+    );
+    let engine_calls: usize = world.org.iter().chain(&world.lm).map(Rule::num_calls).sum();
+    assert_eq!(engine_calls, 0, "no License Manager or Organizations call");
+}
+
+#[tokio::test]
+async fn portfolio_share_update_and_delete_touch_only_what_changed() {
+    let mut world = World::healthy();
+    let (rules, created, deleted) = share_rules();
+    world.catalog = rules;
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    let mut update = share_request("Update", &rx.url, json!(["o-abc1234567", "210987654321"]));
+    update["OldResourceProperties"] =
+        json!({"PortfolioId": PORTFOLIO, "ShareWith": ["o-abc1234567", "ou-ab12-cdef3456"]});
+    handle(&app, update, in_seconds(10)).await.unwrap();
+    assert_eq!(
+        rx.only().body,
+        share_body(
+            "SUCCESS",
+            &format!("{PORTFOLIO} is shared with o-abc1234567, {ACCOUNT}"),
+            &format!("portfolio-share:{PORTFOLIO}"),
+            "req-update",
+            Some("COMPLETED")
+        )
+    );
+    assert_eq!(
+        *created.lock().unwrap(),
+        vec![(
+            PORTFOLIO.into(),
+            ACCOUNT.into(),
+            String::new(),
+            String::new()
+        )]
+    );
+    assert_eq!(
+        *deleted.lock().unwrap(),
+        vec![(
+            PORTFOLIO.into(),
+            String::new(),
+            "ORGANIZATIONAL_UNIT".into(),
+            "ou-ab12-cdef3456".into()
+        )]
+    );
+
+    let rx = Receiver::start(vec![]).await;
+    deleted.lock().unwrap().clear();
+    handle(
+        &app,
+        share_request("Delete", &rx.url, json!(["o-abc1234567"])),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        rx.only().body,
+        share_body(
+            "SUCCESS",
+            &format!("stopped sharing {PORTFOLIO} with o-abc1234567"),
+            &format!("portfolio-share:{PORTFOLIO}"),
+            "req-delete",
+            None
+        )
+    );
+    assert_eq!(
+        *deleted.lock().unwrap(),
+        vec![(
+            PORTFOLIO.into(),
+            String::new(),
+            "ORGANIZATION".into(),
+            "o-abc1234567".into()
+        )]
+    );
+}
+
+// ---------- the shipped events ----------
+
+/// Points a shipped request (or the request inside a shipped SNS record) at `url`.
+fn with_response_url(mut event: Value, url: &str) -> Value {
+    if let Some(records) = event.get_mut("Records").and_then(Value::as_array_mut) {
+        for record in records {
+            if let Some(message) = record.pointer_mut("/Sns/Message") {
+                let mut inner: Value = serde_json::from_str(message.as_str().unwrap()).unwrap();
+                inner["ResponseURL"] = json!(url);
+                *message = json!(inner.to_string());
+            }
+        }
+    } else {
+        event["ResponseURL"] = json!(url);
+    }
+    event
+}
+
+#[tokio::test]
+async fn every_shipped_catalog_event_is_answered() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../events");
+    let mut seen = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if !name.starts_with("catalog-") {
+            continue;
+        }
+        let event: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut world = World::healthy();
+        let (rules, _, _) = share_rules();
+        world.catalog = rules;
+        let app = world.app(config());
+        if name == "catalog-recheck-sqs.json" {
+            let typed: aws_lambda_events::event::sqs::SqsEvent =
+                serde_json::from_value(event.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(typed.records.len(), 1);
+            let out = handle(&app, event, in_seconds(10)).await.unwrap();
+            assert_eq!(out, json!({"batchItemFailures": []}), "{name}");
+            assert_eq!(world.member_lm[2].num_calls(), 1, "{name}: activated");
+        } else {
+            // The real ResponseURL is a valid pre-signed S3 URL; the test answers locally.
+            let url = event
+                .get("ResponseURL")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            if let Some(url) = url {
+                assert!(
+                    shared::custom_resource::validate_response_url(&url, false).is_ok(),
+                    "{name}"
+                );
+            }
+            let rx = Receiver::start(vec![]).await;
+            handle(&app, with_response_url(event, &rx.url), in_seconds(10))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let body: Value = serde_json::from_str(&rx.only().body).unwrap();
+            assert_eq!(body["Status"], "SUCCESS", "{name}: {body}");
+        }
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        vec![
+            "catalog-create.json",
+            "catalog-delete.json",
+            "catalog-portfolio-share-create.json",
+            "catalog-recheck-sqs.json",
+            "catalog-sns-create.json",
+            "catalog-update.json",
+        ]
+    );
+}
