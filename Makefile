@@ -61,7 +61,7 @@ unit:
 	cargo test --workspace
 
 package: venv
-	cargo lambda build --release --x86-64 --bin account-lifecycle --bin catalog-provisioning --bin account-vending
+	cargo lambda build --release --x86-64 --bin account-lifecycle --bin reconciler --bin org-bootstrap --bin catalog-provisioning --bin account-vending
 	@ls -l target/lambda/*/bootstrap
 
 # The template targets arm64; these machines build x86_64 only (README, Deploy).
