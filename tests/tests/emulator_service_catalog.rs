@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use aws_sdk_servicecatalog::error::ProvideErrorMetadata;
+use aws_sdk_servicecatalog::operation::search_provisioned_products::SearchProvisionedProductsOutput;
 use aws_sdk_servicecatalog::types::{
-    OrganizationNode, OrganizationNodeType, PortfolioShareType, PrincipalType, ProductViewFilterBy,
-    ProvisioningParameter, RecordStatus,
+    AccessLevelFilter, AccessLevelFilterKey, OrganizationNode, OrganizationNodeType,
+    PortfolioShareType, PrincipalType, ProductViewFilterBy, ProvisionedProductStatus,
+    ProvisionedProductViewFilterBy, ProvisioningParameter, RecordStatus, ShareStatus, SortOrder,
 };
 use aws_sdk_servicecatalog::Client;
 use local_world::clients;
@@ -535,4 +537,556 @@ async fn service_catalog_throttling_uses_its_own_error_code() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Some("ThrottlingException"));
+}
+
+// ---------- SearchProvisionedProducts ----------
+
+/// The Account-level, "self" filter account-vending sends.
+fn account_self() -> AccessLevelFilter {
+    AccessLevelFilter::builder()
+        .key(AccessLevelFilterKey::Account)
+        .value("self")
+        .build()
+}
+
+async fn search(client: &Client, query: &[&str]) -> SearchProvisionedProductsOutput {
+    client
+        .search_provisioned_products()
+        .access_level_filter(account_self())
+        .set_filters((!query.is_empty()).then(|| {
+            std::collections::HashMap::from([(
+                ProvisionedProductViewFilterBy::SearchQuery,
+                query.iter().map(|q| q.to_string()).collect(),
+            )])
+        }))
+        .send()
+        .await
+        .unwrap()
+}
+
+fn names(out: &SearchProvisionedProductsOutput) -> Vec<&str> {
+    out.provisioned_products()
+        .iter()
+        .map(|p| p.name().unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn provisioned_products_are_under_change_until_their_record_finishes() {
+    let (emu, control) = start().await;
+    control
+        .configure(json!({ "provisioningMs": 10_000 }))
+        .await
+        .unwrap();
+    let client = sc(&emu, MGMT);
+    let (product, artifact) = account_factory(&client).await;
+    assert_eq!(search(&client, &[]).await.total_results_count(), 0);
+
+    let ok = request(&client, &product, &artifact, "works", "Sandbox")
+        .send()
+        .await
+        .unwrap();
+    let ok = ok.record_detail().unwrap().clone();
+    let bad = request(&client, &product, &artifact, "breaks", "Sandbox")
+        .provisioning_parameters(param("AccountEmail", "please-fail@example.com"))
+        .send()
+        .await
+        .unwrap();
+    let bad = bad.record_detail().unwrap().clone();
+
+    let busy = search(&client, &["status:UNDER_CHANGE"]).await;
+    assert_eq!(busy.total_results_count(), 2);
+    assert_eq!(names(&busy), vec!["works", "breaks"]);
+    let p = &busy.provisioned_products()[0];
+    assert_eq!(p.id(), ok.provisioned_product_id());
+    assert_eq!(p.status(), Some(&ProvisionedProductStatus::UnderChange));
+    assert_eq!(p.product_id(), Some(product.as_str()));
+    assert_eq!(p.product_name(), Some(ACCOUNT_FACTORY));
+    assert_eq!(p.provisioning_artifact_id(), Some(artifact.as_str()));
+    assert_eq!(p.last_record_id(), ok.record_id());
+    assert_eq!(p.last_provisioning_record_id(), ok.record_id());
+    assert_eq!(p.last_successful_provisioning_record_id(), None);
+    assert_eq!(p.idempotency_token(), Some("token-works"));
+    assert_eq!(p.r#type(), Some("CFN_STACK"));
+    assert_eq!(p.created_time(), ok.created_time());
+    let arn = p.arn().unwrap();
+    assert!(
+        arn.starts_with(&format!(
+            "arn:aws:servicecatalog:us-east-1:{MGMT}:stack/works/pp-"
+        )),
+        "{arn}"
+    );
+    assert!(p
+        .physical_id()
+        .unwrap()
+        .starts_with("arn:aws:cloudformation:"));
+
+    // Records are private to the account; so are provisioned products.
+    assert_eq!(
+        search(&sc(&emu, MEMBER), &[]).await.total_results_count(),
+        0
+    );
+
+    control
+        .advance_clock(Duration::from_secs(11))
+        .await
+        .unwrap();
+    assert_eq!(
+        search(&client, &["status:UNDER_CHANGE"])
+            .await
+            .total_results_count(),
+        0
+    );
+    let all = search(&client, &[]).await;
+    let by_name = |name: &str| {
+        all.provisioned_products()
+            .iter()
+            .find(|p| p.name() == Some(name))
+            .unwrap()
+            .clone()
+    };
+    let works = by_name("works");
+    assert_eq!(works.status(), Some(&ProvisionedProductStatus::Available));
+    assert_eq!(
+        works.last_successful_provisioning_record_id(),
+        ok.record_id()
+    );
+    let breaks = by_name("breaks");
+    assert_eq!(breaks.status(), Some(&ProvisionedProductStatus::Error));
+    assert_eq!(breaks.last_record_id(), bad.record_id());
+    assert!(
+        breaks
+            .status_message()
+            .unwrap()
+            .contains("injected failure"),
+        "{breaks:?}"
+    );
+    assert_eq!(
+        names(&search(&client, &["status:available"]).await),
+        vec!["works"]
+    );
+    assert_eq!(
+        names(&search(&client, &["status:ERROR"]).await),
+        vec!["breaks"]
+    );
+
+    // Field terms are exact, free text matches any field, every term must match.
+    assert_eq!(
+        names(&search(&client, &[&format!("productId:{product}")]).await),
+        vec!["works", "breaks"]
+    );
+    assert_eq!(
+        search(&client, &["name:work"]).await.total_results_count(),
+        0
+    );
+    assert_eq!(names(&search(&client, &["reak"]).await), vec!["breaks"]);
+    assert_eq!(
+        search(&client, &["status:AVAILABLE name:breaks"])
+            .await
+            .total_results_count(),
+        0
+    );
+    assert_eq!(
+        names(
+            &search(
+                &client,
+                &[&format!("lastRecordId:{}", ok.record_id().unwrap())]
+            )
+            .await
+        ),
+        vec!["works"]
+    );
+}
+
+#[tokio::test]
+async fn provisioned_product_search_pages_sorts_and_checks_its_input() {
+    let (emu, _control) = start().await;
+    let client = sc(&emu, MGMT);
+    let (product, artifact) = account_factory(&client).await;
+    for name in ["bravo", "alpha", "charlie"] {
+        request(&client, &product, &artifact, name, "Sandbox")
+            .send()
+            .await
+            .unwrap();
+    }
+    let first = client
+        .search_provisioned_products()
+        .sort_by("name")
+        .sort_order(SortOrder::Descending)
+        .page_size(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(names(&first), vec!["charlie", "bravo"]);
+    assert_eq!(first.total_results_count(), 3);
+    let token = first.next_page_token().unwrap().to_string();
+    let second = client
+        .search_provisioned_products()
+        .sort_by("name")
+        .sort_order(SortOrder::Descending)
+        .page_size(2)
+        .page_token(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(names(&second), vec!["alpha"]);
+    assert_eq!(second.next_page_token(), None);
+    assert_eq!(second.total_results_count(), 3);
+
+    let bad_filter = client
+        .search_provisioned_products()
+        .filters(
+            ProvisionedProductViewFilterBy::from("Status"),
+            vec!["AVAILABLE".to_string()],
+        )
+        .send()
+        .await;
+    let bad_level = client
+        .search_provisioned_products()
+        .access_level_filter(
+            AccessLevelFilter::builder()
+                .key(AccessLevelFilterKey::Account)
+                .value("123456789012")
+                .build(),
+        )
+        .send()
+        .await;
+    let bad_page = client
+        .search_provisioned_products()
+        .page_size(101)
+        .send()
+        .await;
+    let bad_sort = client
+        .search_provisioned_products()
+        .sort_by("status")
+        .send()
+        .await;
+    for (what, result) in [
+        ("filter key", bad_filter.map(drop)),
+        ("access level value", bad_level.map(drop)),
+        ("page size", bad_page.map(drop)),
+        ("sort field", bad_sort.map(drop)),
+    ] {
+        let err = result.unwrap_err();
+        assert_eq!(err.code(), Some("InvalidParametersException"), "{what}");
+    }
+}
+
+#[tokio::test]
+async fn user_access_level_shows_only_what_the_caller_provisioned() {
+    let (emu, control) = start().await;
+    control.map_access_key("AKIAUSERONE", MGMT).await.unwrap();
+    control.map_access_key("AKIAUSERTWO", MGMT).await.unwrap();
+    let one = sc(&emu, "AKIAUSERONE");
+    let two = sc(&emu, "AKIAUSERTWO");
+    let (product, artifact) = account_factory(&one).await;
+    request(&one, &product, &artifact, "mine", "Sandbox")
+        .send()
+        .await
+        .unwrap();
+    let user_self = || {
+        AccessLevelFilter::builder()
+            .key(AccessLevelFilterKey::User)
+            .value("self")
+            .build()
+    };
+    for (client, expected) in [(&one, 1), (&two, 0)] {
+        let out = client
+            .search_provisioned_products()
+            .access_level_filter(user_self())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(out.total_results_count(), expected);
+        // The whole account is the default, and Account-level.
+        assert_eq!(search(client, &[]).await.total_results_count(), 1);
+        let default = client.search_provisioned_products().send().await.unwrap();
+        assert_eq!(default.total_results_count(), 1);
+    }
+}
+
+// ---------- DescribePortfolioShareStatus, DeletePortfolioShare ----------
+
+const OU_TEAMS: &str = "ou-ab12-33333333";
+const TEAM_A: &str = "333333333333";
+const TEAM_B: &str = "444444444444";
+
+/// The organization of [`start`] plus an OU with two accounts, and a portfolio of MGMT's.
+async fn portfolio_world() -> (EmulatorHandle, Client, String) {
+    let (emu, control) = start().await;
+    control
+        .seed_org(&OrgSeed {
+            id: ORG_ID.to_string(),
+            management_account: MGMT.to_string(),
+            feature_set: "ALL".to_string(),
+            accounts: vec![MEMBER.to_string()],
+            ous: vec![OuSeed {
+                id: OU_TEAMS.to_string(),
+                name: "Teams".to_string(),
+                accounts: vec![TEAM_A.to_string(), TEAM_B.to_string()],
+            }],
+        })
+        .await
+        .unwrap();
+    let admin = sc(&emu, MGMT);
+    let portfolio = admin
+        .create_portfolio()
+        .display_name("Marketplace software")
+        .provider_name("Platform team")
+        .idempotency_token("p1")
+        .send()
+        .await
+        .unwrap()
+        .portfolio_detail()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    (emu, admin, portfolio)
+}
+
+fn node(kind: OrganizationNodeType, value: &str) -> OrganizationNode {
+    OrganizationNode::builder()
+        .r#type(kind)
+        .value(value)
+        .build()
+}
+
+#[tokio::test]
+async fn organization_node_shares_report_their_status() {
+    let (emu, admin, portfolio) = portfolio_world().await;
+    let status = |token: String| {
+        let admin = admin.clone();
+        async move {
+            admin
+                .describe_portfolio_share_status()
+                .portfolio_share_token(token)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let share = |kind: OrganizationNodeType, value: &str| {
+        admin
+            .create_portfolio_share()
+            .portfolio_id(&portfolio)
+            .organization_node(node(kind, value))
+            .send()
+    };
+
+    let ou_token = share(OrganizationNodeType::OrganizationalUnit, OU_TEAMS)
+        .await
+        .unwrap()
+        .portfolio_share_token()
+        .unwrap()
+        .to_string();
+    let ou = status(ou_token.clone()).await;
+    assert_eq!(ou.portfolio_share_token(), Some(ou_token.as_str()));
+    assert_eq!(ou.portfolio_id(), Some(portfolio.as_str()));
+    assert_eq!(ou.organization_node_value(), Some(OU_TEAMS));
+    assert_eq!(ou.status(), Some(&ShareStatus::Completed));
+    let mut reached = ou.share_details().unwrap().successful_shares().to_vec();
+    reached.sort();
+    assert_eq!(reached, vec![TEAM_A, TEAM_B]);
+    assert!(ou.share_details().unwrap().share_errors().is_empty());
+
+    // The whole organization: every account but the portfolio's owner.
+    let org_token = share(OrganizationNodeType::Organization, ORG_ID)
+        .await
+        .unwrap()
+        .portfolio_share_token()
+        .unwrap()
+        .to_string();
+    let org = status(org_token).await;
+    assert_eq!(org.status(), Some(&ShareStatus::Completed));
+    let mut reached = org.share_details().unwrap().successful_shares().to_vec();
+    reached.sort();
+    assert_eq!(reached, vec![MEMBER, TEAM_A, TEAM_B]);
+
+    // An OU the organization does not have: the share ends in ERROR, naming it.
+    let missing_token = share(OrganizationNodeType::OrganizationalUnit, "ou-ab12-99999999")
+        .await
+        .unwrap()
+        .portfolio_share_token()
+        .unwrap()
+        .to_string();
+    let missing = status(missing_token).await;
+    assert_eq!(missing.status(), Some(&ShareStatus::Error));
+    let errors = missing.share_details().unwrap().share_errors();
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].message().unwrap().contains("ou-ab12-99999999"),
+        "{errors:?}"
+    );
+    assert!(missing
+        .share_details()
+        .unwrap()
+        .successful_shares()
+        .is_empty());
+
+    // Tokens are the sharer's: unknown to anyone else, and made-up ones are unknown.
+    let err = sc(&emu, MEMBER)
+        .describe_portfolio_share_status()
+        .portfolio_share_token(&ou_token)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    let err = admin
+        .describe_portfolio_share_status()
+        .portfolio_share_token("share-nosuchtoken00")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+}
+
+#[tokio::test]
+async fn deleting_a_share_revokes_the_import() {
+    let (emu, admin, portfolio) = portfolio_world().await;
+    let role = format!("arn:aws:iam::{OUTSIDER}:role/Developers");
+    let outsider = sc(&emu, OUTSIDER);
+    admin
+        .create_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(OUTSIDER)
+        .send()
+        .await
+        .unwrap();
+    outsider
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .send()
+        .await
+        .unwrap();
+    let associate = || {
+        outsider
+            .associate_principal_with_portfolio()
+            .portfolio_id(&portfolio)
+            .principal_arn(&role)
+            .principal_type(PrincipalType::Iam)
+            .send()
+    };
+    associate().await.unwrap();
+
+    // Only the owner unshares.
+    let err = sc(&emu, MEMBER)
+        .delete_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(OUTSIDER)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    let both = admin
+        .delete_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(OUTSIDER)
+        .organization_node(node(OrganizationNodeType::Organization, ORG_ID))
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(both.is_invalid_parameters_exception(), "{both:?}");
+
+    let deleted = admin
+        .delete_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(OUTSIDER)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted.portfolio_share_token(),
+        None,
+        "no token for an account"
+    );
+    let err = associate().await.unwrap_err().into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    let err = outsider
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
+    // Gone already.
+    let again = admin
+        .delete_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(OUTSIDER)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(again.is_resource_not_found_exception(), "{again:?}");
+
+    // An OU share: unsharing is followed like sharing. An account still covered by the
+    // organization share keeps its import; the OU share's removal alone does not revoke it.
+    let team_a = sc(&emu, TEAM_A);
+    for n in [
+        node(OrganizationNodeType::OrganizationalUnit, OU_TEAMS),
+        node(OrganizationNodeType::Organization, ORG_ID),
+    ] {
+        admin
+            .create_portfolio_share()
+            .portfolio_id(&portfolio)
+            .organization_node(n)
+            .send()
+            .await
+            .unwrap();
+    }
+    team_a
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .portfolio_share_type(PortfolioShareType::AwsOrganizations)
+        .send()
+        .await
+        .unwrap();
+    let unshared = admin
+        .delete_portfolio_share()
+        .portfolio_id(&portfolio)
+        .organization_node(node(OrganizationNodeType::OrganizationalUnit, OU_TEAMS))
+        .send()
+        .await
+        .unwrap();
+    let token = unshared.portfolio_share_token().unwrap();
+    let status = admin
+        .describe_portfolio_share_status()
+        .portfolio_share_token(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status.status(), Some(&ShareStatus::Completed));
+    assert_eq!(status.organization_node_value(), Some(OU_TEAMS));
+    let team_role = format!("arn:aws:iam::{TEAM_A}:role/Developers");
+    team_a
+        .associate_principal_with_portfolio()
+        .portfolio_id(&portfolio)
+        .principal_arn(&team_role)
+        .principal_type(PrincipalType::Iam)
+        .send()
+        .await
+        .unwrap();
+    admin
+        .delete_portfolio_share()
+        .portfolio_id(&portfolio)
+        .organization_node(node(OrganizationNodeType::Organization, ORG_ID))
+        .send()
+        .await
+        .unwrap();
+    let err = team_a
+        .associate_principal_with_portfolio()
+        .portfolio_id(&portfolio)
+        .principal_arn(&team_role)
+        .principal_type(PrincipalType::Iam)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_resource_not_found_exception(), "{err:?}");
 }

@@ -386,7 +386,8 @@ impl Emulator {
         let result = match &caller {
             Ok(account) => {
                 let region = region.as_deref().unwrap_or("us-east-1");
-                self.api_call(service, op, account, region, body).await
+                self.api_call(service, op, account, akid.as_deref(), region, body)
+                    .await
             }
             Err(e) => Err(e.clone()),
         };
@@ -439,6 +440,7 @@ impl Emulator {
         service: Service,
         op: &str,
         caller: &str,
+        access_key_id: Option<&str>,
         region: &str,
         body: &Bytes,
     ) -> Result<Value, ApiError> {
@@ -455,7 +457,10 @@ impl Emulator {
         };
         let out = match service {
             Service::LicenseManager => self.license_manager(op, caller, &input).await?,
-            Service::ServiceCatalog => self.service_catalog(op, caller, region, &input).await?,
+            Service::ServiceCatalog => {
+                self.service_catalog(op, caller, access_key_id, region, &input)
+                    .await?
+            }
         };
         let mut st = self.lock();
         let sw = st.switches.clone();
@@ -545,11 +550,12 @@ impl Emulator {
         &self,
         op: &str,
         caller: &str,
+        access_key_id: Option<&str>,
         region: &str,
         input: &Value,
     ) -> Result<Value, ApiError> {
         self.complete_vending().await;
-        let need = self.lock().sc.org_need(op);
+        let need = self.lock().sc.org_need(op, input);
         let org = self.org_view(need).await?;
         let now = self.clock.now();
         let epoch_ms = self.clock.epoch_ms();
@@ -558,6 +564,7 @@ impl Emulator {
         let switches = st.switches.clone();
         let mut ctx = ScCtx {
             caller,
+            access_key_id,
             org: &org,
             switches: &switches,
             now,

@@ -1,18 +1,21 @@
 //! AWS Service Catalog, the part account vending and portfolio sharing need: the
-//! "AWS Control Tower Account Factory" product, ProvisionProduct/DescribeRecord, portfolios and
-//! their shares. Shapes follow aws-sdk-servicecatalog.
+//! "AWS Control Tower Account Factory" product, ProvisionProduct/DescribeRecord, the provisioned
+//! products they create (SearchProvisionedProducts), portfolios and their shares
+//! (Create/Delete/Accept, DescribePortfolioShareStatus). Shapes follow aws-sdk-servicecatalog.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-use super::common::{control_tower_time, epoch_seconds, ApiError, IdGen, Input, Service};
-use super::org::OrgView;
+use super::common::{control_tower_time, epoch_seconds, paginate, ApiError, IdGen, Input, Service};
+use super::org::{OrgInfo, OrgView};
 use super::Switches;
 
 /// The Account Factory product's name.
 pub const ACCOUNT_FACTORY: &str = "AWS Control Tower Account Factory";
+/// The name of the Account Factory product's (only) provisioning artifact.
+const ARTIFACT_NAME: &str = "AWS Control Tower Account Factory";
 /// The message returned while too many Control Tower operations are in flight.
 pub const CONTROL_TOWER_BUSY: &str = "AWS Control Tower cannot provision the account because \
      another AWS Control Tower operation is in progress. Try again later.";
@@ -63,7 +66,7 @@ impl Product {
     fn artifact(&self) -> Value {
         json!({
             "Id": self.artifact_id,
-            "Name": "AWS Control Tower Account Factory",
+            "Name": ARTIFACT_NAME,
             "Description": "AWS Control Tower Account Factory",
             "Type": "CLOUD_FORMATION_TEMPLATE",
             "CreatedTime": epoch_seconds(self.created_ms),
@@ -77,10 +80,16 @@ impl Product {
 struct Record {
     id: String,
     caller: String,
+    /// The access key that provisioned it (the emulator's notion of "the user").
+    access_key_id: Option<String>,
+    token: String,
     product_id: String,
+    product_name: String,
     artifact_id: String,
     provisioned_product_id: String,
     provisioned_product_name: String,
+    /// The CloudFormation stack ARN behind the provisioned product.
+    physical_id: String,
     params: BTreeMap<String, String>,
     account_factory: bool,
     status: String,
@@ -111,6 +120,135 @@ impl Record {
             "RecordErrors": self.errors,
             "RecordTags": [],
         })
+    }
+
+    /// The provisioned product's status: `UNDER_CHANGE` while its (only) record is in flight,
+    /// then `AVAILABLE` or `ERROR`.
+    fn provisioned_status(&self) -> &'static str {
+        match self.status.as_str() {
+            "SUCCEEDED" => "AVAILABLE",
+            "FAILED" => "ERROR",
+            _ => "UNDER_CHANGE",
+        }
+    }
+
+    /// The `ProvisionedProductAttribute` of the provisioned product this record created.
+    fn provisioned_product(&self, region: &str) -> Value {
+        let mut v = json!({
+            "Name": self.provisioned_product_name,
+            "Arn": self.provisioned_product_arn(region),
+            "Type": "CFN_STACK",
+            "Id": self.provisioned_product_id,
+            "Status": self.provisioned_status(),
+            "CreatedTime": epoch_seconds(self.created_ms),
+            "IdempotencyToken": self.token,
+            "LastRecordId": self.id,
+            "LastProvisioningRecordId": self.id,
+            "Tags": [],
+            "PhysicalId": self.physical_id,
+            "ProductId": self.product_id,
+            "ProductName": self.product_name,
+            "ProvisioningArtifactId": self.artifact_id,
+            "ProvisioningArtifactName": ARTIFACT_NAME,
+        });
+        if self.status == "SUCCEEDED" {
+            v["LastSuccessfulProvisioningRecordId"] = json!(self.id);
+        }
+        if self.status == "FAILED" {
+            let message: Vec<&str> = self
+                .errors
+                .iter()
+                .filter_map(|e| e["Description"].as_str())
+                .collect();
+            v["StatusMessage"] = json!(message.join("; "));
+        }
+        v
+    }
+
+    fn provisioned_product_arn(&self, region: &str) -> String {
+        format!(
+            "arn:aws:servicecatalog:{region}:{}:stack/{}/{}",
+            self.caller, self.provisioned_product_name, self.provisioned_product_id
+        )
+    }
+
+    /// The value of a `SearchQuery` field (lower-cased name), if the product has one.
+    fn search_field(&self, field: &str, region: &str) -> Option<String> {
+        let v = match field {
+            "arn" => self.provisioned_product_arn(region),
+            "createdtime" => (self.created_ms / 1000).to_string(),
+            "id" => self.provisioned_product_id.clone(),
+            "lastrecordid" | "lastprovisioningrecordid" => self.id.clone(),
+            "lastsuccessfulprovisioningrecordid" if self.status == "SUCCEEDED" => self.id.clone(),
+            "idempotencytoken" => self.token.clone(),
+            "name" => self.provisioned_product_name.clone(),
+            "physicalid" => self.physical_id.clone(),
+            "productid" => self.product_id.clone(),
+            "productname" => self.product_name.clone(),
+            "provisioningartifactid" => self.artifact_id.clone(),
+            "provisioningartifactname" => ARTIFACT_NAME.to_string(),
+            "type" => "CFN_STACK".to_string(),
+            "status" => self.provisioned_status().to_string(),
+            _ => return None,
+        };
+        Some(v)
+    }
+}
+
+/// The fields `SearchProvisionedProducts` can search with `field:value` (lower-cased).
+const SEARCHABLE_FIELDS: [&str; 18] = [
+    "arn",
+    "createdtime",
+    "id",
+    "lastrecordid",
+    "idempotencytoken",
+    "name",
+    "physicalid",
+    "productid",
+    "provisioningartifactid",
+    "type",
+    "status",
+    "tags",
+    "userarn",
+    "userarnsession",
+    "lastprovisioningrecordid",
+    "lastsuccessfulprovisioningrecordid",
+    "productname",
+    "provisioningartifactname",
+];
+
+/// One `SearchQuery` term: `field:value` (exact, case-insensitive) or free text (a substring of
+/// any searchable field).
+#[derive(Debug)]
+enum SearchTerm {
+    Field(String, String),
+    Text(String),
+}
+
+impl SearchTerm {
+    fn parse(raw: &str) -> Self {
+        if let Some((field, value)) = raw.split_once(':') {
+            let field = field.to_ascii_lowercase();
+            // A bare ARN is free text, not the field `arn`.
+            let bare_arn = field == "arn" && !value.starts_with("arn:") && value.contains(':');
+            if SEARCHABLE_FIELDS.contains(&field.as_str()) && !bare_arn {
+                return SearchTerm::Field(field, value.to_lowercase());
+            }
+        }
+        SearchTerm::Text(raw.to_lowercase())
+    }
+
+    fn matches(&self, record: &Record, region: &str) -> bool {
+        match self {
+            SearchTerm::Field(field, value) => record
+                .search_field(field, region)
+                .is_some_and(|v| v.to_lowercase() == *value),
+            SearchTerm::Text(text) => SEARCHABLE_FIELDS.iter().any(|f| {
+                record
+                    .search_field(f, region)
+                    .is_some_and(|v| v.to_lowercase().contains(text.as_str()))
+            }),
+        }
     }
 }
 
@@ -148,10 +286,101 @@ enum ShareTarget {
     OrganizationalUnit(String),
 }
 
+impl ShareTarget {
+    fn value(&self) -> &str {
+        match self {
+            ShareTarget::Account(v)
+            | ShareTarget::Organization(v)
+            | ShareTarget::OrganizationalUnit(v) => v,
+        }
+    }
+
+    /// Whether `account` sees a portfolio shared with this target (any share type).
+    fn covers(&self, account: &str, org: Option<&OrgInfo>) -> bool {
+        match self {
+            ShareTarget::Account(a) => a == account,
+            ShareTarget::Organization(o) => {
+                org.is_some_and(|org| &org.id == o && org.accounts.contains(account))
+            }
+            ShareTarget::OrganizationalUnit(ou) => {
+                org.is_some_and(|org| org.ou_members.get(ou).is_some_and(|m| m.contains(account)))
+            }
+        }
+    }
+
+    /// The accounts a share with this target reaches (the portfolio's owner excluded), or why
+    /// it reaches none.
+    fn accounts(&self, org: Option<&OrgInfo>, owner: &str) -> Result<Vec<String>, String> {
+        let members: Vec<String> = match self {
+            ShareTarget::Account(a) => vec![a.clone()],
+            ShareTarget::Organization(o) => match org {
+                Some(org) if &org.id == o => org.accounts.iter().cloned().collect(),
+                _ => return Err(format!("Organization {o} was not found")),
+            },
+            ShareTarget::OrganizationalUnit(ou) => match org.and_then(|o| o.ou_members.get(ou)) {
+                Some(members) => members.iter().cloned().collect(),
+                None => return Err(format!("Organizational unit {ou} was not found")),
+            },
+        };
+        Ok(members.into_iter().filter(|a| a != owner).collect())
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Share {
     portfolio_id: String,
     target: ShareTarget,
+}
+
+/// A share with (or unshare from) an organization node, reported by
+/// DescribePortfolioShareStatus. Completes at once (AWS: NOT_STARTED, IN_PROGRESS, then done).
+#[derive(Debug, Clone)]
+struct ShareOperation {
+    token: String,
+    owner: String,
+    portfolio_id: String,
+    node_value: String,
+    status: &'static str,
+    successful: Vec<String>,
+    errors: Vec<Value>,
+}
+
+impl ShareOperation {
+    fn new(
+        token: String,
+        owner: &str,
+        portfolio_id: &str,
+        target: &ShareTarget,
+        org: Option<&OrgInfo>,
+    ) -> Self {
+        let (status, successful, errors) = match target.accounts(org, owner) {
+            Ok(accounts) => ("COMPLETED", accounts, Vec::new()),
+            Err(message) => (
+                "ERROR",
+                Vec::new(),
+                vec![json!({ "Accounts": [], "Message": message, "Error": "ResourceNotFound" })],
+            ),
+        };
+        Self {
+            token,
+            owner: owner.to_string(),
+            portfolio_id: portfolio_id.to_string(),
+            node_value: target.value().to_string(),
+            status,
+            successful,
+            errors,
+        }
+    }
+
+    fn describe(&self) -> Value {
+        json!({
+            "PortfolioShareToken": self.token,
+            "PortfolioId": self.portfolio_id,
+            "OrganizationNodeValue": self.node_value,
+            "Status": self.status,
+            "ShareDetails": { "SuccessfulShares": self.successful, "ShareErrors": self.errors },
+        })
+    }
 }
 
 /// An Account Factory request whose provisioning time is up: the emulator creates the account
@@ -199,6 +428,7 @@ pub struct ServiceCatalog {
     provision_tokens: HashMap<(String, String), (Value, String)>,
     portfolios: Vec<Portfolio>,
     shares: Vec<Share>,
+    share_operations: Vec<ShareOperation>,
     accepted: BTreeSet<(String, String)>,
     associations: Vec<Value>,
     /// Control Tower lifecycle events (EventBridge envelopes) produced by account vending.
@@ -208,6 +438,8 @@ pub struct ServiceCatalog {
 /// Everything one Service Catalog call may use besides its input.
 pub struct ScCtx<'a> {
     pub caller: &'a str,
+    /// The access key id the call was signed with.
+    pub access_key_id: Option<&'a str>,
     pub org: &'a OrgView,
     pub switches: &'a Switches,
     pub now: Instant,
@@ -245,6 +477,12 @@ impl ServiceCatalog {
                 v["RecordOutputs"] = json!(r.outputs);
                 v
             }).collect::<Vec<_>>(),
+            "provisionedProducts": self.records.iter().map(|r| {
+                let mut v = r.provisioned_product("us-east-1");
+                v["Caller"] = json!(r.caller);
+                v
+            }).collect::<Vec<_>>(),
+            "portfolioShareStatuses": self.share_operations.iter().map(ShareOperation::describe).collect::<Vec<_>>(),
             "portfolios": self.portfolios.iter().map(|p| {
                 let mut v = p.detail("us-east-1");
                 v["Owner"] = json!(p.owner);
@@ -265,19 +503,30 @@ impl ServiceCatalog {
     }
 
     /// OUs whose membership a call needs, or `None` when it needs no organization data.
-    pub fn org_need(&self, op: &str) -> Option<BTreeSet<String>> {
-        if op != "AcceptPortfolioShare" {
+    /// Accepting a share, and sharing or unsharing (which reports the accounts reached and
+    /// revokes imports no share covers any more), need the OUs the portfolios are shared with.
+    pub fn org_need(&self, op: &str, input: &Value) -> Option<BTreeSet<String>> {
+        if !matches!(
+            op,
+            "AcceptPortfolioShare" | "CreatePortfolioShare" | "DeletePortfolioShare"
+        ) {
             return None;
         }
-        Some(
-            self.shares
-                .iter()
-                .filter_map(|s| match &s.target {
-                    ShareTarget::OrganizationalUnit(ou) => Some(ou.clone()),
-                    _ => None,
-                })
-                .collect(),
-        )
+        let mut ous: BTreeSet<String> = self
+            .shares
+            .iter()
+            .filter_map(|s| match &s.target {
+                ShareTarget::OrganizationalUnit(ou) => Some(ou.clone()),
+                _ => None,
+            })
+            .collect();
+        let node = &input["OrganizationNode"];
+        if node["Type"] == "ORGANIZATIONAL_UNIT" {
+            if let Some(ou) = node["Value"].as_str() {
+                ous.insert(ou.to_string());
+            }
+        }
+        Some(ous)
     }
 
     /// Marks requests in progress and hands out those whose provisioning time is up.
@@ -413,7 +662,10 @@ impl ServiceCatalog {
             "ProvisionProduct" => self.provision_product(ctx, &input),
             "DescribeRecord" => self.describe_record(ctx, &input),
             "CreatePortfolio" => self.create_portfolio(ctx, &input),
+            "SearchProvisionedProducts" => self.search_provisioned_products(ctx, &input),
             "CreatePortfolioShare" => self.create_portfolio_share(ctx, &input),
+            "DeletePortfolioShare" => self.delete_portfolio_share(ctx, &input),
+            "DescribePortfolioShareStatus" => self.describe_portfolio_share_status(ctx, &input),
             "AcceptPortfolioShare" => self.accept_portfolio_share(ctx, &input),
             "AssociatePrincipalWithPortfolio" => self.associate_principal(ctx, &input),
             other => Err(ApiError::new(
@@ -458,7 +710,7 @@ impl ServiceCatalog {
             "ProductViewDetail": product.view_detail(ctx.region, ctx.caller),
             "ProvisioningArtifactSummaries": [{
                 "Id": product.artifact_id,
-                "Name": "AWS Control Tower Account Factory",
+                "Name": ARTIFACT_NAME,
                 "Description": "AWS Control Tower Account Factory",
                 "CreatedTime": epoch_seconds(product.created_ms),
             }],
@@ -498,7 +750,7 @@ impl ServiceCatalog {
         let artifact_id = input.str_opt("ProvisioningArtifactId")?;
         let artifact_name = input.str_opt("ProvisioningArtifactName")?;
         if artifact_id.is_some_and(|a| a != product.artifact_id)
-            || artifact_name.is_some_and(|a| a != "AWS Control Tower Account Factory")
+            || artifact_name.is_some_and(|a| a != ARTIFACT_NAME)
         {
             return Err(ApiError::not_found("Provisioning artifact not found"));
         }
@@ -540,13 +792,24 @@ impl ServiceCatalog {
                 format!("A provisioned product with the name {name} already exists"),
             ));
         }
+        let provisioned_product_id = format!("pp-{}", ctx.ids.alnum(13));
         let record = Record {
             id: format!("rec-{}", ctx.ids.alnum(13)),
             caller: ctx.caller.to_string(),
+            access_key_id: ctx.access_key_id.map(str::to_string),
+            token: token.to_string(),
             product_id: product.id.clone(),
+            product_name: product.name.clone(),
             artifact_id: product.artifact_id.clone(),
-            provisioned_product_id: format!("pp-{}", ctx.ids.alnum(13)),
+            provisioned_product_id: provisioned_product_id.clone(),
             provisioned_product_name: name.to_string(),
+            physical_id: format!(
+                "arn:aws:cloudformation:{}:{}:stack/SC-{}-{provisioned_product_id}/{}",
+                ctx.region,
+                ctx.caller,
+                ctx.caller,
+                ctx.ids.request_id()
+            ),
             params,
             account_factory: product.account_factory,
             status: "CREATED".to_string(),
@@ -572,6 +835,104 @@ impl ServiceCatalog {
             .find(|r| r.id == id && r.caller == ctx.caller)
             .ok_or_else(|| ApiError::not_found(format!("Record {id} not found")))?;
         Ok(json!({ "RecordDetail": record.detail(), "RecordOutputs": record.outputs }))
+    }
+
+    /// The caller's provisioned products (`AccessLevelFilter` `Account`, the default, or
+    /// `User`/`Role`: those provisioned with the same access key), filtered by `SearchQuery`
+    /// terms (all must match), optionally sorted, in pages of at most 100.
+    fn search_provisioned_products(
+        &self,
+        ctx: &ScCtx<'_>,
+        input: &Input<'_>,
+    ) -> Result<Value, ApiError> {
+        let same_key_only = match input.object_opt("AccessLevelFilter")? {
+            None => false,
+            Some(filter) => {
+                let key = filter.str_opt("Key")?.unwrap_or("Account");
+                let value = filter.str_opt("Value")?.unwrap_or("self");
+                if value != "self" {
+                    return Err(invalid(format!(
+                        "AccessLevelFilter value {value} is not supported; the only supported value is self"
+                    )));
+                }
+                match key {
+                    "Account" => false,
+                    "Role" | "User" => true,
+                    other => {
+                        return Err(invalid(format!(
+                            "Invalid AccessLevelFilter key {other}; expected Account, Role or User"
+                        )))
+                    }
+                }
+            }
+        };
+        let mut terms: Vec<SearchTerm> = Vec::new();
+        if let Some(filters) = input.object_opt("Filters")? {
+            for key in filters.body.as_object().into_iter().flat_map(|m| m.keys()) {
+                if key != "SearchQuery" {
+                    return Err(invalid(format!(
+                        "Invalid filter key {key}; the only valid key is SearchQuery"
+                    )));
+                }
+            }
+            for query in filters.string_list_opt("SearchQuery")?.unwrap_or_default() {
+                terms.extend(query.split_whitespace().map(SearchTerm::parse));
+            }
+        }
+        let page_size = match input.int_opt("PageSize")? {
+            None | Some(0) => ctx.switches.default_page_size.clamp(1, 100),
+            Some(n @ 1..=100) => usize::try_from(n).unwrap_or(100),
+            Some(n) => {
+                return Err(invalid(format!(
+                    "1 validation error detected: Value '{n}' at 'pageSize' failed to satisfy \
+                     constraint: Member must have value less than or equal to 100"
+                )))
+            }
+        };
+        let descending = match input.str_opt("SortOrder")? {
+            None | Some("ASCENDING") => false,
+            Some("DESCENDING") => true,
+            Some(other) => return Err(invalid(format!("Invalid SortOrder {other}"))),
+        };
+        let sort_field = match input.str_opt("SortBy")? {
+            None => None,
+            Some(f @ ("arn" | "id" | "name" | "lastRecordId")) => Some(f.to_ascii_lowercase()),
+            Some(other) => {
+                return Err(invalid(format!(
+                    "Invalid SortBy {other}; expected arn, id, name or lastRecordId"
+                )))
+            }
+        };
+        let mut found: Vec<&Record> = self
+            .records
+            .iter()
+            .filter(|r| r.caller == ctx.caller)
+            .filter(|r| !same_key_only || r.access_key_id.as_deref() == ctx.access_key_id)
+            .filter(|r| terms.iter().all(|t| t.matches(r, ctx.region)))
+            .collect();
+        if let Some(field) = &sort_field {
+            found.sort_by_key(|r| r.search_field(field, ctx.region));
+            if descending {
+                found.reverse();
+            }
+        }
+        let total = found.len();
+        let (page, next) = paginate(
+            found,
+            i64::try_from(page_size).ok(),
+            input.str_opt("PageToken")?,
+            page_size,
+            100,
+            Service::ServiceCatalog,
+        )?;
+        let mut out = json!({
+            "ProvisionedProducts": page.iter().map(|r| r.provisioned_product(ctx.region)).collect::<Vec<_>>(),
+            "TotalResultsCount": total,
+        });
+        if let Some(token) = next {
+            out["NextPageToken"] = json!(token);
+        }
+        Ok(out)
     }
 
     fn create_portfolio(
@@ -612,6 +973,46 @@ impl ServiceCatalog {
             .ok_or_else(|| ApiError::not_found(format!("Portfolio {id} not found")))
     }
 
+    /// `AccountId` or `OrganizationNode` (exactly one), and whether it was a node.
+    fn share_target(input: &Input<'_>) -> Result<(ShareTarget, bool), ApiError> {
+        let account = input.str_opt("AccountId")?;
+        let node = input.object_opt("OrganizationNode")?;
+        match (account, node) {
+            (Some(a), None) => Ok((ShareTarget::Account(a.to_string()), false)),
+            (None, Some(node)) => {
+                let value = node.str_req("Value")?.to_string();
+                let target = match node.str_req("Type")? {
+                    "ACCOUNT" => ShareTarget::Account(value),
+                    "ORGANIZATION" => ShareTarget::Organization(value),
+                    "ORGANIZATIONAL_UNIT" => ShareTarget::OrganizationalUnit(value),
+                    other => return Err(invalid(format!("Invalid OrganizationNode type {other}"))),
+                };
+                Ok((target, true))
+            }
+            _ => Err(invalid(
+                "Specify exactly one of AccountId and OrganizationNode",
+            )),
+        }
+    }
+
+    /// Follows a share or unshare with an organization node; returns its token.
+    fn track_share(
+        &mut self,
+        ctx: &mut ScCtx<'_>,
+        portfolio_id: &str,
+        target: &ShareTarget,
+    ) -> String {
+        let token = format!("share-{}", ctx.ids.alnum(13));
+        self.share_operations.push(ShareOperation::new(
+            token.clone(),
+            ctx.caller,
+            portfolio_id,
+            target,
+            ctx.org.org(),
+        ));
+        token
+    }
+
     fn create_portfolio_share(
         &mut self,
         ctx: &mut ScCtx<'_>,
@@ -619,26 +1020,7 @@ impl ServiceCatalog {
     ) -> Result<Value, ApiError> {
         let portfolio_id = input.str_req("PortfolioId")?;
         self.owned_portfolio(ctx.caller, portfolio_id)?;
-        let account = input.str_opt("AccountId")?;
-        let node = input.object_opt("OrganizationNode")?;
-        let by_node = node.is_some();
-        let target = match (account, node) {
-            (Some(a), None) => ShareTarget::Account(a.to_string()),
-            (None, Some(node)) => {
-                let value = node.str_req("Value")?.to_string();
-                match node.str_req("Type")? {
-                    "ACCOUNT" => ShareTarget::Account(value),
-                    "ORGANIZATION" => ShareTarget::Organization(value),
-                    "ORGANIZATIONAL_UNIT" => ShareTarget::OrganizationalUnit(value),
-                    other => return Err(invalid(format!("Invalid OrganizationNode type {other}"))),
-                }
-            }
-            _ => {
-                return Err(invalid(
-                    "Specify exactly one of AccountId and OrganizationNode",
-                ))
-            }
-        };
+        let (target, by_node) = Self::share_target(input)?;
         if !self
             .shares
             .iter()
@@ -646,14 +1028,65 @@ impl ServiceCatalog {
         {
             self.shares.push(Share {
                 portfolio_id: portfolio_id.to_string(),
-                target,
+                target: target.clone(),
             });
         }
         if by_node {
-            Ok(json!({ "PortfolioShareToken": format!("share-{}", ctx.ids.alnum(13)) }))
+            let token = self.track_share(ctx, portfolio_id, &target);
+            Ok(json!({ "PortfolioShareToken": token }))
         } else {
             Ok(json!({}))
         }
+    }
+
+    /// Stops sharing; accounts no remaining share covers lose their import (and with it the
+    /// right to associate principals).
+    fn delete_portfolio_share(
+        &mut self,
+        ctx: &mut ScCtx<'_>,
+        input: &Input<'_>,
+    ) -> Result<Value, ApiError> {
+        let portfolio_id = input.str_req("PortfolioId")?;
+        self.owned_portfolio(ctx.caller, portfolio_id)?;
+        let (target, by_node) = Self::share_target(input)?;
+        let Some(index) = self
+            .shares
+            .iter()
+            .position(|s| s.portfolio_id == portfolio_id && s.target == target)
+        else {
+            return Err(ApiError::not_found(format!(
+                "Portfolio {portfolio_id} is not shared with {}",
+                target.value()
+            )));
+        };
+        self.shares.remove(index);
+        let org = ctx.org.org();
+        let shares = &self.shares;
+        self.accepted.retain(|(p, account)| {
+            p != portfolio_id
+                || shares
+                    .iter()
+                    .any(|s| &s.portfolio_id == p && s.target.covers(account, org))
+        });
+        if by_node {
+            let token = self.track_share(ctx, portfolio_id, &target);
+            Ok(json!({ "PortfolioShareToken": token }))
+        } else {
+            Ok(json!({}))
+        }
+    }
+
+    fn describe_portfolio_share_status(
+        &self,
+        ctx: &ScCtx<'_>,
+        input: &Input<'_>,
+    ) -> Result<Value, ApiError> {
+        let token = input.str_req("PortfolioShareToken")?;
+        self.share_operations
+            .iter()
+            .find(|op| op.token == token && op.owner == ctx.caller)
+            .map(ShareOperation::describe)
+            .ok_or_else(|| ApiError::not_found(format!("Portfolio share token {token} not found")))
     }
 
     fn accept_portfolio_share(
@@ -666,22 +1099,10 @@ impl ServiceCatalog {
         let org = ctx.org.org();
         let shared = self.shares.iter().any(|s| {
             s.portfolio_id == portfolio_id
+                && s.target.covers(ctx.caller, org)
                 && match &s.target {
-                    ShareTarget::Account(a) => a == ctx.caller && share_type == "IMPORTED",
-                    ShareTarget::Organization(o) => {
-                        share_type == "AWS_ORGANIZATIONS"
-                            && org.is_some_and(|org| {
-                                &org.id == o && org.accounts.contains(ctx.caller)
-                            })
-                    }
-                    ShareTarget::OrganizationalUnit(ou) => {
-                        share_type == "AWS_ORGANIZATIONS"
-                            && org.is_some_and(|org| {
-                                org.ou_members
-                                    .get(ou)
-                                    .is_some_and(|m| m.contains(ctx.caller))
-                            })
-                    }
+                    ShareTarget::Account(_) => share_type == "IMPORTED",
+                    _ => share_type == "AWS_ORGANIZATIONS",
                 }
         });
         if !shared {
