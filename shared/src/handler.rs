@@ -32,7 +32,8 @@ pub async fn handle(engine: &Engine, payload: Value) -> Result<Value, Error> {
 /// (SQS message id, request) pairs, in arrival order.
 type Messages = Vec<(String, Request)>;
 
-fn is_sqs_batch(payload: &Value) -> bool {
+/// True for an SQS event (its first record comes from `aws:sqs`).
+pub fn is_sqs_batch(payload: &Value) -> bool {
     payload
         .get("Records")
         .and_then(Value::as_array)

@@ -13,6 +13,7 @@ use aws_credential_types::Credentials;
 use serde::Serialize;
 use serde_json::{json, Value};
 use shared::event::OnboardRequest;
+use shared::handler::is_sqs_batch;
 use shared::report::{CallLog, ErrorReport};
 use shared::{Error, Retry};
 use std::collections::BTreeMap;
@@ -211,16 +212,6 @@ pub async fn handle(app: &App, payload: Value) -> Result<Value, Error> {
     log_report(&report);
     outcome?;
     serde_json::to_value(&report).map_err(|e| Error::InvalidInput(e.to_string()))
-}
-
-fn is_sqs_batch(payload: &Value) -> bool {
-    payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .and_then(|r| r.first())
-        .and_then(|r| r.get("eventSource"))
-        .and_then(Value::as_str)
-        == Some("aws:sqs")
 }
 
 /// Messages one after another (vending is low volume, and the slot count stays exact);
