@@ -62,19 +62,7 @@ impl ReconcileConfig {
                 )))
             }
         };
-        let dry_run = match get("DRY_RUN")
-            .as_deref()
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            None | Some("false") => false,
-            Some("true") => true,
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "DRY_RUN: {other:?} must be true or false"
-                )))
-            }
-        };
+        let dry_run = crate::config::parse_bool(get("DRY_RUN").as_deref(), "DRY_RUN", false)?;
         Ok(ReconcileConfig {
             onboarding_queue_url,
             ous,
