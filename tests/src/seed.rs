@@ -43,14 +43,25 @@ pub struct OuSpec {
 pub struct AccountSpec {
     pub name: String,
     pub tags: Vec<(String, String)>,
+    /// Create License Manager's member service-linked roles in the account (a "healthy"
+    /// member that can receive grants); without them its grants end in FAILED_WORKFLOW until
+    /// something (the engine) creates them.
+    pub service_linked_roles: bool,
 }
 
 impl AccountSpec {
+    /// A member without License Manager's service-linked roles.
     pub fn new(name: &str) -> Self {
         Self {
             name: name.to_string(),
             tags: Vec::new(),
+            service_linked_roles: false,
         }
+    }
+    /// The member already has License Manager's service-linked roles.
+    pub fn with_service_linked_roles(mut self) -> Self {
+        self.service_linked_roles = true;
+        self
     }
     pub fn tag(mut self, key: &str, value: &str) -> Self {
         self.tags.push((key.to_string(), value.to_string()));
@@ -137,8 +148,9 @@ impl SeededOrg {
     }
 }
 
-/// A small organization for demos and smoke tests: 2 OUs, 3 member accounts, 3 licenses,
-/// accounts linked (auto-accept on), no organization-wide grant.
+/// A small organization for demos and smoke tests: 2 OUs, 3 member accounts (with License
+/// Manager's member service-linked roles, so they can receive organization-grant children),
+/// 3 licenses, accounts linked (auto-accept on), no organization-wide grant.
 pub fn demo_spec() -> OrgSpec {
     OrgSpec {
         all_features: true,
@@ -146,13 +158,19 @@ pub fn demo_spec() -> OrgSpec {
             OuSpec {
                 name: "Workloads".to_string(),
                 accounts: vec![
-                    AccountSpec::new("workload-prod").tag("env", "prod"),
-                    AccountSpec::new("workload-dev").tag("env", "dev"),
+                    AccountSpec::new("workload-prod")
+                        .tag("env", "prod")
+                        .with_service_linked_roles(),
+                    AccountSpec::new("workload-dev")
+                        .tag("env", "dev")
+                        .with_service_linked_roles(),
                 ],
             },
             OuSpec {
                 name: "Sandbox".to_string(),
-                accounts: vec![AccountSpec::new("sandbox-1").tag("env", "sandbox")],
+                accounts: vec![AccountSpec::new("sandbox-1")
+                    .tag("env", "sandbox")
+                    .with_service_linked_roles()],
             },
         ],
         licenses: vec![
@@ -322,7 +340,32 @@ pub async fn seed(world: &World, spec: &OrgSpec) -> Result<SeededOrg, Error> {
     Ok(seeded)
 }
 
-/// Adds a member account to an organization built by [`seed`] ("an account created later").
+/// Creates License Manager's member service-linked roles in `account` (from inside it, through
+/// `OrganizationAccountAccessRole`); roles already there are fine.
+pub async fn create_member_slrs(world: &World, account: &str) -> Result<(), Error> {
+    let inside = world
+        .assume_role(account, "OrganizationAccountAccessRole")
+        .await?;
+    let iam = crate::clients::iam_from(&inside, world.moto_url());
+    for (service, _) in crate::emulator::MEMBER_SLRS {
+        match iam
+            .create_service_linked_role()
+            .aws_service_name(service)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e)
+                if aws_sdk_iam::error::ProvideErrorMetadata::code(&e)
+                    == Some("EntityAlreadyExists") => {}
+            Err(e) => return Err(sdk_error("iam:CreateServiceLinkedRole", e)),
+        }
+    }
+    Ok(())
+}
+
+/// Adds a member account to an organization built by [`seed`] ("an account created later",
+/// without License Manager's service-linked roles, as Account Factory leaves it).
 pub async fn add_account(
     world: &World,
     org: &mut SeededOrg,
@@ -397,6 +440,9 @@ async fn create_member(
         .send()
         .await
         .map_err(|e| sdk_error("iam:CreateRole", e))?;
+    if spec.service_linked_roles {
+        create_member_slrs(world, &id).await?;
+    }
     Ok(SeededAccount {
         name: spec.name.clone(),
         id,

@@ -18,7 +18,25 @@ pub const EXECUTION_ROLE: &str = "AWSControlTowerExecution";
 pub struct WorldOptions {
     /// Emulator port; 0 picks a free one.
     pub emulator_port: u16,
+    /// The emulator's switches. Left at their defaults, they come from the profile named by
+    /// `CT_EMULATOR_PROFILE` (`default` or `realistic`, see [`Switches::profile`]), so whole
+    /// suites can run under either profile.
     pub switches: Switches,
+    /// Use `switches` as given even when they are the defaults (ignore `CT_EMULATOR_PROFILE`):
+    /// for tests that pin the emulator's timing themselves.
+    pub pin_switches: bool,
+}
+
+impl WorldOptions {
+    /// The switches a world starts with: `switches`, or the environment's profile when they
+    /// are the defaults.
+    pub fn effective_switches(&self) -> io::Result<Switches> {
+        if self.switches == Switches::default() && !self.pin_switches {
+            Switches::from_env().map_err(io::Error::other)
+        } else {
+            Ok(self.switches.clone())
+        }
+    }
 }
 
 /// A running local AWS: moto (IAM, STS, Organizations, SQS) and the License Manager /
@@ -49,11 +67,12 @@ pub fn in_ci() -> bool {
 impl World {
     /// Starts moto, then the emulator pointed at it.
     pub async fn start(opts: WorldOptions) -> io::Result<Self> {
+        let switches = opts.effective_switches()?;
         let moto = MotoServer::start().await?;
         let emulator = emulator::start(EmulatorOptions {
             port: opts.emulator_port,
             moto_url: Some(moto.url().to_string()),
-            switches: opts.switches,
+            switches,
             ..EmulatorOptions::default()
         })
         .await?;

@@ -590,7 +590,8 @@ async fn organization_grant_gives_every_member_a_child_grant_including_later_acc
         assert_eq!(child.grant_status, GrantStatus::Disabled);
         assert_eq!(child.license_arn, license);
     }
-    // The grantor gets no child; the distributed list shows the organization grant only.
+    // The grantor gets no child. Whether children show in its distributed list is
+    // undocumented: by default they do (the harsher reading), the switch hides them.
     assert!(grantor
         .list_received_grants()
         .send()
@@ -599,14 +600,48 @@ async fn organization_grant_gives_every_member_a_child_grant_including_later_acc
         .grants()
         .is_empty());
     let distributed = grantor.list_distributed_grants().send().await.unwrap();
+    assert_eq!(distributed.grants().len(), 4);
+    assert_eq!(
+        distributed
+            .grants()
+            .iter()
+            .filter(|g| g.parent_arn == parent)
+            .count(),
+        3
+    );
+    control
+        .configure(json!({ "childrenInDistributedGrants": false }))
+        .await
+        .unwrap();
+    let distributed = grantor.list_distributed_grants().send().await.unwrap();
     assert_eq!(distributed.grants().len(), 1);
     assert_eq!(distributed.grants()[0].grantee_principal_arn, org_arn);
 
-    // An account that joins later gets its child on its next look.
+    // An account that joins later gets its child only a workflow delay after License Manager
+    // first notices it: until then it is covered by the parent without a grant of its own.
     const LATE: &str = "555555555555";
     let mut org = org_seed("ALL");
     org.ous[1].accounts.push(LATE.to_string());
     control.seed_org(&org).await.unwrap();
+    let late = lm(&emu, LATE).list_received_grants().send().await.unwrap();
+    assert!(late.grants().is_empty());
+    let for_org = grantor
+        .list_received_grants_for_organization()
+        .license_arn(&license)
+        .filters(
+            Filter::builder()
+                .name("GranteePrincipalArn")
+                .values(root(LATE))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(for_org.grants().is_empty());
+    control
+        .advance_clock(Duration::from_millis(1_100))
+        .await
+        .unwrap();
     let late = lm(&emu, LATE).list_received_grants().send().await.unwrap();
     assert_eq!(late.grants().len(), 1);
     let child = late.grants()[0].grant_arn.clone();
@@ -692,6 +727,7 @@ async fn only_one_active_license_per_product_unless_the_issuer_override_is_used(
     let (first, second) = two_subscriptions_for_one_product(&emu, &control).await;
     let member = lm(&emu, MEMBER_A);
 
+    // The conflict is no error: the grant stays DISABLED and says why.
     for (token, behavior) in [
         ("none", None),
         (
@@ -699,14 +735,12 @@ async fn only_one_active_license_per_product_unless_the_issuer_override_is_used(
             Some(ActivationOverrideBehavior::DistributedGrantsOnly),
         ),
     ] {
-        let err = activate(&member, &second, token, behavior)
-            .await
-            .unwrap_err()
-            .into_service_error();
-        assert!(err.is_validation_exception(), "{err:?}");
-        assert_eq!(err.message(), Some(ONE_ACTIVE_LICENSE_MESSAGE));
+        let status = activate(&member, &second, token, behavior).await.unwrap();
+        assert_eq!(status, GrantStatus::Disabled);
+        let g = grant_of(&member, &second).await;
+        assert_eq!(g.grant_status, GrantStatus::Disabled);
+        assert_eq!(g.status_reason(), Some(ONE_ACTIVE_LICENSE_MESSAGE));
         assert_eq!(status_of(&member, &first).await, GrantStatus::Active);
-        assert_eq!(status_of(&member, &second).await, GrantStatus::Disabled);
     }
 
     let replaced = activate(
@@ -1250,4 +1284,586 @@ async fn shutdown_releases_the_port() {
     // The port can be bound again and nothing answers on the old listener.
     let rebound = std::net::TcpListener::bind(addr);
     assert!(rebound.is_ok(), "{rebound:?}");
+}
+
+fn org_arn() -> String {
+    format!("arn:aws:organizations::{MGMT}:organization/{ORG_ID}")
+}
+
+/// A linked all-features organization with a completed organization grant; returns the
+/// license and the parent grant.
+async fn org_grant(emu: &EmulatorHandle, control: &ControlClient) -> (String, String) {
+    let license = seed_license(control, MGMT, "SKU-1").await;
+    let grantor = lm(emu, MGMT);
+    grantor
+        .update_service_settings()
+        .organization_configuration(link_accounts())
+        .send()
+        .await
+        .unwrap();
+    let parent = create_grant(&grantor, &license, &org_arn(), "org").await;
+    assert_eq!(
+        status_of(&grantor, &parent).await,
+        GrantStatus::WorkflowCompleted
+    );
+    (license, parent)
+}
+
+async fn child_of(emu: &EmulatorHandle, member: &str) -> aws_sdk_licensemanager::types::Grant {
+    let grants = lm(emu, member).list_received_grants().send().await.unwrap();
+    assert_eq!(grants.grants().len(), 1, "{member}: {grants:?}");
+    grants.grants()[0].clone()
+}
+
+#[tokio::test]
+async fn list_received_grants_for_organization_is_the_management_accounts_view() {
+    let (emu, control) = start(Some(org_seed("ALL"))).await;
+    let (license, parent) = org_grant(&emu, &control).await;
+    let grantor = lm(&emu, MGMT);
+    let direct = create_grant(&grantor, &license, &root(MEMBER_A), "direct").await;
+    let outside = create_grant(&grantor, &license, &root(OUTSIDER), "outside").await;
+
+    let all = grantor
+        .list_received_grants_for_organization()
+        .license_arn(&license)
+        .send()
+        .await
+        .unwrap();
+    let arns: Vec<&str> = all.grants().iter().map(|g| g.grant_arn.as_str()).collect();
+    // Three children, the per-account grant to a member, and the organization grant itself;
+    // never a grant to an account outside the organization.
+    assert_eq!(arns.len(), 5, "{arns:?}");
+    assert!(arns.contains(&direct.as_str()));
+    assert!(arns.contains(&parent.as_str()));
+    assert!(!arns.contains(&outside.as_str()));
+
+    let children = grantor
+        .list_received_grants_for_organization()
+        .license_arn(&license)
+        .filters(Filter::builder().name("ParentArn").values(&parent).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(children.grants().len(), 3);
+    let of_b = grantor
+        .list_received_grants_for_organization()
+        .license_arn(&license)
+        .filters(
+            Filter::builder()
+                .name("GranteePrincipalArn")
+                .values(root(MEMBER_B))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(of_b.grants().len(), 1);
+    assert_eq!(of_b.grants()[0].parent_arn, parent);
+    assert_eq!(of_b.grants()[0].grant_status, GrantStatus::Disabled);
+    let page = grantor
+        .list_received_grants_for_organization()
+        .license_arn(&license)
+        .max_results(2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.grants().len(), 2);
+    assert!(page.next_token().is_some());
+
+    // Only the model's filters; LicenseArn is required; only the management account.
+    for name in ["GrantStatus", "LicenseArn", "GranteePrincipalARN"] {
+        let err = grantor
+            .list_received_grants_for_organization()
+            .license_arn(&license)
+            .filters(Filter::builder().name(name).values("x").build())
+            .send()
+            .await
+            .unwrap_err();
+        assert!(
+            err.into_service_error()
+                .is_invalid_parameter_value_exception(),
+            "{name}"
+        );
+    }
+    let err = grantor
+        .list_received_grants_for_organization()
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_validation_exception());
+    let err = lm(&emu, MEMBER_A)
+        .list_received_grants_for_organization()
+        .license_arn(&license)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_access_denied_exception());
+    let err = lm(&emu, OUTSIDER)
+        .list_received_grants_for_organization()
+        .license_arn(&license)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_access_denied_exception());
+}
+
+#[tokio::test]
+async fn a_member_that_leaves_the_organization_has_its_child_disabled() {
+    let (emu, control) = start(Some(org_seed("ALL"))).await;
+    let (_, parent) = org_grant(&emu, &control).await;
+    let child = child_of(&emu, MEMBER_C).await;
+    assert_eq!(
+        activate(&lm(&emu, MEMBER_C), &child.grant_arn, "c", None)
+            .await
+            .unwrap(),
+        GrantStatus::Active
+    );
+    let mut org = org_seed("ALL");
+    org.ous[1].accounts.clear();
+    control.seed_org(&org).await.unwrap();
+    let after = grant_of(&lm(&emu, MGMT), &child.grant_arn).await;
+    assert_eq!(after.grant_status, GrantStatus::Disabled);
+    assert_eq!(
+        after.status_reason(),
+        Some(emulator::LEFT_ORGANIZATION_MESSAGE)
+    );
+    assert_eq!(after.parent_arn, parent);
+    // The other members keep theirs.
+    assert_eq!(
+        child_of(&emu, MEMBER_A).await.grant_status,
+        GrantStatus::Disabled
+    );
+}
+
+#[tokio::test]
+async fn bulk_activation_activates_every_child_and_later_joiners() {
+    let (emu, control) = start(Some(org_seed("ALL"))).await;
+    control
+        .configure(json!({ "activationMs": 5_000, "pendingWorkflowMs": 1_000 }))
+        .await
+        .unwrap();
+    let license = seed_license(&control, MGMT, "SKU-1").await;
+    let grantor = lm(&emu, MGMT);
+    grantor
+        .update_service_settings()
+        .organization_configuration(link_accounts())
+        .send()
+        .await
+        .unwrap();
+    let parent = create_grant(&grantor, &license, &org_arn(), "org").await;
+    // Not before the parent's workflow completes.
+    let err = activate(&grantor, &parent, "early", None)
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_validation_exception());
+    control
+        .advance_clock(Duration::from_millis(1_100))
+        .await
+        .unwrap();
+    // Members cannot bulk-activate; the grantor can.
+    let err = lm(&emu, MEMBER_A)
+        .create_grant_version()
+        .client_token("member")
+        .grant_arn(&parent)
+        .status(GrantStatus::Active)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Some("ResourceNotFoundException"));
+    let answer = activate(
+        &grantor,
+        &parent,
+        "bulk",
+        Some(ActivationOverrideBehavior::DistributedGrantsOnly),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer, GrantStatus::WorkflowCompleted);
+    let p = grant_of(&grantor, &parent).await;
+    assert_eq!(p.grant_status, GrantStatus::WorkflowCompleted);
+    assert_eq!(p.version, "2");
+    assert_eq!(
+        p.options().unwrap().activation_override_behavior(),
+        Some(&ActivationOverrideBehavior::DistributedGrantsOnly)
+    );
+    // Children are processing, then active.
+    for member in [MEMBER_A, MEMBER_B, MEMBER_C] {
+        assert_eq!(
+            child_of(&emu, member).await.grant_status,
+            GrantStatus::Disabled
+        );
+    }
+    control.advance_clock(Duration::from_secs(6)).await.unwrap();
+    for member in [MEMBER_A, MEMBER_B, MEMBER_C] {
+        assert_eq!(
+            child_of(&emu, member).await.grant_status,
+            GrantStatus::Active,
+            "{member}"
+        );
+    }
+    // A joiner: no grant, then its child (after the workflow delay), then active by itself.
+    const LATE: &str = "555555555555";
+    let mut org = org_seed("ALL");
+    org.accounts.push(LATE.to_string());
+    control.seed_org(&org).await.unwrap();
+    assert!(lm(&emu, LATE)
+        .list_received_grants()
+        .send()
+        .await
+        .unwrap()
+        .grants()
+        .is_empty());
+    control
+        .advance_clock(Duration::from_millis(1_100))
+        .await
+        .unwrap();
+    assert_eq!(
+        child_of(&emu, LATE).await.grant_status,
+        GrantStatus::Disabled
+    );
+    control.advance_clock(Duration::from_secs(6)).await.unwrap();
+    assert_eq!(child_of(&emu, LATE).await.grant_status, GrantStatus::Active);
+    // An organization grant cannot be deactivated as a whole (invented wording).
+    let err = grantor
+        .create_grant_version()
+        .client_token("off")
+        .grant_arn(&parent)
+        .status(GrantStatus::Disabled)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_validation_exception());
+}
+
+#[tokio::test]
+async fn bulk_activation_leaves_a_conflicting_account_disabled_with_the_reason() {
+    let (emu, control) = start(Some(org_seed("ALL"))).await;
+    let (license, parent) = org_grant(&emu, &control).await;
+    // MEMBER_A already has another subscription of the same product active.
+    let other = seed_license(&control, MGMT, "SKU-1").await;
+    assert_ne!(other, license);
+    let grantor = lm(&emu, MGMT);
+    let direct = create_grant(&grantor, &other, &root(MEMBER_A), "other").await;
+    assert_eq!(
+        activate(&grantor, &direct, "direct", None).await.unwrap(),
+        GrantStatus::Active
+    );
+    activate(&grantor, &parent, "bulk", None).await.unwrap();
+    let a = child_of_license(&emu, MEMBER_A, &license).await;
+    assert_eq!(a.grant_status, GrantStatus::Disabled);
+    assert_eq!(a.status_reason(), Some(ONE_ACTIVE_LICENSE_MESSAGE));
+    assert_eq!(
+        child_of(&emu, MEMBER_B).await.grant_status,
+        GrantStatus::Active
+    );
+}
+
+async fn child_of_license(
+    emu: &EmulatorHandle,
+    member: &str,
+    license: &str,
+) -> aws_sdk_licensemanager::types::Grant {
+    let grants = lm(emu, member)
+        .list_received_grants()
+        .filters(Filter::builder().name("LicenseArn").values(license).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(grants.grants().len(), 1, "{member}: {grants:?}");
+    grants.grants()[0].clone()
+}
+
+#[tokio::test]
+async fn activation_is_asynchronous_and_the_conflict_arrives_as_a_status_reason() {
+    let (emu, control) = start(None).await;
+    control
+        .configure(json!({ "activationMs": 60_000 }))
+        .await
+        .unwrap();
+    let public = seed_license(&control, MGMT, "SKU-P").await;
+    let private = seed_license(&control, MGMT, "SKU-P").await;
+    let grantor = lm(&emu, MGMT);
+    let member = lm(&emu, MEMBER_A);
+    let first = create_grant(&grantor, &public, &root(MEMBER_A), "public").await;
+    let second = create_grant(&grantor, &private, &root(MEMBER_A), "private").await;
+    for arn in [&first, &second] {
+        member.accept_grant().grant_arn(arn).send().await.unwrap();
+    }
+
+    // The answer is the current status: DISABLED while processing, version bumped.
+    let answer = member
+        .create_grant_version()
+        .client_token("a1")
+        .grant_arn(&first)
+        .status(GrantStatus::Active)
+        .source_version("1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), Some(&GrantStatus::Disabled));
+    assert_eq!(answer.version(), Some("2"));
+    control
+        .advance_clock(Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(status_of(&member, &first).await, GrantStatus::Disabled);
+    control
+        .advance_clock(Duration::from_secs(31))
+        .await
+        .unwrap();
+    let g = grant_of(&member, &first).await;
+    assert_eq!(g.grant_status, GrantStatus::Active);
+    assert_eq!(g.version, "2");
+
+    // The second subscription: accepted without error, stays DISABLED with the reason.
+    let answer = activate(&member, &second, "a2", None).await.unwrap();
+    assert_eq!(answer, GrantStatus::Disabled);
+    assert_eq!(grant_of(&member, &second).await.status_reason(), None);
+    control
+        .advance_clock(Duration::from_secs(61))
+        .await
+        .unwrap();
+    let g = grant_of(&member, &second).await;
+    assert_eq!(g.grant_status, GrantStatus::Disabled);
+    assert_eq!(g.status_reason(), Some(ONE_ACTIVE_LICENSE_MESSAGE));
+    assert_eq!(status_of(&member, &first).await, GrantStatus::Active);
+
+    // Re-activating restarts the processing; deactivating cancels it.
+    activate(&member, &second, "a3", None).await.unwrap();
+    member
+        .create_grant_version()
+        .client_token("off")
+        .grant_arn(&second)
+        .status(GrantStatus::Disabled)
+        .send()
+        .await
+        .unwrap();
+    control
+        .advance_clock(Duration::from_secs(61))
+        .await
+        .unwrap();
+    let g = grant_of(&member, &second).await;
+    assert_eq!(g.grant_status, GrantStatus::Disabled);
+    assert_eq!(g.status_reason(), None);
+}
+
+#[tokio::test]
+async fn a_recipient_without_service_linked_roles_fails_the_workflow() {
+    let (emu, control) = start(Some(org_seed("ALL"))).await;
+    control
+        .set_service_linked_roles(MEMBER_A, &["license-manager.amazonaws.com"])
+        .await
+        .unwrap();
+    let license = seed_license(&control, MGMT, "SKU-1").await;
+    let grantor = lm(&emu, MGMT);
+    let failed = create_grant(&grantor, &license, &root(MEMBER_A), "g1").await;
+    let g = grant_of(&grantor, &failed).await;
+    assert_eq!(g.grant_status, GrantStatus::FailedWorkflow);
+    let reason = g.status_reason().unwrap();
+    assert!(
+        reason.contains("AWSServiceRoleForAWSLicenseManagerMemberAccountRole")
+            && reason.contains("AWSServiceRoleForMarketplaceLicenseManagement")
+            && !reason.contains("AWSServiceRoleForAWSLicenseManagerRole "),
+        "{reason}"
+    );
+    // It cannot be accepted or activated.
+    let err = activate(&grantor, &failed, "act", None).await.unwrap_err();
+    assert!(err.into_service_error().is_validation_exception());
+    // Without the switch the roles are not required.
+    control
+        .configure(json!({ "requireRecipientSlrs": false }))
+        .await
+        .unwrap();
+    let lenient = create_grant(&grantor, &license, &root(MEMBER_A), "lenient").await;
+    assert_eq!(
+        status_of(&grantor, &lenient).await,
+        GrantStatus::PendingAccept
+    );
+    control
+        .configure(json!({ "requireRecipientSlrs": true }))
+        .await
+        .unwrap();
+
+    // An organization grant's child fails the same way.
+    let roles: Vec<&str> = emulator::MEMBER_SLRS.iter().map(|(s, _)| *s).collect();
+    grantor
+        .update_service_settings()
+        .organization_configuration(link_accounts())
+        .send()
+        .await
+        .unwrap();
+    let other = seed_license(&control, MGMT, "SKU-2").await;
+    let parent = create_grant(&grantor, &other, &org_arn(), "org").await;
+    let child = child_of_license(&emu, MEMBER_A, &other).await;
+    assert_eq!(child.grant_status, GrantStatus::FailedWorkflow);
+    assert_eq!(
+        child_of_license(&emu, MEMBER_B, &other).await.grant_status,
+        GrantStatus::Disabled
+    );
+
+    // Once the roles exist, deleting the failed grant frees the way: a new grant works, and
+    // a deleted failed child is handed out again after the workflow delay.
+    control
+        .set_service_linked_roles(MEMBER_A, &roles)
+        .await
+        .unwrap();
+    let version = grant_of(&grantor, &failed).await.version;
+    grantor
+        .delete_grant()
+        .grant_arn(&failed)
+        .version(version)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status_of(&grantor, &failed).await, GrantStatus::Deleted);
+    let next = create_grant(&grantor, &license, &root(MEMBER_A), "g2").await;
+    assert_eq!(status_of(&grantor, &next).await, GrantStatus::Disabled);
+
+    grantor
+        .delete_grant()
+        .grant_arn(&child.grant_arn)
+        .version(child.version.clone())
+        .send()
+        .await
+        .unwrap();
+    let again = lm(&emu, MEMBER_A)
+        .list_received_grants()
+        .filters(Filter::builder().name("ParentArn").values(&parent).build())
+        .send()
+        .await;
+    // ParentArn is no ListReceivedGrants filter: use the organization view instead.
+    assert!(again.is_err());
+    let children = grantor
+        .list_received_grants_for_organization()
+        .license_arn(&other)
+        .filters(
+            Filter::builder()
+                .name("GranteePrincipalArn")
+                .values(root(MEMBER_A))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let statuses: Vec<&GrantStatus> = children.grants().iter().map(|g| &g.grant_status).collect();
+    assert_eq!(
+        statuses,
+        vec![&GrantStatus::Deleted, &GrantStatus::Disabled]
+    );
+}
+
+#[tokio::test]
+async fn allowed_operations_cannot_exceed_what_the_grantor_holds() {
+    let (emu, control) = start(None).await;
+    let license = control
+        .seed_license(
+            &LicenseSeed::marketplace(MGMT, "SKU-1", "Product").with_allowed_operations(&[
+                "CreateGrant",
+                "CheckoutLicense",
+                "ListPurchasedLicenses",
+            ]),
+        )
+        .await
+        .unwrap()["LicenseArn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let grantor = lm(&emu, MGMT);
+    let received = grantor.list_received_licenses().send().await.unwrap();
+    let ops = received.licenses()[0]
+        .received_metadata()
+        .unwrap()
+        .allowed_operations();
+    assert_eq!(
+        ops,
+        &[
+            AllowedOperation::CreateGrant,
+            AllowedOperation::CheckoutLicense,
+            AllowedOperation::ListPurchasedLicenses
+        ]
+    );
+    let err = grantor
+        .create_grant()
+        .client_token("t")
+        .grant_name("g")
+        .license_arn(&license)
+        .principals(root(MEMBER_A))
+        .home_region("us-east-1")
+        .allowed_operations(AllowedOperation::CheckoutLicense)
+        .allowed_operations(AllowedOperation::CheckInLicense)
+        .allowed_operations(AllowedOperation::CreateToken)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_validation_exception(), "{err:?}");
+    let message = err.message().unwrap();
+    assert!(
+        message.contains("CheckInLicense")
+            && message.contains("CreateToken")
+            && !message.starts_with("AllowedOperations [CheckoutLicense"),
+        "{message}"
+    );
+    let ok = grantor
+        .create_grant()
+        .client_token("t2")
+        .grant_name("g")
+        .license_arn(&license)
+        .principals(root(MEMBER_A))
+        .home_region("us-east-1")
+        .allowed_operations(AllowedOperation::CheckoutLicense)
+        .send()
+        .await
+        .unwrap();
+    // A new version cannot widen it either.
+    let err = grantor
+        .create_grant_version()
+        .client_token("v")
+        .grant_arn(ok.grant_arn().unwrap())
+        .allowed_operations(AllowedOperation::CheckInLicense)
+        .send()
+        .await
+        .unwrap_err();
+    assert!(err.into_service_error().is_validation_exception());
+    // The default is all eight.
+    let full = seed_license(&control, MGMT, "SKU-2").await;
+    let received = grantor
+        .list_received_licenses()
+        .license_arns(&full)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        received.licenses()[0]
+            .received_metadata()
+            .unwrap()
+            .allowed_operations()
+            .len(),
+        8
+    );
+}
+
+#[tokio::test]
+async fn the_realistic_profile_is_selectable_and_unknown_profiles_are_refused() {
+    let (_emu, control) = start(None).await;
+    let switches = control
+        .configure(json!({ "profile": "realistic", "latencyMs": 3 }))
+        .await
+        .unwrap();
+    assert_eq!(switches, {
+        let mut s = emulator::Switches::realistic();
+        s.latency_ms = 3;
+        s
+    });
+    assert!(switches.pending_workflow_ms > 0 && switches.activation_ms > 0);
+    assert!(switches.pending_workflow_ms <= 5_000 && switches.activation_ms <= 5_000);
+    assert_eq!(
+        control.use_profile("default").await.unwrap(),
+        emulator::Switches::default()
+    );
+    assert!(control.use_profile("glacial").await.is_err());
+    assert_eq!(
+        emulator::Switches::profile("Realistic"),
+        Some(emulator::Switches::realistic())
+    );
 }

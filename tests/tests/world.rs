@@ -10,9 +10,16 @@ use aws_sdk_servicecatalog::types::ProvisioningParameter;
 use local_world::seed::{self, demo_spec};
 use local_world::world::EXECUTION_ROLE;
 use local_world::World;
+use serde_json::json;
 
+/// A world with the default (zero-delay) switches whatever `CT_EMULATOR_PROFILE` says: these
+/// tests pin the emulator's timing themselves and advance its clock.
 async fn world() -> Option<World> {
-    World::start_or_skip().await
+    World::start_or_skip_with(local_world::WorldOptions {
+        pin_switches: true,
+        ..Default::default()
+    })
+    .await
 }
 
 async fn create_grant(world: &World, license: &str, principal: &str, token: &str) -> String {
@@ -163,6 +170,10 @@ async fn member_credentials_are_member_callers_and_org_grants_auto_accept() {
         "m",
     )
     .await;
+    // An account outside the organization, with its service-linked roles.
+    seed::create_member_slrs(&world, "999999999999")
+        .await
+        .unwrap();
     let outside_grant = create_grant(&world, license, "arn:aws:iam::999999999999:root", "o").await;
 
     let inside = world.client_for_account(&member.id).await.unwrap();
@@ -426,4 +437,261 @@ async fn dropping_the_world_stops_moto() {
     drop(world);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(local_world::http::get(&probe).await.is_err());
+}
+
+async fn grant_status(world: &World, arn: &str) -> (GrantStatus, Option<String>) {
+    let out = world
+        .license_manager()
+        .get_grant()
+        .grant_arn(arn)
+        .send()
+        .await
+        .unwrap();
+    let g = out.grant().unwrap();
+    (
+        g.grant_status.clone(),
+        g.status_reason().map(str::to_string),
+    )
+}
+
+#[tokio::test]
+async fn grants_to_accounts_without_service_linked_roles_fail_their_workflow_in_moto() {
+    let Some(world) = world().await else { return };
+    let mut org = seed::seed(&world, &demo_spec()).await.unwrap();
+    let sandbox = org.ou("Sandbox").unwrap().id.clone();
+    let bare = seed::add_account(&world, &mut org, "bare", &sandbox)
+        .await
+        .unwrap();
+    let license = org.licenses[0].arn.clone();
+    let root = |id: &str| format!("arn:aws:iam::{id}:root");
+
+    // A demo member has its roles: auto-accepted.
+    let healthy = org.account("workload-prod").unwrap().id.clone();
+    let ok = create_grant(&world, &license, &root(&healthy), "healthy").await;
+    assert_eq!(grant_status(&world, &ok).await.0, GrantStatus::Disabled);
+
+    // One role present is not enough; the reason names the missing ones (AWS names).
+    let inside = world.client_for_account(&bare.id).await.unwrap();
+    inside
+        .iam
+        .create_service_linked_role()
+        .aws_service_name("license-manager.amazonaws.com")
+        .send()
+        .await
+        .unwrap();
+    let failed = create_grant(&world, &license, &root(&bare.id), "bare-1").await;
+    let (status, reason) = grant_status(&world, &failed).await;
+    assert_eq!(status, GrantStatus::FailedWorkflow);
+    let reason = reason.unwrap();
+    assert!(
+        reason.contains("AWSServiceRoleForAWSLicenseManagerMemberAccountRole")
+            && reason.contains("AWSServiceRoleForMarketplaceLicenseManagement")
+            && reason.contains(&bare.id),
+        "{reason}"
+    );
+
+    // Fixed: the failed grant is deleted and the next one settles.
+    seed::create_member_slrs(&world, &bare.id).await.unwrap();
+    world
+        .license_manager()
+        .delete_grant()
+        .grant_arn(&failed)
+        .version("1")
+        .send()
+        .await
+        .unwrap();
+    let next = create_grant(&world, &license, &root(&bare.id), "bare-2").await;
+    assert_eq!(grant_status(&world, &next).await.0, GrantStatus::Disabled);
+}
+
+#[tokio::test]
+async fn ou_grants_cover_nested_ous_and_joiners_wait_for_their_child() {
+    let Some(world) = world().await else { return };
+    world
+        .control()
+        .configure(json!({ "pendingWorkflowMs": 2_000 }))
+        .await
+        .unwrap();
+    let mut org = seed::seed(&world, &demo_spec()).await.unwrap();
+    let workloads = org.ou("Workloads").unwrap().id.clone();
+    let nested = world
+        .organizations()
+        .create_organizational_unit()
+        .parent_id(&workloads)
+        .name("Workloads-Team")
+        .send()
+        .await
+        .unwrap()
+        .organizational_unit()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    let deep = seed::add_account(&world, &mut org, "deep", &nested)
+        .await
+        .unwrap();
+    seed::create_member_slrs(&world, &deep.id).await.unwrap();
+    let lm = world.license_manager();
+    let license = org.licenses[1].arn.clone();
+    let parent = create_grant(&world, &license, &org.ou_arn(&workloads), "ou").await;
+    world
+        .control()
+        .advance_clock(Duration::from_millis(2_100))
+        .await
+        .unwrap();
+    assert_eq!(
+        grant_status(&world, &parent).await.0,
+        GrantStatus::WorkflowCompleted
+    );
+    let children = lm
+        .list_received_grants_for_organization()
+        .license_arn(&license)
+        .filters(Filter::builder().name("ParentArn").values(&parent).build())
+        .send()
+        .await
+        .unwrap();
+    let mut grantees: Vec<String> = children
+        .grants()
+        .iter()
+        .map(|g| g.grantee_principal_arn.clone())
+        .collect();
+    grantees.sort();
+    let mut expected: Vec<String> = org
+        .accounts
+        .iter()
+        .filter(|a| a.ou_id == workloads || a.ou_id == nested)
+        .map(|a| format!("arn:aws:iam::{}:root", a.id))
+        .collect();
+    expected.sort();
+    assert_eq!(grantees, expected);
+
+    // A joiner in the nested OU: covered, but without a grant of its own for a while.
+    let late = seed::add_account(&world, &mut org, "late", &nested)
+        .await
+        .unwrap();
+    seed::create_member_slrs(&world, &late.id).await.unwrap();
+    let inside = world.client_for_account(&late.id).await.unwrap();
+    let mine = inside
+        .license_manager
+        .list_received_grants()
+        .send()
+        .await
+        .unwrap();
+    assert!(mine.grants().is_empty());
+    world
+        .control()
+        .advance_clock(Duration::from_millis(2_100))
+        .await
+        .unwrap();
+    let mine = inside
+        .license_manager
+        .list_received_grants()
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mine.grants().len(), 1);
+    assert_eq!(mine.grants()[0].parent_arn, parent);
+    assert_eq!(mine.grants()[0].grant_status, GrantStatus::Disabled);
+
+    // Leaving the organization disables the child.
+    let orgs = world.organizations();
+    orgs.remove_account_from_organization()
+        .account_id(&late.id)
+        .send()
+        .await
+        .unwrap();
+    world
+        .control()
+        .advance_clock(Duration::from_millis(1_100))
+        .await
+        .unwrap();
+    let child = mine.grants()[0].grant_arn.clone();
+    let (status, reason) = grant_status(&world, &child).await;
+    assert_eq!(status, GrantStatus::Disabled);
+    assert_eq!(
+        reason.as_deref(),
+        Some(local_world::emulator::LEFT_ORGANIZATION_MESSAGE)
+    );
+}
+
+/// Emulator → moto requests for a fixed License Manager workload against the demo
+/// organization with an organization grant (so every call needs the organization).
+async fn moto_requests_for_workload(org_cache_ms: u64) -> Option<(u64, u64)> {
+    let world = world().await?;
+    world
+        .control()
+        .configure(json!({ "orgCacheMs": org_cache_ms }))
+        .await
+        .unwrap();
+    let mut spec = demo_spec();
+    spec.org_wide_grants = vec![spec.licenses[1].sku.clone()];
+    let org = seed::seed(&world, &spec).await.unwrap();
+    let before = world.control().moto_requests().await.unwrap();
+    let lm = world.license_manager();
+    let mut calls = 0;
+    for (i, account) in org.accounts.iter().enumerate() {
+        let arn = create_grant(
+            &world,
+            &org.licenses[0].arn,
+            &format!("arn:aws:iam::{}:root", account.id),
+            &format!("w{i}"),
+        )
+        .await;
+        calls += 1;
+        for _ in 0..10 {
+            lm.get_grant().grant_arn(&arn).send().await.unwrap();
+            lm.list_distributed_grants().send().await.unwrap();
+            calls += 2;
+        }
+    }
+    let after = world.control().moto_requests().await.unwrap();
+    Some((after - before, calls))
+}
+
+#[tokio::test]
+async fn organization_reads_are_cached() {
+    let Some((uncached, calls)) = moto_requests_for_workload(0).await else {
+        return;
+    };
+    let Some((cached, _)) = moto_requests_for_workload(60_000).await else {
+        return;
+    };
+    eprintln!(
+        "emulator -> moto requests for {calls} License Manager calls: \
+         {uncached} without the cache, {cached} with it"
+    );
+    assert!(uncached >= calls, "{uncached} < {calls}");
+    assert!(
+        cached * 5 < uncached,
+        "cached {cached}, uncached {uncached}"
+    );
+}
+
+#[tokio::test]
+async fn the_world_reads_its_profile_from_the_environment() {
+    // The default options defer to CT_EMULATOR_PROFILE; explicit switches win.
+    let explicit = local_world::WorldOptions {
+        switches: local_world::emulator::Switches {
+            latency_ms: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    assert_eq!(explicit.effective_switches().unwrap().latency_ms, 1);
+    let pinned = local_world::WorldOptions {
+        pin_switches: true,
+        ..Default::default()
+    };
+    assert_eq!(
+        pinned.effective_switches().unwrap(),
+        local_world::emulator::Switches::default()
+    );
+    let from_env = local_world::WorldOptions::default()
+        .effective_switches()
+        .unwrap();
+    match std::env::var(local_world::emulator::PROFILE_ENV).as_deref() {
+        Ok("realistic") => assert_eq!(from_env, local_world::emulator::Switches::realistic()),
+        Err(_) => assert_eq!(from_env, local_world::emulator::Switches::default()),
+        Ok(_) => {}
+    }
 }

@@ -35,6 +35,7 @@ const ACTIVE: &str = "ACTIVE";
 const DELETED: &str = "DELETED";
 const DISABLED: &str = "DISABLED";
 const WORKFLOW_COMPLETED: &str = "WORKFLOW_COMPLETED";
+const FAILED_WORKFLOW: &str = "FAILED_WORKFLOW";
 const DISTRIBUTED_GRANTS_ONLY: &str = "DISTRIBUTED_GRANTS_ONLY";
 const ALL_GRANTS_PERMITTED_BY_ISSUER: &str = "ALL_GRANTS_PERMITTED_BY_ISSUER";
 
@@ -62,6 +63,10 @@ pub struct LicenseSeed {
     /// AWS-shaped `Metadata` objects (`{"Name":…,"Value":…}`).
     #[serde(default)]
     pub license_metadata: Vec<Value>,
+    /// The operations the beneficiary holds (`ReceivedMetadata.AllowedOperations`); all 8 when
+    /// absent. A grant never passes on more than its grantor holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_operations: Option<Vec<String>>,
 }
 
 fn default_issuer() -> String {
@@ -88,8 +93,92 @@ impl LicenseSeed {
             home_region: default_region(),
             entitlements: Vec::new(),
             license_metadata: Vec::new(),
+            allowed_operations: None,
         }
     }
+
+    /// The same license with only these operations held by the beneficiary.
+    pub fn with_allowed_operations(mut self, operations: &[&str]) -> Self {
+        self.allowed_operations = Some(operations.iter().map(|s| s.to_string()).collect());
+        self
+    }
+}
+
+/// The member-account service-linked roles License Manager needs in a grant's recipient
+/// (DESIGN.md §2): service name and AWS's role name.
+pub const MEMBER_SLRS: [(&str, &str); 3] = [
+    (
+        "license-manager.amazonaws.com",
+        "AWSServiceRoleForAWSLicenseManagerRole",
+    ),
+    (
+        "license-manager.member-account.amazonaws.com",
+        "AWSServiceRoleForAWSLicenseManagerMemberAccountRole",
+    ),
+    (
+        "license-management.marketplace.amazonaws.com",
+        "AWSServiceRoleForMarketplaceLicenseManagement",
+    ),
+];
+
+/// The `StatusReason` of a child disabled because its account left the organization (wording
+/// invented).
+pub const LEFT_ORGANIZATION_MESSAGE: &str =
+    "The account is no longer a member of the organization or organizational unit";
+
+/// What the emulator knows about recipients' service-linked roles, for one request.
+#[derive(Debug, Clone, Default)]
+pub struct SlrView {
+    /// Accounts nothing is known about have every role (no IAM to read, e.g. without moto).
+    pub assume_present: bool,
+    /// Account → the member SLR services it lacks (empty: it has them all).
+    pub missing: HashMap<String, Vec<String>>,
+}
+
+impl SlrView {
+    /// The services `account` lacks, or `None` when unknown (must be read first).
+    fn missing_for(&self, account: &str) -> Option<Vec<String>> {
+        match self.missing.get(account) {
+            Some(m) => Some(m.clone()),
+            None if self.assume_present => Some(Vec::new()),
+            None => None,
+        }
+    }
+}
+
+/// The member SLR services absent from a list of IAM role paths.
+pub fn missing_slrs(paths: &BTreeSet<String>) -> Vec<String> {
+    MEMBER_SLRS
+        .iter()
+        .filter(|(service, _)| !paths.contains(&format!("/aws-service-role/{service}/")))
+        .map(|(service, _)| service.to_string())
+        .collect()
+}
+
+fn failed_workflow_reason(account: &str, missing: &[String]) -> String {
+    let roles: Vec<String> = missing
+        .iter()
+        .map(|service| {
+            let role = MEMBER_SLRS
+                .iter()
+                .find(|(s, _)| s == service)
+                .map(|(_, r)| *r)
+                .unwrap_or("service-linked role");
+            format!("{role} ({service})")
+        })
+        .collect();
+    format!(
+        "The grant workflow failed: account {account} is missing the service-linked role(s) {}",
+        roles.join(", ")
+    )
+}
+
+/// An account-level grant an organization/OU grant owes a member, not handed out yet.
+#[derive(Debug, Clone)]
+struct PendingChild {
+    parent: String,
+    member: String,
+    ready_at: Instant,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +190,8 @@ struct LicenseRec {
     fingerprint: String,
     status: String,
     home_region: String,
+    /// What the beneficiary holds (`ReceivedMetadata.AllowedOperations`).
+    operations: Vec<String>,
     /// The AWS `License` shape.
     shape: Value,
 }
@@ -160,6 +251,14 @@ fn parse_principal(arn: &str) -> Option<(Principal, Option<String>)> {
     })
 }
 
+fn parent_behavior(parent: &GrantRec) -> Option<String> {
+    parent
+        .options
+        .as_ref()
+        .and_then(|o| o["ActivationOverrideBehavior"].as_str())
+        .map(str::to_string)
+}
+
 fn account_of(principal_arn: &str) -> Option<&str> {
     principal_arn
         .strip_prefix("arn:aws:iam::")
@@ -186,6 +285,14 @@ struct GrantRec {
     /// For a child of an organization/OU grant: that grant's ARN.
     parent_grant: Option<String>,
     created_ms: u64,
+    /// A requested activation still processing: when it applies, and its override behavior.
+    activation: Option<(Instant, Option<String>)>,
+    /// Organization/OU grant: bulk-activated (its children are activated, joiners' too).
+    bulk_activated: bool,
+    /// Organization/OU grant: current members got their children.
+    distributed: bool,
+    /// A deleted child that had failed its workflow: its member gets a new child.
+    redistribute: bool,
 }
 
 impl GrantRec {
@@ -232,6 +339,7 @@ impl GrantRec {
 pub struct Ctx<'a> {
     pub caller: &'a str,
     pub org: &'a OrgView,
+    pub slrs: &'a SlrView,
     pub switches: &'a Switches,
     pub now: Instant,
     pub epoch_ms: u64,
@@ -252,6 +360,7 @@ pub struct LicenseManager {
     integration: BTreeMap<String, bool>,
     create_tokens: HashMap<(String, String), (Value, String)>,
     version_tokens: HashMap<(String, String), (Value, Value)>,
+    pending_children: Vec<PendingChild>,
 }
 
 fn status_rank(status: &str) -> u8 {
@@ -375,6 +484,10 @@ impl LicenseManager {
             fingerprint,
             status: seed.status.clone(),
             home_region: seed.home_region.clone(),
+            operations: seed
+                .allowed_operations
+                .clone()
+                .unwrap_or_else(|| ALLOWED_OPERATIONS.iter().map(|s| s.to_string()).collect()),
             shape: shape.clone(),
         };
         self.licenses.retain(|l| l.arn != arn);
@@ -395,7 +508,12 @@ impl LicenseManager {
                 v["GrantorAccountId"] = json!(g.grantor);
                 v["ParentGrantArn"] = json!(g.parent_grant);
                 v["CreatedAt"] = epoch_seconds(g.created_ms);
+                v["ActivationPending"] = json!(g.activation.is_some());
+                v["BulkActivated"] = json!(g.bulk_activated);
                 v
+            }).collect::<Vec<_>>(),
+            "pendingChildren": self.pending_children.iter().map(|p| {
+                json!({ "ParentGrantArn": p.parent, "Account": p.member })
             }).collect::<Vec<_>>(),
             "serviceSettings": self.integration.iter().map(|(account, enabled)| {
                 (account.clone(), json!({ "OrganizationConfiguration": { "EnableIntegration": enabled } }))
@@ -409,7 +527,13 @@ impl LicenseManager {
 
     /// Which OUs a call needs membership for, or `None` when it needs no organization data.
     pub fn org_need(&self, op: &str, body: &Value, now: Instant) -> Option<BTreeSet<String>> {
-        let mut need = matches!(op, "UpdateServiceSettings");
+        let mut need = matches!(
+            op,
+            "UpdateServiceSettings" | "ListReceivedGrantsForOrganization"
+        );
+        if self.pending_children.iter().any(|p| now >= p.ready_at) {
+            need = true;
+        }
         let mut ous = BTreeSet::new();
         for g in &self.grants {
             if g.status == PENDING_WORKFLOW && now >= g.ready_at {
@@ -442,12 +566,50 @@ impl LicenseManager {
         need.then_some(ous)
     }
 
-    /// Moves grants along the asynchronous workflow: due PENDING_WORKFLOW grants settle into
-    /// PENDING_ACCEPT, DISABLED (auto-accepted) or WORKFLOW_COMPLETED (organization grants),
-    /// and every member of an organization/OU grant's target gets its child grant.
-    pub fn settle(&mut self, ctx: &mut Ctx<'_>) {
+    /// Accounts whose membership the next settlement asks about (recipients of account-level
+    /// grants whose workflow is due): a cached organization that lacks one is re-read.
+    pub fn accounts_needed(&self, now: Instant) -> BTreeSet<String> {
+        self.grants
+            .iter()
+            .filter(|g| g.status == PENDING_WORKFLOW && now >= g.ready_at)
+            .filter_map(|g| g.grantee_account().map(str::to_string))
+            .collect()
+    }
+
+    /// `None` when the recipient's roles are unknown yet (then `account` is added to `wanted`);
+    /// else `Err(reason)` when the workflow fails for lack of service-linked roles.
+    fn recipient_check(
+        ctx: &Ctx<'_>,
+        account: &str,
+        wanted: &mut BTreeSet<String>,
+    ) -> Option<Result<(), String>> {
+        if !ctx.switches.require_recipient_slrs {
+            return Some(Ok(()));
+        }
+        match ctx.slrs.missing_for(account) {
+            Some(missing) if missing.is_empty() => Some(Ok(())),
+            Some(missing) => Some(Err(failed_workflow_reason(account, &missing))),
+            None => {
+                wanted.insert(account.to_string());
+                None
+            }
+        }
+    }
+
+    /// Moves grants along the asynchronous workflows: due PENDING_WORKFLOW grants settle into
+    /// PENDING_ACCEPT, DISABLED (auto-accepted), FAILED_WORKFLOW (recipient without its
+    /// service-linked roles) or WORKFLOW_COMPLETED (organization grants); members of an
+    /// organization/OU grant's target get their children (at once when the parent completes,
+    /// `pending_workflow_ms` after the emulator first notices a later member); members that
+    /// left have their child disabled; due activations apply.
+    ///
+    /// Returns the accounts whose service-linked roles must be read before the grants waiting
+    /// for them can settle (the caller reads them and settles again).
+    pub fn settle(&mut self, ctx: &mut Ctx<'_>) -> BTreeSet<String> {
+        let mut wanted = BTreeSet::new();
+        self.apply_due_activations(ctx.now);
         let OrgView::Known(org) = ctx.org else {
-            return;
+            return wanted;
         };
         let org = org.as_ref();
         for i in 0..self.grants.len() {
@@ -455,26 +617,51 @@ impl LicenseManager {
             if g.status != PENDING_WORKFLOW || ctx.now < g.ready_at {
                 continue;
             }
-            let status = if g.org_level() {
-                WORKFLOW_COMPLETED
-            } else if self.auto_accepts(org, &g.grantor, g.grantee_account(), ctx.switches) {
-                DISABLED
-            } else {
-                PENDING_ACCEPT
+            if g.org_level() {
+                self.grants[i].status = WORKFLOW_COMPLETED.to_string();
+                continue;
+            }
+            let account = g.grantee_account().unwrap_or_default().to_string();
+            let auto = self.auto_accepts(org, &g.grantor, Some(&account), ctx.switches);
+            let Some(check) = Self::recipient_check(ctx, &account, &mut wanted) else {
+                continue;
             };
-            self.grants[i].status = status.to_string();
+            let g = &mut self.grants[i];
+            match check {
+                Ok(()) => g.status = if auto { DISABLED } else { PENDING_ACCEPT }.to_string(),
+                Err(reason) => {
+                    g.status = FAILED_WORKFLOW.to_string();
+                    g.status_reason = Some(reason);
+                }
+            }
         }
         let Some(org) = org else {
-            return;
+            return wanted;
         };
-        let parents: Vec<GrantRec> = self
+        self.distribute(ctx, org);
+        self.materialize_children(ctx, &mut wanted);
+        self.apply_due_activations(ctx.now);
+        wanted
+    }
+
+    /// Owed children for members of completed organization/OU grants; children of members
+    /// that left are disabled.
+    fn distribute(&mut self, ctx: &Ctx<'_>, org: &OrgInfo) {
+        let parents: Vec<(String, String, String, bool)> = self
             .grants
             .iter()
             .filter(|g| g.org_level() && g.status == WORKFLOW_COMPLETED)
-            .cloned()
+            .map(|g| {
+                (
+                    g.arn.clone(),
+                    g.grantee.clone(),
+                    g.grantor.clone(),
+                    g.distributed,
+                )
+            })
             .collect();
-        for parent in parents {
-            let members = match parse_principal(&parent.grantee) {
+        for (parent, grantee, grantor, distributed) in parents {
+            let members = match parse_principal(&grantee) {
                 Some((Principal::Organization { org: id }, _)) if id == org.id => &org.accounts,
                 Some((Principal::OrganizationalUnit { ou, .. }, _)) => {
                     match org.ou_members.get(&ou) {
@@ -484,37 +671,158 @@ impl LicenseManager {
                 }
                 _ => continue,
             };
-            for member in members {
-                let exists = self.grants.iter().any(|c| {
-                    c.parent_grant.as_deref() == Some(&parent.arn)
+            let delay = if distributed {
+                Duration::from_millis(ctx.switches.pending_workflow_ms)
+            } else {
+                Duration::ZERO
+            };
+            for member in members.iter().filter(|m| **m != grantor) {
+                let has_child = self.grants.iter().any(|c| {
+                    c.parent_grant.as_deref() == Some(parent.as_str())
                         && c.grantee_account() == Some(member.as_str())
+                        && !c.redistribute
                 });
-                if member == &parent.grantor || exists {
-                    continue;
+                let owed = self
+                    .pending_children
+                    .iter()
+                    .any(|p| p.parent == parent && &p.member == member);
+                if !has_child && !owed {
+                    self.pending_children.push(PendingChild {
+                        parent: parent.clone(),
+                        member: member.clone(),
+                        ready_at: ctx.now + delay,
+                    });
                 }
-                let status = if ctx.switches.auto_accept {
-                    DISABLED
-                } else {
-                    PENDING_ACCEPT
-                };
-                self.grants.push(GrantRec {
-                    arn: format!(
-                        "arn:aws:license-manager::{}:grant:g-{}",
-                        parent.grantor,
-                        ctx.ids.hex(32)
-                    ),
-                    parent_arn: parent.arn.clone(),
-                    grantee: format!("arn:aws:iam::{member}:root"),
-                    status: status.to_string(),
-                    status_reason: None,
-                    version: 1,
-                    options: None,
-                    ready_at: ctx.now,
-                    parent_grant: Some(parent.arn.clone()),
-                    created_ms: ctx.epoch_ms,
-                    ..parent.clone()
-                });
             }
+            self.pending_children
+                .retain(|p| p.parent != parent || members.contains(&p.member));
+            for child in self.grants.iter_mut().filter(|c| {
+                c.parent_grant.as_deref() == Some(parent.as_str())
+                    && c.grantee_account().is_some_and(|a| !members.contains(a))
+                    && matches!(c.status.as_str(), ACTIVE | DISABLED | PENDING_ACCEPT)
+                    && c.status_reason.as_deref() != Some(LEFT_ORGANIZATION_MESSAGE)
+            }) {
+                child.status = DISABLED.to_string();
+                child.status_reason = Some(LEFT_ORGANIZATION_MESSAGE.to_string());
+                child.activation = None;
+                child.version += 1;
+            }
+            if let Some(p) = self.grants.iter_mut().find(|g| g.arn == parent) {
+                p.distributed = true;
+            }
+        }
+    }
+
+    /// Hands out the children whose time has come (their own workflow: service-linked roles).
+    fn materialize_children(&mut self, ctx: &mut Ctx<'_>, wanted: &mut BTreeSet<String>) {
+        let (due, later): (Vec<PendingChild>, Vec<PendingChild>) =
+            std::mem::take(&mut self.pending_children)
+                .into_iter()
+                .partition(|p| ctx.now >= p.ready_at);
+        self.pending_children = later;
+        for pending in due {
+            let Some(parent) = self
+                .grants
+                .iter()
+                .find(|g| g.arn == pending.parent && g.status == WORKFLOW_COMPLETED)
+                .cloned()
+            else {
+                continue;
+            };
+            let Some(check) = Self::recipient_check(ctx, &pending.member, wanted) else {
+                self.pending_children.push(pending);
+                continue;
+            };
+            let (status, reason) = match check {
+                Err(reason) => (FAILED_WORKFLOW, Some(reason)),
+                Ok(()) if ctx.switches.auto_accept => (DISABLED, None),
+                Ok(()) => (PENDING_ACCEPT, None),
+            };
+            let activation = (status == DISABLED && parent.bulk_activated).then(|| {
+                (
+                    ctx.now + Duration::from_millis(ctx.switches.activation_ms),
+                    parent_behavior(&parent),
+                )
+            });
+            self.grants.push(GrantRec {
+                arn: format!(
+                    "arn:aws:license-manager::{}:grant:g-{}",
+                    parent.grantor,
+                    ctx.ids.hex(32)
+                ),
+                parent_arn: parent.arn.clone(),
+                grantee: format!("arn:aws:iam::{}:root", pending.member),
+                status: status.to_string(),
+                status_reason: reason,
+                version: 1,
+                options: None,
+                ready_at: ctx.now,
+                parent_grant: Some(parent.arn.clone()),
+                created_ms: ctx.epoch_ms,
+                activation,
+                bulk_activated: false,
+                distributed: false,
+                redistribute: false,
+                ..parent
+            });
+        }
+    }
+
+    /// Applies the activations whose processing time is up: ACTIVE, or DISABLED with the
+    /// one-active-license reason when another license for the product is active in the account
+    /// (unless the override behavior replaces it).
+    fn apply_due_activations(&mut self, now: Instant) {
+        let mut due: Vec<(Instant, usize)> = self
+            .grants
+            .iter()
+            .enumerate()
+            .filter_map(|(i, g)| g.activation.as_ref().map(|(at, _)| (*at, i)))
+            .filter(|(at, _)| *at <= now)
+            .collect();
+        due.sort();
+        for (_, i) in due {
+            let Some((_, behavior)) = self.grants[i].activation.take() else {
+                continue;
+            };
+            if self.grants[i].status != DISABLED {
+                continue;
+            }
+            let g = &self.grants[i];
+            let account = g.grantee_account().unwrap_or_default().to_string();
+            let sku = self
+                .license(&g.license_arn)
+                .map(|l| l.sku.clone())
+                .unwrap_or_default();
+            let others: Vec<usize> = self
+                .grants
+                .iter()
+                .enumerate()
+                .filter(|(j, other)| {
+                    *j != i
+                        && other.status == ACTIVE
+                        && other.grantee_account() == Some(account.as_str())
+                        && other.license_arn != g.license_arn
+                        && self
+                            .license(&other.license_arn)
+                            .is_some_and(|l| l.sku == sku)
+                })
+                .map(|(j, _)| j)
+                .collect();
+            if !others.is_empty() && behavior.as_deref() != Some(ALL_GRANTS_PERMITTED_BY_ISSUER) {
+                self.grants[i].status_reason = Some(ONE_ACTIVE_LICENSE_MESSAGE.to_string());
+                continue;
+            }
+            let arn = self.grants[i].arn.clone();
+            for j in others {
+                let other = &mut self.grants[j];
+                other.status = DISABLED.to_string();
+                other.status_reason = Some(format!("Replaced by the activation of grant {arn}"));
+                other.activation = None;
+                other.version += 1;
+            }
+            let g = &mut self.grants[i];
+            g.status = ACTIVE.to_string();
+            g.status_reason = None;
         }
     }
 
@@ -549,6 +857,9 @@ impl LicenseManager {
             "CreateGrant" => self.create_grant(ctx, &input),
             "ListDistributedGrants" => self.list_distributed_grants(ctx, &input),
             "ListReceivedGrants" => self.list_received_grants(ctx, &input),
+            "ListReceivedGrantsForOrganization" => {
+                self.list_received_grants_for_organization(ctx, &input)
+            }
             "GetGrant" => self.get_grant(ctx, &input),
             "AcceptGrant" => self.accept_or_reject(ctx, &input, true),
             "RejectGrant" => self.accept_or_reject(ctx, &input, false),
@@ -578,8 +889,7 @@ impl LicenseManager {
         let arns = input.string_list_opt("LicenseArns")?;
         let mut entries: Vec<(&LicenseRec, String, Vec<String>)> = Vec::new();
         for lic in self.licenses.iter().filter(|l| l.beneficiary == ctx.caller) {
-            let all = ALLOWED_OPERATIONS.iter().map(|s| s.to_string()).collect();
-            entries.push((lic, ACTIVE.to_string(), all));
+            entries.push((lic, ACTIVE.to_string(), lic.operations.clone()));
         }
         for g in self.grants.iter().filter(|g| g.received_by(ctx.caller)) {
             let Some(lic) = self.license(&g.license_arn) else {
@@ -673,6 +983,48 @@ impl LicenseManager {
         }
     }
 
+    /// What the caller holds of a license: the beneficiary's `AllowedOperations`, or the
+    /// operations of its ACTIVE grants for it.
+    fn held_operations(&self, caller: &str, license_arn: &str) -> BTreeSet<String> {
+        match self.license(license_arn) {
+            Some(l) if l.beneficiary == caller => l.operations.iter().cloned().collect(),
+            _ => self
+                .grants
+                .iter()
+                .filter(|g| {
+                    g.license_arn == license_arn
+                        && g.status == ACTIVE
+                        && g.grantee_account() == Some(caller)
+                })
+                .flat_map(|g| g.operations.iter().cloned())
+                .collect(),
+        }
+    }
+
+    /// A grant never passes on more than its grantor holds (DESIGN.md §2).
+    fn check_held_operations(
+        &self,
+        caller: &str,
+        license_arn: &str,
+        operations: &[String],
+    ) -> Result<(), ApiError> {
+        let held = self.held_operations(caller, license_arn);
+        let extra: Vec<&str> = operations
+            .iter()
+            .filter(|op| !held.contains(*op))
+            .map(String::as_str)
+            .collect();
+        if extra.is_empty() {
+            return Ok(());
+        }
+        Err(ApiError::validation(format!(
+            "AllowedOperations [{}] are not allowed for license {license_arn}: the grantor holds \
+             only [{}]",
+            extra.join(", "),
+            held.into_iter().collect::<Vec<_>>().join(", ")
+        )))
+    }
+
     fn create_grant(&mut self, ctx: &mut Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
         let token = input.str_req("ClientToken")?;
         let name = input.str_req("GrantName")?;
@@ -709,6 +1061,7 @@ impl LicenseManager {
             .ok_or_else(|| ApiError::validation(format!("Invalid principal: {principal}")))?;
         check_arn(license_arn, "license")?;
         let license = self.grantable_license(ctx.caller, license_arn)?;
+        self.check_held_operations(ctx.caller, license_arn, &operations)?;
         if home_region != license.home_region {
             return Err(ApiError::validation(format!(
                 "HomeRegion {home_region} does not match the license home Region {}",
@@ -793,6 +1146,10 @@ impl LicenseManager {
             ready_at: ctx.now + Duration::from_millis(ctx.switches.pending_workflow_ms),
             parent_grant: None,
             created_ms: ctx.epoch_ms,
+            activation: None,
+            bulk_activated: false,
+            distributed: false,
+            redistribute: false,
         };
         let out = grant.summary();
         self.create_tokens
@@ -806,7 +1163,8 @@ impl LicenseManager {
         match name {
             "LicenseArn" => &g.license_arn,
             "GrantStatus" => &g.status,
-            "GranteePrincipalARN" => &g.grantee,
+            "GranteePrincipalARN" | "GranteePrincipalArn" => &g.grantee,
+            "ParentArn" => &g.parent_arn,
             "ProductSKU" => lic.map(|l| l.sku.as_str()).unwrap_or_default(),
             "LicenseIssuerName" => lic.map(|l| l.issuer_name.as_str()).unwrap_or_default(),
             "GranterAccountId" => &g.grantor,
@@ -859,7 +1217,43 @@ impl LicenseManager {
             "LicenseIssuerName",
         ];
         self.list_grants(ctx, input, &filters, |g| {
-            g.grantor == ctx.caller && g.parent_grant.is_none()
+            g.grantor == ctx.caller
+                && (g.parent_grant.is_none() || ctx.switches.children_in_distributed_grants)
+        })
+    }
+
+    /// The management account's view of the grants its organization received for one license:
+    /// every member's account-level grants (children of organization/OU grants included) and
+    /// the organization/OU grants themselves.
+    fn list_received_grants_for_organization(
+        &self,
+        ctx: &Ctx<'_>,
+        input: &Input<'_>,
+    ) -> Result<Value, ApiError> {
+        let license_arn = input.str_req("LicenseArn")?;
+        check_arn(license_arn, "license")?;
+        let org = match ctx.org {
+            OrgView::Known(Some(org)) => org,
+            OrgView::Known(None) => {
+                return Err(ApiError::access_denied(format!(
+                    "Account {} is not a member of an organization",
+                    ctx.caller
+                )))
+            }
+            OrgView::Unknown => return Err(ApiError::internal("organization data unavailable")),
+        };
+        if org.management_account != ctx.caller {
+            return Err(ApiError::access_denied(
+                "Only the management account of the organization can list the grants received \
+                 by its accounts",
+            ));
+        }
+        self.list_grants(ctx, input, &["ParentArn", "GranteePrincipalArn"], |g| {
+            g.license_arn == license_arn
+                && g.status != PENDING_WORKFLOW
+                && (g.org_level()
+                    || g.grantee_account()
+                        .is_some_and(|a| a != ctx.caller && org.accounts.contains(a)))
         })
     }
 
@@ -934,7 +1328,15 @@ impl LicenseManager {
             )));
         }
         g.status = if accept { DISABLED } else { REJECTED }.to_string();
-        Ok(g.summary())
+        g.activation = None;
+        let parent = g.parent_grant.clone();
+        let parent = parent.and_then(|p| self.grants.iter().find(|g| g.arn == p).cloned());
+        if let Some(parent) = parent.filter(|p| accept && p.bulk_activated) {
+            let at = ctx.now + Duration::from_millis(ctx.switches.activation_ms);
+            self.grants[index].activation = Some((at, parent_behavior(&parent)));
+            self.apply_due_activations(ctx.now);
+        }
+        Ok(self.grants[index].summary())
     }
 
     fn delete_grant(&mut self, ctx: &Ctx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
@@ -959,10 +1361,15 @@ impl LicenseManager {
                 g.status
             )));
         }
+        if g.parent_grant.is_some() && g.status == FAILED_WORKFLOW {
+            g.redistribute = true;
+        }
         g.status = DELETED.to_string();
         g.status_reason = input.str_opt("StatusReason")?.map(str::to_string);
+        g.activation = None;
         g.version += 1;
         let out = g.summary();
+        self.pending_children.retain(|p| p.parent != arn);
         for child in self
             .grants
             .iter_mut()
@@ -970,6 +1377,7 @@ impl LicenseManager {
         {
             if child.status != DELETED && child.status != REJECTED {
                 child.status = DELETED.to_string();
+                child.activation = None;
                 child.version += 1;
             }
         }
@@ -992,7 +1400,7 @@ impl LicenseManager {
             }
             return Ok(response.clone());
         }
-        let (index, _) = self.find_grant(ctx.caller, arn)?;
+        let (index, role) = self.find_grant(ctx.caller, arn)?;
         let g = &self.grants[index];
         if let Some(source) = input.str_opt("SourceVersion")? {
             if source != g.version.to_string() {
@@ -1022,11 +1430,36 @@ impl LicenseManager {
             }
         }
         let operations = match input.string_list_opt("AllowedOperations")? {
-            Some(ops) => Some(validate_operations(&ops)?),
+            Some(ops) => {
+                let ops = validate_operations(&ops)?;
+                self.check_held_operations(&g.grantor, &g.license_arn, &ops)?;
+                Some(ops)
+            }
             None => None,
         };
+        let org_parent = g.org_level();
         match status {
             None => {}
+            Some(ACTIVE) if org_parent => {
+                if role != Role::Grantor {
+                    return Err(ApiError::access_denied(format!(
+                        "Only the grantor can activate organization grant {arn}"
+                    )));
+                }
+                if g.status != WORKFLOW_COMPLETED {
+                    return Err(ApiError::validation(format!(
+                        "Grant {arn} in status {} cannot be activated before its workflow \
+                         completes",
+                        g.status
+                    )));
+                }
+            }
+            Some(DISABLED) if org_parent => {
+                return Err(ApiError::validation(format!(
+                    "Organization grant {arn} cannot be deactivated; deactivate its account \
+                     grants instead"
+                )));
+            }
             Some(s @ (ACTIVE | DISABLED)) if g.status != ACTIVE && g.status != DISABLED => {
                 return Err(ApiError::validation(format!(
                     "Grant {arn} in status {} cannot be changed to {s}",
@@ -1041,42 +1474,8 @@ impl LicenseManager {
             }
         }
 
-        let mut replaced = Vec::new();
-        if status == Some(ACTIVE) {
-            let account = g.grantee_account().unwrap_or_default();
-            let sku = self
-                .license(&g.license_arn)
-                .map(|l| l.sku.clone())
-                .unwrap_or_default();
-            replaced = self
-                .grants
-                .iter()
-                .enumerate()
-                .filter(|(j, other)| {
-                    *j != index
-                        && other.status == ACTIVE
-                        && other.grantee_account() == Some(account)
-                        && other.license_arn != g.license_arn
-                        && self
-                            .license(&other.license_arn)
-                            .is_some_and(|l| l.sku == sku)
-                })
-                .map(|(j, _)| j)
-                .collect();
-            if !replaced.is_empty() && behavior != Some(ALL_GRANTS_PERMITTED_BY_ISSUER) {
-                return Err(ApiError::validation(ONE_ACTIVE_LICENSE_MESSAGE));
-            }
-        }
-        for j in replaced {
-            let other = &mut self.grants[j];
-            other.status = DISABLED.to_string();
-            other.status_reason = Some(format!("Replaced by the activation of grant {arn}"));
-            other.version += 1;
-        }
+        let activate_at = ctx.now + Duration::from_millis(ctx.switches.activation_ms);
         let g = &mut self.grants[index];
-        if let Some(s) = status {
-            g.status = s.to_string();
-        }
         if let Some(name) = input.str_opt("GrantName")? {
             g.name = name.to_string();
         }
@@ -1088,7 +1487,35 @@ impl LicenseManager {
         }
         g.status_reason = input.str_opt("StatusReason")?.map(str::to_string);
         g.version += 1;
-        let out = g.summary();
+        match status {
+            Some(ACTIVE) if org_parent => {
+                // Bulk activation: the parent shows WORKFLOW_COMPLETED; every DISABLED child
+                // gets its own (asynchronous) activation, joiners' children later too.
+                g.bulk_activated = true;
+                let behavior = behavior.map(str::to_string);
+                for child in self.grants.iter_mut().filter(|c| {
+                    c.parent_grant.as_deref() == Some(arn)
+                        && c.status == DISABLED
+                        && c.status_reason.as_deref() != Some(LEFT_ORGANIZATION_MESSAGE)
+                }) {
+                    child.activation = Some((activate_at, behavior.clone()));
+                    if let Some(b) = &behavior {
+                        child.options = Some(json!({ "ActivationOverrideBehavior": b }));
+                    }
+                    child.version += 1;
+                }
+            }
+            Some(ACTIVE) if g.status != ACTIVE => {
+                g.activation = Some((activate_at, behavior.map(str::to_string)));
+            }
+            Some(DISABLED) => {
+                g.status = DISABLED.to_string();
+                g.activation = None;
+            }
+            _ => {}
+        }
+        self.apply_due_activations(ctx.now);
+        let out = self.grants[index].summary();
         self.version_tokens
             .insert(token_key, (input.body.clone(), out.clone()));
         Ok(out)

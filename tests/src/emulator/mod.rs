@@ -44,11 +44,13 @@ use license_manager::{Ctx, LicenseManager};
 use org::{MotoPeer, OrgInfo, OrgView};
 use service_catalog::{parse_managed_ou, ScCtx, ServiceCatalog, VendJob, VendOutcome};
 
+use license_manager::{missing_slrs, SlrView};
 pub use license_manager::{
-    LicenseSeed, ALLOWED_OPERATIONS, MARKETPLACE_ACCOUNT, ONE_ACTIVE_LICENSE_MESSAGE,
+    LicenseSeed, ALLOWED_OPERATIONS, LEFT_ORGANIZATION_MESSAGE, MARKETPLACE_ACCOUNT, MEMBER_SLRS,
+    ONE_ACTIVE_LICENSE_MESSAGE,
 };
 pub use org::{OrgSeed, OuSeed};
-pub use service_catalog::{ACCOUNT_FACTORY, CONTROL_TOWER_BUSY};
+pub use service_catalog::{ACCOUNT_FACTORY, ACCOUNT_FACTORY_BUSY, CONTROL_TOWER_BUSY};
 
 /// moto's default account, used for callers nothing else identifies.
 pub const DEFAULT_ACCOUNT: &str = "123456789012";
@@ -88,6 +90,21 @@ pub struct Switches {
     pub max_concurrent_account_operations: usize,
     /// Account Factory requests whose AccountEmail contains this (case-insensitive) FAIL.
     pub fail_email_marker: String,
+    /// The error code of a busy Account Factory: `ResourceInUseException` (AWS's answer) or
+    /// `InvalidParametersException` (the "operation is in progress" variant also seen).
+    pub account_factory_busy_code: String,
+    /// How long an accepted grant stays DISABLED ("Processing") after `CreateGrantVersion
+    /// Status=ACTIVE` before the activation applies (0: at once, in the same call).
+    pub activation_ms: u64,
+    /// Whether the account-level children of organization/OU grants also show in the grantor's
+    /// `ListDistributedGrants` (undocumented in AWS; `true` is the harsher reading).
+    pub children_in_distributed_grants: bool,
+    /// Account-level grants (children included) whose recipient lacks the member
+    /// service-linked roles end in FAILED_WORKFLOW when their workflow settles.
+    pub require_recipient_slrs: bool,
+    /// How long the emulator trusts what it read of the organization from moto (emulator
+    /// clock); 0 re-reads it for every request that needs it.
+    pub org_cache_ms: u64,
 }
 
 impl Default for Switches {
@@ -108,6 +125,47 @@ impl Default for Switches {
             provisioning_ms: 0,
             max_concurrent_account_operations: 5,
             fail_email_marker: "fail".to_string(),
+            account_factory_busy_code: "ResourceInUseException".to_string(),
+            activation_ms: 0,
+            children_in_distributed_grants: true,
+            require_recipient_slrs: true,
+            org_cache_ms: 1_000,
+        }
+    }
+}
+
+/// The environment variable [`Switches::from_env`] reads a profile name from.
+pub const PROFILE_ENV: &str = "CT_EMULATOR_PROFILE";
+
+impl Switches {
+    /// AWS's asynchronous behaviour in seconds instead of minutes: grant workflows,
+    /// activations and Account Factory provisioning take a while.
+    pub fn realistic() -> Self {
+        Self {
+            pending_workflow_ms: 1_500,
+            activation_ms: 1_500,
+            provisioning_ms: 2_000,
+            ..Self::default()
+        }
+    }
+
+    /// A named profile: `default` (everything at once) or `realistic`.
+    pub fn profile(name: &str) -> Option<Self> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "" | "default" | "instant" => Some(Self::default()),
+            "realistic" => Some(Self::realistic()),
+            _ => None,
+        }
+    }
+
+    /// The profile named by `CT_EMULATOR_PROFILE` (default when unset); an unknown name is an
+    /// error.
+    pub fn from_env() -> Result<Self, String> {
+        match std::env::var(PROFILE_ENV) {
+            Err(_) => Ok(Self::default()),
+            Ok(name) => Self::profile(&name).ok_or_else(|| {
+                format!("{PROFILE_ENV}={name}: unknown profile (use default or realistic)")
+            }),
         }
     }
 }
@@ -173,6 +231,20 @@ struct State {
     rate: HashMap<String, VecDeque<std::time::Instant>>,
     rng: SmallRng,
     ids: IdGen,
+    /// Accounts known to hold every member service-linked role (read from moto once).
+    slr_present: BTreeSet<String>,
+    /// Without moto: account → the member SLR services it has (unlisted accounts have all).
+    seeded_slrs: HashMap<String, Vec<String>>,
+    /// What was last read of the organization from moto.
+    org_cache: Option<OrgCache>,
+}
+
+/// The organization as read from moto at `at` (emulator clock), with the OUs read then.
+#[derive(Debug, Clone)]
+struct OrgCache {
+    at: std::time::Instant,
+    info: Option<OrgInfo>,
+    ous: BTreeSet<String>,
 }
 
 impl State {
@@ -189,6 +261,9 @@ impl State {
             rate: HashMap::new(),
             rng: SmallRng::seed_from_u64(opts.switches.seed),
             ids,
+            slr_present: BTreeSet::new(),
+            seeded_slrs: HashMap::new(),
+            org_cache: None,
         }
     }
 }
@@ -512,13 +587,140 @@ impl Emulator {
     /// The organization: from moto when configured (only if `need` says the call needs it),
     /// else the seeded one.
     async fn org_view(&self, need: Option<BTreeSet<String>>) -> Result<OrgView, ApiError> {
-        match (&self.moto, need) {
-            (None, _) => Ok(OrgView::Known(
-                self.lock().org_seed.as_ref().map(OrgInfo::from_seed),
-            )),
-            (Some(moto), Some(ous)) => Ok(OrgView::Known(moto.org_info(&ous).await?)),
-            (Some(_), None) => Ok(OrgView::Unknown),
+        self.org_view_for(need, &BTreeSet::new()).await
+    }
+
+    /// [`Emulator::org_view`] through the cache (`org_cache_ms`): a cached organization is
+    /// used while fresh, unless it lacks one of `accounts`; OUs it lacks are read and added.
+    async fn org_view_for(
+        &self,
+        need: Option<BTreeSet<String>>,
+        accounts: &BTreeSet<String>,
+    ) -> Result<OrgView, ApiError> {
+        let (moto, ous) = match (&self.moto, need) {
+            (None, _) => {
+                return Ok(OrgView::Known(
+                    self.lock().org_seed.as_ref().map(OrgInfo::from_seed),
+                ))
+            }
+            (Some(_), None) => return Ok(OrgView::Unknown),
+            (Some(moto), Some(ous)) => (moto, ous),
+        };
+        let now = self.clock.now();
+        let (ttl, cached) = {
+            let st = self.lock();
+            (st.switches.org_cache_ms, st.org_cache.clone())
+        };
+        let fresh = cached.filter(|c| {
+            ttl > 0
+                && now.saturating_duration_since(c.at) < Duration::from_millis(ttl)
+                && c.info
+                    .as_ref()
+                    .is_some_and(|org| accounts.iter().all(|a| org.accounts.contains(a)))
+        });
+        let cache = match fresh {
+            Some(mut cache) => {
+                for ou in ous.difference(&cache.ous.clone()) {
+                    let members = moto
+                        .ou_accounts(ou)
+                        .await
+                        .map_err(|e| e.into_api("read the organization"))?;
+                    if let (Some(members), Some(info)) = (members, cache.info.as_mut()) {
+                        info.ou_members.insert(ou.clone(), members);
+                    }
+                    cache.ous.insert(ou.clone());
+                }
+                cache
+            }
+            None => OrgCache {
+                at: now,
+                info: moto.org_info(&ous).await?,
+                ous,
+            },
+        };
+        let view = OrgView::Known(cache.info.clone());
+        self.lock().org_cache = Some(cache);
+        Ok(view)
+    }
+
+    /// What is known about recipients' service-linked roles (`fetched`: read for this request).
+    fn slr_view(&self, st: &State, fetched: &HashMap<String, Vec<String>>) -> SlrView {
+        match &self.moto {
+            None => SlrView {
+                assume_present: true,
+                missing: st
+                    .seeded_slrs
+                    .iter()
+                    .map(|(account, present)| {
+                        let paths = present
+                            .iter()
+                            .map(|s| format!("/aws-service-role/{s}/"))
+                            .collect();
+                        (account.clone(), missing_slrs(&paths))
+                    })
+                    .collect(),
+            },
+            Some(_) => SlrView {
+                assume_present: false,
+                missing: st
+                    .slr_present
+                    .iter()
+                    .map(|a| (a.clone(), Vec::new()))
+                    .chain(fetched.iter().map(|(a, m)| (a.clone(), m.clone())))
+                    .collect(),
+            },
         }
+    }
+
+    /// Settles License Manager state (reading recipients' service-linked roles from moto as
+    /// the settlement asks for them), then runs `then` in the same critical section.
+    async fn with_settled_lm<R>(
+        &self,
+        caller: &str,
+        org: &OrgView,
+        then: impl FnOnce(&mut LicenseManager, &mut Ctx<'_>) -> R,
+    ) -> Result<R, ApiError> {
+        let now = self.clock.now();
+        let epoch_ms = self.clock.epoch_ms();
+        let mut fetched: HashMap<String, Vec<String>> = HashMap::new();
+        let mut then = Some(then);
+        for attempt in 0..3 {
+            let wanted = {
+                let mut guard = self.lock();
+                let st = &mut *guard;
+                let switches = st.switches.clone();
+                let slrs = self.slr_view(st, &fetched);
+                let mut ctx = Ctx {
+                    caller,
+                    org,
+                    slrs: &slrs,
+                    switches: &switches,
+                    now,
+                    epoch_ms,
+                    ids: &mut st.ids,
+                };
+                let wanted = st.lm.settle(&mut ctx);
+                if wanted.is_empty() || attempt == 2 || self.moto.is_none() {
+                    if let Some(then) = then.take() {
+                        return Ok(then(&mut st.lm, &mut ctx));
+                    }
+                }
+                wanted
+            };
+            let Some(moto) = &self.moto else { break };
+            for account in wanted {
+                let paths = moto
+                    .service_role_paths(&account)
+                    .await
+                    .map_err(|e| e.into_api("read the recipient's service-linked roles"))?;
+                let missing = missing_slrs(&paths);
+                if missing.is_empty() {
+                    self.lock().slr_present.insert(account.clone());
+                }
+                fetched.insert(account, missing);
+            }
+        }
+        Err(ApiError::internal("emulator could not settle grants"))
     }
 
     async fn license_manager(
@@ -528,22 +730,15 @@ impl Emulator {
         input: &Value,
     ) -> Result<Value, ApiError> {
         let now = self.clock.now();
-        let need = self.lock().lm.org_need(op, input, now);
-        let org = self.org_view(need).await?;
-        let epoch_ms = self.clock.epoch_ms();
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        let switches = st.switches.clone();
-        let mut ctx = Ctx {
-            caller,
-            org: &org,
-            switches: &switches,
-            now,
-            epoch_ms,
-            ids: &mut st.ids,
+        let (need, mut accounts) = {
+            let st = self.lock();
+            (st.lm.org_need(op, input, now), st.lm.accounts_needed(now))
         };
-        st.lm.settle(&mut ctx);
-        st.lm.dispatch(op, &mut ctx, input)
+        // A caller the cached organization does not know may have just joined: re-read.
+        accounts.insert(caller.to_string());
+        let org = self.org_view_for(need, &accounts).await?;
+        self.with_settled_lm(caller, &org, |lm, ctx| lm.dispatch(op, ctx, input))
+            .await?
     }
 
     async fn service_catalog(
@@ -644,14 +839,17 @@ impl Emulator {
                     .vend_account(&name_param, &email, &root, &id, &management)
                     .await
                 {
-                    Ok(account_id) => (
-                        VendOutcome::Succeeded {
-                            account_id,
-                            ou_id: id,
-                            ou_name: name,
-                        },
-                        management,
-                    ),
+                    Ok(account_id) => {
+                        self.lock().org_cache = None;
+                        (
+                            VendOutcome::Succeeded {
+                                account_id,
+                                ou_id: id,
+                                ou_name: name,
+                            },
+                            management,
+                        )
+                    }
                     Err(e) => (failed(e.describe(), &id, &name), management),
                 }
             }
@@ -725,6 +923,31 @@ impl Emulator {
                 (Method::POST, "config") => self.configure(&input),
                 (Method::GET, "state") => self.state().await.map_err(|e| (500, e.message)),
                 (Method::GET, "calls") => Ok(json!(self.lock().calls)),
+                (Method::GET, "stats") => Ok(json!({
+                    "motoRequests": self.moto.as_ref().map_or(0, MotoPeer::request_count),
+                    "calls": self.lock().calls.len(),
+                })),
+                (Method::POST, "service-linked-roles") => {
+                    let services = input["services"].as_array().map(|items| {
+                        items
+                            .iter()
+                            .filter_map(Value::as_str)
+                            .map(str::to_string)
+                            .collect::<Vec<_>>()
+                    });
+                    match (input["account"].as_str(), services) {
+                        (Some(account), Some(services)) => {
+                            self.lock()
+                                .seeded_slrs
+                                .insert(account.to_string(), services);
+                            Ok(json!({}))
+                        }
+                        _ => Err((
+                            400,
+                            "expected {\"account\", \"services\": [service names]}".to_string(),
+                        )),
+                    }
+                }
                 (Method::POST, "orgs") => serde_json::from_value::<OrgSeed>(input)
                     .map_err(bad_request)
                     .map(|org| {
@@ -776,9 +999,20 @@ impl Emulator {
             return Err((400, "expected a JSON object of switches".to_string()));
         };
         let mut st = self.lock();
-        let mut current = json!(st.switches);
+        // `{"profile": "realistic"}` starts from that profile; other fields then apply on top.
+        let base = match patch.get("profile") {
+            None => st.switches.clone(),
+            Some(Value::String(name)) => Switches::profile(name).ok_or_else(|| {
+                (
+                    400,
+                    format!("unknown profile {name:?}: use default or realistic"),
+                )
+            })?,
+            Some(_) => return Err((400, "profile must be a string".to_string())),
+        };
+        let mut current = json!(base);
         if let Some(fields) = current.as_object_mut() {
-            for (key, value) in patch {
+            for (key, value) in patch.iter().filter(|(k, _)| *k != "profile") {
                 fields.insert(key.clone(), value.clone());
             }
         }
@@ -794,22 +1028,16 @@ impl Emulator {
     async fn state(&self) -> Result<Value, ApiError> {
         self.complete_vending().await;
         let now = self.clock.now();
-        let need = self.lock().lm.org_need("", &json!({}), now);
-        let org = self.org_view(need).await?;
-        let epoch_ms = self.clock.epoch_ms();
-        let mut guard = self.lock();
-        let st = &mut *guard;
-        let switches = st.switches.clone();
-        let mut ctx = Ctx {
-            caller: "",
-            org: &org,
-            switches: &switches,
-            now,
-            epoch_ms,
-            ids: &mut st.ids,
+        let (need, accounts) = {
+            let st = self.lock();
+            (
+                st.lm.org_need("", &json!({}), now),
+                st.lm.accounts_needed(now),
+            )
         };
-        st.lm.settle(&mut ctx);
-        let mut out = st.lm.dump();
+        let org = self.org_view_for(need, &accounts).await?;
+        let mut out = self.with_settled_lm("", &org, |lm, _| lm.dump()).await?;
+        let st = self.lock();
         out["serviceCatalog"] = st.sc.dump();
         out["org"] = json!(st.org_seed);
         out["switches"] = json!(st.switches);
@@ -913,6 +1141,32 @@ impl ControlClient {
             .iter()
             .filter(|c| c.operation == operation)
             .count())
+    }
+
+    /// Without moto: which member service-linked roles `account` has (service names, e.g.
+    /// `license-manager.amazonaws.com`); accounts never set have all of them.
+    pub async fn set_service_linked_roles(
+        &self,
+        account: &str,
+        services: &[&str],
+    ) -> io::Result<()> {
+        let body = json!({ "account": account, "services": services });
+        self.call(Method::POST, "service-linked-roles", Some(body))
+            .await
+            .map(drop)
+    }
+
+    /// How many requests the emulator has sent to moto (organization, callers, IAM).
+    pub async fn moto_requests(&self) -> io::Result<u64> {
+        let v = self.call(Method::GET, "stats", None).await?;
+        v["motoRequests"]
+            .as_u64()
+            .ok_or_else(|| io::Error::other("stats without motoRequests"))
+    }
+
+    /// Switches to a named profile (`default` or `realistic`; see [`Switches::profile`]).
+    pub async fn use_profile(&self, profile: &str) -> io::Result<Switches> {
+        self.configure(json!({ "profile": profile })).await
     }
 
     /// Moves the emulator clock forward (grant workflows, provisioning, rate windows).

@@ -2,6 +2,8 @@
 //! when a moto URL is configured, else from seeded data.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -101,6 +103,22 @@ impl OrgView {
 pub struct MotoPeer {
     pub url: String,
     pub management_key: String,
+    /// Requests sent to moto so far (`GET /_emulator/stats`).
+    requests: Arc<AtomicU64>,
+}
+
+/// Every `<tag>…</tag>` text in `xml`.
+fn xml_all<'a>(xml: &'a str, tag: &str) -> Vec<&'a str> {
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(start) = rest.find(&open) {
+        let after = &rest[start + open.len()..];
+        let Some(end) = after.find(&close) else { break };
+        out.push(&after[..end]);
+        rest = &after[end + close.len()..];
+    }
+    out
 }
 
 fn peer_error(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -134,13 +152,20 @@ impl MotoPeer {
         Self {
             url: url.trim_end_matches('/').to_string(),
             management_key: management_key.to_string(),
+            requests: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many requests the emulator sent to moto.
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// One Organizations call (AWS JSON 1.1).
     pub async fn organizations(&self, operation: &str, body: Value) -> Result<Value, PeerError> {
         let target = format!("AWSOrganizationsV20161128.{operation}");
         let auth = fake_sigv4(&self.management_key, "organizations");
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let response = http::send(
             hyper::Method::POST,
             &format!("{}/", self.url),
@@ -182,19 +207,35 @@ impl MotoPeer {
         access_key_id: &str,
         params: &[(&str, &str)],
     ) -> Result<String, PeerError> {
+        self.query_in(service, access_key_id, None, params).await
+    }
+
+    /// [`MotoPeer::query`] acting in `account` (moto's `x-moto-account-id` header) when given.
+    pub async fn query_in(
+        &self,
+        service: &str,
+        access_key_id: &str,
+        account: Option<&str>,
+        params: &[(&str, &str)],
+    ) -> Result<String, PeerError> {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let body = params
             .iter()
             .map(|(k, v)| format!("{k}={}", form_encode(v)))
             .collect::<Vec<_>>()
             .join("&");
         let auth = fake_sigv4(access_key_id, service);
+        let mut headers = vec![
+            ("content-type", "application/x-www-form-urlencoded"),
+            ("authorization", auth.as_str()),
+        ];
+        if let Some(account) = account {
+            headers.push(("x-moto-account-id", account));
+        }
         let response = http::send(
             hyper::Method::POST,
             &format!("{}/", self.url),
-            &[
-                ("content-type", "application/x-www-form-urlencoded"),
-                ("authorization", &auth),
-            ],
+            &headers,
             body,
         )
         .await
@@ -209,6 +250,30 @@ impl MotoPeer {
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("HTTP {}", response.status)),
             })
+        }
+    }
+
+    /// The paths of the service-linked roles in `account`'s IAM (read as that account).
+    pub async fn service_role_paths(&self, account: &str) -> Result<BTreeSet<String>, PeerError> {
+        let mut paths = BTreeSet::new();
+        let mut marker: Option<String> = None;
+        loop {
+            let mut params = vec![
+                ("Action", "ListRoles"),
+                ("Version", "2010-05-08"),
+                ("PathPrefix", "/aws-service-role/"),
+            ];
+            if let Some(m) = marker.as_deref() {
+                params.push(("Marker", m));
+            }
+            let xml = self
+                .query_in("iam", &self.management_key, Some(account), &params)
+                .await?;
+            paths.extend(xml_all(&xml, "Path").into_iter().map(str::to_string));
+            marker = match (xml_text(&xml, "IsTruncated"), xml_text(&xml, "Marker")) {
+                (Some("true"), Some(m)) if !m.is_empty() => Some(m.to_string()),
+                _ => return Ok(paths),
+            };
         }
     }
 
