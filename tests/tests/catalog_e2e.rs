@@ -61,6 +61,8 @@ async fn product_launch_entitles_the_account_and_delete_deactivates_on_request()
             safety_margin: Duration::from_secs(2),
             allow_local_response_url: true,
             recheck_queue_url: None,
+            pending_recheck_interval: Duration::from_secs(60),
+            deadline_fallback: Duration::from_secs(900),
         },
         responder: Responder::new(true),
     };
@@ -125,6 +127,127 @@ async fn product_launch_entitles_the_account_and_delete_deactivates_on_request()
         s.grants_in(&account.id)
             .await
             .contains(&(license.arn.clone(), "DISABLED".to_string())),
+        "{:?}",
+        s.grants_in(&account.id).await
+    );
+}
+
+/// Issue 8 item 9 against the emulator with a License Manager workflow that takes longer than
+/// one invocation's wait: the default (`WAIT`) hands the request to the re-check queue and the
+/// re-check answers SUCCESS once the grant is ACTIVE. The first launch does not fail.
+#[tokio::test]
+async fn slow_grant_workflow_is_waited_for_on_the_recheck_queue_and_answered_success() {
+    let Some(mut s) = setup(demo_spec()).await else {
+        return;
+    };
+    s.world
+        .control()
+        .configure(json!({ "pendingWorkflowMs": 3_000 }))
+        .await
+        .unwrap();
+    let ou = s.org.ou("Workloads").unwrap().id.clone();
+    let account = seed::add_account(&s.world, &mut s.org, "SlowLaunch", &ou)
+        .await
+        .unwrap();
+    let license = s.org.licenses[0].clone();
+    let recheck_queue = s
+        .world
+        .sqs()
+        .create_queue()
+        .queue_name("catalog-recheck")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let vars = [
+        ("CATALOG_RECHECK_QUEUE_URL", recheck_queue.as_str()),
+        ("WAIT_FOR_ACTIVE_SECONDS", "1"),
+        ("ACTIVE_POLL_INTERVAL_MS", "200"),
+        ("RESPONSE_SAFETY_MARGIN_MS", "2000"),
+        ("PENDING_RECHECK_SECONDS", "1"),
+        ("ALLOW_LOCAL_RESPONSE_URL", "true"),
+    ];
+    let config = CatalogConfig::from_lookup(|k| {
+        vars.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .unwrap();
+    assert_eq!(
+        config.pending_response,
+        PendingResponse::Wait,
+        "the default"
+    );
+    let app = App {
+        engine: s.engine(&[]),
+        sqs: s.world.sqs(),
+        catalog: s.world.service_catalog(),
+        config,
+        responder: Responder::new(true),
+    };
+    let receiver = Receiver::start(Vec::new()).await;
+    let props = json!({"LicenseArn": license.arn});
+    let out = handle(
+        &app,
+        request("Create", &receiver.url, &account.id, props, None),
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["responses"][0]["status"], "WAITING", "{out:#}");
+    assert!(receiver.bodies().is_empty(), "not answered FAILED");
+
+    // The Lambda SQS source: deliver what the queue holds until the answer is out.
+    let sqs = s.world.sqs();
+    for _ in 0..20 {
+        if !receiver.bodies().is_empty() {
+            break;
+        }
+        let got = sqs
+            .receive_message()
+            .queue_url(&recheck_queue)
+            .max_number_of_messages(10)
+            .wait_time_seconds(2)
+            .send()
+            .await
+            .unwrap();
+        let records: Vec<Value> = got
+            .messages()
+            .iter()
+            .map(|m| json!({"messageId": m.message_id(), "eventSource": "aws:sqs", "body": m.body()}))
+            .collect();
+        if records.is_empty() {
+            continue;
+        }
+        let batch = handle(
+            &app,
+            json!({ "Records": records }),
+            Instant::now() + Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+        assert_eq!(batch, json!({"batchItemFailures": []}));
+        for m in got.messages() {
+            sqs.delete_message()
+                .queue_url(&recheck_queue)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.len(), 1, "answered exactly once: {bodies:#?}");
+    let answer: Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(answer["Status"], "SUCCESS", "{answer:#}");
+    assert_eq!(answer["Data"]["GrantStatus"], "ACTIVE");
+    assert_eq!(answer["RequestId"], "req-create");
+    assert!(
+        s.grants_in(&account.id)
+            .await
+            .contains(&(license.arn.clone(), "ACTIVE".to_string())),
         "{:?}",
         s.grants_in(&account.id).await
     );

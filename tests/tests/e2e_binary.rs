@@ -110,3 +110,71 @@ async fn binary_onboards_an_account_from_the_shipped_events() {
     );
     lambda.stop();
 }
+
+/// Issue 8 item 10: under `cargo lambda watch` the runtime hands out a duration (600000) as
+/// `Lambda-Runtime-Deadline-Ms`; the custom resource must still work and answer its
+/// ResponseURL. This is the README's "Try it locally" run for catalog-provisioning: the local
+/// world's environment plus ALLOW_LOCAL_RESPONSE_URL, the shipped Create event pointed at a
+/// listener on 127.0.0.1, at a seeded account and license.
+#[tokio::test]
+async fn catalog_provisioning_binary_answers_its_response_url_under_cargo_lambda_watch() {
+    let Some(world) = World::start_or_skip().await else {
+        return;
+    };
+    let org = seed::seed(&world, &demo_spec()).await.unwrap();
+    let account = org.account("workload-prod").unwrap().clone();
+    let license = org.licenses[0].clone();
+    let receiver = local_world::receiver::Receiver::start(Vec::new()).await;
+
+    let mut env = world.env_vars();
+    env.push(("ALLOW_LOCAL_RESPONSE_URL".into(), "true".into()));
+    env.push(("RUST_LOG".into(), "info".into()));
+    let lambda = match LambdaEmulator::start(&env, Duration::from_secs(600)).await {
+        Ok(l) => l,
+        Err(e) if !local_world::world::in_ci() => {
+            eprintln!("SKIPPED catalog_provisioning_binary_answers_its_response_url_under_cargo_lambda_watch: {e} (run `make venv`)");
+            return;
+        }
+        Err(e) => panic!("cargo lambda watch did not start: {e}"),
+    };
+
+    let mut event: Value = serde_json::from_str(
+        &std::fs::read_to_string(workspace_root().join("events/catalog-create.json")).unwrap(),
+    )
+    .unwrap();
+    let stack = event["StackId"]
+        .as_str()
+        .unwrap()
+        .replace("210987654321", &account.id);
+    event["StackId"] = json!(stack);
+    event["ResponseURL"] = json!(receiver.url);
+    event["ResourceProperties"]["LicenseArn"] = json!(license.arn);
+    let dir = std::env::temp_dir().join(format!("ct-e2e-binary-cr-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("catalog-create.json");
+    std::fs::write(&file, serde_json::to_vec(&event).unwrap()).unwrap();
+
+    let started = std::time::Instant::now();
+    let out = lambda.invoke("catalog-provisioning", &file).await.unwrap();
+    assert!(out.ok, "invoke failed: {}\n{}", out.raw, lambda.log_text());
+    assert_eq!(
+        out.output["responses"][0]["status"], "SUCCESS",
+        "{:#}",
+        out.output
+    );
+    let bodies = receiver.bodies();
+    assert_eq!(bodies.len(), 1, "{}", lambda.log_text());
+    let answer: Value = serde_json::from_str(&bodies[0]).unwrap();
+    assert_eq!(answer["Status"], "SUCCESS", "{answer:#}");
+    assert_eq!(answer["Data"]["GrantStatus"], "ACTIVE", "{answer:#}");
+    assert_eq!(answer["Data"]["LicenseArn"], json!(license.arn));
+    assert!(
+        lambda.log_text().contains("using the fallback budget"),
+        "the implausible deadline was noticed"
+    );
+    eprintln!(
+        "catalog-provisioning under cargo lambda watch answered in {:?}",
+        started.elapsed()
+    );
+    lambda.stop();
+}

@@ -17,7 +17,7 @@ use aws_sdk_servicecatalog::types::{
 };
 use common::{assert_least_privilege, setup, Setup};
 use local_world::clients;
-use local_world::emulator::{ACCOUNT_FACTORY, CONTROL_TOWER_BUSY};
+use local_world::emulator::{ACCOUNT_FACTORY, ACCOUNT_FACTORY_BUSY};
 use local_world::seed::demo_spec;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -416,7 +416,7 @@ async fn requested_account_is_vended_tagged_shared_and_entitled_by_account_lifec
     let sc = &state["serviceCatalog"];
     assert!(
         sc["portfolioShares"].as_array().unwrap().contains(
-            &json!({"PortfolioId": portfolio, "Target": {"Type": "ACCOUNT", "Value": account}})
+            &json!({"PortfolioId": portfolio, "SharePrincipals": false, "Target": {"Type": "ACCOUNT", "Value": account}})
         ),
         "{sc:#}"
     );
@@ -571,6 +571,81 @@ async fn failed_record_is_parked_with_its_record_errors() {
 }
 
 #[tokio::test]
+async fn redriven_failed_request_is_vended_under_a_fresh_name() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let control = s.world.control();
+    control
+        .configure(json!({ "failEmailMarker": "flaky" }))
+        .await
+        .unwrap();
+    let v = Vending::new(&s, &[]).await;
+    let request = account_request(
+        "Flaky",
+        "aws+flaky@example.com",
+        "Workloads",
+        &["prod-demo-analytics"],
+    );
+    v.submit(&s, &request).await;
+    v.pump(&s).await;
+    v.pump(&s).await;
+    let parked = peek(&s, &v.dead_letter_queue).await;
+    assert_eq!(parked.len(), 1, "{parked:#?}");
+    assert_eq!(parked[0]["failure"]["status"], "FAILED");
+
+    // The operator fixes the cause and redrives the parked message.
+    control
+        .configure(json!({ "failEmailMarker": "no-such-marker" }))
+        .await
+        .unwrap();
+    let report = handle(&v.app, parked[0].clone()).await.unwrap();
+    assert_eq!(report["provisionedProductName"], "Flaky-r1", "{report:#}");
+    assert!(
+        report["nameReason"]
+            .as_str()
+            .unwrap()
+            .contains("the FAILED provisioned product Flaky keeps its name"),
+        "{report:#}"
+    );
+    assert_eq!(report["generation"], 1);
+    assert!(report.get("error").is_none(), "{report:#}");
+    for _ in 0..5 {
+        if peek(&s, &v.queue).await.is_empty() {
+            break;
+        }
+        v.pump(&s).await;
+    }
+    assert!(peek(&s, &v.queue).await.is_empty(), "finished");
+    assert_eq!(
+        peek(&s, &v.dead_letter_queue).await.len(),
+        1,
+        "only the original"
+    );
+    let state = control.state().await.unwrap();
+    let products: Vec<(String, String)> = state["serviceCatalog"]["provisionedProducts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["Name"].as_str().unwrap().to_string(),
+                p["Status"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(name, _)| name.starts_with("Flaky"))
+        .collect();
+    assert_eq!(
+        products,
+        vec![
+            ("Flaky".to_string(), "ERROR".to_string()),
+            ("Flaky-r1".to_string(), "AVAILABLE".to_string()),
+        ],
+        "the failed product is left for the operator; the account came from the fresh name"
+    );
+}
+
+#[tokio::test]
 async fn at_the_concurrency_cap_requests_wait_on_the_queue() {
     let Some(s) = setup(demo_spec()).await else {
         return;
@@ -722,7 +797,7 @@ async fn control_tower_busy_is_waited_out_not_failed() {
         report["reason"]
             .as_str()
             .unwrap()
-            .contains(CONTROL_TOWER_BUSY),
+            .contains(ACCOUNT_FACTORY_BUSY),
         "{report:#}"
     );
     assert_eq!(report["nextCheckInSeconds"], 0);
@@ -735,7 +810,7 @@ async fn control_tower_busy_is_waited_out_not_failed() {
         .filter(|c| c.operation == "ProvisionProduct")
         .map(|c| c.outcome)
         .collect();
-    assert_eq!(refused, vec!["ok", "InvalidParametersException"]);
+    assert_eq!(refused, vec!["ok", "ResourceInUseException"]);
     let queued = peek(&s, &v.queue).await;
     assert_eq!(queued.len(), 1, "{queued:#?}");
     assert_eq!(queued[0]["request"], request);

@@ -15,7 +15,7 @@ use aws_sdk_servicecatalog::Client;
 use local_world::clients;
 use local_world::emulator::{
     self, ControlClient, EmulatorHandle, EmulatorOptions, OrgSeed, OuSeed, ACCOUNT_FACTORY,
-    CONTROL_TOWER_BUSY,
+    ACCOUNT_FACTORY_BUSY, CONTROL_TOWER_BUSY,
 };
 use serde_json::json;
 
@@ -330,6 +330,20 @@ async fn control_tower_runs_a_limited_number_of_account_operations() {
             .await
             .unwrap();
     }
+    let err = request(&client, &product, &artifact, "three", "Sandbox")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    // As AWS answers: ResourceInUseException, "another execution is in progress".
+    // (Not in ProvisionProduct's SDK model: the SDK surfaces it as an unhandled error code.)
+    assert_eq!(err.code(), Some("ResourceInUseException"), "{err:?}");
+    assert_eq!(err.message(), Some(ACCOUNT_FACTORY_BUSY));
+    // The "in progress" variant seen under InvalidParametersException, behind a switch.
+    control
+        .configure(json!({ "accountFactoryBusyCode": "InvalidParametersException" }))
+        .await
+        .unwrap();
     let err = request(&client, &product, &artifact, "three", "Sandbox")
         .send()
         .await
@@ -1089,4 +1103,145 @@ async fn deleting_a_share_revokes_the_import() {
         .unwrap_err()
         .into_service_error();
     assert!(err.is_resource_not_found_exception(), "{err:?}");
+}
+
+#[tokio::test]
+async fn failed_provisioned_product_name_is_refused_until_terminated() {
+    let (emu, control) = start().await;
+    let client = sc(&emu, MGMT);
+    let (product, artifact) = account_factory(&client).await;
+    // The fail marker in the email makes the record FAIL.
+    let record = request(&client, &product, &artifact, "fail-once", "Sandbox")
+        .send()
+        .await
+        .unwrap()
+        .record_detail()
+        .unwrap()
+        .record_id()
+        .unwrap()
+        .to_string();
+    control.advance_clock(Duration::from_secs(1)).await.unwrap();
+    let mut status = None;
+    for _ in 0..50 {
+        let out = client.describe_record().id(&record).send().await.unwrap();
+        status = out.record_detail().and_then(|d| d.status()).cloned();
+        if status == Some(RecordStatus::Failed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, Some(RecordStatus::Failed));
+
+    // Same name, new token (a redriven request): refused while the FAILED product exists.
+    let err = request(&client, &product, &artifact, "fail-once", "Sandbox")
+        .provision_token("token-second-generation")
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameters_exception(), "{err:?}");
+    assert_eq!(
+        err.message(),
+        Some("A stack named fail-once already exists.")
+    );
+
+    // Terminated, the name is free again.
+    let terminated = client
+        .terminate_provisioned_product()
+        .provisioned_product_name("fail-once")
+        .terminate_token("t-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        terminated.record_detail().and_then(|d| d.record_type()),
+        Some("TERMINATE_PROVISIONED_PRODUCT")
+    );
+    request(&client, &product, &artifact, "fail-once", "Sandbox")
+        .provision_token("token-third-generation")
+        .send()
+        .await
+        .unwrap();
+}
+
+async fn principals(client: &Client, portfolio: &str) -> Vec<String> {
+    let mut arns: Vec<String> = client
+        .list_principals_for_portfolio()
+        .portfolio_id(portfolio)
+        .send()
+        .await
+        .unwrap()
+        .principals()
+        .iter()
+        .filter_map(|p| p.principal_arn().map(str::to_string))
+        .collect();
+    arns.sort();
+    arns
+}
+
+#[tokio::test]
+async fn principal_patterns_reach_members_only_through_shares_with_share_principals() {
+    let (emu, admin, portfolio) = portfolio_world().await;
+    let pattern = "arn:aws:iam:::role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_*";
+    admin
+        .associate_principal_with_portfolio()
+        .portfolio_id(&portfolio)
+        .principal_arn(pattern)
+        .principal_type(PrincipalType::IamPattern)
+        .send()
+        .await
+        .unwrap();
+    // Shared with the Teams OU without SharePrincipals (the SDK's default): imported, but
+    // nobody in the member can use it.
+    admin
+        .create_portfolio_share()
+        .portfolio_id(&portfolio)
+        .organization_node(node(OrganizationNodeType::OrganizationalUnit, OU_TEAMS))
+        .send()
+        .await
+        .unwrap();
+    let team_a = sc(&emu, TEAM_A);
+    team_a
+        .accept_portfolio_share()
+        .portfolio_id(&portfolio)
+        .portfolio_share_type(PortfolioShareType::AwsOrganizations)
+        .send()
+        .await
+        .unwrap();
+    assert!(principals(&team_a, &portfolio).await.is_empty());
+    assert_eq!(
+        principals(&admin, &portfolio).await,
+        vec![pattern.to_string()]
+    );
+
+    // Shared with the organization with SharePrincipals=true: the pattern reaches members.
+    admin
+        .create_portfolio_share()
+        .portfolio_id(&portfolio)
+        .organization_node(node(OrganizationNodeType::Organization, ORG_ID))
+        .share_principals(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        principals(&team_a, &portfolio).await,
+        vec![pattern.to_string()]
+    );
+    let state = emu.control().state().await.unwrap();
+    let shares = &state["serviceCatalog"]["portfolioShares"];
+    assert_eq!(shares[0]["SharePrincipals"], false, "{shares:#}");
+    assert_eq!(shares[1]["SharePrincipals"], true, "{shares:#}");
+
+    // Account shares cannot carry principals (AWS supports SharePrincipals on ORGANIZATION and
+    // ORGANIZATIONAL_UNIT nodes only).
+    let err = admin
+        .create_portfolio_share()
+        .portfolio_id(&portfolio)
+        .account_id(OUTSIDER)
+        .share_principals(true)
+        .send()
+        .await
+        .unwrap_err()
+        .into_service_error();
+    assert!(err.is_invalid_parameters_exception(), "{err:?}");
 }

@@ -153,10 +153,20 @@ pub struct Provision<'a> {
     pub parameters: Vec<(&'static str, String)>,
 }
 
-/// True when Control Tower refused because too many of its operations are running.
+/// True when Control Tower refused because another of its operations is running: AWS answers
+/// `ResourceInUseException` ("Account Factory cannot create this enrolled account right now,
+/// because another execution is in progress"), and has been seen answering other codes (such
+/// as `InvalidParametersException`) with "another … operation is in progress" wording. Busy is
+/// temporary whatever the code.
 pub fn is_busy(e: &Error) -> bool {
-    matches!(e, Error::Aws { message, .. }
-        if message.to_ascii_lowercase().contains("operation is in progress"))
+    let Error::Aws { code, message, .. } = e else {
+        return false;
+    };
+    let message = message.to_ascii_lowercase();
+    code == "ResourceInUseException"
+        || message.contains("operation is in progress")
+        || message.contains("execution is in progress")
+        || (message.contains("another") && message.contains("in progress"))
 }
 
 pub async fn provision(
@@ -349,5 +359,48 @@ fn missing(operation: &str, field: &str) -> Error {
         code: "MissingField".to_string(),
         message: format!("{operation} response has no {field}"),
         retry: Retry::Retryable,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aws(code: &str, message: &str) -> Error {
+        Error::Aws {
+            service: "servicecatalog",
+            operation: "ProvisionProduct",
+            code: code.into(),
+            message: message.into(),
+            retry: Retry::Permanent,
+        }
+    }
+
+    #[test]
+    fn control_tower_busy_whatever_the_code() {
+        for (code, message) in [
+            (
+                "ResourceInUseException",
+                "Account Factory cannot create this enrolled account right now, because another execution is in progress",
+            ),
+            ("ResourceInUseException", "anything"),
+            (
+                "InvalidParametersException",
+                "AWS Control Tower cannot provision the account because another AWS Control Tower operation is in progress. Try again later.",
+            ),
+            ("ValidationException", "Another execution is in progress"),
+        ] {
+            assert!(is_busy(&aws(code, message)), "{code}: {message}");
+        }
+        for (code, message) in [
+            (
+                "InvalidParametersException",
+                "A stack named Sandbox-7 already exists.",
+            ),
+            ("ResourceNotFoundException", "Product not found"),
+        ] {
+            assert!(!is_busy(&aws(code, message)), "{code}: {message}");
+        }
+        assert!(!is_busy(&Error::InvalidInput("in progress".into())));
     }
 }

@@ -7,7 +7,9 @@
 
 use crate::catalog::{self, Product, Provision, Record};
 use crate::config::VendingConfig;
-use crate::request::{parse_message, provision_token, tag_value, validate, Tracked, Valid};
+use crate::request::{
+    generation_name, parse_message, provision_token, tag_value, validate, Tracked, Valid,
+};
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use serde::Serialize;
@@ -116,6 +118,10 @@ pub struct VendingReport {
     pub account_email: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub provisioned_product_name: Option<String>,
+    /// Why this name: `requested` (generation 0), or which FAILED provisioned product of an
+    /// earlier generation still holds the previous name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name_reason: Option<String>,
     /// `REJECTED`, `WAITING` (no free Control Tower operation), the record's status
     /// (`CREATED`, `IN_PROGRESS`, `IN_PROGRESS_IN_ERROR`, `SUCCEEDED`, `FAILED`), `EXPIRED`
     /// or `ERROR`.
@@ -315,7 +321,10 @@ async fn advance(
     report.record_id = tracked.record_id.clone();
     report.status = "ERROR".into();
     let valid = validate(&tracked.request, app.shared.licenses_tag_key.as_deref())?;
-    report.provisioned_product_name = Some(valid.provisioned_product_name.clone());
+    let (product_name, name_reason) =
+        generation_name(&valid.provisioned_product_name, tracked.generation);
+    report.provisioned_product_name = Some(product_name.clone());
+    report.name_reason = Some(name_reason);
     report.entitlements = valid.request.entitlements.clone();
     let age = (app.now)().saturating_sub(tracked.first_seen);
     let expired = age >= app.config.request_deadline.as_secs();
@@ -342,7 +351,7 @@ async fn advance(
             let token = provision_token(&valid.request.account_email, tracked.generation);
             let provision = Provision {
                 product: &product,
-                name: &valid.provisioned_product_name,
+                name: &product_name,
                 token: &token,
                 parameters: parameters(&valid),
             };
@@ -354,9 +363,14 @@ async fn advance(
                     record
                 }
                 Err(e) if catalog::is_busy(&e) => {
+                    // Control Tower is busy (ResourceInUseException, or "in progress" under
+                    // another code): wait on the queue, never the dead-letter queue.
                     slots.free = Some(0);
                     report.status = "WAITING".into();
-                    report.reason = Some(e.to_string());
+                    report.reason = Some(format!(
+                        "Control Tower is busy; trying again in {}s: {e}",
+                        app.config.busy_retry_delay.as_secs()
+                    ));
                     return Ok(again(tracked, app.config.busy_retry_delay));
                 }
                 Err(e) => return Err(e),
@@ -485,6 +499,7 @@ async fn succeeded(
                 reason: Some("vending".into()),
                 attempt: 0,
                 first_seen: None,
+                activations: Vec::new(),
             })
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
             shared::aws::send_recheck(&app.clients.sqs, queue, &body, Duration::ZERO, calls)

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::config::LicenseRef;
+use shared::error::echo;
 use shared::ids::is_ou_id;
 use shared::Error;
 
@@ -78,21 +79,21 @@ pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<
         || !r.account_name.bytes().all(|b| (0x20..0x7f).contains(&b))
     {
         problems.push(format!(
-            "AccountName {:?} must be 1 to 50 printable ASCII characters",
-            r.account_name
+            "AccountName {} must be 1 to 50 printable ASCII characters",
+            echo(&r.account_name)
         ));
     }
     // Organizations: account emails are 6-64 characters.
     if !is_email(&r.account_email) || !(6..=64).contains(&r.account_email.len()) {
         problems.push(format!(
-            "AccountEmail {:?} is not an email address (6 to 64 characters)",
-            r.account_email
+            "AccountEmail {} is not an email address (6 to 64 characters)",
+            echo(&r.account_email)
         ));
     }
     if !is_email(&r.sso_user_email) {
         problems.push(format!(
-            "SSOUserEmail {:?} is not an email address",
-            r.sso_user_email
+            "SSOUserEmail {} is not an email address",
+            echo(&r.sso_user_email)
         ));
     }
     for (field, value) in [
@@ -100,7 +101,10 @@ pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<
         ("SSOUserLastName", &r.sso_user_last_name),
     ] {
         if value.is_empty() || value.chars().count() > 128 || value.chars().any(char::is_control) {
-            problems.push(format!("{field} {value:?} must be 1 to 128 characters"));
+            problems.push(format!(
+                "{field} {} must be 1 to 128 characters",
+                echo(value)
+            ));
         }
     }
     if let Err(e) = parse_managed_ou(&r.managed_organizational_unit) {
@@ -134,7 +138,8 @@ pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<
         Some(name) if is_provisioned_product_name(name) => name.clone(),
         Some(name) => {
             problems.push(format!(
-                "ProvisionedProductName {name:?} must start with a letter or digit and use only letters, digits, '.', '_', '-' (at most 128)"
+                "ProvisionedProductName {} must start with a letter or digit and use only letters, digits, '.', '_', '-' (at most 128)",
+                echo(name)
             ));
             String::new()
         }
@@ -169,7 +174,8 @@ pub fn tag_value(entitlements: &[LicenseRef]) -> String {
 pub fn parse_managed_ou(raw: &str) -> Result<(String, Option<String>), String> {
     let bad = |why: &str| {
         Err(format!(
-            "ManagedOrganizationalUnit {raw:?} {why}; expected \"Name\" or \"Name (ou-xxxx-yyyyyyyy)\""
+            "ManagedOrganizationalUnit {} {why}; expected \"Name\" or \"Name (ou-xxxx-yyyyyyyy)\"",
+            echo(raw)
         ))
     };
     if raw.is_empty() || raw.chars().count() > 128 || raw.chars().any(char::is_control) {
@@ -180,7 +186,7 @@ pub fn parse_managed_ou(raw: &str) -> Result<(String, Option<String>), String> {
             return bad("has an unclosed OU id");
         };
         if !is_ou_id(inner) {
-            return bad(&format!("has {inner:?}, which is not an OU id"));
+            return bad(&format!("has {}, which is not an OU id", echo(inner)));
         }
         let name = raw[..open].trim();
         if name.is_empty() {
@@ -253,6 +259,31 @@ fn default_product_name(account_name: &str) -> String {
     }
     name.truncate(128);
     name
+}
+
+/// The provisioned product name of a generation, and why. Generation 0 uses the requested (or
+/// default) name. A redriven FAILED request is a new generation, and Service Catalog keeps a
+/// FAILED provisioned product's name until someone terminates it ("A stack named … already
+/// exists"), so each later generation gets a deterministic suffix (`-r<generation>`): nothing is
+/// terminated on the operator's behalf (the failed product keeps its record errors for them to
+/// read), and a retried message of one generation always reuses that generation's name.
+pub fn generation_name(base: &str, generation: u32) -> (String, String) {
+    if generation == 0 {
+        return (base.to_string(), "requested".to_string());
+    }
+    let suffix = format!("-r{generation}");
+    let mut name = base.to_string();
+    // Provisioned product names are at most 128 characters.
+    let keep = 128usize.saturating_sub(suffix.len());
+    if name.len() > keep {
+        name.truncate(keep);
+    }
+    let name = format!("{name}{suffix}");
+    let previous = generation_name(base, generation - 1).0;
+    let reason = format!(
+        "generation {generation}: the FAILED provisioned product {previous} keeps its name until it is terminated, so this attempt uses a fresh one (terminate {previous} in Service Catalog once its errors are read)"
+    );
+    (name, reason)
 }
 
 /// Deterministic `ProvisionToken`: the same account email and generation always give the same
@@ -437,6 +468,24 @@ mod tests {
         ] {
             assert!(!is_email(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn each_generation_gets_its_own_provisioned_product_name() {
+        assert_eq!(generation_name("Sandbox-7", 0).0, "Sandbox-7");
+        let (name, reason) = generation_name("Sandbox-7", 1);
+        assert_eq!(name, "Sandbox-7-r1");
+        assert!(
+            reason.contains("FAILED provisioned product Sandbox-7 "),
+            "{reason}"
+        );
+        let (name, reason) = generation_name("Sandbox-7", 2);
+        assert_eq!(name, "Sandbox-7-r2");
+        assert!(reason.contains("Sandbox-7-r1"), "{reason}");
+        let long = "a".repeat(128);
+        let (name, _) = generation_name(&long, 12);
+        assert_eq!(name.len(), 128);
+        assert!(name.ends_with("-r12"));
     }
 
     #[test]

@@ -615,6 +615,32 @@ async fn control_tower_busy_is_retried_later_not_failed() {
 }
 
 #[tokio::test]
+async fn resource_in_use_is_busy_and_requeued_never_parked() {
+    for (code, message) in [
+        (
+            "ResourceInUseException",
+            "Account Factory cannot create this enrolled account right now, because another execution is in progress",
+        ),
+        (
+            "InvalidParametersException",
+            "Account Factory cannot create this enrolled account right now, because another execution is in progress",
+        ),
+    ] {
+        let mut world = World::new();
+        world.catalog[3] = mock!(aws_sdk_servicecatalog::Client::provision_product)
+            .then_http_response(move || json_error(400, code, message));
+        let app = world.app(&[("BUSY_RETRY_DELAY_SECONDS", "240")]);
+        let out = handle(&app, batch(&[request("Sandbox 1")])).await.unwrap();
+        assert_eq!(out, json!({"batchItemFailures": []}), "{code}");
+        assert_eq!(
+            world.sent(),
+            vec![(QUEUE.to_string(), tracked("Sandbox 1", None, 1, NOW), 240)],
+            "{code}: back on the vending queue after BUSY_RETRY_DELAY_SECONDS, not the DLQ"
+        );
+    }
+}
+
+#[tokio::test]
 async fn failed_record_goes_to_the_dead_letter_queue_with_its_errors() {
     let mut world = World::new();
     world.catalog.push(
@@ -665,6 +691,49 @@ async fn failed_record_goes_to_the_dead_letter_queue_with_its_errors() {
     let sent = world.sent();
     assert_eq!(sent[0].1["generation"], 1);
     assert_eq!(sent[0].1["firstSeen"], NOW);
+}
+
+#[tokio::test]
+async fn redriven_failed_request_provisions_under_a_fresh_name_and_says_why() {
+    let mut world = World::new();
+    let app = world.app(&[]);
+    // Parked after its record FAILED (generation 0, provisioned product "Sandbox-7").
+    let mut parked = tracked("Sandbox 7", Some(RECORD), 3, NOW - 3600);
+    parked["failure"] = json!({"status": "FAILED", "recordId": RECORD});
+    let report = handle(&app, parked).await.unwrap();
+    let provisions = world.provisions.lock().unwrap().clone();
+    assert_eq!(provisions.len(), 1);
+    assert_eq!(
+        provisions[0].2, "Sandbox-7-r1",
+        "Service Catalog keeps a FAILED product's name until it is terminated"
+    );
+    assert_eq!(report["provisionedProductName"], "Sandbox-7-r1");
+    let reason = report["nameReason"].as_str().unwrap();
+    assert!(
+        reason.contains("the FAILED provisioned product Sandbox-7 keeps its name"),
+        "{reason}"
+    );
+    // A redelivered message of the same generation keeps that generation's name and token.
+    let again = world.sent()[0].1.clone();
+    world.catalog.push(describe(RecordStatus::InProgress));
+    let mut retried = again.clone();
+    retried.as_object_mut().unwrap().remove("recordId");
+    handle(&app, retried).await.unwrap();
+    let provisions = world.provisions.lock().unwrap().clone();
+    assert_eq!(
+        (provisions[1].2.as_str(), provisions[1].3.as_str()),
+        (
+            "Sandbox-7-r1",
+            provision_token("aws+sandbox-7@example.com", 1).as_str()
+        )
+    );
+    // The first generation is reported with its requested name.
+    let world = World::new();
+    let report = handle(&world.app(&[]), request("Sandbox 7")).await.unwrap();
+    assert_eq!(
+        (&report["provisionedProductName"], &report["nameReason"]),
+        (&json!("Sandbox-7"), &json!("requested"))
+    );
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 //! no AWS call, every error names its variable.
 
 use shared::config::{parse_bool, parse_num};
+use shared::custom_resource::{DEADLINE_FALLBACK_VAR, DEFAULT_DEADLINE_FALLBACK};
 use shared::Error;
 use std::time::Duration;
 
@@ -14,11 +15,19 @@ pub mod vars {
     pub const RESPONSE_SAFETY_MARGIN_MS: &str = "RESPONSE_SAFETY_MARGIN_MS";
     pub const ALLOW_LOCAL_RESPONSE_URL: &str = "ALLOW_LOCAL_RESPONSE_URL";
     pub const CATALOG_RECHECK_QUEUE_URL: &str = "CATALOG_RECHECK_QUEUE_URL";
+    pub const PENDING_RECHECK_SECONDS: &str = "PENDING_RECHECK_SECONDS";
+    pub const DEADLINE_FALLBACK_SECONDS: &str = super::DEADLINE_FALLBACK_VAR;
 }
 
-/// How a grant still in License Manager's workflow is answered when time runs out.
+/// How a grant still in License Manager's workflow is answered when the invocation's time
+/// (`WAIT_FOR_ACTIVE_SECONDS`, the Lambda deadline) runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PendingResponse {
+    /// The default: no answer yet. The request (its ResponseURL included) goes to
+    /// `CATALOG_RECHECK_QUEUE_URL`; re-checks every `PENDING_RECHECK_SECONDS` answer SUCCESS once
+    /// the grant is ACTIVE, or FAILED (naming the grant and its status) shortly before the
+    /// resource's `ServiceTimeout` (CloudFormation's default: one hour). Without a queue, FAILED.
+    Wait,
     /// FAILED with the reason: the launch fails and can be retried (the same grant is reused).
     Failed,
     /// SUCCESS with `EntitlementStatus` = `PENDING`; a delayed re-check on
@@ -42,6 +51,11 @@ pub struct CatalogConfig {
     pub allow_local_response_url: bool,
     /// Queue of delayed re-checks for grants answered as pending.
     pub recheck_queue_url: Option<String>,
+    /// Pause between re-checks of a request waiting for its answer (`Wait`).
+    pub pending_recheck_interval: Duration,
+    /// The invocation budget assumed when the runtime's deadline is implausible (a local
+    /// emulator such as `cargo lambda watch`).
+    pub deadline_fallback: Duration,
 }
 
 impl CatalogConfig {
@@ -57,11 +71,12 @@ impl CatalogConfig {
                 .filter(|v| !v.is_empty())
         };
         let pending_response = match get(PENDING_GRANT_RESPONSE).as_deref() {
-            None | Some("FAILED") => PendingResponse::Failed,
+            None | Some("WAIT") => PendingResponse::Wait,
+            Some("FAILED") => PendingResponse::Failed,
             Some("SUCCESS") => PendingResponse::Success,
             Some(other) => {
                 return Err(Error::Config(format!(
-                    "{PENDING_GRANT_RESPONSE}: {other:?} must be FAILED or SUCCESS"
+                    "{PENDING_GRANT_RESPONSE}: {other:?} must be WAIT, FAILED or SUCCESS"
                 )))
             }
         };
@@ -112,6 +127,20 @@ impl CatalogConfig {
                 false,
             )?,
             recheck_queue_url,
+            pending_recheck_interval: Duration::from_secs(parse_num(
+                get(PENDING_RECHECK_SECONDS),
+                PENDING_RECHECK_SECONDS,
+                60,
+                1,
+                900,
+            )?),
+            deadline_fallback: Duration::from_secs(parse_num(
+                get(DEADLINE_FALLBACK_SECONDS),
+                DEADLINE_FALLBACK_SECONDS,
+                DEFAULT_DEADLINE_FALLBACK.as_secs(),
+                10,
+                900,
+            )?),
         })
     }
 }
@@ -136,12 +165,14 @@ mod tests {
             c,
             CatalogConfig {
                 allow_account_override: false,
-                pending_response: PendingResponse::Failed,
+                pending_response: PendingResponse::Wait,
                 wait_for_active: Duration::from_secs(240),
                 poll_interval: Duration::from_secs(10),
                 safety_margin: Duration::from_secs(10),
                 allow_local_response_url: false,
                 recheck_queue_url: None,
+                pending_recheck_interval: Duration::from_secs(60),
+                deadline_fallback: Duration::from_secs(900),
             }
         );
     }
@@ -156,6 +187,8 @@ mod tests {
             ("RESPONSE_SAFETY_MARGIN_MS", "x"),
             ("ALLOW_LOCAL_RESPONSE_URL", "2"),
             ("CATALOG_RECHECK_QUEUE_URL", "queue"),
+            ("PENDING_RECHECK_SECONDS", "0"),
+            ("DEADLINE_FALLBACK_SECONDS", "901"),
         ] {
             match load(&[(var, value)]) {
                 Err(Error::Config(msg)) => assert!(msg.starts_with(var), "{var}: {msg}"),
@@ -179,5 +212,23 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(c.pending_response, PendingResponse::Success);
+    }
+}
+
+#[cfg(test)]
+mod pending_default {
+    use super::*;
+
+    /// Issue 8 item 9: a grant still in License Manager's workflow (minutes in AWS) must not
+    /// fail a first product launch by default.
+    #[test]
+    fn default_pending_response_waits_instead_of_failing() {
+        let c = CatalogConfig::from_lookup(|_| None).expect("valid");
+        assert_eq!(c.pending_response, PendingResponse::Wait);
+        let c = CatalogConfig::from_lookup(|k| {
+            (k == vars::PENDING_GRANT_RESPONSE).then(|| "FAILED".to_string())
+        })
+        .expect("valid");
+        assert_eq!(c.pending_response, PendingResponse::Failed);
     }
 }

@@ -4,15 +4,15 @@
 use crate::config::{CatalogConfig, PendingResponse};
 use crate::portfolio;
 use crate::request::{
-    classify, is_grant_arn, parse_properties, parse_request, CfnRequest, Incoming, Properties,
-    Recheck, Target,
+    answer_margin, classify, is_grant_arn, parse_properties, parse_request, CfnRequest, Incoming,
+    Properties, Recheck, Target, Waiting,
 };
 use futures::FutureExt;
 use serde_json::{json, Value};
 use shared::config::{LicenseRef, OverrideBehavior};
-use shared::custom_resource::{Responder, Response};
+use shared::custom_resource::{service_timeout, Responder, Response};
 use shared::engine::OffboardMode;
-use shared::event::{Explicit, Request, Trigger, Work};
+use shared::event::{ActivationMark, Explicit, Request, Trigger, Work};
 use shared::ids::AccountId;
 use shared::report::{AccountReport, CallLog, ErrorReport};
 use shared::{Engine, Error, Outcome, Retry};
@@ -52,17 +52,39 @@ pub struct App {
 pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Value, Error> {
     match classify(&payload).inspect_err(log_rejected)? {
         Incoming::CustomResource { requests, via_sns } => {
-            let results =
-                futures::future::join_all(requests.iter().map(|raw| answer(app, raw, deadline)))
-                    .await;
+            let results = futures::future::join_all(
+                requests
+                    .iter()
+                    .map(|raw| Box::pin(answer(app, raw, deadline))),
+            )
+            .await;
             let mut answered = Vec::new();
             for result in results {
                 answered.push(result?);
             }
             Ok(json!({ "viaSns": via_sns, "responses": answered }))
         }
-        Incoming::Rechecks(items) => Ok(handle_rechecks(app, items).await),
+        Incoming::Rechecks(items) => Ok(Box::pin(handle_rechecks(app, items, deadline)).await),
     }
+}
+
+/// What an invocation does about one custom-resource request.
+#[derive(Debug)]
+enum Reply {
+    /// PUT this now.
+    Answer(Response),
+    /// Answered later, by a re-check (`PENDING_GRANT_RESPONSE=WAIT`).
+    Deferred { physical_id: String, reason: String },
+}
+
+/// How long a request may take: the work stops at `work_deadline` (the Lambda deadline minus
+/// the safety margin, and the ServiceTimeout); a waiting request is answered by `answer_by`.
+#[derive(Debug, Clone, Copy)]
+struct Bounds {
+    work_deadline: Instant,
+    /// Unix seconds.
+    answer_by: u64,
+    service_timeout: Duration,
 }
 
 /// What one request is about, once its properties are known (for the timeout path).
@@ -73,6 +95,19 @@ struct Attempt {
     product_sku: Option<String>,
     override_behavior: Option<OverrideBehavior>,
     fallback_physical_id: String,
+    /// Activations requested so far for this request (never requested twice).
+    activations: Vec<ActivationMark>,
+}
+
+impl Attempt {
+    /// Remembers the activations a run requested.
+    fn learn(&mut self, report: &AccountReport) {
+        for mark in &report.activations_requested {
+            if !self.activations.contains(mark) {
+                self.activations.push(mark.clone());
+            }
+        }
+    }
 }
 
 /// The last report of a request still being worked on.
@@ -84,52 +119,91 @@ async fn answer(app: &App, raw: &Value, deadline: Instant) -> Result<Value, Erro
         .validate(&target.response_url)
         .inspect_err(log_rejected)?;
     let now = Instant::now();
+    // A bad ServiceTimeout is reported by the property checks; until then, the default.
+    let timeout = raw
+        .get("ResourceProperties")
+        .map(|p| service_timeout(p).unwrap_or(shared::custom_resource::DEFAULT_SERVICE_TIMEOUT))
+        .unwrap_or(shared::custom_resource::DEFAULT_SERVICE_TIMEOUT);
+    let answer_within = timeout.saturating_sub(answer_margin(timeout));
+    let bounds_answer_by = unix_now() + answer_within.as_secs();
     let work_deadline = deadline
         .checked_sub(app.config.safety_margin)
         .filter(|d| *d > now)
-        .unwrap_or(now);
+        .unwrap_or(now)
+        .min(now + answer_within);
+    let bounds = Bounds {
+        work_deadline,
+        answer_by: bounds_answer_by,
+        service_timeout: timeout,
+    };
     let known: Known = Mutex::new(None);
-    let work = AssertUnwindSafe(respond(app, raw, &target, &known, work_deadline)).catch_unwind();
-    let response = match tokio::time::timeout_at(work_deadline, work).await {
-        Ok(Ok(response)) => response,
+    let work = AssertUnwindSafe(respond(app, raw, &target, &known, bounds)).catch_unwind();
+    let reply = match tokio::time::timeout_at(work_deadline, work).await {
+        Ok(Ok(reply)) => reply,
         Ok(Err(panic)) => {
             let message = panic_message(&*panic);
             tracing::error!(request_id = %target.request_id, panic = %message, "the handler panicked; answering FAILED");
-            Response::failed(
+            Reply::Answer(Response::failed(
                 &target,
                 fallback_physical_id(&target),
                 format!("internal error (the function panicked: {message}); see the function's logs for request {}", target.request_id),
-            )
+            ))
         }
         Err(_) => {
             let last = known.lock().unwrap_or_else(|p| p.into_inner()).take();
             match last {
-                Some((attempt, report)) if report.outcome == Outcome::Pending => {
+                Some((attempt, report)) if still_working(&report) => {
                     // Whatever is left of the margin, minus time for the PUT itself.
                     let budget = deadline.saturating_duration_since(Instant::now()) / 2;
-                    match tokio::time::timeout(budget, pending_answer(app, &target, &attempt, &report)).await {
-                        Ok(response) => response,
-                        Err(_) => Response::failed(
+                    match tokio::time::timeout(budget, pending_reply(app, &target, &attempt, &report, bounds)).await {
+                        Ok(reply) => reply,
+                        Err(_) => Reply::Answer(Response::failed(
                             &target,
                             physical_id(&attempt, &report),
                             format!("{}; no time was left to queue a re-check", pending_reason(&attempt, &report)),
-                        ),
+                        )),
                     }
                 }
-                Some((attempt, report)) => Response::failed(
+                Some((attempt, report)) => Reply::Answer(Response::failed(
                     &target,
                     physical_id(&attempt, &report),
                     format!(
                         "the request did not finish before the Lambda deadline; last attempt: {}",
                         failure_reason(&report).unwrap_or_else(|| format!("{:?}", report.outcome))
                     ),
-                ),
-                None => Response::failed(
+                )),
+                None => Reply::Answer(Response::failed(
                     &target,
                     fallback_physical_id(&target),
                     "the request did not finish before the Lambda deadline (AWS calls did not answer in time)".to_string(),
-                ),
+                )),
             }
+        }
+    };
+    let response = match reply {
+        Reply::Answer(response) => response,
+        Reply::Deferred {
+            physical_id,
+            reason,
+        } => {
+            let line = json!({
+                "type": "customResourceDeferred",
+                "requestType": target.request_type,
+                "stackId": target.stack_id,
+                "logicalResourceId": target.logical_resource_id,
+                "requestId": target.request_id,
+                "physicalResourceId": physical_id,
+                "reason": reason,
+                "answerBy": bounds.answer_by,
+            });
+            println!("{line}");
+            return Ok(json!({
+                "requestId": target.request_id,
+                "logicalResourceId": target.logical_resource_id,
+                "status": "WAITING",
+                "physicalResourceId": physical_id,
+                "answerBy": bounds.answer_by,
+            }));
         }
     };
     log_response(&target, &response);
@@ -145,23 +219,33 @@ async fn answer(app: &App, raw: &Value, deadline: Instant) -> Result<Value, Erro
     }))
 }
 
-async fn respond(
-    app: &App,
-    raw: &Value,
-    target: &Target,
-    known: &Known,
-    work_deadline: Instant,
-) -> Response {
+/// A report that more time may settle: pending, or a retryable failure.
+fn still_working(report: &AccountReport) -> bool {
+    match report.outcome {
+        Outcome::Pending => true,
+        Outcome::Failed => report
+            .deciding_error()
+            .is_some_and(|e| e.retry == Retry::Retryable),
+        _ => false,
+    }
+}
+
+async fn respond(app: &App, raw: &Value, target: &Target, known: &Known, bounds: Bounds) -> Reply {
     let request = match parse_request(raw) {
         Ok(r) => r,
         Err(e) => {
-            return Response::failed(target, fallback_physical_id(target), reason_of(&e));
+            return Reply::Answer(Response::failed(
+                target,
+                fallback_physical_id(target),
+                reason_of(&e),
+            ));
         }
     };
+    let work_deadline = bounds.work_deadline;
     let is_share =
         raw.get("ResourceType").and_then(Value::as_str) == Some(portfolio::RESOURCE_TYPE);
     let poll = app.config.poll_interval;
-    match request {
+    let share = match request {
         CfnRequest::Create(c) if is_share => {
             portfolio::ensure(
                 &app.catalog,
@@ -195,10 +279,10 @@ async fn respond(
             .await
         }
         CfnRequest::Create(c) => {
-            ensure(app, target, &c.resource_properties, known, work_deadline).await
+            return ensure(app, target, &c.resource_properties, known, bounds).await
         }
         CfnRequest::Update(u) => {
-            ensure(app, target, &u.resource_properties, known, work_deadline).await
+            return ensure(app, target, &u.resource_properties, known, bounds).await
         }
         CfnRequest::Delete(d) => {
             delete(app, target, &d.resource_properties, &d.physical_resource_id).await
@@ -208,56 +292,59 @@ async fn respond(
             fallback_physical_id(target),
             format!("unsupported RequestType {:?}", target.request_type),
         ),
-    }
+    };
+    Reply::Answer(share)
 }
 
 /// Create and Update: drive the grant to ACTIVE, re-checking until the wait budget or the
-/// deadline runs out.
+/// deadline runs out; then answer, or hand the request to a re-check (`WAIT`).
 async fn ensure(
     app: &App,
     target: &Target,
     properties: &Value,
     known: &Known,
-    work_deadline: Instant,
-) -> Response {
+    bounds: Bounds,
+) -> Reply {
+    let failed = |e: &Error| {
+        Reply::Answer(Response::failed(
+            target,
+            fallback_physical_id(target),
+            reason_of(e),
+        ))
+    };
     let props = match parse_properties(
         properties,
         &target.stack_id,
         app.config.allow_account_override,
     ) {
         Ok(p) => p,
-        Err(e) => return Response::failed(target, fallback_physical_id(target), reason_of(&e)),
+        Err(e) => return failed(&e),
     };
     let (license_arn, product_sku) = match resolve_license(&app.engine, &props.license).await {
         Ok(found) => found,
-        Err(e) => return Response::failed(target, fallback_physical_id(target), reason_of(&e)),
+        Err(e) => return failed(&e),
     };
-    let attempt = Attempt {
+    let mut attempt = Attempt {
         account: props.account.clone(),
         license_arn,
         product_sku,
         override_behavior: props.override_behavior,
         fallback_physical_id: fallback_physical_id(target),
+        activations: Vec::new(),
     };
     let started = Instant::now();
     let poll = app.config.poll_interval;
     loop {
-        let report = app.engine.run(work_for(&attempt)).await;
+        let report = Box::pin(app.engine.run(work_for(&attempt))).await;
         log_report(&report);
+        attempt.learn(&report);
         if let Some(done) = settled(target, &attempt, &report) {
-            return done;
+            return Reply::Answer(done);
         }
         *known.lock().unwrap_or_else(|p| p.into_inner()) = Some((attempt.clone(), report.clone()));
         let next = Instant::now() + poll;
-        if next >= work_deadline || started.elapsed() + poll > app.config.wait_for_active {
-            return match report.outcome {
-                Outcome::Pending => pending_answer(app, target, &attempt, &report).await,
-                _ => Response::failed(
-                    target,
-                    physical_id(&attempt, &report),
-                    failure_reason(&report).unwrap_or_else(|| "not entitled".into()),
-                ),
-            };
+        if next >= bounds.work_deadline || started.elapsed() + poll > app.config.wait_for_active {
+            return pending_reply(app, target, &attempt, &report, bounds).await;
         }
         tokio::time::sleep(poll).await;
     }
@@ -326,27 +413,83 @@ fn settled(target: &Target, attempt: &Attempt, report: &AccountReport) -> Option
     }
 }
 
-/// The answer for a grant still in License Manager's workflow when time is up.
-async fn pending_answer(
+/// The reply for a grant still in License Manager's workflow (or a retryable failure) when the
+/// invocation's time is up.
+async fn pending_reply(
     app: &App,
     target: &Target,
     attempt: &Attempt,
     report: &AccountReport,
-) -> Response {
+    bounds: Bounds,
+) -> Reply {
     let physical = physical_id(attempt, report);
-    let reason = pending_reason(attempt, report);
-    match (app.config.pending_response, &app.config.recheck_queue_url) {
-        (PendingResponse::Success, Some(queue)) => {
-            let first_seen = unix_now();
+    let reason = match report.outcome {
+        Outcome::Pending => pending_reason(attempt, report),
+        _ => format!(
+            "the last attempt failed and may succeed later: {}",
+            failure_reason(report).unwrap_or_default()
+        ),
+    };
+    let queue = app.config.recheck_queue_url.as_deref();
+    match (app.config.pending_response, queue) {
+        (PendingResponse::Wait, Some(queue)) => {
+            let left = bounds.answer_by.saturating_sub(unix_now());
+            if left < 2 {
+                return Reply::Answer(timed_out(target, attempt, report, bounds.service_timeout));
+            }
+            let delay = app.config.pending_recheck_interval.min(Duration::from_secs(left));
             let body = Recheck {
                 account_id: attempt.account.to_string(),
                 license_arn: attempt.license_arn.clone(),
                 override_behavior: attempt.override_behavior.map(|b| b.as_str().to_string()),
-                first_seen,
+                first_seen: unix_now(),
                 attempt: 0,
+                activations: attempt.activations.clone(),
+                respond: Some(Waiting::new(
+                    target,
+                    attempt.product_sku.clone(),
+                    bounds.service_timeout.as_secs(),
+                    bounds.answer_by,
+                )),
+            };
+            match send_recheck(app, queue, &body, delay).await {
+                Ok(()) => Reply::Deferred {
+                    physical_id: physical,
+                    reason: format!(
+                        "{reason}; re-checked every {}s, answered when ACTIVE or by the resource's ServiceTimeout",
+                        app.config.pending_recheck_interval.as_secs()
+                    ),
+                },
+                Err(e) => Reply::Answer(
+                    Response::failed(
+                        target,
+                        physical,
+                        format!("{reason}, and the wait for it could not be queued: {e}"),
+                    )
+                    .with_data(data(attempt, report, "PENDING")),
+                ),
+            }
+        }
+        (PendingResponse::Wait, None) => Reply::Answer(
+            Response::failed(
+                target,
+                physical,
+                format!("{reason}; CATALOG_RECHECK_QUEUE_URL is not set, so the function cannot wait beyond this invocation: launch again later (the same grant is reused)"),
+            )
+            .with_data(data(attempt, report, "PENDING")),
+        ),
+        (PendingResponse::Success, Some(queue)) if report.outcome == Outcome::Pending => {
+            let body = Recheck {
+                account_id: attempt.account.to_string(),
+                license_arn: attempt.license_arn.clone(),
+                override_behavior: attempt.override_behavior.map(|b| b.as_str().to_string()),
+                first_seen: unix_now(),
+                attempt: 0,
+                activations: attempt.activations.clone(),
+                respond: None,
             };
             let delay = app.engine.config().recheck_delay;
-            match send_recheck(app, queue, &body, delay).await {
+            Reply::Answer(match send_recheck(app, queue, &body, delay).await {
                 Ok(()) => Response::success(
                     target,
                     physical,
@@ -361,17 +504,47 @@ async fn pending_answer(
                     physical,
                     format!("{reason}, and the re-check could not be queued: {e}"),
                 ),
-            }
+            })
         }
-        _ => Response::failed(
-            target,
-            physical,
-            format!(
-                "{reason}; launch again later (the same grant is reused), or set PENDING_GRANT_RESPONSE=SUCCESS to answer now and finish in the background"
-            ),
-        )
-        .with_data(data(attempt, report, "PENDING")),
+        (PendingResponse::Success, _) if report.outcome != Outcome::Pending => {
+            Reply::Answer(Response::failed(target, physical, reason))
+        }
+        _ => Reply::Answer(
+            Response::failed(
+                target,
+                physical,
+                format!(
+                    "{reason}; launch again later (the same grant is reused), or set PENDING_GRANT_RESPONSE=WAIT to answer once it is ACTIVE"
+                ),
+            )
+            .with_data(data(attempt, report, "PENDING")),
+        ),
     }
+}
+
+/// FAILED because the grant did not become ACTIVE within the resource's ServiceTimeout.
+fn timed_out(
+    target: &Target,
+    attempt: &Attempt,
+    report: &AccountReport,
+    service_timeout: Duration,
+) -> Response {
+    let why = match report.outcome {
+        Outcome::Pending => pending_reason(attempt, report),
+        _ => format!(
+            "the last attempt failed: {}",
+            failure_reason(report).unwrap_or_default()
+        ),
+    };
+    Response::failed(
+        target,
+        physical_id(attempt, report),
+        format!(
+            "{why}; not ACTIVE within the resource's ServiceTimeout ({}s): launch again later (the same grant is reused), or raise ServiceTimeout",
+            service_timeout.as_secs()
+        ),
+    )
+    .with_data(data(attempt, report, "PENDING"))
 }
 
 fn pending_reason(attempt: &Attempt, report: &AccountReport) -> String {
@@ -504,6 +677,7 @@ fn work_for(attempt: &Attempt) -> Request {
             override_behavior: attempt.override_behavior,
             queue_recheck: false,
         }),
+        activations: attempt.activations.clone(),
     })
 }
 
@@ -574,11 +748,13 @@ async fn send_recheck(
     shared::aws::send_recheck(&app.sqs, queue, &text, delay, &CallLog::default()).await
 }
 
-/// An SQS batch of delayed re-checks, answered with a partial batch response.
-async fn handle_rechecks(app: &App, items: Vec<(String, String)>) -> Value {
+/// An SQS batch of delayed re-checks, answered with a partial batch response. A re-check that
+/// carries a waiting request answers it (or queues the next re-check): a message fails the
+/// batch only when a retry can help (a PUT that did not get through, a background re-check).
+async fn handle_rechecks(app: &App, items: Vec<(String, String)>, deadline: Instant) -> Value {
     let mut failures = Vec::new();
     for (id, body) in items {
-        if let Err(e) = recheck_one(app, &body).await {
+        if let Err(e) = recheck_one(app, &body, deadline).await {
             tracing::warn!(message_id = %id, kind = e.kind(), retry = %e.retry(), error = %e, "re-check failed");
             failures.push(json!({ "itemIdentifier": id }));
         }
@@ -586,17 +762,22 @@ async fn handle_rechecks(app: &App, items: Vec<(String, String)>) -> Value {
     json!({ "batchItemFailures": failures })
 }
 
-async fn recheck_one(app: &App, body: &str) -> Result<(), Error> {
+async fn recheck_one(app: &App, body: &str, deadline: Instant) -> Result<(), Error> {
     let (recheck, account, behavior) = Recheck::parse(body).inspect_err(log_rejected)?;
-    let attempt = Attempt {
+    let mut attempt = Attempt {
         account,
         license_arn: recheck.license_arn.clone(),
         product_sku: None,
         override_behavior: behavior,
         fallback_physical_id: String::new(),
+        activations: recheck.activations.clone(),
     };
-    let report = app.engine.run(work_for(&attempt)).await;
+    if let Some(waiting) = recheck.respond.clone() {
+        return Box::pin(answer_waiting(app, recheck, attempt, waiting, deadline)).await;
+    }
+    let report = Box::pin(app.engine.run(work_for(&attempt))).await;
     log_report(&report);
+    attempt.learn(&report);
     match report.outcome {
         Outcome::Pending => {
             let deadline = app.engine.config().workflow_deadline;
@@ -619,19 +800,115 @@ async fn recheck_one(app: &App, body: &str) -> Result<(), Error> {
             };
             let next = Recheck {
                 attempt: recheck.attempt + 1,
+                activations: attempt.activations.clone(),
                 ..recheck
             };
             send_recheck(app, queue, &next, app.engine.config().recheck_delay).await
         }
         Outcome::Failed => Err(report
             .deciding_error()
-            .map(|e| Error::GrantFailed {
-                grant_arn: physical_id(&attempt, &report),
-                status: e.kind.clone(),
-                reason: e.message.clone(),
-            })
+            .map(|e| Error::from_report(e, "recheck"))
             .unwrap_or_else(|| Error::InvalidInput("failed without an error".into()))),
         _ => Ok(()),
+    }
+}
+
+/// A re-check of a request still waiting for its answer: SUCCESS once the grant is ACTIVE,
+/// FAILED on a permanent failure or when its ServiceTimeout is near, else the next re-check.
+/// Every path ends in a PUT or a queued re-check; only a PUT that may get through on a retry
+/// fails the message.
+async fn answer_waiting(
+    app: &App,
+    recheck: Recheck,
+    mut attempt: Attempt,
+    waiting: Waiting,
+    deadline: Instant,
+) -> Result<(), Error> {
+    let target = waiting.target();
+    attempt.product_sku = waiting.product_sku.clone();
+    attempt.fallback_physical_id = fallback_physical_id(&target);
+    let service_timeout = Duration::from_secs(waiting.service_timeout);
+    let work_until = deadline
+        .checked_sub(app.config.safety_margin)
+        .unwrap_or(deadline);
+    let report = tokio::time::timeout_at(work_until, Box::pin(app.engine.run(work_for(&attempt))))
+        .await
+        .ok();
+    let response = match &report {
+        Some(report) => {
+            log_report(report);
+            attempt.learn(report);
+            settled(&target, &attempt, report)
+        }
+        None => None,
+    };
+    let response = match response {
+        Some(response) => response,
+        None => {
+            let left = waiting.answer_by.saturating_sub(unix_now());
+            let queued = match &app.config.recheck_queue_url {
+                Some(queue) if left > 0 => {
+                    let next = Recheck {
+                        attempt: recheck.attempt + 1,
+                        activations: attempt.activations.clone(),
+                        ..recheck
+                    };
+                    let delay = app
+                        .config
+                        .pending_recheck_interval
+                        .min(Duration::from_secs(left));
+                    Some(
+                        send_recheck(app, queue, &next, delay)
+                            .await
+                            .map(|()| next.attempt),
+                    )
+                }
+                _ => None,
+            };
+            match (queued, &report) {
+                (Some(Ok(next)), _) => {
+                    tracing::info!(request_id = %target.request_id, attempt = next, seconds_left = left, "still waiting for the grant; re-check queued");
+                    return Ok(());
+                }
+                (Some(Err(e)), Some(report)) => Response::failed(
+                    &target,
+                    physical_id(&attempt, report),
+                    format!(
+                        "{}, and the next re-check could not be queued: {e}",
+                        pending_reason(&attempt, report)
+                    ),
+                )
+                .with_data(data(&attempt, report, "PENDING")),
+                (Some(Err(e)), None) => Response::failed(
+                    &target,
+                    attempt.fallback_physical_id.clone(),
+                    format!("the re-check did not finish in time, and the next one could not be queued: {e}"),
+                ),
+                (None, Some(report)) => timed_out(&target, &attempt, report, service_timeout),
+                (None, None) => Response::failed(
+                    &target,
+                    attempt.fallback_physical_id.clone(),
+                    format!(
+                        "the grant for {} in account {} was not confirmed ACTIVE within the resource's ServiceTimeout ({}s)",
+                        attempt.license_arn, attempt.account, service_timeout.as_secs()
+                    ),
+                ),
+            }
+        }
+    };
+    log_response(&target, &response);
+    match app
+        .responder
+        .put(&target.response_url, &response.body(), deadline)
+        .await
+    {
+        Ok(()) => Ok(()),
+        // An expired or refused URL: nothing a retry could change.
+        Err(e) if e.retry() == Retry::Permanent => {
+            tracing::error!(request_id = %target.request_id, error = %e, "CloudFormation refused the response; dropping the re-check");
+            Ok(())
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -5,7 +5,7 @@
 use catalog_provisioning::{handle, App, CatalogConfig, Responder};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
-use shared::custom_resource::deadline_instant;
+use shared::custom_resource::deadline_instant_or;
 use shared::function::FunctionError;
 use shared::{Clients, Config, Engine};
 use std::sync::Arc;
@@ -18,6 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = CatalogConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let responder = Responder::new(config.allow_local_response_url);
+    let fallback = config.deadline_fallback;
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let clients = Clients::from_sdk_config(&sdk_config, &shared_config.license_home_region);
     let app = Arc::new(App {
@@ -30,7 +31,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
 
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
-        let deadline = deadline_instant(event.context.deadline);
+        let deadline = deadline_instant_or(event.context.deadline, fallback);
         async move {
             handle(&app, event.payload, deadline)
                 .await

@@ -73,22 +73,42 @@ impl Node {
 pub struct ShareProperties {
     pub portfolio_id: String,
     pub nodes: Vec<Node>,
+    /// `SharePrincipals` of organization and OU shares (default true): without it, the
+    /// portfolio's principal associations (an `IAM_PATTERN` for IAM Identity Center roles) do not
+    /// reach member accounts, and nobody there can launch the products. Account shares cannot
+    /// carry principals: the recipient associates its own.
+    pub share_principals: bool,
 }
 
 /// `PortfolioId` (port-…) and `ShareWith` (a list, or a comma-separated string, of o-…, ou-…
-/// or account ids).
+/// or account ids); optionally `SharePrincipals` (default true) and CloudFormation's
+/// `ServiceTimeout`.
 pub fn parse_properties(props: &Value) -> Result<ShareProperties, Error> {
     let obj = props
         .as_object()
         .ok_or_else(|| invalid("ResourceProperties must be an object"))?;
-    if let Some(unknown) = obj
-        .keys()
-        .find(|k| !["ServiceToken", "PortfolioId", "ShareWith"].contains(&k.as_str()))
-    {
+    if let Some(unknown) = obj.keys().find(|k| {
+        ![
+            "ServiceToken",
+            "PortfolioId",
+            "ShareWith",
+            "SharePrincipals",
+            "ServiceTimeout",
+        ]
+        .contains(&k.as_str())
+    }) {
         return Err(invalid(format!(
-            "unknown property {unknown:?}; expected PortfolioId and ShareWith"
+            "unknown property {unknown:?}; expected PortfolioId and ShareWith, optionally SharePrincipals and ServiceTimeout"
         )));
     }
+    shared::custom_resource::service_timeout(props)?;
+    let share_principals = match obj.get("SharePrincipals") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("true") => true,
+        Some(Value::String(s)) if s.trim().eq_ignore_ascii_case("false") => false,
+        Some(_) => return Err(invalid("SharePrincipals must be true or false")),
+    };
     let portfolio_id = obj
         .get("PortfolioId")
         .and_then(Value::as_str)
@@ -130,6 +150,7 @@ pub fn parse_properties(props: &Value) -> Result<ShareProperties, Error> {
     Ok(ShareProperties {
         portfolio_id,
         nodes,
+        share_principals,
     })
 }
 
@@ -161,7 +182,15 @@ pub async fn ensure(
     let calls = CallLog::default();
     let mut tokens = Vec::new();
     for node in props.nodes.iter().filter(|n| !old_nodes.contains(n)) {
-        match create_share(catalog, &props.portfolio_id, node, &calls).await {
+        match create_share(
+            catalog,
+            &props.portfolio_id,
+            node,
+            props.share_principals,
+            &calls,
+        )
+        .await
+        {
             Ok(Some(token)) => tokens.push((node.clone(), token)),
             Ok(None) => {}
             Err(e) => return Response::failed(target, physical, reason_of(&e)),
@@ -271,18 +300,22 @@ pub async fn delete(
     )
 }
 
-/// CreatePortfolioShare; returns the share token of an organization-node share.
+/// CreatePortfolioShare; returns the share token of an organization-node share. Organization
+/// and OU shares carry the portfolio's principals (`SharePrincipals`) unless told otherwise.
 async fn create_share(
     catalog: &aws_sdk_servicecatalog::Client,
     portfolio_id: &str,
     node: &Node,
+    share_principals: bool,
     calls: &CallLog,
 ) -> Result<Option<String>, Error> {
     calls.record(Side::Own, "servicecatalog:CreatePortfolioShare", true);
     let request = catalog.create_portfolio_share().portfolio_id(portfolio_id);
     let request = match node {
         Node::Account(id) => request.account_id(id),
-        other => request.organization_node(other.organization_node()),
+        other => request
+            .organization_node(other.organization_node())
+            .share_principals(share_principals),
     };
     let out = request
         .send()
@@ -385,6 +418,16 @@ mod tests {
         )
         .expect("comma-separated");
         assert_eq!(p.nodes.len(), 2);
+        assert!(
+            p.share_principals,
+            "organization shares carry principals by default"
+        );
+        let p = parse_properties(&json!({
+            "PortfolioId": "port-a1", "ShareWith": "o-abc1234567",
+            "SharePrincipals": "false", "ServiceTimeout": "600"
+        }))
+        .expect("opt-out and ServiceTimeout");
+        assert!(!p.share_principals);
         for (bad, needle) in [
             (
                 json!({"PortfolioId": "p-1", "ShareWith": ["o-abc1234567"]}),
@@ -406,6 +449,14 @@ mod tests {
             (
                 json!({"PortfolioId": "port-a1", "ShareWith": ["o-abc1234567"], "Tags": 1}),
                 "unknown property",
+            ),
+            (
+                json!({"PortfolioId": "port-a1", "ShareWith": ["o-abc1234567"], "SharePrincipals": "yes"}),
+                "SharePrincipals",
+            ),
+            (
+                json!({"PortfolioId": "port-a1", "ShareWith": ["o-abc1234567"], "ServiceTimeout": 0}),
+                "ServiceTimeout",
             ),
         ] {
             match parse_properties(&bad) {

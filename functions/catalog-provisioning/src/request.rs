@@ -7,8 +7,12 @@ use aws_lambda_events::event::sns::SnsEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::config::{LicenseRef, OverrideBehavior};
+use shared::custom_resource::service_timeout;
+use shared::error::{describe, echo};
+use shared::event::ActivationMark;
 use shared::ids::{is_license_arn, is_product_sku, AccountId};
 use shared::Error;
+use std::time::Duration;
 
 /// The custom resource type this function serves.
 pub const RESOURCE_TYPE: &str = "Custom::MarketplaceEntitlement";
@@ -72,7 +76,7 @@ pub fn classify(payload: &Value) -> Result<Incoming, Error> {
                     .collect(),
             ))
         }
-        Some(other) => Err(invalid(format!("unexpected event source {other:?}"))),
+        Some(other) => Err(invalid(format!("unexpected event source {}", echo(other)))),
         None if payload.get("RequestType").is_some() => Ok(Incoming::CustomResource {
             requests: vec![payload.clone()],
             via_sns: false,
@@ -100,10 +104,13 @@ pub struct Properties {
     pub account: AccountId,
     pub override_behavior: Option<OverrideBehavior>,
     pub deactivate_on_delete: bool,
+    /// CloudFormation's `ServiceTimeout` (default one hour): the answer must come before it.
+    pub service_timeout: Duration,
 }
 
 const KNOWN: &[&str] = &[
     "ServiceToken",
+    "ServiceTimeout",
     "LicenseArn",
     "ProductSku",
     "AccountId",
@@ -123,7 +130,8 @@ pub fn parse_properties(
         .ok_or_else(|| invalid("ResourceProperties must be an object"))?;
     if let Some(unknown) = obj.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(invalid(format!(
-            "unknown property {unknown:?}; expected LicenseArn or ProductSku, and optionally AccountId, ActivationOverrideBehavior, DeactivateOnDelete"
+            "unknown property {}; expected LicenseArn or ProductSku, and optionally AccountId, ActivationOverrideBehavior, DeactivateOnDelete, ServiceTimeout",
+            echo(unknown)
         )));
     }
     let text = |k: &str| -> Result<Option<String>, Error> {
@@ -133,20 +141,25 @@ pub fn parse_properties(
             Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
             Some(Value::Bool(b)) => Ok(Some(b.to_string())),
             Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(invalid(format!("{k} must be a string"))),
+            Some(other) => Err(invalid(format!(
+                "{k} must be a string, got {}",
+                describe(other)
+            ))),
         }
     };
     let license = match (text("LicenseArn")?, text("ProductSku")?) {
         (Some(arn), None) if is_license_arn(&arn) => LicenseRef::Arn(arn),
         (Some(arn), None) => {
             return Err(invalid(format!(
-                "LicenseArn {arn:?} is not a License Manager license ARN (arn:aws:license-manager::<account>:license:l-<id>)"
+                "LicenseArn {} is not a License Manager license ARN (arn:aws:license-manager::<account>:license:l-<id>)",
+                echo(&arn)
             )))
         }
         (None, Some(sku)) if is_product_sku(&sku) => LicenseRef::Sku(sku),
         (None, Some(sku)) => {
             return Err(invalid(format!(
-                "ProductSku {sku:?} is not a product SKU (letters, digits, '.', '_', '-')"
+                "ProductSku {} is not a product SKU (letters, digits, '.', '_', '-')",
+                echo(&sku)
             )))
         }
         (Some(_), Some(_)) => {
@@ -157,8 +170,9 @@ pub fn parse_properties(
     let stack_account = stack_account(stack_id)?;
     let account = match text("AccountId")? {
         None => stack_account,
-        Some(raw) => {
-            let account = AccountId::parse(&raw).map_err(|e| invalid(format!("AccountId: {e}")))?;
+        Some(_) => {
+            // Strict, like every account id this project reads: no trimming, a string only.
+            let account = AccountId::parse_field(obj.get("AccountId"), "AccountId")?;
             if account != stack_account && !allow_account_override {
                 return Err(invalid(format!(
                     "AccountId {account} is not the account launching the stack ({stack_account}); set ALLOW_ACCOUNT_ID_OVERRIDE=true to allow entitling other accounts"
@@ -179,7 +193,8 @@ pub fn parse_properties(
         Some(v) if v == "false" => false,
         Some(v) => {
             return Err(invalid(format!(
-                "DeactivateOnDelete {v:?} must be true or false"
+                "DeactivateOnDelete {} must be true or false",
+                echo(&v)
             )))
         }
     };
@@ -188,6 +203,7 @@ pub fn parse_properties(
         account,
         override_behavior,
         deactivate_on_delete,
+        service_timeout: service_timeout(props)?,
     })
 }
 
@@ -199,7 +215,8 @@ pub fn stack_account(stack_id: &str) -> Result<AccountId, Error> {
             AccountId::parse(account).map_err(|e| invalid(format!("StackId: {e}")))
         }
         _ => Err(invalid(format!(
-            "StackId {stack_id:?} is not a CloudFormation stack ARN"
+            "StackId {} is not a CloudFormation stack ARN",
+            echo(stack_id)
         ))),
     }
 }
@@ -223,6 +240,75 @@ pub struct Recheck {
     pub first_seen: u64,
     #[serde(default)]
     pub attempt: u32,
+    /// Activations already requested (not requested again while the grant is activating).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub activations: Vec<ActivationMark>,
+    /// The custom-resource request still waiting for its answer (`PENDING_GRANT_RESPONSE=WAIT`):
+    /// this re-check answers it. Absent: a background re-check of a launch already answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub respond: Option<Waiting>,
+}
+
+/// A custom-resource request whose answer is still owed, carried by re-check messages. The
+/// pre-signed ResponseURL stays valid for hours; CloudFormation waits until the resource's
+/// `ServiceTimeout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Waiting {
+    pub request_type: String,
+    #[serde(rename = "responseURL")]
+    pub response_url: String,
+    pub stack_id: String,
+    pub request_id: String,
+    pub logical_resource_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub physical_resource_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_sku: Option<String>,
+    /// The resource's ServiceTimeout, seconds.
+    pub service_timeout: u64,
+    /// Unix seconds by which the answer is sent, whatever the grant's state: a little before
+    /// CloudFormation stops waiting.
+    pub answer_by: u64,
+}
+
+impl Waiting {
+    pub fn new(
+        target: &Target,
+        product_sku: Option<String>,
+        service_timeout: u64,
+        answer_by: u64,
+    ) -> Self {
+        Waiting {
+            request_type: target.request_type.clone(),
+            response_url: target.response_url.clone(),
+            stack_id: target.stack_id.clone(),
+            request_id: target.request_id.clone(),
+            logical_resource_id: target.logical_resource_id.clone(),
+            physical_resource_id: target.physical_resource_id.clone(),
+            product_sku,
+            service_timeout,
+            answer_by,
+        }
+    }
+
+    /// Who to answer.
+    pub fn target(&self) -> Target {
+        Target {
+            request_type: self.request_type.clone(),
+            response_url: self.response_url.clone(),
+            stack_id: self.stack_id.clone(),
+            request_id: self.request_id.clone(),
+            logical_resource_id: self.logical_resource_id.clone(),
+            physical_resource_id: self.physical_resource_id.clone(),
+        }
+    }
+}
+
+/// Time kept between the last re-check of a waiting request and CloudFormation's
+/// `ServiceTimeout`: a quarter of it, at most a minute (SQS delays are not exact).
+pub fn answer_margin(service_timeout: Duration) -> Duration {
+    (service_timeout / 4).min(Duration::from_secs(60))
 }
 
 impl Recheck {
@@ -233,8 +319,8 @@ impl Recheck {
         let account = AccountId::parse(&recheck.account_id)?;
         if !is_license_arn(&recheck.license_arn) {
             return Err(invalid(format!(
-                "re-check message: {:?} is not a license ARN",
-                recheck.license_arn
+                "re-check message: {} is not a license ARN",
+                echo(&recheck.license_arn)
             )));
         }
         let behavior = recheck
@@ -286,6 +372,7 @@ mod tests {
                 account: AccountId::parse("210987654321").expect("id"),
                 override_behavior: None,
                 deactivate_on_delete: false,
+                service_timeout: Duration::from_secs(3600),
             }
         );
     }
@@ -296,9 +383,11 @@ mod tests {
             "ProductSku": "prod-sku-1",
             "AccountId": "210987654321",
             "ActivationOverrideBehavior": "ALL_GRANTS_PERMITTED_BY_ISSUER",
-            "DeactivateOnDelete": "true"
+            "DeactivateOnDelete": "true",
+            "ServiceTimeout": "900"
         }))
         .expect("valid");
+        assert_eq!(p.service_timeout, Duration::from_secs(900));
         assert_eq!(p.license, LicenseRef::Sku("prod-sku-1".into()));
         assert_eq!(
             p.override_behavior,
@@ -316,6 +405,14 @@ mod tests {
             (json!({"ProductSku": "a b"}), "ProductSku"),
             (json!({"ProductSku": "a", "AccountId": "12"}), "AccountId"),
             (
+                json!({"ProductSku": "a", "AccountId": " 210987654321"}),
+                "AccountId must be exactly 12 digits, got \" 210987654321\"",
+            ),
+            (
+                json!({"ProductSku": ["a"]}),
+                "ProductSku must be a string, got an array",
+            ),
+            (
                 json!({"ProductSku": "a", "AccountId": "123456789012"}),
                 "ALLOW_ACCOUNT_ID_OVERRIDE",
             ),
@@ -332,6 +429,14 @@ mod tests {
                 "unknown property \"LicenceArn\"",
             ),
             (json!({"ProductSku": ["a"]}), "must be a string"),
+            (
+                json!({"ProductSku": "a", "ServiceTimeout": "0"}),
+                "ServiceTimeout",
+            ),
+            (
+                json!({"ProductSku": "a", "ServiceTimeout": "an hour"}),
+                "ServiceTimeout",
+            ),
             (json!("text"), "object"),
         ] {
             match props(bad.clone()) {
@@ -397,6 +502,8 @@ mod tests {
             override_behavior: Some("DISTRIBUTED_GRANTS_ONLY".into()),
             first_seen: 1_700_000_000,
             attempt: 1,
+            activations: Vec::new(),
+            respond: None,
         };
         let body = serde_json::to_string(&r).expect("serializes");
         let (back, account, behavior) = Recheck::parse(&body).expect("valid");

@@ -331,6 +331,8 @@ fn config() -> CatalogConfig {
         safety_margin: Duration::from_millis(500),
         allow_local_response_url: true,
         recheck_queue_url: None,
+        pending_recheck_interval: Duration::from_secs(60),
+        deadline_fallback: Duration::from_secs(900),
     }
 }
 
@@ -779,7 +781,7 @@ async fn grant_still_in_workflow_at_the_deadline_is_answered_failed() {
         rx.only().body,
         expected(
             "FAILED",
-            &format!("grant {GRANT} for {LICENSE} in account {ACCOUNT} is still PENDING_WORKFLOW (License Manager's workflow has not finished); launch again later (the same grant is reused), or set PENDING_GRANT_RESPONSE=SUCCESS to answer now and finish in the background"),
+            &format!("grant {GRANT} for {LICENSE} in account {ACCOUNT} is still PENDING_WORKFLOW (License Manager's workflow has not finished); launch again later (the same grant is reused), or set PENDING_GRANT_RESPONSE=WAIT to answer once it is ACTIVE"),
             GRANT,
             "req-create",
             Some(["PENDING", GRANT, "PENDING_WORKFLOW", LICENSE, SKU]),
@@ -1259,5 +1261,309 @@ async fn every_shipped_catalog_event_is_answered() {
             "catalog-sns-create.json",
             "catalog-update.json",
         ]
+    );
+}
+
+// ---------- PENDING_GRANT_RESPONSE=WAIT (the default) and ServiceTimeout ----------
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The configuration a deployment gets by default (only the stack's queue set).
+fn default_config() -> CatalogConfig {
+    let vars: HashMap<&str, &str> = HashMap::from([
+        ("CATALOG_RECHECK_QUEUE_URL", RECHECK_QUEUE),
+        ("WAIT_FOR_ACTIVE_SECONDS", "1"),
+        ("ACTIVE_POLL_INTERVAL_MS", "100"),
+        ("RESPONSE_SAFETY_MARGIN_MS", "500"),
+        ("ALLOW_LOCAL_RESPONSE_URL", "true"),
+    ]);
+    CatalogConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap()
+}
+
+fn sqs_batch(id: &str, body: &Value) -> Value {
+    json!({"Records": [{"eventSource": "aws:sqs", "messageId": id, "body": body.to_string()}]})
+}
+
+#[tokio::test]
+async fn pending_grant_by_default_waits_on_the_recheck_queue_and_is_answered_success_once_active() {
+    // First invocation: the grant stays in License Manager's workflow.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
+    let (send, sent) = sent_bodies();
+    world.sqs.push(send);
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(default_config());
+    let started = unix_now();
+    let out = handle(
+        &app,
+        request("Create", &rx.url, props_arn()),
+        in_seconds(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(out["responses"][0]["status"], "WAITING", "{out:#}");
+    assert!(
+        rx.bodies().is_empty(),
+        "no answer yet: the launch is neither failed nor let go with an unlicensed product"
+    );
+    let sent = sent.lock().unwrap().clone();
+    assert_eq!(sent.len(), 1);
+    let (queue, body, delay) = &sent[0];
+    assert_eq!((queue.as_str(), *delay), (RECHECK_QUEUE, 60));
+    let message: Value = serde_json::from_str(body).unwrap();
+    let answer_by = message["respond"]["answerBy"].as_u64().unwrap();
+    assert!(
+        (started + 3540..=unix_now() + 3540).contains(&answer_by),
+        "one hour (CloudFormation's default ServiceTimeout) minus a minute: {message:#}"
+    );
+    assert_eq!(
+        message["respond"],
+        json!({
+            "requestType": "Create",
+            "responseURL": rx.url,
+            "stackId": STACK,
+            "requestId": "req-create",
+            "logicalResourceId": "Entitlement",
+            "serviceTimeout": 3600,
+            "answerBy": answer_by,
+        })
+    );
+    assert_eq!(
+        (
+            &message["accountId"],
+            &message["licenseArn"],
+            &message["attempt"]
+        ),
+        (&json!(ACCOUNT), &json!(LICENSE), &json!(0))
+    );
+
+    // Still in workflow at the first re-check: queued again, still no answer.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
+    let (send, again) = sent_bodies();
+    world.sqs.push(send);
+    let app = world.app(default_config());
+    let out = handle(&app, sqs_batch("m-1", &message), in_seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert!(rx.bodies().is_empty());
+    let again = again.lock().unwrap().clone();
+    assert_eq!(again.len(), 1);
+    let next: Value = serde_json::from_str(&again[0].1).unwrap();
+    assert_eq!(next["attempt"], 1);
+    assert_eq!(next["respond"], message["respond"]);
+
+    // ACTIVE at the next one: SUCCESS, with the grant as the physical id.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::Active, "3")]);
+    let app = world.app(default_config());
+    let out = handle(&app, sqs_batch("m-2", &next), in_seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "SUCCESS",
+            &format!("account {ACCOUNT} is entitled: grant {GRANT} is ACTIVE"),
+            GRANT,
+            "req-create",
+            Some(["ACTIVE", GRANT, "ACTIVE", LICENSE, SKU]),
+        )
+    );
+}
+
+#[tokio::test]
+async fn waiting_request_is_answered_failed_when_its_service_timeout_is_near() {
+    let rx = Receiver::start(vec![]).await;
+    let waiting = |answer_by: u64| {
+        json!({
+            "accountId": ACCOUNT, "licenseArn": LICENSE, "firstSeen": unix_now(), "attempt": 4,
+            "respond": {
+                "requestType": "Create", "responseURL": rx.url, "stackId": STACK,
+                "requestId": "req-create", "logicalResourceId": "Entitlement",
+                "serviceTimeout": 600, "answerBy": answer_by,
+            }
+        })
+    };
+    // 20 s left: the next re-check comes after 20 s, not the usual 60.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
+    let (send, sent) = sent_bodies();
+    world.sqs.push(send);
+    let app = world.app(default_config());
+    handle(
+        &app,
+        sqs_batch("m-1", &waiting(unix_now() + 20)),
+        in_seconds(30),
+    )
+    .await
+    .unwrap();
+    let delay = sent.lock().unwrap()[0].2;
+    assert!((19..=20).contains(&delay), "{delay}");
+    assert!(rx.bodies().is_empty());
+
+    // Time is up: FAILED with the grant and its status, and nothing queued.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
+    let (send, sent) = sent_bodies();
+    world.sqs.push(send);
+    let app = world.app(default_config());
+    let out = handle(&app, sqs_batch("m-2", &waiting(unix_now())), in_seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert!(sent.lock().unwrap().is_empty());
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "FAILED",
+            &format!("grant {GRANT} for {LICENSE} in account {ACCOUNT} is still PENDING_WORKFLOW (License Manager's workflow has not finished); not ACTIVE within the resource's ServiceTimeout (600s): launch again later (the same grant is reused), or raise ServiceTimeout"),
+            GRANT,
+            "req-create",
+            Some(["PENDING", GRANT, "PENDING_WORKFLOW", LICENSE, SKU]),
+        )
+    );
+}
+
+#[tokio::test]
+async fn waiting_answer_that_cannot_be_delivered_is_retried_by_sqs_unless_refused() {
+    let body = |url: &str| {
+        json!({
+            "accountId": ACCOUNT, "licenseArn": LICENSE, "firstSeen": unix_now(), "attempt": 1,
+            "respond": {
+                "requestType": "Create", "responseURL": url, "stackId": STACK,
+                "requestId": "req-create", "logicalResourceId": "Entitlement",
+                "serviceTimeout": 3600, "answerBy": unix_now() + 3000,
+            }
+        })
+    };
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::Active, "3")]);
+    let app = world.app(default_config());
+    // Three 500s: the PUT did not get through; SQS delivers the message again.
+    let rx = Receiver::start(vec![500, 500, 500]).await;
+    let out = handle(&app, sqs_batch("m-1", &body(&rx.url)), in_seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]})
+    );
+    assert_eq!(rx.bodies().len(), 3);
+    // 403: an expired URL; a retry cannot help, so the message is done.
+    let rx = Receiver::start(vec![403]).await;
+    let out = handle(&app, sqs_batch("m-2", &body(&rx.url)), in_seconds(30))
+        .await
+        .unwrap();
+    assert_eq!(out, json!({"batchItemFailures": []}));
+    assert_eq!(rx.bodies().len(), 1);
+}
+
+#[tokio::test]
+async fn service_timeout_property_is_accepted_and_bounds_the_wait() {
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
+    let (send, sent) = sent_bodies();
+    world.sqs.push(send);
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(CatalogConfig {
+        wait_for_active: Duration::from_secs(60),
+        ..default_config()
+    });
+    let started = Instant::now();
+    // ServiceTimeout 8 s (a string, as CloudFormation passes it): answered by 6 s, although the
+    // Lambda deadline and the wait budget are a minute away.
+    let props = json!({"LicenseArn": LICENSE, "ServiceTimeout": "8"});
+    handle(&app, request("Create", &rx.url, props), in_seconds(60))
+        .await
+        .unwrap();
+    let elapsed = started.elapsed();
+    assert!(elapsed < Duration::from_secs(7), "{elapsed:?}");
+    assert!(sent.lock().unwrap().is_empty(), "no time left to wait");
+    assert_eq!(
+        rx.only().body,
+        expected(
+            "FAILED",
+            &format!("grant {GRANT} for {LICENSE} in account {ACCOUNT} is still PENDING_WORKFLOW (License Manager's workflow has not finished); not ACTIVE within the resource's ServiceTimeout (8s): launch again later (the same grant is reused), or raise ServiceTimeout"),
+            GRANT,
+            "req-create",
+            Some(["PENDING", GRANT, "PENDING_WORKFLOW", LICENSE, SKU]),
+        )
+    );
+
+    // A bad ServiceTimeout fails before any AWS call.
+    let world = World::healthy();
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(default_config());
+    let props = json!({"LicenseArn": LICENSE, "ServiceTimeout": "3601"});
+    handle(&app, request("Create", &rx.url, props), in_seconds(10))
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&rx.only().body).unwrap();
+    assert_eq!(body["Status"], "FAILED");
+    assert_eq!(
+        body["Reason"],
+        "InvalidInput (permanent): invalid input: ServiceTimeout 3601 must be a whole number of seconds from 1 to 3600"
+    );
+    assert_eq!(world.total_calls(), 0);
+}
+
+#[tokio::test]
+async fn organization_and_ou_shares_carry_principals_account_shares_do_not() {
+    use aws_sdk_servicecatalog::operation::create_portfolio_share::CreatePortfolioShareOutput;
+    type Seen = Arc<Mutex<Vec<(String, Option<bool>)>>>;
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let store = seen.clone();
+    let capture = mock!(aws_sdk_servicecatalog::Client::create_portfolio_share)
+        .match_requests(move |req| {
+            let target = req
+                .organization_node()
+                .and_then(|n| n.r#type())
+                .map(|t| t.as_str().to_string())
+                .unwrap_or_else(|| "AccountId".to_string());
+            store.lock().unwrap().push((target, req.share_principals()));
+            true
+        })
+        .then_compute_output(|req| {
+            let out = CreatePortfolioShareOutput::builder();
+            match req.organization_node() {
+                Some(_) => out.portfolio_share_token("share-token-1").build(),
+                None => out.build(),
+            }
+        });
+    let mut world = World::healthy();
+    let (mut rules, _, _) = share_rules();
+    rules.insert(0, capture);
+    world.catalog = rules;
+    let rx = Receiver::start(vec![]).await;
+    let app = world.app(config());
+    handle(
+        &app,
+        share_request(
+            "Create",
+            &rx.url,
+            json!(["o-abc1234567", "ou-ab12-cdef3456", "210987654321"]),
+        ),
+        in_seconds(10),
+    )
+    .await
+    .unwrap();
+    let body: Value = serde_json::from_str(&rx.only().body).unwrap();
+    assert_eq!(body["Status"], "SUCCESS", "{body}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![
+            ("ORGANIZATION".to_string(), Some(true)),
+            ("ORGANIZATIONAL_UNIT".to_string(), Some(true)),
+            ("AccountId".to_string(), None),
+        ],
+        "SharePrincipals=true on organization-node shares (AWS supports it on those only)"
     );
 }

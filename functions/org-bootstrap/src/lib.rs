@@ -5,7 +5,7 @@
 use futures::FutureExt;
 use serde_json::{json, Value};
 use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, BootstrapReport};
-use shared::custom_resource::{Responder, Response, Target};
+use shared::custom_resource::{service_timeout, Responder, Response, Target};
 use shared::ids::AccountId;
 use shared::Error;
 use std::collections::BTreeMap;
@@ -27,27 +27,69 @@ pub struct App {
 }
 
 /// Handles one custom-resource request; returns the response it sent.
+///
+/// The work is bounded by the Lambda `deadline` and by the request's `ServiceTimeout` (both
+/// minus [`SAFETY_MARGIN`]); whatever happens, an answer is PUT before the deadline.
 pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Value, Error> {
     let target = Target::from_request(&payload)?;
     app.responder.validate(&target.response_url)?;
-    let work_until = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
-    let work = AssertUnwindSafe(respond(app, &payload, &target)).catch_unwind();
-    let response = match tokio::time::timeout_at(work_until, work).await {
-        Ok(Ok(response)) => response,
-        Ok(Err(panic)) => {
-            let what = panic
-                .downcast_ref::<&str>()
-                .map(|s| s.to_string())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_default();
-            tracing::error!(panic = %what, "org-bootstrap panicked");
-            Response::failed(&target, physical_id(&target), format!("internal error (panic): {what}"))
-        }
-        Err(_) => Response::failed(
-            &target,
-            physical_id(&target),
-            "organization set-up did not finish before the Lambda deadline; it is idempotent, so retry the stack operation".into(),
+    let started = Instant::now();
+    let properties = payload
+        .get("ResourceProperties")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let (response, timeout) = match service_timeout(&properties) {
+        Err(e) => (
+            Some(Response::failed(
+                &target,
+                physical_id(&target),
+                e.to_string(),
+            )),
+            None,
         ),
+        Ok(t) => (None, Some(t)),
+    };
+    let response = match response {
+        Some(r) => r,
+        None => {
+            let by_deadline = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
+            let by_timeout = timeout
+                .map(|t| started + t.saturating_sub(SAFETY_MARGIN.min(t / 2)))
+                .unwrap_or(by_deadline);
+            let work_until = by_deadline.min(by_timeout);
+            let work = AssertUnwindSafe(respond(app, &payload, &target)).catch_unwind();
+            match tokio::time::timeout_at(work_until, work).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(panic)) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| s.to_string())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_default();
+                    tracing::error!(panic = %what, "org-bootstrap panicked");
+                    Response::failed(
+                        &target,
+                        physical_id(&target),
+                        format!("internal error (panic): {what}"),
+                    )
+                }
+                Err(_) => {
+                    let limit = if by_timeout < by_deadline {
+                        format!(
+                            "the resource's ServiceTimeout ({}s)",
+                            timeout.unwrap_or_default().as_secs()
+                        )
+                    } else {
+                        "the Lambda deadline".to_string()
+                    };
+                    Response::failed(
+                        &target,
+                        physical_id(&target),
+                        format!("organization set-up did not finish before {limit}; it is idempotent, so retry the stack operation"),
+                    )
+                }
+            }
+        }
     };
     app.responder
         .put(&target.response_url, &response.body(), deadline)
@@ -86,7 +128,8 @@ async fn respond(app: &App, payload: &Value, target: &Target) -> Response {
     }
 }
 
-/// Properties: optional `DelegatedAdminAccountId` (empty or 12 digits), optional `DryRun`.
+/// Properties: optional `DelegatedAdminAccountId` (empty or 12 digits), optional `DryRun`,
+/// CloudFormation's optional `ServiceTimeout` (checked by [`handle`]).
 pub fn options(payload: &Value) -> Result<BootstrapOptions, Error> {
     let props = payload
         .get("ResourceProperties")

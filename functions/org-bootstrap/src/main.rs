@@ -3,7 +3,7 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use org_bootstrap::{handle, App};
 use serde_json::Value;
-use shared::custom_resource::{deadline_instant, Responder};
+use shared::custom_resource::{deadline_fallback_from_env, deadline_instant_or, Responder};
 use shared::function::FunctionError;
 use std::sync::Arc;
 
@@ -11,6 +11,8 @@ use std::sync::Arc;
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init();
     let config = shared::Config::from_env_per_request()
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let fallback = deadline_fallback_from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let allow_local = std::env::var("ALLOW_LOCAL_RESPONSE_URL").is_ok_and(|v| v == "true");
     let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -25,7 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let app = app.clone();
-        let deadline = deadline_instant(event.context.deadline);
+        let deadline = deadline_instant_or(event.context.deadline, fallback);
         async move {
             handle(&app, event.payload, deadline)
                 .await

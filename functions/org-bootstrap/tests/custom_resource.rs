@@ -253,3 +253,97 @@ fn shipped_event_is_a_valid_request_with_a_presigned_response_url() {
     let options = org_bootstrap::options(&payload).unwrap();
     assert!(options.delegated_admin.is_none() && !options.dry_run);
 }
+
+/// An Organizations client whose endpoint accepts connections and never answers.
+async fn silent_organizations() -> aws_sdk_organizations::Client {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let endpoint = format!("http://{}", silent.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            held.push(socket);
+        }
+    });
+    aws_sdk_organizations::Client::from_conf(
+        aws_sdk_organizations::Config::builder()
+            .behavior_version(aws_sdk_organizations::config::BehaviorVersion::latest())
+            .region(aws_sdk_organizations::config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKID", "secret", None, None, "test",
+            ))
+            .endpoint_url(endpoint)
+            .build(),
+    )
+}
+
+#[tokio::test]
+async fn service_timeout_is_accepted_and_bounds_the_work() {
+    let (url, rx) = receiver().await;
+    let rules = healthy();
+    let mut hung = app(&rules);
+    hung.organizations = silent_organizations().await;
+    let started = Instant::now();
+    // CloudFormation passes ServiceTimeout as a string; 4 s leaves 2 s of work.
+    handle(
+        &hung,
+        request("Create", &url, json!({"ServiceTimeout": "4"})),
+        Instant::now() + Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "answered within the ServiceTimeout, not at the Lambda deadline: {:?}",
+        started.elapsed()
+    );
+    let body = bodies(&rx)[0].clone();
+    assert_eq!(body["Status"], "FAILED", "{body}");
+    assert!(
+        body["Reason"]
+            .as_str()
+            .unwrap()
+            .contains("before the resource's ServiceTimeout (4s)"),
+        "{body}"
+    );
+
+    // A number works too, and a healthy set-up finishes well inside it.
+    let (url, rx) = receiver().await;
+    let rules = healthy();
+    handle(
+        &app(&rules),
+        request("Create", &url, json!({"ServiceTimeout": 300})),
+        deadline(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(bodies(&rx)[0]["Status"], "SUCCESS");
+}
+
+#[tokio::test]
+async fn invalid_service_timeout_answers_failed_without_aws_calls() {
+    for bad in [json!("0"), json!(3601), json!("soon"), json!(2.5)] {
+        let (url, rx) = receiver().await;
+        let rules = healthy();
+        handle(
+            &app(&rules),
+            request("Create", &url, json!({"ServiceTimeout": bad})),
+            deadline(),
+        )
+        .await
+        .unwrap();
+        let body = bodies(&rx)[0].clone();
+        assert_eq!(body["Status"], "FAILED", "{bad}: {body}");
+        assert!(
+            body["Reason"].as_str().unwrap().contains("ServiceTimeout"),
+            "{body}"
+        );
+        let calls: usize = rules
+            .org
+            .iter()
+            .chain(&rules.lm)
+            .chain(&rules.iam)
+            .map(Rule::num_calls)
+            .sum();
+        assert_eq!(calls, 0, "{bad}");
+    }
+}

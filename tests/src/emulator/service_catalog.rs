@@ -16,7 +16,11 @@ use super::Switches;
 pub const ACCOUNT_FACTORY: &str = "AWS Control Tower Account Factory";
 /// The name of the Account Factory product's (only) provisioning artifact.
 const ARTIFACT_NAME: &str = "AWS Control Tower Account Factory";
-/// The message returned while too many Control Tower operations are in flight.
+/// What AWS answers (`ResourceInUseException`) while another Control Tower operation runs.
+pub const ACCOUNT_FACTORY_BUSY: &str = "Account Factory cannot create this enrolled account \
+     right now, because another execution is in progress";
+/// The "in progress" wording also seen under `InvalidParametersException` (switch
+/// `accountFactoryBusyCode`).
 pub const CONTROL_TOWER_BUSY: &str = "AWS Control Tower cannot provision the account because \
      another AWS Control Tower operation is in progress. Try again later.";
 const ACCOUNT_FACTORY_PARAMETERS: [&str; 6] = [
@@ -99,6 +103,8 @@ struct Record {
     ready_at: Instant,
     outputs: Vec<Value>,
     errors: Vec<Value>,
+    /// TerminateProvisionedProduct ran: the provisioned product (and its name) is gone.
+    terminated: bool,
 }
 
 impl Record {
@@ -330,6 +336,9 @@ impl ShareTarget {
 struct Share {
     portfolio_id: String,
     target: ShareTarget,
+    /// `SharePrincipals`: the owner's principal associations (IAM_PATTERN) reach the accounts
+    /// this (organization-node) share covers. Off unless asked for, as in AWS.
+    share_principals: bool,
 }
 
 /// A share with (or unshare from) an organization node, reported by
@@ -490,6 +499,7 @@ impl ServiceCatalog {
             }).collect::<Vec<_>>(),
             "portfolioShares": self.shares.iter().map(|s| json!({
                 "PortfolioId": s.portfolio_id,
+                "SharePrincipals": s.share_principals,
                 "Target": match &s.target {
                     ShareTarget::Account(a) => json!({ "Type": "ACCOUNT", "Value": a }),
                     ShareTarget::Organization(o) => json!({ "Type": "ORGANIZATION", "Value": o }),
@@ -668,6 +678,8 @@ impl ServiceCatalog {
             "DescribePortfolioShareStatus" => self.describe_portfolio_share_status(ctx, &input),
             "AcceptPortfolioShare" => self.accept_portfolio_share(ctx, &input),
             "AssociatePrincipalWithPortfolio" => self.associate_principal(ctx, &input),
+            "ListPrincipalsForPortfolio" => self.list_principals(ctx, &input),
+            "TerminateProvisionedProduct" => self.terminate_provisioned_product(ctx, &input),
             other => Err(ApiError::new(
                 "UnknownOperationException",
                 format!("AWS242ServiceCatalogService.{other} is not emulated"),
@@ -779,14 +791,27 @@ impl ServiceCatalog {
                 .filter(|r| r.account_factory && r.in_flight())
                 .count();
             if in_flight >= ctx.switches.max_concurrent_account_operations {
-                return Err(invalid(CONTROL_TOWER_BUSY));
+                return Err(match ctx.switches.account_factory_busy_code.as_str() {
+                    "InvalidParametersException" => invalid(CONTROL_TOWER_BUSY),
+                    code => ApiError::new(code, ACCOUNT_FACTORY_BUSY),
+                });
             }
         }
-        if self
-            .records
-            .iter()
-            .any(|r| r.provisioned_product_name == name && r.status != "FAILED")
-        {
+        // A FAILED provisioned product keeps its name (and its stack) until it is terminated.
+        if self.records.iter().any(|r| {
+            r.caller == ctx.caller
+                && r.provisioned_product_name == name
+                && r.status == "FAILED"
+                && !r.terminated
+        }) {
+            return Err(invalid(format!("A stack named {name} already exists.")));
+        }
+        if self.records.iter().any(|r| {
+            r.caller == ctx.caller
+                && r.provisioned_product_name == name
+                && r.status != "FAILED"
+                && !r.terminated
+        }) {
             return Err(ApiError::new(
                 "DuplicateResourceException",
                 format!("A provisioned product with the name {name} already exists"),
@@ -819,6 +844,7 @@ impl ServiceCatalog {
             ready_at: ctx.now + Duration::from_millis(ctx.switches.provisioning_ms),
             outputs: Vec::new(),
             errors: Vec::new(),
+            terminated: false,
         };
         let out = json!({ "RecordDetail": record.detail() });
         self.provision_tokens
@@ -906,7 +932,7 @@ impl ServiceCatalog {
         let mut found: Vec<&Record> = self
             .records
             .iter()
-            .filter(|r| r.caller == ctx.caller)
+            .filter(|r| r.caller == ctx.caller && !r.terminated)
             .filter(|r| !same_key_only || r.access_key_id.as_deref() == ctx.access_key_id)
             .filter(|r| terms.iter().all(|t| t.matches(r, ctx.region)))
             .collect();
@@ -1021,6 +1047,12 @@ impl ServiceCatalog {
         let portfolio_id = input.str_req("PortfolioId")?;
         self.owned_portfolio(ctx.caller, portfolio_id)?;
         let (target, by_node) = Self::share_target(input)?;
+        let share_principals = input.bool_opt("SharePrincipals")?.unwrap_or(false);
+        if share_principals && matches!(target, ShareTarget::Account(_)) {
+            return Err(invalid(
+                "SharePrincipals is only supported for shares with an organization node of type ORGANIZATION or ORGANIZATIONAL_UNIT",
+            ));
+        }
         if !self
             .shares
             .iter()
@@ -1029,6 +1061,7 @@ impl ServiceCatalog {
             self.shares.push(Share {
                 portfolio_id: portfolio_id.to_string(),
                 target: target.clone(),
+                share_principals,
             });
         }
         if by_node {
@@ -1151,6 +1184,108 @@ impl ServiceCatalog {
             self.associations.push(association);
         }
         Ok(json!({}))
+    }
+
+    /// The principals that may use a portfolio in the caller's account: its own associations,
+    /// plus, in an account that imported the portfolio through an organization-node share made
+    /// with `SharePrincipals=true`, the owner's `IAM_PATTERN` associations.
+    fn list_principals(&self, ctx: &ScCtx<'_>, input: &Input<'_>) -> Result<Value, ApiError> {
+        let portfolio_id = input.str_req("PortfolioId")?;
+        let owner = match self.portfolios.iter().find(|p| p.id == portfolio_id) {
+            Some(p) => p.owner.clone(),
+            None => {
+                return Err(ApiError::not_found(format!(
+                    "Portfolio {portfolio_id} not found"
+                )))
+            }
+        };
+        let imported = self
+            .accepted
+            .contains(&(portfolio_id.to_string(), ctx.caller.to_string()));
+        if owner != ctx.caller && !imported {
+            return Err(ApiError::not_found(format!(
+                "Portfolio {portfolio_id} not found"
+            )));
+        }
+        let org = ctx.org.org();
+        let principals_shared = owner != ctx.caller
+            && self.shares.iter().any(|s| {
+                s.portfolio_id == portfolio_id
+                    && s.share_principals
+                    && s.target.covers(ctx.caller, org)
+            });
+        let principals: Vec<Value> = self
+            .associations
+            .iter()
+            .filter(|a| a["PortfolioId"] == portfolio_id)
+            .filter(|a| {
+                a["AccountId"] == ctx.caller
+                    || (principals_shared
+                        && a["AccountId"] == owner.as_str()
+                        && a["PrincipalType"] == "IAM_PATTERN")
+            })
+            .map(|a| {
+                json!({
+                    "PrincipalARN": a["PrincipalARN"],
+                    "PrincipalType": a["PrincipalType"],
+                })
+            })
+            .collect();
+        Ok(json!({ "Principals": principals }))
+    }
+
+    /// Terminates a provisioned product (by name or id): it leaves the listings and its name
+    /// can be used again. (The account an Account Factory product created stays; AWS would
+    /// unmanage it.)
+    fn terminate_provisioned_product(
+        &mut self,
+        ctx: &mut ScCtx<'_>,
+        input: &Input<'_>,
+    ) -> Result<Value, ApiError> {
+        input.str_req("TerminateToken")?;
+        let name = input.str_opt("ProvisionedProductName")?;
+        let id = input.str_opt("ProvisionedProductId")?;
+        if name.is_some() == id.is_some() {
+            return Err(invalid(
+                "Specify exactly one of ProvisionedProductName and ProvisionedProductId",
+            ));
+        }
+        let record = self
+            .records
+            .iter_mut()
+            .find(|r| {
+                r.caller == ctx.caller
+                    && !r.terminated
+                    && (name == Some(r.provisioned_product_name.as_str())
+                        || id == Some(r.provisioned_product_id.as_str()))
+            })
+            .ok_or_else(|| ApiError::not_found("Provisioned product not found"))?;
+        if record.in_flight() {
+            return Err(ApiError::new(
+                "ResourceInUseException",
+                format!(
+                    "Provisioned product {} is under change",
+                    record.provisioned_product_id
+                ),
+            ));
+        }
+        record.terminated = true;
+        record.updated_ms = ctx.epoch_ms;
+        let detail = json!({
+            "RecordId": format!("rec-{}", ctx.ids.alnum(13)),
+            "ProvisionedProductName": record.provisioned_product_name,
+            "Status": "SUCCEEDED",
+            "CreatedTime": epoch_seconds(ctx.epoch_ms),
+            "UpdatedTime": epoch_seconds(ctx.epoch_ms),
+            "ProvisionedProductType": "CFN_STACK",
+            "RecordType": "TERMINATE_PROVISIONED_PRODUCT",
+            "ProvisionedProductId": record.provisioned_product_id,
+            "ProductId": record.product_id,
+            "ProvisioningArtifactId": record.artifact_id,
+            "RecordErrors": [],
+            "RecordTags": [],
+        });
+        Ok(json!({ "RecordDetail": detail }))
     }
 }
 
