@@ -24,7 +24,9 @@ pub async fn handle(engine: &Engine, payload: Value) -> Result<Value, Error> {
     let report = engine.run(request).await;
     log_report(&report);
     match report.deciding_error() {
-        Some(err) if report.outcome == Outcome::Failed => Err(failure_error(&report, err)),
+        Some(err) if report.outcome == Outcome::Failed => {
+            Err(failure_error(report.account_id.as_deref(), err))
+        }
         _ => serde_json::to_value(&report).map_err(|e| Error::InvalidInput(e.to_string())),
     }
 }
@@ -105,27 +107,32 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
     json!({ "batchItemFailures": failures.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>() })
 }
 
-fn failure_error(report: &AccountReport, err: &ErrorReport) -> Error {
-    let account = report.account_id.as_deref().unwrap_or("?");
-    let message = format!("account {account}: {}", err.message);
-    if err.retry == crate::error::Retry::Retryable {
+/// The error a direct invocation fails with: the deciding error itself (same kind, so
+/// `errorType` says `NotInOrganization.permanent`, not `GrantFailed` with an empty grant ARN),
+/// with the account named where its text does not already name it.
+fn failure_error(account: Option<&str>, err: &ErrorReport) -> Error {
+    let account = account.unwrap_or("?");
+    let error = Error::from_report(err, "onboard");
+    if error.to_string().contains(account) {
+        return error;
+    }
+    match error {
+        Error::InvalidInput(m) => Error::InvalidInput(format!("account {account}: {m}")),
+        Error::Config(m) => Error::Config(format!("account {account}: {m}")),
         Error::Aws {
-            service: "ct-entitlements",
-            operation: "onboard",
-            code: err.code.clone().unwrap_or_else(|| err.kind.clone()),
+            service,
+            operation,
+            code,
             message,
-            retry: err.retry,
-        }
-    } else {
-        match err.kind.as_str() {
-            "Configuration" => Error::Config(message),
-            "InvalidInput" => Error::InvalidInput(message),
-            _ => Error::GrantFailed {
-                grant_arn: String::new(),
-                status: err.kind.clone(),
-                reason: message,
-            },
-        }
+            retry,
+        } => Error::Aws {
+            service,
+            operation,
+            code,
+            message: format!("account {account}: {message}"),
+            retry,
+        },
+        other => other,
     }
 }
 
@@ -142,4 +149,52 @@ pub fn log_report(report: &AccountReport) {
 
 fn log_rejected(e: &Error) {
     tracing::error!(kind = e.kind(), retry = %e.retry(), error = %e, "input rejected before any AWS call");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Retry;
+
+    /// An account outside the organization fails a direct invocation as
+    /// `NotInOrganization.permanent` naming the account, not as `GrantFailed` with an empty ARN.
+    #[test]
+    fn failure_keeps_the_kind_of_the_deciding_error() {
+        let not_member = Error::NotInOrganization {
+            account: "210987654321".into(),
+            reason: "You specified an account that doesn't exist.".into(),
+        };
+        let e = failure_error(Some("210987654321"), &ErrorReport::from(&not_member));
+        assert_eq!(
+            (e.kind(), e.retry()),
+            ("NotInOrganization", Retry::Permanent)
+        );
+        assert_eq!(e.to_string(), not_member.to_string());
+        assert!(!e.to_string().contains("grant  is"));
+
+        let denied = Error::Aws {
+            service: "license-manager",
+            operation: "CreateGrant",
+            code: "AccessDeniedException".into(),
+            message: "no".into(),
+            retry: Retry::Permanent,
+        };
+        let e = failure_error(Some("210987654321"), &ErrorReport::from(&denied));
+        assert_eq!(
+            (e.kind(), e.aws_code()),
+            ("Aws", Some("AccessDeniedException"))
+        );
+        assert!(e.to_string().contains("account 210987654321"), "{e}");
+
+        let throttled = Error::Aws {
+            service: "license-manager",
+            operation: "ListReceivedLicenses",
+            code: "RateLimitExceededException".into(),
+            message: "slow down".into(),
+            retry: Retry::Retryable,
+        };
+        let e = failure_error(Some("210987654321"), &ErrorReport::from(&throttled));
+        assert!(e.is_retryable());
+        assert_eq!(e.aws_code(), Some("RateLimitExceededException"));
+    }
 }

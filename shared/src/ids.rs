@@ -1,6 +1,7 @@
 //! Validated identifiers. Anything that reaches an AWS call has passed through here.
 
-use crate::error::Error;
+use crate::error::{echo, got, Error};
+use serde_json::Value;
 use std::fmt;
 
 /// A 12-digit AWS account id.
@@ -9,14 +10,34 @@ use std::fmt;
 pub struct AccountId(String);
 
 impl AccountId {
-    /// Accepts exactly 12 ASCII digits.
+    /// Accepts exactly 12 ASCII digits: no trimming, no other characters. This one rule holds
+    /// for every entry point (events, onboard requests, reconcile requests, custom resources):
+    /// another service's padded or decorated id is a bug to surface, not to repair.
     pub fn parse(raw: &str) -> Result<Self, Error> {
         if raw.len() == 12 && raw.bytes().all(|b| b.is_ascii_digit()) {
             Ok(Self(raw.to_string()))
         } else {
             Err(Error::InvalidInput(format!(
-                "account id must be exactly 12 digits, got {raw:?}"
+                "account id must be exactly 12 digits, got {}",
+                echo(raw)
             )))
+        }
+    }
+
+    /// Parses a JSON field that must hold an account id, naming the field in the error:
+    /// `<field> must be a 12-digit account id string, got null` (or `missing`, `a number (…)`, …).
+    pub fn parse_field(value: Option<&Value>, field: &str) -> Result<Self, Error> {
+        match value {
+            Some(Value::String(raw)) => Self::parse(raw).map_err(|_| {
+                Error::InvalidInput(format!(
+                    "{field} must be exactly 12 digits, got {}",
+                    echo(raw)
+                ))
+            }),
+            other => Err(Error::InvalidInput(format!(
+                "{field} must be a 12-digit account id string, {}",
+                got(other)
+            ))),
         }
     }
 
@@ -118,15 +139,44 @@ mod tests {
             "Not Available",
             "21098765432a",
             " 10987654321",
+            " 210987654321",
+            "210987654321 ",
+            "210987654321\n",
+            "２10987654321",
         ] {
             let err = AccountId::parse(bad).expect_err(bad);
             assert_eq!(err.kind(), "InvalidInput");
         }
+        let huge = "1".repeat(1 << 20);
+        let msg = AccountId::parse(&huge).expect_err("huge").to_string();
+        assert!(msg.len() < 200, "{msg}");
+        assert!(msg.ends_with("… (1048576 bytes)"), "{msg}");
         assert_eq!(
             AccountId::parse("210987654321")
                 .map(|a| a.root_principal())
                 .ok(),
             Some("arn:aws:iam::210987654321:root".to_string())
+        );
+    }
+
+    #[test]
+    fn account_id_fields_name_the_field_and_what_was_there() {
+        use serde_json::json;
+        let msg = |v: Option<Value>| {
+            AccountId::parse_field(v.as_ref(), "accounts[2]")
+                .expect_err("bad")
+                .to_string()
+        };
+        assert!(msg(None).contains("accounts[2] must be a 12-digit account id string, missing"));
+        assert!(msg(Some(json!(null))).ends_with("got null"));
+        assert!(msg(Some(json!(210987654321_u64))).ends_with("got a number (210987654321)"));
+        assert!(msg(Some(json!(["210987654321"]))).ends_with("got an array"));
+        assert!(msg(Some(json!(" 210987654321"))).ends_with("got \" 210987654321\""));
+        assert_eq!(
+            AccountId::parse_field(Some(&json!("210987654321")), "x")
+                .ok()
+                .map(|a| a.to_string()),
+            Some("210987654321".into())
         );
     }
 

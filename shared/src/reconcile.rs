@@ -5,12 +5,12 @@
 
 use crate::aws::{self, ListedAccount};
 use crate::engine::{Engine, OffboardMode};
-use crate::error::Error;
+use crate::error::{describe, echo, got, Error};
 use crate::event::OnboardRequest;
 use crate::ids::{is_ou_id, AccountId};
 use crate::report::{AccountReport, CallLog, ErrorReport};
 use futures::StreamExt;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
@@ -49,7 +49,8 @@ impl ReconcileConfig {
             .collect();
         if let Some(bad) = ous.iter().find(|o| !is_ou_id(o)) {
             return Err(Error::Config(format!(
-                "RECONCILE_OUS: {bad:?} is not an OU id (ou-xxxx-yyyyyyyy)"
+                "RECONCILE_OUS: {} is not an OU id (ou-xxxx-yyyyyyyy)",
+                echo(bad)
             )));
         }
         let offboard = match get("OFFBOARD_MODE").as_deref().unwrap_or("off") {
@@ -58,7 +59,8 @@ impl ReconcileConfig {
             "delete" => Some(OffboardMode::Delete),
             other => {
                 return Err(Error::Config(format!(
-                    "OFFBOARD_MODE: {other:?} must be off, deactivate or delete"
+                    "OFFBOARD_MODE: {} must be off, deactivate or delete",
+                    echo(other)
                 )))
             }
         };
@@ -72,18 +74,6 @@ impl ReconcileConfig {
     }
 }
 
-/// An on-demand request: `{"accounts": [...]}`, `{"ous": [...]}`, `{"dryRun": true}`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReconcileRequest {
-    #[serde(default)]
-    pub accounts: Option<Vec<String>>,
-    #[serde(default)]
-    pub ous: Option<Vec<String>>,
-    #[serde(default)]
-    pub dry_run: Option<bool>,
-}
-
 /// What to reconcile, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Scope {
@@ -92,7 +82,30 @@ pub enum Scope {
     Accounts(Vec<AccountId>),
 }
 
-/// Parses the invocation payload: a scheduled EventBridge event (full run) or a request.
+/// The envelope fields of an EventBridge event: all a scheduled run may carry.
+const ENVELOPE: &[&str] = &[
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+];
+
+/// The fields of an on-demand request.
+const REQUEST_FIELDS: &[&str] = &["accounts", "ous", "dryRun"];
+
+/// Parses the invocation payload. Exactly two shapes are accepted, anything else is
+/// `InvalidInput` naming the field:
+/// * the EventBridge Scheduled Event the template's schedule sends (`source` `aws.events`,
+///   `detail-type` `Scheduled Event`, empty `detail`): the configured scope (RECONCILE_OUS, or
+///   the whole organization) and DRY_RUN;
+/// * an on-demand request object with only `accounts` (non-empty list of account ids), `ous`
+///   (non-empty list of OU ids) and `dryRun` (boolean); `{}` is an on-demand run of the
+///   configured scope.
 pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool), Error> {
     let default_scope = || {
         if config.ous.is_empty() {
@@ -101,41 +114,109 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
             Scope::Ous(config.ous.clone())
         }
     };
-    if payload.get("source").is_some() || payload.is_null() {
+    let Some(obj) = payload.as_object() else {
+        return Err(invalid(format!(
+            "the reconciler takes an EventBridge Scheduled Event or a request object ({{\"accounts\": [...]}}, {{\"ous\": [...]}}, {{\"dryRun\": true}}, or {{}} for a full run), got {}",
+            describe(payload)
+        )));
+    };
+    if ["source", "detail-type", "detail"]
+        .iter()
+        .any(|k| obj.contains_key(*k))
+    {
+        check_scheduled_event(obj)?;
         return Ok((default_scope(), config.dry_run));
     }
-    let req: ReconcileRequest = serde_json::from_value(payload.clone())
-        .map_err(|e| Error::InvalidInput(format!("reconcile request: {e}")))?;
-    let dry_run = req.dry_run.unwrap_or(config.dry_run);
-    let scope = match (req.accounts, req.ous) {
+    if let Some(unknown) = obj.keys().find(|k| !REQUEST_FIELDS.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "reconcile request: unknown field {}; expected accounts, ous or dryRun",
+            echo(unknown)
+        )));
+    }
+    let dry_run = match obj.get("dryRun") {
+        None => config.dry_run,
+        Some(Value::Bool(b)) => *b,
+        Some(other) => {
+            return Err(invalid(format!(
+                "reconcile request: dryRun must be true or false, got {}",
+                describe(other)
+            )))
+        }
+    };
+    let list = |field: &str| -> Result<Option<&Vec<Value>>, Error> {
+        match obj.get(field) {
+            None => Ok(None),
+            Some(Value::Array(items)) if !items.is_empty() => Ok(Some(items)),
+            Some(other) => Err(invalid(format!(
+                "reconcile request: {field} must be a non-empty array, got {}",
+                describe(other)
+            ))),
+        }
+    };
+    let scope = match (list("accounts")?, list("ous")?) {
         (Some(_), Some(_)) => {
-            return Err(Error::InvalidInput("give accounts or ous, not both".into()))
+            return Err(invalid("reconcile request: give accounts or ous, not both"))
         }
-        (Some(accounts), None) => {
-            if accounts.is_empty() {
-                return Err(Error::InvalidInput("accounts is empty".into()));
-            }
-            Scope::Accounts(
-                accounts
-                    .iter()
-                    .map(|a| AccountId::parse(a))
-                    .collect::<Result<_, _>>()?,
-            )
-        }
-        (None, Some(ous)) => {
-            if let Some(bad) = ous.iter().find(|o| !is_ou_id(o)) {
-                return Err(Error::InvalidInput(format!(
-                    "{bad:?} is not an OU id (ou-xxxx-yyyyyyyy)"
-                )));
-            }
-            if ous.is_empty() {
-                return Err(Error::InvalidInput("ous is empty".into()));
-            }
-            Scope::Ous(ous)
-        }
+        (Some(accounts), None) => Scope::Accounts(
+            accounts
+                .iter()
+                .enumerate()
+                .map(|(i, a)| {
+                    AccountId::parse_field(Some(a), &format!("reconcile request: accounts[{i}]"))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        (None, Some(ous)) => Scope::Ous(
+            ous.iter()
+                .enumerate()
+                .map(|(i, o)| match o.as_str() {
+                    Some(ou) if is_ou_id(ou) => Ok(ou.to_string()),
+                    _ => Err(invalid(format!(
+                        "reconcile request: ous[{i}] must be an OU id (ou-xxxx-yyyyyyyy), got {}",
+                        describe(o)
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
         (None, None) => default_scope(),
     };
     Ok((scope, dry_run))
+}
+
+/// Accepts exactly the event an EventBridge schedule sends: `source` `aws.events`,
+/// `detail-type` `Scheduled Event`, `detail` absent or `{}`, and only envelope fields.
+fn check_scheduled_event(obj: &serde_json::Map<String, Value>) -> Result<(), Error> {
+    let expect = |field: &str, wanted: &str| match obj.get(field) {
+        Some(Value::String(s)) if s == wanted => Ok(()),
+        other => Err(invalid(format!(
+            "scheduled event: {field} must be {wanted:?} (an EventBridge schedule), {}",
+            got(other)
+        ))),
+    };
+    expect("source", "aws.events")?;
+    expect("detail-type", "Scheduled Event")?;
+    match obj.get("detail") {
+        None => {}
+        Some(Value::Object(d)) if d.is_empty() => {}
+        Some(other) => {
+            return Err(invalid(format!(
+                "scheduled event: detail must be {{}}, got {}; to choose accounts or OUs, invoke with a request object instead",
+                describe(other)
+            )))
+        }
+    }
+    if let Some(unknown) = obj.keys().find(|k| !ENVELOPE.contains(&k.as_str())) {
+        return Err(invalid(format!(
+            "scheduled event: unknown field {}; a scheduled run carries only EventBridge's envelope ({})",
+            echo(unknown),
+            ENVELOPE.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidInput(msg.into())
 }
 
 /// The reconciler's report.
@@ -233,6 +314,23 @@ async fn run(
             report
                 .skipped
                 .insert(account.id.clone(), "management account".into());
+        } else if engine.config().self_account_id.as_ref().map(|a| a.as_str())
+            == Some(account.id.as_str())
+        {
+            report.skipped.insert(
+                account.id.clone(),
+                "the account ct-entitlements runs in".into(),
+            );
+        } else if !matches!(
+            account.state.as_str(),
+            "ACTIVE" | "SUSPENDED" | "PENDING_CLOSURE" | "CLOSED"
+        ) {
+            // PENDING_ACTIVATION and newer states: on its way in, never offboarded; Control
+            // Tower's event or the next reconcile onboards it.
+            report.skipped.insert(
+                account.id.clone(),
+                format!("state {} (not ready yet)", account.state),
+            );
         } else if account.state != "ACTIVE" {
             report
                 .skipped
@@ -253,6 +351,7 @@ async fn run(
                     reason: Some("reconcile".into()),
                     attempt: 0,
                     first_seen: None,
+                    activations: Vec::new(),
                 })
                 .map_err(|e| Error::InvalidInput(e.to_string()))
             })
@@ -348,6 +447,156 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    fn rejected(payload: &Value) -> String {
+        match parse(payload, &config()) {
+            Err(e) => {
+                assert_eq!(e.kind(), "InvalidInput", "{payload}");
+                e.to_string()
+            }
+            Ok(scope) => panic!("accepted {payload}: {scope:?}"),
+        }
+    }
+
+    #[test]
+    fn a_scheduled_run_is_recognised_precisely() {
+        let scheduled = json!({
+            "version": "0", "id": "x", "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "123456789012", "time": "2026-11-22T06:00:00Z", "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:123456789012:rule/r"], "detail": {}
+        });
+        assert_eq!(
+            parse(&scheduled, &config()).ok(),
+            Some((Scope::Organization, false))
+        );
+        let ous = ReconcileConfig {
+            ous: vec!["ou-ab12-cdef3456".into()],
+            dry_run: true,
+            ..config()
+        };
+        assert_eq!(
+            parse(&scheduled, &ous).ok(),
+            Some((Scope::Ous(vec!["ou-ab12-cdef3456".into()]), true))
+        );
+        // Anything that merely has a `source` key, or is null or an array, is not a full run.
+        for (bad, field) in [
+            (
+                json!({"source": "aws.controltower"}),
+                "source must be \"aws.events\"",
+            ),
+            (
+                json!({"source": null}),
+                "source must be \"aws.events\" (an EventBridge schedule), got null",
+            ),
+            (
+                json!({"source": "aws.events"}),
+                "detail-type must be \"Scheduled Event\" (an EventBridge schedule), missing",
+            ),
+            (
+                json!({"source": "aws.events", "detail-type": "Object Created"}),
+                "detail-type",
+            ),
+            (
+                json!({"detail-type": "Scheduled Event"}),
+                "source must be \"aws.events\" (an EventBridge schedule), missing",
+            ),
+            (
+                json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {"accounts": ["210987654321"]}}),
+                "detail must be {}, got an object",
+            ),
+            (
+                json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": null}),
+                "detail must be {}, got null",
+            ),
+            (
+                json!({"source": "aws.events", "detail-type": "Scheduled Event", "dryRun": true}),
+                "unknown field \"dryRun\"",
+            ),
+            (json!(null), "got null"),
+            (json!([]), "got an empty array"),
+        ] {
+            let msg = rejected(&bad);
+            assert!(msg.contains(field), "{msg:?} lacks {field:?}");
+        }
+    }
+
+    /// Every hostile reconcile payload found so far: rejected, the field named, what was
+    /// there said, and nothing echoed unbounded.
+    #[test]
+    fn hostile_reconcile_requests() {
+        let huge = "1".repeat(1 << 20);
+        let cases: Vec<(Value, &str)> = vec![
+            (json!(null), "request object"),
+            (json!([]), "got an empty array"),
+            (json!([1]), "got an array"),
+            (json!("reconcile"), "got \"reconcile\""),
+            (json!(42), "got a number (42)"),
+            (
+                json!({"accounts": null}),
+                "accounts must be a non-empty array, got null",
+            ),
+            (
+                json!({"accounts": []}),
+                "accounts must be a non-empty array, got an empty array",
+            ),
+            (json!({"accounts": "210987654321"}), "got \"210987654321\""),
+            (
+                json!({"accounts": [" 210987654321"]}),
+                "accounts[0] must be exactly 12 digits, got \" 210987654321\"",
+            ),
+            (
+                json!({"accounts": ["210987654321", null]}),
+                "accounts[1] must be a 12-digit account id string, got null",
+            ),
+            (
+                json!({"accounts": [210987654321_u64]}),
+                "accounts[0] must be a 12-digit account id string, got a number (210987654321)",
+            ),
+            (json!({"accounts": ["12"]}), "accounts[0]"),
+            (json!({"accounts": [huge.clone()]}), "… (1048576 bytes)"),
+            (
+                json!({"ous": null}),
+                "ous must be a non-empty array, got null",
+            ),
+            (json!({"ous": []}), "ous must be a non-empty array"),
+            (
+                json!({"ous": ["r-abcd"]}),
+                "ous[0] must be an OU id (ou-xxxx-yyyyyyyy), got \"r-abcd\"",
+            ),
+            (
+                json!({"ous": [["ou-ab12-cdef3456"]]}),
+                "ous[0] must be an OU id (ou-xxxx-yyyyyyyy), got an array",
+            ),
+            (json!({"ous": [huge.clone()]}), "… (1048576 bytes)"),
+            (
+                json!({"dryRun": "yes"}),
+                "dryRun must be true or false, got \"yes\"",
+            ),
+            (
+                json!({"dryRun": null}),
+                "dryRun must be true or false, got null",
+            ),
+            (
+                json!({"accounts": ["210987654321"], "ous": ["ou-ab12-cdef3456"]}),
+                "not both",
+            ),
+            (
+                json!({"account": ["210987654321"]}),
+                "unknown field \"account\"; expected accounts, ous or dryRun",
+            ),
+            (json!({ huge.clone(): 1 }), "unknown field"),
+        ];
+        for (payload, expected) in cases {
+            let msg = rejected(&payload);
+            assert!(msg.contains(expected), "{msg:?} lacks {expected:?}");
+            assert!(msg.len() < 400, "{} bytes", msg.len());
+        }
+        // `{}` is an explicit on-demand run of the configured scope.
+        assert_eq!(
+            parse(&json!({}), &config()).ok(),
+            Some((Scope::Organization, false))
+        );
     }
 
     #[test]

@@ -1,0 +1,153 @@
+//! reconciler's invocation: the payload is parsed before any AWS call (a scheduled run is
+//! recognised precisely, anything unrecognised is `InvalidInput` naming the field), then one
+//! reconcile runs, its report is logged, and a failure keeps the kind of what failed.
+
+use serde_json::Value;
+use shared::reconcile::{self, ReconcileConfig, ReconcileReport};
+use shared::{Engine, Error, Outcome, Retry};
+
+/// Handles one invocation: the report is the return value; a failed run is an error (so an
+/// asynchronous invocation is retried, then sent to its failure destination).
+pub async fn handle(
+    engine: &Engine,
+    config: &ReconcileConfig,
+    payload: &Value,
+) -> Result<Value, Error> {
+    let (scope, dry_run) = reconcile::parse(payload, config).inspect_err(|e| {
+        tracing::error!(kind = e.kind(), error = %e, "input rejected before any AWS call");
+    })?;
+    let report = reconcile::reconcile(engine, config, scope, dry_run).await;
+    for offboarded in &report.offboarded {
+        shared::handler::log_report(offboarded);
+    }
+    let value = serde_json::to_value(&report).map_err(|e| Error::InvalidInput(e.to_string()))?;
+    println!("{{\"type\":\"reconcileReport\",\"report\":{value}}}");
+    match failure(&report) {
+        Some(err) => Err(err),
+        None => Ok(value),
+    }
+}
+
+/// The error a reconcile report fails the invocation with, if any: the run's own error as it
+/// was (same kind and retry class), else a summary of the departed accounts that could not be
+/// offboarded (retryable when any of them can be retried).
+pub fn failure(report: &ReconcileReport) -> Option<Error> {
+    if let Some(err) = &report.error {
+        return Some(Error::from_report(err, "reconcile"));
+    }
+    let failed: Vec<_> = report
+        .offboarded
+        .iter()
+        .filter(|r| r.outcome == Outcome::Failed)
+        .collect();
+    let first = failed.first()?;
+    let first_error = first.deciding_error();
+    let retry = if failed.iter().any(|r| {
+        r.deciding_error()
+            .is_some_and(|e| e.retry == Retry::Retryable)
+    }) {
+        Retry::Retryable
+    } else {
+        Retry::Permanent
+    };
+    Some(Error::Aws {
+        service: "ct-entitlements",
+        operation: "offboard",
+        code: first_error
+            .map(|e| e.code.clone().unwrap_or_else(|| e.kind.clone()))
+            .unwrap_or_else(|| "OffboardFailed".into()),
+        message: format!(
+            "{} departed account(s) could not be offboarded (see the accountReport lines); first: account {}: {}",
+            failed.len(),
+            first.account_id.as_deref().unwrap_or("?"),
+            first_error.map(|e| e.message.as_str()).unwrap_or("no error reported"),
+        ),
+        retry,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use shared::report::ErrorReport;
+    use std::collections::BTreeMap;
+
+    /// An engine whose clients point at a closed port: any AWS call would fail with an `Aws`
+    /// error, so an `InvalidInput` answer proves the payload was rejected before any call.
+    fn engine() -> Engine {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let config = shared::Config::from_lookup_per_request(|_| None).expect("defaults");
+        Engine::new(config, shared::Clients::from_sdk_config(&sdk, "us-east-1"))
+    }
+
+    fn config() -> ReconcileConfig {
+        ReconcileConfig::from_lookup(|k| {
+            (k == "ONBOARDING_QUEUE_URL").then(|| "http://127.0.0.1:9/1/q".to_string())
+        })
+        .expect("valid")
+    }
+
+    #[tokio::test]
+    async fn hostile_payloads_are_rejected_before_any_aws_call() {
+        let engine = engine();
+        for payload in [
+            json!(null),
+            json!([]),
+            json!({"source": "anything"}),
+            json!({"source": "aws.events"}),
+            json!({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {"accounts": ["210987654321"]}}),
+            json!({"source": "aws.controltower", "detail-type": "AWS Service Event via CloudTrail", "detail": {}}),
+            json!({"accounts": null}),
+            json!({"accounts": [" 210987654321"]}),
+            json!({"ous": [null]}),
+            json!({"dryRun": "false"}),
+        ] {
+            let err = handle(&engine, &config(), &payload)
+                .await
+                .expect_err(&payload.to_string());
+            assert_eq!(err.kind(), "InvalidInput", "{payload}: {err}");
+        }
+    }
+
+    fn report(error: Option<ErrorReport>) -> ReconcileReport {
+        ReconcileReport {
+            scope: "organization".into(),
+            dry_run: false,
+            accounts_listed: 0,
+            onboard: Vec::new(),
+            enqueued: 0,
+            skipped: BTreeMap::new(),
+            offboard: Vec::new(),
+            offboarded: Vec::new(),
+            api_calls: BTreeMap::new(),
+            duration_ms: 0,
+            error,
+        }
+    }
+
+    #[test]
+    fn a_failed_run_keeps_the_kind_of_its_error() {
+        assert!(failure(&report(None)).is_none());
+        let throttled = Error::Aws {
+            service: "organizations",
+            operation: "ListAccounts",
+            code: "TooManyRequestsException".into(),
+            message: "slow down".into(),
+            retry: Retry::Retryable,
+        };
+        let err = failure(&report(Some(ErrorReport::from(&throttled)))).expect("failure");
+        assert_eq!(
+            (err.kind(), err.aws_code(), err.retry()),
+            ("Aws", Some("TooManyRequestsException"), Retry::Retryable)
+        );
+        let config = Error::Config("ONBOARDING_QUEUE_URL: gone".into());
+        let err = failure(&report(Some(ErrorReport::from(&config)))).expect("failure");
+        assert_eq!(err.kind(), "Configuration");
+        assert_eq!(err.to_string(), config.to_string());
+    }
+}
