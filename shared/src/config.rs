@@ -2,7 +2,7 @@
 //! init. Every error names the variable. Parsing makes no AWS call.
 
 use crate::error::Error;
-use crate::ids::{is_license_arn, is_ou_id, is_product_sku, is_role_name};
+use crate::ids::{is_license_arn, is_ou_id, is_product_sku, is_role_name, AccountId};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -25,14 +25,16 @@ impl LicenseRef {
                 return Ok(LicenseRef::Arn(raw.to_string()));
             }
             return Err(Error::Config(format!(
-                "{var}: {raw:?} is not a License Manager license ARN (arn:aws:license-manager::<account>:license:l-<id>)"
+                "{var}: {} is not a License Manager license ARN (arn:aws:license-manager::<account>:license:l-<id>)",
+                crate::error::echo(raw)
             )));
         }
         if is_product_sku(raw) {
             Ok(LicenseRef::Sku(raw.to_string()))
         } else {
             Err(Error::Config(format!(
-                "{var}: {raw:?} is neither a license ARN nor a product SKU (letters, digits, '.', '_', '-')"
+                "{var}: {} is neither a license ARN nor a product SKU (letters, digits, '.', '_', '-')",
+                crate::error::echo(raw)
             )))
         }
     }
@@ -76,7 +78,8 @@ impl OverrideBehavior {
             "DISTRIBUTED_GRANTS_ONLY" => Ok(Self::DistributedGrantsOnly),
             "ALL_GRANTS_PERMITTED_BY_ISSUER" => Ok(Self::AllGrantsPermittedByIssuer),
             other => Err(Error::Config(format!(
-                "{var}: {other:?} must be DISTRIBUTED_GRANTS_ONLY or ALL_GRANTS_PERMITTED_BY_ISSUER"
+                "{var}: {} must be DISTRIBUTED_GRANTS_ONLY or ALL_GRANTS_PERMITTED_BY_ISSUER",
+                crate::error::echo(other)
             ))),
         }
     }
@@ -130,6 +133,10 @@ pub struct Config {
     pub assume_role_attempts: u32,
     #[serde(with = "millis")]
     pub assume_role_backoff: Duration,
+    /// The account this stack runs in (the template sets it from `AWS::AccountId`). The engine
+    /// never grants to it: in a delegated administrator deployment it is a member account that
+    /// Control Tower reports like any other, and a grant to the grantor itself is invalid.
+    pub self_account_id: Option<AccountId>,
 }
 
 mod secs {
@@ -172,6 +179,7 @@ pub mod vars {
     pub const WORKFLOW_DEADLINE_SECONDS: &str = "WORKFLOW_DEADLINE_SECONDS";
     pub const ASSUME_ROLE_ATTEMPTS: &str = "ASSUME_ROLE_ATTEMPTS";
     pub const ASSUME_ROLE_BACKOFF_MS: &str = "ASSUME_ROLE_BACKOFF_MS";
+    pub const SELF_ACCOUNT_ID: &str = "SELF_ACCOUNT_ID";
 }
 
 impl Config {
@@ -349,6 +357,15 @@ impl Config {
             }
         }
 
+        let self_account_id = match get(SELF_ACCOUNT_ID) {
+            None => None,
+            Some(raw) => Some(AccountId::parse(&raw).map_err(|_| {
+                Error::Config(format!(
+                    "{SELF_ACCOUNT_ID}: {raw:?} is not a 12-digit account id"
+                ))
+            })?),
+        };
+
         Ok(Config {
             selection,
             ou_rules,
@@ -404,6 +421,7 @@ impl Config {
                 0,
                 60_000,
             )?),
+            self_account_id,
         })
     }
 }
@@ -422,7 +440,8 @@ pub fn parse_bool(raw: Option<&str>, var: &str, default: bool) -> Result<bool, E
         Some("true" | "1" | "yes") => Ok(true),
         Some("false" | "0" | "no") => Ok(false),
         Some(other) => Err(Error::Config(format!(
-            "{var}: {other:?} must be true or false"
+            "{var}: {} must be true or false",
+            crate::error::echo(other)
         ))),
     }
 }
@@ -439,7 +458,8 @@ pub fn parse_num(
     match raw.parse::<u64>() {
         Ok(n) if (min..=max).contains(&n) => Ok(n),
         _ => Err(Error::Config(format!(
-            "{var}: {raw:?} must be a whole number from {min} to {max}"
+            "{var}: {} must be a whole number from {min} to {max}",
+            crate::error::echo(&raw)
         ))),
     }
 }
@@ -541,6 +561,8 @@ mod tests {
             ("WORKFLOW_DEADLINE_SECONDS", "-1"),
             ("ONBOARDING_QUEUE_URL", "queue"),
             ("GRANT_NAME_PREFIX", "has space"),
+            ("SELF_ACCOUNT_ID", "12345678901"),
+            ("SELF_ACCOUNT_ID", "arn:aws:iam::123456789012:root"),
         ] {
             let msg = config_error(&[base, (var, value)]);
             assert!(msg.starts_with(var), "{var}={value}: {msg}");
@@ -576,5 +598,33 @@ mod tests {
             c.override_behavior,
             OverrideBehavior::AllGrantsPermittedByIssuer
         );
+    }
+
+    #[test]
+    fn self_account_id_is_optional_and_validated() {
+        let c = load(&[("ALL_MARKETPLACE_LICENSES", "true")]).expect("valid");
+        assert_eq!(c.self_account_id, None);
+        let c = load(&[
+            ("ALL_MARKETPLACE_LICENSES", "true"),
+            ("SELF_ACCOUNT_ID", " 111122223333 "),
+        ])
+        .expect("valid");
+        assert_eq!(
+            c.self_account_id.as_ref().map(AccountId::as_str),
+            Some("111122223333")
+        );
+        let c = Config::from_lookup_per_request(|k| {
+            (k == vars::SELF_ACCOUNT_ID).then(|| "111122223333".to_string())
+        })
+        .expect("valid");
+        assert_eq!(
+            c.self_account_id.map(|a| a.to_string()).as_deref(),
+            Some("111122223333")
+        );
+        let msg = config_error(&[
+            ("ALL_MARKETPLACE_LICENSES", "true"),
+            ("SELF_ACCOUNT_ID", "1111-2222-3333"),
+        ]);
+        assert!(msg.starts_with("SELF_ACCOUNT_ID"), "{msg}");
     }
 }

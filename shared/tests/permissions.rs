@@ -185,3 +185,155 @@ fn code_calls_nothing_outside_the_tables_and_the_tables_hold_nothing_stale() {
             .collect::<Vec<_>>()
     );
 }
+
+fn example(name: &str) -> Value {
+    let path = root().join("examples").join(name);
+    serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A YAML value as text, intrinsic functions (`!Sub …`) included, for substring checks.
+fn text(v: &Value) -> String {
+    serde_yaml::to_string(v).unwrap()
+}
+
+/// The only resource of `kind` in a template.
+fn only_resource<'a>(t: &'a Value, kind: &str) -> &'a Value {
+    let found: Vec<&Value> = t["Resources"]
+        .as_mapping()
+        .unwrap()
+        .values()
+        .filter(|r| r["Type"].as_str() == Some(kind))
+        .collect();
+    assert_eq!(found.len(), 1, "exactly one {kind}");
+    found[0]
+}
+
+#[test]
+fn member_role_stackset_allows_exactly_member_role_and_trusts_only_the_function_roles() {
+    let t = example("member-role-stackset.yaml");
+    let role = only_resource(&t, "AWS::IAM::Role");
+    let mut allowed = BTreeSet::new();
+    for policy in role["Properties"]["Policies"].as_sequence().unwrap() {
+        for st in policy["PolicyDocument"]["Statement"].as_sequence().unwrap() {
+            assert_eq!(
+                st["Effect"].as_str(),
+                Some("Allow"),
+                "only Allow statements"
+            );
+            assert!(st.get("NotAction").is_none() && st.get("NotResource").is_none());
+            allowed.extend(strings(&st["Action"]));
+            if strings(&st["Action"])
+                .iter()
+                .any(|a| a == "iam:CreateServiceLinkedRole")
+            {
+                let scoped = text(&st["Resource"]);
+                assert!(
+                    !scoped.contains("role/*") && scoped.contains("aws-service-role/"),
+                    "CreateServiceLinkedRole is scoped to the SLR paths: {scoped}"
+                );
+                let names = strings(&st["Condition"]["StringEquals"]["iam:AWSServiceName"]);
+                assert_eq!(names.len(), 3, "service names: {names:?}");
+            }
+        }
+    }
+    assert!(
+        role["Properties"]["ManagedPolicyArns"].is_null(),
+        "no managed policies on the member role"
+    );
+    assert!(
+        allowed.iter().all(|a| !a.contains('*')),
+        "wildcard action in {allowed:?}"
+    );
+    let needed: BTreeSet<String> = MEMBER_ROLE
+        .iter()
+        .map(|op| iam_action(op).to_string())
+        .collect();
+    assert_eq!(
+        allowed, needed,
+        "examples/member-role-stackset.yaml vs shared::permissions::MEMBER_ROLE"
+    );
+
+    // Trust: one statement, the deployment account, narrowed to the function role path.
+    let trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+        .as_sequence()
+        .unwrap();
+    assert_eq!(trust.len(), 1, "{trust:?}");
+    let st = &trust[0];
+    assert_eq!(st["Effect"].as_str(), Some("Allow"));
+    assert_eq!(strings(&st["Action"]), vec!["sts:AssumeRole".to_string()]);
+    let principal = text(&st["Principal"]["AWS"]);
+    assert!(
+        principal.contains("iam::${DeploymentAccountId}:root"),
+        "principal: {principal}"
+    );
+    let arn_like = text(&st["Condition"]["ArnLike"]["aws:PrincipalArn"]);
+    assert!(
+        arn_like.contains("iam::${DeploymentAccountId}:role${FunctionRolePath}*"),
+        "aws:PrincipalArn: {arn_like}"
+    );
+    // The path the role trusts is the path the template gives its function roles, and the
+    // role's default name is what the README tells ExecutionRoleName to be.
+    let template_path = template()["Globals"]["Function"]["RolePath"].clone();
+    assert_eq!(
+        t["Parameters"]["FunctionRolePath"]["Default"], template_path,
+        "member role trust path vs template Globals RolePath"
+    );
+    assert_eq!(
+        t["Parameters"]["RoleName"]["Default"].as_str(),
+        Some("ct-entitlements-member")
+    );
+    // The role must be at path "/": the engine assumes arn:…:role/<ExecutionRoleName>.
+    assert!(role["Properties"]["Path"].is_null(), "member role path");
+}
+
+#[test]
+fn delegated_deployment_forwards_exactly_the_events_the_stack_matches() {
+    let t = template();
+    let rule = &t["Resources"]["LifecycleEventRule"]["Properties"]["EventPattern"];
+    let forwarder = example("management-forwarder.yaml");
+    let forwarded = &only_resource(&forwarder, "AWS::Events::Rule")["Properties"]["EventPattern"];
+    for key in ["source", "detail-type", "detail"] {
+        assert_eq!(rule[key], forwarded[key], "EventPattern.{key}");
+    }
+    // The stack's rule takes events of the management account: its own, or forwarded.
+    let account = text(&rule["account"]);
+    assert!(
+        account.contains("DelegatedDeployment")
+            && account.contains("ManagementAccountId")
+            && account.contains("AWS::AccountId"),
+        "account: {account}"
+    );
+    // The bus policy lets the management account put Control Tower's events, nothing else.
+    let policy = &t["Resources"]["ManagementAccountEventBusPolicy"];
+    assert_eq!(policy["Condition"].as_str(), Some("DelegatedDeployment"));
+    let st = &policy["Properties"]["Statement"];
+    assert_eq!(strings(&st["Action"]), vec!["events:PutEvents".to_string()]);
+    assert!(text(&st["Principal"]["AWS"]).contains("${ManagementAccountId}:root"));
+    assert_eq!(
+        strings(&st["Condition"]["ForAllValues:StringEquals"]["events:source"]),
+        strings(&rule["source"])
+    );
+    assert_eq!(
+        strings(&st["Condition"]["StringEquals"]["events:detail-type"]),
+        strings(&rule["detail-type"])
+    );
+    // The forwarder's role may put events on the target account's default bus only.
+    let role = only_resource(&forwarder, "AWS::IAM::Role");
+    let statements: Vec<&Value> = role["Properties"]["Policies"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["PolicyDocument"]["Statement"].as_sequence().unwrap())
+        .collect();
+    assert_eq!(statements.len(), 1);
+    assert_eq!(
+        strings(&statements[0]["Action"]),
+        vec!["events:PutEvents".to_string()]
+    );
+    assert!(text(&statements[0]["Resource"]).contains("${TargetAccountId}:event-bus/default"));
+    // Every function knows its own account (the engine never grants to it).
+    assert_eq!(
+        text(&t["Globals"]["Function"]["Environment"]["Variables"]["SELF_ACCOUNT_ID"]).trim(),
+        "!Ref AWS::AccountId"
+    );
+}
