@@ -57,8 +57,12 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# Every test against the zero-delay emulator, then the end-to-end suites again against the
+# "realistic" one (grant workflows and activations take seconds, as in AWS they take minutes).
+REALISTIC_SUITES := e2e_lifecycle e2e_fidelity e2e_reconcile e2e_delegated
 unit:
 	cargo test --workspace
+	CT_EMULATOR_PROFILE=realistic cargo test -p local-world $(addprefix --test ,$(REALISTIC_SUITES))
 
 package: venv
 	cargo lambda build --release --x86-64 --bin account-lifecycle --bin reconciler --bin org-bootstrap --bin catalog-provisioning --bin account-vending

@@ -125,6 +125,7 @@ pub async fn plan(engine: &Engine, accounts: &[AccountId]) -> Vec<AccountReport>
             attempt: 0,
             first_seen: None,
             explicit: None,
+            activations: Vec::new(),
         };
         reports.push(engine.run(Request::Work(work)).await);
     }
@@ -156,10 +157,12 @@ pub fn render_plan(reports: &[AccountReport]) -> String {
                 .status_after
                 .clone()
                 .unwrap_or_else(|| "(no grant)".into());
-            let actions = match &l.error {
-                Some(e) => format!("error: {}", e.message),
-                None if l.actions.is_empty() => "none".into(),
-                None => l.actions.join(", "),
+            // The engine's decision (shared::decide) for the license, as the dry run took it.
+            let actions = match (&l.error, &l.pending_reason) {
+                (Some(e), _) => format!("error: {}", e.message),
+                (None, Some(why)) => format!("wait: {why}"),
+                (None, None) if l.actions.is_empty() => "none".into(),
+                (None, None) => l.actions.join(", "),
             };
             rows.push([
                 account.clone(),

@@ -58,30 +58,42 @@ pub struct HeldLicense {
     pub sku: Option<String>,
     pub name: Option<String>,
     pub product_name: Option<String>,
+    /// What the management account itself may pass on (`ReceivedMetadata.AllowedOperations`);
+    /// `None` when License Manager did not say.
+    pub allowed_operations: Option<Vec<String>>,
 }
 
 /// The parts of a grant the engine reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantView {
     pub arn: String,
+    pub name: String,
     pub license_arn: String,
     pub status: String,
     pub version: String,
     pub parent_arn: String,
     pub grantee: String,
     pub status_reason: Option<String>,
+    /// `Options.ActivationOverrideBehavior`, set when the grant was activated with one (for an
+    /// organization grant: bulk-activated).
+    pub activation_behavior: Option<String>,
 }
 
 impl From<&Grant> for GrantView {
     fn from(g: &Grant) -> Self {
         GrantView {
             arn: g.grant_arn().to_string(),
+            name: g.grant_name().to_string(),
             license_arn: g.license_arn().to_string(),
             status: g.grant_status().as_str().to_string(),
             version: g.version().to_string(),
             parent_arn: g.parent_arn().to_string(),
             grantee: g.grantee_principal_arn().to_string(),
             status_reason: g.status_reason().map(str::to_string),
+            activation_behavior: g
+                .options()
+                .and_then(|o| o.activation_override_behavior())
+                .map(|b| b.as_str().to_string()),
         }
     }
 }
@@ -187,6 +199,29 @@ pub async fn describe_member(
     })
 }
 
+/// The parent OU of an OU (`None` when its parent is the root).
+pub async fn parent_ou(
+    org: &aws_sdk_organizations::Client,
+    ou_id: &str,
+    calls: &CallLog,
+) -> Result<Option<String>, Error> {
+    calls.record(Side::Own, "organizations:ListParents", false);
+    let out = org
+        .list_parents()
+        .child_id(ou_id)
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations", "ListParents", e))?;
+    Ok(out
+        .parents()
+        .iter()
+        .find(|p| {
+            p.r#type()
+                .is_some_and(|t| t.as_str() == "ORGANIZATIONAL_UNIT")
+        })
+        .and_then(|p| p.id().map(str::to_string)))
+}
+
 /// Every AVAILABLE license issued by AWS/Marketplace that the caller holds.
 pub async fn marketplace_licenses(
     lm: &aws_sdk_licensemanager::Client,
@@ -211,6 +246,12 @@ pub async fn marketplace_licenses(
                 sku: l.product_sku().map(str::to_string),
                 name: l.license_name().map(str::to_string),
                 product_name: l.product_name().map(str::to_string),
+                allowed_operations: l.received_metadata().map(|m| {
+                    m.allowed_operations()
+                        .iter()
+                        .map(|op| op.as_str().to_string())
+                        .collect()
+                }),
             })
         }));
         token = out.next_token().map(str::to_string);
@@ -372,10 +413,9 @@ pub async fn create_slr_as(
     }
 }
 
-/// All grants the member account received for `license_arn`.
+/// Every grant the member account received (all licenses: one listing per account).
 pub async fn received_grants(
     lm: &aws_sdk_licensemanager::Client,
-    license_arn: &str,
     calls: &CallLog,
 ) -> Result<Vec<GrantView>, Error> {
     let mut grants = Vec::new();
@@ -384,12 +424,45 @@ pub async fn received_grants(
         calls.record(Side::Member, "license-manager:ListReceivedGrants", false);
         let out = lm
             .list_received_grants()
-            .filters(filter("LicenseArn", license_arn))
             .max_results(100)
             .set_next_token(token)
             .send()
             .await
             .map_err(|e| aws_error("license-manager", "ListReceivedGrants", e))?;
+        grants.extend(out.grants().iter().map(GrantView::from));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(grants);
+        }
+    }
+}
+
+/// The account-level grants of `principal` (an account's root) for `license_arn` that the
+/// organization's members received, as the management account sees them
+/// (`ListReceivedGrantsForOrganization`): children of organization/OU grants included.
+pub async fn organization_received_grants(
+    lm: &aws_sdk_licensemanager::Client,
+    license_arn: &str,
+    principal: &str,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
+    let mut grants = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record(
+            Side::Own,
+            "license-manager:ListReceivedGrantsForOrganization",
+            false,
+        );
+        let out = lm
+            .list_received_grants_for_organization()
+            .license_arn(license_arn)
+            .filters(filter("GranteePrincipalArn", principal))
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("license-manager", "ListReceivedGrantsForOrganization", e))?;
         grants.extend(out.grants().iter().map(GrantView::from));
         token = out.next_token().map(str::to_string);
         if token.is_none() {
@@ -477,6 +550,7 @@ pub async fn create_grant(
         .map_err(|e| aws_error("license-manager", "CreateGrant", e))?;
     Ok(GrantView {
         arn: out.grant_arn().unwrap_or_default().to_string(),
+        name: grant.name.to_string(),
         license_arn: grant.license_arn.to_string(),
         status: out
             .status()
@@ -486,6 +560,7 @@ pub async fn create_grant(
         parent_arn: grant.license_arn.to_string(),
         grantee: grant.principal.to_string(),
         status_reason: None,
+        activation_behavior: None,
     })
 }
 
@@ -609,6 +684,7 @@ pub async fn delete_grant(
     lm: &aws_sdk_licensemanager::Client,
     grant_arn: &str,
     version: &str,
+    reason: &str,
     calls: &CallLog,
 ) -> Result<String, Error> {
     calls.record(Side::Own, "license-manager:DeleteGrant", true);
@@ -616,7 +692,7 @@ pub async fn delete_grant(
         .delete_grant()
         .grant_arn(grant_arn)
         .version(version)
-        .status_reason("ct-entitlements offboarding")
+        .status_reason(reason)
         .send()
         .await
         .map_err(|e| aws_error("license-manager", "DeleteGrant", e))?;

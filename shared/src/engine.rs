@@ -1,69 +1,36 @@
 //! The "ensure this account is entitled" engine: validate → organization → assume role →
-//! service-linked roles → per license (concurrently, bounded) find or create the grant, accept,
-//! activate → report. Grants still in workflow are re-checked later through the onboarding
-//! queue, never waited for in a sleep loop.
+//! service-linked roles → per license (concurrently, bounded) observe the account's grants,
+//! `decide::decide` the next step, execute it, observe again → report. Grants still in workflow
+//! are re-checked later through the onboarding queue, never waited for in a sleep loop.
 
 use crate::aws::{self, GrantView, HeldLicense, NewGrant, OrgInfo};
 use crate::clients::{Clients, MemberClients};
 use crate::config::{Config, LicenseRef, OverrideBehavior, Selection};
+use crate::decide::{self, Failure, Next, Observation, Source, WaitReason};
+pub use crate::decide::{is_terminal, status};
 use crate::error::Error;
-use crate::event::{OnboardRequest, Request, Trigger, Work};
+use crate::event::{ActivationMark, OnboardRequest, Request, Trigger, Work};
 use crate::ids::AccountId;
 use crate::report::{AccountReport, CallLog, ErrorReport, LicenseReport, Outcome, SlrReport};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Mutex, OnceCell};
 
-/// How long the list of held licenses is reused across accounts of one container.
+/// How long the list of held licenses, and the organization/OU grants, are reused across
+/// accounts of one container.
 const HELD_LICENSES_TTL: Duration = Duration::from_secs(60);
 
-/// Grant states, as License Manager spells them.
-pub mod status {
-    pub const ACTIVE: &str = "ACTIVE";
-    pub const DISABLED: &str = "DISABLED";
-    pub const PENDING_ACCEPT: &str = "PENDING_ACCEPT";
-    pub const PENDING_WORKFLOW: &str = "PENDING_WORKFLOW";
-    pub const WORKFLOW_COMPLETED: &str = "WORKFLOW_COMPLETED";
-    pub const PENDING_DELETE: &str = "PENDING_DELETE";
-    pub const FAILED_WORKFLOW: &str = "FAILED_WORKFLOW";
-    pub const REJECTED: &str = "REJECTED";
-    pub const DELETED: &str = "DELETED";
-}
+/// Decide/execute rounds per license and invocation (create, accept, activate, look: four).
+const MAX_STEPS: usize = 8;
 
-/// Terminal states: such a grant is never revived; the grantor makes a new one.
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, status::REJECTED | status::DELETED)
-}
+/// Activations remembered by one container (beyond it, re-check messages carry them).
+const MAX_REMEMBERED_ACTIVATIONS: usize = 10_000;
 
-/// States that only time moves forward.
-fn is_in_workflow(status: &str) -> bool {
-    matches!(
-        status,
-        status::PENDING_WORKFLOW | status::PENDING_DELETE | status::WORKFLOW_COMPLETED
-    )
-}
-
-/// Preference among several live grants for one account and license.
-fn rank(status: &str) -> u8 {
-    match status {
-        status::ACTIVE => 0,
-        status::DISABLED => 1,
-        status::PENDING_ACCEPT => 2,
-        status::PENDING_WORKFLOW => 3,
-        status::FAILED_WORKFLOW => 4,
-        _ => 5,
-    }
-}
-
-/// The best live grant among `grants`.
-pub fn best_live(grants: &[GrantView]) -> Option<&GrantView> {
-    grants
-        .iter()
-        .filter(|g| !is_terminal(&g.status))
-        .min_by_key(|g| rank(&g.status))
-}
+/// The deepest OU nesting Organizations allows is 5 levels; guard the ancestor walk with it.
+const MAX_OU_DEPTH: usize = 5;
 
 /// Deterministic `ClientToken` for CreateGrant: the same account, license and generation always
 /// give the same token, so a retried or duplicated create cannot make a second grant; the
@@ -85,12 +52,21 @@ fn token(seed: &str) -> String {
     format!("cte-{hex}")
 }
 
+/// A value and when it was read.
+type Timed<T> = (Instant, T);
+
 /// The engine: configuration and clients, built once at init and shared by every invocation.
 pub struct Engine {
     config: Config,
     clients: Clients,
     org: OnceCell<OrgInfo>,
     held: Mutex<Option<(Instant, Arc<Vec<HeldLicense>>)>>,
+    /// Grants to organization/OU principals, by principal (all licenses), with when read.
+    principal_grants: Mutex<HashMap<String, Timed<Arc<Vec<GrantView>>>>>,
+    /// OU → its parent OU (`None`: the root), read once per container.
+    ou_parents: Mutex<HashMap<String, Option<String>>>,
+    /// Activations this container requested, by grant ARN.
+    activations: std::sync::Mutex<HashMap<String, ActivationMark>>,
     now: fn() -> SystemTime,
 }
 
@@ -105,19 +81,23 @@ pub enum OffboardMode {
 }
 
 /// The account a license is driven for, and how.
-#[derive(Clone, Copy)]
 struct Target<'a> {
     account: &'a AccountId,
-    org: &'a OrgInfo,
-    ou_id: Option<&'a str>,
+    principal: String,
     member: &'a MemberClients,
     behavior: OverrideBehavior,
+    own_grant_name: String,
+    held: &'a [HeldLicense],
+    /// Every grant seen for the account (all licenses), to name a conflicting one.
+    seen: &'a [GrantView],
+    activations: Vec<ActivationMark>,
 }
 
 /// What happened to one license, beyond its report.
 struct LicenseRun {
     report: LicenseReport,
     pending: bool,
+    marks: Vec<ActivationMark>,
 }
 
 impl Engine {
@@ -127,6 +107,9 @@ impl Engine {
             clients,
             org: OnceCell::new(),
             held: Mutex::new(None),
+            principal_grants: Mutex::new(HashMap::new()),
+            ou_parents: Mutex::new(HashMap::new()),
+            activations: std::sync::Mutex::new(HashMap::new()),
             now: SystemTime::now,
         }
     }
@@ -183,8 +166,9 @@ impl Engine {
                 r.ou_name = work.ou_name.clone();
                 r.attempt = work.attempt;
                 // Boxed: the whole onboarding future is deep; keep it off the caller's stack type.
-                if let Err(e) = Box::pin(self.onboard(work, &calls, &mut r)).await {
-                    r.error = Some(ErrorReport::from(&e));
+                match Box::pin(self.onboard(work, &calls, &mut r)).await {
+                    Ok(marks) => r.activations_requested = marks,
+                    Err(e) => r.error = Some(ErrorReport::from(&e)),
                 }
                 r.outcome = outcome(&r);
                 r
@@ -198,20 +182,43 @@ impl Engine {
         work: &Work,
         calls: &CallLog,
         report: &mut AccountReport,
-    ) -> Result<(), Error> {
+    ) -> Result<Vec<ActivationMark>, Error> {
         let account = &work.account_id;
-        let org = self.org_info(calls).await?;
+        // The organization (cached), the account's facts and the held licenses (cached) do not
+        // depend on each other.
+        let (org, member, held) = futures::try_join!(
+            self.org_info(calls),
+            aws::describe_member(&self.clients.organizations, account, calls),
+            self.held_licenses(calls),
+        )?;
         if org.management_account == account.as_str() {
             report.reason = Some("the management account is not onboarded as a member".into());
             report.outcome = Outcome::Skipped;
-            return Ok(());
+            return Ok(Vec::new());
         }
-        let member = aws::describe_member(&self.clients.organizations, account, calls).await?;
-        if member.state != "ACTIVE" {
-            return Err(Error::NotInOrganization {
-                account: account.to_string(),
-                reason: format!("its state is {}", member.state),
-            });
+        if self.config.self_account_id.as_ref() == Some(account) {
+            report.reason = Some(
+                "this is the account ct-entitlements runs in; it holds the licenses and is never granted to"
+                    .into(),
+            );
+            report.outcome = Outcome::Skipped;
+            return Ok(Vec::new());
+        }
+        match member.state.as_str() {
+            "ACTIVE" => {}
+            "SUSPENDED" | "PENDING_CLOSURE" | "CLOSED" => {
+                return Err(Error::NotInOrganization {
+                    account: account.to_string(),
+                    reason: format!("its state is {}", member.state),
+                })
+            }
+            // PENDING_ACTIVATION and states newer than this code: the account is on its way.
+            other => {
+                return Err(Error::AccountNotReady {
+                    account: account.to_string(),
+                    state: other.to_string(),
+                })
+            }
         }
         if member.ou_id != report.ou_id {
             report.ou_name = None;
@@ -230,7 +237,7 @@ impl Engine {
                 if let Some(reason) = self.excluded(&member.ou_id, &member.tags) {
                     report.reason = Some(reason);
                     report.outcome = Outcome::Skipped;
-                    return Ok(());
+                    return Ok(Vec::new());
                 }
                 self.selection_for(&member.ou_id, &member.tags)?
             }
@@ -240,11 +247,10 @@ impl Engine {
             .as_ref()
             .and_then(|e| e.override_behavior)
             .unwrap_or(self.config.override_behavior);
-        let held = self.held_licenses(calls).await?;
         let (licenses, unmatched) = resolve(&refs, &held);
         for missing in unmatched {
             let err = Error::Config(format!(
-                "{missing} matches no AVAILABLE AWS/Marketplace license held by the management account"
+                "{missing} matches no AVAILABLE AWS/Marketplace license held by the granting account"
             ));
             report.licenses.push(LicenseReport {
                 license_arn: missing.to_string(),
@@ -257,46 +263,194 @@ impl Engine {
                 report.reason = Some("no licenses are selected for this account".into());
                 report.outcome = Outcome::Skipped;
             }
-            return Ok(());
+            return Ok(Vec::new());
         }
 
+        // The principals whose grants cover the account: the organization and every OU above it.
+        let ancestors = self.ancestor_ous(member.ou_id.as_deref(), calls).await?;
+        let mut covering = vec![org.arn.clone()];
+        covering.extend(ancestors.iter().map(|ou| org.ou_arn(ou)));
+
+        let principal = account.root_principal();
         let role_arn = format!(
             "arn:aws:iam::{account}:role/{}",
             self.config.execution_role_name
         );
-        let credentials = aws::assume_role(
-            &self.clients.sts,
-            &role_arn,
-            &format!("ct-entitlements-{account}"),
-            self.config.assume_role_attempts,
-            self.config.assume_role_backoff,
-            calls,
-        )
-        .await?;
-        let member_clients = self.clients.members.member_clients(credentials);
+        // Member side (assume role, then roles and received grants) and management side (the
+        // account's grants, the covering grants) at once.
+        let member_side = async {
+            let credentials = aws::assume_role(
+                &self.clients.sts,
+                &role_arn,
+                &format!("ct-entitlements-{account}"),
+                self.config.assume_role_attempts,
+                self.config.assume_role_backoff,
+                calls,
+            )
+            .await?;
+            let member_clients = self.clients.members.member_clients(credentials);
+            let (slrs, received) = futures::try_join!(
+                self.ensure_slrs(&member_clients, calls),
+                aws::received_grants(&member_clients.license_manager, calls),
+            )?;
+            Ok::<_, Error>((member_clients, slrs, received))
+        };
+        let management_side = async {
+            futures::try_join!(
+                aws::grants_to_principal(&self.clients.license_manager, &principal, calls),
+                self.covering_grants(&covering, calls),
+            )
+        };
+        let ((member_clients, slrs, received), (direct, parent_grants)) =
+            futures::try_join!(member_side, management_side)?;
+        report.service_linked_roles = slrs;
 
-        report.service_linked_roles = self.ensure_slrs(&member_clients, calls).await?;
-
+        // Everything seen about the account, each grant once (the member's view first).
+        let mut seen: Vec<GrantView> = Vec::new();
+        for g in received.into_iter().chain(direct) {
+            if !seen.iter().any(|s| s.arn == g.arn) {
+                seen.push(g);
+            }
+        }
+        let mut parents: Vec<GrantView> = parent_grants;
+        for g in seen.iter().filter(|g| covering.contains(&g.grantee)) {
+            if !parents.iter().any(|p| p.arn == g.arn) {
+                parents.push(g.clone());
+            }
+        }
+        let mut activations = work.activations.clone();
+        if let Ok(recent) = self.activations.lock() {
+            for mark in recent.values() {
+                if !activations.iter().any(|m| m.grant_arn == mark.grant_arn) {
+                    activations.push(mark.clone());
+                }
+            }
+        }
         let target = Target {
             account,
-            org: &org,
-            ou_id: member.ou_id.as_deref(),
+            principal: principal.clone(),
             member: &member_clients,
             behavior,
+            own_grant_name: self.own_grant_name(account),
+            held: &held,
+            seen: &seen,
+            activations,
         };
         let runs: Vec<LicenseRun> = futures::stream::iter(licenses.iter())
-            .map(|license| self.ensure_license(&target, license, calls))
+            .map(|license| {
+                let own: Vec<GrantView> = seen
+                    .iter()
+                    .filter(|g| g.license_arn == license.arn && g.grantee == principal)
+                    .cloned()
+                    .collect();
+                let parents: Vec<GrantView> = parents
+                    .iter()
+                    .filter(|g| g.license_arn == license.arn)
+                    .cloned()
+                    .collect();
+                self.ensure_license(&target, license, own, parents, calls)
+            })
             .buffered(self.config.max_concurrent_licenses)
             .collect()
             .await;
         let pending = runs.iter().any(|r| r.pending);
-        report.licenses.extend(runs.into_iter().map(|r| r.report));
+        let mut marks: Vec<ActivationMark> = Vec::new();
+        for run in runs {
+            for mark in run.marks {
+                marks.retain(|m| m.grant_arn != mark.grant_arn);
+                marks.push(mark);
+            }
+            report.licenses.push(run.report);
+        }
+        self.remember(&marks);
 
         let queue_recheck = work.explicit.as_ref().is_none_or(|e| e.queue_recheck);
         if pending && queue_recheck {
-            self.schedule_recheck(work, calls, report).await?;
+            let mut carried = work.activations.clone();
+            for mark in &marks {
+                carried.retain(|m| m.grant_arn != mark.grant_arn);
+                carried.push(mark.clone());
+            }
+            self.schedule_recheck(work, &carried, calls, report).await?;
         }
-        Ok(())
+        Ok(marks)
+    }
+
+    /// `<prefix>-<account id>`: the name of the grants ct-entitlements makes.
+    fn own_grant_name(&self, account: &AccountId) -> String {
+        format!("{}-{account}", self.config.grant_name_prefix)
+    }
+
+    fn remember(&self, marks: &[ActivationMark]) {
+        if marks.is_empty() {
+            return;
+        }
+        if let Ok(mut recent) = self.activations.lock() {
+            if recent.len() + marks.len() > MAX_REMEMBERED_ACTIVATIONS {
+                recent.clear();
+            }
+            for mark in marks {
+                recent.insert(mark.grant_arn.clone(), mark.clone());
+            }
+        }
+    }
+
+    /// The OU ids above an account, nearest first (its own OU, then that OU's parents up to
+    /// the root). Each OU's parent is read once per container.
+    async fn ancestor_ous(&self, ou: Option<&str>, calls: &CallLog) -> Result<Vec<String>, Error> {
+        let mut out: Vec<String> = Vec::new();
+        let mut next = ou.map(str::to_string);
+        while let Some(current) = next {
+            if out.contains(&current) || out.len() > MAX_OU_DEPTH {
+                break;
+            }
+            out.push(current.clone());
+            let cached = self.ou_parents.lock().await.get(&current).cloned();
+            next = match cached {
+                Some(parent) => parent,
+                None => {
+                    let parent =
+                        aws::parent_ou(&self.clients.organizations, &current, calls).await?;
+                    self.ou_parents
+                        .lock()
+                        .await
+                        .insert(current.clone(), parent.clone());
+                    parent
+                }
+            };
+        }
+        Ok(out)
+    }
+
+    /// Grants the management account distributed to these organization/OU principals (every
+    /// license), from a short-lived per-container cache.
+    async fn covering_grants(
+        &self,
+        principals: &[String],
+        calls: &CallLog,
+    ) -> Result<Vec<GrantView>, Error> {
+        let reads = principals.iter().map(|principal| async move {
+            let cached = self
+                .principal_grants
+                .lock()
+                .await
+                .get(principal)
+                .filter(|(at, _)| at.elapsed() < HELD_LICENSES_TTL)
+                .map(|(_, grants)| grants.clone());
+            if let Some(grants) = cached {
+                return Ok::<_, Error>(grants);
+            }
+            let grants = Arc::new(
+                aws::grants_to_principal(&self.clients.license_manager, principal, calls).await?,
+            );
+            self.principal_grants
+                .lock()
+                .await
+                .insert(principal.clone(), (Instant::now(), grants.clone()));
+            Ok(grants)
+        });
+        let lists = futures::future::try_join_all(reads).await?;
+        Ok(lists.iter().flat_map(|l| l.iter().cloned()).collect())
     }
 
     /// Deactivates (or deletes) the grants the management account made to `account`, from the
@@ -342,7 +496,15 @@ impl Engine {
     ) -> Result<(), Error> {
         let lm = &self.clients.license_manager;
         let grants = aws::grants_to_principal(lm, &account.root_principal(), calls).await?;
-        for grant in grants.iter().filter(|g| !is_terminal(&g.status)) {
+        // Only the grants ct-entitlements made: never a child of an organization/OU grant
+        // (whether or not License Manager lists those here), never one made by hand.
+        let own_name = self.own_grant_name(account);
+        let ours = grants.iter().filter(|g| {
+            !is_terminal(&g.status)
+                && g.name == own_name
+                && decide::source_of(g, &[], &own_name) == Source::Account
+        });
+        for grant in ours {
             if license_arns.is_some_and(|only| !only.contains(&grant.license_arn)) {
                 continue;
             }
@@ -373,7 +535,14 @@ impl Engine {
                                 .map(|(s, _)| s)
                         }
                         OffboardMode::Delete => {
-                            aws::delete_grant(lm, &grant.arn, &grant.version, calls).await
+                            aws::delete_grant(
+                                lm,
+                                &grant.arn,
+                                &grant.version,
+                                "ct-entitlements offboarding",
+                                calls,
+                            )
+                            .await
                         }
                     };
                     match result {
@@ -457,36 +626,41 @@ impl Engine {
         Ok(held)
     }
 
+    /// Looks up the member's service-linked roles (one listing) and creates the missing ones
+    /// at once.
     async fn ensure_slrs(
         &self,
         member: &MemberClients,
         calls: &CallLog,
     ) -> Result<Vec<SlrReport>, Error> {
         let paths = aws::service_role_paths(&member.iam, calls).await?;
-        let mut out = Vec::new();
-        for service in aws::MEMBER_SLR_SERVICES {
-            let path = format!("/aws-service-role/{service}/");
-            let action = if paths.contains(&path) {
-                "existed"
-            } else if self.config.dry_run {
-                "wouldCreate"
-            } else if aws::create_slr(&member.iam, service, calls).await? {
-                "created"
-            } else {
-                "existed"
-            };
-            out.push(SlrReport {
-                service: service.to_string(),
-                action: action.to_string(),
-            });
-        }
-        Ok(out)
+        let steps = aws::MEMBER_SLR_SERVICES.iter().map(|service| {
+            let present = paths.contains(&format!("/aws-service-role/{service}/"));
+            async move {
+                let action = if present {
+                    "existed"
+                } else if self.config.dry_run {
+                    "wouldCreate"
+                } else if aws::create_slr(&member.iam, service, calls).await? {
+                    "created"
+                } else {
+                    "existed"
+                };
+                Ok::<_, Error>(SlrReport {
+                    service: service.to_string(),
+                    action: action.to_string(),
+                })
+            }
+        });
+        futures::future::try_join_all(steps).await
     }
 
     async fn ensure_license(
         &self,
         target: &Target<'_>,
         license: &HeldLicense,
+        own: Vec<GrantView>,
+        parents: Vec<GrantView>,
         calls: &CallLog,
     ) -> LicenseRun {
         let mut report = LicenseReport {
@@ -495,215 +669,382 @@ impl Engine {
             product_name: license.product_name.clone().or(license.name.clone()),
             ..LicenseReport::default()
         };
-        match self.drive_grant(target, license, calls, &mut report).await {
-            Ok(pending) => LicenseRun { report, pending },
+        let mut marks = Vec::new();
+        match self
+            .drive_grant(
+                target,
+                license,
+                own,
+                parents,
+                &mut marks,
+                calls,
+                &mut report,
+            )
+            .await
+        {
+            Ok(pending) => LicenseRun {
+                report,
+                pending,
+                marks,
+            },
             Err(e) => {
                 report.error = Some(ErrorReport::from(&e));
                 LicenseRun {
                     report,
                     pending: false,
+                    marks,
                 }
             }
         }
     }
 
-    /// Finds or creates the account's grant and moves it as far toward ACTIVE as it goes now.
-    /// Returns true when only time can move it further (re-check later).
+    /// Observe → decide → execute, until the decision is to stop or wait. Returns true when
+    /// only time can move the grant further (re-check later).
+    #[allow(clippy::too_many_arguments)]
     async fn drive_grant(
         &self,
         target: &Target<'_>,
         license: &HeldLicense,
+        mut own: Vec<GrantView>,
+        parents: Vec<GrantView>,
+        marks: &mut Vec<ActivationMark>,
         calls: &CallLog,
         report: &mut LicenseReport,
     ) -> Result<bool, Error> {
-        let Target {
-            account,
-            org,
-            ou_id,
-            member,
-            behavior,
-        } = *target;
-        let principal = account.root_principal();
-        let received = aws::received_grants(&member.license_manager, &license.arn, calls).await?;
-        // The org or OU grant itself may be visible to members; only this account's own grant
-        // (direct, or a child of an org/OU grant) counts.
-        let own: Vec<GrantView> = received
-            .into_iter()
-            .filter(|g| g.grantee == principal || g.parent_arn.contains(":grant:"))
-            .filter(|g| g.status != status::WORKFLOW_COMPLETED)
-            .collect();
-        let mut grant = match best_live(&own) {
-            Some(g) => {
-                report.grant_source = Some(source_of(g));
-                g.clone()
+        let lm = &self.clients.license_manager;
+        let member_lm = &target.member.license_manager;
+        let mut org_side_read = false;
+        let mut replaced = false;
+        let mut first = true;
+        for _ in 0..MAX_STEPS {
+            let mut activations = target.activations.clone();
+            for mark in marks.iter() {
+                activations.retain(|m| m.grant_arn != mark.grant_arn);
+                activations.push(mark.clone());
             }
-            None => {
-                let direct = aws::distributed_grants(
-                    &self.clients.license_manager,
-                    &license.arn,
-                    &principal,
-                    calls,
-                )
-                .await?;
-                if let Some(g) = best_live(&direct) {
-                    report.grant_source = Some("account".into());
-                    g.clone()
-                } else {
-                    // An org or OU grant still distributing will give this account a child grant.
-                    let mut principals = vec![org.arn.clone()];
-                    principals.extend(ou_id.map(|ou| org.ou_arn(ou)));
-                    for parent_principal in principals {
-                        let parents = aws::distributed_grants(
-                            &self.clients.license_manager,
-                            &license.arn,
-                            &parent_principal,
-                            calls,
-                        )
-                        .await?;
-                        if let Some(parent) = parents.iter().find(|g| {
-                            is_in_workflow(&g.status) && g.status != status::WORKFLOW_COMPLETED
-                        }) {
-                            report.grant_arn = Some(parent.arn.clone());
-                            report.grant_source = Some("organization".into());
-                            report.status_before = Some(parent.status.clone());
-                            report.status_after = Some(parent.status.clone());
-                            return Ok(!self.config.dry_run);
-                        }
+            let next = decide::decide(&Observation {
+                license_arn: &license.arn,
+                own: &own,
+                parents: &parents,
+                activations: &activations,
+                own_grant_name: &target.own_grant_name,
+                org_side_read,
+                replaced_this_run: replaced,
+            });
+            if first && !matches!(next, Next::FindChild { .. }) {
+                first = false;
+                report.status_before = match &next {
+                    Next::Done { grant, .. }
+                    | Next::Accept { grant, .. }
+                    | Next::Activate { grant, .. } => Some(grant.status.clone()),
+                    Next::Wait { grant, source, .. } if *source == Source::Account => {
+                        Some(grant.status.clone())
                     }
-                    let generation = direct.iter().filter(|g| is_terminal(&g.status)).count();
-                    report.grant_source = Some("account".into());
-                    if self.config.dry_run {
-                        report.actions = vec!["CreateGrant".into(), "ActivateGrant".into()];
-                        return Ok(false);
+                    Next::Wait { grant, .. } if grant.grantee == target.principal => {
+                        Some(grant.status.clone())
                     }
-                    let created = self
-                        .create_grant(account, license, &principal, generation, calls)
-                        .await?;
-                    report.actions.push("CreateGrant".into());
-                    report.grant_arn = Some(created.arn.clone());
-                    report.status_after = Some(created.status.clone());
-                    created
-                }
+                    Next::Replace { failed, .. } | Next::DeleteChild { failed } => {
+                        Some(failed.status.clone())
+                    }
+                    Next::Fail(Failure::ActiveLicenseConflict { grant, .. })
+                    | Next::Fail(Failure::ChildFailed { grant }) => Some(grant.status.clone()),
+                    _ => None,
+                };
             }
-        };
-        if report.status_before.is_none() && report.actions.is_empty() {
-            report.status_before = Some(grant.status.clone());
-        }
-        report.grant_arn = Some(grant.arn.clone());
-
-        // At most accept then activate; anything else waits for the workflow.
-        for _ in 0..3 {
-            report.status_after = Some(grant.status.clone());
-            match grant.status.as_str() {
-                status::ACTIVE => return Ok(false),
-                status::PENDING_ACCEPT if self.config.dry_run => {
-                    report
-                        .actions
-                        .extend(["AcceptGrant".into(), "ActivateGrant".into()]);
+            match next {
+                Next::Done { grant, source } => {
+                    note(report, &grant, source);
                     return Ok(false);
                 }
-                status::PENDING_ACCEPT => {
-                    let (s, v) =
-                        aws::accept_grant(&member.license_manager, &grant.arn, calls).await?;
+                Next::Wait {
+                    grant,
+                    source,
+                    reason,
+                } => {
+                    note(report, &grant, source);
+                    report.pending_reason = Some(reason.as_str().to_string());
+                    if reason == WaitReason::BulkActivation && !self.config.dry_run {
+                        // Waited for once: the next look activates it individually.
+                        marks.push(ActivationMark {
+                            grant_arn: grant.arn.clone(),
+                            version: grant.version.clone(),
+                            bulk: true,
+                        });
+                    }
+                    return Ok(!self.config.dry_run);
+                }
+                Next::Fail(failure) => {
+                    return Err(self.failure(failure, target, license, report));
+                }
+                Next::FindChild { parent } => {
+                    note(report, &parent, Source::Organization);
+                    let found = match aws::organization_received_grants(
+                        lm,
+                        &license.arn,
+                        &target.principal,
+                        calls,
+                    )
+                    .await
+                    {
+                        Ok(found) => found,
+                        // Documented for the management account only: a delegated
+                        // administrator may be refused; the member side was read already.
+                        Err(Error::Aws { code, .. }) if code.starts_with("AccessDenied") => {
+                            Vec::new()
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    for g in found {
+                        if g.grantee == target.principal && !own.iter().any(|o| o.arn == g.arn) {
+                            own.push(g);
+                        }
+                    }
+                    org_side_read = true;
+                }
+                planned if self.config.dry_run => {
+                    match &planned {
+                        Next::Accept { grant, source } | Next::Activate { grant, source } => {
+                            note(report, grant, *source)
+                        }
+                        Next::Replace { failed, .. } => note(report, failed, Source::Account),
+                        Next::DeleteChild { failed } => note(report, failed, Source::Organization),
+                        _ => report.grant_source = Some(Source::Account.as_str().into()),
+                    }
+                    report.actions = planned.planned_actions();
+                    return Ok(false);
+                }
+                Next::Accept { grant, source } => {
+                    note(report, &grant, source);
+                    let (s, v) = aws::accept_grant(member_lm, &grant.arn, calls).await?;
                     report.actions.push("AcceptGrant".into());
-                    grant.status = if s.is_empty() {
-                        status::DISABLED.into()
+                    let s = if s.is_empty() {
+                        status::DISABLED.to_string()
                     } else {
                         s
                     };
-                    if !v.is_empty() {
-                        grant.version = v;
-                    }
+                    update(&mut own, &grant.arn, s, v, None);
                 }
-                status::DISABLED if self.config.dry_run => {
-                    report.actions.push("ActivateGrant".into());
-                    return Ok(false);
-                }
-                status::DISABLED => {
+                Next::Activate { grant, source } => {
+                    note(report, &grant, source);
                     let token = activation_client_token(&grant.arn, &grant.version);
                     let (s, v) = aws::activate_grant(
-                        &member.license_manager,
+                        member_lm,
                         &grant.arn,
                         &grant.version,
                         &token,
-                        behavior.as_str(),
+                        target.behavior.as_str(),
                         calls,
                     )
                     .await?;
                     report.actions.push("ActivateGrant".into());
-                    grant.status = s;
-                    if !v.is_empty() {
-                        grant.version = v;
-                    }
-                    if grant.status == status::DISABLED {
-                        // Activation accepted but not applied yet: the workflow will finish it.
-                        report.status_after = Some(grant.status.clone());
-                        return Ok(!self.config.dry_run);
+                    marks.retain(|m| m.grant_arn != grant.arn);
+                    marks.push(ActivationMark {
+                        grant_arn: grant.arn.clone(),
+                        version: v.clone(),
+                        bulk: false,
+                    });
+                    if s == status::ACTIVE {
+                        update(&mut own, &grant.arn, s, v, None);
+                    } else {
+                        // Activation is asynchronous: one look (no waiting) shows whether it
+                        // applied, or why not.
+                        let looked = aws::get_grant(lm, &grant.arn, calls).await?;
+                        if let Some(m) = marks.iter_mut().find(|m| m.grant_arn == grant.arn) {
+                            if m.version.is_empty() {
+                                m.version = looked.version.clone();
+                            }
+                        }
+                        replace(&mut own, looked);
                     }
                 }
-                s if is_in_workflow(s) => return Ok(!self.config.dry_run),
-                s => {
-                    return Err(Error::GrantFailed {
-                        grant_arn: grant.arn.clone(),
-                        status: s.to_string(),
-                        reason: grant.status_reason.clone().unwrap_or_else(|| {
-                            "License Manager gave no reason; see the grant in the console".into()
-                        }),
-                    })
+                Next::Create { generation } => {
+                    let created = self
+                        .create_grant(target, license, generation, calls, report)
+                        .await?;
+                    replace(&mut own, created);
+                }
+                Next::DeleteChild { failed } => {
+                    note(report, &failed, Source::Organization);
+                    let s = aws::delete_grant(
+                        lm,
+                        &failed.arn,
+                        &failed.version,
+                        "ct-entitlements: the account's roles are in place; clearing a failed account-level grant",
+                        calls,
+                    )
+                    .await?;
+                    report.actions.push("DeleteGrant".into());
+                    let s = if s.is_empty() {
+                        status::DELETED.to_string()
+                    } else {
+                        s
+                    };
+                    update(&mut own, &failed.arn, s, String::new(), None);
+                    replaced = true;
+                }
+                Next::Replace { failed, generation } => {
+                    note(report, &failed, Source::Account);
+                    let s = aws::delete_grant(
+                        lm,
+                        &failed.arn,
+                        &failed.version,
+                        "ct-entitlements: replacing a grant whose workflow failed",
+                        calls,
+                    )
+                    .await?;
+                    report.actions.push("DeleteGrant".into());
+                    let s = if s.is_empty() {
+                        status::DELETED.to_string()
+                    } else {
+                        s
+                    };
+                    update(&mut own, &failed.arn, s, String::new(), None);
+                    replaced = true;
+                    let created = self
+                        .create_grant(target, license, generation, calls, report)
+                        .await?;
+                    replace(&mut own, created);
                 }
             }
         }
-        report.status_after = Some(grant.status.clone());
-        Ok(grant.status != status::ACTIVE && !self.config.dry_run)
+        // Out of steps: whatever is left is looked at again later.
+        Ok(!self.config.dry_run)
     }
 
-    /// CreateGrant with the deterministic token. If the token names a grant that has since been
-    /// rejected or deleted, the next generation is tried.
+    /// A decision's failure as the classified error of this license.
+    fn failure(
+        &self,
+        failure: Failure,
+        target: &Target<'_>,
+        license: &HeldLicense,
+        report: &mut LicenseReport,
+    ) -> Error {
+        match failure {
+            Failure::ActiveLicenseConflict { grant, reason } => {
+                note(
+                    report,
+                    &grant,
+                    decide::source_of(&grant, &[], &target.own_grant_name),
+                );
+                let other = conflicting_grant(target, license);
+                Error::ActiveLicenseConflict(match other {
+                    Some(other) => format!(
+                        "grant {} stays DISABLED: {reason} (the account's active grant {} for license {})",
+                        grant.arn, other.arn, other.license_arn
+                    ),
+                    None => format!("grant {} stays DISABLED: {reason}", grant.arn),
+                })
+            }
+            Failure::ChildFailed { grant } => {
+                note(report, &grant, Source::Organization);
+                Error::GrantFailed {
+                    grant_arn: grant.arn.clone(),
+                    status: grant.status.clone(),
+                    reason: format!(
+                        "the account-level grant of organization/OU grant {} failed ({}); it belongs to that grant: fix the cause in the account, then re-create or re-activate the organization grant",
+                        grant.parent_arn,
+                        grant.status_reason.as_deref().unwrap_or("no reason given"),
+                    ),
+                }
+            }
+            Failure::ParentFailed { parent } => {
+                note(report, &parent, Source::Organization);
+                Error::GrantFailed {
+                    grant_arn: parent.arn.clone(),
+                    status: parent.status.clone(),
+                    reason: format!(
+                        "the organization/OU grant covering this account failed ({}); no per-account grant is made beside it",
+                        parent.status_reason.as_deref().unwrap_or("no reason given"),
+                    ),
+                }
+            }
+            Failure::TooManyGenerations { grant, count } => {
+                if let Some(g) = &grant {
+                    note(report, g, Source::Account);
+                }
+                Error::GrantFailed {
+                    grant_arn: grant.as_ref().map(|g| g.arn.clone()).unwrap_or_else(|| {
+                        format!("(none: {} for account {})", license.arn, target.account)
+                    }),
+                    status: grant
+                        .as_ref()
+                        .map(|g| g.status.clone())
+                        .unwrap_or_else(|| status::DELETED.to_string()),
+                    reason: format!(
+                        "{count} grants were made for this account and license already (limit {}); look at why they failed or were rejected, then delete them by hand to start over",
+                        decide::MAX_GRANT_GENERATIONS
+                    ),
+                }
+            }
+        }
+    }
+
+    /// CreateGrant with the deterministic token of `generation` and the operations the
+    /// management account may pass on; one GetGrant look when it answers PENDING_WORKFLOW.
     async fn create_grant(
         &self,
-        account: &AccountId,
+        target: &Target<'_>,
         license: &HeldLicense,
-        principal: &str,
-        mut generation: usize,
+        generation: usize,
         calls: &CallLog,
+        report: &mut LicenseReport,
     ) -> Result<GrantView, Error> {
-        let name = format!("{}-{account}", self.config.grant_name_prefix);
-        for _ in 0..3 {
-            let token = grant_client_token(account, &license.arn, generation);
-            let created = aws::create_grant(
-                &self.clients.license_manager,
-                &NewGrant {
-                    client_token: &token,
-                    name: &name,
-                    license_arn: &license.arn,
-                    principal,
-                    home_region: &self.config.license_home_region,
-                    allowed_operations: &self.config.allowed_operations,
-                },
-                calls,
-            )
-            .await?;
-            if created.status == status::PENDING_WORKFLOW {
-                // One look (no waiting): short workflows are done by now, and the grant then
-                // moves on in this same invocation; otherwise the re-check picks it up.
-                return aws::get_grant(&self.clients.license_manager, &created.arn, calls).await;
+        let operations = grant_operations(&self.config.allowed_operations, license)?;
+        let dropped: Vec<&String> = self
+            .config
+            .allowed_operations
+            .iter()
+            .filter(|op| !operations.contains(op))
+            .collect();
+        if !dropped.is_empty() {
+            let warning = format!(
+                "ALLOWED_OPERATIONS {} not granted: the granting account does not hold them for this license",
+                dropped
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            if !report.warnings.contains(&warning) {
+                report.warnings.push(warning);
             }
-            if !is_terminal(&created.status) {
-                return Ok(created);
-            }
-            generation += 1;
         }
-        Err(Error::GrantFailed {
-            grant_arn: String::new(),
-            status: "REJECTED".into(),
-            reason: "three consecutive client tokens returned terminal grants".into(),
-        })
+        let token = grant_client_token(target.account, &license.arn, generation);
+        let created = aws::create_grant(
+            &self.clients.license_manager,
+            &NewGrant {
+                client_token: &token,
+                name: &target.own_grant_name,
+                license_arn: &license.arn,
+                principal: &target.principal,
+                home_region: &self.config.license_home_region,
+                allowed_operations: &operations,
+            },
+            calls,
+        )
+        .await?;
+        report.actions.push("CreateGrant".into());
+        report.grant_source = Some(Source::Account.as_str().into());
+        report.grant_arn = Some(created.arn.clone());
+        report.status_after = Some(created.status.clone());
+        if created.status != status::PENDING_WORKFLOW {
+            return Ok(created);
+        }
+        // One look (no waiting): short workflows are done by now. A token that names a grant
+        // since deleted or rejected shows it here; the next decision then takes the next
+        // generation, whatever the listing showed.
+        let mut looked = aws::get_grant(&self.clients.license_manager, &created.arn, calls).await?;
+        if looked.name.is_empty() {
+            looked.name = created.name;
+        }
+        Ok(looked)
     }
 
     /// Queues a delayed re-check, or gives up past the deadline.
     async fn schedule_recheck(
         &self,
         work: &Work,
+        activations: &[ActivationMark],
         calls: &CallLog,
         report: &mut AccountReport,
     ) -> Result<(), Error> {
@@ -715,7 +1056,9 @@ impl Engine {
         let deadline = self.config.workflow_deadline.as_secs();
         if now.saturating_sub(first_seen) >= deadline {
             for license in report.licenses.iter_mut().filter(|l| l.error.is_none()) {
-                if license.status_after.as_deref() != Some(status::ACTIVE) {
+                if license.pending_reason.is_some()
+                    || license.status_after.as_deref() != Some(status::ACTIVE)
+                {
                     let err = Error::WorkflowDeadline {
                         grant_arn: license.grant_arn.clone().unwrap_or_default(),
                         status: license.status_after.clone().unwrap_or_default(),
@@ -736,6 +1079,7 @@ impl Engine {
             reason: Some("recheck".into()),
             attempt: work.attempt + 1,
             first_seen: Some(first_seen),
+            activations: activations.to_vec(),
         };
         let body = serde_json::to_string(&body).map_err(|e| Error::InvalidInput(e.to_string()))?;
         aws::send_recheck(
@@ -795,12 +1139,78 @@ fn resolve<'a>(
     (out, unmatched)
 }
 
-fn source_of(g: &GrantView) -> String {
-    if g.parent_arn.contains(":grant:") {
-        "organization".into()
-    } else {
-        "account".into()
+/// Records which grant a license report is about.
+fn note(report: &mut LicenseReport, grant: &GrantView, source: Source) {
+    report.grant_arn = Some(grant.arn.clone());
+    report.grant_source = Some(source.as_str().into());
+    report.status_after = Some(grant.status.clone());
+}
+
+/// Sets a grant's status (and version, reason when given) in the observation.
+fn update(
+    own: &mut [GrantView],
+    arn: &str,
+    status: String,
+    version: String,
+    reason: Option<String>,
+) {
+    if let Some(g) = own.iter_mut().find(|g| g.arn == arn) {
+        g.status = status;
+        if !version.is_empty() {
+            g.version = version;
+        }
+        if reason.is_some() {
+            g.status_reason = reason;
+        }
     }
+}
+
+/// Puts a freshly read grant into the observation (replacing the older view of it).
+fn replace(own: &mut Vec<GrantView>, grant: GrantView) {
+    match own.iter_mut().find(|g| g.arn == grant.arn) {
+        Some(g) => *g = grant,
+        None => own.push(grant),
+    }
+}
+
+/// The configured operations the management account may pass on for this license: a grant
+/// never carries more than its grantor holds. None left is a configuration error.
+fn grant_operations(configured: &[String], license: &HeldLicense) -> Result<Vec<String>, Error> {
+    let Some(held) = &license.allowed_operations else {
+        return Ok(configured.to_vec());
+    };
+    let ops: Vec<String> = configured
+        .iter()
+        .filter(|op| held.contains(op))
+        .cloned()
+        .collect();
+    if ops.is_empty() {
+        return Err(Error::Config(format!(
+            "none of ALLOWED_OPERATIONS ({}) is held by the granting account for license {} (it holds: {})",
+            configured.join(","),
+            license.arn,
+            if held.is_empty() {
+                "nothing".to_string()
+            } else {
+                held.join(",")
+            }
+        )));
+    }
+    Ok(ops)
+}
+
+/// Another ACTIVE grant of the account for the same product, when the held licenses say so.
+fn conflicting_grant<'a>(target: &'a Target<'_>, license: &HeldLicense) -> Option<&'a GrantView> {
+    let sku = license.sku.as_deref()?;
+    target.seen.iter().find(|g| {
+        g.status == status::ACTIVE
+            && g.license_arn != license.arn
+            && g.grantee == target.principal
+            && target
+                .held
+                .iter()
+                .any(|h| h.arn == g.license_arn && h.sku.as_deref() == Some(sku))
+    })
 }
 
 fn trigger_name(t: &Trigger) -> String {
@@ -829,6 +1239,7 @@ fn empty_report(account_id: Option<String>, trigger: String, dry_run: bool) -> A
         member_api_calls: Default::default(),
         write_calls: 0,
         duration_ms: 0,
+        activations_requested: Vec::new(),
         error: None,
     }
 }
@@ -853,7 +1264,7 @@ fn outcome(r: &AccountReport) -> Outcome {
     } else if r
         .licenses
         .iter()
-        .any(|l| l.status_after.as_deref() != Some(status::ACTIVE))
+        .any(|l| l.pending_reason.is_some() || l.status_after.as_deref() != Some(status::ACTIVE))
     {
         Outcome::Pending
     } else {

@@ -6,6 +6,7 @@ pub mod bootstrap;
 pub mod clients;
 pub mod config;
 pub mod custom_resource;
+pub mod decide;
 pub mod engine;
 pub mod error;
 pub mod event;

@@ -26,6 +26,8 @@ pub const ACCOUNT_LIFECYCLE: &[&str] = &[
     "license-manager:ListDistributedGrants",
     "license-manager:CreateGrant",
     "license-manager:GetGrant",
+    "license-manager:ListReceivedGrantsForOrganization",
+    "license-manager:DeleteGrant",
     "sqs:SendMessage",
 ];
 
@@ -66,6 +68,8 @@ pub const CATALOG_PROVISIONING: &[&str] = &[
     "license-manager:CreateGrant",
     "license-manager:GetGrant",
     "license-manager:CreateGrantVersion",
+    "license-manager:ListReceivedGrantsForOrganization",
+    "license-manager:DeleteGrant",
     "servicecatalog:CreatePortfolioShare",
     "servicecatalog:DeletePortfolioShare",
     "servicecatalog:DescribePortfolioShareStatus",
@@ -90,6 +94,7 @@ pub const ACCOUNT_VENDING: &[&str] = &[
 
 /// Made inside member accounts with the assumed execution role (AWSControlTowerExecution has
 /// AdministratorAccess; a custom EXECUTION_ROLE_NAME needs at least these).
+/// `examples/member-role-stackset.yaml` allows exactly these (`shared/tests/permissions.rs`).
 pub const MEMBER_ROLE: &[&str] = &[
     "iam:ListRoles",
     "iam:CreateServiceLinkedRole",

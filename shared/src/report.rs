@@ -74,6 +74,12 @@ pub struct LicenseReport {
     pub status_after: Option<String>,
     /// Write steps taken (or, in a dry run, planned), in order.
     pub actions: Vec<String>,
+    /// Why the grant is not ACTIVE yet, when it is waited for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pending_reason: Option<String>,
+    /// Configuration that did not fully apply (e.g. operations the grantor does not hold).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
 }
@@ -106,6 +112,10 @@ pub struct AccountReport {
     pub member_api_calls: BTreeMap<String, u32>,
     pub write_calls: u32,
     pub duration_ms: u64,
+    /// Activations requested in this run (grant, version they made): a re-check does not
+    /// request them again while the grant is still being activated.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub activations_requested: Vec<crate::event::ActivationMark>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
 }

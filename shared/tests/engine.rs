@@ -10,8 +10,11 @@ use aws_sdk_iam::types::Role;
 use aws_sdk_licensemanager::operation::accept_grant::AcceptGrantOutput;
 use aws_sdk_licensemanager::operation::create_grant::CreateGrantOutput;
 use aws_sdk_licensemanager::operation::create_grant_version::CreateGrantVersionOutput;
+use aws_sdk_licensemanager::operation::delete_grant::DeleteGrantOutput;
+use aws_sdk_licensemanager::operation::get_grant::GetGrantOutput;
 use aws_sdk_licensemanager::operation::list_distributed_grants::ListDistributedGrantsOutput;
 use aws_sdk_licensemanager::operation::list_received_grants::ListReceivedGrantsOutput;
+use aws_sdk_licensemanager::operation::list_received_grants_for_organization::ListReceivedGrantsForOrganizationOutput;
 use aws_sdk_licensemanager::operation::list_received_licenses::ListReceivedLicensesOutput;
 use aws_sdk_licensemanager::types::{
     AllowedOperation, Grant, GrantStatus, GrantedLicense, IssuerDetails,
@@ -79,7 +82,7 @@ fn xml_error(status: u16, code: &str, message: &str) -> HttpResponse {
 fn grant(arn: &str, status: GrantStatus, version: &str, parent: &str, grantee: &str) -> Grant {
     Grant::builder()
         .grant_arn(arn)
-        .grant_name("g")
+        .grant_name(format!("ct-entitlements-{ACCOUNT}"))
         .parent_arn(parent)
         .license_arn(LICENSE)
         .grantee_principal_arn(grantee)
@@ -282,6 +285,47 @@ fn activate() -> Rule {
             .version("2")
             .build()
     })
+}
+
+fn org_received(grants: Vec<Grant>) -> Rule {
+    mock!(aws_sdk_licensemanager::Client::list_received_grants_for_organization)
+        .match_requests(|req| {
+            req.license_arn() == Some(LICENSE)
+                && req.filters().iter().any(|f| {
+                    f.name() == Some("GranteePrincipalArn")
+                        && f.values()
+                            .iter()
+                            .any(|v| v == &format!("arn:aws:iam::{ACCOUNT}:root"))
+                })
+        })
+        .then_output(move || {
+            ListReceivedGrantsForOrganizationOutput::builder()
+                .set_grants(Some(grants.clone()))
+                .build()
+        })
+}
+
+fn get_grant_rule(g: Grant) -> Rule {
+    mock!(aws_sdk_licensemanager::Client::get_grant)
+        .then_output(move || GetGrantOutput::builder().grant(g.clone()).build())
+}
+
+fn with_reason(g: Grant, reason: &str) -> Grant {
+    let mut g = g;
+    g.status_reason = Some(reason.to_string());
+    g
+}
+
+fn child_grant(status: GrantStatus) -> Grant {
+    let mut g = grant(
+        CHILD_GRANT,
+        status,
+        "1",
+        ORG_GRANT,
+        &format!("arn:aws:iam::{ACCOUNT}:root"),
+    );
+    g.grant_name = "org-wide".into();
+    g
 }
 
 fn send() -> Rule {
@@ -633,6 +677,7 @@ async fn organization_grant_still_distributing_is_waited_for() {
         )],
     );
     world.lm.push(no_distributed());
+    world.lm.push(org_received(vec![]));
     let report = run(&world.engine(&[])).await;
     assert_eq!(report.outcome, Outcome::Pending, "{report:#?}");
     assert_eq!(
@@ -1028,4 +1073,509 @@ async fn every_shipped_event_parses_and_runs_through_the_handler() {
             "update-managed-account.json"
         ]
     );
+}
+
+// ---------- issue 8: AWS as documented ----------
+
+const CONFLICT: &str =
+    "This account already has an active license for the same product from another subscription";
+
+#[tokio::test]
+async fn organization_grant_in_any_state_covers_the_account_no_second_grant() {
+    for parent_status in [
+        GrantStatus::Active,
+        GrantStatus::Disabled,
+        GrantStatus::WorkflowCompleted,
+        GrantStatus::PendingWorkflow,
+    ] {
+        let mut world = World::healthy();
+        world.lm[1] = distributed(
+            ORG_ARN,
+            vec![grant(
+                ORG_GRANT,
+                parent_status.clone(),
+                "1",
+                LICENSE,
+                ORG_ARN,
+            )],
+        );
+        world.lm.push(no_distributed());
+        world.lm.push(org_received(vec![]));
+        let report = run(&world.engine(&[])).await;
+        assert_eq!(
+            report.outcome,
+            Outcome::Pending,
+            "{parent_status:?}: {report:#?}"
+        );
+        assert_eq!(
+            world.lm[2].num_calls(),
+            0,
+            "{parent_status:?}: no CreateGrant beside it"
+        );
+        assert_eq!(
+            world.lm[4].num_calls(),
+            1,
+            "the management side was asked once"
+        );
+        let l = &report.licenses[0];
+        assert_eq!(l.grant_arn.as_deref(), Some(ORG_GRANT));
+        assert_eq!(l.grant_source.as_deref(), Some("organization"));
+        assert!(l
+            .pending_reason
+            .as_deref()
+            .unwrap_or_default()
+            .contains("not there yet"));
+        assert_eq!(world.sqs[0].num_calls(), 1, "re-checked later");
+    }
+}
+
+#[tokio::test]
+async fn child_found_from_the_management_side_is_activated_individually() {
+    let mut world = World::healthy();
+    world.lm[1] = distributed(
+        ORG_ARN,
+        vec![grant(
+            ORG_GRANT,
+            GrantStatus::WorkflowCompleted,
+            "1",
+            LICENSE,
+            ORG_ARN,
+        )],
+    );
+    world.lm.push(no_distributed());
+    world
+        .lm
+        .push(org_received(vec![child_grant(GrantStatus::Disabled)]));
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Entitled, "{report:#?}");
+    let l = &report.licenses[0];
+    assert_eq!(l.grant_arn.as_deref(), Some(CHILD_GRANT));
+    assert_eq!(l.grant_source.as_deref(), Some("organization"));
+    assert_eq!(l.actions, vec!["ActivateGrant"]);
+    assert_eq!(world.lm[2].num_calls(), 0);
+}
+
+#[tokio::test]
+async fn grant_to_a_parent_ou_covers_accounts_in_nested_ous() {
+    const TOP_OU: &str = "ou-ab12-toplevel";
+    const TOP_OU_ARN: &str = "arn:aws:organizations::111111111111:ou/o-abc1234567/ou-ab12-toplevel";
+    let mut world = World::healthy();
+    world.org[2] = mock!(aws_sdk_organizations::Client::list_parents).then_output(|| {
+        ListParentsOutput::builder()
+            .parents(
+                Parent::builder()
+                    .id(OU)
+                    .r#type(ParentType::OrganizationalUnit)
+                    .build(),
+            )
+            .build()
+    });
+    world.org[2] = mock!(aws_sdk_organizations::Client::list_parents)
+        .match_requests(|r| r.child_id() == Some(ACCOUNT))
+        .then_output(|| {
+            ListParentsOutput::builder()
+                .parents(
+                    Parent::builder()
+                        .id(OU)
+                        .r#type(ParentType::OrganizationalUnit)
+                        .build(),
+                )
+                .build()
+        });
+    world.org.push(
+        mock!(aws_sdk_organizations::Client::list_parents)
+            .match_requests(|r| r.child_id() == Some(OU))
+            .then_output(|| {
+                ListParentsOutput::builder()
+                    .parents(
+                        Parent::builder()
+                            .id(TOP_OU)
+                            .r#type(ParentType::OrganizationalUnit)
+                            .build(),
+                    )
+                    .build()
+            }),
+    );
+    world.org.push(
+        mock!(aws_sdk_organizations::Client::list_parents)
+            .match_requests(|r| r.child_id() == Some(TOP_OU))
+            .then_output(|| {
+                ListParentsOutput::builder()
+                    .parents(
+                        Parent::builder()
+                            .id("r-ab12")
+                            .r#type(ParentType::Root)
+                            .build(),
+                    )
+                    .build()
+            }),
+    );
+    world.lm[1] = distributed(
+        TOP_OU_ARN,
+        vec![grant(
+            ORG_GRANT,
+            GrantStatus::WorkflowCompleted,
+            "1",
+            LICENSE,
+            TOP_OU_ARN,
+        )],
+    );
+    world.lm.push(no_distributed());
+    world.lm.push(org_received(vec![]));
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Pending, "{report:#?}");
+    assert_eq!(
+        world.lm[2].num_calls(),
+        0,
+        "no per-account grant under an OU grant"
+    );
+    assert_eq!(report.licenses[0].grant_arn.as_deref(), Some(ORG_GRANT));
+    assert_eq!(world.org[5].num_calls(), 1, "the walk stops at the root");
+}
+
+#[tokio::test]
+async fn offboarding_never_touches_children_of_organization_grants() {
+    let mut world = World::healthy();
+    // The harsher reading: children also show in the grantor's distributed list.
+    world.lm[1] = distributed(
+        "arn:aws:iam::210987654321:root",
+        vec![
+            child_grant(GrantStatus::Active),
+            account_grant(GRANT, GrantStatus::Active, "4"),
+        ],
+    );
+    let touched = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = touched.clone();
+    world.lm.push(
+        mock!(aws_sdk_licensemanager::Client::create_grant_version)
+            .match_requests(move |r| {
+                t.lock()
+                    .unwrap()
+                    .push(r.grant_arn().unwrap_or_default().to_string());
+                true
+            })
+            .then_output(|| {
+                CreateGrantVersionOutput::builder()
+                    .status(GrantStatus::Disabled)
+                    .version("5")
+                    .build()
+            }),
+    );
+    let engine = world.engine(&[]);
+    let report = engine
+        .offboard(
+            &shared::ids::AccountId::parse(ACCOUNT).unwrap(),
+            None,
+            shared::engine::OffboardMode::Deactivate,
+            "test",
+        )
+        .await;
+    assert_eq!(report.outcome, Outcome::Offboarded, "{report:#?}");
+    assert_eq!(*touched.lock().unwrap(), vec![GRANT.to_string()]);
+    assert_eq!(report.licenses.len(), 1);
+}
+
+#[tokio::test]
+async fn asynchronous_activation_is_remembered_and_not_requested_again() {
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![account_grant(GRANT, GrantStatus::Disabled, "1")]);
+    world.member_lm[2] =
+        mock!(aws_sdk_licensemanager::Client::create_grant_version).then_output(|| {
+            CreateGrantVersionOutput::builder()
+                .grant_arn(GRANT)
+                .status(GrantStatus::Disabled)
+                .version("2")
+                .build()
+        });
+    world.lm.push(get_grant_rule(account_grant(
+        GRANT,
+        GrantStatus::Disabled,
+        "2",
+    )));
+    let bodies = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let b = bodies.clone();
+    world.sqs = vec![mock!(aws_sdk_sqs::Client::send_message)
+        .match_requests(move |r| {
+            b.lock()
+                .unwrap()
+                .push(r.message_body().unwrap_or_default().to_string());
+            true
+        })
+        .then_output(|| SendMessageOutput::builder().message_id("m").build())];
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Pending, "{report:#?}");
+    assert_eq!(world.member_lm[2].num_calls(), 1);
+    let body = bodies.lock().unwrap()[0].clone();
+    let recheck: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(recheck["activations"][0]["grantArn"], GRANT);
+    assert_eq!(recheck["activations"][0]["version"], "2");
+
+    // The re-check, in a fresh container: the grant is still DISABLED at version 2.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![account_grant(GRANT, GrantStatus::Disabled, "2")]);
+    let report = world
+        .engine(&[])
+        .run(shared::event::parse_body(&body).unwrap())
+        .await;
+    assert_eq!(report.outcome, Outcome::Pending, "{report:#?}");
+    assert_eq!(
+        world.member_lm[2].num_calls(),
+        0,
+        "no second activation while it is applied"
+    );
+    assert_eq!(
+        report.licenses[0].pending_reason.as_deref(),
+        Some("activation requested, not applied yet")
+    );
+}
+
+#[tokio::test]
+async fn conflict_as_a_status_reason_is_a_permanent_conflict_naming_the_other_license() {
+    let mut world = World::healthy();
+    let other_active = {
+        let mut g = account_grant(NEW_GRANT, GrantStatus::Active, "3");
+        g.license_arn = OTHER_LICENSE.into();
+        g
+    };
+    world.lm[0] = licenses(vec![held(LICENSE, SKU), held(OTHER_LICENSE, SKU)]);
+    world.member_lm[0] = received(vec![
+        account_grant(GRANT, GrantStatus::Disabled, "1"),
+        other_active,
+    ]);
+    world.member_lm[2] = mock!(aws_sdk_licensemanager::Client::create_grant_version)
+        .match_requests(|r| r.grant_arn() == Some(GRANT))
+        .then_output(|| {
+            CreateGrantVersionOutput::builder()
+                .grant_arn(GRANT)
+                .status(GrantStatus::Disabled)
+                .version("2")
+                .build()
+        });
+    world.lm.push(get_grant_rule(with_reason(
+        account_grant(GRANT, GrantStatus::Disabled, "2"),
+        CONFLICT,
+    )));
+    let report = run(&world.engine(&[("LICENSE_ARNS", LICENSE), ("PRODUCT_SKUS", "")])).await;
+    assert_eq!(report.outcome, Outcome::Failed, "{report:#?}");
+    let err = report.licenses[0].error.as_ref().expect("license error");
+    assert_eq!(err.kind, "ActiveLicenseConflict");
+    assert_eq!(err.retry, shared::Retry::Permanent);
+    assert!(err.message.contains(OTHER_LICENSE), "{}", err.message);
+    assert_eq!(
+        world.member_lm[2].num_calls(),
+        1,
+        "activated once, never in a loop"
+    );
+    assert_eq!(
+        world.sqs[0].num_calls(),
+        0,
+        "no re-check for a permanent conflict"
+    );
+}
+
+#[tokio::test]
+async fn failed_workflow_grant_is_deleted_and_replaced_by_the_next_generation() {
+    let mut world = World::healthy();
+    world.lm[1] = distributed(
+        "arn:aws:iam::210987654321:root",
+        vec![with_reason(
+            account_grant(GRANT, GrantStatus::FailedWorkflow, "1"),
+            "service-linked role missing",
+        )],
+    );
+    world.lm.push(no_distributed());
+    let deleted = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let d = deleted.clone();
+    world.lm.push(
+        mock!(aws_sdk_licensemanager::Client::delete_grant)
+            .match_requests(move |r| {
+                d.lock()
+                    .unwrap()
+                    .push(r.grant_arn().unwrap_or_default().to_string());
+                true
+            })
+            .then_output(|| {
+                DeleteGrantOutput::builder()
+                    .status(GrantStatus::Deleted)
+                    .version("2")
+                    .build()
+            }),
+    );
+    let tokens = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = tokens.clone();
+    world.lm[2] = mock!(aws_sdk_licensemanager::Client::create_grant)
+        .match_requests(move |r| {
+            t.lock()
+                .unwrap()
+                .push(r.client_token().unwrap_or_default().to_string());
+            true
+        })
+        .then_output(|| {
+            CreateGrantOutput::builder()
+                .grant_arn(NEW_GRANT)
+                .status(GrantStatus::Disabled)
+                .version("1")
+                .build()
+        });
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Entitled, "{report:#?}");
+    assert_eq!(*deleted.lock().unwrap(), vec![GRANT.to_string()]);
+    assert_eq!(
+        actions(&report),
+        vec!["DeleteGrant", "CreateGrant", "ActivateGrant"]
+    );
+    let account = shared::ids::AccountId::parse(ACCOUNT).unwrap();
+    assert_eq!(
+        *tokens.lock().unwrap(),
+        vec![shared::engine::grant_client_token(&account, LICENSE, 1)],
+        "the replacement is the next generation"
+    );
+}
+
+#[tokio::test]
+async fn token_replay_returning_a_dead_grant_takes_the_next_generation() {
+    let mut world = World::healthy();
+    let tokens = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let t = tokens.clone();
+    world.lm[2] = mock!(aws_sdk_licensemanager::Client::create_grant)
+        .match_requests(move |r| {
+            t.lock()
+                .unwrap()
+                .push(r.client_token().unwrap_or_default().to_string());
+            true
+        })
+        .then_output(|| {
+            CreateGrantOutput::builder()
+                .grant_arn(GRANT)
+                .status(GrantStatus::PendingWorkflow)
+                .version("1")
+                .build()
+        });
+    // The first token names a grant deleted since; the second makes a live one.
+    world.lm.push(
+        mock!(aws_sdk_licensemanager::Client::get_grant)
+            .sequence()
+            .output(|| {
+                GetGrantOutput::builder()
+                    .grant(account_grant(GRANT, GrantStatus::Deleted, "2"))
+                    .build()
+            })
+            .output(|| {
+                GetGrantOutput::builder()
+                    .grant(account_grant(NEW_GRANT, GrantStatus::Disabled, "1"))
+                    .build()
+            })
+            .build(),
+    );
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Entitled, "{report:#?}");
+    let account = shared::ids::AccountId::parse(ACCOUNT).unwrap();
+    assert_eq!(
+        *tokens.lock().unwrap(),
+        vec![
+            shared::engine::grant_client_token(&account, LICENSE, 0),
+            shared::engine::grant_client_token(&account, LICENSE, 1),
+        ]
+    );
+    assert!(report.licenses[0].error.is_none());
+}
+
+#[tokio::test]
+async fn operations_the_grantor_does_not_hold_are_left_out_and_named() {
+    let limited = |ops: Vec<AllowedOperation>| {
+        let mut l = held(LICENSE, SKU);
+        l.received_metadata = Some(
+            aws_sdk_licensemanager::types::ReceivedMetadata::builder()
+                .set_allowed_operations(Some(ops))
+                .build(),
+        );
+        l
+    };
+    let mut world = World::healthy();
+    world.lm[0] = licenses(vec![limited(vec![
+        AllowedOperation::CheckoutLicense,
+        AllowedOperation::CheckInLicense,
+    ])]);
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    world.lm[2] = mock!(aws_sdk_licensemanager::Client::create_grant)
+        .match_requests(move |r| {
+            s.lock().unwrap().extend(
+                r.allowed_operations()
+                    .iter()
+                    .map(|o| o.as_str().to_string()),
+            );
+            true
+        })
+        .then_output(|| {
+            CreateGrantOutput::builder()
+                .grant_arn(NEW_GRANT)
+                .status(GrantStatus::Disabled)
+                .version("1")
+                .build()
+        });
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Entitled, "{report:#?}");
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec!["CheckoutLicense", "CheckInLicense"]
+    );
+    let warning = report.licenses[0].warnings.join(" ");
+    assert!(
+        warning.contains("ExtendConsumptionLicense") && warning.contains("ListPurchasedLicenses"),
+        "{warning}"
+    );
+
+    // Nothing in common: a configuration error, and no CreateGrant.
+    let mut world = World::healthy();
+    world.lm[0] = licenses(vec![limited(vec![AllowedOperation::CreateToken])]);
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Failed);
+    let err = report.licenses[0].error.as_ref().expect("error");
+    assert_eq!(err.kind, "Configuration");
+    assert!(err.message.contains("CreateToken"), "{}", err.message);
+    assert_eq!(world.lm[2].num_calls(), 0);
+}
+
+#[tokio::test]
+async fn account_states_other_than_active_suspended_closing_are_retryable() {
+    for (state, kind, retry) in [
+        (
+            AccountState::PendingActivation,
+            "AccountNotReady",
+            shared::Retry::Retryable,
+        ),
+        (
+            AccountState::from("SOMETHING_NEW"),
+            "AccountNotReady",
+            shared::Retry::Retryable,
+        ),
+        (
+            AccountState::Suspended,
+            "NotInOrganization",
+            shared::Retry::Permanent,
+        ),
+        (
+            AccountState::PendingClosure,
+            "NotInOrganization",
+            shared::Retry::Permanent,
+        ),
+    ] {
+        let mut world = World::healthy();
+        world.org = org_rules(state.clone(), vec![]);
+        let report = run(&world.engine(&[])).await;
+        let err = report.error.as_ref().expect("account error");
+        assert_eq!((err.kind.as_str(), err.retry), (kind, retry), "{state:?}");
+        assert_eq!(calls(&report, "sts:AssumeRole"), 0, "{state:?}");
+        assert_eq!(world.lm[2].num_calls(), 0);
+    }
+}
+
+#[tokio::test]
+async fn the_account_the_stack_runs_in_is_never_granted_to() {
+    let world = World::healthy();
+    let report = run(&world.engine(&[("SELF_ACCOUNT_ID", ACCOUNT)])).await;
+    assert_eq!(report.outcome, Outcome::Skipped, "{report:#?}");
+    assert_eq!(calls(&report, "sts:AssumeRole"), 0);
+    assert_eq!(world.lm[2].num_calls(), 0);
 }

@@ -1,0 +1,810 @@
+//! The heart of the product: given what was observed about one account's grants for one
+//! license, what is the next step? A pure function over observed state (`Observation`)
+//! returning one `Next`; `engine` executes it, observes again and asks again, a few steps at
+//! most per invocation. The CLI's `plan` shows the first step of each license (dry run).
+//!
+//! Facts it follows (DESIGN.md §2): an organization or OU grant covers every account under it,
+//! and License Manager gives each covered account its own account-level grant (a "child") some
+//! time after; a grant is activated asynchronously, and the one-active-license conflict shows
+//! as the `StatusReason` of a grant that stays `DISABLED`; `REJECTED`/`DELETED` grants are
+//! never revived; a `FAILED_WORKFLOW` grant is replaced by the grantor (delete, create again).
+
+use crate::aws::GrantView;
+use crate::event::ActivationMark;
+
+/// Grant states, as License Manager spells them.
+pub mod status {
+    pub const ACTIVE: &str = "ACTIVE";
+    pub const DISABLED: &str = "DISABLED";
+    pub const PENDING_ACCEPT: &str = "PENDING_ACCEPT";
+    pub const PENDING_WORKFLOW: &str = "PENDING_WORKFLOW";
+    pub const WORKFLOW_COMPLETED: &str = "WORKFLOW_COMPLETED";
+    pub const PENDING_DELETE: &str = "PENDING_DELETE";
+    pub const FAILED_WORKFLOW: &str = "FAILED_WORKFLOW";
+    pub const REJECTED: &str = "REJECTED";
+    pub const DELETED: &str = "DELETED";
+}
+
+/// How many grants one account may get for one license before a failing one is no longer
+/// replaced automatically (rejections and failed workflows both count).
+pub const MAX_GRANT_GENERATIONS: usize = 5;
+
+/// The words License Manager uses when a second license for a product cannot become active.
+const CONFLICT_MARKER: &str = "already has an active license";
+
+/// Terminal states: such a grant is never revived; the grantor makes a new one.
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, status::REJECTED | status::DELETED)
+}
+
+/// Whether a `StatusReason` reports the one-active-license-per-product conflict.
+pub fn is_conflict_reason(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| r.to_ascii_lowercase().contains(CONFLICT_MARKER))
+}
+
+/// Where the account's grant comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// A grant made to this account (by ct-entitlements or by hand).
+    Account,
+    /// The account-level grant License Manager made under an organization or OU grant.
+    Organization,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Account => "account",
+            Source::Organization => "organization",
+        }
+    }
+}
+
+/// Everything known about one (account, license) when deciding.
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    /// The license.
+    pub license_arn: &'a str,
+    /// Grants whose grantee is this account, for this license, from every side that was read
+    /// (the member's received grants, the grantor's distributed grants, the organization's
+    /// received grants), each once.
+    pub own: &'a [GrantView],
+    /// Organization and OU grants for this license whose principal covers the account.
+    pub parents: &'a [GrantView],
+    /// Activations requested earlier for this account's grants.
+    pub activations: &'a [ActivationMark],
+    /// The name ct-entitlements gives its per-account grants.
+    pub own_grant_name: &'a str,
+    /// Whether the management side's `ListReceivedGrantsForOrganization` was read already.
+    pub org_side_read: bool,
+    /// Whether this invocation already replaced a failed grant of this license.
+    pub replaced_this_run: bool,
+}
+
+/// Why the step is "look again later".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitReason {
+    /// The grant is in License Manager's workflow (PENDING_WORKFLOW, PENDING_DELETE).
+    Workflow,
+    /// An activation was requested and the grant is still DISABLED at that version.
+    Activating,
+    /// The parent grant was bulk-activated: its children become ACTIVE by themselves.
+    BulkActivation,
+    /// An organization/OU grant covers the account; its account-level grant is not there yet.
+    ChildNotYet,
+    /// A failed grant was replaced in this invocation already; the replacement is looked at
+    /// again later rather than replaced in a loop.
+    ReplacedAlready,
+}
+
+impl WaitReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::Workflow => "in License Manager's workflow",
+            WaitReason::Activating => "activation requested, not applied yet",
+            WaitReason::BulkActivation => "its organization grant was bulk-activated",
+            WaitReason::ChildNotYet => {
+                "covered by an organization/OU grant whose account-level grant is not there yet"
+            }
+            WaitReason::ReplacedAlready => "a replacement grant was created in this run",
+        }
+    }
+}
+
+/// Why nothing more can be done automatically.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Activation cannot apply: the account has an active license for the product from another
+    /// subscription. `reason` is License Manager's StatusReason.
+    ActiveLicenseConflict { grant: GrantView, reason: String },
+    /// The account-level grant under an organization grant failed; it is not ours to replace.
+    ChildFailed { grant: GrantView },
+    /// Every organization/OU grant covering the account failed its workflow.
+    ParentFailed { parent: GrantView },
+    /// Too many grants were made for this account and license already.
+    TooManyGenerations {
+        grant: Option<GrantView>,
+        count: usize,
+    },
+}
+
+/// The next step for one (account, license).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Next {
+    /// The account's grant is ACTIVE.
+    Done { grant: GrantView, source: Source },
+    /// AcceptGrant, as the account.
+    Accept { grant: GrantView, source: Source },
+    /// CreateGrantVersion Status=ACTIVE at the grant's version.
+    Activate { grant: GrantView, source: Source },
+    /// Read the management side's view of the organization's received grants
+    /// (`ListReceivedGrantsForOrganization`) before concluding the child is missing.
+    FindChild { parent: GrantView },
+    /// Nothing to do now: look again later (a delayed re-check).
+    Wait {
+        grant: GrantView,
+        source: Source,
+        reason: WaitReason,
+    },
+    /// CreateGrant with the token of this generation.
+    Create { generation: usize },
+    /// DeleteGrant on the failed grant, then CreateGrant with the token of `generation`.
+    Replace {
+        failed: GrantView,
+        generation: usize,
+    },
+    /// DeleteGrant on a failed account-level grant of an organization/OU grant; License Manager
+    /// hands the account a new one (looked for on a later re-check).
+    DeleteChild { failed: GrantView },
+    /// Stop; the failure is permanent.
+    Fail(Failure),
+}
+
+impl Next {
+    /// The write steps this decision leads to when nothing surprising happens (what a dry run
+    /// reports, in order). Accepting is usually automatic in a linked organization, so a new
+    /// grant plans CreateGrant + ActivateGrant.
+    pub fn planned_actions(&self) -> Vec<String> {
+        let steps: &[&str] = match self {
+            Next::Accept { .. } => &["AcceptGrant", "ActivateGrant"],
+            Next::Activate { .. } => &["ActivateGrant"],
+            Next::Create { .. } => &["CreateGrant", "ActivateGrant"],
+            Next::Replace { .. } => &["DeleteGrant", "CreateGrant", "ActivateGrant"],
+            Next::DeleteChild { .. } => &["DeleteGrant"],
+            Next::Done { .. } | Next::FindChild { .. } | Next::Wait { .. } | Next::Fail(_) => &[],
+        };
+        steps.iter().map(|s| s.to_string()).collect()
+    }
+}
+
+/// Preference among several live grants for one account and license.
+fn rank(status: &str) -> u8 {
+    match status {
+        status::ACTIVE => 0,
+        status::DISABLED => 1,
+        status::PENDING_ACCEPT => 2,
+        status::PENDING_WORKFLOW => 3,
+        status::PENDING_DELETE => 4,
+        status::FAILED_WORKFLOW => 5,
+        _ => 6,
+    }
+}
+
+/// Whether an organization/OU grant looks bulk-activated. AWS documents bulk activation
+/// (CreateGrantVersion Status=ACTIVE on the parent, which then shows WORKFLOW_COMPLETED) but no
+/// field saying it happened; a parent with activation options, or one changed by a new version
+/// since it was created, is taken as bulk-activated. Wrong either way costs little: one re-check
+/// before an individual activation, or one activation that was not needed.
+fn looks_bulk_activated(parent: &GrantView) -> bool {
+    parent.activation_behavior.is_some() || parent.version.parse::<u64>().is_ok_and(|v| v > 1)
+}
+
+/// Whether `parent` still covers the account: not terminal and not on its way out.
+fn covers(parent: &GrantView) -> bool {
+    !is_terminal(&parent.status) && parent.status != status::PENDING_DELETE
+}
+
+/// Where an account-level grant comes from, without relying on the format of `ParentArn`: a
+/// child names a known organization/OU grant as its parent, or is neither made from the
+/// license directly nor named like ct-entitlements' own grants.
+pub fn source_of(grant: &GrantView, parents: &[GrantView], own_grant_name: &str) -> Source {
+    let under_known_parent = parents.iter().any(|p| p.arn == grant.parent_arn);
+    let not_from_license = !grant.parent_arn.is_empty() && grant.parent_arn != grant.license_arn;
+    if under_known_parent || (not_from_license && grant.name != own_grant_name) {
+        Source::Organization
+    } else {
+        Source::Account
+    }
+}
+
+/// The next step. Pure: the same observation always gives the same answer.
+pub fn decide(o: &Observation<'_>) -> Next {
+    let parents: Vec<&GrantView> = o
+        .parents
+        .iter()
+        .filter(|p| p.license_arn == o.license_arn && covers(p))
+        .collect();
+    let all_parents: Vec<GrantView> = parents.iter().map(|p| (*p).clone()).collect();
+    let source = |g: &GrantView| source_of(g, &all_parents, o.own_grant_name);
+    let mine: Vec<&GrantView> = o
+        .own
+        .iter()
+        .filter(|g| g.license_arn == o.license_arn)
+        .collect();
+    // Grants of ct-entitlements' own lineage that are dead: the next one is a new generation.
+    let generation = mine
+        .iter()
+        .filter(|g| is_terminal(&g.status) && source(g) == Source::Account)
+        .count();
+    let dead_children = mine
+        .iter()
+        .filter(|g| is_terminal(&g.status) && source(g) == Source::Organization)
+        .count();
+    let best = mine
+        .iter()
+        .filter(|g| !is_terminal(&g.status) && g.status != status::WORKFLOW_COMPLETED)
+        .min_by_key(|g| (rank(&g.status), source(g) == Source::Account))
+        .copied();
+
+    let Some(grant) = best else {
+        if let Some(parent) = parents.first() {
+            if parents.iter().all(|p| p.status == status::FAILED_WORKFLOW) {
+                return Next::Fail(Failure::ParentFailed {
+                    parent: (*parent).clone(),
+                });
+            }
+            let parent = parents
+                .iter()
+                .find(|p| p.status != status::FAILED_WORKFLOW)
+                .copied()
+                .unwrap_or(parent);
+            if !o.org_side_read {
+                return Next::FindChild {
+                    parent: parent.clone(),
+                };
+            }
+            return Next::Wait {
+                grant: parent.clone(),
+                source: Source::Organization,
+                reason: WaitReason::ChildNotYet,
+            };
+        }
+        if generation >= MAX_GRANT_GENERATIONS {
+            return Next::Fail(Failure::TooManyGenerations {
+                grant: None,
+                count: generation,
+            });
+        }
+        return Next::Create { generation };
+    };
+
+    let src = source(grant);
+    let g = grant.clone();
+    match grant.status.as_str() {
+        status::ACTIVE => Next::Done {
+            grant: g,
+            source: src,
+        },
+        status::PENDING_ACCEPT => Next::Accept {
+            grant: g,
+            source: src,
+        },
+        status::DISABLED => {
+            let mark = o.activations.iter().find(|m| m.grant_arn == grant.arn);
+            let same_version =
+                mark.is_some_and(|m| m.version.is_empty() || m.version == grant.version);
+            if is_conflict_reason(grant.status_reason.as_deref()) && mark.is_some_and(|m| !m.bulk) {
+                // Our activation came back with the conflict: re-activating would loop.
+                return Next::Fail(Failure::ActiveLicenseConflict {
+                    reason: grant.status_reason.clone().unwrap_or_default(),
+                    grant: g,
+                });
+            }
+            match mark {
+                Some(m) if same_version && !m.bulk => Next::Wait {
+                    grant: g,
+                    source: src,
+                    reason: WaitReason::Activating,
+                },
+                // A bulk activation was already waited for once at this version: do it here.
+                Some(m) if same_version && m.bulk => Next::Activate {
+                    grant: g,
+                    source: src,
+                },
+                _ => {
+                    let bulk_parent = parents
+                        .iter()
+                        .any(|p| p.arn == grant.parent_arn && looks_bulk_activated(p));
+                    if src == Source::Organization && bulk_parent {
+                        Next::Wait {
+                            grant: g,
+                            source: src,
+                            reason: WaitReason::BulkActivation,
+                        }
+                    } else {
+                        Next::Activate {
+                            grant: g,
+                            source: src,
+                        }
+                    }
+                }
+            }
+        }
+        status::FAILED_WORKFLOW => match src {
+            // The roles are in place by now: clear the failed child so License Manager hands
+            // out a new one, a bounded number of times.
+            Source::Organization if o.replaced_this_run => Next::Wait {
+                grant: g,
+                source: src,
+                reason: WaitReason::ReplacedAlready,
+            },
+            Source::Organization if dead_children + 1 >= MAX_GRANT_GENERATIONS => {
+                Next::Fail(Failure::ChildFailed { grant: g })
+            }
+            Source::Organization => Next::DeleteChild { failed: g },
+            Source::Account if o.replaced_this_run => Next::Wait {
+                grant: g,
+                source: src,
+                reason: WaitReason::ReplacedAlready,
+            },
+            Source::Account if generation + 1 >= MAX_GRANT_GENERATIONS => {
+                Next::Fail(Failure::TooManyGenerations {
+                    grant: Some(g),
+                    count: generation + 1,
+                })
+            }
+            // The failed grant becomes DELETED, so the replacement is one generation further.
+            Source::Account => Next::Replace {
+                failed: g,
+                generation: generation + 1,
+            },
+        },
+        // PENDING_WORKFLOW, PENDING_DELETE and anything new: only time moves it.
+        _ => Next::Wait {
+            grant: g,
+            source: src,
+            reason: WaitReason::Workflow,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LICENSE: &str = "arn:aws:license-manager::294406891311:license:l-1";
+    const OTHER: &str = "arn:aws:license-manager::294406891311:license:l-2";
+    const ME: &str = "arn:aws:iam::210987654321:root";
+    const NAME: &str = "ct-entitlements-210987654321";
+    const PARENT: &str = "arn:aws:license-manager::111111111111:grant:g-parent";
+    const ORG: &str = "arn:aws:organizations::111111111111:organization/o-abc1234567";
+
+    fn grant(arn: &str, status: &str) -> GrantView {
+        GrantView {
+            arn: arn.into(),
+            name: NAME.into(),
+            license_arn: LICENSE.into(),
+            status: status.into(),
+            version: "2".into(),
+            parent_arn: LICENSE.into(),
+            grantee: ME.into(),
+            status_reason: None,
+            activation_behavior: None,
+        }
+    }
+
+    fn child(status: &str) -> GrantView {
+        GrantView {
+            name: "org-wide".into(),
+            parent_arn: PARENT.into(),
+            ..grant("g-child", status)
+        }
+    }
+
+    fn parent(status: &str) -> GrantView {
+        GrantView {
+            name: "org-wide".into(),
+            grantee: ORG.into(),
+            version: "1".into(),
+            ..grant(PARENT, status)
+        }
+    }
+
+    fn mark(arn: &str, version: &str, bulk: bool) -> ActivationMark {
+        ActivationMark {
+            grant_arn: arn.into(),
+            version: version.into(),
+            bulk,
+        }
+    }
+
+    /// A short name for a decision, for the tables.
+    fn name(next: &Next) -> String {
+        match next {
+            Next::Done { source, .. } => format!("Done/{}", source.as_str()),
+            Next::Accept { source, .. } => format!("Accept/{}", source.as_str()),
+            Next::Activate { source, .. } => format!("Activate/{}", source.as_str()),
+            Next::FindChild { .. } => "FindChild".into(),
+            Next::Wait { reason, .. } => format!("Wait/{reason:?}"),
+            Next::Create { generation } => format!("Create/{generation}"),
+            Next::Replace { generation, .. } => format!("Replace/{generation}"),
+            Next::DeleteChild { .. } => "DeleteChild".into(),
+            Next::Fail(Failure::ActiveLicenseConflict { .. }) => "Fail/Conflict".into(),
+            Next::Fail(Failure::ChildFailed { .. }) => "Fail/ChildFailed".into(),
+            Next::Fail(Failure::ParentFailed { .. }) => "Fail/ParentFailed".into(),
+            Next::Fail(Failure::TooManyGenerations { count, .. }) => format!("Fail/TooMany{count}"),
+        }
+    }
+
+    struct Case<'a> {
+        own: Vec<GrantView>,
+        parents: Vec<GrantView>,
+        marks: Vec<ActivationMark>,
+        org_side_read: bool,
+        replaced: bool,
+        expect: &'a str,
+    }
+
+    fn case<'a>(own: Vec<GrantView>, parents: Vec<GrantView>, expect: &'a str) -> Case<'a> {
+        Case {
+            own,
+            parents,
+            marks: Vec::new(),
+            org_side_read: true,
+            replaced: false,
+            expect,
+        }
+    }
+
+    fn run(c: &Case<'_>) -> Next {
+        decide(&Observation {
+            license_arn: LICENSE,
+            own: &c.own,
+            parents: &c.parents,
+            activations: &c.marks,
+            own_grant_name: NAME,
+            org_side_read: c.org_side_read,
+            replaced_this_run: c.replaced,
+        })
+    }
+
+    #[test]
+    fn every_own_state_without_parent() {
+        let cases = [
+            case(vec![], vec![], "Create/0"),
+            case(vec![grant("g1", status::ACTIVE)], vec![], "Done/account"),
+            case(
+                vec![grant("g1", status::DISABLED)],
+                vec![],
+                "Activate/account",
+            ),
+            case(
+                vec![grant("g1", status::PENDING_ACCEPT)],
+                vec![],
+                "Accept/account",
+            ),
+            case(
+                vec![grant("g1", status::PENDING_WORKFLOW)],
+                vec![],
+                "Wait/Workflow",
+            ),
+            case(
+                vec![grant("g1", status::PENDING_DELETE)],
+                vec![],
+                "Wait/Workflow",
+            ),
+            case(
+                vec![grant("g1", status::FAILED_WORKFLOW)],
+                vec![],
+                "Replace/1",
+            ),
+            case(vec![grant("g1", status::REJECTED)], vec![], "Create/1"),
+            case(vec![grant("g1", status::DELETED)], vec![], "Create/1"),
+            case(
+                vec![grant("g1", status::DELETED), grant("g2", status::REJECTED)],
+                vec![],
+                "Create/2",
+            ),
+            // The best live grant wins over dead and weaker ones.
+            case(
+                vec![
+                    grant("g1", status::REJECTED),
+                    grant("g2", status::PENDING_WORKFLOW),
+                    grant("g3", status::ACTIVE),
+                ],
+                vec![],
+                "Done/account",
+            ),
+            // Another license's grants do not count.
+            case(
+                vec![GrantView {
+                    license_arn: OTHER.into(),
+                    ..grant("g9", status::ACTIVE)
+                }],
+                vec![],
+                "Create/0",
+            ),
+        ];
+        for c in &cases {
+            assert_eq!(name(&run(c)), c.expect, "own {:?}", c.own);
+        }
+    }
+
+    #[test]
+    fn every_parent_state_without_a_child() {
+        // Any non-terminal organization/OU grant covers the account: never a grant beside it.
+        for (parent_status, read, expect) in [
+            (status::PENDING_WORKFLOW, false, "FindChild"),
+            (status::PENDING_WORKFLOW, true, "Wait/ChildNotYet"),
+            (status::WORKFLOW_COMPLETED, true, "Wait/ChildNotYet"),
+            (status::ACTIVE, true, "Wait/ChildNotYet"),
+            (status::DISABLED, true, "Wait/ChildNotYet"),
+            (status::PENDING_ACCEPT, true, "Wait/ChildNotYet"),
+            (status::FAILED_WORKFLOW, true, "Fail/ParentFailed"),
+            (status::PENDING_DELETE, true, "Create/0"),
+            (status::REJECTED, true, "Create/0"),
+            (status::DELETED, true, "Create/0"),
+        ] {
+            let mut c = case(vec![], vec![parent(parent_status)], expect);
+            c.org_side_read = read;
+            assert_eq!(name(&run(&c)), expect, "parent {parent_status}");
+        }
+        // A parent for another license does not cover this one.
+        let other = GrantView {
+            license_arn: OTHER.into(),
+            ..parent(status::ACTIVE)
+        };
+        assert_eq!(name(&run(&case(vec![], vec![other], ""))), "Create/0");
+    }
+
+    #[test]
+    fn every_child_state_under_every_parent_state() {
+        for parent_status in [
+            status::PENDING_WORKFLOW,
+            status::WORKFLOW_COMPLETED,
+            status::ACTIVE,
+            status::DISABLED,
+        ] {
+            for (child_status, expect) in [
+                (status::ACTIVE, "Done/organization"),
+                (status::DISABLED, "Activate/organization"),
+                (status::PENDING_ACCEPT, "Accept/organization"),
+                (status::PENDING_WORKFLOW, "Wait/Workflow"),
+                (status::FAILED_WORKFLOW, "DeleteChild"),
+                // A dead child: the parent still covers the account; no grant beside it.
+                (status::DELETED, "Wait/ChildNotYet"),
+            ] {
+                let c = case(
+                    vec![child(child_status)],
+                    vec![parent(parent_status)],
+                    expect,
+                );
+                assert_eq!(
+                    name(&run(&c)),
+                    expect,
+                    "child {child_status} under parent {parent_status}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn child_is_recognised_without_parsing_parent_arn() {
+        // Parent listed: ParentArn names it.
+        let c = case(
+            vec![child(status::ACTIVE)],
+            vec![parent(status::ACTIVE)],
+            "",
+        );
+        assert_eq!(name(&run(&c)), "Done/organization");
+        // Parent not visible: not made from the license and not named like ours.
+        let c = case(vec![child(status::ACTIVE)], vec![], "");
+        assert_eq!(name(&run(&c)), "Done/organization");
+        // A child whose ParentArn is the license ARN (undocumented either way) is still a child
+        // when its name is not ours... and ours when it is.
+        let odd = GrantView {
+            parent_arn: LICENSE.into(),
+            ..child(status::FAILED_WORKFLOW)
+        };
+        assert_eq!(source_of(&odd, &[], NAME), Source::Account);
+        let with_parent = GrantView {
+            parent_arn: PARENT.into(),
+            name: NAME.into(),
+            ..grant("g-x", status::ACTIVE)
+        };
+        assert_eq!(
+            source_of(&with_parent, &[parent(status::ACTIVE)], NAME),
+            Source::Organization
+        );
+    }
+
+    #[test]
+    fn both_a_child_and_an_own_grant_prefer_the_stronger_then_the_child() {
+        let c = case(
+            vec![grant("g1", status::DISABLED), child(status::DISABLED)],
+            vec![parent(status::WORKFLOW_COMPLETED)],
+            "",
+        );
+        assert_eq!(name(&run(&c)), "Activate/organization");
+        let c = case(
+            vec![grant("g1", status::ACTIVE), child(status::DISABLED)],
+            vec![parent(status::WORKFLOW_COMPLETED)],
+            "",
+        );
+        assert_eq!(name(&run(&c)), "Done/account");
+    }
+
+    #[test]
+    fn asynchronous_activation_is_not_requested_twice() {
+        let disabled = grant("g1", status::DISABLED);
+        let conflicted = GrantView {
+            status_reason: Some(
+                "This account already has an active license for the same product from another subscription".into(),
+            ),
+            ..grant("g1", status::DISABLED)
+        };
+        for (g, marks, expect) in [
+            // Our activation made version 2 and the grant is still there: it is in progress.
+            (
+                disabled.clone(),
+                vec![mark("g1", "2", false)],
+                "Wait/Activating",
+            ),
+            (
+                disabled.clone(),
+                vec![mark("g1", "", false)],
+                "Wait/Activating",
+            ),
+            // The version moved on since (deactivated by someone?): activate again.
+            (
+                disabled.clone(),
+                vec![mark("g1", "1", false)],
+                "Activate/account",
+            ),
+            // A mark for another grant says nothing about this one.
+            (
+                disabled.clone(),
+                vec![mark("g2", "2", false)],
+                "Activate/account",
+            ),
+            (disabled.clone(), vec![], "Activate/account"),
+            // The conflict after our activation: stop, never loop.
+            (
+                conflicted.clone(),
+                vec![mark("g1", "2", false)],
+                "Fail/Conflict",
+            ),
+            (
+                conflicted.clone(),
+                vec![mark("g1", "1", false)],
+                "Fail/Conflict",
+            ),
+            // An old conflict reason with no activation of ours: one try (it may be resolved).
+            (conflicted.clone(), vec![], "Activate/account"),
+        ] {
+            let mut c = case(vec![g.clone()], vec![], expect);
+            c.marks = marks.clone();
+            assert_eq!(name(&run(&c)), expect, "{g:?} {marks:?}");
+        }
+    }
+
+    #[test]
+    fn bulk_activated_parent_is_waited_for_once_then_the_child_is_activated() {
+        let bulk = GrantView {
+            activation_behavior: Some("DISTRIBUTED_GRANTS_ONLY".into()),
+            ..parent(status::WORKFLOW_COMPLETED)
+        };
+        let c = case(vec![child(status::DISABLED)], vec![bulk.clone()], "");
+        assert_eq!(name(&run(&c)), "Wait/BulkActivation");
+        let mut c = case(vec![child(status::DISABLED)], vec![bulk], "");
+        c.marks = vec![mark("g-child", "2", true)];
+        assert_eq!(name(&run(&c)), "Activate/organization");
+        // A parent changed by a new version (bulk activation without options) counts too.
+        let bumped = GrantView {
+            version: "2".into(),
+            ..parent(status::WORKFLOW_COMPLETED)
+        };
+        let c = case(vec![child(status::DISABLED)], vec![bumped], "");
+        assert_eq!(name(&run(&c)), "Wait/BulkActivation");
+        // Without bulk activation the child is activated individually at once.
+        let c = case(
+            vec![child(status::DISABLED)],
+            vec![parent(status::WORKFLOW_COMPLETED)],
+            "",
+        );
+        assert_eq!(name(&run(&c)), "Activate/organization");
+    }
+
+    #[test]
+    fn failed_child_is_cleared_for_a_new_one_a_bounded_number_of_times() {
+        let parents = vec![parent(status::WORKFLOW_COMPLETED)];
+        let mut own = vec![child(status::FAILED_WORKFLOW)];
+        assert_eq!(
+            name(&run(&case(own.clone(), parents.clone(), ""))),
+            "DeleteChild"
+        );
+        let mut c = case(own.clone(), parents.clone(), "");
+        c.replaced = true;
+        assert_eq!(name(&run(&c)), "Wait/ReplacedAlready");
+        for i in 0..MAX_GRANT_GENERATIONS - 1 {
+            own.push(GrantView {
+                arn: format!("g-dead-child-{i}"),
+                ..child(status::DELETED)
+            });
+        }
+        assert_eq!(name(&run(&case(own, parents, ""))), "Fail/ChildFailed");
+    }
+
+    #[test]
+    fn failed_workflow_is_replaced_a_bounded_number_of_times() {
+        let mut own = vec![grant("g-failed", status::FAILED_WORKFLOW)];
+        assert_eq!(name(&run(&case(own.clone(), vec![], ""))), "Replace/1");
+        // Not twice in one invocation.
+        let mut c = case(own.clone(), vec![], "");
+        c.replaced = true;
+        assert_eq!(name(&run(&c)), "Wait/ReplacedAlready");
+        for i in 0..MAX_GRANT_GENERATIONS - 2 {
+            own.push(grant(&format!("g-dead-{i}"), status::DELETED));
+        }
+        assert_eq!(
+            name(&run(&case(own.clone(), vec![], ""))),
+            format!("Replace/{}", MAX_GRANT_GENERATIONS - 1)
+        );
+        own.push(grant("g-dead-last", status::DELETED));
+        assert_eq!(
+            name(&run(&case(own.clone(), vec![], ""))),
+            format!("Fail/TooMany{MAX_GRANT_GENERATIONS}")
+        );
+        // Only dead grants and nothing live: bounded too.
+        own.retain(|g| g.status == status::DELETED);
+        assert_eq!(own.len(), MAX_GRANT_GENERATIONS - 1);
+        own.push(grant("g-rejected", status::REJECTED));
+        assert_eq!(
+            name(&run(&case(own, vec![], ""))),
+            format!("Fail/TooMany{MAX_GRANT_GENERATIONS}")
+        );
+    }
+
+    #[test]
+    fn planned_actions_of_each_step() {
+        let g = grant("g1", status::DISABLED);
+        for (next, expect) in [
+            (
+                Next::Create { generation: 0 },
+                vec!["CreateGrant", "ActivateGrant"],
+            ),
+            (
+                Next::Accept {
+                    grant: g.clone(),
+                    source: Source::Account,
+                },
+                vec!["AcceptGrant", "ActivateGrant"],
+            ),
+            (
+                Next::Activate {
+                    grant: g.clone(),
+                    source: Source::Account,
+                },
+                vec!["ActivateGrant"],
+            ),
+            (
+                Next::Replace {
+                    failed: g.clone(),
+                    generation: 1,
+                },
+                vec!["DeleteGrant", "CreateGrant", "ActivateGrant"],
+            ),
+            (
+                Next::Wait {
+                    grant: g.clone(),
+                    source: Source::Account,
+                    reason: WaitReason::Workflow,
+                },
+                vec![],
+            ),
+            (Next::FindChild { parent: g.clone() }, vec![]),
+        ] {
+            assert_eq!(next.planned_actions(), expect, "{next:?}");
+        }
+    }
+}
