@@ -118,37 +118,30 @@ pub async fn describe_organization(
     })
 }
 
-/// DescribeAccount + ListParents + ListTagsForResource (parents and tags concurrently).
+/// DescribeAccount + ListParents + ListTagsForResource, all three at once. DescribeAccount
+/// decides: an account outside the organization is `NotInOrganization` whatever the other two
+/// answered.
 pub async fn describe_member(
     org: &aws_sdk_organizations::Client,
     account: &AccountId,
     calls: &CallLog,
 ) -> Result<MemberInfo, Error> {
-    calls.record(Side::Own, "organizations:DescribeAccount", false);
-    let described = org
-        .describe_account()
-        .account_id(account.as_str())
-        .send()
-        .await
-        .map_err(|e| match aws_error("organizations", "DescribeAccount", e) {
-            Error::Aws { code, message, .. } if code == "AccountNotFoundException" => {
-                Error::NotInOrganization {
-                    account: account.to_string(),
-                    reason: message,
+    let described = async {
+        calls.record(Side::Own, "organizations:DescribeAccount", false);
+        org.describe_account()
+            .account_id(account.as_str())
+            .send()
+            .await
+            .map_err(|e| match aws_error("organizations", "DescribeAccount", e) {
+                Error::Aws { code, message, .. } if code == "AccountNotFoundException" => {
+                    Error::NotInOrganization {
+                        account: account.to_string(),
+                        reason: message,
+                    }
                 }
-            }
-            other => other,
-        })?;
-    let acct = described
-        .account()
-        .ok_or_else(|| missing("DescribeAccount", "Account"))?;
-    #[allow(deprecated)]
-    let state = acct
-        .state()
-        .map(|s| s.as_str().to_string())
-        .or_else(|| acct.status().map(|s| s.as_str().to_string()))
-        .unwrap_or_else(|| "ACTIVE".to_string());
-
+                other => other,
+            })
+    };
     let parents = async {
         calls.record(Side::Own, "organizations:ListParents", false);
         let out = org
@@ -190,12 +183,22 @@ pub async fn describe_member(
             }
         }
     };
-    let (ou_id, tags) = futures::try_join!(parents, tags)?;
+    let (described, ou_id, tags) = futures::join!(described, parents, tags);
+    let described = described?;
+    let acct = described
+        .account()
+        .ok_or_else(|| missing("DescribeAccount", "Account"))?;
+    #[allow(deprecated)]
+    let state = acct
+        .state()
+        .map(|s| s.as_str().to_string())
+        .or_else(|| acct.status().map(|s| s.as_str().to_string()))
+        .unwrap_or_else(|| "ACTIVE".to_string());
     Ok(MemberInfo {
         name: acct.name().map(str::to_string),
         state,
-        ou_id,
-        tags,
+        ou_id: ou_id?,
+        tags: tags?,
     })
 }
 

@@ -124,6 +124,8 @@ pub struct Config {
     pub dry_run: bool,
     pub max_concurrent_licenses: usize,
     pub max_concurrent_accounts: usize,
+    /// License Manager calls per second and operation, shared by the container (burst as many).
+    pub license_manager_calls_per_second: u32,
     /// Queue for delayed re-checks of grants still in workflow (the onboarding queue).
     pub onboarding_queue_url: Option<String>,
     #[serde(with = "secs")]
@@ -174,6 +176,7 @@ pub mod vars {
     pub const DRY_RUN: &str = "DRY_RUN";
     pub const MAX_CONCURRENT_LICENSES: &str = "MAX_CONCURRENT_LICENSES";
     pub const MAX_CONCURRENT_ACCOUNTS: &str = "MAX_CONCURRENT_ACCOUNTS";
+    pub const LICENSE_MANAGER_CALLS_PER_SECOND: &str = "LICENSE_MANAGER_CALLS_PER_SECOND";
     pub const ONBOARDING_QUEUE_URL: &str = "ONBOARDING_QUEUE_URL";
     pub const RECHECK_DELAY_SECONDS: &str = "RECHECK_DELAY_SECONDS";
     pub const WORKFLOW_DEADLINE_SECONDS: &str = "WORKFLOW_DEADLINE_SECONDS";
@@ -381,10 +384,17 @@ impl Config {
             max_concurrent_licenses: parse_num(
                 get(MAX_CONCURRENT_LICENSES),
                 MAX_CONCURRENT_LICENSES,
-                4,
+                50,
                 1,
-                20,
+                100,
             )? as usize,
+            license_manager_calls_per_second: parse_num(
+                get(LICENSE_MANAGER_CALLS_PER_SECOND),
+                LICENSE_MANAGER_CALLS_PER_SECOND,
+                10,
+                1,
+                100,
+            )? as u32,
             max_concurrent_accounts: parse_num(
                 get(MAX_CONCURRENT_ACCOUNTS),
                 MAX_CONCURRENT_ACCOUNTS,
@@ -510,7 +520,8 @@ mod tests {
         assert_eq!(c.allowed_operations.len(), 4);
         assert!(!c.dry_run);
         assert_eq!(c.recheck_delay, Duration::from_secs(300));
-        assert_eq!(c.max_concurrent_licenses, 4);
+        assert_eq!(c.max_concurrent_licenses, 50);
+        assert_eq!(c.license_manager_calls_per_second, 10);
     }
 
     #[test]

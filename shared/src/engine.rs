@@ -11,6 +11,7 @@ pub use crate::decide::{is_terminal, status};
 use crate::error::Error;
 use crate::event::{ActivationMark, OnboardRequest, Request, Trigger, Work};
 use crate::ids::AccountId;
+use crate::limiter::RateLimiter;
 use crate::report::{AccountReport, CallLog, ErrorReport, LicenseReport, Outcome, SlrReport};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
@@ -67,6 +68,8 @@ pub struct Engine {
     ou_parents: Mutex<HashMap<String, Option<String>>>,
     /// Activations this container requested, by grant ARN.
     activations: std::sync::Mutex<HashMap<String, ActivationMark>>,
+    /// License Manager calls per operation and second, for every account of the container.
+    limiter: RateLimiter,
     now: fn() -> SystemTime,
 }
 
@@ -102,6 +105,7 @@ struct LicenseRun {
 
 impl Engine {
     pub fn new(config: Config, clients: Clients) -> Self {
+        let limiter = RateLimiter::new(config.license_manager_calls_per_second);
         Engine {
             config,
             clients,
@@ -110,6 +114,7 @@ impl Engine {
             principal_grants: Mutex::new(HashMap::new()),
             ou_parents: Mutex::new(HashMap::new()),
             activations: std::sync::Mutex::new(HashMap::new()),
+            limiter,
             now: SystemTime::now,
         }
     }
@@ -266,11 +271,6 @@ impl Engine {
             return Ok(Vec::new());
         }
 
-        // The principals whose grants cover the account: the organization and every OU above it.
-        let ancestors = self.ancestor_ous(member.ou_id.as_deref(), calls).await?;
-        let mut covering = vec![org.arn.clone()];
-        covering.extend(ancestors.iter().map(|ou| org.ou_arn(ou)));
-
         let principal = account.root_principal();
         let role_arn = format!(
             "arn:aws:iam::{account}:role/{}",
@@ -295,13 +295,27 @@ impl Engine {
             )?;
             Ok::<_, Error>((member_clients, slrs, received))
         };
+        // The principals whose grants cover the account: the organization and every OU above
+        // it (the organization's are read while the OUs above are walked).
+        let covering_side = async {
+            let (org_grants, ancestors) = futures::try_join!(
+                self.covering_grants(std::slice::from_ref(&org.arn), calls),
+                self.ancestor_ous(member.ou_id.as_deref(), calls),
+            )?;
+            let ous: Vec<String> = ancestors.iter().map(|ou| org.ou_arn(ou)).collect();
+            let mut grants = org_grants;
+            grants.extend(self.covering_grants(&ous, calls).await?);
+            let mut covering = vec![org.arn.clone()];
+            covering.extend(ous);
+            Ok::<_, Error>((covering, grants))
+        };
         let management_side = async {
             futures::try_join!(
                 aws::grants_to_principal(&self.clients.license_manager, &principal, calls),
-                self.covering_grants(&covering, calls),
+                covering_side,
             )
         };
-        let ((member_clients, slrs, received), (direct, parent_grants)) =
+        let ((member_clients, slrs, received), (direct, (covering, parent_grants))) =
             futures::try_join!(member_side, management_side)?;
         report.service_linked_roles = slrs;
 
@@ -778,6 +792,9 @@ impl Engine {
                 }
                 Next::FindChild { parent } => {
                     note(report, &parent, Source::Organization);
+                    self.limiter
+                        .acquire("ListReceivedGrantsForOrganization")
+                        .await;
                     let found = match aws::organization_received_grants(
                         lm,
                         &license.arn,
@@ -815,6 +832,7 @@ impl Engine {
                 }
                 Next::Accept { grant, source } => {
                     note(report, &grant, source);
+                    self.limiter.acquire("AcceptGrant").await;
                     let (s, v) = aws::accept_grant(member_lm, &grant.arn, calls).await?;
                     report.actions.push("AcceptGrant".into());
                     let s = if s.is_empty() {
@@ -827,6 +845,7 @@ impl Engine {
                 Next::Activate { grant, source } => {
                     note(report, &grant, source);
                     let token = activation_client_token(&grant.arn, &grant.version);
+                    self.limiter.acquire("CreateGrantVersion").await;
                     let (s, v) = aws::activate_grant(
                         member_lm,
                         &grant.arn,
@@ -848,6 +867,7 @@ impl Engine {
                     } else {
                         // Activation is asynchronous: one look (no waiting) shows whether it
                         // applied, or why not.
+                        self.limiter.acquire("GetGrant").await;
                         let looked = aws::get_grant(lm, &grant.arn, calls).await?;
                         if let Some(m) = marks.iter_mut().find(|m| m.grant_arn == grant.arn) {
                             if m.version.is_empty() {
@@ -865,6 +885,7 @@ impl Engine {
                 }
                 Next::DeleteChild { failed } => {
                     note(report, &failed, Source::Organization);
+                    self.limiter.acquire("DeleteGrant").await;
                     let s = aws::delete_grant(
                         lm,
                         &failed.arn,
@@ -884,6 +905,7 @@ impl Engine {
                 }
                 Next::Replace { failed, generation } => {
                     note(report, &failed, Source::Account);
+                    self.limiter.acquire("DeleteGrant").await;
                     let s = aws::delete_grant(
                         lm,
                         &failed.arn,
@@ -1010,6 +1032,7 @@ impl Engine {
             }
         }
         let token = grant_client_token(target.account, &license.arn, generation);
+        self.limiter.acquire("CreateGrant").await;
         let created = aws::create_grant(
             &self.clients.license_manager,
             &NewGrant {
@@ -1033,6 +1056,7 @@ impl Engine {
         // One look (no waiting): short workflows are done by now. A token that names a grant
         // since deleted or rejected shows it here; the next decision then takes the next
         // generation, whatever the listing showed.
+        self.limiter.acquire("GetGrant").await;
         let mut looked = aws::get_grant(&self.clients.license_manager, &created.arn, calls).await?;
         if looked.name.is_empty() {
             looked.name = created.name;

@@ -13,6 +13,7 @@ pub mod event;
 pub mod function;
 pub mod handler;
 pub mod ids;
+pub mod limiter;
 pub mod logging;
 pub mod permissions;
 pub mod reconcile;

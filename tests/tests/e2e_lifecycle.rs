@@ -63,6 +63,17 @@ async fn new_account_is_onboarded_and_a_second_delivery_changes_nothing() {
     let again = handle(&engine, s.create_event(&account.id, &ou)).await;
     assert_eq!(again["outcome"], "entitled");
     assert_eq!(again["writeCalls"], 0, "{again:#}");
+    // An entitled account costs reads only, and few of them once the container has read the
+    // organization, the held licenses and the grants above the account (issue 9: at most 8).
+    let reads: u64 = ["apiCalls", "memberApiCalls"]
+        .iter()
+        .flat_map(|side| again[side].as_object().into_iter().flatten())
+        .map(|(_, n)| n.as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        reads <= 8,
+        "{reads} calls for an entitled account: {again:#}"
+    );
     assert_eq!(s.calls("CreateGrant").await, created, "no second grant");
     assert_eq!(s.grants_in(&account.id).await.len(), 3);
 }
