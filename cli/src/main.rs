@@ -34,7 +34,7 @@ async fn run(args: &[String]) -> Result<(), shared::Error> {
         std::env::var(k).ok()
     })
     .or_else(|_| Config::from_lookup_per_request(|k| std::env::var(k).ok()))?;
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk = shared::clients::load_sdk_config().await;
     let engine = Engine::new(
         config.clone(),
         Clients::from_sdk_config(&sdk, &config.license_home_region),

@@ -3,10 +3,62 @@
 
 use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
+use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnectorSettings, SharedHttpClient, SharedHttpConnector,
+};
 use aws_smithy_runtime_api::client::interceptors::context::InterceptorContext;
 use aws_smithy_runtime_api::client::retries::classifiers::{ClassifyRetry, RetryAction};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::retry::ErrorKind;
 use std::sync::Arc;
+
+/// The HTTPS client every SDK client of a function shares, built on its first request instead
+/// of at init: building it loads the system's trusted certificates (a directory of files read
+/// at cold start), which an invocation that makes no AWS call never needs.
+#[derive(Debug, Default, Clone)]
+pub struct LazyHttpClient {
+    inner: Arc<std::sync::OnceLock<SharedHttpClient>>,
+}
+
+impl LazyHttpClient {
+    /// Whether the real client (and its certificate store) has been built.
+    pub fn is_built(&self) -> bool {
+        self.inner.get().is_some()
+    }
+
+    fn client(&self) -> &SharedHttpClient {
+        self.inner.get_or_init(|| {
+            aws_smithy_http_client::Builder::new()
+                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+                .build_https()
+        })
+    }
+}
+
+impl HttpClient for LazyHttpClient {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        self.client().http_connector(settings, components)
+    }
+}
+
+/// The SDK configuration of a function (region, credentials and endpoints from the standard
+/// environment), with the lazily built HTTPS client.
+pub async fn load_sdk_config() -> SdkConfig {
+    load_sdk_config_with(LazyHttpClient::default()).await
+}
+
+/// [`load_sdk_config`] with a given lazy client.
+pub async fn load_sdk_config_with(http: LazyHttpClient) -> SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(SharedHttpClient::new(http))
+        .load()
+        .await
+}
 
 /// Clients that act as the management (grantor) account.
 #[derive(Clone)]
@@ -121,4 +173,46 @@ impl ClassifyRetry for LicenseManagerThrottling {
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[cfg(test)]
+mod lazy_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn init_builds_no_https_client_the_first_request_does() {
+        // As in Lambda: region and credentials known without a network call (the environment;
+        // here set on the loader, since tests share one process environment).
+        let http = LazyHttpClient::default();
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .http_client(SharedHttpClient::new(http.clone()))
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("a", "b", None, None, "test"))
+            .load()
+            .await;
+        let clients = Clients::from_sdk_config(&config, "us-east-1");
+        let member = clients
+            .members
+            .member_clients(Credentials::new("a", "b", None, None, "test"));
+        assert!(
+            !http.is_built(),
+            "loading the config and building clients reads no certificates"
+        );
+        // The first request builds it (it then fails to connect: port 9 on loopback is closed).
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(&config)
+                .endpoint_url("http://127.0.0.1:9")
+                .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+                .region(aws_sdk_sts::config::Region::new("us-east-1"))
+                .credentials_provider(
+                    aws_credential_types::provider::SharedCredentialsProvider::new(
+                        Credentials::new("a", "b", None, None, "test"),
+                    ),
+                )
+                .build(),
+        );
+        let _ = sts.get_caller_identity().send().await;
+        assert!(http.is_built());
+        drop((clients, member));
+    }
 }

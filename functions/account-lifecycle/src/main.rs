@@ -13,7 +13,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init();
     let config =
         Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk_config = shared::clients::load_sdk_config().await;
     let clients = Clients::from_sdk_config(&sdk_config, &config.license_home_region);
     let engine = Arc::new(Engine::new(config, clients));
 

@@ -16,7 +16,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let config = VendingConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk_config = shared::clients::load_sdk_config().await;
     let app = Arc::new(App::new(
         VendingClients::from_sdk_config(&sdk_config),
         config,

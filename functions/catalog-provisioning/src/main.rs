@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let responder = Responder::new(config.allow_local_response_url);
     let fallback = config.deadline_fallback;
-    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk_config = shared::clients::load_sdk_config().await;
     let clients = Clients::from_sdk_config(&sdk_config, &shared_config.license_home_region);
     let app = Arc::new(App {
         sqs: clients.sqs.clone(),

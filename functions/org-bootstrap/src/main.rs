@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let fallback = deadline_fallback_from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let allow_local = std::env::var("ALLOW_LOCAL_RESPONSE_URL").is_ok_and(|v| v == "true");
-    let sdk_config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sdk_config = shared::clients::load_sdk_config().await;
     let app = Arc::new(App {
         organizations: aws_sdk_organizations::Client::new(&sdk_config),
         license_manager: shared::clients::license_manager_client(

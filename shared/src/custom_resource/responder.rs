@@ -98,7 +98,9 @@ pub fn validate_response_url(url: &str, allow_local: bool) -> Result<(), Error> 
 
 /// Sends response bodies. Built once at init (loads the trust store once).
 pub struct Responder {
-    connector: Connector,
+    /// Built on the first PUT: building it loads the system's trusted certificates, which a
+    /// cold start that answers nothing does not need.
+    connector: std::sync::OnceLock<Connector>,
     allow_local: bool,
 }
 
@@ -112,13 +114,18 @@ impl std::fmt::Debug for Responder {
 
 impl Responder {
     pub fn new(allow_local: bool) -> Self {
-        let connector = Connector::builder()
-            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
-            .build();
         Responder {
-            connector,
+            connector: std::sync::OnceLock::new(),
             allow_local,
         }
+    }
+
+    fn connector(&self) -> &Connector {
+        self.connector.get_or_init(|| {
+            Connector::builder()
+                .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+                .build()
+        })
     }
 
     pub fn validate(&self, url: &str) -> Result<(), Error> {
@@ -173,7 +180,7 @@ impl Responder {
             .headers_mut()
             .insert("content-length", body.len().to_string());
         let response = self
-            .connector
+            .connector()
             .call(request)
             .await
             .map_err(|e| format!("{e}"))?;
