@@ -885,42 +885,16 @@ impl Engine {
                 }
                 Next::DeleteChild { failed } => {
                     note(report, &failed, Source::Organization);
-                    self.limiter.acquire("DeleteGrant").await;
-                    let s = aws::delete_grant(
-                        lm,
-                        &failed.arn,
-                        &failed.version,
-                        "ct-entitlements: the account's roles are in place; clearing a failed account-level grant",
-                        calls,
-                    )
-                    .await?;
-                    report.actions.push("DeleteGrant".into());
-                    let s = if s.is_empty() {
-                        status::DELETED.to_string()
-                    } else {
-                        s
-                    };
-                    update(&mut own, &failed.arn, s, String::new(), None);
+                    let reason = "ct-entitlements: the account's roles are in place; clearing a failed account-level grant";
+                    self.delete_failed(&mut own, &failed, reason, calls, report)
+                        .await?;
                     replaced = true;
                 }
                 Next::Replace { failed, generation } => {
                     note(report, &failed, Source::Account);
-                    self.limiter.acquire("DeleteGrant").await;
-                    let s = aws::delete_grant(
-                        lm,
-                        &failed.arn,
-                        &failed.version,
-                        "ct-entitlements: replacing a grant whose workflow failed",
-                        calls,
-                    )
-                    .await?;
-                    report.actions.push("DeleteGrant".into());
-                    let s = if s.is_empty() {
-                        status::DELETED.to_string()
-                    } else {
-                        s
-                    };
-                    update(&mut own, &failed.arn, s, String::new(), None);
+                    let reason = "ct-entitlements: replacing a grant whose workflow failed";
+                    self.delete_failed(&mut own, &failed, reason, calls, report)
+                        .await?;
                     replaced = true;
                     let created = self
                         .create_grant(target, license, generation, calls, report)
@@ -931,6 +905,28 @@ impl Engine {
         }
         // Out of steps: whatever is left is looked at again later.
         Ok(!self.config.dry_run)
+    }
+
+    /// DeleteGrant on a failed grant (grantor side); the observation then shows it DELETED.
+    async fn delete_failed(
+        &self,
+        own: &mut [GrantView],
+        failed: &GrantView,
+        reason: &str,
+        calls: &CallLog,
+        report: &mut LicenseReport,
+    ) -> Result<(), Error> {
+        self.limiter.acquire("DeleteGrant").await;
+        let lm = &self.clients.license_manager;
+        let s = aws::delete_grant(lm, &failed.arn, &failed.version, reason, calls).await?;
+        report.actions.push("DeleteGrant".into());
+        let s = if s.is_empty() {
+            status::DELETED.to_string()
+        } else {
+            s
+        };
+        update(own, &failed.arn, s, String::new(), None);
+        Ok(())
     }
 
     /// A decision's failure as the classified error of this license.

@@ -240,6 +240,25 @@ pub struct ReconcileReport {
     pub error: Option<ErrorReport>,
 }
 
+impl ReconcileReport {
+    /// A report of nothing done yet.
+    pub fn empty(scope: String, dry_run: bool) -> Self {
+        ReconcileReport {
+            scope,
+            dry_run,
+            accounts_listed: 0,
+            onboard: Vec::new(),
+            enqueued: 0,
+            skipped: BTreeMap::new(),
+            offboard: Vec::new(),
+            offboarded: Vec::new(),
+            api_calls: BTreeMap::new(),
+            duration_ms: 0,
+            error: None,
+        }
+    }
+}
+
 /// Runs one reconcile.
 pub async fn reconcile(
     engine: &Engine,
@@ -249,23 +268,14 @@ pub async fn reconcile(
 ) -> ReconcileReport {
     let started = Instant::now();
     let calls = CallLog::default();
-    let mut report = ReconcileReport {
-        scope: match &scope {
+    let mut report = ReconcileReport::empty(
+        match &scope {
             Scope::Organization => "organization".into(),
             Scope::Ous(ous) => format!("ous:{}", ous.join(",")),
             Scope::Accounts(a) => format!("accounts:{}", a.len()),
         },
         dry_run,
-        accounts_listed: 0,
-        onboard: Vec::new(),
-        enqueued: 0,
-        skipped: BTreeMap::new(),
-        offboard: Vec::new(),
-        offboarded: Vec::new(),
-        api_calls: BTreeMap::new(),
-        duration_ms: 0,
-        error: None,
-    };
+    );
     // Boxed: keeps the deep listing/offboarding future out of the caller's type.
     if let Err(e) = Box::pin(run(engine, config, &scope, dry_run, &calls, &mut report)).await {
         report.error = Some(ErrorReport::from(&e));

@@ -20,15 +20,13 @@
 
 mod common;
 
-use aws_credential_types::provider::SharedCredentialsProvider;
-use aws_credential_types::Credentials;
 use common::{assert_least_privilege, setup, shipped_event};
 use local_world::clients;
 use local_world::emulator::LicenseSeed;
 use local_world::seed::{self, demo_spec};
 use serde_json::{json, Value};
 use shared::permissions::{iam_action, ACCOUNT_LIFECYCLE, MEMBER_ROLE};
-use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients};
+use shared::{Clients, Config, Engine};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -36,26 +34,6 @@ use std::sync::Arc;
 /// matches shared::permissions::MEMBER_ROLE and the template's Globals RolePath).
 const MEMBER_ROLE_NAME: &str = "ct-entitlements-member";
 const FUNCTION_ROLE_PATH: &str = "/ct-entitlements/";
-
-struct DelegatedMembers {
-    base: aws_config::SdkConfig,
-    moto: String,
-    emulator: String,
-}
-
-impl MemberClientFactory for DelegatedMembers {
-    fn member_clients(&self, credentials: Credentials) -> MemberClients {
-        let config = self
-            .base
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .build();
-        MemberClients {
-            iam: clients::iam_from(&config, &self.moto),
-            license_manager: clients::license_manager_from(&config, &self.emulator),
-        }
-    }
-}
 
 /// IAM `ArnLike` with `*` wildcards (enough for the trust condition).
 fn arn_like(pattern: &str, arn: &str) -> bool {
@@ -225,11 +203,7 @@ async fn delegated_administrator_grants_its_own_licenses_through_the_member_role
             sts: clients::sts_from(&as_function, world.moto_url()),
             license_manager: clients::license_manager_from(&as_function, &world.emulator_url()),
             sqs: sqs.clone(),
-            members: Arc::new(DelegatedMembers {
-                base: world.sdk_config().clone(),
-                moto: world.moto_url().to_string(),
-                emulator: world.emulator_url(),
-            }),
+            members: Arc::new(common::LocalMembers::of(world)),
         },
     );
 

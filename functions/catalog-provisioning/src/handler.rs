@@ -438,20 +438,15 @@ async fn pending_reply(
                 return Reply::Answer(timed_out(target, attempt, report, bounds.service_timeout));
             }
             let delay = app.config.pending_recheck_interval.min(Duration::from_secs(left));
-            let body = Recheck {
-                account_id: attempt.account.to_string(),
-                license_arn: attempt.license_arn.clone(),
-                override_behavior: attempt.override_behavior.map(|b| b.as_str().to_string()),
-                first_seen: unix_now(),
-                attempt: 0,
-                activations: attempt.activations.clone(),
-                respond: Some(Waiting::new(
+            let body = first_recheck(
+                attempt,
+                Some(Waiting::new(
                     target,
                     attempt.product_sku.clone(),
                     bounds.service_timeout.as_secs(),
                     bounds.answer_by,
                 )),
-            };
+            );
             match send_recheck(app, queue, &body, delay).await {
                 Ok(()) => Reply::Deferred {
                     physical_id: physical,
@@ -479,15 +474,7 @@ async fn pending_reply(
             .with_data(data(attempt, report, "PENDING")),
         ),
         (PendingResponse::Success, Some(queue)) if report.outcome == Outcome::Pending => {
-            let body = Recheck {
-                account_id: attempt.account.to_string(),
-                license_arn: attempt.license_arn.clone(),
-                override_behavior: attempt.override_behavior.map(|b| b.as_str().to_string()),
-                first_seen: unix_now(),
-                attempt: 0,
-                activations: attempt.activations.clone(),
-                respond: None,
-            };
+            let body = first_recheck(attempt, None);
             let delay = app.engine.config().recheck_delay;
             Reply::Answer(match send_recheck(app, queue, &body, delay).await {
                 Ok(()) => Response::success(
@@ -660,6 +647,19 @@ async fn resolve_license(
                 ))),
             }
         }
+    }
+}
+
+/// The first re-check of an attempt (`respond`: the launch still waiting for its answer).
+fn first_recheck(attempt: &Attempt, respond: Option<Waiting>) -> Recheck {
+    Recheck {
+        account_id: attempt.account.to_string(),
+        license_arn: attempt.license_arn.clone(),
+        override_behavior: attempt.override_behavior.map(|b| b.as_str().to_string()),
+        first_seen: unix_now(),
+        attempt: 0,
+        activations: attempt.activations.clone(),
+        respond,
     }
 }
 

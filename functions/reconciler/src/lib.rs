@@ -71,7 +71,6 @@ mod tests {
     use super::*;
     use serde_json::json;
     use shared::report::ErrorReport;
-    use std::collections::BTreeMap;
 
     /// An engine whose clients point at a closed port: any AWS call would fail with an `Aws`
     /// error, so an `InvalidInput` answer proves the payload was rejected before any call.
@@ -116,17 +115,8 @@ mod tests {
 
     fn report(error: Option<ErrorReport>) -> ReconcileReport {
         ReconcileReport {
-            scope: "organization".into(),
-            dry_run: false,
-            accounts_listed: 0,
-            onboard: Vec::new(),
-            enqueued: 0,
-            skipped: BTreeMap::new(),
-            offboard: Vec::new(),
-            offboarded: Vec::new(),
-            api_calls: BTreeMap::new(),
-            duration_ms: 0,
             error,
+            ..ReconcileReport::empty("organization".into(), false)
         }
     }
 

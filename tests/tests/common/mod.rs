@@ -12,9 +12,19 @@ use std::sync::Arc;
 
 /// Member-account clients for assumed credentials, pointed at the local world.
 pub struct LocalMembers {
-    base: aws_config::SdkConfig,
-    moto: String,
-    emulator: String,
+    pub base: aws_config::SdkConfig,
+    pub moto: String,
+    pub emulator: String,
+}
+
+impl LocalMembers {
+    pub fn of(world: &local_world::World) -> Self {
+        LocalMembers {
+            base: world.sdk_config().clone(),
+            moto: world.moto_url().to_string(),
+            emulator: world.emulator_url(),
+        }
+    }
 }
 
 impl MemberClientFactory for LocalMembers {
@@ -77,17 +87,12 @@ impl Setup {
             vars.insert(k.to_string(), v.to_string());
         }
         let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let base = self.world.sdk_config().clone();
         let clients = Clients {
             organizations: self.world.organizations(),
             sts: self.world.sts(),
             license_manager,
             sqs: self.world.sqs(),
-            members: Arc::new(LocalMembers {
-                base,
-                moto: self.world.moto_url().to_string(),
-                emulator: self.world.emulator_url(),
-            }),
+            members: Arc::new(LocalMembers::of(&self.world)),
         };
         Engine::new(config, clients)
     }
