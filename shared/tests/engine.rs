@@ -1579,3 +1579,42 @@ async fn the_account_the_stack_runs_in_is_never_granted_to() {
     assert_eq!(calls(&report, "sts:AssumeRole"), 0);
     assert_eq!(world.lm[2].num_calls(), 0);
 }
+
+#[tokio::test]
+async fn reconcile_never_offboards_an_account_that_is_not_active_yet() {
+    use aws_sdk_organizations::operation::list_accounts::ListAccountsOutput;
+    let mut world = World::healthy();
+    let account =
+        |id: &str, state: AccountState| Account::builder().id(id).name(id).state(state).build();
+    world.org.push(
+        mock!(aws_sdk_organizations::Client::list_accounts).then_output(move || {
+            ListAccountsOutput::builder()
+                .accounts(account(MGMT, AccountState::Active))
+                .accounts(account(ACCOUNT, AccountState::Active))
+                .accounts(account("222222222222", AccountState::PendingActivation))
+                .accounts(account("333333333333", AccountState::Suspended))
+                .build()
+        }),
+    );
+    let engine = world.engine(&[]);
+    let config = shared::reconcile::ReconcileConfig::from_lookup(|k| match k {
+        "ONBOARDING_QUEUE_URL" => Some(QUEUE.to_string()),
+        "OFFBOARD_MODE" => Some("deactivate".to_string()),
+        _ => None,
+    })
+    .unwrap();
+    let report = shared::reconcile::reconcile(
+        &engine,
+        &config,
+        shared::reconcile::Scope::Organization,
+        true,
+    )
+    .await;
+    assert!(report.error.is_none(), "{report:#?}");
+    assert_eq!(report.onboard, vec![ACCOUNT.to_string()]);
+    assert!(
+        report.skipped["222222222222"].contains("not ready"),
+        "{report:#?}"
+    );
+    assert_eq!(report.offboard, vec!["333333333333".to_string()]);
+}
