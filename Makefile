@@ -4,6 +4,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 LINT_VENV ?= .venv-lint
 CHECKOV_VENV ?= .venv-checkov
+BENCH_VENV ?= .venv-bench
 PY := $(VENV)/bin/python
 export SAM_CLI_TELEMETRY := 0
 # Tools the tests and the demo use, from the project venv.
@@ -11,7 +12,7 @@ export MOTO_SERVER := $(abspath $(VENV))/bin/moto_server
 export CARGO_LAMBDA := $(abspath $(VENV))/bin/cargo-lambda
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv demo test lint fmt-check clippy unit package sam-build clean
+.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench clean
 
 help:
 	@echo "make demo     run account-lifecycle locally against an emulated AWS organization"
@@ -19,6 +20,7 @@ help:
 	@echo "make lint     cfn-lint, sam validate --lint and checkov on template.yaml (part of make test)"
 	@echo "make package  release build of the Lambda bootstraps (x86_64 here; see README for arm64)"
 	@echo "make sam-build  sam build of an x86_64 copy of the template (what CI can build here)"
+	@echo "make bench    benchmarks vs a Python 3.11 + boto3 peer: init, memory, onboarding, backfill, size (README, Performance)"
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -74,6 +76,16 @@ sam-build: venv $(LINT_VENV)/.installed
 	$(LINT_VENV)/bin/sam build --no-cached --template-file .template.x86_64.yaml --build-dir .aws-sam/build
 	@ls -l .aws-sam/build/*/bootstrap
 
+# Benchmarks, not tests: never part of `make test` or CI; fails only when a run errors.
+# Prints every figure with its ratio and writes target/bench/report.json (README, Performance).
+$(BENCH_VENV)/.installed: requirements-bench.txt
+	python3 -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
+	touch $@
+
+bench: venv $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/bench.py $(BENCH_ARGS)
+
 clean:
 	cargo clean
-	rm -rf $(VENV) $(LINT_VENV) $(CHECKOV_VENV) .aws-sam .template.x86_64.yaml
+	rm -rf $(VENV) $(LINT_VENV) $(CHECKOV_VENV) $(BENCH_VENV) .aws-sam .template.x86_64.yaml

@@ -8,6 +8,9 @@ use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
 
+/// How many seconds of calls one burst may hold.
+pub const BURST_SECONDS: f64 = 3.0;
+
 /// One operation's token bucket: `tokens` may go below zero (calls already promised a slot).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Bucket {
@@ -39,12 +42,14 @@ pub struct RateLimiter {
 }
 
 impl RateLimiter {
-    /// `per_second` calls of each operation per second, in bursts of as many.
+    /// `per_second` calls of each operation per second on average, in bursts of up to
+    /// [`BURST_SECONDS`] seconds' worth: one account's licenses go out at once (25 licenses
+    /// at the default 10/s), a backfill settles at the rate.
     pub fn new(per_second: u32) -> Self {
         let per_second = f64::from(per_second.max(1));
         RateLimiter {
             per_second,
-            burst: per_second,
+            burst: per_second * BURST_SECONDS,
             buckets: Mutex::new(HashMap::new()),
         }
     }

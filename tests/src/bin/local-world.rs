@@ -1,19 +1,25 @@
 //! `local-world`: runs the License Manager / Service Catalog emulator (and, with `--moto` or
 //! `--seed demo`, moto plus a seeded demo organization) until SIGTERM, Ctrl-C or stdin closes.
 //! Line 1 of stdout is JSON: `{"emulatorUrl", "motoUrl", "env": {...}, "seeded": {...}}`.
+//! `--licenses N` / `--accounts M` size the seeded organization (for `make bench`).
 
 use std::io::Write;
+use std::sync::Arc;
 
 use local_world::emulator::{self, EmulatorOptions};
-use local_world::seed::{self, demo_spec};
+use local_world::seed::{self, demo_spec, LicenseSpec};
 use local_world::{World, WorldOptions};
 use serde_json::{json, Value};
 
-const USAGE: &str = "usage: local-world [--port N] [--moto] [--seed demo]
+const USAGE: &str =
+    "usage: local-world [--port N] [--moto] [--seed demo] [--licenses N] [--accounts M]
 
-  --port N      emulator port (default: a free one)
-  --moto        also run moto_server (IAM, STS, Organizations, SQS) and wire the emulator to it
-  --seed demo   --moto, plus a demo organization (2 OUs, 3 accounts, 3 Marketplace licenses)
+  --port N        emulator port (default: a free one)
+  --moto          also run moto_server (IAM, STS, Organizations, SQS) and wire the emulator to it
+  --seed demo     --moto, plus a demo organization (2 OUs, 3 accounts, 3 Marketplace licenses)
+  --licenses N    --seed demo, with N Marketplace licenses (SKUs prod-bench-001...) instead of 3
+  --accounts M    --seed demo, plus M new member accounts (member-0001...) in the Workloads OU,
+                  without License Manager's service-linked roles (as Account Factory leaves them)
 
 Prints the endpoints and environment as JSON on the first line of stdout, then serves until
 SIGTERM, Ctrl-C, or stdin reaching end of file (unless stdin is /dev/null).";
@@ -22,6 +28,8 @@ struct Args {
     port: u16,
     moto: bool,
     seed: bool,
+    licenses: Option<usize>,
+    accounts: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -29,6 +37,8 @@ fn parse_args() -> Result<Args, String> {
         port: 0,
         moto: false,
         seed: false,
+        licenses: None,
+        accounts: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -45,6 +55,19 @@ fn parse_args() -> Result<Args, String> {
                 }
                 other => return Err(format!("unknown seed {other:?} (only `demo`)")),
             },
+            "--licenses" | "--accounts" => {
+                let value = it.next().ok_or(format!("{arg} needs a value"))?;
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| format!("bad {arg} value: {value}"))?;
+                if arg == "--licenses" {
+                    args.licenses = Some(n);
+                } else {
+                    args.accounts = n;
+                }
+                args.seed = true;
+                args.moto = true;
+            }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other}")),
         }
@@ -85,6 +108,53 @@ fn env_object(vars: Vec<(String, String)>) -> Value {
     )
 }
 
+/// The demo organization, with `licenses` generated licenses instead of the demo's three when
+/// given, plus `accounts` new members in the Workloads OU (created a few at a time).
+async fn seed_world(
+    world: &Arc<World>,
+    licenses: Option<usize>,
+    accounts: usize,
+) -> Result<seed::SeededOrg, local_world::Error> {
+    let mut spec = demo_spec();
+    if let Some(n) = licenses {
+        spec.licenses = (1..=n)
+            .map(|i| {
+                LicenseSpec::new(
+                    &format!("prod-bench-{i:03}"),
+                    &format!("Bench Product {i:03}"),
+                )
+            })
+            .collect();
+    }
+    let mut org = seed::seed(world, &spec).await?;
+    let ou_id = org
+        .ou("Workloads")
+        .ok_or("demo organization without the Workloads OU")?
+        .id
+        .clone();
+    const IN_FLIGHT: usize = 8;
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut added = Vec::with_capacity(accounts);
+    for i in 1..=accounts {
+        if tasks.len() >= IN_FLIGHT {
+            if let Some(done) = tasks.join_next().await {
+                added.push(done.map_err(|e| e.to_string())??);
+            }
+        }
+        let (world, mut snapshot, ou_id) = (world.clone(), org.clone(), ou_id.clone());
+        tasks.spawn(async move {
+            let name = format!("member-{i:04}");
+            seed::add_account(&world, &mut snapshot, &name, &ou_id).await
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        added.push(done.map_err(|e| e.to_string())??);
+    }
+    added.sort_by(|a, b| a.name.cmp(&b.name));
+    org.accounts.extend(added);
+    Ok(org)
+}
+
 #[tokio::main]
 async fn main() -> Result<(), local_world::Error> {
     let args = match parse_args() {
@@ -105,8 +175,9 @@ async fn main() -> Result<(), local_world::Error> {
             ..WorldOptions::default()
         })
         .await?;
+        let world = Arc::new(world);
         let seeded = if args.seed {
-            Some(seed::seed(&world, &demo_spec()).await?)
+            Some(seed_world(&world, args.licenses, args.accounts).await?)
         } else {
             None
         };

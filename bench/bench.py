@@ -1,0 +1,558 @@
+#!/usr/bin/env python3
+"""`make bench`: init, peak memory, onboarding critical path, backfill throughput and bootstrap
+size of the release Lambda functions, against the local world (moto + the emulator), beside a
+Python 3.11 + boto3 peer run through awslambdaric under the same runtime API server.
+
+Benchmarks, not tests: this fails only when a run errors, never for being slow. Prints each
+figure with its ratio and writes target/bench/report.json. See README.md, "Performance"."""
+
+import argparse
+import collections
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import Proxies, RuntimeApi, World, longest_chain, spawn, stop, vm_hwm_kib  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "target" / "bench"
+LOGS = OUT / "logs"
+FUNCTIONS = ["account-lifecycle", "reconciler", "org-bootstrap", "catalog-provisioning",
+             "account-vending"]
+MIB = 1024 * 1024
+REGION = "us-east-1"
+CLOSED = "http://127.0.0.1:9"  # nothing listens: an init run that made an AWS call would fail
+
+# The boto3 clients the Python peer creates at init: the clients each Rust `main` builds.
+PEER_CLIENTS = {
+    "account-lifecycle": "organizations,sts,license-manager,sqs",
+    "reconciler": "organizations,sts,license-manager,sqs",
+    "org-bootstrap": "organizations,license-manager,iam",
+    "catalog-provisioning": "organizations,sts,license-manager,sqs,servicecatalog",
+    "account-vending": "servicecatalog,organizations,sqs,sts",
+}
+
+# Each function's required environment (template.yaml); queue URLs point nowhere reachable.
+FUNCTION_ENV = {
+    "account-lifecycle": {"ALL_MARKETPLACE_LICENSES": "true", "RECHECK_DELAY_SECONDS": "0",
+                          "ONBOARDING_QUEUE_URL": f"{CLOSED}/123456789012/onboarding"},
+    "reconciler": {"ONBOARDING_QUEUE_URL": f"{CLOSED}/123456789012/onboarding"},
+    "org-bootstrap": {"LICENSE_HOME_REGION": REGION, "ALLOW_LOCAL_RESPONSE_URL": "true"},
+    "catalog-provisioning": {"EXECUTION_ROLE_NAME": "AWSControlTowerExecution",
+                             "LICENSE_HOME_REGION": REGION, "ALLOW_LOCAL_RESPONSE_URL": "true"},
+    "account-vending": {"VENDING_QUEUE_URL": f"{CLOSED}/123456789012/vending",
+                        "VENDING_DEAD_LETTER_QUEUE_URL": f"{CLOSED}/123456789012/vending-dlq",
+                        "ONBOARDING_QUEUE_URL": f"{CLOSED}/123456789012/onboarding",
+                        "EXECUTION_ROLE_NAME": "AWSControlTowerExecution",
+                        "LICENSE_HOME_REGION": REGION},
+}
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def load_event(name):
+    return json.loads((ROOT / "events" / name).read_text())
+
+
+def init_event(function, response_url):
+    """An event each function handles without any AWS call, and what its answer must be."""
+    if function == "account-lifecycle":
+        return load_event("create-failed.json"), "response", "Control Tower FAILED event (skipped)"
+    if function == "reconciler":
+        return {"bench": "not a reconcile request"}, "error", "unknown request field (rejected)"
+    if function == "account-vending":
+        return {"bench": "not an account request"}, "error", "invalid account request (rejected)"
+    if function == "org-bootstrap":
+        event = load_event("org-bootstrap-create.json")
+        event["RequestType"] = "Delete"
+        event["PhysicalResourceId"] = "org-bootstrap"
+    else:
+        event = load_event("catalog-delete.json")
+        event["ResourceProperties"]["DeactivateOnDelete"] = "false"
+    event["ResponseURL"] = response_url
+    return event, "response", "custom-resource Delete (answered, PUT to ResponseURL)"
+
+
+def base_env(runtime_api, endpoints=None):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "AWS_LAMBDA_RUNTIME_API": runtime_api,
+        "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_LAMBDA_FUNCTION_NAME": "bench", "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",
+        "AWS_LAMBDA_LOG_GROUP_NAME": "/aws/lambda/bench",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "bench",
+        "RUST_LOG": "info",
+        "LANG": "C.UTF-8",
+    }
+    for var in ("IAM", "STS", "ORGANIZATIONS", "SQS", "LICENSE_MANAGER", "SERVICE_CATALOG"):
+        env[f"AWS_ENDPOINT_URL_{var}"] = CLOSED
+    env.update(endpoints or {})
+    return env
+
+
+def bootstrap_path(function):
+    return ROOT / "target" / "lambda" / function / "bootstrap"
+
+
+def summary(values):
+    return {"median": statistics.median(values), "min": min(values), "max": max(values),
+            "n": len(values)}
+
+
+# ---------------------------------------------------------------- 0. build
+
+def build(args):
+    cargo_lambda = os.environ.get("CARGO_LAMBDA", "cargo-lambda")
+    t0 = time.monotonic()
+    cmd = [cargo_lambda, "lambda", "build", "--release", "--x86-64"]
+    for f in FUNCTIONS:
+        cmd += ["--bin", f]
+    log(f"$ cargo {' '.join(cmd[1:])}")
+    subprocess.run(cmd, cwd=ROOT, check=True)
+    t1 = time.monotonic()
+    log("$ cargo build -p local-world --bin local-world")
+    subprocess.run(["cargo", "build", "-q", "-p", "local-world", "--bin", "local-world"],
+                   cwd=ROOT, check=True)
+    t2 = time.monotonic()
+    return {"releaseBuildSeconds": round(t1 - t0, 1), "localWorldBuildSeconds": round(t2 - t1, 1)}
+
+
+# ---------------------------------------------------------------- 1-2. init and peak RSS
+
+def one_cold_start(function, runtime):
+    rt = RuntimeApi()
+    response_url = f"http://{rt.address}/cfn-response/bench?X-Amz-Signature=0000"
+    event, expect, _ = init_event(function, response_url)
+    env = base_env(rt.address)
+    env.update(FUNCTION_ENV[function])
+    if runtime == "rust":
+        cmd, cwd = [str(bootstrap_path(function))], None
+    else:
+        env["PEER_CLIENTS"] = PEER_CLIENTS[function]
+        env["LAMBDA_TASK_ROOT"] = str(ROOT / "bench" / "peer")
+        env["_HANDLER"] = "handler.handler"
+        cmd, cwd = [sys.executable, "-m", "awslambdaric", "handler.handler"], ROOT / "bench" / "peer"
+    inv = rt.submit(event)
+    logf = open(LOGS / f"init-{function}-{runtime}.log", "a")
+    t0 = time.monotonic_ns()
+    proc = spawn(cmd, env=env, cwd=cwd, stdout=logf, stderr=logf)
+    try:
+        inv.wait(60)
+        hwm = vm_hwm_kib(proc.pid)
+    finally:
+        stop(proc)
+        rt.close()
+        logf.close()
+    got = "response" if inv.ok else "error"
+    if got != expect or (expect == "response" and "ResponseURL" in event and not rt.cfn_responses):
+        raise RuntimeError(f"{function} ({runtime}): expected {expect}, got {got}: "
+                           f"{(inv.body or b'')[:300]!r} (log: {logf.name})")
+    return (inv.done_ns - t0) / 1e6, hwm / 1024
+
+
+def bench_init(args):
+    results = {}
+    for function in FUNCTIONS:
+        for runtime in ("rust", "python"):  # one discarded warm-up each (page cache, .pyc)
+            one_cold_start(function, runtime)
+        samples = {"rust": [], "python": []}
+        for _ in range(args.init_runs):
+            for runtime in ("rust", "python"):
+                samples[runtime].append(one_cold_start(function, runtime))
+        r = {rt: {"initMs": summary([s[0] for s in v]), "peakRssMiB": summary([s[1] for s in v])}
+             for rt, v in samples.items()}
+        r["event"] = init_event(function, "")[2]
+        r["initRatio"] = r["python"]["initMs"]["median"] / r["rust"]["initMs"]["median"]
+        r["rssRatio"] = r["python"]["peakRssMiB"]["median"] / r["rust"]["peakRssMiB"]["median"]
+        results[function] = r
+        log(f"  {function:21} init median {r['rust']['initMs']['median']:7.1f} ms "
+            f"(min {r['rust']['initMs']['min']:.1f}, max {r['rust']['initMs']['max']:.1f}) | "
+            f"python {r['python']['initMs']['median']:7.1f} ms "
+            f"(min {r['python']['initMs']['min']:.1f}, max {r['python']['initMs']['max']:.1f}) "
+            f"| {r['initRatio']:5.1f}x faster")
+        log(f"  {'':21} peak RSS {r['rust']['peakRssMiB']['median']:6.1f} MiB "
+            f"| python {r['python']['peakRssMiB']['median']:6.1f} MiB | {r['rssRatio']:5.1f}x smaller")
+    return results
+
+
+# ---------------------------------------------------------------- 3. onboarding
+
+def create_queue(world, name):
+    import boto3
+    sqs = boto3.client("sqs", endpoint_url=world.moto_url, region_name=REGION,
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    return sqs, sqs.create_queue(QueueName=name)["QueueUrl"]
+
+
+def lifecycle_env(rt, world, proxies, queue_url, extra=None):
+    env = base_env(rt.address, proxies.env())
+    env.update({"ALL_MARKETPLACE_LICENSES": "true", "RECHECK_DELAY_SECONDS": "0",
+                "ONBOARDING_QUEUE_URL": queue_url,
+                "SELF_ACCOUNT_ID": world.seeded["managementAccount"]})
+    env.update(extra or {})
+    return env
+
+
+def create_event(account):
+    event = load_event("create-managed-account.json")
+    status = event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]
+    status["account"]["accountId"] = account["id"]
+    status["account"]["accountName"] = account["name"]
+    status["organizationalUnit"]["organizationalUnitId"] = account["ouId"]
+    return event
+
+
+def measure(proxies, inv, function):
+    calls = proxies.snapshot()
+    if not inv.ok:
+        raise RuntimeError(f"{function}: invocation failed: {(inv.body or b'')[:500]!r}")
+    body = inv.json() or {}
+    return {
+        "wallMs": round((inv.done_ns - inv.delivered_ns) / 1e6, 1),
+        "calls": len(calls),
+        "roundTrips": longest_chain(calls),
+        "throttled": sum(1 for c in calls if c.throttled),
+        "byOperation": dict(collections.Counter(f"{c.service}:{c.op}" for c in calls)),
+        "outcome": body.get("outcome") if isinstance(body, dict) else None,
+    }
+
+
+def bench_onboarding(args, lw):
+    results = []
+    peak_25 = None
+    for licenses in args.licenses:
+        world = World(lw, licenses, len(args.delays), LOGS / f"world-onboarding-{licenses}.log")
+        proxies = Proxies(world.moto_url, world.emulator_url)
+        try:
+            _, queue_url = create_queue(world, "onboarding")
+            for delay, account in zip(args.delays, world.members()):
+                proxies.set_delay(delay)
+                proxies.reset()
+                rt = RuntimeApi()
+                logf = open(LOGS / f"onboarding-{licenses}-{delay}ms.log", "w")
+                event = create_event(account)
+                inv = rt.submit(event)
+                proc = spawn([str(bootstrap_path("account-lifecycle"))],
+                             env=lifecycle_env(rt, world, proxies, queue_url),
+                             stdout=logf, stderr=logf)
+                try:
+                    cold = measure(proxies, inv.wait(300), "account-lifecycle")
+                    proxies.reset()
+                    warm = measure(proxies, rt.submit(event).wait(300), "account-lifecycle")
+                    hwm = vm_hwm_kib(proc.pid) / 1024
+                finally:
+                    stop(proc)
+                    rt.close()
+                    logf.close()
+                # The same account again in a fresh container (nothing cached).
+                proxies.reset()
+                rt = RuntimeApi()
+                logf = open(LOGS / f"onboarding-{licenses}-{delay}ms-recold.log", "w")
+                inv = rt.submit(event)
+                proc = spawn([str(bootstrap_path("account-lifecycle"))],
+                             env=lifecycle_env(rt, world, proxies, queue_url),
+                             stdout=logf, stderr=logf)
+                try:
+                    recold = measure(proxies, inv.wait(300), "account-lifecycle")
+                finally:
+                    stop(proc)
+                    rt.close()
+                    logf.close()
+                row = {"licenses": licenses, "delayMs": delay, "cold": cold,
+                       "entitledWarm": warm, "entitledCold": recold, "peakRssMiB": round(hwm, 2),
+                       "minCalls": 11 + 3 * licenses, "minRoundTrips": 6, "maxEntitledCalls": 8}
+                results.append(row)
+                if licenses == 25 and (peak_25 is None or hwm > peak_25):
+                    peak_25 = hwm
+                log(f"  L={licenses:2} {delay:2} ms | new account: {cold['wallMs']:7.1f} ms, "
+                    f"{cold['calls']:3} calls (min {row['minCalls']}, "
+                    f"{cold['calls'] / row['minCalls']:.2f}x), {cold['roundTrips']:2} round trips "
+                    f"(min 6, {cold['roundTrips'] / 6:.2f}x) | entitled, warm: {warm['wallMs']:6.1f} ms, "
+                    f"{warm['calls']:2} calls (<= 8), {warm['roundTrips']:2} rt | entitled, cold: "
+                    f"{recold['wallMs']:6.1f} ms, {recold['calls']:2} calls, {recold['roundTrips']:2} rt"
+                    f" | RSS {hwm:.1f} MiB")
+        finally:
+            proxies.close()
+            world.close()
+    return results, peak_25
+
+
+# ---------------------------------------------------------------- 4. backfill
+
+def sqs_record(body, receive_count=1, message_id=None):
+    return {
+        "messageId": message_id or str(uuid.uuid4()),
+        "receiptHandle": "bench",
+        "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count),
+                       "SentTimestamp": str(int(time.time() * 1000)),
+                       "SenderId": "bench", "ApproximateFirstReceiveTimestamp":
+                           str(int(time.time() * 1000))},
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:onboarding",
+        "awsRegion": REGION,
+    }
+
+
+def bench_backfill(args, lw):
+    n = args.backfill_accounts
+    licenses = 5
+    log(f"  seeding {n} accounts x {licenses} licenses in moto + the emulator ...")
+    world = World(lw, licenses, n, LOGS / "world-backfill.log")
+    log(f"  seeded in {world.seed_seconds:.1f} s")
+    proxies = Proxies(world.moto_url, world.emulator_url)
+    procs, servers = [], []
+    try:
+        rate = args.rate
+        # The organization does not change during a backfill: the emulator may trust what it read
+        # of it from moto (re-reading 1,000 accounts every second makes moto the bottleneck).
+        world.control("POST", "/_emulator/config",
+                      {"rateLimitPerSecond": rate, "orgCacheMs": args.org_cache_ms})
+        sqs, queue_url = create_queue(world, "onboarding")
+        members = world.members()
+        pending = collections.deque(
+            sqs_record(json.dumps({"accountId": a["id"], "reason": "backfill"})) for a in members)
+        lock = threading.Condition()
+        state = {"busy": 0, "invocations": 0, "redelivered": 0, "dlq": 0, "requeued": 0,
+                 "errors": []}
+        # Each container's License Manager limiter gets its share of the emulator's rate.
+        per_container = args.container_rate or max(1, rate // args.containers)
+        extra = {"LICENSE_MANAGER_CALLS_PER_SECOND": str(per_container)}
+
+        def drain_queue():
+            """Messages the function itself put on the onboarding queue (re-checks)."""
+            out = []
+            resp = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=0, VisibilityTimeout=30)
+            for m in resp.get("Messages", []):
+                sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
+                out.append(sqs_record(m["Body"], message_id=m["MessageId"]))
+            state["requeued"] += len(out)
+            return out
+
+        def worker(rt):
+            while True:
+                with lock:
+                    while True:
+                        batch = [pending.popleft() for _ in range(min(10, len(pending)))]
+                        if batch:
+                            state["busy"] += 1
+                            break
+                        if state["busy"] == 0:
+                            batch = drain_queue()
+                            if batch:
+                                state["busy"] += 1
+                                break
+                            lock.notify_all()
+                            return
+                        lock.wait(0.2)
+                try:
+                    inv = rt.submit({"Records": batch}).wait(900)
+                    failed = set()
+                    if inv.ok:
+                        for item in (inv.json() or {}).get("batchItemFailures", []):
+                            failed.add(item.get("itemIdentifier"))
+                    else:
+                        failed = {r["messageId"] for r in batch}
+                except Exception as e:  # noqa: BLE001
+                    state["errors"].append(repr(e))
+                    failed = {r["messageId"] for r in batch}
+                with lock:
+                    state["invocations"] += 1
+                    for r in batch:
+                        if r["messageId"] in failed:
+                            count = int(r["attributes"]["ApproximateReceiveCount"]) + 1
+                            if count > 5:  # maxReceiveCount 5 (template): to the DLQ
+                                state["dlq"] += 1
+                            else:
+                                state["redelivered"] += 1
+                                r["attributes"]["ApproximateReceiveCount"] = str(count)
+                                pending.append(r)
+                    state["busy"] -= 1
+                    lock.notify_all()
+
+        for i in range(args.containers):
+            rt = RuntimeApi()
+            servers.append(rt)
+            logf = open(LOGS / f"backfill-container-{i}.log", "w")
+            procs.append(spawn([str(bootstrap_path("account-lifecycle"))],
+                               env=lifecycle_env(rt, world, proxies, queue_url, extra),
+                               stdout=logf, stderr=logf))
+        proxies.reset()
+        t0 = time.monotonic()
+        threads = [threading.Thread(target=worker, args=(rt,)) for rt in servers]
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            threads[0].join(30)
+            if any(t.is_alive() for t in threads):
+                with lock:
+                    log(f"    {time.monotonic() - t0:5.0f} s: {state['invocations']} batches done, "
+                        f"{len(pending)} records waiting, {state['redelivered']} redelivered")
+        for t in threads:
+            t.join()
+        wall = time.monotonic() - t0
+        hwm = max(vm_hwm_kib(p.pid) for p in procs) / 1024
+        if state["errors"]:
+            raise RuntimeError(f"backfill: {len(state['errors'])} invocation(s) errored: "
+                               f"{state['errors'][:3]}")
+        calls = proxies.snapshot()
+        ok = collections.Counter(c.op for c in calls if c.service == "emulator" and c.status < 300)
+        throttled = sum(1 for c in calls if c.throttled)
+        limiting, limiting_calls = ok.most_common(1)[0]
+        bound_seconds = limiting_calls / rate
+        done = n - state["dlq"]
+        r = {
+            "accounts": n, "licenses": licenses, "seedSeconds": round(world.seed_seconds, 1),
+            "containers": args.containers, "batchSize": 10,
+            "rateLimitPerSecond": rate, "containerCallsPerSecond": per_container,
+            "wallSeconds": round(wall, 1),
+            "accountsPerSecond": round(done / wall, 2),
+            "limitingOperation": limiting, "limitingCalls": limiting_calls,
+            "boundSeconds": round(bound_seconds, 1),
+            "boundAccountsPerSecond": round(n / bound_seconds, 2),
+            "ratioToBound": round((done / wall) / (n / bound_seconds), 3),
+            "calls": len(calls), "callsPerAccount": round(len(calls) / n, 1),
+            "throttledCalls": throttled,
+            "invocations": state["invocations"], "redeliveredRecords": state["redelivered"],
+            "recheckMessages": state["requeued"], "deadLettered": state["dlq"],
+            "peakRssMiB": round(hwm, 2),
+            "okCallsByOperation": dict(ok),
+        }
+        log(f"  {done}/{n} accounts in {wall:.1f} s = {r['accountsPerSecond']} accounts/s; bound: "
+            f"{limiting_calls} {limiting} calls / {rate} per s = {bound_seconds:.1f} s = "
+            f"{r['boundAccountsPerSecond']} accounts/s; {r['ratioToBound']:.2f}x of the bound")
+        log(f"  {len(calls)} calls ({r['callsPerAccount']}/account), {throttled} throttled, "
+            f"{state['redelivered']} records redelivered, {state['dlq']} dead-lettered, "
+            f"{state['requeued']} re-check messages; peak RSS {hwm:.1f} MiB")
+        return r
+    finally:
+        for p in procs:
+            stop(p)
+        for rt in servers:
+            rt.close()
+        proxies.close()
+        world.close()
+
+
+# ---------------------------------------------------------------- main
+
+def machine():
+    model = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {"nproc": os.cpu_count(), "cpu": model, "kernel": platform.release(),
+            "python": platform.python_version()}
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--init-runs", type=int, default=20)
+    p.add_argument("--licenses", type=int, nargs="+", default=[1, 5, 10, 25])
+    p.add_argument("--delays", type=int, nargs="+", default=[0, 20])
+    p.add_argument("--backfill-accounts", type=int,
+                   default=int(os.environ.get("BENCH_BACKFILL_ACCOUNTS", "1000")))
+    p.add_argument("--rate", type=int, default=int(os.environ.get("BENCH_RATE", "25")),
+                   help="emulator rateLimitPerSecond (per operation) during the backfill")
+    p.add_argument("--containers", type=int, default=5,
+                   help="account-lifecycle containers during the backfill (template: 5)")
+    p.add_argument("--container-rate", type=int, default=0,
+                   help="LICENSE_MANAGER_CALLS_PER_SECOND per container during the backfill "
+                        "(default: the emulator's rate / containers)")
+    p.add_argument("--org-cache-ms", type=int, default=600_000,
+                   help="emulator orgCacheMs during the backfill")
+    p.add_argument("--skip-build", action="store_true")
+    p.add_argument("--only", nargs="+", default=["size", "init", "onboarding", "backfill"])
+    args = p.parse_args()
+
+    started = time.monotonic()
+    LOGS.mkdir(parents=True, exist_ok=True)
+    report = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": machine(), "command": "make bench",
+              "scaledDown": []}
+    try:
+        report["commit"] = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT,
+                                          capture_output=True, text=True).stdout.strip()
+    except OSError:
+        pass
+    m = report["machine"]
+    log(f"== make bench: {report['date']}, {m['nproc']} x {m['cpu']}, Linux {m['kernel']}")
+
+    if not args.skip_build:
+        log("== build (release bootstraps, as `make package`; local-world)")
+        report["build"] = build(args)
+        log(f"  release build {report['build']['releaseBuildSeconds']} s, local-world "
+            f"{report['build']['localWorldBuildSeconds']} s")
+    lw = str(ROOT / "target" / "debug" / "local-world")
+
+    if "size" in args.only:
+        log("== 5. bootstrap size (cargo lambda build --release --x86-64; goal <= 8 MiB)")
+        sizes = {}
+        for f in FUNCTIONS:
+            size = bootstrap_path(f).stat().st_size / MIB
+            sizes[f] = {"MiB": round(size, 2), "goalMiB": 8, "ratioToGoal": round(size / 8, 2)}
+            log(f"  {f:21} {size:5.2f} MiB ({size / 8:.2f}x of the 8 MiB goal)")
+        report["bootstrapSize"] = sizes
+
+    if "init" in args.only:
+        log(f"== 1-2. cold start to first event handled, {args.init_runs} runs each "
+            f"(+1 discarded warm-up); peak RSS (VmHWM) of the same processes; "
+            f"ratio = Python 3.11 + boto3 (awslambdaric) / Rust")
+        report["init"] = bench_init(args)
+
+    if "onboarding" in args.only:
+        log("== 3. onboarding one new account (account-lifecycle, CreateManagedAccount), "
+            "then the same account again (warm and cold container); latency proxy per call")
+        report["onboarding"], peak_25 = bench_onboarding(args, lw)
+        if peak_25 is not None:
+            report["peakRssOnboarding25MiB"] = round(peak_25, 2)
+            py = (report.get("init", {}).get("account-lifecycle", {}).get("python", {})
+                  .get("peakRssMiB", {}).get("median"))
+            report["peakRssOnboarding25RatioToPythonInit"] = round(py / peak_25, 2) if py else None
+            ratio = f", {py / peak_25:.1f}x smaller than the Python peer at init ({py:.1f} MiB)" \
+                if py else ""
+            log(f"  peak RSS during the 25-license onboarding: {peak_25:.1f} MiB "
+                f"(goal < 16 MiB){ratio}")
+
+    if "backfill" in args.only:
+        log(f"== 4. backfill: {args.backfill_accounts} accounts x 5 licenses through the queue "
+            f"path (SQS batches of 10, {args.containers} containers, partial batch failures "
+            f"redelivered), emulator rate limit {args.rate}/s per operation, "
+            f"LICENSE_MANAGER_CALLS_PER_SECOND = its share per container")
+        if args.backfill_accounts < 1000:
+            report["scaledDown"].append(
+                f"backfill: {args.backfill_accounts} accounts instead of 1,000 (time budget)")
+            log(f"  SCALED DOWN: {args.backfill_accounts} accounts instead of 1,000")
+        report["backfill"] = bench_backfill(args, lw)
+
+    report["benchSeconds"] = round(time.monotonic() - started, 1)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    log(f"== done in {report['benchSeconds']} s; wrote target/bench/report.json")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        harness.stop_all()
