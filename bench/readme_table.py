@@ -1,0 +1,55 @@
+"""Prints the README's Performance table from target/bench/report.json (the figures of one
+`make bench` run, exactly as measured): `python3 bench/readme_table.py [report.json]`."""
+
+import json
+import sys
+
+
+def main(path="target/bench/report.json"):
+    r = json.load(open(path))
+    m = r["machine"]
+    out = [
+        f"Measured {r['date'][:10]} on {m['nproc']} cores × {m['cpu']}, Linux {m['kernel']}, "
+        f"command `{r['command']}` ({r['benchSeconds'] / 60:.1f} min wall), tree at `{r['commit']}`:",
+        "",
+        "| figure | measured | ratio / beside its minimum |",
+        "|---|---|---|",
+    ]
+    for name, f in r["init"].items():
+        rust, py = f["rust"]["initMs"], f["python"]["initMs"]
+        out.append(
+            f"| init, {name} | {rust['median']:.1f} ms (min {rust['min']:.1f}, max {rust['max']:.1f}); "
+            f"Python {py['median']:.0f} ms (min {py['min']:.0f}, max {py['max']:.0f}) | "
+            f"{f['initRatio']:.0f}× faster (goal ≥ 40×) |")
+    for name, f in r["init"].items():
+        rust, py = f["rust"]["peakRssMiB"], f["python"]["peakRssMiB"]
+        out.append(
+            f"| peak RSS at init, {name} | {rust['median']:.1f} MiB; Python {py['median']:.1f} MiB | "
+            f"{f['rssRatio']:.1f}× smaller (goal ≥ 5×, < 16 MiB) |")
+    out.append(
+        f"| peak RSS, 25-license onboarding | {r['peakRssOnboarding25MiB']:.1f} MiB | "
+        f"{r['peakRssOnboarding25RatioToPythonInit']:.1f}× below the Python peer's init peak (goal < 16 MiB) |")
+    for o in r["onboarding"]:
+        c, w, k = o["cold"], o["entitledWarm"], o["entitledCold"]
+        out.append(
+            f"| onboarding, {o['licenses']} license(s), {o['delayMs']} ms/call | "
+            f"{c['wallMs']:.0f} ms, {c['calls']} calls, {c['roundTrips']} round trips; entitled: warm "
+            f"{w['calls']} calls / {w['roundTrips']} rt / {w['wallMs']:.0f} ms, cold {k['calls']} calls / "
+            f"{k['roundTrips']} rt / {k['wallMs']:.0f} ms | calls {c['calls'] / o['minCalls']:.2f}× of "
+            f"{o['minCalls']}; round trips {c['roundTrips'] / o['minRoundTrips']:.2f}× of {o['minRoundTrips']}; "
+            f"entitled warm ≤ {o['maxEntitledCalls']} calls: {'yes' if w['calls'] <= o['maxEntitledCalls'] else 'no'} |")
+    b = r["backfill"]
+    out.append(
+        f"| backfill, {b['accounts']} accounts × {b['licenses']} licenses, {b['rateLimitPerSecond']}/s per operation | "
+        f"{b['accountsPerSecond']:.2f} accounts/s ({b['wallSeconds']:.1f} s; {b['calls']} calls, {b['throttledCalls']} "
+        f"throttled, {b['redeliveredRecords']} records redelivered, {b['deadLettered']} dead-lettered; peak RSS "
+        f"{b['peakRssMiB']:.1f} MiB) | {b['ratioToBound']:.2f}× of the bound {b['boundAccountsPerSecond']:.1f} accounts/s "
+        f"({b['limitingCalls']} {b['limitingOperation']} / {b['rateLimitPerSecond']} per s) |")
+    for name, mib in r["bootstrapSize"].items():
+        size = mib if isinstance(mib, (int, float)) else mib["MiB"]
+        out.append(f"| bootstrap size, {name} | {size:.2f} MiB | {size / 8:.2f}× of the 8 MiB goal |")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
