@@ -22,7 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import harness  # noqa: E402
-from harness import Proxies, RuntimeApi, World, longest_chain, spawn, stop, vm_hwm_kib  # noqa: E402
+from harness import (  # noqa: E402
+    Proxies, RuntimeApi, World, critical_path, longest_chain, spawn, stop, vm_hwm_kib)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench"
@@ -226,6 +227,7 @@ def measure(proxies, inv, function):
         "wallMs": round((inv.done_ns - inv.delivered_ns) / 1e6, 1),
         "calls": len(calls),
         "roundTrips": longest_chain(calls),
+        "criticalPath": critical_path(calls),
         "throttled": sum(1 for c in calls if c.throttled),
         "byOperation": dict(collections.Counter(f"{c.service}:{c.op}" for c in calls)),
         "outcome": body.get("outcome") if isinstance(body, dict) else None,

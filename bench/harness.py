@@ -391,14 +391,28 @@ class Proxies:
 def longest_chain(calls):
     """Longest sequence of calls each starting after the previous one ended (the sequential
     round trips of a run): dynamic programming over calls sorted by start time."""
-    items = sorted(((c.start, c.end) for c in calls))
-    best = []
-    longest = 0
-    for i, (start, end) in enumerate(items):
-        b = 1 + max((best[j] for j in range(i) if items[j][1] <= start), default=0)
+    return len(critical_path(calls))
+
+
+def critical_path(calls):
+    """The calls of one longest chain (see `longest_chain`), first to last, as `service:op`."""
+    items = sorted(calls, key=lambda c: (c.start, c.end))
+    best, prev = [], []
+    for i, c in enumerate(items):
+        j_best, b = None, 1
+        for j in range(i):
+            if items[j].end <= c.start and best[j] + 1 > b:
+                j_best, b = j, best[j] + 1
         best.append(b)
-        longest = max(longest, b)
-    return longest
+        prev.append(j_best)
+    if not items:
+        return []
+    i = max(range(len(items)), key=lambda k: best[k])
+    path = []
+    while i is not None:
+        path.append(f"{items[i].service}:{items[i].op}")
+        i = prev[i]
+    return path[::-1]
 
 
 # ---------------------------------------------------------------- the local world
