@@ -117,8 +117,15 @@ impl Vending {
     }
 
     /// One Lambda invocation: what is on the vending queue now, as one SQS batch; the
-    /// messages it handled are deleted. Returns the bodies handled.
+    /// messages it handled are deleted. Returns the bodies handled. The emulator's clock first
+    /// moves past the realistic profile's Account Factory delay (as the re-queue delay would in
+    /// AWS); under the default profile provisioning takes no time, so this changes nothing.
     async fn pump(&self, s: &Setup) -> Vec<Value> {
+        s.world
+            .control()
+            .advance_clock(Duration::from_secs(3))
+            .await
+            .unwrap();
         let sqs = s.world.sqs();
         let out = sqs
             .receive_message()
@@ -468,7 +475,7 @@ async fn requested_account_is_vended_tagged_shared_and_entitled_by_account_lifec
         ("OU_LICENSE_RULES", &rules),
         ("LICENSES_TAG_KEY", TAG_KEY),
     ]);
-    let report = common::handle(&engine, events[0].clone()).await;
+    let report = s.onboard(&engine, events[0].clone()).await;
     assert_eq!(report["outcome"], "entitled", "{report:#}");
     assert_eq!(report["accountId"], account.as_str(), "{report:#}");
     let skus: BTreeSet<&str> = report["licenses"]
@@ -745,8 +752,13 @@ async fn control_tower_event_before_the_tag_is_made_good_by_the_onboard_request(
         ("LICENSES_TAG_KEY", TAG_KEY),
     ]);
 
-    // Control Tower is done (provisioning takes no time here) and its event is handled before
-    // vending has looked at the record: the account has no licenses tag yet.
+    // Control Tower is done (the clock moved past any provisioning delay) and its event is
+    // handled before vending has looked at the record: the account has no licenses tag yet.
+    s.world
+        .control()
+        .advance_clock(Duration::from_secs(3))
+        .await
+        .unwrap();
     let events = s.world.control().control_tower_events().await.unwrap();
     assert_eq!(events.len(), 1, "{events:#?}");
     let first = common::handle(&engine, events[0].clone()).await;
