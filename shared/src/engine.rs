@@ -371,8 +371,7 @@ impl Engine {
         let mut marks: Vec<ActivationMark> = Vec::new();
         for run in runs {
             for mark in run.marks {
-                marks.retain(|m| m.grant_arn != mark.grant_arn);
-                marks.push(mark);
+                put_mark(&mut marks, mark);
             }
             report.licenses.push(run.report);
         }
@@ -382,8 +381,7 @@ impl Engine {
         if pending && queue_recheck {
             let mut carried = work.activations.clone();
             for mark in &marks {
-                carried.retain(|m| m.grant_arn != mark.grant_arn);
-                carried.push(mark.clone());
+                put_mark(&mut carried, mark.clone());
             }
             self.schedule_recheck(work, &carried, calls, report).await?;
         }
@@ -733,8 +731,7 @@ impl Engine {
         for _ in 0..MAX_STEPS {
             let mut activations = target.activations.clone();
             for mark in marks.iter() {
-                activations.retain(|m| m.grant_arn != mark.grant_arn);
-                activations.push(mark.clone());
+                put_mark(&mut activations, mark.clone());
             }
             let next = decide::decide(&Observation {
                 license_arn: &license.arn,
@@ -779,11 +776,14 @@ impl Engine {
                     report.pending_reason = Some(reason.as_str().to_string());
                     if reason == WaitReason::BulkActivation && !self.config.dry_run {
                         // Waited for once: the next look activates it individually.
-                        marks.push(ActivationMark {
-                            grant_arn: grant.arn.clone(),
-                            version: grant.version.clone(),
-                            bulk: true,
-                        });
+                        put_mark(
+                            marks,
+                            ActivationMark {
+                                grant_arn: grant.arn.clone(),
+                                version: grant.version.clone(),
+                                bulk: true,
+                            },
+                        );
                     }
                     return Ok(!self.config.dry_run);
                 }
@@ -856,12 +856,14 @@ impl Engine {
                     )
                     .await?;
                     report.actions.push("ActivateGrant".into());
-                    marks.retain(|m| m.grant_arn != grant.arn);
-                    marks.push(ActivationMark {
-                        grant_arn: grant.arn.clone(),
-                        version: v.clone(),
-                        bulk: false,
-                    });
+                    put_mark(
+                        marks,
+                        ActivationMark {
+                            grant_arn: grant.arn.clone(),
+                            version: v.clone(),
+                            bulk: false,
+                        },
+                    );
                     if s == status::ACTIVE {
                         update(&mut own, &grant.arn, s, v, None);
                     } else {
@@ -1157,6 +1159,12 @@ fn resolve<'a>(
         }
     }
     (out, unmatched)
+}
+
+/// Adds `mark`, replacing an older one for the same grant.
+fn put_mark(marks: &mut Vec<ActivationMark>, mark: ActivationMark) {
+    marks.retain(|m| m.grant_arn != mark.grant_arn);
+    marks.push(mark);
 }
 
 /// Records which grant a license report is about.
