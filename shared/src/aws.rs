@@ -118,12 +118,22 @@ pub async fn describe_organization(
     })
 }
 
-/// DescribeAccount + ListParents + ListTagsForResource, all three at once. DescribeAccount
-/// decides: an account outside the organization is `NotInOrganization` whatever the other two
-/// answered.
+/// What the caller already knows about an account, so `describe_member` need not ask.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemberHints<'a> {
+    /// The account's OU as a Control Tower event named it: no `ListParents`.
+    pub ou_id: Option<&'a str>,
+    /// No selection rule reads tags: no `ListTagsForResource` (the tags come back empty).
+    pub skip_tags: bool,
+}
+
+/// DescribeAccount + ListParents + ListTagsForResource, at once, each only when the hints leave
+/// it needed. DescribeAccount decides: an account outside the organization is
+/// `NotInOrganization` whatever the others answered.
 pub async fn describe_member(
     org: &aws_sdk_organizations::Client,
     account: &AccountId,
+    hints: MemberHints<'_>,
     calls: &CallLog,
 ) -> Result<MemberInfo, Error> {
     let described = async {
@@ -143,6 +153,9 @@ pub async fn describe_member(
             })
     };
     let parents = async {
+        if let Some(ou) = hints.ou_id {
+            return Ok(Some(ou.to_string()));
+        }
         calls.record(Side::Own, "organizations:ListParents", false);
         let out = org
             .list_parents()
@@ -162,6 +175,9 @@ pub async fn describe_member(
     };
     let tags = async {
         let mut tags = Vec::new();
+        if hints.skip_tags {
+            return Ok(tags);
+        }
         let mut token = None;
         loop {
             calls.record(Side::Own, "organizations:ListTagsForResource", false);

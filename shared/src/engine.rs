@@ -191,9 +191,17 @@ impl Engine {
         let account = &work.account_id;
         // The organization (cached), the account's facts and the held licenses (cached) do not
         // depend on each other.
+        // A Control Tower event names the OU the account was just placed in; tags are read only
+        // when a selection rule uses them.
+        let hints = aws::MemberHints {
+            ou_id: work.ou_id.as_deref().filter(|ou| crate::ids::is_ou_id(ou)),
+            skip_tags: work.explicit.is_some()
+                || (self.config.account_tag_filter.is_none()
+                    && self.config.licenses_tag_key.is_none()),
+        };
         let (org, member, held) = futures::try_join!(
             self.org_info(calls),
-            aws::describe_member(&self.clients.organizations, account, calls),
+            aws::describe_member(&self.clients.organizations, account, hints, calls),
             self.held_licenses(calls),
         )?;
         if org.management_account == account.as_str() {

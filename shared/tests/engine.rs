@@ -1618,3 +1618,49 @@ async fn reconcile_never_offboards_an_account_that_is_not_active_yet() {
     );
     assert_eq!(report.offboard, vec!["333333333333".to_string()]);
 }
+
+#[tokio::test]
+async fn event_ou_and_unused_tags_are_not_read_again() {
+    let world = World::healthy();
+    // A Control Tower event names the OU: ListParents only for the OU's own parent.
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Entitled, "{report:#?}");
+    assert_eq!(calls(&report, "organizations:ListParents"), 1);
+    assert_eq!(
+        calls(&report, "organizations:ListTagsForResource"),
+        0,
+        "no rule reads tags"
+    );
+    assert_eq!(report.ou_id.as_deref(), Some(OU));
+
+    // An onboard request names no OU: the account's parent is read too.
+    let engine = world.engine(&[]);
+    let request = parse_request(&json!({"accountId": ACCOUNT})).expect("valid request");
+    let report = engine.run(request).await;
+    assert_eq!(calls(&report, "organizations:ListParents"), 2);
+    assert_eq!(report.ou_id.as_deref(), Some(OU));
+
+    // An OU id that is not one is not trusted.
+    let mut event = create_event();
+    event["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["organizationalUnit"]
+        ["organizationalUnitId"] = json!("Custom OU");
+    let report = world
+        .engine(&[])
+        .run(parse_request(&event).expect("valid event"))
+        .await;
+    assert_eq!(calls(&report, "organizations:ListParents"), 2);
+    assert_eq!(report.ou_id.as_deref(), Some(OU));
+
+    // A tag rule makes the tags worth reading.
+    for env in [
+        ("LICENSES_TAG_KEY", "ct-entitlements:licenses"),
+        ("ACCOUNT_TAG_FILTER", "marketplace=yes"),
+    ] {
+        let report = run(&world.engine(&[env])).await;
+        assert_eq!(
+            calls(&report, "organizations:ListTagsForResource"),
+            1,
+            "{env:?}"
+        );
+    }
+}

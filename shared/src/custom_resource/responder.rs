@@ -96,11 +96,14 @@ pub fn validate_response_url(url: &str, allow_local: bool) -> Result<(), Error> 
     Ok(())
 }
 
-/// Sends response bodies. Built once at init (loads the trust store once).
+/// Sends response bodies. Built once at init; each connector on its first use.
 pub struct Responder {
-    /// Built on the first PUT: building it loads the system's trusted certificates, which a
-    /// cold start that answers nothing does not need.
+    /// Built on the first HTTPS PUT: building it loads the system's trusted certificates, which
+    /// a cold start that answers nothing does not need.
     connector: std::sync::OnceLock<Connector>,
+    /// Plain HTTP, only ever for the loopback URLs `allow_local` admits (local tests): no
+    /// certificates to load.
+    local: std::sync::OnceLock<Connector>,
     allow_local: bool,
 }
 
@@ -116,11 +119,16 @@ impl Responder {
     pub fn new(allow_local: bool) -> Self {
         Responder {
             connector: std::sync::OnceLock::new(),
+            local: std::sync::OnceLock::new(),
             allow_local,
         }
     }
 
-    fn connector(&self) -> &Connector {
+    /// The connector for a validated URL: HTTPS, or plain HTTP for a loopback test URL.
+    fn connector(&self, url: &str) -> &Connector {
+        if url.starts_with("http://") {
+            return self.local.get_or_init(|| Connector::builder().build_http());
+        }
         self.connector.get_or_init(|| {
             Connector::builder()
                 .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
@@ -180,7 +188,7 @@ impl Responder {
             .headers_mut()
             .insert("content-length", body.len().to_string());
         let response = self
-            .connector()
+            .connector(url)
             .call(request)
             .await
             .map_err(|e| format!("{e}"))?;
@@ -253,5 +261,42 @@ mod tests {
         ] {
             assert!(validate_response_url(url, true).is_err(), "{url}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_loopback_answer_loads_no_certificates() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.expect("accept");
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !seen.ends_with(b"done") {
+                let n = socket.read(&mut buf).await.expect("read");
+                assert!(n > 0, "the request ended early");
+                seen.extend_from_slice(&buf[..n]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .expect("write");
+            String::from_utf8_lossy(&seen).into_owned()
+        });
+        let responder = Responder::new(true);
+        let until = Instant::now() + Duration::from_secs(5);
+        responder
+            .put(&format!("http://127.0.0.1:{port}/r"), b"done", until)
+            .await
+            .expect("answered");
+        let request = server.await.expect("server");
+        assert!(request.starts_with("PUT /r "), "{request}");
+        assert!(responder.local.get().is_some());
+        assert!(
+            responder.connector.get().is_none(),
+            "the HTTPS connector (and its certificate store) is built only for https"
+        );
     }
 }
