@@ -31,12 +31,18 @@ def main(path="target/bench/report.json"):
         f"{r['peakRssOnboarding25RatioToPythonInit']:.1f}× below the Python peer's init peak (goal < 16 MiB) |")
     for o in r["onboarding"]:
         c, w, k = o["cold"], o["entitledWarm"], o["entitledCold"]
+        n = o.get("newWarm")
+        runs = "/".join(str(x["roundTrips"]) for x in c.get("runs", [c]))
+        nxt = (f"; next new account in the warm container {n['calls']} calls "
+               f"({n['calls'] / o['minCalls']:.2f}×) / {n['roundTrips']} rt" if n else "")
         out.append(
-            f"| onboarding, {o['licenses']} license(s), {o['delayMs']} ms/call | "
-            f"{c['wallMs']:.0f} ms, {c['calls']} calls, {c['roundTrips']} round trips; entitled: warm "
-            f"{w['calls']} calls / {w['roundTrips']} rt / {w['wallMs']:.0f} ms, cold {k['calls']} calls / "
-            f"{k['roundTrips']} rt / {k['wallMs']:.0f} ms | calls {c['calls'] / o['minCalls']:.2f}× of "
-            f"{o['minCalls']}; round trips {c['roundTrips'] / o['minRoundTrips']:.2f}× of {o['minRoundTrips']}; "
+            f"| onboarding, {o['licenses']} license(s), {o['delayMs']} ms/call, median of "
+            f"{o.get('repeats', 1)} | "
+            f"{c['wallMs']:.0f} ms, {c['calls']} calls, {c['roundTrips']} round trips (runs {runs}){nxt}; "
+            f"entitled: warm {w['calls']} calls / {w['roundTrips']} rt / {w['wallMs']:.0f} ms, cold "
+            f"{k['calls']} calls / {k['roundTrips']} rt / {k['wallMs']:.0f} ms | calls "
+            f"{c['calls'] / o['minCalls']:.2f}× of {o['minCalls']}; round trips "
+            f"{c['roundTrips'] / o['minRoundTrips']:.2f}× of {o['minRoundTrips']}; "
             f"entitled warm ≤ {o['maxEntitledCalls']} calls: {'yes' if w['calls'] <= o['maxEntitledCalls'] else 'no'} |")
     b = r["backfill"]
     out.append(

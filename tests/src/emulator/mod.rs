@@ -273,6 +273,11 @@ struct Emulator {
     moto: Option<MotoPeer>,
     clock: Clock,
     state: Mutex<State>,
+    /// Held while the organization is read from moto, so requests arriving together read it
+    /// once and the others use what that read cached (moto answers one request at a time).
+    org_read: tokio::sync::Mutex<()>,
+    /// The same for a recipient's service-linked roles.
+    slr_read: tokio::sync::Mutex<()>,
 }
 
 /// A running emulator; shuts down on drop or [`EmulatorHandle::shutdown`].
@@ -298,6 +303,8 @@ pub async fn start(opts: EmulatorOptions) -> io::Result<EmulatorHandle> {
         moto,
         clock,
         state,
+        org_read: tokio::sync::Mutex::new(()),
+        slr_read: tokio::sync::Mutex::new(()),
     });
     let (stop, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -606,6 +613,7 @@ impl Emulator {
             (Some(_), None) => return Ok(OrgView::Unknown),
             (Some(moto), Some(ous)) => (moto, ous),
         };
+        let _reading = self.org_read.lock().await;
         let now = self.clock.now();
         let (ttl, cached) = {
             let st = self.lock();
@@ -709,6 +717,12 @@ impl Emulator {
             };
             let Some(moto) = &self.moto else { break };
             for account in wanted {
+                let _reading = self.slr_read.lock().await;
+                if self.lock().slr_present.contains(&account) {
+                    // Another request read them (present) while this one waited.
+                    fetched.insert(account, Vec::new());
+                    continue;
+                }
                 let paths = moto
                     .service_role_paths(&account)
                     .await
