@@ -337,3 +337,108 @@ fn delegated_deployment_forwards_exactly_the_events_the_stack_matches() {
         "!Ref AWS::AccountId"
     );
 }
+
+/// Every statement of every resource policy and trust policy in the shipped templates, with
+/// where it is (`file: resource`) and whether it is a role's trust policy.
+fn policy_statements() -> Vec<(String, bool, Value)> {
+    let mut files = vec![("template.yaml".to_string(), template())];
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) == Some("yaml") {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            files.push((
+                format!("examples/{name}"),
+                serde_yaml::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap(),
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for (file, t) in files {
+        for (name, resource) in t["Resources"].as_mapping().unwrap() {
+            let name = format!("{file}: {}", name.as_str().unwrap());
+            let props = &resource["Properties"];
+            for (doc, trust) in [
+                (&props["PolicyDocument"], false),
+                (&props["AssumeRolePolicyDocument"], true),
+                (&props["Policy"], false),
+            ] {
+                for st in doc["Statement"].as_sequence().cloned().unwrap_or_default() {
+                    out.push((name.clone(), trust, st));
+                }
+            }
+            // AWS::Events::EventBusPolicy carries one statement of its own.
+            if resource["Type"].as_str() == Some("AWS::Events::EventBusPolicy") {
+                out.push((name.clone(), false, props["Statement"].clone()));
+            }
+        }
+    }
+    out
+}
+
+/// Condition keys a statement tests, whatever the operator.
+fn condition_keys(st: &Value) -> BTreeSet<String> {
+    st["Condition"]
+        .as_mapping()
+        .into_iter()
+        .flat_map(|ops| ops.values())
+        .filter_map(Value::as_mapping)
+        .flat_map(|m| m.keys().filter_map(Value::as_str).map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn cross_account_entry_points_admit_only_the_organization_or_a_named_source() {
+    let statements = policy_statements();
+    assert!(
+        statements.len() >= 5,
+        "found too few policies to judge: {statements:?}"
+    );
+    let mut checked = 0;
+    for (at, trust, st) in &statements {
+        let principal = &st["Principal"];
+        if principal.is_null() {
+            continue; // an identity policy: its principal is the role it is attached to
+        }
+        let keys = condition_keys(st);
+        let aws: Vec<String> = strings(&principal["AWS"])
+            .into_iter()
+            .chain(
+                principal["AWS"]
+                    .as_mapping()
+                    .map(|_| text(&principal["AWS"])),
+            )
+            .collect();
+        let anyone = aws.iter().any(|p| p == "*") || principal.as_str() == Some("*");
+        if anyone {
+            assert!(
+                keys.contains("aws:PrincipalOrgID"),
+                "{at}: a policy open to every AWS principal must require aws:PrincipalOrgID: {st:?}"
+            );
+            checked += 1;
+        }
+        if !principal["Service"].is_null() && !trust {
+            // A service acting for whoever (EventBridge, SNS): only from our own source.
+            assert!(
+                keys.contains("aws:SourceArn") || keys.contains("aws:SourceAccount"),
+                "{at}: a service principal on a resource policy must be tied to its source (aws:SourceArn/aws:SourceAccount): {st:?}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(
+        checked >= 3,
+        "only {checked} cross-account statements checked"
+    );
+
+    // Lambda invoke permissions for services name the source that may invoke.
+    let t = template();
+    for (name, resource) in t["Resources"].as_mapping().unwrap() {
+        if resource["Type"].as_str() == Some("AWS::Lambda::Permission") {
+            let p = &resource["Properties"];
+            assert!(
+                !p["SourceArn"].is_null() || !p["SourceAccount"].is_null(),
+                "{name:?}: a Lambda permission without SourceArn/SourceAccount lets any source invoke"
+            );
+        }
+    }
+}

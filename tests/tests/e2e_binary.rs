@@ -33,7 +33,8 @@ async fn binary_onboards_an_account_from_the_shipped_events() {
             ("ALL_MARKETPLACE_LICENSES", "true"),
             ("ONBOARDING_QUEUE_URL", queue_url.as_str()),
             ("RECHECK_DELAY_SECONDS", "0"),
-            ("RUST_LOG", "info"),
+            // Harsher than the deployed default (info): the SDK's own debug lines too.
+            ("RUST_LOG", "debug"),
         ]
         .map(|(k, v)| (k.to_string(), v.to_string())),
     );
@@ -142,7 +143,46 @@ async fn binary_onboards_an_account_from_the_shipped_events() {
         "{}",
         rejected.raw
     );
+
+    // Issue 10 item 6: the member-account credentials the binary assumed (moto keeps every
+    // credential it handed out) appear nowhere in its logs or answers.
+    let secrets = assumed_role_secrets(world.moto_url()).await;
+    assert!(
+        !secrets.is_empty(),
+        "the run assumed a role into the account"
+    );
+    let logs = lambda.log_text();
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()) && !out.raw.contains(secret.as_str()),
+            "an assumed-role secret ({}…) is in the logs",
+            &secret[..6]
+        );
+    }
+    eprintln!(
+        "secrets: {} assumed-role secret values searched in {} bytes of debug logs: none found",
+        secrets.len(),
+        logs.len()
+    );
     lambda.stop();
+}
+
+/// Every secret access key and session token moto's STS handed out (its state dump).
+async fn assumed_role_secrets(moto_url: &str) -> Vec<String> {
+    let dump = local_world::http::get(&format!("{moto_url}/moto-api/data.json"))
+        .await
+        .unwrap();
+    assert!(dump.is_success(), "{}", dump.text());
+    let dump: Value = serde_json::from_str(&dump.text()).unwrap();
+    dump["sts"]["AssumedRole"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| [&r["secret_access_key"], &r["session_token"]])
+        .filter_map(Value::as_str)
+        .filter(|s| s.len() >= 16)
+        .map(str::to_string)
+        .collect()
 }
 
 /// Issue 8 item 10: under `cargo lambda watch` the runtime hands out a duration (600000) as
@@ -162,7 +202,7 @@ async fn catalog_provisioning_binary_answers_its_response_url_under_cargo_lambda
 
     let mut env = world.env_vars();
     env.push(("ALLOW_LOCAL_RESPONSE_URL".into(), "true".into()));
-    env.push(("RUST_LOG".into(), "info".into()));
+    env.push(("RUST_LOG".into(), "debug".into()));
     let lambda = match LambdaEmulator::start(&env, Duration::from_secs(600)).await {
         Ok(l) => l,
         Err(e) if !local_world::world::in_ci() => {
@@ -181,7 +221,12 @@ async fn catalog_provisioning_binary_answers_its_response_url_under_cargo_lambda
         .unwrap()
         .replace("210987654321", &account.id);
     event["StackId"] = json!(stack);
-    event["ResponseURL"] = json!(receiver.url);
+    // Signed like a pre-signed S3 URL: the signature must never be logged.
+    let signature = "5f1c0ffee0ddba11ca5cadedbeefcafe0123456789abcdef0123456789abcdef";
+    event["ResponseURL"] = json!(format!(
+        "{}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAEXAMPLE%2F20261130%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Signature={signature}",
+        receiver.url
+    ));
     event["ResourceProperties"]["LicenseArn"] = json!(license.arn);
     let dir = std::env::temp_dir().join(format!("ct-e2e-binary-cr-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -210,5 +255,36 @@ async fn catalog_provisioning_binary_answers_its_response_url_under_cargo_lambda
         "catalog-provisioning under cargo lambda watch answered in {:?}",
         started.elapsed()
     );
+
+    // The same request again, its ResponseURL refusing (HTTP 500 on every try): the failure
+    // is logged and reported, the signature still is not; nor are the assumed-role secrets.
+    let refusing = local_world::receiver::Receiver::start(vec![500; 5]).await;
+    event["ResponseURL"] = json!(event["ResponseURL"]
+        .as_str()
+        .unwrap()
+        .replace(&receiver.url, &refusing.url));
+    let refused = dir.join("catalog-create-refused.json");
+    std::fs::write(&refused, serde_json::to_vec(&event).unwrap()).unwrap();
+    let out = lambda
+        .invoke("catalog-provisioning", &refused)
+        .await
+        .unwrap();
+    let logs = lambda.log_text();
+    assert!(
+        logs.contains("response PUT failed"),
+        "the refused PUT is logged: {logs}"
+    );
+    assert!(
+        !logs.contains(signature) && !out.raw.contains(signature),
+        "the ResponseURL's X-Amz-Signature is in the logs or the answer"
+    );
+    let secrets = assumed_role_secrets(world.moto_url()).await;
+    assert!(!secrets.is_empty());
+    for secret in &secrets {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "an assumed-role secret is in the logs"
+        );
+    }
     lambda.stop();
 }
