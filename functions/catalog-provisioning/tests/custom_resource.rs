@@ -912,6 +912,30 @@ async fn a_failing_receiver_is_retried_then_reported() {
         err.to_string(),
         "cloudformation:PutResponse failed: ResponseRejected: PUT to the ResponseURL failed after 1 attempt(s): HTTP 403"
     );
+
+    // Nobody listening at the ResponseURL: three attempts, then a retryable failure (Lambda's
+    // retry or the DLQ keeps the request), never a hang.
+    let closed = {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = handle(
+        &app,
+        request(
+            "Create",
+            &format!("http://127.0.0.1:{closed}/r"),
+            props_arn(),
+        ),
+        in_seconds(10),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("PUT to the ResponseURL failed after 3 attempt(s)"),
+        "{err}"
+    );
+    assert!(err.is_retryable(), "{err}");
 }
 
 #[tokio::test]
