@@ -174,30 +174,10 @@ pub async fn describe_member(
         )
     };
     let tags = async {
-        let mut tags = Vec::new();
         if hints.skip_tags {
-            return Ok(tags);
+            return Ok(Vec::new());
         }
-        let mut token = None;
-        loop {
-            calls.record(Side::Own, "organizations:ListTagsForResource", false);
-            let out = org
-                .list_tags_for_resource()
-                .resource_id(account.as_str())
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
-            tags.extend(
-                out.tags()
-                    .iter()
-                    .map(|t| (t.key().to_string(), t.value().to_string())),
-            );
-            token = out.next_token().map(str::to_string);
-            if token.is_none() {
-                return Ok::<_, Error>(tags);
-            }
-        }
+        account_tags(org, account.as_str(), calls).await
     };
     let (described, ou_id, tags) = futures::join!(described, parents, tags);
     let described = described?;
@@ -465,29 +445,7 @@ pub async fn organization_received_grants(
     principal: &str,
     calls: &CallLog,
 ) -> Result<Vec<GrantView>, Error> {
-    let mut grants = Vec::new();
-    let mut token = None;
-    loop {
-        calls.record(
-            Side::Own,
-            "license-manager:ListReceivedGrantsForOrganization",
-            false,
-        );
-        let out = lm
-            .list_received_grants_for_organization()
-            .license_arn(license_arn)
-            .filters(filter("GranteePrincipalArn", principal))
-            .max_results(100)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| aws_error("license-manager", "ListReceivedGrantsForOrganization", e))?;
-        grants.extend(out.grants().iter().map(GrantView::from));
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            return Ok(grants);
-        }
-    }
+    organization_grants(lm, license_arn, Some(principal), calls).await
 }
 
 /// Grants the management account distributed for `license_arn` to `principal`.
@@ -771,6 +729,10 @@ pub struct ListedAccount {
     pub name: Option<String>,
     /// ACTIVE, SUSPENDED, PENDING_CLOSURE, CLOSED, …
     pub state: String,
+    /// The direct parent OU, when the listing walked the OU tree (none: in the root, or not
+    /// known from this listing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ou_id: Option<String>,
 }
 
 fn listed(a: &aws_sdk_organizations::types::Account) -> Option<ListedAccount> {
@@ -784,30 +746,8 @@ fn listed(a: &aws_sdk_organizations::types::Account) -> Option<ListedAccount> {
         id: a.id()?.to_string(),
         name: a.name().map(str::to_string),
         state,
+        ou_id: None,
     })
-}
-
-/// Every account of the organization.
-pub async fn list_accounts(
-    org: &aws_sdk_organizations::Client,
-    calls: &CallLog,
-) -> Result<Vec<ListedAccount>, Error> {
-    let mut out = Vec::new();
-    let mut token = None;
-    loop {
-        calls.record(Side::Own, "organizations:ListAccounts", false);
-        let page = org
-            .list_accounts()
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| aws_error("organizations", "ListAccounts", e))?;
-        out.extend(page.accounts().iter().filter_map(listed));
-        token = page.next_token().map(str::to_string);
-        if token.is_none() {
-            return Ok(out);
-        }
-    }
 }
 
 /// Every account under `parent_id` (an OU or root), descending into child OUs.
@@ -829,7 +769,11 @@ pub async fn list_accounts_under(
                 .send()
                 .await
                 .map_err(|e| aws_error("organizations", "ListAccountsForParent", e))?;
-            out.extend(page.accounts().iter().filter_map(listed));
+            let ou = parent.starts_with("ou-").then(|| parent.clone());
+            out.extend(page.accounts().iter().filter_map(listed).map(|mut a| {
+                a.ou_id = ou.clone();
+                a
+            }));
             token = page.next_token().map(str::to_string);
             if token.is_none() {
                 break;
@@ -861,6 +805,108 @@ pub async fn list_accounts_under(
         }
     }
     Ok(out)
+}
+
+/// Every account of the organization with its OU: the tree walked from the root
+/// (`ListRoots`, then per OU `ListAccountsForParent` and `ListOrganizationalUnitsForParent`).
+pub async fn list_organization(
+    org: &aws_sdk_organizations::Client,
+    calls: &CallLog,
+) -> Result<Vec<ListedAccount>, Error> {
+    calls.record(Side::Own, "organizations:ListRoots", false);
+    let roots = org
+        .list_roots()
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations", "ListRoots", e))?;
+    let mut out = Vec::new();
+    for root in roots.roots() {
+        if let Some(id) = root.id() {
+            out.extend(list_accounts_under(org, id, calls).await?);
+        }
+    }
+    Ok(out)
+}
+
+/// An account's tags (every page).
+pub async fn account_tags(
+    org: &aws_sdk_organizations::Client,
+    account: &str,
+    calls: &CallLog,
+) -> Result<Vec<(String, String)>, Error> {
+    let mut tags = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record(Side::Own, "organizations:ListTagsForResource", false);
+        let out = org
+            .list_tags_for_resource()
+            .resource_id(account)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
+        tags.extend(
+            out.tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string())),
+        );
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(tags);
+        }
+    }
+}
+
+/// Every grant the management account distributed for `license_arn` (any principal, any
+/// state): one listing per license for a whole organization.
+pub async fn license_grants(
+    lm: &aws_sdk_licensemanager::Client,
+    license_arn: &str,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
+    list_distributed(lm, vec![filter("LicenseArn", license_arn)], calls).await
+}
+
+/// Every account-level grant for `license_arn` the organization's members received
+/// (children of organization/OU grants included), as the management account sees them.
+pub async fn organization_license_grants(
+    lm: &aws_sdk_licensemanager::Client,
+    license_arn: &str,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
+    organization_grants(lm, license_arn, None, calls).await
+}
+
+/// `ListReceivedGrantsForOrganization` for a license, of one grantee or all, every page.
+async fn organization_grants(
+    lm: &aws_sdk_licensemanager::Client,
+    license_arn: &str,
+    principal: Option<&str>,
+    calls: &CallLog,
+) -> Result<Vec<GrantView>, Error> {
+    let mut grants = Vec::new();
+    let mut token = None;
+    loop {
+        calls.record(
+            Side::Own,
+            "license-manager:ListReceivedGrantsForOrganization",
+            false,
+        );
+        let out = lm
+            .list_received_grants_for_organization()
+            .license_arn(license_arn)
+            .set_filters(principal.map(|p| vec![filter("GranteePrincipalArn", p)]))
+            .max_results(100)
+            .set_next_token(token)
+            .send()
+            .await
+            .map_err(|e| aws_error("license-manager", "ListReceivedGrantsForOrganization", e))?;
+        grants.extend(out.grants().iter().map(GrantView::from));
+        token = out.next_token().map(str::to_string);
+        if token.is_none() {
+            return Ok(grants);
+        }
+    }
 }
 
 /// Every grant the management account distributed (any license, any principal).

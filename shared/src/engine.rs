@@ -135,6 +135,14 @@ impl Engine {
         self.held_licenses(&CallLog::default()).await
     }
 
+    /// [`Engine::held_marketplace_licenses`], its calls recorded in `calls`.
+    pub async fn held_licenses_logged(
+        &self,
+        calls: &CallLog,
+    ) -> Result<Arc<Vec<HeldLicense>>, Error> {
+        self.held_licenses(calls).await
+    }
+
     pub fn clients(&self) -> &Clients {
         &self.clients
     }
@@ -596,6 +604,34 @@ impl Engine {
             }
         }
         None
+    }
+
+    /// Whether any setting selects accounts or licenses by account tag.
+    pub fn reads_tags(&self) -> bool {
+        self.config.account_tag_filter.is_some() || self.config.licenses_tag_key.is_some()
+    }
+
+    /// What the configured selection asks for an account in `ou_id` with `tags`, resolved
+    /// against the held licenses: the same rules an account's own run applies.
+    pub fn wanted(
+        &self,
+        ou_id: &Option<String>,
+        tags: &[(String, String)],
+        held: &[HeldLicense],
+    ) -> Wanted {
+        if let Some(reason) = self.excluded(ou_id, tags) {
+            return Wanted::Skip(reason);
+        }
+        match self.selection_for(ou_id, tags) {
+            Err(e) => Wanted::Unknown(e.to_string()),
+            Ok(refs) => {
+                let (licenses, unmatched) = resolve(&refs, held);
+                Wanted::Licenses {
+                    arns: licenses.into_iter().map(|l| l.arn).collect(),
+                    unmatched: unmatched.iter().map(ToString::to_string).collect(),
+                }
+            }
+        }
     }
 
     /// The license references that apply to an account: its OU rule or the global selection,
@@ -1110,6 +1146,7 @@ impl Engine {
             attempt: work.attempt + 1,
             first_seen: Some(first_seen),
             activations: activations.to_vec(),
+            ou_id: report.ou_id.clone(),
         };
         let body = serde_json::to_string(&body).map_err(|e| Error::InvalidInput(e.to_string()))?;
         aws::send_recheck(
@@ -1123,6 +1160,20 @@ impl Engine {
         report.recheck_in_seconds = Some(self.config.recheck_delay.as_secs());
         Ok(())
     }
+}
+
+/// What the selection asks for one account (see [`Engine::wanted`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wanted {
+    /// Excluded by `TARGET_OUS` or `ACCOUNT_TAG_FILTER`.
+    Skip(String),
+    /// These licenses (ARNs); selections that matched no held license apart.
+    Licenses {
+        arns: Vec<String>,
+        unmatched: Vec<String>,
+    },
+    /// The selection could not be read (a bad licenses tag): the account's own run reports it.
+    Unknown(String),
 }
 
 /// One selected entry: a configured reference, or "all Marketplace licenses".

@@ -89,6 +89,10 @@ pub struct OnboardRequest {
     /// Activations already requested for this account's grants (see `Work::activations`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub activations: Vec<ActivationMark>,
+    /// The account's OU as the sender just read it (the reconciler's listing, an earlier run):
+    /// account-lifecycle then does not ask Organizations again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ou_id: Option<String>,
 }
 
 const SOURCE: &str = "aws.controltower";
@@ -158,6 +162,16 @@ fn parse_onboard(payload: &Value) -> Result<Request, Error> {
             )))
         }
     }
+    match field("ouId") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(ou)) if crate::ids::is_ou_id(ou) => {}
+        Some(other) => {
+            return Err(invalid(&format!(
+                "onboard request: ouId must be an OU id (ou-xxxx-yyyyyyyy), got {}",
+                describe(other)
+            )))
+        }
+    }
     match field("activations") {
         None => {}
         Some(Value::Array(items)) => {
@@ -187,7 +201,7 @@ fn parse_onboard(payload: &Value) -> Result<Request, Error> {
         account_id,
         trigger: Trigger::Onboard(req.reason.unwrap_or_else(|| "onboard".to_string())),
         account_name: None,
-        ou_id: None,
+        ou_id: req.ou_id,
         ou_name: None,
         attempt: req.attempt,
         first_seen: req.first_seen,
@@ -719,6 +733,7 @@ mod tests {
                 version: "3".into(),
                 bulk: false,
             }],
+            ou_id: Some("ou-ab12-cdef3456".into()),
         };
         let body = serde_json::to_string(&req).expect("serializes");
         let Ok(Request::Work(w)) = parse_body(&body) else {
@@ -728,5 +743,12 @@ mod tests {
         assert_eq!(w.first_seen, Some(1_700_000_000));
         assert_eq!(w.trigger, Trigger::Onboard("recheck".into()));
         assert_eq!(w.activations, req.activations);
+        assert_eq!(w.ou_id.as_deref(), Some("ou-ab12-cdef3456"));
+        for bad in [json!("r-ab12"), json!(7), json!("ou-AB12-cdef3456")] {
+            let Err(e) = parse_request(&json!({"accountId": "210987654321", "ouId": bad})) else {
+                panic!("accepted ouId {bad}")
+            };
+            assert!(e.to_string().contains("ouId"), "{e}");
+        }
     }
 }

@@ -34,10 +34,13 @@ pub const ACCOUNT_LIFECYCLE: &[&str] = &[
 /// reconciler, with its own role.
 pub const RECONCILER: &[&str] = &[
     "organizations:DescribeOrganization",
-    "organizations:ListAccounts",
+    "organizations:ListRoots",
     "organizations:ListAccountsForParent",
     "organizations:ListOrganizationalUnitsForParent",
+    "organizations:ListTagsForResource",
+    "license-manager:ListReceivedLicenses",
     "license-manager:ListDistributedGrants",
+    "license-manager:ListReceivedGrantsForOrganization",
     "license-manager:CreateGrantVersion",
     "license-manager:DeleteGrant",
     "sqs:SendMessageBatch",

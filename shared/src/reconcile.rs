@@ -3,8 +3,8 @@
 //! account-lifecycle heals drift with Lambda + SQS as the fan-out. Accounts that left (suspended,
 //! closed, or gone from the organization) have their per-account grants offboarded.
 
-use crate::aws::{self, ListedAccount};
-use crate::engine::{Engine, OffboardMode};
+use crate::aws::{self, GrantView, ListedAccount};
+use crate::engine::{Engine, OffboardMode, Wanted};
 use crate::error::{describe, echo, got, Error};
 use crate::event::OnboardRequest;
 use crate::ids::{is_ou_id, AccountId};
@@ -12,7 +12,7 @@ use crate::report::{AccountReport, CallLog, ErrorReport};
 use futures::StreamExt;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 /// Reconciler settings (environment, validated at init, errors name the variable).
@@ -228,6 +228,13 @@ pub struct ReconcileReport {
     pub accounts_listed: usize,
     /// Accounts put (or, in a dry run, to be put) on the onboarding queue.
     pub onboard: Vec<String>,
+    /// Why each of them needs a run (organization and OU runs: from the grantor's listings).
+    pub needs: BTreeMap<String, String>,
+    /// ACTIVE accounts whose every selected license already has an ACTIVE grant: not queued.
+    pub up_to_date: usize,
+    /// Configured selections that match no held license (each account's run would report it).
+    #[serde(skip_serializing_if = "BTreeSet::is_empty")]
+    pub unmatched_selections: BTreeSet<String>,
     pub enqueued: usize,
     /// Listed accounts not onboarded, with the reason.
     pub skipped: BTreeMap<String, String>,
@@ -248,6 +255,9 @@ impl ReconcileReport {
             dry_run,
             accounts_listed: 0,
             onboard: Vec::new(),
+            needs: BTreeMap::new(),
+            up_to_date: 0,
+            unmatched_selections: BTreeSet::new(),
             enqueued: 0,
             skipped: BTreeMap::new(),
             offboard: Vec::new(),
@@ -296,7 +306,7 @@ async fn run(
     let clients = engine.clients();
     let org = engine.organization(calls).await?;
     let listed: Vec<ListedAccount> = match scope {
-        Scope::Organization => aws::list_accounts(&clients.organizations, calls).await?,
+        Scope::Organization => aws::list_organization(&clients.organizations, calls).await?,
         Scope::Ous(ous) => {
             let mut all = Vec::new();
             for ou in ous {
@@ -310,6 +320,7 @@ async fn run(
                 id: id.to_string(),
                 name: None,
                 state: "ACTIVE".into(),
+                ou_id: None,
             })
             .collect(),
     };
@@ -350,6 +361,21 @@ async fn run(
             report.onboard.push(account.id.clone());
         }
     }
+    // Named accounts are always run; an organization or OU run queues only the accounts the
+    // grantor's listings show short of an ACTIVE grant.
+    if !matches!(scope, Scope::Accounts(_)) {
+        let candidates: Vec<&ListedAccount> = listed
+            .iter()
+            .filter(|a| report.onboard.contains(&a.id))
+            .collect();
+        let needs = changed_accounts(engine, &candidates, calls, report).await?;
+        report.onboard.retain(|id| needs.contains_key(id));
+        report.needs = needs;
+    }
+    let ou_of: HashMap<&str, &str> = listed
+        .iter()
+        .filter_map(|a| Some((a.id.as_str(), a.ou_id.as_deref()?)))
+        .collect();
 
     if !dry_run {
         let bodies = report
@@ -362,6 +388,7 @@ async fn run(
                     attempt: 0,
                     first_seen: None,
                     activations: Vec::new(),
+                    ou_id: ou_of.get(id.as_str()).map(|ou| (*ou).to_string()),
                 })
                 .map_err(|e| Error::InvalidInput(e.to_string()))
             })
@@ -406,6 +433,299 @@ async fn run(
         .collect()
         .await;
     Ok(())
+}
+
+/// The accounts among `candidates` that need a run, with the reason: the selection of each
+/// (its OU from the listing, its tags only when a setting reads tags), then one grantor-side
+/// listing per selected license (`ListDistributedGrants` by license, and
+/// `ListReceivedGrantsForOrganization` when an organization or OU grant exists for it). No
+/// role is assumed and nothing is read per account unless tags decide the selection.
+async fn changed_accounts(
+    engine: &Engine,
+    candidates: &[&ListedAccount],
+    calls: &CallLog,
+    report: &mut ReconcileReport,
+) -> Result<BTreeMap<String, String>, Error> {
+    if candidates.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let clients = engine.clients();
+    let held = engine.held_licenses_logged(calls).await?;
+    // Tags: no bulk read exists in Organizations, so this is one call per account, and only
+    // when ACCOUNT_TAG_FILTER or LICENSES_TAG_KEY is set.
+    let tags: Vec<Vec<(String, String)>> = if engine.reads_tags() {
+        futures::stream::iter(candidates.iter())
+            .map(|a| aws::account_tags(&clients.organizations, &a.id, calls))
+            .buffered(engine.config().max_concurrent_accounts)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![Vec::new(); candidates.len()]
+    };
+    let wanted: Vec<Wanted> = candidates
+        .iter()
+        .zip(&tags)
+        .map(|(a, t)| engine.wanted(&a.ou_id, t, &held))
+        .collect();
+    let licenses: BTreeSet<&str> = wanted
+        .iter()
+        .filter_map(|w| match w {
+            Wanted::Licenses { arns, unmatched } => {
+                report
+                    .unmatched_selections
+                    .extend(unmatched.iter().cloned());
+                Some(arns.iter().map(String::as_str))
+            }
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    let mut index = GrantIndex::default();
+    let listings = futures::future::try_join_all(licenses.iter().map(|license| async move {
+        let mut grants = aws::license_grants(&clients.license_manager, license, calls).await?;
+        if grants.iter().any(|g| is_parent_principal(&g.grantee)) {
+            // Children of organization/OU grants; a delegated administrator may not see them,
+            // which leaves their accounts queued (their own run looks closer).
+            match aws::organization_license_grants(&clients.license_manager, license, calls).await {
+                Ok(children) => grants.extend(children),
+                Err(e) if e.kind() == "AccessDenied" => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok::<_, Error>((license.to_string(), grants))
+    }))
+    .await?;
+    for (license, grants) in &listings {
+        index.add(license, grants);
+    }
+    let mut needs = BTreeMap::new();
+    for (account, wanted) in candidates.iter().zip(&wanted) {
+        match (wanted, needs_work(&account.id, wanted, &index)) {
+            // Excluded (TARGET_OUS, ACCOUNT_TAG_FILTER): reported, not queued.
+            (Wanted::Skip(reason), _) => {
+                report.skipped.insert(account.id.clone(), reason.clone());
+            }
+            (_, Some(reason)) => {
+                needs.insert(account.id.clone(), reason);
+            }
+            (_, None) => report.up_to_date += 1,
+        }
+    }
+    Ok(needs)
+}
+
+/// Whether a grantee is an organization or an OU (whose grant's children reach accounts).
+fn is_parent_principal(grantee: &str) -> bool {
+    grantee.contains(":organization/") || grantee.contains(":ou/")
+}
+
+/// The account-level grants seen per (license, account), from grantor-side listings.
+#[derive(Debug, Default)]
+pub struct GrantIndex {
+    statuses: HashMap<(String, String), Vec<String>>,
+    read: BTreeSet<String>,
+}
+
+impl GrantIndex {
+    /// Records the listing of one license (every grant of it that the grantor sees).
+    pub fn add(&mut self, license: &str, grants: &[GrantView]) {
+        self.read.insert(license.to_string());
+        for g in grants {
+            if let Some(account) = g
+                .grantee
+                .strip_prefix("arn:aws:iam::")
+                .and_then(|r| r.strip_suffix(":root"))
+            {
+                self.statuses
+                    .entry((license.to_string(), account.to_string()))
+                    .or_default()
+                    .push(g.status.clone());
+            }
+        }
+    }
+}
+
+/// Why `account` needs a run (`None`: every license it should hold has an ACTIVE grant).
+/// Pure: the reconciler's whole decision, tested case by case.
+pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<String> {
+    let arns = match wanted {
+        Wanted::Skip(_) => return None,
+        Wanted::Unknown(why) => return Some(format!("selection unreadable: {why}")),
+        Wanted::Licenses { arns, .. } => arns,
+    };
+    let short: Vec<String> = arns
+        .iter()
+        .filter_map(|license| {
+            if !index.read.contains(license) {
+                return Some(format!("{license}: not listed"));
+            }
+            let seen = index
+                .statuses
+                .get(&(license.clone(), account.to_string()))
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if seen.iter().any(|s| s == "ACTIVE") {
+                None
+            } else if seen.is_empty() {
+                Some(format!("{license}: no grant"))
+            } else {
+                Some(format!("{license}: grant {}", seen.join("/")))
+            }
+        })
+        .collect();
+    match short.len() {
+        0 => None,
+        1 => Some(short[0].clone()),
+        n => Some(format!("{} (and {} more)", short[0], n - 1)),
+    }
+}
+
+#[cfg(test)]
+mod needs_tests {
+    use super::*;
+
+    const A: &str = "210987654321";
+    const L1: &str = "arn:aws:license-manager::111122223333:license:l-1";
+    const L2: &str = "arn:aws:license-manager::111122223333:license:l-2";
+
+    fn grant(license: &str, grantee: &str, status: &str) -> GrantView {
+        GrantView {
+            arn: format!("arn:aws:license-manager::111122223333:grant:g-{status}"),
+            name: "ct-entitlements".into(),
+            license_arn: license.into(),
+            status: status.into(),
+            version: "1".into(),
+            parent_arn: license.into(),
+            grantee: grantee.into(),
+            status_reason: None,
+            activation_behavior: None,
+        }
+    }
+
+    fn account(id: &str) -> String {
+        format!("arn:aws:iam::{id}:root")
+    }
+
+    fn wants(arns: &[&str]) -> Wanted {
+        Wanted::Licenses {
+            arns: arns.iter().map(|a| a.to_string()).collect(),
+            unmatched: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn an_account_needs_a_run_until_each_selected_license_has_an_active_grant() {
+        let org = "arn:aws:organizations::111122223333:organization/o-abc1234567";
+        let other = account("123456789012");
+        // (case, listings per license, wanted, expected reason or None)
+        type Case<'a> = (
+            &'a str,
+            Vec<(&'a str, Vec<GrantView>)>,
+            Wanted,
+            Option<&'a str>,
+        );
+        let cases: Vec<Case<'_>> = vec![
+            (
+                "active own grant",
+                vec![(L1, vec![grant(L1, &account(A), "ACTIVE")])],
+                wants(&[L1]),
+                None,
+            ),
+            (
+                "no grant",
+                vec![(L1, vec![])],
+                wants(&[L1]),
+                Some("l-1: no grant"),
+            ),
+            (
+                "only another account's",
+                vec![(L1, vec![grant(L1, &other, "ACTIVE")])],
+                wants(&[L1]),
+                Some("l-1: no grant"),
+            ),
+            (
+                "disabled",
+                vec![(L1, vec![grant(L1, &account(A), "DISABLED")])],
+                wants(&[L1]),
+                Some("l-1: grant DISABLED"),
+            ),
+            (
+                "in workflow",
+                vec![(L1, vec![grant(L1, &account(A), "PENDING_WORKFLOW")])],
+                wants(&[L1]),
+                Some("l-1: grant PENDING_WORKFLOW"),
+            ),
+            (
+                "failed beside active",
+                vec![(
+                    L1,
+                    vec![
+                        grant(L1, &account(A), "FAILED_WORKFLOW"),
+                        grant(L1, &account(A), "ACTIVE"),
+                    ],
+                )],
+                wants(&[L1]),
+                None,
+            ),
+            (
+                "org grant alone does not entitle",
+                vec![(L1, vec![grant(L1, org, "ACTIVE")])],
+                wants(&[L1]),
+                Some("l-1: no grant"),
+            ),
+            (
+                "active child of an org grant",
+                vec![(
+                    L1,
+                    vec![grant(L1, org, "ACTIVE"), grant(L1, &account(A), "ACTIVE")],
+                )],
+                wants(&[L1]),
+                None,
+            ),
+            (
+                "license not listed",
+                vec![],
+                wants(&[L1]),
+                Some("l-1: not listed"),
+            ),
+            (
+                "one of two short",
+                vec![(L1, vec![grant(L1, &account(A), "ACTIVE")]), (L2, vec![])],
+                wants(&[L1, L2]),
+                Some("l-2: no grant"),
+            ),
+            (
+                "both short",
+                vec![(L1, vec![]), (L2, vec![])],
+                wants(&[L1, L2]),
+                Some("(and 1 more)"),
+            ),
+            ("nothing selected", vec![], wants(&[]), None),
+            ("excluded", vec![], Wanted::Skip("TARGET_OUS".into()), None),
+            (
+                "unreadable selection",
+                vec![],
+                Wanted::Unknown("bad tag".into()),
+                Some("selection unreadable: bad tag"),
+            ),
+        ];
+        for (case, listings, wanted, expected) in cases {
+            let mut index = GrantIndex::default();
+            for (license, grants) in &listings {
+                index.add(license, grants);
+            }
+            let got = needs_work(A, &wanted, &index);
+            match expected {
+                None => assert_eq!(got, None, "{case}"),
+                Some(part) => assert!(
+                    got.as_deref().is_some_and(|g| g.contains(part)),
+                    "{case}: {got:?} lacks {part:?}"
+                ),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1582,19 +1582,33 @@ async fn the_account_the_stack_runs_in_is_never_granted_to() {
 
 #[tokio::test]
 async fn reconcile_never_offboards_an_account_that_is_not_active_yet() {
-    use aws_sdk_organizations::operation::list_accounts::ListAccountsOutput;
+    use aws_sdk_organizations::operation::list_accounts_for_parent::ListAccountsForParentOutput;
+    use aws_sdk_organizations::operation::list_organizational_units_for_parent::ListOrganizationalUnitsForParentOutput;
+    use aws_sdk_organizations::operation::list_roots::ListRootsOutput;
+    use aws_sdk_organizations::types::Root;
     let mut world = World::healthy();
     let account =
         |id: &str, state: AccountState| Account::builder().id(id).name(id).state(state).build();
     world.org.push(
-        mock!(aws_sdk_organizations::Client::list_accounts).then_output(move || {
-            ListAccountsOutput::builder()
+        mock!(aws_sdk_organizations::Client::list_roots).then_output(|| {
+            ListRootsOutput::builder()
+                .roots(Root::builder().id("r-ab12").build())
+                .build()
+        }),
+    );
+    world.org.push(
+        mock!(aws_sdk_organizations::Client::list_accounts_for_parent).then_output(move || {
+            ListAccountsForParentOutput::builder()
                 .accounts(account(MGMT, AccountState::Active))
                 .accounts(account(ACCOUNT, AccountState::Active))
                 .accounts(account("222222222222", AccountState::PendingActivation))
                 .accounts(account("333333333333", AccountState::Suspended))
                 .build()
         }),
+    );
+    world.org.push(
+        mock!(aws_sdk_organizations::Client::list_organizational_units_for_parent)
+            .then_output(|| ListOrganizationalUnitsForParentOutput::builder().build()),
     );
     let engine = world.engine(&[]);
     let config = shared::reconcile::ReconcileConfig::from_lookup(|k| match k {
@@ -1638,6 +1652,14 @@ async fn event_ou_and_unused_tags_are_not_read_again() {
     let request = parse_request(&json!({"accountId": ACCOUNT})).expect("valid request");
     let report = engine.run(request).await;
     assert_eq!(calls(&report, "organizations:ListParents"), 2);
+    assert_eq!(report.ou_id.as_deref(), Some(OU));
+
+    // A reconciler's message carries the OU it listed: not read again either.
+    let report = world
+        .engine(&[])
+        .run(parse_request(&json!({"accountId": ACCOUNT, "ouId": OU})).expect("valid request"))
+        .await;
+    assert_eq!(calls(&report, "organizations:ListParents"), 1);
     assert_eq!(report.ou_id.as_deref(), Some(OU));
 
     // An OU id that is not one is not trusted.

@@ -53,20 +53,48 @@ async fn backfill_entitles_every_account_and_a_second_run_changes_nothing() {
         );
     }
 
+    // Nothing changed: the grantor's listings say so, no account is queued or entered.
     let created = s.calls("CreateGrant").await;
     let versions = s.calls("CreateGrantVersion").await;
-    reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
-    assert_eq!(s.drain_queue(&engine).await, (3, 0));
+    let again = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    assert!(again.error.is_none(), "{again:#?}");
+    assert_eq!(again.enqueued, 0, "{again:#?}");
+    assert_eq!(again.up_to_date, 3, "{again:#?}");
+    assert_eq!(s.drain_queue(&engine).await, (0, 0));
+    assert_eq!(again.api_calls.get("sts:AssumeRole"), None);
+    assert_eq!(again.api_calls.get("sqs:SendMessageBatch"), None);
+    // 3 licenses, one page each; the OU tree and held licenses once.
     assert_eq!(
-        s.calls("CreateGrant").await,
-        created,
-        "second run creates nothing"
+        again.api_calls.get("license-manager:ListDistributedGrants"),
+        Some(&3),
+        "{:?}",
+        again.api_calls
     );
-    assert_eq!(
-        s.calls("CreateGrantVersion").await,
-        versions,
-        "second run activates nothing"
+    let total: u32 = again.api_calls.values().sum();
+    let ous = s.org.ous.len() as u32;
+    assert!(
+        total <= 2 + 2 * (ous + 1) + 3 + 3,
+        "{total} calls for {ous} OUs: {:?}",
+        again.api_calls
     );
+    assert_eq!(s.calls("CreateGrant").await, created);
+    assert_eq!(s.calls("CreateGrantVersion").await, versions);
+
+    // A new member that Control Tower's event never reached is found and queued, with its OU.
+    let ou = s.org.ou("Sandbox").unwrap().id.clone();
+    let mut org = s.org.clone();
+    let late = local_world::seed::add_account(&s.world, &mut org, "late-joiner", &ou)
+        .await
+        .unwrap();
+    let found = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    assert_eq!(found.onboard, vec![late.id.clone()], "{found:#?}");
+    assert!(
+        found.needs[&late.id].contains("no grant"),
+        "{:?}",
+        found.needs
+    );
+    assert_eq!(s.drain_queue(&engine).await, (1, 0));
+    assert_eq!(s.grants_in(&late.id).await.len(), 3);
 }
 
 #[tokio::test]
@@ -165,8 +193,9 @@ async fn suspended_and_departed_accounts_are_offboarded() {
         );
     }
     assert_eq!(
-        report.enqueued, 1,
-        "only the remaining ACTIVE member: {report:#?}"
+        (report.enqueued, report.up_to_date),
+        (0, 1),
+        "the remaining ACTIVE member is entitled already: {report:#?}"
     );
     let mut offboard = report.offboard.clone();
     offboard.sort();

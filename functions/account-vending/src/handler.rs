@@ -500,6 +500,7 @@ async fn succeeded(
                 attempt: 0,
                 first_seen: None,
                 activations: Vec::new(),
+                ou_id: None,
             })
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
             shared::aws::send_recheck(&app.clients.sqs, queue, &body, Duration::ZERO, calls)
