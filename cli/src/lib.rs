@@ -17,8 +17,9 @@ pub const USAGE: &str = "usage: ct-entitlements <command>
   plan <account-id>...                 what account-lifecycle would do for these accounts (no writes)
   status [<account-id>...]             grants the management account distributed (all accounts if none)
   backfill --queue-url URL [--ous ou-…,…] [--accounts id,…] [--dry-run] [--wait-seconds N]
-                                       one onboarding message per ACTIVE account, then progress until
-                                       the queue drains
+                                       one onboarding message per ACTIVE account short of an ACTIVE
+                                       grant (named accounts: always), then progress until the
+                                       queue drains
 
 Configuration: the account-lifecycle environment variables (README, Configuration); AWS
 credentials of the management account from the usual AWS settings.";

@@ -56,14 +56,18 @@ async fn run(args: &[String]) -> Result<(), shared::Error> {
                 return Err(shared::Error::InvalidInput(err.message.clone()));
             }
             println!(
-                "{} account(s) to onboard, {} enqueued, {} skipped",
+                "{} account(s) to onboard, {} enqueued, {} up to date, {} skipped",
                 report.onboard.len(),
                 report.enqueued,
+                report.up_to_date,
                 report.skipped.len()
             );
             if dry_run || report.enqueued == 0 {
                 for id in &report.onboard {
-                    println!("  {id}");
+                    match report.needs.get(id) {
+                        Some(why) => println!("  {id}  {why}"),
+                        None => println!("  {id}"),
+                    }
                 }
                 return Ok(());
             }

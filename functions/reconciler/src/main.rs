@@ -1,5 +1,5 @@
-//! reconciler: on a schedule (or on demand) puts one "onboard account" message per ACTIVE
-//! account on the onboarding queue, and offboards accounts that left. `main` only wires; the
+//! reconciler: on a schedule (or on demand) puts an "onboard account" message on the onboarding
+//! queue for each ACTIVE account short of an ACTIVE grant, and offboards accounts that left. `main` only wires; the
 //! invocation is in the library (`reconciler::handle`).
 
 use lambda_runtime::{service_fn, LambdaEvent};
