@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::config::LicenseRef;
-use shared::error::echo;
+use shared::error::{describe, echo, truncate, ECHO_MAX_CHARS};
 use shared::ids::is_ou_id;
 use shared::Error;
 
@@ -50,6 +50,9 @@ pub struct Valid {
     pub provisioned_product_name: String,
     pub entitlements: Vec<LicenseRef>,
 }
+
+/// How many invalid `Entitlements` entries an error quotes (the others are counted).
+const MAX_QUOTED_ENTITLEMENTS: usize = 2;
 
 /// Validates every field and reports every problem at once.
 /// `licenses_tag_key`: entitlements need the tag account-lifecycle reads.
@@ -111,13 +114,28 @@ pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<
         problems.push(e);
     }
     let mut entitlements = Vec::new();
+    let mut bad_entitlements = 0usize;
     for item in &r.entitlements {
-        match LicenseRef::parse(item, "Entitlements") {
-            Ok(parsed) if !entitlements.contains(&parsed) => entitlements.push(parsed),
-            Ok(_) => {}
-            Err(Error::Config(msg)) => problems.push(msg),
-            Err(other) => problems.push(other.to_string()),
+        let problem = match LicenseRef::parse(item, "Entitlements") {
+            Ok(parsed) if !entitlements.contains(&parsed) => {
+                entitlements.push(parsed);
+                continue;
+            }
+            Ok(_) => continue,
+            Err(Error::Config(msg)) => msg,
+            Err(other) => other.to_string(),
+        };
+        // The first few are quoted; the rest only counted, so the message stays bounded.
+        bad_entitlements += 1;
+        if bad_entitlements <= MAX_QUOTED_ENTITLEMENTS {
+            problems.push(problem);
         }
+    }
+    if bad_entitlements > MAX_QUOTED_ENTITLEMENTS {
+        problems.push(format!(
+            "Entitlements: {} more invalid entries",
+            bad_entitlements - MAX_QUOTED_ENTITLEMENTS
+        ));
     }
     if !entitlements.is_empty() {
         if licenses_tag_key.is_none() {
@@ -325,8 +343,12 @@ pub fn parse_message(payload: &Value, now: u64) -> Result<Tracked, Error> {
         return Err(Error::InvalidInput("expected a JSON object".into()));
     };
     if obj.contains_key("request") {
+        check_types(obj, "vending message: ", TRACKED_FIELDS)?;
+        if let Some(Value::Object(request)) = obj.get("request") {
+            check_types(request, "vending message: request.", REQUEST_FIELDS)?;
+        }
         let mut tracked: Tracked = serde_json::from_value(payload.clone())
-            .map_err(|e| Error::InvalidInput(format!("vending message: {e}")))?;
+            .map_err(|e| Error::InvalidInput(format!("vending message: {}", bounded(&e))))?;
         if let Some(failure) = tracked.failure.take() {
             // Redriven from the dead-letter queue: a FAILED record starts over as a new
             // generation (new token); anything else resumes where it stopped (tracking a record
@@ -340,8 +362,9 @@ pub fn parse_message(payload: &Value, now: u64) -> Result<Tracked, Error> {
         }
         return Ok(tracked);
     }
+    check_types(obj, "account request: ", REQUEST_FIELDS)?;
     let request: AccountRequest = serde_json::from_value(payload.clone())
-        .map_err(|e| Error::InvalidInput(format!("account request: {e}")))?;
+        .map_err(|e| Error::InvalidInput(format!("account request: {}", bounded(&e))))?;
     Ok(Tracked {
         request,
         record_id: None,
@@ -350,6 +373,81 @@ pub fn parse_message(payload: &Value, now: u64) -> Result<Tracked, Error> {
         generation: 0,
         failure: None,
     })
+}
+
+/// The JSON type a message field must have.
+#[derive(Clone, Copy)]
+enum Shape {
+    Text,
+    OptionalText,
+    TextList,
+    Object,
+    Count,
+    Seconds,
+    Any,
+}
+
+const REQUEST_FIELDS: &[(&str, Shape)] = &[
+    ("AccountName", Shape::Text),
+    ("AccountEmail", Shape::Text),
+    ("ManagedOrganizationalUnit", Shape::Text),
+    ("SSOUserEmail", Shape::Text),
+    ("SSOUserFirstName", Shape::Text),
+    ("SSOUserLastName", Shape::Text),
+    ("Entitlements", Shape::TextList),
+    ("ProvisionedProductName", Shape::OptionalText),
+];
+
+const TRACKED_FIELDS: &[(&str, Shape)] = &[
+    ("request", Shape::Object),
+    ("recordId", Shape::OptionalText),
+    ("attempt", Shape::Count),
+    ("firstSeen", Shape::Seconds),
+    ("generation", Shape::Count),
+    ("failure", Shape::Any),
+];
+
+/// Checks the type of every known field, so that the error names the field and says what was
+/// there (serde's own message names neither); unknown fields are left to serde.
+fn check_types(
+    obj: &serde_json::Map<String, Value>,
+    prefix: &str,
+    fields: &[(&str, Shape)],
+) -> Result<(), Error> {
+    for (name, shape) in fields {
+        let Some(value) = obj.get(*name) else {
+            continue;
+        };
+        let (ok, expected) = match shape {
+            Shape::Text => (value.is_string(), "a string"),
+            Shape::OptionalText => (value.is_string() || value.is_null(), "a string"),
+            Shape::TextList => (
+                value
+                    .as_array()
+                    .is_some_and(|items| items.iter().all(Value::is_string)),
+                "an array of strings",
+            ),
+            Shape::Object => (value.is_object(), "an object"),
+            Shape::Count => (
+                value.as_u64().is_some_and(|n| u32::try_from(n).is_ok()),
+                "a whole number from 0 to 4294967295",
+            ),
+            Shape::Seconds => (value.is_u64(), "a whole number of Unix seconds"),
+            Shape::Any => (true, ""),
+        };
+        if !ok {
+            return Err(Error::InvalidInput(format!(
+                "{prefix}{name} must be {expected}, got {}",
+                describe(value)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// serde's message, bounded (it can quote a field name the sender chose).
+fn bounded(e: &serde_json::Error) -> String {
+    truncate(&e.to_string(), 4 * ECHO_MAX_CHARS)
 }
 
 #[cfg(test)]

@@ -51,7 +51,11 @@ pub struct App {
 /// destination. An SQS batch of re-checks returns a partial batch response.
 pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Value, Error> {
     match classify(&payload).inspect_err(log_rejected)? {
-        Incoming::CustomResource { requests, via_sns } => {
+        Incoming::CustomResource {
+            requests,
+            rejected,
+            via_sns,
+        } => {
             let results = futures::future::join_all(
                 requests
                     .iter()
@@ -61,6 +65,12 @@ pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Valu
             let mut answered = Vec::new();
             for result in results {
                 answered.push(result?);
+            }
+            // The records that carried no request fail the invocation (retried, then parked),
+            // after every other record was answered.
+            rejected.iter().for_each(log_rejected);
+            if let Some(first) = rejected.into_iter().next() {
+                return Err(first);
             }
             Ok(json!({ "viaSns": via_sns, "responses": answered }))
         }

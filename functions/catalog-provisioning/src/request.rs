@@ -3,12 +3,11 @@
 //! here calls AWS.
 
 use aws_lambda_events::event::cloudformation::CloudFormationCustomResourceRequest;
-use aws_lambda_events::event::sns::SnsEvent;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::config::{LicenseRef, OverrideBehavior};
 use shared::custom_resource::service_timeout;
-use shared::error::{describe, echo};
+use shared::error::{describe, echo, got, truncate, ECHO_MAX_CHARS};
 use shared::event::ActivationMark;
 use shared::ids::{is_license_arn, is_product_sku, AccountId};
 use shared::Error;
@@ -21,7 +20,13 @@ pub const RESOURCE_TYPE: &str = "Custom::MarketplaceEntitlement";
 #[derive(Debug)]
 pub enum Incoming {
     /// Custom-resource requests (one when invoked directly, one per SNS record otherwise).
-    CustomResource { requests: Vec<Value>, via_sns: bool },
+    /// `rejected`: SNS records that carry no request (answered by no one; they fail the
+    /// invocation after the others are answered).
+    CustomResource {
+        requests: Vec<Value>,
+        rejected: Vec<Error>,
+        via_sns: bool,
+    },
     /// An SQS batch of delayed re-checks: (message id, body).
     Rechecks(Vec<(String, String)>),
 }
@@ -36,22 +41,39 @@ pub fn classify(payload: &Value) -> Result<Incoming, Error> {
         .and_then(Value::as_str);
     match source {
         Some("aws:sns") => {
-            let event: SnsEvent = serde_json::from_value(payload.clone())
-                .map_err(|e| invalid(format!("SNS event: {e}")))?;
-            let requests = event
-                .records
-                .iter()
-                .map(|r| {
-                    serde_json::from_str::<Value>(&r.sns.message).map_err(|e| {
-                        invalid(format!(
-                            "SNS message {} is not a custom-resource request: {e}",
-                            r.sns.message_id
-                        ))
-                    })
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+            // Record by record, so that one garbage record never keeps its neighbours from
+            // being answered: a record whose Message is not a request is rejected on its own.
+            let records = payload
+                .get("Records")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let mut requests = Vec::new();
+            let mut rejected = Vec::new();
+            for (i, record) in records.iter().enumerate() {
+                let sns = record.get("Sns");
+                let id = sns
+                    .and_then(|s| s.get("MessageId"))
+                    .and_then(Value::as_str)
+                    .map(echo)
+                    .unwrap_or_else(|| format!("#{i}"));
+                match sns.and_then(|s| s.get("Message")) {
+                    Some(Value::String(message)) => match serde_json::from_str::<Value>(message) {
+                        Ok(request) => requests.push(request),
+                        Err(e) => rejected.push(invalid(format!(
+                            "SNS message {id}: Sns.Message is not a custom-resource request: {}",
+                            truncate(&e.to_string(), 4 * ECHO_MAX_CHARS)
+                        ))),
+                    },
+                    other => rejected.push(invalid(format!(
+                        "SNS message {id}: Sns.Message must be a string holding a custom-resource request, {}",
+                        got(other)
+                    ))),
+                }
+            }
             Ok(Incoming::CustomResource {
                 requests,
+                rejected,
                 via_sns: true,
             })
         }
@@ -79,6 +101,7 @@ pub fn classify(payload: &Value) -> Result<Incoming, Error> {
         Some(other) => Err(invalid(format!("unexpected event source {}", echo(other)))),
         None if payload.get("RequestType").is_some() => Ok(Incoming::CustomResource {
             requests: vec![payload.clone()],
+            rejected: Vec::new(),
             via_sns: false,
         }),
         None => Err(invalid(
@@ -93,8 +116,21 @@ pub use shared::custom_resource::Target;
 pub type CfnRequest = CloudFormationCustomResourceRequest<Value, Value>;
 
 pub fn parse_request(raw: &Value) -> Result<CfnRequest, Error> {
-    serde_json::from_value(raw.clone())
-        .map_err(|e| invalid(format!("custom-resource request: {e}")))
+    match raw.get("RequestType") {
+        Some(Value::String(t)) if matches!(t.as_str(), "Create" | "Update" | "Delete") => {}
+        other => {
+            return Err(invalid(format!(
+                "RequestType must be \"Create\", \"Update\" or \"Delete\", {}",
+                got(other)
+            )))
+        }
+    }
+    serde_json::from_value(raw.clone()).map_err(|e| {
+        invalid(format!(
+            "custom-resource request: {}",
+            truncate(&e.to_string(), 4 * ECHO_MAX_CHARS)
+        ))
+    })
 }
 
 /// The resource's properties, validated.
@@ -314,8 +350,12 @@ pub fn answer_margin(service_timeout: Duration) -> Duration {
 impl Recheck {
     /// Parses and validates a queue body.
     pub fn parse(body: &str) -> Result<(Self, AccountId, Option<OverrideBehavior>), Error> {
-        let recheck: Recheck =
-            serde_json::from_str(body).map_err(|e| invalid(format!("re-check message: {e}")))?;
+        let recheck: Recheck = serde_json::from_str(body).map_err(|e| {
+            invalid(format!(
+                "re-check message: {}",
+                truncate(&e.to_string(), 4 * ECHO_MAX_CHARS)
+            ))
+        })?;
         let account = AccountId::parse(&recheck.account_id)?;
         if !is_license_arn(&recheck.license_arn) {
             return Err(invalid(format!(

@@ -708,7 +708,7 @@ async fn bad_properties_fail_without_any_aws_call() {
     assert!(body["Reason"]
         .as_str()
         .unwrap()
-        .starts_with("InvalidInput (permanent): invalid input: custom-resource request: unknown variant `Replace`"));
+        .starts_with("InvalidInput (permanent): invalid input: RequestType must be \"Create\", \"Update\" or \"Delete\", got \"Replace\""));
     assert_eq!(world.total_calls(), 0);
 }
 

@@ -6,6 +6,7 @@ use futures::FutureExt;
 use serde_json::{json, Value};
 use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, BootstrapReport};
 use shared::custom_resource::{service_timeout, Responder, Response, Target};
+use shared::error::{describe, echo};
 use shared::ids::AccountId;
 use shared::Error;
 use std::collections::BTreeMap;
@@ -124,22 +125,33 @@ async fn respond(app: &App, payload: &Value, target: &Target) -> Response {
                 answer(target, &report)
             }
         },
-        other => Response::failed(target, physical_id(target), format!("unknown RequestType {other:?}")),
+        other => Response::failed(target, physical_id(target), format!("unknown RequestType {}", echo(other))),
     }
 }
 
 /// Properties: optional `DelegatedAdminAccountId` (empty or 12 digits), optional `DryRun`,
 /// CloudFormation's optional `ServiceTimeout` (checked by [`handle`]).
 pub fn options(payload: &Value) -> Result<BootstrapOptions, Error> {
-    let props = payload
-        .get("ResourceProperties")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let admin = props
-        .get("DelegatedAdminAccountId")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .trim();
+    let props = match payload.get("ResourceProperties") {
+        None | Some(Value::Null) => Value::Null,
+        Some(p @ Value::Object(_)) => p.clone(),
+        Some(other) => {
+            return Err(Error::InvalidInput(format!(
+                "ResourceProperties must be an object, got {}",
+                describe(other)
+            )))
+        }
+    };
+    let admin = match props.get("DelegatedAdminAccountId") {
+        None | Some(Value::Null) => "",
+        Some(Value::String(s)) => s.trim(),
+        Some(other) => {
+            return Err(Error::InvalidInput(format!(
+            "DelegatedAdminAccountId must be a string (empty, or a 12-digit account id), got {}",
+            describe(other)
+        )))
+        }
+    };
     let delegated_admin = if admin.is_empty() {
         None
     } else {
@@ -154,7 +166,8 @@ pub fn options(payload: &Value) -> Result<BootstrapOptions, Error> {
         Some(Value::String(s)) if s == "true" || s == "false" => s == "true",
         Some(other) => {
             return Err(Error::InvalidInput(format!(
-                "DryRun must be true or false, got {other}"
+                "DryRun must be true or false, got {}",
+                describe(other)
             )))
         }
     };

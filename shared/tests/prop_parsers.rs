@@ -1,0 +1,470 @@
+//! Property tests of every parser in `shared` (issue 10): arbitrary JSON values and strings never
+//! panic, errors stay bounded, and valid inputs from a strategy parse (and round-trip).
+//! The case count comes from `PROPTEST_CASES` (default 64 here, so `make test` stays fast;
+//! `make soak` raises it).
+#![allow(clippy::unwrap_used)]
+
+use proptest::prelude::*;
+use serde_json::{json, Value};
+use shared::custom_resource::{service_timeout, validate_response_url, Target};
+use shared::event::{parse_body, parse_request, Request};
+use shared::ids::{is_license_arn, is_ou_id, is_product_sku, is_role_name, AccountId};
+use shared::reconcile::{self, ReconcileConfig, Scope};
+use shared::{Config, Error};
+use std::collections::HashMap;
+
+/// Longest error text any parser may produce for hostile input.
+const MAX_ERROR_BYTES: usize = 1024;
+
+fn config() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    ProptestConfig {
+        cases,
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Strings a parser may meet: field names, near-valid ids, control characters, unicode.
+fn text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        ".{0,24}",
+        "[0-9]{10,14}",
+        "[ \t\n]?[0-9]{12}[ \t\n\u{a0}]?",
+        "ou-[a-z0-9]{3,5}-[a-zA-Z0-9]{7,9}",
+        "arn:aws[a-z-]{0,4}:license-manager:[a-z0-9-]{0,10}:[0-9]{11,13}:license[:/]l-[a-f0-9]{0,8}",
+        "[\u{0}-\u{1f}\u{7f}\u{202e}\u{fffd}]{1,4}",
+        prop::sample::select(vec![
+            "aws.controltower",
+            "AWS Service Event via CloudTrail",
+            "CreateManagedAccount",
+            "UpdateManagedAccount",
+            "SUCCEEDED",
+            "FAILED",
+            "Not Available",
+            "aws.events",
+            "Scheduled Event",
+            "210987654321",
+            "",
+        ])
+        .prop_map(str::to_string),
+        (1usize..4).prop_map(|k| "x".repeat(k * 3000)),
+    ]
+}
+
+/// Keys: mostly the fields the parsers look at, some arbitrary.
+fn key() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec![
+            "source", "detail-type", "detail", "eventName", "serviceEventDetails",
+            "createManagedAccountStatus", "updateManagedAccountStatus", "account", "accountId",
+            "accountName", "state", "message", "organizationalUnit", "reason", "attempt",
+            "firstSeen", "activations", "ouId", "accounts", "ous", "dryRun", "Records", "body",
+            "eventSource", "ResponseURL", "StackId", "RequestId", "LogicalResourceId",
+            "RequestType", "ResourceProperties", "ServiceTimeout", "PhysicalResourceId",
+        ])
+        .prop_map(str::to_string),
+        1 => text(),
+    ]
+}
+
+fn number() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        any::<i64>().prop_map(|n| json!(n)),
+        any::<u64>().prop_map(|n| json!(n)),
+        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
+            .map(Value::Number)),
+        prop::sample::select(vec![0u64, 1, 12, 3600, 3601, u64::from(u32::MAX) + 1])
+            .prop_map(|n| json!(n)),
+    ]
+}
+
+/// Arbitrary JSON, nested up to 6 levels.
+fn json_value() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        number(),
+        text().prop_map(Value::String),
+    ];
+    leaf.prop_recursive(6, 96, 8, |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            prop::collection::vec((key(), inner), 0..8)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+        ]
+    })
+}
+
+fn account_id() -> impl Strategy<Value = String> {
+    "[0-9]{12}"
+}
+
+fn ou_id() -> impl Strategy<Value = String> {
+    "ou-[a-z0-9]{4,32}-[a-z0-9]{8,32}"
+}
+
+/// A valid Control Tower lifecycle event.
+fn lifecycle_event() -> impl Strategy<Value = (Value, String, bool)> {
+    (
+        account_id(),
+        any::<bool>(),
+        ou_id(),
+        ".{0,60}",
+        prop::sample::select(vec!["SUCCEEDED", "FAILED"]),
+    )
+        .prop_map(|(id, create, ou, name, state)| {
+            let (event_name, key) = if create {
+                ("CreateManagedAccount", "createManagedAccountStatus")
+            } else {
+                ("UpdateManagedAccount", "updateManagedAccountStatus")
+            };
+            let event = json!({
+                "version": "0",
+                "id": "999cccaa-eaaa-0000-1111-123456789012",
+                "detail-type": "AWS Service Event via CloudTrail",
+                "source": "aws.controltower",
+                "account": "111111111111",
+                "time": "2019-11-16T12:09:32Z",
+                "region": "us-east-1",
+                "resources": [],
+                "detail": {
+                    "eventName": event_name,
+                    "eventSource": "controltower.amazonaws.com",
+                    "serviceEventDetails": { key: {
+                        "account": {"accountName": name, "accountId": id},
+                        "organizationalUnit": {"organizationalUnitName": "Custom", "organizationalUnitId": ou},
+                        "state": state,
+                        "message": "m",
+                        "requestedTimestamp": "2019-11-15T11:45:18+0000",
+                        "completedTimestamp": "2019-11-16T12:09:32+0000"
+                    }}
+                }
+            });
+            (event, id, state == "SUCCEEDED")
+        })
+}
+
+/// JSON pointers into a lifecycle event, for one-field mutations.
+const EVENT_POINTERS: &[&str] = &[
+    "/source",
+    "/detail-type",
+    "/detail",
+    "/detail/eventName",
+    "/detail/serviceEventDetails",
+    "/detail/serviceEventDetails/createManagedAccountStatus",
+    "/detail/serviceEventDetails/createManagedAccountStatus/state",
+    "/detail/serviceEventDetails/createManagedAccountStatus/account",
+    "/detail/serviceEventDetails/createManagedAccountStatus/account/accountId",
+    "/detail/serviceEventDetails/createManagedAccountStatus/message",
+    "/detail/serviceEventDetails/updateManagedAccountStatus/account/accountId",
+];
+
+/// Replaces the value at `pointer` (when it exists) with `value`.
+fn mutate(mut doc: Value, pointer: &str, value: Value) -> Value {
+    if let Some(slot) = doc.pointer_mut(pointer) {
+        *slot = value;
+    }
+    doc
+}
+
+/// A parser's error: InvalidInput, bounded.
+fn bounded_invalid(e: &Error) -> Result<(), TestCaseError> {
+    prop_assert_eq!(e.kind(), "InvalidInput", "{}", e);
+    let text = e.to_string();
+    prop_assert!(
+        text.len() < MAX_ERROR_BYTES,
+        "{} bytes: {:.200}",
+        text.len(),
+        text
+    );
+    Ok(())
+}
+
+/// What the lifecycle parser said, checked for bounds.
+fn check_request(result: &Result<Request, Error>) -> Result<(), TestCaseError> {
+    match result {
+        Err(e) => bounded_invalid(e),
+        Ok(Request::Skip { account_id, reason }) => {
+            prop_assert!(account_id.as_ref().is_none_or(|a| a.len() < 300));
+            prop_assert!(reason.len() < 2 * MAX_ERROR_BYTES + 256);
+            Ok(())
+        }
+        Ok(Request::Work(w)) => {
+            prop_assert!(AccountId::parse(w.account_id.as_str()).is_ok());
+            Ok(())
+        }
+    }
+}
+
+fn reconcile_config() -> ReconcileConfig {
+    ReconcileConfig::from_lookup(|k| {
+        (k == "ONBOARDING_QUEUE_URL").then(|| "https://sqs.us-east-1.amazonaws.com/1/q".to_string())
+    })
+    .unwrap()
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    // ---------- lifecycle events, onboard requests, SQS bodies (event.rs) ----------
+
+    #[test]
+    fn any_json_is_a_request_or_a_bounded_error(v in json_value()) {
+        check_request(&parse_request(&v))?;
+    }
+
+    #[test]
+    fn any_text_body_is_a_request_or_a_bounded_error(body in prop_oneof![text(), json_value().prop_map(|v| v.to_string())]) {
+        check_request(&parse_body(&body))?;
+    }
+
+    #[test]
+    fn one_mutated_field_of_an_event_never_panics(
+        (event, _, _) in lifecycle_event(),
+        pointer in prop::sample::select(EVENT_POINTERS),
+        value in json_value(),
+    ) {
+        let mutated = mutate(event, pointer, value);
+        check_request(&parse_request(&mutated))?;
+        check_request(&parse_body(&mutated.to_string()))?;
+    }
+
+    #[test]
+    fn valid_events_parse((event, id, succeeded) in lifecycle_event()) {
+        match parse_request(&event) {
+            Ok(Request::Work(w)) => {
+                prop_assert!(succeeded);
+                prop_assert_eq!(w.account_id.as_str(), id.as_str());
+            }
+            Ok(Request::Skip { account_id, .. }) => {
+                prop_assert!(!succeeded);
+                prop_assert_eq!(account_id, Some(id));
+            }
+            Err(e) => prop_assert!(false, "rejected a valid event: {e}"),
+        }
+        // The same event as an SQS body.
+        prop_assert!(parse_body(&event.to_string()).is_ok());
+    }
+
+    #[test]
+    fn onboard_requests_round_trip(
+        id in account_id(),
+        reason in prop::option::of("[a-zA-Z0-9 :/_-]{0,128}"),
+        attempt in any::<u32>(),
+        first_seen in prop::option::of(any::<u64>()),
+    ) {
+        let mut body = json!({"accountId": id, "attempt": attempt});
+        if let Some(r) = &reason {
+            body["reason"] = json!(r);
+        }
+        if let Some(f) = first_seen {
+            body["firstSeen"] = json!(f);
+        }
+        let Ok(Request::Work(w)) = parse_body(&body.to_string()) else {
+            return Err(TestCaseError::fail(format!("rejected {body}")));
+        };
+        prop_assert_eq!(w.account_id.as_str(), id.as_str());
+        prop_assert_eq!(w.attempt, attempt);
+        prop_assert_eq!(w.first_seen, first_seen);
+    }
+
+    #[test]
+    fn onboard_requests_with_one_bad_field_are_bounded_errors(
+        id in account_id(),
+        field in prop::sample::select(vec!["accountId", "reason", "attempt", "firstSeen", "activations", "ouId"]),
+        value in json_value(),
+    ) {
+        let body = json!({"accountId": id, field: value});
+        check_request(&parse_request(&body))?;
+    }
+
+    // ---------- identifiers (ids.rs) ----------
+
+    #[test]
+    fn account_ids_are_exactly_twelve_ascii_digits(raw in prop_oneof![text(), account_id()]) {
+        let valid = raw.len() == 12 && raw.bytes().all(|b| b.is_ascii_digit());
+        match AccountId::parse(&raw) {
+            Ok(id) => {
+                prop_assert!(valid);
+                prop_assert_eq!(id.as_str(), raw.as_str());
+                prop_assert_eq!(id.root_principal(), format!("arn:aws:iam::{raw}:root"));
+            }
+            Err(e) => {
+                prop_assert!(!valid);
+                bounded_invalid(&e)?;
+            }
+        }
+    }
+
+    #[test]
+    fn account_id_fields_name_the_field(v in json_value()) {
+        match AccountId::parse_field(Some(&v), "accounts[3]") {
+            Ok(id) => prop_assert_eq!(Some(id.as_str()), v.as_str()),
+            Err(e) => {
+                bounded_invalid(&e)?;
+                prop_assert!(e.to_string().contains("accounts[3]"));
+            }
+        }
+    }
+
+    #[test]
+    fn id_predicates_never_panic(raw in text()) {
+        let _ = (is_license_arn(&raw), is_ou_id(&raw), is_product_sku(&raw), is_role_name(&raw));
+    }
+
+    #[test]
+    fn valid_ids_are_recognised(
+        account in account_id(),
+        hex in "[a-z0-9]{1,64}",
+        partition in prop::sample::select(vec!["aws", "aws-cn", "aws-us-gov"]),
+        ou in ou_id(),
+        sku in "[a-zA-Z0-9._-]{1,64}",
+        role in "[a-zA-Z0-9_+=,.@-]{1,64}",
+    ) {
+        let license = format!("arn:{partition}:license-manager::{account}:license:l-{hex}");
+        prop_assert!(is_license_arn(&license), "{}", license);
+        prop_assert!(is_ou_id(&ou), "{}", ou);
+        prop_assert!(is_product_sku(&sku), "{}", sku);
+        prop_assert!(is_role_name(&role), "{}", role);
+    }
+
+    // ---------- configuration (config.rs) ----------
+
+    #[test]
+    fn configuration_from_any_environment_never_panics(
+        vars in prop::collection::hash_map(
+            prop::sample::select(vec![
+                "LICENSE_ARNS", "PRODUCT_SKUS", "ALL_MARKETPLACE_LICENSES", "TARGET_OUS",
+                "ACCOUNT_TAG_FILTER", "EXECUTION_ROLE_NAME", "LICENSE_HOME_REGION",
+                "ALLOWED_OPERATIONS", "ACTIVATION_OVERRIDE_BEHAVIOR", "GRANT_NAME_PREFIX",
+                "ONBOARDING_QUEUE_URL", "RECHECK_DELAY_SECONDS", "WORKFLOW_DEADLINE_SECONDS",
+                "ASSUME_ROLE_ATTEMPTS", "ASSUME_ROLE_BACKOFF_MS", "SELF_ACCOUNT_ID", "DRY_RUN",
+                "MAX_CONCURRENT_ACCOUNTS", "LICENSES_TAG_KEY", "OFFBOARD_MODE",
+            ]),
+            prop_oneof![text(), "[0-9]{1,6}", Just("true".to_string())],
+            0..8,
+        ),
+    ) {
+        let vars: HashMap<&str, String> = vars;
+        for result in [
+            Config::from_lookup(|k| vars.get(k).cloned()),
+            Config::from_lookup_per_request(|k| vars.get(k).cloned()),
+        ] {
+            if let Err(e) = result {
+                prop_assert_eq!(e.kind(), "Configuration", "{}", e);
+            }
+        }
+    }
+
+    // ---------- custom resources (custom_resource) ----------
+
+    #[test]
+    fn custom_resource_targets_never_panic(v in json_value(), url in text()) {
+        let mut request = json!({
+            "RequestType": "Create", "ResponseURL": url, "StackId": "s", "RequestId": "r",
+            "LogicalResourceId": "l"
+        });
+        for candidate in [v.clone(), mutate(request.clone(), "/ResponseURL", v.clone())] {
+            match Target::from_request(&candidate) {
+                Ok(t) => prop_assert!(!t.response_url.is_empty()),
+                Err(e) => bounded_invalid(&e)?,
+            }
+        }
+        request["ResourceProperties"] = json!({"ServiceTimeout": v});
+        match service_timeout(&request["ResourceProperties"]) {
+            Ok(d) => prop_assert!((1..=3600).contains(&d.as_secs())),
+            Err(e) => {
+                bounded_invalid(&e)?;
+                prop_assert!(e.to_string().contains("ServiceTimeout"));
+            }
+        }
+    }
+
+    #[test]
+    fn service_timeouts_in_range_are_accepted(secs in 1u64..=3600, as_text in any::<bool>()) {
+        let v = if as_text { json!(secs.to_string()) } else { json!(secs) };
+        prop_assert_eq!(service_timeout(&json!({"ServiceTimeout": v})).ok().map(|d| d.as_secs()), Some(secs));
+    }
+
+    #[test]
+    fn response_urls_never_panic_and_errors_are_bounded(
+        url in prop_oneof![
+            text(),
+            "(https?|ftp)://[a-z0-9.@:-]{0,40}(/[a-zA-Z0-9%?&=#.-]{0,40})?",
+            "https://[a-z0-9-]{1,10}\\.s3[a-z0-9.-]{0,15}\\.amazonaws\\.com[a-z.]{0,8}(:[0-9]{1,5})?/[a-z]{0,5}\\?[A-Za-z-]{0,20}=x&X-Amz-Signature=s",
+        ],
+        allow_local in any::<bool>(),
+    ) {
+        if let Err(e) = validate_response_url(&url, allow_local) {
+            bounded_invalid(&e)?;
+            prop_assert!(e.to_string().contains("ResponseURL"));
+        } else {
+            // Accepted: https to amazonaws, or (allowed) plain http to loopback, nothing else.
+            prop_assert!(
+                url.starts_with("https://")
+                    || (allow_local && (url.starts_with("http://127.0.0.1") || url.starts_with("http://localhost"))),
+                "{}", url
+            );
+        }
+    }
+
+    #[test]
+    fn pre_signed_s3_urls_are_accepted(
+        bucket in "[a-z0-9][a-z0-9-]{2,40}",
+        region in prop::option::of("[a-z]{2}-[a-z]{4,9}-[1-4]"),
+        key in "[A-Za-z0-9%._-]{1,80}",
+        sigv4 in any::<bool>(),
+        port in any::<u16>(),
+    ) {
+        let host = match &region {
+            Some(r) => format!("{bucket}.s3.{r}.amazonaws.com"),
+            None => format!("{bucket}.s3.amazonaws.com"),
+        };
+        let query = if sigv4 {
+            "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIA%2F1&X-Amz-Signature=ab"
+        } else {
+            "AWSAccessKeyId=AKIA&Expires=1700000000&Signature=abc%3D"
+        };
+        let url = format!("https://{host}/{key}?{query}");
+        prop_assert!(validate_response_url(&url, false).is_ok(), "{}", url);
+        let local = format!("http://127.0.0.1:{port}/cfn/{key}");
+        prop_assert!(validate_response_url(&local, true).is_ok(), "{}", local);
+        prop_assert!(validate_response_url(&local, false).is_err(), "{}", local);
+    }
+
+    // ---------- the reconciler's request (reconcile.rs) ----------
+
+    #[test]
+    fn any_reconcile_payload_is_a_scope_or_a_bounded_error(v in json_value()) {
+        if let Err(e) = reconcile::parse(&v, &reconcile_config()) {
+            bounded_invalid(&e)?;
+        }
+    }
+
+    #[test]
+    fn valid_reconcile_requests_parse(
+        accounts in prop::collection::vec(account_id(), 1..20),
+        ous in prop::collection::vec(ou_id(), 1..5),
+        by_ou in any::<bool>(),
+        dry_run in prop::option::of(any::<bool>()),
+    ) {
+        let mut request = if by_ou { json!({"ous": ous}) } else { json!({"accounts": accounts}) };
+        if let Some(d) = dry_run {
+            request["dryRun"] = json!(d);
+        }
+        let (scope, dry) = reconcile::parse(&request, &reconcile_config()).unwrap();
+        prop_assert_eq!(dry, dry_run.unwrap_or(false));
+        match scope {
+            Scope::Ous(got) => prop_assert_eq!(got, ous),
+            Scope::Accounts(got) => {
+                let got: Vec<String> = got.iter().map(|a| a.to_string()).collect();
+                prop_assert_eq!(got, accounts);
+            }
+            Scope::Organization => prop_assert!(false, "a listed scope became the organization"),
+        }
+    }
+}
