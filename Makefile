@@ -12,7 +12,7 @@ export MOTO_SERVER := $(abspath $(VENV))/bin/moto_server
 export CARGO_LAMBDA := $(abspath $(VENV))/bin/cargo-lambda
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench clean
+.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench clean soak
 
 help:
 	@echo "make demo     run account-lifecycle locally against an emulated AWS organization"
@@ -52,6 +52,11 @@ demo: venv
 	cargo run --quiet -p local-world --bin demo
 
 test: venv lint fmt-check clippy unit
+
+# Faults soak (issue 10): SOAK_ACCOUNTS accounts (default 200) x 3 licenses through the queue
+# path under injected throttling, 5xx, faults after commit and latency spikes.
+soak: venv
+	cargo test -p local-world --test soak -- --ignored --nocapture
 
 fmt-check:
 	cargo fmt --all -- --check

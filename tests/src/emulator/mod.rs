@@ -105,6 +105,61 @@ pub struct Switches {
     /// How long the emulator trusts what it read of the organization from moto (emulator
     /// clock); 0 re-reads it for every request that needs it.
     pub org_cache_ms: u64,
+    /// Probability of an injected HTTP 500 after the operation took effect (the write
+    /// happened, the answer is lost), independently of `server_error_probability` and
+    /// `fault_after_commit`; limited to `fault_operations` like the other faults.
+    pub commit_fault_probability: f64,
+    /// Probability that a call waits `spike_ms` more (a latency spike), on top of `latency_ms`.
+    pub spike_probability: f64,
+    pub spike_ms: u64,
+    /// One-shot faults for chosen operations, consumed in order (each matching call takes one
+    /// from `count`); independent of the probabilities and of `fault_operations`.
+    pub fail_next: Vec<FailNext>,
+}
+
+/// A one-shot fault of [`Switches::fail_next`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct FailNext {
+    /// The operation, e.g. `CreateGrant`.
+    pub operation: String,
+    /// How many of its next calls fail.
+    pub count: u32,
+    pub mode: FailMode,
+}
+
+/// Where a [`FailNext`] fault strikes.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum FailMode {
+    /// HTTP 500 before the operation runs: nothing happened.
+    #[default]
+    Before,
+    /// The operation takes effect, then HTTP 500: the answer is lost.
+    AfterCommit,
+    /// The operation takes effect and the answer never comes ([`HANG`]): the caller is stuck
+    /// as a Lambda container would be when it dies mid-call; tests drop the caller's future.
+    Hang,
+}
+
+/// How long a [`FailMode::Hang`] call waits before answering (longer than any test).
+pub const HANG: Duration = Duration::from_secs(900);
+
+/// Faults injected so far, by kind (`GET /_emulator/stats` → `faults`; reset with the state).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase", default)]
+pub struct FaultCounts {
+    /// Injected `RateLimitExceededException`/`ThrottlingException` (probability or rate limit).
+    pub throttles: u64,
+    /// Injected 500s before the operation ran.
+    pub server_errors: u64,
+    /// Injected 500s after the operation took effect.
+    pub after_commit: u64,
+    /// Latency spikes.
+    pub spikes: u64,
+    /// [`FailNext`] faults of any mode, and of them the hangs.
+    pub fail_next: u64,
+    pub hangs: u64,
 }
 
 impl Default for Switches {
@@ -130,6 +185,10 @@ impl Default for Switches {
             children_in_distributed_grants: true,
             require_recipient_slrs: true,
             org_cache_ms: 1_000,
+            commit_fault_probability: 0.0,
+            spike_probability: 0.0,
+            spike_ms: 0,
+            fail_next: Vec::new(),
         }
     }
 }
@@ -237,6 +296,7 @@ struct State {
     seeded_slrs: HashMap<String, Vec<String>>,
     /// What was last read of the organization from moto.
     org_cache: Option<OrgCache>,
+    faults: FaultCounts,
 }
 
 /// The organization as read from moto at `at` (emulator clock), with the OUs read then.
@@ -264,6 +324,7 @@ impl State {
             slr_present: BTreeSet::new(),
             seeded_slrs: HashMap::new(),
             org_cache: None,
+            faults: FaultCounts::default(),
         }
     }
 }
@@ -526,11 +587,25 @@ impl Emulator {
         region: &str,
         body: &Bytes,
     ) -> Result<Value, ApiError> {
-        let latency = self.lock().switches.latency_ms;
+        let latency = {
+            let mut st = self.lock();
+            let sw = &st.switches;
+            let (latency, spike_probability, spike_ms) =
+                (sw.latency_ms, sw.spike_probability, sw.spike_ms);
+            let spike = spike_probability > 0.0 && st.rng.random::<f64>() < spike_probability;
+            if spike {
+                st.faults.spikes += 1;
+            }
+            latency + if spike { spike_ms } else { 0 }
+        };
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
         self.admit(service, op)?;
+        let one_shot = self.take_fail_next(op);
+        if one_shot == Some(FailMode::Before) {
+            return Err(service.internal_error());
+        }
         let input: Value = if body.is_empty() {
             json!({})
         } else {
@@ -544,17 +619,45 @@ impl Emulator {
                     .await?
             }
         };
+        match one_shot {
+            Some(FailMode::AfterCommit) => return Err(service.internal_error()),
+            Some(FailMode::Hang) => {
+                tokio::time::sleep(HANG).await;
+                return Err(service.internal_error());
+            }
+            _ => {}
+        }
         let mut st = self.lock();
         let sw = st.switches.clone();
         let applies = sw.fault_operations.is_empty() || sw.fault_operations.iter().any(|o| o == op);
-        if applies
-            && sw.fault_after_commit
-            && sw.server_error_probability > 0.0
-            && st.rng.random::<f64>() < sw.server_error_probability
-        {
+        let after_commit = applies
+            && ((sw.fault_after_commit
+                && sw.server_error_probability > 0.0
+                && st.rng.random::<f64>() < sw.server_error_probability)
+                || (sw.commit_fault_probability > 0.0
+                    && st.rng.random::<f64>() < sw.commit_fault_probability));
+        if after_commit {
+            st.faults.after_commit += 1;
             return Err(service.internal_error());
         }
         Ok(out)
+    }
+
+    /// Takes one fault of `fail_next` for `op`, if any is left.
+    fn take_fail_next(&self, op: &str) -> Option<FailMode> {
+        let mut st = self.lock();
+        let entry = st
+            .switches
+            .fail_next
+            .iter_mut()
+            .find(|f| f.operation == op && f.count > 0)?;
+        entry.count -= 1;
+        let mode = entry.mode;
+        st.faults.fail_next += 1;
+        if mode == FailMode::Hang {
+            st.faults.hangs += 1;
+        }
+        Some(mode)
     }
 
     /// Rate limits and injected faults that happen before the operation runs.
@@ -571,6 +674,7 @@ impl Emulator {
                 window.pop_front();
             }
             if window.len() >= limit as usize {
+                st.faults.throttles += 1;
                 return Err(service.throttling_error());
             }
             window.push_back(now);
@@ -580,12 +684,14 @@ impl Emulator {
             return Ok(());
         }
         if sw.throttle_probability > 0.0 && st.rng.random::<f64>() < sw.throttle_probability {
+            st.faults.throttles += 1;
             return Err(service.throttling_error());
         }
         if !sw.fault_after_commit
             && sw.server_error_probability > 0.0
             && st.rng.random::<f64>() < sw.server_error_probability
         {
+            st.faults.server_errors += 1;
             return Err(service.internal_error());
         }
         Ok(())
@@ -940,6 +1046,7 @@ impl Emulator {
                 (Method::GET, "stats") => Ok(json!({
                     "motoRequests": self.moto.as_ref().map_or(0, MotoPeer::request_count),
                     "calls": self.lock().calls.len(),
+                    "faults": self.lock().faults,
                 })),
                 (Method::POST, "service-linked-roles") => {
                     let services = input["services"].as_array().map(|items| {
@@ -1176,6 +1283,12 @@ impl ControlClient {
         v["motoRequests"]
             .as_u64()
             .ok_or_else(|| io::Error::other("stats without motoRequests"))
+    }
+
+    /// Faults injected so far, by kind.
+    pub async fn fault_counts(&self) -> io::Result<FaultCounts> {
+        let v = self.call(Method::GET, "stats", None).await?;
+        Ok(serde_json::from_value(v["faults"].clone())?)
     }
 
     /// Switches to a named profile (`default` or `realistic`; see [`Switches::profile`]).

@@ -326,3 +326,364 @@ impl Setup {
         report
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Helpers of the soak, crash and duplicate tests (issue 10): production-like retrying clients,
+// a queue consumer that models redelivery and the dead-letter queue, and the grantor's view of
+// every live grant.
+
+/// The SDK's standard retry (3 attempts, as in Lambda) with a short initial backoff, so a
+/// run with many injected throttles stays quick; the License Manager clients classify
+/// `RateLimitExceededException` as throttling, as the functions' clients do.
+pub fn retrying_config(
+    world: &World,
+    initial_backoff: std::time::Duration,
+) -> aws_config::SdkConfig {
+    world
+        .sdk_config()
+        .to_builder()
+        .retry_config(
+            aws_config::retry::RetryConfig::standard()
+                .with_max_attempts(3)
+                .with_initial_backoff(initial_backoff),
+        )
+        .sleep_impl(aws_smithy_async::rt::sleep::SharedAsyncSleep::new(
+            aws_smithy_async::rt::sleep::TokioSleep::new(),
+        ))
+        .build()
+}
+
+/// Member-account clients with the production License Manager client and standard retries.
+pub struct RetryingMembers {
+    pub base: aws_config::SdkConfig,
+    pub moto: String,
+    pub emulator: String,
+}
+
+impl MemberClientFactory for RetryingMembers {
+    fn member_clients(&self, credentials: Credentials) -> MemberClients {
+        let config = self
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(credentials))
+            .build();
+        let lm = config.to_builder().endpoint_url(&self.emulator).build();
+        MemberClients {
+            iam: clients::iam_from(&config, &self.moto),
+            license_manager: shared::clients::license_manager_client(&lm, "us-east-1"),
+        }
+    }
+}
+
+/// Where a queued message came from and what the consumer did with it.
+#[derive(Debug, Default, Clone)]
+pub struct QueueRun {
+    /// Account → the reason of its last failure, for messages received `max_receives` times
+    /// (the DLQ).
+    pub parked: std::collections::BTreeMap<String, String>,
+    /// Every account a message named.
+    pub accounts: std::collections::BTreeSet<String>,
+    /// Receives of a message beyond its first (SQS redeliveries after a batch item failure).
+    pub redeliveries: usize,
+    /// Messages handled, first deliveries and redeliveries.
+    pub deliveries: usize,
+    /// Batches handed to the handler.
+    pub batches: usize,
+    /// The most re-checks (onboard requests with reason `recheck`) one account had on the
+    /// queue at once (counted before each round when asked for).
+    pub max_rechecks_per_account: usize,
+}
+
+/// The account a queued body names: an onboard request's `accountId`, or the Control Tower
+/// event's account.
+pub fn account_of(body: &Value) -> String {
+    if let Some(a) = body["accountId"].as_str() {
+        return a.to_string();
+    }
+    body["detail"]["serviceEventDetails"]
+        .as_object()
+        .and_then(|m| m.values().next())
+        .and_then(|s| s["account"]["accountId"].as_str())
+        .unwrap_or("?")
+        .to_string()
+}
+
+/// Why an account's last delivery failed (filled by the caller, e.g. from the handler's log).
+pub type Reasons = Arc<std::sync::Mutex<HashMap<String, String>>>;
+
+impl Setup {
+    /// Engine with production-like retrying License Manager clients (management and member).
+    pub fn retrying_engine(
+        &self,
+        env: &[(&str, &str)],
+        initial_backoff: std::time::Duration,
+    ) -> Engine {
+        let base = retrying_config(&self.world, initial_backoff);
+        let lm_conf = base
+            .to_builder()
+            .endpoint_url(self.world.emulator_url())
+            .build();
+        let lm = shared::clients::license_manager_client(&lm_conf, "us-east-1");
+        let mut vars: HashMap<String, String> = HashMap::from([
+            ("ALL_MARKETPLACE_LICENSES".into(), "true".into()),
+            ("ONBOARDING_QUEUE_URL".into(), self.queue_url.clone()),
+            ("ASSUME_ROLE_BACKOFF_MS".into(), "10".into()),
+            ("RECHECK_DELAY_SECONDS".into(), "0".into()),
+        ]);
+        for (k, v) in env {
+            vars.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+        let clients = Clients {
+            organizations: self.world.organizations(),
+            sts: self.world.sts(),
+            license_manager: lm,
+            sqs: self.world.sqs(),
+            members: Arc::new(RetryingMembers {
+                base,
+                moto: self.world.moto_url().to_string(),
+                emulator: self.world.emulator_url(),
+            }),
+        };
+        Engine::new(config, clients)
+    }
+
+    /// Puts `body` on the onboarding queue (as the EventBridge rule or the reconciler does).
+    pub async fn enqueue(&self, body: &Value) {
+        self.world
+            .sqs()
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Every message on the onboarding queue, without consuming it (each is received once,
+    /// then made visible again).
+    pub async fn peek_queue(&self) -> Vec<Value> {
+        let sqs = self.world.sqs();
+        let mut bodies = Vec::new();
+        let mut handles = Vec::new();
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .visibility_timeout(60)
+                .send()
+                .await
+                .unwrap();
+            if out.messages().is_empty() {
+                break;
+            }
+            for m in out.messages() {
+                bodies.push(serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default());
+                handles.push(m.receipt_handle().unwrap_or_default().to_string());
+            }
+        }
+        for h in handles {
+            let _ = sqs
+                .change_message_visibility()
+                .queue_url(&self.queue_url)
+                .receipt_handle(h)
+                .visibility_timeout(0)
+                .send()
+                .await;
+        }
+        bodies
+    }
+
+    /// Re-checks per account on the onboarding queue.
+    pub async fn rechecks_per_account(&self) -> HashMap<String, usize> {
+        let mut per: HashMap<String, usize> = HashMap::new();
+        for body in self.peek_queue().await {
+            if body["reason"] == "recheck" {
+                *per.entry(account_of(&body)).or_default() += 1;
+            }
+        }
+        per
+    }
+
+    /// Consumes the onboarding queue as Lambda's SQS event source would with `engines.len()`
+    /// containers: batches of up to 10 handed to account-lifecycle's handler concurrently, one
+    /// per container; messages named in `batchItemFailures` become visible again and are
+    /// redelivered; a message received `max_receives` times (the template's
+    /// `maxReceiveCount`) is parked (the DLQ) with the last reason `reasons` holds for its
+    /// account. Re-checks the function queues are consumed too; before each round the
+    /// emulator's clock moves `tick` forward (workflows and activations settle). Stops when
+    /// the queue is empty.
+    pub async fn consume_queue(
+        &self,
+        engines: &[Engine],
+        max_receives: usize,
+        tick: std::time::Duration,
+        reasons: &Reasons,
+        count_queued: bool,
+    ) -> QueueRun {
+        let sqs = self.world.sqs();
+        let mut run = QueueRun::default();
+        let mut receives: HashMap<String, usize> = HashMap::new();
+        for _round in 0..2_000 {
+            self.world.control().advance_clock(tick).await.unwrap();
+            if count_queued {
+                let most = self
+                    .rechecks_per_account()
+                    .await
+                    .values()
+                    .copied()
+                    .max()
+                    .unwrap_or(0);
+                run.max_rechecks_per_account = run.max_rechecks_per_account.max(most);
+            }
+            // One batch per container; in flight for 300 s, so no other container gets them.
+            let mut batches = Vec::new();
+            for _ in engines {
+                let out = sqs
+                    .receive_message()
+                    .queue_url(&self.queue_url)
+                    .max_number_of_messages(10)
+                    .visibility_timeout(300)
+                    .send()
+                    .await
+                    .unwrap();
+                if out.messages().is_empty() {
+                    break;
+                }
+                batches.push(out.messages().to_vec());
+            }
+            if batches.is_empty() {
+                return run;
+            }
+            let answers = futures_join_all(batches.iter().zip(engines).map(|(batch, engine)| {
+                let records: Vec<Value> = batch
+                    .iter()
+                    .map(|m| json!({"messageId": m.message_id(), "eventSource": "aws:sqs", "body": m.body()}))
+                    .collect();
+                async move {
+                    shared::handler::handle(engine, json!({ "Records": records }))
+                        .await
+                        .unwrap()
+                }
+            }))
+            .await;
+            for (batch, answer) in batches.iter().zip(answers) {
+                run.batches += 1;
+                let failures: Vec<&str> = answer["batchItemFailures"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter_map(|f| f["itemIdentifier"].as_str())
+                    .collect();
+                for m in batch {
+                    let id = m.message_id().unwrap_or_default().to_string();
+                    let body: Value =
+                        serde_json::from_str(m.body().unwrap_or("{}")).unwrap_or_default();
+                    let account = account_of(&body);
+                    run.accounts.insert(account.clone());
+                    run.deliveries += 1;
+                    let n = receives.entry(id.clone()).or_default();
+                    *n += 1;
+                    if *n > 1 {
+                        run.redeliveries += 1;
+                    }
+                    let handle = m.receipt_handle().unwrap_or_default();
+                    if failures.contains(&id.as_str()) && *n < max_receives {
+                        sqs.change_message_visibility()
+                            .queue_url(&self.queue_url)
+                            .receipt_handle(handle)
+                            .visibility_timeout(0)
+                            .send()
+                            .await
+                            .unwrap();
+                        continue;
+                    }
+                    if failures.contains(&id.as_str()) {
+                        let reason = reasons
+                            .lock()
+                            .unwrap()
+                            .get(&account)
+                            .cloned()
+                            .unwrap_or_else(|| "(no reason logged)".into());
+                        run.parked.insert(account, reason);
+                    }
+                    sqs.delete_message()
+                        .queue_url(&self.queue_url)
+                        .receipt_handle(handle)
+                        .send()
+                        .await
+                        .unwrap();
+                }
+            }
+        }
+        panic!("the onboarding queue never drained");
+    }
+
+    /// The grantor's view (ListDistributedGrants, all pages): (license ARN, grantee principal)
+    /// → the statuses of its grants that are not DELETED or REJECTED.
+    pub async fn live_grants(&self) -> std::collections::BTreeMap<(String, String), Vec<String>> {
+        let lm = self.world.license_manager();
+        let mut out: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+        let mut token: Option<String> = None;
+        loop {
+            let page = lm
+                .list_distributed_grants()
+                .max_results(100)
+                .set_next_token(token.clone())
+                .send()
+                .await
+                .unwrap();
+            for g in page.grants() {
+                let status = g.grant_status().as_str().to_string();
+                if status == "DELETED" || status == "REJECTED" {
+                    continue;
+                }
+                out.entry((
+                    g.license_arn().to_string(),
+                    g.grantee_principal_arn().to_string(),
+                ))
+                .or_default()
+                .push(status);
+            }
+            token = page.next_token().map(str::to_string);
+            if token.is_none() {
+                return out;
+            }
+        }
+    }
+}
+
+/// `futures::future::join_all` without the futures crate (not a dependency of these tests).
+pub async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut out = Vec::new();
+    let handles: Vec<_> = futures.into_iter().map(Box::pin).collect();
+    // Poll them all together: a small select-free join on tokio's JoinSet is not possible for
+    // non-'static futures, so drive them with a hand-rolled poll loop.
+    let mut slots: Vec<Option<F::Output>> = handles.iter().map(|_| None).collect();
+    let mut handles: Vec<Option<std::pin::Pin<Box<F>>>> = handles.into_iter().map(Some).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, h) in handles.iter_mut().enumerate() {
+            if let Some(f) = h {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => {
+                        slots[i] = Some(v);
+                        *h = None;
+                    }
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.extend(slots.into_iter().map(|s| s.unwrap()));
+    out
+}
