@@ -597,7 +597,12 @@ pub async fn activate_grant(
         grant_arn,
         source_version,
         client_token,
-        (GrantStatus::Active, Some(options), Side::Member),
+        (
+            GrantStatus::Active,
+            Some(options),
+            Side::Member,
+            crate::decide::ACTIVATION_STATUS_REASON,
+        ),
         calls,
     )
     .await
@@ -622,7 +627,12 @@ pub async fn deactivate_grant(
         grant_arn,
         source_version,
         client_token,
-        (GrantStatus::Disabled, None, Side::Own),
+        (
+            GrantStatus::Disabled,
+            None,
+            Side::Own,
+            "ct-entitlements: deactivated (offboarding)",
+        ),
         calls,
     )
     .await
@@ -633,7 +643,7 @@ async fn new_grant_version(
     grant_arn: &str,
     source_version: &str,
     client_token: &str,
-    (status, options, side): (GrantStatus, Option<Options>, Side),
+    (status, options, side, reason): (GrantStatus, Option<Options>, Side, &str),
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
     calls.record(side, "license-manager:CreateGrantVersion", true);
@@ -644,7 +654,7 @@ async fn new_grant_version(
         .status(status)
         .source_version(source_version)
         .set_options(options)
-        .status_reason("ct-entitlements")
+        .status_reason(reason)
         .send()
         .await
         .map_err(|e| aws_error("license-manager", "CreateGrantVersion", e))?;

@@ -60,6 +60,18 @@ impl Source {
     }
 }
 
+/// The `StatusReason` ct-entitlements sends with an activation. A `DISABLED` grant carrying it
+/// is being activated by some run (another container, an earlier chain): waited for, not
+/// activated again, for [`ELSEWHERE_ACTIVATION_WAITS`] re-checks. Re-activating it would
+/// restart the activation where License Manager restarts it, and concurrent runs would take
+/// turns restarting it for ever.
+pub const ACTIVATION_STATUS_REASON: &str = "ct-entitlements: activation requested";
+
+/// Re-checks a chain waits on an activation it did not request before requesting its own
+/// (a reason left over from an activation long done, e.g. after a manual deactivation that
+/// kept it, costs this many re-checks, no more).
+pub const ELSEWHERE_ACTIVATION_WAITS: u32 = 2;
+
 /// Everything known about one (account, license) when deciding.
 #[derive(Debug, Clone, Copy)]
 pub struct Observation<'a> {
@@ -79,6 +91,8 @@ pub struct Observation<'a> {
     pub org_side_read: bool,
     /// Whether this invocation already replaced a failed grant of this license.
     pub replaced_this_run: bool,
+    /// Delayed re-checks before this run (0 for a first delivery).
+    pub attempt: u32,
 }
 
 /// Why the step is "look again later".
@@ -88,6 +102,9 @@ pub enum WaitReason {
     Workflow,
     /// An activation was requested and the grant is still DISABLED at that version.
     Activating,
+    /// Another run requested an activation (the grant carries ct-entitlements' activation
+    /// reason at a version this run did not make): not restarted.
+    ActivatingElsewhere,
     /// The parent grant was bulk-activated: its children become ACTIVE by themselves.
     BulkActivation,
     /// An organization/OU grant covers the account; its account-level grant is not there yet.
@@ -102,6 +119,9 @@ impl WaitReason {
         match self {
             WaitReason::Workflow => "in License Manager's workflow",
             WaitReason::Activating => "activation requested, not applied yet",
+            WaitReason::ActivatingElsewhere => {
+                "another run requested its activation, not applied yet"
+            }
             WaitReason::BulkActivation => "its organization grant was bulk-activated",
             WaitReason::ChildNotYet => {
                 "covered by an organization/OU grant whose account-level grant is not there yet"
@@ -315,7 +335,16 @@ pub fn decide(o: &Observation<'_>) -> Next {
                     let bulk_parent = parents
                         .iter()
                         .any(|p| p.arn == grant.parent_arn && looks_bulk_activated(p));
-                    if src == Source::Organization && bulk_parent {
+                    let elsewhere = grant.status_reason.as_deref()
+                        == Some(ACTIVATION_STATUS_REASON)
+                        && o.attempt < ELSEWHERE_ACTIVATION_WAITS;
+                    if elsewhere {
+                        Next::Wait {
+                            grant: g,
+                            source: src,
+                            reason: WaitReason::ActivatingElsewhere,
+                        }
+                    } else if src == Source::Organization && bulk_parent {
                         Next::Wait {
                             grant: g,
                             source: src,
@@ -442,6 +471,7 @@ mod tests {
         marks: Vec<ActivationMark>,
         org_side_read: bool,
         replaced: bool,
+        attempt: u32,
         expect: &'a str,
     }
 
@@ -452,6 +482,7 @@ mod tests {
             marks: Vec::new(),
             org_side_read: true,
             replaced: false,
+            attempt: 0,
             expect,
         }
     }
@@ -465,6 +496,7 @@ mod tests {
             own_grant_name: NAME,
             org_side_read: c.org_side_read,
             replaced_this_run: c.replaced,
+            attempt: c.attempt,
         })
     }
 
@@ -685,6 +717,57 @@ mod tests {
             let mut c = case(vec![g.clone()], vec![], expect);
             c.marks = marks.clone();
             assert_eq!(name(&run(&c)), expect, "{g:?} {marks:?}");
+        }
+    }
+
+    #[test]
+    fn an_activation_another_run_requested_is_waited_for_a_bounded_number_of_rechecks() {
+        let ours_elsewhere = GrantView {
+            status_reason: Some(ACTIVATION_STATUS_REASON.into()),
+            version: "3".into(),
+            ..grant("g1", status::DISABLED)
+        };
+        let deactivated = GrantView {
+            status_reason: Some("ct-entitlements: deactivated (offboarding)".into()),
+            ..ours_elsewhere.clone()
+        };
+        // (grant, marks, attempt, expected)
+        for (g, marks, attempt, expect) in [
+            // Another container's activation (version 3, ours made 2): wait, do not restart.
+            (
+                ours_elsewhere.clone(),
+                vec![mark("g1", "2", false)],
+                0,
+                "Wait/ActivatingElsewhere",
+            ),
+            (
+                ours_elsewhere.clone(),
+                vec![],
+                1,
+                "Wait/ActivatingElsewhere",
+            ),
+            // Our own activation at this version: the usual wait.
+            (
+                ours_elsewhere.clone(),
+                vec![mark("g1", "3", false)],
+                5,
+                "Wait/Activating",
+            ),
+            // Still DISABLED after the waits: a reason left over; activate.
+            (
+                ours_elsewhere.clone(),
+                vec![],
+                ELSEWHERE_ACTIVATION_WAITS,
+                "Activate/account",
+            ),
+            // Deactivated (offboarding or by hand): activate at once.
+            (deactivated.clone(), vec![], 0, "Activate/account"),
+            (grant("g1", status::DISABLED), vec![], 0, "Activate/account"),
+        ] {
+            let mut c = case(vec![g.clone()], vec![], expect);
+            c.marks = marks.clone();
+            c.attempt = attempt;
+            assert_eq!(name(&run(&c)), expect, "{g:?} {marks:?} attempt {attempt}");
         }
     }
 

@@ -94,6 +94,8 @@ struct Target<'a> {
     /// Every grant seen for the account (all licenses), to name a conflicting one.
     seen: &'a [GrantView],
     activations: Vec<ActivationMark>,
+    /// Delayed re-checks before this run.
+    attempt: u32,
 }
 
 /// What happened to one license, beyond its report.
@@ -365,6 +367,7 @@ impl Engine {
             held: &held,
             seen: &seen,
             activations,
+            attempt: work.attempt,
         };
         let runs: Vec<LicenseRun> = futures::stream::iter(licenses.iter())
             .map(|license| {
@@ -785,6 +788,7 @@ impl Engine {
                 own_grant_name: &target.own_grant_name,
                 org_side_read,
                 replaced_this_run: replaced,
+                attempt: target.attempt,
             });
             if first && !matches!(next, Next::FindChild { .. }) {
                 first = false;
