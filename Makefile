@@ -20,6 +20,7 @@ help:
 	@echo "make lint     cfn-lint, sam validate --lint and checkov on template.yaml (part of make test)"
 	@echo "make package  release build of the Lambda bootstraps (x86_64 here; see README for arm64)"
 	@echo "make sam-build  sam build of an x86_64 copy of the template (what CI can build here)"
+	@echo "make soak     reliability soak: faults through the queue path, then property tests at 20000 cases"
 	@echo "make bench    benchmarks vs a Python 3.11 + boto3 peer: init, memory, onboarding, backfill, size (README, Performance)"
 
 $(VENV)/.installed: requirements-dev.txt
@@ -53,10 +54,16 @@ demo: venv
 
 test: venv lint fmt-check clippy unit
 
-# Faults soak (issue 10): SOAK_ACCOUNTS accounts (default 200) x 3 licenses through the queue
-# path under injected throttling, 5xx, faults after commit and latency spikes.
+# Reliability soak (README, Reliability): SOAK_ACCOUNTS accounts (default 200) x 3 licenses
+# through the queue path under injected throttling, 5xx, faults after commit and latency spikes;
+# then every parser's property tests with PROPTEST_CASES cases each (make test runs 64).
+PROPTEST_CASES ?= 20000
 soak: venv
 	cargo test -p local-world --test soak -- --ignored --nocapture
+	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -p shared --test prop_parsers
+	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -p catalog-provisioning --test prop_request
+	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -p account-vending --test prop_request
+	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -p org-bootstrap --test prop_options
 
 fmt-check:
 	cargo fmt --all -- --check

@@ -240,9 +240,12 @@ proptest! {
         if let Err(e) = parse_request(&v) {
             bounded_invalid(&e)?;
         }
+        let valid_type = matches!(v.as_str(), Some("Create" | "Update" | "Delete"));
         if let Err(e) = parse_request(&mutate(request(json!({}), "u"), "/RequestType", v)) {
             bounded_invalid(&e)?;
-            prop_assert!(e.to_string().contains("RequestType"));
+            // A valid RequestType may still fail on another field (Update without its old
+            // properties); any other value is named.
+            prop_assert!(valid_type || e.to_string().contains("RequestType"), "{}", e);
         }
     }
 
