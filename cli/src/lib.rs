@@ -124,6 +124,7 @@ pub async fn plan(engine: &Engine, accounts: &[AccountId]) -> Vec<AccountReport>
             ou_id: None,
             ou_name: None,
             attempt: 0,
+            backfill: false,
             first_seen: None,
             explicit: None,
             activations: Vec::new(),

@@ -1,7 +1,7 @@
 //! Configuration: environment variables set by the SAM template, parsed and validated once at
 //! init. Every error names the variable. Parsing makes no AWS call.
 
-use crate::error::Error;
+use crate::error::{echo, Error};
 use crate::ids::{is_license_arn, is_ou_id, is_product_sku, is_role_name, AccountId};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -128,6 +128,8 @@ pub struct Config {
     pub license_manager_calls_per_second: u32,
     /// Queue for delayed re-checks of grants still in workflow (the onboarding queue).
     pub onboarding_queue_url: Option<String>,
+    /// Re-checks of backfill work go here (the backfill queue), when set.
+    pub backfill_queue_url: Option<String>,
     #[serde(with = "secs")]
     pub recheck_delay: Duration,
     #[serde(with = "secs")]
@@ -178,6 +180,7 @@ pub mod vars {
     pub const MAX_CONCURRENT_ACCOUNTS: &str = "MAX_CONCURRENT_ACCOUNTS";
     pub const LICENSE_MANAGER_CALLS_PER_SECOND: &str = "LICENSE_MANAGER_CALLS_PER_SECOND";
     pub const ONBOARDING_QUEUE_URL: &str = "ONBOARDING_QUEUE_URL";
+    pub const BACKFILL_QUEUE_URL: &str = "BACKFILL_QUEUE_URL";
     pub const RECHECK_DELAY_SECONDS: &str = "RECHECK_DELAY_SECONDS";
     pub const WORKFLOW_DEADLINE_SECONDS: &str = "WORKFLOW_DEADLINE_SECONDS";
     pub const ASSUME_ROLE_ATTEMPTS: &str = "ASSUME_ROLE_ATTEMPTS";
@@ -351,14 +354,14 @@ impl Config {
             )));
         }
 
-        let onboarding_queue_url = get(ONBOARDING_QUEUE_URL);
-        if let Some(url) = &onboarding_queue_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(Error::Config(format!(
-                    "{ONBOARDING_QUEUE_URL}: {url:?} is not a queue URL"
-                )));
-            }
-        }
+        let queue_url = |var: &str| match get(var) {
+            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => Err(
+                Error::Config(format!("{var}: {} is not a queue URL", echo(&url))),
+            ),
+            other => Ok(other),
+        };
+        let onboarding_queue_url = queue_url(ONBOARDING_QUEUE_URL)?;
+        let backfill_queue_url = queue_url(BACKFILL_QUEUE_URL)?;
 
         let self_account_id = match get(SELF_ACCOUNT_ID) {
             None => None,
@@ -403,6 +406,7 @@ impl Config {
                 10,
             )? as usize,
             onboarding_queue_url,
+            backfill_queue_url,
             recheck_delay: Duration::from_secs(parse_num(
                 get(RECHECK_DELAY_SECONDS),
                 RECHECK_DELAY_SECONDS,
@@ -571,6 +575,7 @@ mod tests {
             ("RECHECK_DELAY_SECONDS", "901"),
             ("WORKFLOW_DEADLINE_SECONDS", "-1"),
             ("ONBOARDING_QUEUE_URL", "queue"),
+            ("BACKFILL_QUEUE_URL", "queue"),
             ("GRANT_NAME_PREFIX", "has space"),
             ("SELF_ACCOUNT_ID", "12345678901"),
             ("SELF_ACCOUNT_ID", "arn:aws:iam::123456789012:root"),

@@ -1139,7 +1139,17 @@ impl Engine {
             }
             return Ok(());
         }
-        let Some(queue_url) = &self.config.onboarding_queue_url else {
+        // Backfill work re-checks on the backfill queue (when there is one): a slow backfill
+        // never puts its re-checks in front of new accounts.
+        let queue = if work.backfill {
+            self.config
+                .backfill_queue_url
+                .as_ref()
+                .or(self.config.onboarding_queue_url.as_ref())
+        } else {
+            self.config.onboarding_queue_url.as_ref()
+        };
+        let Some(queue_url) = queue else {
             return Err(Error::Config(
                 "a grant is still in workflow and ONBOARDING_QUEUE_URL is not set, so no re-check can be queued".into(),
             ));
@@ -1151,6 +1161,7 @@ impl Engine {
             first_seen: Some(first_seen),
             activations: activations.to_vec(),
             ou_id: report.ou_id.clone(),
+            backfill: work.backfill,
         };
         let body = serde_json::to_string(&body).map_err(|e| Error::InvalidInput(e.to_string()))?;
         aws::send_recheck(

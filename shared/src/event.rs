@@ -29,6 +29,8 @@ pub struct Work {
     pub ou_name: Option<String>,
     /// How many delayed re-checks came before this one.
     pub attempt: u32,
+    /// Queued by a backfill (the reconciler): its re-checks go back to the backfill queue.
+    pub backfill: bool,
     /// Unix seconds when this account's work first started (for the workflow deadline).
     pub first_seen: Option<u64>,
     /// Set by callers that name the licenses themselves (a product launch): these licenses
@@ -93,6 +95,9 @@ pub struct OnboardRequest {
     /// account-lifecycle then does not ask Organizations again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ou_id: Option<String>,
+    /// Set by the reconciler's backfill; carried by re-checks (see `Work::backfill`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub backfill: bool,
 }
 
 const SOURCE: &str = "aws.controltower";
@@ -162,6 +167,15 @@ fn parse_onboard(payload: &Value) -> Result<Request, Error> {
             )))
         }
     }
+    match field("backfill") {
+        None | Some(Value::Null) | Some(Value::Bool(_)) => {}
+        Some(other) => {
+            return Err(invalid(&format!(
+                "onboard request: backfill must be true or false, got {}",
+                describe(other)
+            )))
+        }
+    }
     match field("ouId") {
         None | Some(Value::Null) => {}
         Some(Value::String(ou)) if crate::ids::is_ou_id(ou) => {}
@@ -204,6 +218,7 @@ fn parse_onboard(payload: &Value) -> Result<Request, Error> {
         ou_id: req.ou_id,
         ou_name: None,
         attempt: req.attempt,
+        backfill: req.backfill,
         first_seen: req.first_seen,
         explicit: None,
         activations: req.activations,
@@ -287,6 +302,7 @@ fn parse_lifecycle(event: &Value) -> Result<Request, Error> {
         ou_id: text(ou.and_then(|o| o.get("organizationalUnitId")), 128),
         ou_name: text(ou.and_then(|o| o.get("organizationalUnitName")), 128),
         attempt: 0,
+        backfill: false,
         first_seen: None,
         explicit: None,
         activations: Vec::new(),
@@ -339,6 +355,7 @@ mod tests {
         assert_eq!(w.account_id.as_str(), "210987654321");
         assert_eq!(w.trigger, Trigger::CreateManagedAccount);
         assert_eq!(w.ou_id.as_deref(), Some("ou-ab12-cdef3456"));
+        assert!(!w.backfill, "a Control Tower event is new work");
         assert_eq!(
             kind(&event(
                 "UpdateManagedAccount",
@@ -734,6 +751,7 @@ mod tests {
                 bulk: false,
             }],
             ou_id: Some("ou-ab12-cdef3456".into()),
+            backfill: true,
         };
         let body = serde_json::to_string(&req).expect("serializes");
         let Ok(Request::Work(w)) = parse_body(&body) else {
@@ -743,7 +761,11 @@ mod tests {
         assert_eq!(w.first_seen, Some(1_700_000_000));
         assert_eq!(w.trigger, Trigger::Onboard("recheck".into()));
         assert_eq!(w.activations, req.activations);
+        assert!(w.backfill);
+        assert!(body.contains("\"backfill\":true"), "{body}");
         assert_eq!(w.ou_id.as_deref(), Some("ou-ab12-cdef3456"));
+        assert!(w.backfill);
+        assert!(!body.contains("backfill\":false"));
         for bad in [json!("r-ab12"), json!(7), json!("ou-AB12-cdef3456")] {
             let Err(e) = parse_request(&json!({"accountId": "210987654321", "ouId": bad})) else {
                 panic!("accepted ouId {bad}")

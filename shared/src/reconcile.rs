@@ -20,6 +20,8 @@ use std::time::Instant;
 #[serde(rename_all = "camelCase")]
 pub struct ReconcileConfig {
     pub onboarding_queue_url: String,
+    /// Organization and OU runs queue here when set (named accounts: the onboarding queue).
+    pub backfill_queue_url: Option<String>,
     /// Scheduled runs cover these OUs (recursively); empty = the whole organization.
     pub ous: Vec<String>,
     /// None = offboarding off.
@@ -41,6 +43,15 @@ impl ReconcileConfig {
         let onboarding_queue_url = get("ONBOARDING_QUEUE_URL")
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
             .ok_or_else(|| Error::Config("ONBOARDING_QUEUE_URL: a queue URL is required".into()))?;
+        let backfill_queue_url = match get("BACKFILL_QUEUE_URL") {
+            Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
+                return Err(Error::Config(format!(
+                    "BACKFILL_QUEUE_URL: {} is not a queue URL",
+                    echo(&u)
+                )))
+            }
+            other => other,
+        };
         let ous: Vec<String> = get("RECONCILE_OUS")
             .unwrap_or_default()
             .split([',', ' '])
@@ -67,6 +78,7 @@ impl ReconcileConfig {
         let dry_run = crate::config::parse_bool(get("DRY_RUN").as_deref(), "DRY_RUN", false)?;
         Ok(ReconcileConfig {
             onboarding_queue_url,
+            backfill_queue_url,
             ous,
             offboard,
             dry_run,
@@ -377,6 +389,13 @@ async fn run(
         .filter_map(|a| Some((a.id.as_str(), a.ou_id.as_deref()?)))
         .collect();
 
+    // Organization and OU runs are backfills: their own queue, so new accounts never wait
+    // behind them; accounts named on demand go to the onboarding queue.
+    let backfill = !matches!(scope, Scope::Accounts(_)) && config.backfill_queue_url.is_some();
+    let queue_url = match (&config.backfill_queue_url, backfill) {
+        (Some(url), true) => url,
+        _ => &config.onboarding_queue_url,
+    };
     if !dry_run {
         let bodies = report
             .onboard
@@ -389,12 +408,12 @@ async fn run(
                     first_seen: None,
                     activations: Vec::new(),
                     ou_id: ou_of.get(id.as_str()).map(|ou| (*ou).to_string()),
+                    backfill,
                 })
                 .map_err(|e| Error::InvalidInput(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        report.enqueued =
-            aws::send_batch(&clients.sqs, &config.onboarding_queue_url, &bodies, calls).await?;
+        report.enqueued = aws::send_batch(&clients.sqs, queue_url, &bodies, calls).await?;
     }
 
     let Some(mode) = config.offboard else {

@@ -1686,3 +1686,44 @@ async fn event_ou_and_unused_tags_are_not_read_again() {
         );
     }
 }
+
+#[tokio::test]
+async fn backfill_work_rechecks_on_the_backfill_queue_new_work_on_the_onboarding_queue() {
+    const BACKFILL: &str = "https://sqs.us-east-1.amazonaws.com/111122223333/backfill";
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![account_grant(
+        GRANT,
+        GrantStatus::PendingWorkflow,
+        "1",
+    )]);
+    let to = |queue: &'static str, backfill: bool| {
+        mock!(aws_sdk_sqs::Client::send_message)
+            .match_requests(move |req| {
+                let body: Value = serde_json::from_str(req.message_body().unwrap_or_default())
+                    .unwrap_or_default();
+                req.queue_url() == Some(queue)
+                    && body["backfill"].as_bool().unwrap_or(false) == backfill
+            })
+            .then_output(|| SendMessageOutput::builder().message_id("m").build())
+    };
+    world.sqs = vec![to(BACKFILL, true), to(QUEUE, false)];
+    let engine = world.engine(&[("BACKFILL_QUEUE_URL", BACKFILL)]);
+
+    let backfill = parse_request(&json!({"accountId": ACCOUNT, "backfill": true})).unwrap();
+    assert_eq!(engine.run(backfill).await.outcome, Outcome::Pending);
+    assert_eq!(
+        world.sqs[0].num_calls(),
+        1,
+        "re-check on the backfill queue"
+    );
+    assert_eq!(world.sqs[1].num_calls(), 0);
+
+    let report = run(&engine).await; // a Control Tower event: new work
+    assert_eq!(report.outcome, Outcome::Pending);
+    assert_eq!(world.sqs[0].num_calls(), 1);
+    assert_eq!(
+        world.sqs[1].num_calls(),
+        1,
+        "re-check on the onboarding queue"
+    );
+}

@@ -28,7 +28,8 @@ fn strings(v: &Value) -> Vec<String> {
 fn function_policies() -> BTreeMap<String, (BTreeSet<String>, Vec<Value>)> {
     let t = template();
     let mut out = BTreeMap::new();
-    for (_, resource) in t["Resources"].as_mapping().unwrap() {
+    let resources = t["Resources"].as_mapping().unwrap();
+    for (name, resource) in resources {
         if resource["Type"].as_str() != Some("AWS::Serverless::Function") {
             continue;
         }
@@ -36,6 +37,21 @@ fn function_policies() -> BTreeMap<String, (BTreeSet<String>, Vec<Value>)> {
             .as_str()
             .unwrap()
             .to_string();
+        if !resource["Properties"]["Role"].is_null() {
+            // A function sharing another's generated role must run the same binary.
+            let role = text(&resource["Properties"]["Role"]);
+            let owner = resources
+                .iter()
+                .find(|(n, _)| role.contains(&format!("{}Role.Arn", n.as_str().unwrap())))
+                .unwrap_or_else(|| panic!("{name:?}: its Role is no function's role: {role}"));
+            assert_eq!(
+                owner.1["Metadata"]["BuildProperties"]["Binary"].as_str(),
+                Some(binary.as_str()),
+                "{name:?} shares the role of another binary"
+            );
+            assert!(resource["Properties"]["Policies"].is_null());
+            continue;
+        }
         let mut actions = BTreeSet::new();
         let mut statements = Vec::new();
         for policy in resource["Properties"]["Policies"]

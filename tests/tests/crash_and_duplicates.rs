@@ -315,6 +315,7 @@ async fn event_reconcile_and_catalog_launch_at_once_make_one_grant_per_license()
     let reconciler = s.engine(&[]);
     let config = ReconcileConfig {
         onboarding_queue_url: s.queue_url.clone(),
+        backfill_queue_url: None,
         ous: Vec::new(),
         offboard: None,
         dry_run: false,

@@ -15,6 +15,7 @@ use shared::Outcome;
 fn reconcile_config(queue_url: &str, offboard: Option<OffboardMode>) -> ReconcileConfig {
     ReconcileConfig {
         onboarding_queue_url: queue_url.to_string(),
+        backfill_queue_url: None,
         ous: Vec::new(),
         offboard,
         dry_run: false,
@@ -237,5 +238,78 @@ async fn suspended_and_departed_accounts_are_offboarded() {
     assert!(
         again.offboarded.iter().all(|r| r.write_calls == 0),
         "{again:#?}"
+    );
+}
+
+/// Issue 11 (new accounts first): organization and OU runs go to the backfill queue, with the
+/// account's OU and the backfill mark; accounts named on demand go to the onboarding queue.
+#[tokio::test]
+async fn backfill_goes_to_its_own_queue_named_accounts_to_the_onboarding_queue() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let engine = s.engine(&[]);
+    let sqs = s.world.sqs();
+    let backfill_url = sqs
+        .create_queue()
+        .queue_name("backfill")
+        .send()
+        .await
+        .unwrap()
+        .queue_url()
+        .unwrap()
+        .to_string();
+    let config = ReconcileConfig {
+        backfill_queue_url: Some(backfill_url.clone()),
+        ..reconcile_config(&s.queue_url, None)
+    };
+    let report = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    assert_eq!(report.enqueued, 3, "{report:#?}");
+    let mut bodies = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(&backfill_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            break;
+        }
+        for m in got.messages() {
+            bodies.push(serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap());
+            sqs.delete_message()
+                .queue_url(&backfill_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    for b in &bodies {
+        assert_eq!(b["backfill"], true, "{b}");
+        let account = s
+            .org
+            .accounts
+            .iter()
+            .find(|a| b["accountId"] == a.id.as_str())
+            .unwrap();
+        assert_eq!(b["ouId"], account.ou_id.as_str(), "{b}");
+    }
+    assert_eq!(
+        s.drain_queue(&engine).await,
+        (0, 0),
+        "nothing on the onboarding queue"
+    );
+
+    let named = shared::ids::AccountId::parse(&s.org.accounts[0].id).unwrap();
+    let report = reconcile::reconcile(&engine, &config, Scope::Accounts(vec![named]), false).await;
+    assert_eq!(report.enqueued, 1);
+    assert_eq!(
+        s.drain_queue(&engine).await,
+        (1, 0),
+        "named: the onboarding queue"
     );
 }

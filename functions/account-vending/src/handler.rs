@@ -501,6 +501,7 @@ async fn succeeded(
                 first_seen: None,
                 activations: Vec::new(),
                 ou_id: None,
+                backfill: false,
             })
             .map_err(|e| Error::InvalidInput(e.to_string()))?;
             shared::aws::send_recheck(&app.clients.sqs, queue, &body, Duration::ZERO, calls)

@@ -107,6 +107,8 @@ struct Attempt {
     fallback_physical_id: String,
     /// Activations requested so far for this request (never requested twice).
     activations: Vec<ActivationMark>,
+    /// Delayed re-checks before this run (0 while the launch's own invocation polls).
+    rechecks: u32,
 }
 
 impl Attempt {
@@ -341,6 +343,7 @@ async fn ensure(
         override_behavior: props.override_behavior,
         fallback_physical_id: fallback_physical_id(target),
         activations: Vec::new(),
+        rechecks: 0,
     };
     let started = Instant::now();
     let poll = app.config.poll_interval;
@@ -680,7 +683,8 @@ fn work_for(attempt: &Attempt) -> Request {
         account_name: None,
         ou_id: None,
         ou_name: None,
-        attempt: 0,
+        attempt: attempt.rechecks,
+        backfill: false,
         first_seen: None,
         explicit: Some(Explicit {
             licenses: vec![LicenseRef::Arn(attempt.license_arn.clone())],
@@ -781,6 +785,7 @@ async fn recheck_one(app: &App, body: &str, deadline: Instant) -> Result<(), Err
         override_behavior: behavior,
         fallback_physical_id: String::new(),
         activations: recheck.activations.clone(),
+        rechecks: recheck.attempt,
     };
     if let Some(waiting) = recheck.respond.clone() {
         return Box::pin(answer_waiting(app, recheck, attempt, waiting, deadline)).await;
