@@ -361,7 +361,8 @@ def bench_backfill(args, lw):
     n = args.backfill_accounts
     licenses = 5
     log(f"  seeding {n} accounts x {licenses} licenses in moto + the emulator ...")
-    world = World(lw, licenses, n, LOGS / "world-backfill.log")
+    # Three more members than the backfill: new accounts vended before and during it.
+    world = World(lw, licenses, n + 3, LOGS / "world-backfill.log")
     log(f"  seeded in {world.seed_seconds:.1f} s")
     proxies = Proxies(world.moto_url, world.emulator_url)
     procs, servers = [], []
@@ -372,12 +373,14 @@ def bench_backfill(args, lw):
         world.control("POST", "/_emulator/config",
                       {"rateLimitPerSecond": rate, "orgCacheMs": args.org_cache_ms})
         sqs, queue_url = create_queue(world, "onboarding")
-        members = world.members()
+        members = world.members()[:n]
+        baseline_account, lane_account, shared_account = world.members()[n:n + 3]
         pending = collections.deque(
-            sqs_record(json.dumps({"accountId": a["id"], "reason": "backfill"})) for a in members)
+            sqs_record(json.dumps({"accountId": a["id"], "reason": "backfill", "backfill": True}))
+            for a in members)
         lock = threading.Condition()
         state = {"busy": 0, "invocations": 0, "redelivered": 0, "dlq": 0, "requeued": 0,
-                 "errors": []}
+                 "errors": [], "shared_id": None, "shared_done": None, "batch_seconds": []}
         # Each container's License Manager limiter gets its share of the emulator's rate.
         per_container = args.container_rate or max(1, rate // args.containers)
         extra = {"LICENSE_MANAGER_CALLS_PER_SECOND": str(per_container)}
@@ -410,7 +413,9 @@ def bench_backfill(args, lw):
                             return
                         lock.wait(0.2)
                 try:
+                    started = time.monotonic()
                     inv = rt.submit({"Records": batch}).wait(900)
+                    state["batch_seconds"].append(time.monotonic() - started)
                     failed = set()
                     if inv.ok:
                         for item in (inv.json() or {}).get("batchItemFailures", []):
@@ -422,6 +427,9 @@ def bench_backfill(args, lw):
                     failed = {r["messageId"] for r in batch}
                 with lock:
                     state["invocations"] += 1
+                    if any(r["messageId"] == state["shared_id"] and r["messageId"] not in failed
+                           for r in batch):
+                        state["shared_done"] = time.monotonic()
                     for r in batch:
                         if r["messageId"] in failed:
                             count = int(r["attributes"]["ApproximateReceiveCount"]) + 1
@@ -441,9 +449,55 @@ def bench_backfill(args, lw):
             procs.append(spawn([str(bootstrap_path("account-lifecycle"))],
                                env=lifecycle_env(rt, world, proxies, queue_url, extra),
                                stdout=logf, stderr=logf))
+        # The new-accounts lane: account-lifecycle on the onboarding queue, its own instance
+        # (template: a separate event source mapping; backfill capped by BackfillConcurrency).
+        lane = RuntimeApi()
+        lane_log = open(LOGS / "backfill-new-account-lane.log", "w")
+        lane_proc = spawn([str(bootstrap_path("account-lifecycle"))],
+                          env=lifecycle_env(lane, world, proxies, queue_url),
+                          stdout=lane_log, stderr=lane_log)
+        procs.append(lane_proc)
+
+        def time_to_active(account):
+            """Seconds from a CreateManagedAccount event to an `entitled` report, the lane's
+            re-checks given at once (a still-pending run is asked again every 0.5 s)."""
+            t = time.monotonic()
+            payload = create_event(account)
+            for _ in range(600):
+                inv = lane.submit(payload).wait(300)
+                body = inv.json() if inv.ok else None
+                if isinstance(body, dict) and body.get("outcome") == "entitled":
+                    return round(time.monotonic() - t, 2)
+                payload = {"accountId": account["id"], "reason": "recheck"}
+                time.sleep(0.5)
+            raise RuntimeError(f"new account {account['id']} not entitled in the lane")
+
+        baseline = time_to_active(baseline_account)
+        log(f"  a new account with no backfill running: ACTIVE in {baseline} s")
+        newcomer = {}
+
+        def vend_in_the_middle():
+            """Once a quarter of the backfill is done: one account in its own lane, and one
+            appended to the backfill's queue (what a single shared queue would do)."""
+            while True:
+                with lock:
+                    if state["invocations"] * 10 >= n / 4 or state["busy"] == 0 and not pending:
+                        record = sqs_record(json.dumps({"accountId": shared_account["id"],
+                                                        "reason": "new-account"}))
+                        state["shared_id"] = record["messageId"]
+                        ahead = len(pending)
+                        pending.append(record)
+                        newcomer["queued_at"] = time.monotonic()
+                        newcomer["recordsAhead"] = ahead
+                        lock.notify_all()
+                        break
+                time.sleep(0.2)
+            newcomer["ownLaneSeconds"] = time_to_active(lane_account)
+
         proxies.reset()
         t0 = time.monotonic()
         threads = [threading.Thread(target=worker, args=(rt,)) for rt in servers]
+        threads.append(threading.Thread(target=vend_in_the_middle))
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
@@ -455,6 +509,22 @@ def bench_backfill(args, lw):
         for t in threads:
             t.join()
         wall = time.monotonic() - t0
+        lane.close()
+        lane_log.close()
+        shared_seconds = (round(state["shared_done"] - newcomer["queued_at"], 2)
+                          if state["shared_done"] else None)
+        batches = sorted(state["batch_seconds"])
+        new_account = {
+            "baselineSeconds": baseline,
+            "ownLaneSeconds": newcomer.get("ownLaneSeconds"),
+            "sharedQueueSeconds": shared_seconds,
+            "recordsAheadInSharedQueue": newcomer.get("recordsAhead"),
+            "medianBatchSeconds": round(batches[len(batches) // 2], 2) if batches else None,
+        }
+        log(f"  a new account vended a quarter into the backfill: own lane ACTIVE in "
+            f"{new_account['ownLaneSeconds']} s (no backfill: {baseline} s; median backfill "
+            f"batch {new_account['medianBatchSeconds']} s); behind {new_account['recordsAheadInSharedQueue']} "
+            f"records on one shared queue: {shared_seconds} s")
         hwm = max(vm_hwm_kib(p.pid) for p in procs) / 1024
         if state["errors"]:
             raise RuntimeError(f"backfill: {len(state['errors'])} invocation(s) errored: "
@@ -481,6 +551,7 @@ def bench_backfill(args, lw):
             "recheckMessages": state["requeued"], "deadLettered": state["dlq"],
             "peakRssMiB": round(hwm, 2),
             "okCallsByOperation": dict(ok),
+            "newAccount": new_account,
         }
         log(f"  {done}/{n} accounts in {wall:.1f} s = {r['accountsPerSecond']} accounts/s; bound: "
             f"{limiting_calls} {limiting} calls / {rate} per s = {bound_seconds:.1f} s = "
@@ -522,8 +593,9 @@ def main():
                    default=int(os.environ.get("BENCH_BACKFILL_ACCOUNTS", "1000")))
     p.add_argument("--rate", type=int, default=int(os.environ.get("BENCH_RATE", "25")),
                    help="emulator rateLimitPerSecond (per operation) during the backfill")
-    p.add_argument("--containers", type=int, default=5,
-                   help="account-lifecycle containers during the backfill (template: 5)")
+    p.add_argument("--containers", type=int, default=2,
+                   help="account-lifecycle containers on the backfill queue (template: "
+                        "BackfillConcurrency, 2)")
     p.add_argument("--container-rate", type=int, default=0,
                    help="LICENSE_MANAGER_CALLS_PER_SECOND per container during the backfill "
                         "(default: the emulator's rate / containers)")

@@ -138,10 +138,7 @@ fn failure_error(account: Option<&str>, err: &ErrorReport) -> Error {
 
 /// One JSON line per account, for CloudWatch Logs Insights.
 pub fn log_report(report: &AccountReport) {
-    match serde_json::to_string(report) {
-        Ok(line) => println!("{{\"type\":\"accountReport\",\"report\":{line}}}"),
-        Err(e) => tracing::error!(error = %e, "could not serialize a report"),
-    }
+    crate::report::emit_report("accountReport", report);
     if report.outcome == Outcome::Failed {
         tracing::warn!(account = ?report.account_id, error = ?report.deciding_error(), "account not entitled");
     }

@@ -3,8 +3,40 @@
 
 use crate::error::{Error, Retry};
 use serde::Serialize;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+
+/// The release, one source of truth: the workspace's `version` in Cargo.toml (the template's
+/// `SemanticVersion` and `Version` output and CHANGELOG.md are tested to match it).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// One structured log line: `{"type": kind, "version": VERSION, ...fields}`.
+pub fn report_line(kind: &str, fields: Value) -> String {
+    let mut line = serde_json::Map::new();
+    line.insert("type".into(), json!(kind));
+    line.insert("version".into(), json!(VERSION));
+    match fields {
+        Value::Object(m) => line.extend(m),
+        other => {
+            line.insert("value".into(), other);
+        }
+    }
+    Value::Object(line).to_string()
+}
+
+/// Prints [`report_line`] to stdout (CloudWatch Logs, one line per report).
+pub fn emit(kind: &str, fields: Value) {
+    println!("{}", report_line(kind, fields));
+}
+
+/// [`emit`] of `{"report": report}`.
+pub fn emit_report<T: Serialize>(kind: &str, report: &T) {
+    match serde_json::to_value(report) {
+        Ok(value) => emit(kind, json!({ "report": value })),
+        Err(e) => tracing::error!(error = %e, "could not serialize a report"),
+    }
+}
 
 /// How an account ended this run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

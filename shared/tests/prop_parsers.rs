@@ -13,90 +13,67 @@ use shared::reconcile::{self, ReconcileConfig, Scope};
 use shared::{Config, Error};
 use std::collections::HashMap;
 
-/// Longest error text any parser may produce for hostile input.
-const MAX_ERROR_BYTES: usize = 1024;
+#[path = "prop_support/mod.rs"]
+mod prop_support;
+use prop_support::{bounded_invalid, config, mutate, MAX_ERROR_BYTES};
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
+const KNOWN_STRINGS: &[&str] = &[
+    "aws.controltower",
+    "AWS Service Event via CloudTrail",
+    "CreateManagedAccount",
+    "UpdateManagedAccount",
+    "SUCCEEDED",
+    "FAILED",
+    "Not Available",
+    "aws.events",
+    "Scheduled Event",
+    "210987654321",
+    "",
+];
 
-/// Strings a parser may meet: field names, near-valid ids, control characters, unicode.
+/// The fields the parsers look at.
+const KNOWN_KEYS: &[&str] = &[
+    "source",
+    "detail-type",
+    "detail",
+    "eventName",
+    "serviceEventDetails",
+    "createManagedAccountStatus",
+    "updateManagedAccountStatus",
+    "account",
+    "accountId",
+    "accountName",
+    "state",
+    "message",
+    "organizationalUnit",
+    "reason",
+    "attempt",
+    "firstSeen",
+    "activations",
+    "ouId",
+    "backfill",
+    "accounts",
+    "ous",
+    "dryRun",
+    "Records",
+    "body",
+    "eventSource",
+    "ResponseURL",
+    "StackId",
+    "RequestId",
+    "LogicalResourceId",
+    "RequestType",
+    "ResourceProperties",
+    "ServiceTimeout",
+    "PhysicalResourceId",
+];
+
 fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        ".{0,24}",
-        "[0-9]{10,14}",
-        "[ \t\n]?[0-9]{12}[ \t\n\u{a0}]?",
-        "ou-[a-z0-9]{3,5}-[a-zA-Z0-9]{7,9}",
-        "arn:aws[a-z-]{0,4}:license-manager:[a-z0-9-]{0,10}:[0-9]{11,13}:license[:/]l-[a-f0-9]{0,8}",
-        "[\u{0}-\u{1f}\u{7f}\u{202e}\u{fffd}]{1,4}",
-        prop::sample::select(vec![
-            "aws.controltower",
-            "AWS Service Event via CloudTrail",
-            "CreateManagedAccount",
-            "UpdateManagedAccount",
-            "SUCCEEDED",
-            "FAILED",
-            "Not Available",
-            "aws.events",
-            "Scheduled Event",
-            "210987654321",
-            "",
-        ])
-        .prop_map(str::to_string),
-        (1usize..4).prop_map(|k| "x".repeat(k * 3000)),
-    ]
+    prop_support::text(KNOWN_STRINGS)
 }
 
-/// Keys: mostly the fields the parsers look at, some arbitrary.
-fn key() -> impl Strategy<Value = String> {
-    prop_oneof![
-        3 => prop::sample::select(vec![
-            "source", "detail-type", "detail", "eventName", "serviceEventDetails",
-            "createManagedAccountStatus", "updateManagedAccountStatus", "account", "accountId",
-            "accountName", "state", "message", "organizationalUnit", "reason", "attempt",
-            "firstSeen", "activations", "ouId", "accounts", "ous", "dryRun", "Records", "body",
-            "eventSource", "ResponseURL", "StackId", "RequestId", "LogicalResourceId",
-            "RequestType", "ResourceProperties", "ServiceTimeout", "PhysicalResourceId",
-        ])
-        .prop_map(str::to_string),
-        1 => text(),
-    ]
-}
-
-fn number() -> impl Strategy<Value = Value> {
-    prop_oneof![
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<u64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
-            .map(Value::Number)),
-        prop::sample::select(vec![0u64, 1, 12, 3600, 3601, u64::from(u32::MAX) + 1])
-            .prop_map(|n| json!(n)),
-    ]
-}
-
-/// Arbitrary JSON, nested up to 6 levels.
 fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        number(),
-        text().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(6, 96, 8, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((key(), inner), 0..8)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-        ]
-    })
+    prop_support::json_value(KNOWN_KEYS, KNOWN_STRINGS)
 }
 
 fn account_id() -> impl Strategy<Value = String> {
@@ -162,27 +139,6 @@ const EVENT_POINTERS: &[&str] = &[
     "/detail/serviceEventDetails/createManagedAccountStatus/message",
     "/detail/serviceEventDetails/updateManagedAccountStatus/account/accountId",
 ];
-
-/// Replaces the value at `pointer` (when it exists) with `value`.
-fn mutate(mut doc: Value, pointer: &str, value: Value) -> Value {
-    if let Some(slot) = doc.pointer_mut(pointer) {
-        *slot = value;
-    }
-    doc
-}
-
-/// A parser's error: InvalidInput, bounded.
-fn bounded_invalid(e: &Error) -> Result<(), TestCaseError> {
-    prop_assert_eq!(e.kind(), "InvalidInput", "{}", e);
-    let text = e.to_string();
-    prop_assert!(
-        text.len() < MAX_ERROR_BYTES,
-        "{} bytes: {:.200}",
-        text.len(),
-        text
-    );
-    Ok(())
-}
 
 /// What the lifecycle parser said, checked for bounds.
 fn check_request(result: &Result<Request, Error>) -> Result<(), TestCaseError> {

@@ -105,6 +105,12 @@ async fn binary_onboards_an_account_from_the_shipped_events() {
         lambda.log_text().contains(r#""type":"accountReport""#),
         "one JSON report line per account in the logs"
     );
+    assert!(
+        lambda
+            .log_text()
+            .contains(&format!(r#""version":"{}""#, shared::report::VERSION)),
+        "report lines name the release"
+    );
 
     // Shipped files unmodified: a FAILED creation is skipped without any AWS call.
     let failed = lambda

@@ -599,10 +599,7 @@ fn finish(report: &mut VendingReport, calls: &CallLog, error: Option<&Error>) {
 }
 
 fn log_report(report: &VendingReport) {
-    match serde_json::to_string(report) {
-        Ok(line) => println!("{{\"type\":\"vendingReport\",\"report\":{line}}}"),
-        Err(e) => tracing::error!(error = %e, "could not serialize a report"),
-    }
+    shared::report::emit_report("vendingReport", report);
 }
 
 fn log_rejected(e: &Error) {

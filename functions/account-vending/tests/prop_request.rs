@@ -6,7 +6,10 @@
 use account_vending::request::{parse_message, validate, AccountRequest};
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use shared::Error;
+
+#[path = "../../../shared/tests/prop_support/mod.rs"]
+mod prop_support;
+use prop_support::{bounded_invalid, config, mutate};
 
 const KNOWN_STRINGS: &[&str] = &[
     "Sandbox 7",
@@ -51,78 +54,8 @@ const FIELDS: &[&str] = &[
     "/ProvisionedProductName",
 ];
 
-const MAX_ERROR_BYTES: usize = 1024;
-
-fn config() -> ProptestConfig {
-    let cases = std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(64);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-/// Strings a parser may meet: near-valid values, control characters, unicode, huge ones.
-fn text() -> impl Strategy<Value = String> {
-    prop_oneof![
-        ".{0,24}",
-        "[0-9]{10,14}",
-        "[a-zA-Z0-9 ._+@()-]{0,60}",
-        "[\u{0}-\u{1f}\u{7f}\u{202e}\u{fffd}]{1,4}",
-        prop::sample::select(KNOWN_STRINGS.to_vec()).prop_map(str::to_string),
-        (1usize..4).prop_map(|k| "x".repeat(k * 3000)),
-    ]
-}
-
-fn key() -> impl Strategy<Value = String> {
-    prop_oneof![
-        3 => prop::sample::select(KNOWN_KEYS.to_vec()).prop_map(str::to_string),
-        1 => text(),
-    ]
-}
-
-/// Arbitrary JSON, nested up to 6 levels.
 fn json_value() -> impl Strategy<Value = Value> {
-    let leaf = prop_oneof![
-        Just(Value::Null),
-        any::<bool>().prop_map(Value::Bool),
-        any::<i64>().prop_map(|n| json!(n)),
-        any::<u64>().prop_map(|n| json!(n)),
-        any::<f64>().prop_filter_map("finite", |f| serde_json::Number::from_f64(f)
-            .map(Value::Number)),
-        text().prop_map(Value::String),
-    ];
-    leaf.prop_recursive(6, 96, 8, |inner| {
-        prop_oneof![
-            prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
-            prop::collection::vec((key(), inner), 0..8)
-                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
-        ]
-    })
-}
-
-/// Replaces the value at `pointer` (when it exists) with `value`.
-fn mutate(mut doc: Value, pointer: &str, value: Value) -> Value {
-    if let Some(slot) = doc.pointer_mut(pointer) {
-        *slot = value;
-    }
-    doc
-}
-
-/// A parser's error: InvalidInput, bounded.
-fn bounded_invalid(e: &Error) -> Result<(), TestCaseError> {
-    prop_assert_eq!(e.kind(), "InvalidInput", "{}", e);
-    let text = e.to_string();
-    prop_assert!(
-        text.len() < MAX_ERROR_BYTES,
-        "{} bytes: {:.200}",
-        text.len(),
-        text
-    );
-    Ok(())
+    prop_support::json_value(KNOWN_KEYS, KNOWN_STRINGS)
 }
 
 /// A valid account request.

@@ -199,7 +199,6 @@ async fn answer(app: &App, raw: &Value, deadline: Instant) -> Result<Value, Erro
             reason,
         } => {
             let line = json!({
-                "type": "customResourceDeferred",
                 "requestType": target.request_type,
                 "stackId": target.stack_id,
                 "logicalResourceId": target.logical_resource_id,
@@ -208,7 +207,7 @@ async fn answer(app: &App, raw: &Value, deadline: Instant) -> Result<Value, Erro
                 "reason": reason,
                 "answerBy": bounds.answer_by,
             });
-            println!("{line}");
+            shared::report::emit("customResourceDeferred", line);
             return Ok(json!({
                 "requestId": target.request_id,
                 "logicalResourceId": target.logical_resource_id,
@@ -943,15 +942,11 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn log_report(report: &AccountReport) {
-    match serde_json::to_string(report) {
-        Ok(line) => println!("{{\"type\":\"accountReport\",\"report\":{line}}}"),
-        Err(e) => tracing::error!(error = %e, "could not serialize a report"),
-    }
+    shared::report::emit_report("accountReport", report);
 }
 
 fn log_response(target: &Target, response: &Response) {
     let line = json!({
-        "type": "customResourceResponse",
         "requestType": target.request_type,
         "stackId": target.stack_id,
         "logicalResourceId": target.logical_resource_id,
@@ -961,7 +956,7 @@ fn log_response(target: &Target, response: &Response) {
         "reason": response.reason,
         "data": response.data,
     });
-    println!("{line}");
+    shared::report::emit("customResourceResponse", line);
 }
 
 fn log_rejected(e: &Error) {

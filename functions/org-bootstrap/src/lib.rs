@@ -3,7 +3,7 @@
 //! answers CloudFormation before the deadline — on success, on error, on bad input, on panic.
 
 use futures::FutureExt;
-use serde_json::{json, Value};
+use serde_json::Value;
 use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, BootstrapReport};
 use shared::custom_resource::{service_timeout, Responder, Response, Target};
 use shared::error::{describe, echo};
@@ -121,7 +121,7 @@ async fn respond(app: &App, payload: &Value, target: &Target) -> Response {
                     iam: &app.iam,
                 };
                 let report = bootstrap(&clients, &options).await;
-                println!("{}", json!({"type": "bootstrapReport", "report": report}));
+                shared::report::emit_report("bootstrapReport", &report);
                 answer(target, &report)
             }
         },

@@ -21,7 +21,10 @@ pub async fn handle(
         shared::handler::log_report(offboarded);
     }
     let value = serde_json::to_value(&report).map_err(|e| Error::InvalidInput(e.to_string()))?;
-    println!("{{\"type\":\"reconcileReport\",\"report\":{value}}}");
+    shared::report::emit(
+        "reconcileReport",
+        serde_json::json!({ "report": value.clone() }),
+    );
     match failure(&report) {
         Some(err) => Err(err),
         None => Ok(value),

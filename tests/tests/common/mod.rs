@@ -77,6 +77,21 @@ impl Setup {
         env: &[(&str, &str)],
         license_manager: aws_sdk_licensemanager::Client,
     ) -> Engine {
+        self.engine_from(
+            env,
+            license_manager,
+            Arc::new(LocalMembers::of(&self.world)),
+        )
+    }
+
+    /// An engine with the test defaults plus `env`, the given management License Manager
+    /// client and member clients.
+    pub fn engine_from(
+        &self,
+        env: &[(&str, &str)],
+        license_manager: aws_sdk_licensemanager::Client,
+        members: Arc<dyn MemberClientFactory>,
+    ) -> Engine {
         let mut vars: HashMap<String, String> = HashMap::from([
             ("ALL_MARKETPLACE_LICENSES".into(), "true".into()),
             ("ONBOARDING_QUEUE_URL".into(), self.queue_url.clone()),
@@ -92,7 +107,7 @@ impl Setup {
             sts: self.world.sts(),
             license_manager,
             sqs: self.world.sqs(),
-            members: Arc::new(LocalMembers::of(&self.world)),
+            members,
         };
         Engine::new(config, clients)
     }
@@ -424,28 +439,12 @@ impl Setup {
             .endpoint_url(self.world.emulator_url())
             .build();
         let lm = shared::clients::license_manager_client(&lm_conf, "us-east-1");
-        let mut vars: HashMap<String, String> = HashMap::from([
-            ("ALL_MARKETPLACE_LICENSES".into(), "true".into()),
-            ("ONBOARDING_QUEUE_URL".into(), self.queue_url.clone()),
-            ("ASSUME_ROLE_BACKOFF_MS".into(), "10".into()),
-            ("RECHECK_DELAY_SECONDS".into(), "0".into()),
-        ]);
-        for (k, v) in env {
-            vars.insert(k.to_string(), v.to_string());
-        }
-        let config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let clients = Clients {
-            organizations: self.world.organizations(),
-            sts: self.world.sts(),
-            license_manager: lm,
-            sqs: self.world.sqs(),
-            members: Arc::new(RetryingMembers {
-                base,
-                moto: self.world.moto_url().to_string(),
-                emulator: self.world.emulator_url(),
-            }),
-        };
-        Engine::new(config, clients)
+        let members = Arc::new(RetryingMembers {
+            base,
+            moto: self.world.moto_url().to_string(),
+            emulator: self.world.emulator_url(),
+        });
+        self.engine_from(env, lm, members)
     }
 
     /// Puts `body` on the onboarding queue (as the EventBridge rule or the reconciler does).
