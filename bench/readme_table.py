@@ -46,11 +46,19 @@ def main(path="target/bench/report.json"):
             f"entitled warm ≤ {o['maxEntitledCalls']} calls: {'yes' if w['calls'] <= o['maxEntitledCalls'] else 'no'} |")
     b = r["backfill"]
     out.append(
-        f"| backfill, {b['accounts']} accounts × {b['licenses']} licenses, {b['rateLimitPerSecond']}/s per operation | "
+        f"| backfill, {b['accounts']} accounts × {b['licenses']} licenses, {b['containers']} instances, {b['rateLimitPerSecond']}/s per operation | "
         f"{b['accountsPerSecond']:.2f} accounts/s ({b['wallSeconds']:.1f} s; {b['calls']} calls, {b['throttledCalls']} "
         f"throttled, {b['redeliveredRecords']} records redelivered, {b['deadLettered']} dead-lettered; peak RSS "
         f"{b['peakRssMiB']:.1f} MiB) | {b['ratioToBound']:.2f}× of the bound {b['boundAccountsPerSecond']:.1f} accounts/s "
         f"({b['limitingCalls']} {b['limitingOperation']} / {b['rateLimitPerSecond']} per s) |")
+    n = b.get("newAccount")
+    if n:
+        out.append(
+            f"| a new account vended a quarter into that backfill (own queue and instance) | ACTIVE in "
+            f"{n['ownLaneSeconds']} s; {n['baselineSeconds']} s with no backfill; behind "
+            f"{n['recordsAheadInSharedQueue']} records on one shared queue: {n['sharedQueueSeconds']} s | "
+            f"{n['ownLaneSeconds'] - n['baselineSeconds']:.2f} s later than alone, within one backfill batch "
+            f"({n['medianBatchSeconds']} s median): {'yes' if n['ownLaneSeconds'] - n['baselineSeconds'] <= n['medianBatchSeconds'] else 'no'} |")
     for name, mib in r["bootstrapSize"].items():
         size = mib if isinstance(mib, (int, float)) else mib["MiB"]
         out.append(f"| bootstrap size, {name} | {size:.2f} MiB | {size / 8:.2f}× of the 8 MiB goal |")
