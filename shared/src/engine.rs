@@ -180,6 +180,7 @@ impl Engine {
                 r.ou_id = work.ou_id.clone();
                 r.ou_name = work.ou_name.clone();
                 r.attempt = work.attempt;
+                r.first_seen = work.first_seen;
                 // Boxed: the whole onboarding future is deep; keep it off the caller's stack type.
                 match Box::pin(self.onboard(work, &calls, &mut r)).await {
                     Ok(marks) => r.activations_requested = marks,
@@ -1123,6 +1124,7 @@ impl Engine {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let first_seen = work.first_seen.unwrap_or(now);
+        report.first_seen = Some(first_seen);
         let deadline = self.config.workflow_deadline.as_secs();
         if now.saturating_sub(first_seen) >= deadline {
             for license in report.licenses.iter_mut().filter(|l| l.error.is_none()) {
@@ -1324,26 +1326,7 @@ fn trigger_name(t: &Trigger) -> String {
 }
 
 fn empty_report(account_id: Option<String>, trigger: String, dry_run: bool) -> AccountReport {
-    AccountReport {
-        account_id,
-        account_name: None,
-        ou_id: None,
-        ou_name: None,
-        trigger,
-        outcome: Outcome::Failed,
-        dry_run,
-        reason: None,
-        service_linked_roles: Vec::new(),
-        licenses: Vec::new(),
-        recheck_in_seconds: None,
-        attempt: 0,
-        api_calls: Default::default(),
-        member_api_calls: Default::default(),
-        write_calls: 0,
-        duration_ms: 0,
-        activations_requested: Vec::new(),
-        error: None,
-    }
+    AccountReport::empty(account_id, trigger, dry_run)
 }
 
 /// Adds the calls made and the time taken.

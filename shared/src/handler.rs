@@ -138,7 +138,7 @@ fn failure_error(account: Option<&str>, err: &ErrorReport) -> Error {
 
 /// One JSON line per account, for CloudWatch Logs Insights.
 pub fn log_report(report: &AccountReport) {
-    crate::report::emit_report("accountReport", report);
+    crate::report::emit_account_report(report);
     if report.outcome == Outcome::Failed {
         tracing::warn!(account = ?report.account_id, error = ?report.deciding_error(), "account not entitled");
     }

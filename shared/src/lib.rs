@@ -15,6 +15,7 @@ pub mod handler;
 pub mod ids;
 pub mod limiter;
 pub mod logging;
+pub mod metrics;
 pub mod permissions;
 pub mod reconcile;
 pub mod report;

@@ -1,8 +1,10 @@
 //! Logging set-up shared by every function: JSON lines without ANSI colors (CloudWatch), level
 //! from RUST_LOG (default info).
 
-/// Installs the global subscriber once; later calls are no-ops.
-pub fn init() {
+/// Installs the global subscriber once (later calls are no-ops) and names the function for the
+/// metrics' `Function` dimension.
+pub fn init(function: &'static str) {
+    crate::metrics::set_function(function);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()

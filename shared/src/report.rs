@@ -30,6 +30,27 @@ pub fn emit(kind: &str, fields: Value) {
     println!("{}", report_line(kind, fields));
 }
 
+/// An `accountReport` line at `now` (Unix seconds): the report, the version and the report's
+/// metrics in CloudWatch's Embedded Metric Format ([`crate::metrics`]).
+pub fn account_report_line(report: &AccountReport, now: u64) -> String {
+    let mut fields = crate::metrics::account_metrics(report, crate::metrics::function(), now);
+    match serde_json::to_value(report) {
+        Ok(value) => {
+            fields.insert("report".into(), value);
+        }
+        Err(e) => tracing::error!(error = %e, "could not serialize a report"),
+    }
+    report_line("accountReport", Value::Object(fields))
+}
+
+/// Prints [`account_report_line`] now.
+pub fn emit_account_report(report: &AccountReport) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    println!("{}", account_report_line(report, now));
+}
+
 /// [`emit`] of `{"report": report}`.
 pub fn emit_report<T: Serialize>(kind: &str, report: &T) {
     match serde_json::to_value(report) {
@@ -144,6 +165,9 @@ pub struct AccountReport {
     pub member_api_calls: BTreeMap<String, u32>,
     pub write_calls: u32,
     pub duration_ms: u64,
+    /// Unix seconds when this account's work first started (re-checks carry it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_seen: Option<u64>,
     /// Activations requested in this run (grant, version they made): a re-check does not
     /// request them again while the grant is still being activated.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -153,6 +177,31 @@ pub struct AccountReport {
 }
 
 impl AccountReport {
+    /// A report of nothing done yet (outcome `failed` until the run says otherwise).
+    pub fn empty(account_id: Option<String>, trigger: String, dry_run: bool) -> Self {
+        AccountReport {
+            account_id,
+            account_name: None,
+            ou_id: None,
+            ou_name: None,
+            trigger,
+            outcome: Outcome::Failed,
+            dry_run,
+            reason: None,
+            service_linked_roles: Vec::new(),
+            licenses: Vec::new(),
+            recheck_in_seconds: None,
+            attempt: 0,
+            api_calls: Default::default(),
+            member_api_calls: Default::default(),
+            write_calls: 0,
+            duration_ms: 0,
+            first_seen: None,
+            activations_requested: Vec::new(),
+            error: None,
+        }
+    }
+
     /// The error that decides this account's fate: the account-level one, else the first
     /// license failure (retryable ones first, so a retry is not lost behind a permanent one).
     pub fn deciding_error(&self) -> Option<&ErrorReport> {

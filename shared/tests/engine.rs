@@ -1727,3 +1727,97 @@ async fn backfill_work_rechecks_on_the_backfill_queue_new_work_on_the_onboarding
         "re-check on the onboarding queue"
     );
 }
+
+/// Issue 12: the account report line carries its metrics in CloudWatch's Embedded Metric
+/// Format, checked here as CloudWatch Logs reads it (AWS, "Specification: Embedded metric
+/// format": the `_aws` directive, every dimension key a top-level string, every metric a
+/// top-level number, at most 30 dimensions and 100 metrics, a known unit).
+fn cloudwatch_metrics(line: &str) -> HashMap<String, f64> {
+    const UNITS: &[&str] = &[
+        "Seconds",
+        "Microseconds",
+        "Milliseconds",
+        "Bytes",
+        "Count",
+        "Percent",
+        "None",
+    ];
+    let doc: Value = serde_json::from_str(line).expect("one JSON object per line");
+    let aws = &doc["_aws"];
+    assert!(
+        aws["Timestamp"]
+            .as_u64()
+            .is_some_and(|t| t > 1_600_000_000_000),
+        "{aws}"
+    );
+    let directives = aws["CloudWatchMetrics"]
+        .as_array()
+        .expect("CloudWatchMetrics");
+    assert!(!directives.is_empty());
+    let mut out = HashMap::new();
+    for d in directives {
+        assert!(d["Namespace"].as_str().is_some_and(|n| !n.is_empty()));
+        for set in d["Dimensions"].as_array().expect("Dimensions") {
+            let keys = set.as_array().expect("a dimension set");
+            assert!(!keys.is_empty() && keys.len() <= 30);
+            for k in keys {
+                let k = k.as_str().expect("dimension key");
+                assert!(
+                    doc[k].is_string(),
+                    "dimension {k} is not a top-level string"
+                );
+                assert_ne!(k, "AccountId", "no per-account dimension");
+            }
+        }
+        let metrics = d["Metrics"].as_array().expect("Metrics");
+        assert!(metrics.len() <= 100);
+        for m in metrics {
+            let name = m["Name"].as_str().expect("metric name");
+            let unit = m["Unit"].as_str().unwrap_or("None");
+            assert!(UNITS.contains(&unit), "{name}: unit {unit}");
+            let value = doc[name]
+                .as_f64()
+                .unwrap_or_else(|| panic!("metric {name} is not a top-level number"));
+            out.insert(name.to_string(), value);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn report_lines_carry_their_metrics_as_cloudwatch_reads_them() {
+    let world = World::healthy();
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Entitled);
+    let line = shared::report::account_report_line(&report, 1_800_000_000);
+    let doc: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(doc["type"], "accountReport");
+    assert_eq!(doc["version"], shared::report::VERSION);
+    assert_eq!(doc["Outcome"], "entitled");
+    assert_eq!(doc["report"]["accountId"], ACCOUNT);
+    let m = cloudwatch_metrics(&line);
+    assert_eq!(m["Accounts"], 1.0);
+    assert_eq!(m["GrantsCreated"], 1.0);
+    assert_eq!(m["GrantsAccepted"], 1.0);
+    assert_eq!(m["GrantsActivated"], 1.0);
+    assert_eq!(m["Rechecks"], 0.0);
+    assert!(m["ApiCalls"] >= 10.0, "{m:?}");
+    assert!(m.contains_key("TimeToActiveSeconds"));
+    assert!(!m.contains_key("PendingSeconds"));
+
+    // Pending: how long since the account's work started.
+    let mut world = World::healthy();
+    world.member_lm[0] = received(vec![account_grant(
+        GRANT,
+        GrantStatus::PendingWorkflow,
+        "1",
+    )]);
+    let request =
+        parse_request(&json!({"accountId": ACCOUNT, "attempt": 3, "firstSeen": 1_799_999_000}))
+            .unwrap();
+    let report = world.engine(&[]).run(request).await;
+    assert_eq!(report.outcome, Outcome::Pending, "{report:#?}");
+    let m = cloudwatch_metrics(&shared::report::account_report_line(&report, 1_800_000_000));
+    assert_eq!(m["PendingSeconds"], 1000.0);
+    assert_eq!(m["Rechecks"], 1.0);
+}

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::logging::init();
+    shared::logging::init("account-vending");
     let shared_config = Config::from_env_per_request()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let config = VendingConfig::from_env()

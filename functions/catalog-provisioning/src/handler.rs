@@ -942,7 +942,7 @@ fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
 }
 
 fn log_report(report: &AccountReport) {
-    shared::report::emit_report("accountReport", report);
+    shared::report::emit_account_report(report);
 }
 
 fn log_response(target: &Target, response: &Response) {

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    shared::logging::init();
+    shared::logging::init("catalog-provisioning");
     let shared_config = Config::from_env_per_request()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let config = CatalogConfig::from_env()
