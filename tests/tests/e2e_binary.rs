@@ -111,6 +111,10 @@ async fn binary_onboards_an_account_from_the_shipped_events() {
             .contains(&format!(r#""version":"{}""#, shared::report::VERSION)),
         "report lines name the release"
     );
+    assert!(
+        lambda.log_text().contains(r#""requestId":"#),
+        "log lines carry the invocation's request id"
+    );
 
     // Shipped files unmodified: a FAILED creation is skipped without any AWS call.
     let failed = lambda
