@@ -92,7 +92,14 @@ pub enum Scope {
     Organization,
     Ous(Vec<String>),
     Accounts(Vec<AccountId>),
+    /// Accounts an event says left the organization or closed: offboarded (per OFFBOARD_MODE),
+    /// nothing listed or queued.
+    Departed(Vec<AccountId>),
 }
+
+/// Sources of the change events the template's rules send (issue 12): Organizations' CloudTrail
+/// events and License Manager's own.
+const CHANGE_SOURCES: &[&str] = &["aws.organizations", "aws.license-manager"];
 
 /// The envelope fields of an EventBridge event: all a scheduled run may carry.
 const ENVELOPE: &[&str] = &[
@@ -136,6 +143,9 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
         .iter()
         .any(|k| obj.contains_key(*k))
     {
+        if let Some(scope) = change_event(obj) {
+            return Ok((scope.unwrap_or_else(default_scope), config.dry_run));
+        }
         check_scheduled_event(obj)?;
         return Ok((default_scope(), config.dry_run));
     }
@@ -193,6 +203,90 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
         (None, None) => default_scope(),
     };
     Ok((scope, dry_run))
+}
+
+/// A change event from one of [`CHANGE_SOURCES`] (`None`: not one), read leniently because its
+/// detail is only partly documented (DESIGN.md §2): each is a hint, the run re-reads the truth.
+/// `Some(Some(scope))` when it names what changed, `Some(None)` (the configured scope, whose
+/// reconcile costs a few listings when little changed) when it cannot be understood: never an
+/// error, so EventBridge never retries it in a loop.
+///
+/// * Organizations (CloudTrail `AWS API Call via CloudTrail`): `MoveAccount`, `TagResource` and
+///   `UntagResource` on an account → that account (its OU or tags may change its licenses);
+///   `RemoveAccountFromOrganization`, `CloseAccount` → that account is offboarded; a tag on
+///   something else (an OU, a policy) → nothing.
+/// * License Manager: `Grant Change` naming an account's grant → that account now (the delayed
+///   re-check stays the safety net); `License Change` (a new subscription is a new license) →
+///   the configured scope, which queues every account the selection now covers and lacks it.
+fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
+    let source = obj.get("source").and_then(Value::as_str)?;
+    if !CHANGE_SOURCES.contains(&source) {
+        return None;
+    }
+    let detail = obj.get("detail").cloned().unwrap_or(Value::Null);
+    let detail_type = obj.get("detail-type").and_then(Value::as_str).unwrap_or("");
+    let account_at = |pointer: &str| {
+        detail
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .and_then(|id| AccountId::parse(id).ok())
+    };
+    let scope = match (source, detail_type) {
+        ("aws.organizations", "AWS API Call via CloudTrail") => {
+            match detail
+                .get("eventName")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+            {
+                "MoveAccount" => {
+                    account_at("/requestParameters/accountId").map(|a| Scope::Accounts(vec![a]))
+                }
+                "TagResource" | "UntagResource" => {
+                    match detail.pointer("/requestParameters/resourceId") {
+                        // Tags of an OU, a root or a policy select no licenses.
+                        Some(Value::String(id)) if AccountId::parse(id).is_err() => {
+                            Some(Scope::Accounts(Vec::new()))
+                        }
+                        _ => account_at("/requestParameters/resourceId")
+                            .map(|a| Scope::Accounts(vec![a])),
+                    }
+                }
+                "RemoveAccountFromOrganization" | "CloseAccount" => {
+                    account_at("/requestParameters/accountId").map(|a| Scope::Departed(vec![a]))
+                }
+                _ => None,
+            }
+        }
+        ("aws.license-manager", "Grant Change") => {
+            grantee_account(&detail).map(|a| Scope::Accounts(vec![a]))
+        }
+        _ => None,
+    };
+    Some(scope)
+}
+
+/// The account a License Manager event's detail names as a grantee (`arn:aws:iam::<id>:root`
+/// in any string of it): the detail's fields are not documented, so no field name is assumed.
+fn grantee_account(detail: &Value) -> Option<AccountId> {
+    let mut found = None;
+    let mut stack = vec![detail];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => {
+                if let Some(id) = s
+                    .strip_prefix("arn:aws:iam::")
+                    .and_then(|r| r.strip_suffix(":root"))
+                    .and_then(|id| AccountId::parse(id).ok())
+                {
+                    found = Some(id);
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+    found
 }
 
 /// Accepts exactly the event an EventBridge schedule sends: `source` `aws.events`,
@@ -295,6 +389,7 @@ pub async fn reconcile(
             Scope::Organization => "organization".into(),
             Scope::Ous(ous) => format!("ous:{}", ous.join(",")),
             Scope::Accounts(a) => format!("accounts:{}", a.len()),
+            Scope::Departed(a) => format!("departed:{}", a.len()),
         },
         dry_run,
     );
@@ -316,6 +411,25 @@ async fn run(
     report: &mut ReconcileReport,
 ) -> Result<(), Error> {
     let clients = engine.clients();
+    if let Scope::Departed(ids) = scope {
+        // An event said these accounts left: offboard them (when offboarding is on), list nothing.
+        report.offboard = ids.iter().map(ToString::to_string).collect();
+        let Some(mode) = config.offboard.filter(|_| !dry_run) else {
+            for id in ids {
+                report.skipped.insert(
+                    id.to_string(),
+                    "left the organization; OFFBOARD_MODE is off (or a dry run)".into(),
+                );
+            }
+            return Ok(());
+        };
+        report.offboarded = futures::stream::iter(ids.iter())
+            .map(|id| engine.offboard(id, None, mode, "event:offboard"))
+            .buffered(engine.config().max_concurrent_accounts)
+            .collect()
+            .await;
+        return Ok(());
+    }
     let org = engine.organization(calls).await?;
     let listed: Vec<ListedAccount> = match scope {
         Scope::Organization => aws::list_organization(&clients.organizations, calls).await?,
@@ -326,7 +440,7 @@ async fn run(
             }
             all
         }
-        Scope::Accounts(ids) => ids
+        Scope::Accounts(ids) | Scope::Departed(ids) => ids
             .iter()
             .map(|id| ListedAccount {
                 id: id.to_string(),
@@ -375,7 +489,7 @@ async fn run(
     }
     // Named accounts are always run; an organization or OU run queues only the accounts the
     // grantor's listings show short of an ACTIVE grant.
-    if !matches!(scope, Scope::Accounts(_)) {
+    if matches!(scope, Scope::Organization | Scope::Ous(_)) {
         let candidates: Vec<&ListedAccount> = listed
             .iter()
             .filter(|a| report.onboard.contains(&a.id))
@@ -391,7 +505,8 @@ async fn run(
 
     // Organization and OU runs are backfills: their own queue, so new accounts never wait
     // behind them; accounts named on demand go to the onboarding queue.
-    let backfill = !matches!(scope, Scope::Accounts(_)) && config.backfill_queue_url.is_some();
+    let backfill =
+        matches!(scope, Scope::Organization | Scope::Ous(_)) && config.backfill_queue_url.is_some();
     let queue_url = match (&config.backfill_queue_url, backfill) {
         (Some(url), true) => url,
         _ => &config.onboarding_queue_url,
@@ -758,6 +873,92 @@ mod tests {
                 .then(|| "https://sqs.us-east-1.amazonaws.com/1/q".to_string())
         })
         .expect("valid")
+    }
+
+    fn cloudtrail(event_name: &str, request: Value) -> Value {
+        json!({
+            "version": "0", "id": "e", "detail-type": "AWS API Call via CloudTrail",
+            "source": "aws.organizations", "account": "111122223333",
+            "time": "2026-11-30T00:00:00Z", "region": "us-east-1", "resources": [],
+            "detail": {
+                "eventVersion": "1.08", "eventSource": "organizations.amazonaws.com",
+                "eventName": event_name, "awsRegion": "us-east-1",
+                "requestParameters": request, "responseElements": null
+            }
+        })
+    }
+
+    #[test]
+    fn change_events_name_what_changed_and_the_rest_reconciles() {
+        let c = config();
+        let a = || AccountId::parse("210987654321").unwrap();
+        let cases: Vec<(Value, Scope)> = vec![
+            (
+                cloudtrail(
+                    "MoveAccount",
+                    json!({"accountId": "210987654321", "sourceParentId": "ou-ab12-11111111", "destinationParentId": "ou-ab12-22222222"}),
+                ),
+                Scope::Accounts(vec![a()]),
+            ),
+            (
+                cloudtrail(
+                    "TagResource",
+                    json!({"resourceId": "210987654321", "tags": [{"key": "k", "value": "v"}]}),
+                ),
+                Scope::Accounts(vec![a()]),
+            ),
+            (
+                cloudtrail(
+                    "UntagResource",
+                    json!({"resourceId": "210987654321", "tagKeys": ["k"]}),
+                ),
+                Scope::Accounts(vec![a()]),
+            ),
+            // A tag on an OU selects nothing.
+            (
+                cloudtrail("TagResource", json!({"resourceId": "ou-ab12-22222222"})),
+                Scope::Accounts(vec![]),
+            ),
+            (
+                cloudtrail(
+                    "RemoveAccountFromOrganization",
+                    json!({"accountId": "210987654321"}),
+                ),
+                Scope::Departed(vec![a()]),
+            ),
+            (
+                cloudtrail("CloseAccount", json!({"accountId": "210987654321"})),
+                Scope::Departed(vec![a()]),
+            ),
+            // Not understood: the configured scope, never an error.
+            (
+                cloudtrail("MoveAccount", json!({"accountId": 7})),
+                Scope::Organization,
+            ),
+            (cloudtrail("CreateAccount", json!({})), Scope::Organization),
+            (
+                json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                       "detail": {"grant": {"granteePrincipal": "arn:aws:iam::210987654321:root"}}}),
+                Scope::Accounts(vec![a()]),
+            ),
+            (
+                json!({"source": "aws.license-manager", "detail-type": "Grant Change", "detail": "?"}),
+                Scope::Organization,
+            ),
+            (
+                json!({"source": "aws.license-manager", "detail-type": "License Change", "detail": {}}),
+                Scope::Organization,
+            ),
+            (
+                json!({"source": "aws.license-manager"}),
+                Scope::Organization,
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(parse(&event, &c).ok(), Some((expected, false)), "{event}");
+        }
+        // Other sources are still held to the schedule's exact shape.
+        assert!(parse(&json!({"source": "aws.s3", "detail-type": "x"}), &c).is_err());
     }
 
     #[test]

@@ -313,3 +313,132 @@ async fn backfill_goes_to_its_own_queue_named_accounts_to_the_onboarding_queue()
         "named: the onboarding queue"
     );
 }
+
+fn cloudtrail(event_name: &str, request: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "version": "0", "id": "e-1", "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.organizations", "account": "111122223333",
+        "time": "2026-11-30T00:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventSource": "organizations.amazonaws.com",
+            "eventName": event_name, "awsRegion": "us-east-1",
+            "requestParameters": request, "responseElements": null
+        }
+    })
+}
+
+/// Issue 12 §1: change events reach the reconciler (the template's rules) and act on the
+/// account they name, at once; nothing else is touched.
+#[tokio::test]
+async fn change_events_act_on_the_account_they_name_and_nothing_else() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let sandbox_ou = s.org.ou("Sandbox").unwrap().id.clone();
+    let workloads_ou = s.org.ou("Workloads").unwrap().id.clone();
+    let first_license = s.org.licenses[0].arn.clone();
+    // Sandbox accounts get one license; everyone else every license.
+    let rules = format!(r#"{{"{sandbox_ou}": ["{first_license}"]}}"#);
+    let engine = s.engine(&[("OU_LICENSE_RULES", &rules)]);
+    let config = reconcile_config(&s.queue_url, Some(OffboardMode::Deactivate));
+    reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    assert_eq!(s.drain_queue(&engine).await, (3, 0));
+    let sandbox = s.org.account("sandbox-1").unwrap().id.clone();
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    assert_eq!(s.grants_in(&sandbox).await.len(), 1);
+    let prod_grants = s.grants_in(&prod).await;
+
+    // The sandbox account moves to Workloads: its next licenses, now.
+    s.world
+        .organizations()
+        .move_account()
+        .account_id(&sandbox)
+        .source_parent_id(&sandbox_ou)
+        .destination_parent_id(&workloads_ou)
+        .send()
+        .await
+        .unwrap();
+    let created = s.calls("CreateGrant").await;
+    let moved = cloudtrail(
+        "MoveAccount",
+        serde_json::json!({"accountId": sandbox, "sourceParentId": sandbox_ou, "destinationParentId": workloads_ou}),
+    );
+    let report = reconciler::handle(&engine, &config, &moved).await.unwrap();
+    assert_eq!(
+        report["onboard"],
+        serde_json::json!([sandbox]),
+        "{report:#}"
+    );
+    assert_eq!(s.drain_queue(&engine).await, (1, 0));
+    let grants = s.grants_in(&sandbox).await;
+    assert_eq!(grants.len(), 3, "{grants:?}");
+    assert!(grants.iter().all(|(_, st)| st == "ACTIVE"), "{grants:?}");
+    assert_eq!(
+        s.calls("CreateGrant").await,
+        created + 2,
+        "two new grants, no more"
+    );
+
+    // A grant is deactivated by hand; License Manager's Grant Change event brings it back now.
+    let lm = s.world.license_manager();
+    let principal = format!("arn:aws:iam::{prod}:root");
+    let g = lm
+        .list_distributed_grants()
+        .filters(
+            aws_sdk_licensemanager::types::Filter::builder()
+                .name("GranteePrincipalARN")
+                .values(&principal)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .grants()[0]
+        .clone();
+    lm.create_grant_version()
+        .client_token("by-hand")
+        .grant_arn(g.grant_arn())
+        .source_version(g.version())
+        .status(GrantStatus::Disabled)
+        .send()
+        .await
+        .unwrap();
+    let change = serde_json::json!({
+        "source": "aws.license-manager", "detail-type": "Grant Change",
+        "detail": {"grantArn": g.grant_arn(), "granteePrincipal": principal, "status": "DISABLED"}
+    });
+    let report = reconciler::handle(&engine, &config, &change).await.unwrap();
+    assert_eq!(report["onboard"], serde_json::json!([prod]), "{report:#}");
+    assert_eq!(s.drain_queue(&engine).await, (1, 0));
+    assert_eq!(s.grants_in(&prod).await, prod_grants, "ACTIVE again");
+
+    // The dev account is closed: offboarded at once; the others keep their grants.
+    s.world
+        .organizations()
+        .close_account()
+        .account_id(&dev)
+        .send()
+        .await
+        .unwrap();
+    let closed = cloudtrail("CloseAccount", serde_json::json!({"accountId": dev}));
+    let report = reconciler::handle(&engine, &config, &closed).await.unwrap();
+    assert_eq!(report["offboard"], serde_json::json!([dev]), "{report:#}");
+    let dev_grants = s.grants_in(&dev).await;
+    assert!(!dev_grants.is_empty() && dev_grants.iter().all(|(_, st)| st == "DISABLED"));
+    for account in [&prod, &sandbox] {
+        let grants = s.grants_in(account).await;
+        assert!(
+            grants.iter().all(|(_, st)| st == "ACTIVE"),
+            "{account}: {grants:?}"
+        );
+    }
+
+    // A change the reconciler cannot read: the configured scope, where nothing is missing.
+    let unknown = serde_json::json!({"source": "aws.license-manager", "detail-type": "License Change", "detail": {"x": 1}});
+    let report = reconciler::handle(&engine, &config, &unknown)
+        .await
+        .unwrap();
+    assert_eq!(report["enqueued"], 0, "{report:#}");
+    assert!(report["apiCalls"].get("sts:AssumeRole").is_none());
+}
