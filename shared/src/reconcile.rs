@@ -891,7 +891,7 @@ mod tests {
     #[test]
     fn change_events_name_what_changed_and_the_rest_reconciles() {
         let c = config();
-        let a = || AccountId::parse("210987654321").unwrap();
+        let a = || AccountId::parse("210987654321").expect("valid id");
         let cases: Vec<(Value, Scope)> = vec![
             (
                 cloudtrail(
