@@ -420,7 +420,7 @@ proptest! {
                 let got: Vec<String> = got.iter().map(|a| a.to_string()).collect();
                 prop_assert_eq!(got, accounts);
             }
-            Scope::Organization => prop_assert!(false, "a listed scope became the organization"),
+            other => prop_assert!(false, "a listed scope became {:?}", other),
         }
     }
 }
