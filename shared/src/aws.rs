@@ -524,7 +524,22 @@ pub async fn create_grant(
         ))
         .send()
         .await
-        .map_err(|e| aws_error("license-manager", "CreateGrant", e))?;
+        .map_err(|e| match aws_error("license-manager", "CreateGrant", e) {
+            Error::Aws { code, message, .. } if code == "ResourceLimitExceededException" => {
+                Error::Aws {
+                    service: "license-manager",
+                    operation: "CreateGrant",
+                    code,
+                    message: format!(
+                        "{}: License Manager's grants-per-license quota (2,000 by default, Service Quotas code L-55F04DE6) is reached for this license; request a higher quota, or grant the license to the organization or to OUs, where one grant covers every account under it ({})",
+                        grant.license_arn,
+                        crate::error::echo(&message)
+                    ),
+                    retry: Retry::Permanent,
+                }
+            }
+            other => other,
+        })?;
     Ok(GrantView {
         arn: out.grant_arn().unwrap_or_default().to_string(),
         name: grant.name.to_string(),

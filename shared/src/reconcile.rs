@@ -27,6 +27,10 @@ pub struct ReconcileConfig {
     /// None = offboarding off.
     pub offboard: Option<OffboardMode>,
     pub dry_run: bool,
+    /// License Manager's grants per license (Service Quotas L-55F04DE6; 2,000 unless raised).
+    pub grant_quota: u32,
+    /// Warn once a license's per-account grants reach this share of `grant_quota` (percent).
+    pub grant_quota_warn_percent: u32,
 }
 
 impl ReconcileConfig {
@@ -76,7 +80,24 @@ impl ReconcileConfig {
             }
         };
         let dry_run = crate::config::parse_bool(get("DRY_RUN").as_deref(), "DRY_RUN", false)?;
+        let number = |var: &str, default: u32, min: u32, max: u32| match get(var) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (min..=max).contains(n))
+                .ok_or_else(|| {
+                    Error::Config(format!(
+                        "{var}: {} must be a whole number from {min} to {max}",
+                        echo(&raw)
+                    ))
+                }),
+        };
+        let grant_quota = number("GRANT_QUOTA_PER_LICENSE", 2000, 1, 1_000_000)?;
+        let grant_quota_warn_percent = number("GRANT_QUOTA_WARN_PERCENT", 90, 1, 100)?;
         Ok(ReconcileConfig {
+            grant_quota,
+            grant_quota_warn_percent,
             onboarding_queue_url,
             backfill_queue_url,
             ous,
@@ -341,6 +362,9 @@ pub struct ReconcileReport {
     /// Configured selections that match no held license (each account's run would report it).
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub unmatched_selections: BTreeSet<String>,
+    /// Licenses near their grants-per-license quota, and what to do.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
     pub enqueued: usize,
     /// Listed accounts not onboarded, with the reason.
     pub skipped: BTreeMap<String, String>,
@@ -364,6 +388,7 @@ impl ReconcileReport {
             needs: BTreeMap::new(),
             up_to_date: 0,
             unmatched_selections: BTreeSet::new(),
+            warnings: Vec::new(),
             enqueued: 0,
             skipped: BTreeMap::new(),
             offboard: Vec::new(),
@@ -494,7 +519,7 @@ async fn run(
             .iter()
             .filter(|a| report.onboard.contains(&a.id))
             .collect();
-        let needs = changed_accounts(engine, &candidates, calls, report).await?;
+        let needs = changed_accounts(engine, config, &candidates, calls, report).await?;
         report.onboard.retain(|id| needs.contains_key(id));
         report.needs = needs;
     }
@@ -576,6 +601,7 @@ async fn run(
 /// role is assumed and nothing is read per account unless tags decide the selection.
 async fn changed_accounts(
     engine: &Engine,
+    config: &ReconcileConfig,
     candidates: &[&ListedAccount],
     calls: &CallLog,
     report: &mut ReconcileReport,
@@ -633,6 +659,9 @@ async fn changed_accounts(
     .await?;
     for (license, grants) in &listings {
         index.add(license, grants);
+        if let Some(warning) = quota_warning(license, grants, config) {
+            report.warnings.push(warning);
+        }
     }
     let mut needs = BTreeMap::new();
     for (account, wanted) in candidates.iter().zip(&wanted) {
@@ -648,6 +677,30 @@ async fn changed_accounts(
         }
     }
     Ok(needs)
+}
+
+/// A warning when a license's live per-account grants (its own grants to accounts; children of
+/// organization/OU grants do not count) reach `grant_quota_warn_percent` of `grant_quota`.
+pub fn quota_warning(
+    license: &str,
+    grants: &[GrantView],
+    config: &ReconcileConfig,
+) -> Option<String> {
+    let used = grants
+        .iter()
+        .filter(|g| {
+            g.parent_arn == license
+                && g.grantee.starts_with("arn:aws:iam::")
+                && !crate::engine::is_terminal(&g.status)
+        })
+        .count();
+    let quota = u64::from(config.grant_quota);
+    let threshold = quota * u64::from(config.grant_quota_warn_percent) / 100;
+    (used as u64 >= threshold.max(1)).then(|| {
+        format!(
+            "{license}: {used} of {quota} per-account grants (Service Quotas L-55F04DE6); past the quota new accounts fail: request a higher quota, or grant this license to the organization or to OUs"
+        )
+    })
 }
 
 /// Whether a grantee is an organization or an OU (whose grant's children reach accounts).
@@ -746,6 +799,50 @@ mod needs_tests {
         Wanted::Licenses {
             arns: arns.iter().map(|a| a.to_string()).collect(),
             unmatched: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_license_near_its_grant_quota_is_named_with_the_way_out() {
+        let config = ReconcileConfig {
+            grant_quota: 10,
+            grant_quota_warn_percent: 90,
+            ..ReconcileConfig::from_lookup(|k| {
+                (k == "ONBOARDING_QUEUE_URL").then(|| "https://sqs.example/q".to_string())
+            })
+            .expect("valid")
+        };
+        let own = |i: usize, status: &str| GrantView {
+            arn: format!("g-{i}"),
+            ..grant(L1, &account(&format!("{:012}", i)), status)
+        };
+        let child = |i: usize| GrantView {
+            parent_arn: "arn:aws:license-manager::111122223333:grant:g-org".into(),
+            ..own(100 + i, "ACTIVE")
+        };
+        // (grants, warned)
+        let cases: Vec<(Vec<GrantView>, bool)> = vec![
+            ((0..8).map(|i| own(i, "ACTIVE")).collect(), false),
+            ((0..9).map(|i| own(i, "ACTIVE")).collect(), true),
+            // Terminal grants and organization grants' children do not count.
+            (
+                (0..8)
+                    .map(|i| own(i, "ACTIVE"))
+                    .chain([own(20, "DELETED"), own(21, "REJECTED"), child(1), child(2)])
+                    .collect(),
+                false,
+            ),
+            ((0..12).map(|i| own(i, "PENDING_WORKFLOW")).collect(), true),
+        ];
+        for (grants, warned) in cases {
+            let got = quota_warning(L1, &grants, &config);
+            assert_eq!(got.is_some(), warned, "{} grants: {got:?}", grants.len());
+            if let Some(w) = got {
+                assert!(
+                    w.contains("L-55F04DE6") && w.contains("organization"),
+                    "{w}"
+                );
+            }
         }
     }
 

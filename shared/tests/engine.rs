@@ -1821,3 +1821,31 @@ async fn report_lines_carry_their_metrics_as_cloudwatch_reads_them() {
     assert_eq!(m["PendingSeconds"], 1000.0);
     assert_eq!(m["Rechecks"], 1.0);
 }
+
+/// Issue 11: at License Manager's grants-per-license quota the account's license fails
+/// permanently, and the error names the quota and the organization/OU alternative.
+#[tokio::test]
+async fn grant_quota_reached_is_a_permanent_error_that_names_the_way_out() {
+    let mut world = World::healthy();
+    world.lm[2] = mock!(aws_sdk_licensemanager::Client::create_grant).then_http_response(|| {
+        json_error(
+            400,
+            "ResourceLimitExceededException",
+            "Grant limit exceeded for this license",
+        )
+    });
+    let report = run(&world.engine(&[])).await;
+    assert_eq!(report.outcome, Outcome::Failed, "{report:#?}");
+    let error = report.licenses[0]
+        .error
+        .as_ref()
+        .expect("the license failed");
+    assert_eq!(
+        error.code.as_deref(),
+        Some("ResourceLimitExceededException")
+    );
+    assert_eq!(error.retry, shared::Retry::Permanent);
+    for part in ["L-55F04DE6", "organization", "OUs", LICENSE] {
+        assert!(error.message.contains(part), "{part}: {}", error.message);
+    }
+}

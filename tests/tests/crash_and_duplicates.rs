@@ -316,6 +316,8 @@ async fn event_reconcile_and_catalog_launch_at_once_make_one_grant_per_license()
     let config = ReconcileConfig {
         onboarding_queue_url: s.queue_url.clone(),
         backfill_queue_url: None,
+        grant_quota: 2000,
+        grant_quota_warn_percent: 90,
         ous: Vec::new(),
         offboard: None,
         dry_run: false,

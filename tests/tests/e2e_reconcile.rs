@@ -16,6 +16,8 @@ fn reconcile_config(queue_url: &str, offboard: Option<OffboardMode>) -> Reconcil
     ReconcileConfig {
         onboarding_queue_url: queue_url.to_string(),
         backfill_queue_url: None,
+        grant_quota: 2000,
+        grant_quota_warn_percent: 90,
         ous: Vec::new(),
         offboard,
         dry_run: false,
@@ -57,8 +59,14 @@ async fn backfill_entitles_every_account_and_a_second_run_changes_nothing() {
     // Nothing changed: the grantor's listings say so, no account is queued or entered.
     let created = s.calls("CreateGrant").await;
     let versions = s.calls("CreateGrantVersion").await;
-    let again = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    // With a quota of 3 grants per license, each license's 3 grants draw a warning.
+    let small_quota = ReconcileConfig {
+        grant_quota: 3,
+        ..config.clone()
+    };
+    let again = reconcile::reconcile(&engine, &small_quota, Scope::Organization, false).await;
     assert!(again.error.is_none(), "{again:#?}");
+    assert_eq!(again.warnings.len(), 3, "{:?}", again.warnings);
     assert_eq!(again.enqueued, 0, "{again:#?}");
     assert_eq!(again.up_to_date, 3, "{again:#?}");
     assert_eq!(s.drain_queue(&engine).await, (0, 0));
