@@ -1296,6 +1296,10 @@ mod tests {
         assert!(err(&[q, ("OFFBOARD_MODE", "nuke")]).contains("OFFBOARD_MODE"));
         assert!(err(&[q, ("RECONCILE_OUS", "ou-1")]).contains("RECONCILE_OUS"));
         assert!(err(&[q, ("DRY_RUN", "perhaps")]).contains("DRY_RUN"));
+        assert!(err(&[q, ("BACKFILL_QUEUE_URL", "queue")]).contains("BACKFILL_QUEUE_URL"));
+        assert!(err(&[q, ("GRANT_QUOTA_PER_LICENSE", "0")]).contains("GRANT_QUOTA_PER_LICENSE"));
+        assert!(err(&[q, ("GRANT_QUOTA_WARN_PERCENT", "101")]).contains("GRANT_QUOTA_WARN_PERCENT"));
         assert_eq!(err(&[q, ("OFFBOARD_MODE", "delete")]), "");
+        assert_eq!(err(&[q, ("GRANT_QUOTA_PER_LICENSE", "5000")]), "");
     }
 }
