@@ -79,7 +79,7 @@ unit:
 	CT_EMULATOR_PROFILE=realistic cargo test -p local-world $(addprefix --test ,$(REALISTIC_SUITES))
 
 package: venv
-	cargo lambda build --release --x86-64 --bin account-lifecycle --bin reconciler --bin org-bootstrap --bin catalog-provisioning --bin account-vending
+	cargo lambda build --release --x86-64 --bin account-lifecycle --bin reconciler --bin org-bootstrap --bin catalog-provisioning --bin account-vending --bin notifier
 	@ls -l target/lambda/*/bootstrap
 
 # The template targets arm64; these machines build x86_64 only (README, Deploy).

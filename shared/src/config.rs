@@ -130,6 +130,10 @@ pub struct Config {
     pub onboarding_queue_url: Option<String>,
     /// Re-checks of backfill work go here (the backfill queue), when set.
     pub backfill_queue_url: Option<String>,
+    /// Final failures go here (the notification queue), when set.
+    pub notify_queue_url: Option<String>,
+    /// The queues' maxReceiveCount: the delivery after which SQS parks a message.
+    pub max_receives: u32,
     #[serde(with = "secs")]
     pub recheck_delay: Duration,
     #[serde(with = "secs")]
@@ -181,6 +185,8 @@ pub mod vars {
     pub const LICENSE_MANAGER_CALLS_PER_SECOND: &str = "LICENSE_MANAGER_CALLS_PER_SECOND";
     pub const ONBOARDING_QUEUE_URL: &str = "ONBOARDING_QUEUE_URL";
     pub const BACKFILL_QUEUE_URL: &str = "BACKFILL_QUEUE_URL";
+    pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
+    pub const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
     pub const RECHECK_DELAY_SECONDS: &str = "RECHECK_DELAY_SECONDS";
     pub const WORKFLOW_DEADLINE_SECONDS: &str = "WORKFLOW_DEADLINE_SECONDS";
     pub const ASSUME_ROLE_ATTEMPTS: &str = "ASSUME_ROLE_ATTEMPTS";
@@ -362,6 +368,7 @@ impl Config {
         };
         let onboarding_queue_url = queue_url(ONBOARDING_QUEUE_URL)?;
         let backfill_queue_url = queue_url(BACKFILL_QUEUE_URL)?;
+        let notify_queue_url = queue_url(NOTIFY_QUEUE_URL)?;
 
         let self_account_id = match get(SELF_ACCOUNT_ID) {
             None => None,
@@ -407,6 +414,8 @@ impl Config {
             )? as usize,
             onboarding_queue_url,
             backfill_queue_url,
+            notify_queue_url,
+            max_receives: parse_num(get(MAX_RECEIVE_COUNT), MAX_RECEIVE_COUNT, 5, 1, 1000)? as u32,
             recheck_delay: Duration::from_secs(parse_num(
                 get(RECHECK_DELAY_SECONDS),
                 RECHECK_DELAY_SECONDS,

@@ -4,6 +4,7 @@
 use crate::engine::Engine;
 use crate::error::Error;
 use crate::event::{parse_body, parse_request, Request};
+use crate::notify::{self, Failure};
 use crate::report::{AccountReport, ErrorReport, Outcome};
 use futures::StreamExt;
 use serde_json::{json, Value};
@@ -52,6 +53,8 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
         .cloned()
         .unwrap_or_default();
     let mut failures: Vec<String> = Vec::new();
+    let max_receives = engine.config().max_receives;
+    let mut notices: Vec<Failure> = Vec::new();
     // Group by account so two messages for one account never race each other.
     let mut groups: Vec<(Option<String>, Messages)> = Vec::new();
     for record in &records {
@@ -67,6 +70,18 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
         match parse_body(body) {
             Err(e) => {
                 log_rejected(&e);
+                if notify::is_final(receive_count(record), max_receives, e.retry()) {
+                    notices.push(Failure {
+                        account_id: "?".into(),
+                        account_name: None,
+                        ou_id: None,
+                        license: None,
+                        kind: e.kind().into(),
+                        code: None,
+                        reason: format!("message {id}: {e}"),
+                        parked: receive_count(record) >= max_receives,
+                    });
+                }
                 failures.push(id);
             }
             Ok(request) => {
@@ -81,22 +96,45 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
             }
         }
     }
-    let failed: Vec<Vec<String>> = futures::stream::iter(groups)
+    let counts: std::collections::HashMap<String, u32> = records
+        .iter()
+        .map(|r| {
+            let id = r
+                .get("messageId")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            (id.to_string(), receive_count(r))
+        })
+        .collect();
+    let counts = &counts;
+    let failed: Vec<(Vec<String>, Vec<Failure>)> = futures::stream::iter(groups)
         .map(|(_, items)| async move {
             let mut failed = Vec::new();
+            let mut notices = Vec::new();
             for (id, request) in items {
                 let report = engine.run(request).await;
                 log_report(&report);
                 if report.outcome == Outcome::Failed {
+                    let count = counts.get(&id).copied().unwrap_or(1);
+                    let retry = report
+                        .deciding_error()
+                        .map_or(crate::Retry::Retryable, |e| e.retry);
+                    if notify::is_final(count, max_receives, retry) {
+                        notices.extend(notify::failures_of(&report, count >= max_receives));
+                    }
                     failed.push(id);
                 }
             }
-            failed
+            (failed, notices)
         })
         .buffer_unordered(engine.config().max_concurrent_accounts)
         .collect()
         .await;
-    failures.extend(failed.into_iter().flatten());
+    for (ids, found) in failed {
+        failures.extend(ids);
+        notices.extend(found);
+    }
+    notify_failures(engine, &notices).await;
     // Keep SQS's order of identifiers for readable logs.
     let order = |id: &String| {
         records
@@ -105,6 +143,34 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
     };
     failures.sort_by_key(order);
     json!({ "batchItemFailures": failures.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>() })
+}
+
+/// SQS's `ApproximateReceiveCount` of a record (1 when absent).
+fn receive_count(record: &Value) -> u32 {
+    record
+        .pointer("/attributes/ApproximateReceiveCount")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Puts the batch's final failures on the notification queue (when one is configured). Best
+/// effort: the messages themselves are still failed and parked as usual if this fails.
+async fn notify_failures(engine: &Engine, notices: &[Failure]) {
+    let Some(queue) = &engine.config().notify_queue_url else {
+        return;
+    };
+    if notices.is_empty() {
+        return;
+    }
+    let bodies: Vec<String> = notices
+        .iter()
+        .filter_map(|n| serde_json::to_string(n).ok())
+        .collect();
+    let calls = crate::report::CallLog::default();
+    if let Err(e) = crate::aws::send_batch(&engine.clients().sqs, queue, &bodies, &calls).await {
+        tracing::error!(error = %e, failures = notices.len(), "could not queue failure notifications");
+    }
 }
 
 /// The error a direct invocation fails with: the deciding error itself (same kind, so

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod limiter;
 pub mod logging;
 pub mod metrics;
+pub mod notify;
 pub mod permissions;
 pub mod reconcile;
 pub mod report;

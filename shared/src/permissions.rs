@@ -29,6 +29,7 @@ pub const ACCOUNT_LIFECYCLE: &[&str] = &[
     "license-manager:ListReceivedGrantsForOrganization",
     "license-manager:DeleteGrant",
     "sqs:SendMessage",
+    "sqs:SendMessageBatch",
 ];
 
 /// reconciler, with its own role.
@@ -110,10 +111,14 @@ pub const MEMBER_ROLE: &[&str] = &[
 ];
 
 /// Every function's table, by the binary name the template builds.
+/// notifier (the notification queue's consumer), with its own role.
+pub const NOTIFIER: &[&str] = &["sns:Publish"];
+
 pub const FUNCTIONS: &[(&str, &[&str])] = &[
     ("account-lifecycle", ACCOUNT_LIFECYCLE),
     ("reconciler", RECONCILER),
     ("org-bootstrap", ORG_BOOTSTRAP),
     ("catalog-provisioning", CATALOG_PROVISIONING),
     ("account-vending", ACCOUNT_VENDING),
+    ("notifier", NOTIFIER),
 ];

@@ -1,0 +1,231 @@
+//! A message per failure, aggregated (issue 12): when an account ends failed for good (a
+//! permanent error on its first delivery, or any error on the delivery after which SQS parks the
+//! message), account-lifecycle puts one small record per failing license on the notification
+//! queue; the notifier drains that queue in batches (up to 1,000 records or 5 minutes) and
+//! publishes one summary per batch, grouped by error kind and license, so a backfill of 1,000
+//! accounts with one bad license sends one message, not 1,000.
+
+use crate::report::AccountReport;
+use crate::Retry;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One account's failure as the notification queue carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Failure {
+    pub account_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ou_id: Option<String>,
+    /// The license that failed (none: the account's own step failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub reason: String,
+    /// True when SQS parks the message now (dead-letter queue); false for a permanent error
+    /// reported on its first delivery.
+    pub parked: bool,
+}
+
+/// Whether this delivery's failure is the one to report: a permanent error on the first
+/// delivery (it will fail the same way each time), or any error on the last delivery before
+/// the dead-letter queue. Never twice for one message.
+pub fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
+    (retry == Retry::Permanent && receive_count <= 1) || receive_count >= max_receives
+}
+
+/// The records of a failed report: one per failing license, or one for the account's error.
+pub fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
+    let base = |license: Option<String>, e: &crate::report::ErrorReport| Failure {
+        account_id: report.account_id.clone().unwrap_or_else(|| "?".into()),
+        account_name: report.account_name.clone(),
+        ou_id: report.ou_id.clone(),
+        license,
+        kind: e.kind.clone(),
+        code: e.code.clone(),
+        reason: clip(&e.message, 400),
+        parked,
+    };
+    let mut out: Vec<Failure> = report
+        .licenses
+        .iter()
+        .filter_map(|l| {
+            l.error
+                .as_ref()
+                .map(|e| base(Some(l.license_arn.clone()), e))
+        })
+        .collect();
+    if let Some(e) = &report.error {
+        out.push(base(None, e));
+    }
+    out
+}
+
+/// `text` cut to `max` characters (a reason quoted in a notification).
+fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text.to_string(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
+}
+
+/// What to do about each kind of failure (README, Operations).
+pub fn next_step(kind: &str) -> &'static str {
+    match kind {
+        "Configuration" => "fix the stack's license selection (LicenseArns, ProductSkus, OuLicenseRules) or the account's licenses tag, then redrive the dead-letter queue",
+        "ActiveLicenseConflict" => "the account already has an active license for this product from another subscription: deactivate one, or set ActivationOverrideBehavior, then redrive",
+        "AssumeRole" => "check that the execution role exists in the account and trusts this stack's function role, then redrive",
+        "NotInOrganization" => "the account left the organization or is suspended: nothing to do unless it returns",
+        "WorkflowDeadline" | "GrantFailed" => "look at the grant in License Manager (Granted licenses) and at its StatusReason; redrive once it can succeed",
+        "Aws" => "an AWS call kept failing (the code says which); redrive when the cause is fixed",
+        "InvalidInput" => "a message was not understood; it is parked as it came",
+        _ => "see the report line (saved query \"why did account X fail\") and redrive when fixed",
+    }
+}
+
+/// Longest SNS message this builds (SNS allows 256 KB).
+const MAX_MESSAGE_BYTES: usize = 200_000;
+/// Accounts named per group; the rest are counted.
+const NAMED_PER_GROUP: usize = 20;
+
+/// One summary of `failures`: (subject, message). Groups by kind and license, largest first;
+/// each names up to 20 accounts (id, name, OU, reason) and says what to do next.
+pub fn summarize(failures: &[Failure], stack: &str) -> (String, String) {
+    let mut groups: BTreeMap<(String, String), Vec<&Failure>> = BTreeMap::new();
+    for f in failures {
+        groups
+            .entry((f.kind.clone(), f.license.clone().unwrap_or_default()))
+            .or_default()
+            .push(f);
+    }
+    let mut groups: Vec<_> = groups.into_iter().collect();
+    groups.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    let accounts: std::collections::BTreeSet<&str> =
+        failures.iter().map(|f| f.account_id.as_str()).collect();
+    let parked = failures.iter().filter(|f| f.parked).count();
+    let subject = format!(
+        "ct-entitlements ({stack}): {} account(s) not entitled",
+        accounts.len()
+    );
+    let mut message = format!(
+        "{} account(s) not entitled ({} failure(s), {} parked in the dead-letter queue), in {} group(s):\n",
+        accounts.len(),
+        failures.len(),
+        parked,
+        groups.len()
+    );
+    for ((kind, license), items) in &groups {
+        let license = if license.is_empty() {
+            "(the account's own steps)"
+        } else {
+            license
+        };
+        // Each account once (a failure reported first, then again when parked).
+        let mut seen = std::collections::BTreeSet::new();
+        let items: Vec<&&Failure> = items
+            .iter()
+            .filter(|f| seen.insert(f.account_id.as_str()))
+            .collect();
+        message.push_str(&format!(
+            "\n== {} account(s) × {kind} — {license}\nWhat to do: {}\n",
+            items.len(),
+            next_step(kind)
+        ));
+        for f in items.iter().take(NAMED_PER_GROUP) {
+            message.push_str(&format!(
+                "- {} {} (OU {}): {}{}\n",
+                f.account_id,
+                f.account_name.as_deref().unwrap_or(""),
+                f.ou_id.as_deref().unwrap_or("?"),
+                f.code
+                    .as_deref()
+                    .map(|c| format!("{c}: "))
+                    .unwrap_or_default(),
+                f.reason
+            ));
+        }
+        if items.len() > NAMED_PER_GROUP {
+            message.push_str(&format!("- … and {} more\n", items.len() - NAMED_PER_GROUP));
+        }
+        if message.len() > MAX_MESSAGE_BYTES {
+            message.truncate(MAX_MESSAGE_BYTES);
+            message.push_str("\n… (cut: see the logs)\n");
+            break;
+        }
+    }
+    message.push_str(
+        "\nCloudWatch Logs Insights (account-lifecycle's log groups):\n\
+         fields @timestamp, report.accountId, report.error.kind, report.error.message, report.licenses.0.error.message\n\
+         | filter type = \"accountReport\" and Outcome = \"failed\"\n\
+         | sort @timestamp desc\n",
+    );
+    (subject, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(account: usize, kind: &str, license: &str) -> Failure {
+        Failure {
+            account_id: format!("{account:012}"),
+            account_name: Some(format!("acct-{account}")),
+            ou_id: Some("ou-ab12-cdef3456".into()),
+            license: Some(license.into()),
+            kind: kind.into(),
+            code: None,
+            reason: "matches no AVAILABLE license".into(),
+            parked: true,
+        }
+    }
+
+    #[test]
+    fn a_thousand_failures_of_one_bad_license_are_one_summary() {
+        let mut failures: Vec<Failure> = (0..1000)
+            .map(|i| failure(i, "Configuration", "arn:l-bad"))
+            .collect();
+        failures.push(failure(5000, "AssumeRole", "arn:l-good"));
+        let (subject, message) = summarize(&failures, "prod");
+        assert_eq!(
+            subject,
+            "ct-entitlements (prod): 1001 account(s) not entitled"
+        );
+        assert!(
+            message.contains("== 1000 account(s) × Configuration — arn:l-bad"),
+            "{message}"
+        );
+        assert!(message.contains("== 1 account(s) × AssumeRole — arn:l-good"));
+        assert!(message.contains("… and 980 more"));
+        assert!(message.contains("What to do: fix the stack's license selection"));
+        assert!(message.contains("acct-0 (OU ou-ab12-cdef3456)"));
+        assert!(message.len() < 256 * 1024);
+        // Largest group first.
+        assert!(message.find("1000 account(s) ×") < message.find("1 account(s) × AssumeRole"));
+    }
+
+    #[test]
+    fn each_failure_is_reported_once() {
+        use Retry::{Permanent, Retryable};
+        // (receive count, max receives, retry, reported)
+        for (count, max, retry, reported) in [
+            (1, 5, Permanent, true),
+            (2, 5, Permanent, false),
+            (4, 5, Permanent, false),
+            (5, 5, Permanent, true),
+            (1, 5, Retryable, false),
+            (4, 5, Retryable, false),
+            (5, 5, Retryable, true),
+            (7, 5, Retryable, true),
+        ] {
+            assert_eq!(
+                is_final(count, max, retry),
+                reported,
+                "{count}/{max} {retry:?}"
+            );
+        }
+    }
+}
