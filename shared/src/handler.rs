@@ -142,7 +142,26 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
             .position(|r| r.get("messageId").and_then(Value::as_str) == Some(id))
     };
     failures.sort_by_key(order);
-    json!({ "batchItemFailures": failures.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>() })
+    batch_response(failures)
+}
+
+/// The SQS partial batch response (`aws_lambda_events`' type) naming the failed messages.
+pub fn batch_response(failed: Vec<String>) -> Value {
+    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
+    let mut response = SqsBatchResponse::default();
+    response.batch_item_failures = failed
+        .iter()
+        .map(|id| {
+            let mut item = BatchItemFailure::default();
+            item.item_identifier = id.clone();
+            item
+        })
+        .collect();
+    // Serializing two strings cannot fail; if it ever did, the same answer by hand (never an
+    // empty one, which would delete the failed messages).
+    serde_json::to_value(&response).unwrap_or_else(|_| {
+        json!({ "batchItemFailures": failed.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>() })
+    })
 }
 
 /// SQS's `ApproximateReceiveCount` of a record (1 when absent).

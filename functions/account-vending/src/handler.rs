@@ -241,10 +241,10 @@ async fn handle_batch(app: &App, payload: &Value) -> Value {
             .and_then(Value::as_str)
             .unwrap_or_default();
         if !handle_message(app, body, &mut slots).await {
-            failures.push(json!({ "itemIdentifier": id }));
+            failures.push(id);
         }
     }
-    json!({ "batchItemFailures": failures })
+    shared::handler::batch_response(failures)
 }
 
 /// Works one queue message; false when SQS should deliver it again.

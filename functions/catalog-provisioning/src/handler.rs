@@ -769,10 +769,10 @@ async fn handle_rechecks(app: &App, items: Vec<(String, String)>, deadline: Inst
     for (id, body) in items {
         if let Err(e) = recheck_one(app, &body, deadline).await {
             tracing::warn!(message_id = %id, kind = e.kind(), retry = %e.retry(), error = %e, "re-check failed");
-            failures.push(json!({ "itemIdentifier": id }));
+            failures.push(id);
         }
     }
-    json!({ "batchItemFailures": failures })
+    shared::handler::batch_response(failures)
 }
 
 async fn recheck_one(app: &App, body: &str, deadline: Instant) -> Result<(), Error> {
