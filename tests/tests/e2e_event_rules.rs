@@ -1,0 +1,200 @@
+//! The template's event rules, delivered (issue 12 §1): each rule's pattern, read from
+//! template.yaml, is created in moto's EventBridge with an SQS target; events are put on the bus
+//! (the ones the rule must take and ones it must not); what arrives is handed to the function
+//! the rule targets, and the account's state changes accordingly.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::setup;
+use local_world::http::{fake_sigv4, send};
+use local_world::seed::demo_spec;
+use serde_json::{json, Value};
+use shared::reconcile::ReconcileConfig;
+
+/// One EventBridge call (AWS JSON 1.1) to moto.
+async fn events(moto: &str, action: &str, body: Value) -> Value {
+    let target = format!("AWSEvents.{action}");
+    let auth = fake_sigv4("AKIAEXAMPLE", "events");
+    let response = send(
+        hyper::Method::POST,
+        &format!("{moto}/"),
+        &[
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target.as_str()),
+            ("authorization", auth.as_str()),
+        ],
+        body.to_string(),
+    )
+    .await
+    .unwrap();
+    assert!(response.is_success(), "{action}: {}", response.text());
+    serde_json::from_str(&response.text()).unwrap_or(Value::Null)
+}
+
+/// A template YAML value as JSON (the patterns hold no intrinsic functions but `account`).
+fn to_json(v: &serde_yaml::Value) -> Value {
+    serde_json::to_value(v).unwrap()
+}
+
+fn template() -> serde_yaml::Value {
+    serde_yaml::from_str(
+        &std::fs::read_to_string(local_world::lambda::workspace_root().join("template.yaml"))
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let moto = s.world.moto_url().to_string();
+    let t = template();
+    let reconciler_events = &t["Resources"]["ReconcilerFunction"]["Properties"]["Events"];
+    let mut pattern = t["Resources"]["LifecycleEventRule"]["Properties"]["EventPattern"]
+        .as_mapping()
+        .unwrap()
+        .clone();
+    pattern.remove("account");
+    let mut lifecycle = to_json(&serde_yaml::Value::Mapping(pattern));
+    // The `account` condition (an !If) is the management account's: here moto's caller.
+    lifecycle["account"] = json!(["123456789012"]);
+    let rules = [
+        ("lifecycle", lifecycle),
+        (
+            "organizations",
+            to_json(&reconciler_events["OrganizationsChanges"]["Properties"]["Pattern"]),
+        ),
+        (
+            "license-manager",
+            to_json(&reconciler_events["LicenseManagerChanges"]["Properties"]["Pattern"]),
+        ),
+    ];
+    let sqs = s.world.sqs();
+    let mut queues = Vec::new();
+    for (name, pattern) in &rules {
+        let url = sqs
+            .create_queue()
+            .queue_name(format!("rule-{name}"))
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string();
+        let arn = format!("arn:aws:sqs:us-east-1:123456789012:rule-{name}");
+        events(
+            &moto,
+            "PutRule",
+            json!({"Name": name, "EventPattern": pattern.to_string()}),
+        )
+        .await;
+        events(
+            &moto,
+            "PutTargets",
+            json!({"Rule": name, "Targets": [{"Id": "1", "Arn": arn}]}),
+        )
+        .await;
+        queues.push((name.to_string(), url));
+    }
+
+    let sandbox_ou = s.org.ou("Sandbox").unwrap().id.clone();
+    let workloads_ou = s.org.ou("Workloads").unwrap().id.clone();
+    let sandbox = s.org.account("sandbox-1").unwrap().id.clone();
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let entry = |source: &str, detail_type: &str, detail: Value| json!({"Source": source, "DetailType": detail_type, "Detail": detail.to_string()});
+    let cloudtrail = |name: &str, params: Value| {
+        entry(
+            "aws.organizations",
+            "AWS API Call via CloudTrail",
+            json!({"eventSource": "organizations.amazonaws.com", "eventName": name, "requestParameters": params}),
+        )
+    };
+    let put = events(
+        &moto,
+        "PutEvents",
+        json!({"Entries": [
+            // Taken: a Control Tower account creation, a move, a grant change.
+            entry("aws.controltower", "AWS Service Event via CloudTrail", json!({
+                "eventName": "CreateManagedAccount",
+                "serviceEventDetails": {"createManagedAccountStatus": {
+                    "organizationalUnit": {"organizationalUnitName": "Workloads", "organizationalUnitId": workloads_ou},
+                    "account": {"accountName": "workload-prod", "accountId": prod},
+                    "state": "SUCCEEDED", "message": "ok",
+                    "requestedTimestamp": "2026-11-30T00:00:00+0000", "completedTimestamp": "2026-11-30T00:10:00+0000"}}})),
+            cloudtrail("MoveAccount", json!({"accountId": sandbox, "sourceParentId": sandbox_ou, "destinationParentId": workloads_ou})),
+            entry("aws.license-manager", "Grant Change", json!({"granteePrincipal": format!("arn:aws:iam::{prod}:root")})),
+            // Not taken: other Organizations calls, other Control Tower events.
+            cloudtrail("CreateOrganizationalUnit", json!({"name": "x"})),
+            entry("aws.controltower", "AWS Service Event via CloudTrail", json!({"eventName": "SetupLandingZone"})),
+        ]}),
+    )
+    .await;
+    assert_eq!(put["FailedEntryCount"], 0, "{put}");
+
+    let mut delivered = std::collections::HashMap::new();
+    for (name, url) in &queues {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .unwrap();
+        let bodies: Vec<Value> = got
+            .messages()
+            .iter()
+            .map(|m| serde_json::from_str(m.body().unwrap()).unwrap())
+            .collect();
+        delivered.insert(name.clone(), bodies);
+    }
+    assert_eq!(
+        delivered["lifecycle"].len(),
+        1,
+        "{:?}",
+        delivered["lifecycle"]
+    );
+    assert_eq!(
+        delivered["organizations"].len(),
+        1,
+        "{:?}",
+        delivered["organizations"]
+    );
+    assert_eq!(delivered["license-manager"].len(), 1);
+
+    // What arrived, to the functions the rules target: the account is entitled; the moved
+    // account is queued for its new licenses (its OU rule differs); the grant change re-checks.
+    let rules_env = format!(r#"{{"{sandbox_ou}": ["{}"]}}"#, s.org.licenses[0].arn);
+    let engine = s.engine(&[("OU_LICENSE_RULES", &rules_env)]);
+    let report = common::handle(&engine, delivered["lifecycle"][0].clone()).await;
+    assert_eq!(report["outcome"], "entitled", "{report:#}");
+    assert_eq!(report["accountId"], json!(prod));
+
+    let config = ReconcileConfig::from_lookup(|k| {
+        (k == "ONBOARDING_QUEUE_URL").then(|| s.queue_url.clone())
+    })
+    .unwrap();
+    let moved = reconciler::handle(&engine, &config, &delivered["organizations"][0])
+        .await
+        .unwrap();
+    assert_eq!(moved["onboard"], json!([sandbox]), "{moved:#}");
+    let changed = reconciler::handle(&engine, &config, &delivered["license-manager"][0])
+        .await
+        .unwrap();
+    assert_eq!(changed["onboard"], json!([prod]), "{changed:#}");
+    assert_eq!(s.drain_queue(&engine).await, (2, 0));
+    assert_eq!(
+        s.grants_in(&sandbox).await.len(),
+        1,
+        "Sandbox's rule: one license"
+    );
+    let prod_grants = s.grants_in(&prod).await;
+    assert_eq!(prod_grants.len(), 3);
+    assert!(
+        prod_grants.iter().all(|(_, st)| st == "ACTIVE"),
+        "{prod_grants:?}"
+    );
+}
