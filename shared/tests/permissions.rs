@@ -458,3 +458,25 @@ fn cross_account_entry_points_admit_only_the_organization_or_a_named_source() {
         }
     }
 }
+
+#[test]
+fn change_events_forwarder_forwards_exactly_what_the_reconciler_matches() {
+    let t = template();
+    let events = &t["Resources"]["ReconcilerFunction"]["Properties"]["Events"];
+    let forwarder = example("change-events-forwarder.yaml");
+    for (event, rule) in [
+        ("OrganizationsChanges", "OrganizationsChangesForwardingRule"),
+        ("LicenseManagerChanges", "LicenseManagerChangesForwardingRule"),
+    ] {
+        assert_eq!(
+            events[event]["Properties"]["Pattern"],
+            forwarder["Resources"][rule]["Properties"]["EventPattern"],
+            "{rule} forwards what {event} matches"
+        );
+    }
+    // The forwarding role may put events on this account's default bus only.
+    let role = only_resource(&forwarder, "AWS::IAM::Role");
+    let policy = text(&role["Properties"]["Policies"]);
+    assert!(policy.contains("events:PutEvents"));
+    assert!(policy.contains("${AWS::AccountId}:event-bus/default"), "{policy}");
+}
