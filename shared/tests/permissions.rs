@@ -466,7 +466,10 @@ fn change_events_forwarder_forwards_exactly_what_the_reconciler_matches() {
     let forwarder = example("change-events-forwarder.yaml");
     for (event, rule) in [
         ("OrganizationsChanges", "OrganizationsChangesForwardingRule"),
-        ("LicenseManagerChanges", "LicenseManagerChangesForwardingRule"),
+        (
+            "LicenseManagerChanges",
+            "LicenseManagerChangesForwardingRule",
+        ),
     ] {
         assert_eq!(
             events[event]["Properties"]["Pattern"],
@@ -478,5 +481,8 @@ fn change_events_forwarder_forwards_exactly_what_the_reconciler_matches() {
     let role = only_resource(&forwarder, "AWS::IAM::Role");
     let policy = text(&role["Properties"]["Policies"]);
     assert!(policy.contains("events:PutEvents"));
-    assert!(policy.contains("${AWS::AccountId}:event-bus/default"), "{policy}");
+    assert!(
+        policy.contains("${AWS::AccountId}:event-bus/default"),
+        "{policy}"
+    );
 }

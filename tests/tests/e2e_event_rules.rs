@@ -75,16 +75,7 @@ async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
     let sqs = s.world.sqs();
     let mut queues = Vec::new();
     for (name, pattern) in &rules {
-        let url = sqs
-            .create_queue()
-            .queue_name(format!("rule-{name}"))
-            .send()
-            .await
-            .unwrap()
-            .queue_url()
-            .unwrap()
-            .to_string();
-        let arn = format!("arn:aws:sqs:us-east-1:123456789012:rule-{name}");
+        let (url, arn) = common::new_queue(&s.world, &format!("rule-{name}")).await;
         events(
             &moto,
             "PutRule",

@@ -23,33 +23,8 @@ async fn final_failures_become_one_summary_per_batch() {
         return;
     };
     let sqs = s.world.sqs();
-    let queue = |name: &'static str| {
-        let sqs = sqs.clone();
-        async move {
-            let url = sqs
-                .create_queue()
-                .queue_name(name)
-                .send()
-                .await
-                .unwrap()
-                .queue_url()
-                .unwrap()
-                .to_string();
-            let arn = sqs
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
-                .send()
-                .await
-                .unwrap()
-                .attributes()
-                .unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn]
-                .clone();
-            (url, arn)
-        }
-    };
-    let (notify_url, _) = queue("notifications").await;
-    let (inbox_url, inbox_arn) = queue("inbox").await;
+    let (notify_url, _) = common::new_queue(&s.world, "notifications").await;
+    let (inbox_url, inbox_arn) = common::new_queue(&s.world, "inbox").await;
     let sns = aws_sdk_sns::Client::from_conf(
         aws_sdk_sns::config::Builder::from(s.world.sdk_config())
             .endpoint_url(s.world.moto_url())
@@ -86,30 +61,7 @@ async fn final_failures_become_one_summary_per_batch() {
             record(&format!("m-{i}"), &json!({"accountId": a.id}).to_string(), receive_count)
         }).collect::<Vec<_>>()})
     };
-    let read_notifications = || async {
-        let mut out = Vec::new();
-        loop {
-            let got = sqs
-                .receive_message()
-                .queue_url(&notify_url)
-                .max_number_of_messages(10)
-                .send()
-                .await
-                .unwrap();
-            if got.messages().is_empty() {
-                return out;
-            }
-            for m in got.messages() {
-                out.push(m.body().unwrap().to_string());
-                sqs.delete_message()
-                    .queue_url(&notify_url)
-                    .receipt_handle(m.receipt_handle().unwrap())
-                    .send()
-                    .await
-                    .unwrap();
-            }
-        }
-    };
+    let read_notifications = || common::take_bodies(&s.world, &notify_url);
 
     // First delivery: permanent failures are reported at once, one record per account.
     let answer = shared::handler::handle(&engine, batch(1)).await.unwrap();

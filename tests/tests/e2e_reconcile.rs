@@ -257,44 +257,18 @@ async fn backfill_goes_to_its_own_queue_named_accounts_to_the_onboarding_queue()
         return;
     };
     let engine = s.engine(&[]);
-    let sqs = s.world.sqs();
-    let backfill_url = sqs
-        .create_queue()
-        .queue_name("backfill")
-        .send()
-        .await
-        .unwrap()
-        .queue_url()
-        .unwrap()
-        .to_string();
+    let (backfill_url, _) = common::new_queue(&s.world, "backfill").await;
     let config = ReconcileConfig {
         backfill_queue_url: Some(backfill_url.clone()),
         ..reconcile_config(&s.queue_url, None)
     };
     let report = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
     assert_eq!(report.enqueued, 3, "{report:#?}");
-    let mut bodies = Vec::new();
-    loop {
-        let got = sqs
-            .receive_message()
-            .queue_url(&backfill_url)
-            .max_number_of_messages(10)
-            .send()
-            .await
-            .unwrap();
-        if got.messages().is_empty() {
-            break;
-        }
-        for m in got.messages() {
-            bodies.push(serde_json::from_str::<serde_json::Value>(m.body().unwrap()).unwrap());
-            sqs.delete_message()
-                .queue_url(&backfill_url)
-                .receipt_handle(m.receipt_handle().unwrap())
-                .send()
-                .await
-                .unwrap();
-        }
-    }
+    let bodies: Vec<serde_json::Value> = common::take_bodies(&s.world, &backfill_url)
+        .await
+        .iter()
+        .map(|b| serde_json::from_str(b).unwrap())
+        .collect();
     assert_eq!(bodies.len(), 3, "{bodies:?}");
     for b in &bodies {
         assert_eq!(b["backfill"], true, "{b}");

@@ -47,19 +47,61 @@ pub struct Setup {
     pub queue_url: String,
 }
 
-pub async fn setup(spec: OrgSpec) -> Option<Setup> {
-    let world = World::start_or_skip().await?;
-    let org = seed::seed(&world, &spec).await.unwrap();
-    let queue_url = world
-        .sqs()
+/// A new SQS queue in the world's moto: (URL, ARN).
+pub async fn new_queue(world: &World, name: &str) -> (String, String) {
+    let sqs = world.sqs();
+    let url = sqs
         .create_queue()
-        .queue_name("onboarding")
+        .queue_name(name)
         .send()
         .await
         .unwrap()
         .queue_url()
         .unwrap()
         .to_string();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let arn =
+        attributes.attributes().unwrap()[&aws_sdk_sqs::types::QueueAttributeName::QueueArn].clone();
+    (url, arn)
+}
+
+/// Every message body on a queue, each deleted once read.
+pub async fn take_bodies(world: &World, url: &str) -> Vec<String> {
+    let sqs = world.sqs();
+    let mut out = Vec::new();
+    loop {
+        let got = sqs
+            .receive_message()
+            .queue_url(url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        if got.messages().is_empty() {
+            return out;
+        }
+        for m in got.messages() {
+            out.push(m.body().unwrap_or_default().to_string());
+            sqs.delete_message()
+                .queue_url(url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+}
+
+pub async fn setup(spec: OrgSpec) -> Option<Setup> {
+    let world = World::start_or_skip().await?;
+    let org = seed::seed(&world, &spec).await.unwrap();
+    let (queue_url, _) = new_queue(&world, "onboarding").await;
     Some(Setup {
         world,
         org,
