@@ -1,7 +1,8 @@
-//! Logging set-up shared by every function: JSON lines without ANSI colors (CloudWatch); the
-//! level from `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL` (the function's logging
-//! configuration), else info; each line carries the invocation's span (`requestId`, from the
-//! Lambda runtime).
+//! Logging set-up shared by every function: JSON lines without ANSI colors (CloudWatch), or
+//! plain text when the function's logging configuration says `AWS_LAMBDA_LOG_FORMAT=Text`; the
+//! level from `RUST_LOG`, else Lambda's `AWS_LAMBDA_LOG_LEVEL`, else info; each line carries the
+//! invocation's span (`requestId`, from the Lambda runtime). Report lines stay JSON in both
+//! formats (their metrics need it).
 
 /// Installs the global subscriber once (later calls are no-ops) and names the function for the
 /// metrics' `Function` dimension.
@@ -12,15 +13,25 @@ pub fn init(function: &'static str) {
             std::env::var("AWS_LAMBDA_LOG_LEVEL").ok().as_deref(),
         ))
     });
-    let _ = tracing_subscriber::fmt()
-        .json()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_current_span(true)
-        .with_span_list(false)
         .with_ansi(false)
         .without_time()
-        .with_target(false)
-        .try_init();
+        .with_target(false);
+    let _ = if text_format(std::env::var("AWS_LAMBDA_LOG_FORMAT").ok().as_deref()) {
+        builder.try_init()
+    } else {
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    };
+}
+
+/// `AWS_LAMBDA_LOG_FORMAT=Text` (any case) asks for plain lines; JSON otherwise.
+fn text_format(lambda: Option<&str>) -> bool {
+    lambda.is_some_and(|f| f.eq_ignore_ascii_case("text"))
 }
 
 /// `AWS_LAMBDA_LOG_LEVEL` (TRACE, DEBUG, INFO, WARN, ERROR, FATAL) as a filter; info otherwise.
@@ -48,5 +59,7 @@ mod tests {
         ] {
             assert_eq!(super::level(given), filter, "{given:?}");
         }
+        assert!(super::text_format(Some("Text")) && super::text_format(Some("TEXT")));
+        assert!(!super::text_format(Some("JSON")) && !super::text_format(None));
     }
 }
