@@ -233,7 +233,8 @@ impl Config {
                 let parsed = LicenseRef::parse(item, var)?;
                 if matches!(parsed, LicenseRef::Arn(_)) != want_arn {
                     return Err(Error::Config(format!(
-                        "{var}: {item:?} belongs in {}",
+                        "{var}: {} belongs in {}",
+                        echo(item),
                         if want_arn { PRODUCT_SKUS } else { LICENSE_ARNS }
                     )));
                 }
@@ -273,7 +274,8 @@ impl Config {
             for (ou, refs) in parsed {
                 if !is_ou_id(&ou) {
                     return Err(Error::Config(format!(
-                        "{OU_LICENSE_RULES}: {ou:?} is not an OU id (ou-xxxx-yyyyyyyy)"
+                        "{OU_LICENSE_RULES}: {} is not an OU id (ou-xxxx-yyyyyyyy)",
+                        echo(&ou)
                     )));
                 }
                 let refs = refs
@@ -289,7 +291,8 @@ impl Config {
             .collect();
         if let Some(bad) = target_ous.iter().find(|ou| !is_ou_id(ou)) {
             return Err(Error::Config(format!(
-                "{TARGET_OUS}: {bad:?} is not an OU id (ou-xxxx-yyyyyyyy)"
+                "{TARGET_OUS}: {} is not an OU id (ou-xxxx-yyyyyyyy)",
+                echo(bad)
             )));
         }
 
@@ -301,7 +304,8 @@ impl Config {
                 }
                 _ => {
                     return Err(Error::Config(format!(
-                        "{ACCOUNT_TAG_FILTER}: {raw:?} must look like key=value"
+                        "{ACCOUNT_TAG_FILTER}: {} must look like key=value",
+                        echo(&raw)
                     )))
                 }
             },
@@ -311,13 +315,15 @@ impl Config {
             get(EXECUTION_ROLE_NAME).unwrap_or_else(|| "AWSControlTowerExecution".into());
         if !is_role_name(&execution_role_name) {
             return Err(Error::Config(format!(
-                "{EXECUTION_ROLE_NAME}: {execution_role_name:?} is not an IAM role name"
+                "{EXECUTION_ROLE_NAME}: {} is not an IAM role name",
+                echo(&execution_role_name)
             )));
         }
         let license_home_region = get(LICENSE_HOME_REGION).unwrap_or_else(|| "us-east-1".into());
         if !is_region(&license_home_region) {
             return Err(Error::Config(format!(
-                "{LICENSE_HOME_REGION}: {license_home_region:?} is not a region name"
+                "{LICENSE_HOME_REGION}: {} is not a region name",
+                echo(&license_home_region)
             )));
         }
         let override_behavior = match get(ACTIVATION_OVERRIDE_BEHAVIOR) {
@@ -345,7 +351,8 @@ impl Config {
             .find(|op| !self::ALLOWED_OPERATIONS.contains(&op.as_str()))
         {
             return Err(Error::Config(format!(
-                "{ALLOWED_OPERATIONS}: {bad:?} is not one of {}",
+                "{ALLOWED_OPERATIONS}: {} is not one of {}",
+                echo(bad),
                 self::ALLOWED_OPERATIONS.join(", ")
             )));
         }
@@ -356,7 +363,8 @@ impl Config {
                 .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
         {
             return Err(Error::Config(format!(
-                "{GRANT_NAME_PREFIX}: {grant_name_prefix:?} must be at most 40 letters, digits, '-', '_' or '.'"
+                "{GRANT_NAME_PREFIX}: {} must be at most 40 letters, digits, '-', '_' or '.'",
+                echo(&grant_name_prefix)
             )));
         }
 
@@ -374,7 +382,8 @@ impl Config {
             None => None,
             Some(raw) => Some(AccountId::parse(&raw).map_err(|_| {
                 Error::Config(format!(
-                    "{SELF_ACCOUNT_ID}: {raw:?} is not a 12-digit account id"
+                    "{SELF_ACCOUNT_ID}: {} is not a 12-digit account id",
+                    echo(&raw)
                 ))
             })?),
         };
@@ -556,6 +565,25 @@ mod tests {
 
     #[test]
     fn errors_name_the_variable() {
+        // Operator-set values are echoed bounded too.
+        let huge = "x".repeat(10_000);
+        let base = ("PRODUCT_SKUS", "prod-sku-1");
+        for var in [
+            "EXECUTION_ROLE_NAME",
+            "LICENSE_HOME_REGION",
+            "GRANT_NAME_PREFIX",
+            "SELF_ACCOUNT_ID",
+            "ONBOARDING_QUEUE_URL",
+            "TARGET_OUS",
+            "ACCOUNT_TAG_FILTER",
+        ] {
+            let msg = config_error(&[base, (var, &huge)]);
+            assert!(
+                msg.starts_with(var) && msg.len() < 400,
+                "{var}: {} bytes",
+                msg.len()
+            );
+        }
         assert!(config_error(&[]).contains("no licenses selected"));
         assert!(
             config_error(&[("LICENSE_ARNS", "arn:aws:license-manager::1:license:l-1")])
