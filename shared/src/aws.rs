@@ -153,25 +153,10 @@ pub async fn describe_member(
             })
     };
     let parents = async {
-        if let Some(ou) = hints.ou_id {
-            return Ok(Some(ou.to_string()));
+        match hints.ou_id {
+            Some(ou) => Ok(Some(ou.to_string())),
+            None => parent_ou(org, account.as_str(), calls).await,
         }
-        calls.record(Side::Own, "organizations:ListParents", false);
-        let out = org
-            .list_parents()
-            .child_id(account.as_str())
-            .send()
-            .await
-            .map_err(|e| aws_error("organizations", "ListParents", e))?;
-        Ok::<_, Error>(
-            out.parents()
-                .iter()
-                .find(|p| {
-                    p.r#type()
-                        .is_some_and(|t| t.as_str() == "ORGANIZATIONAL_UNIT")
-                })
-                .and_then(|p| p.id().map(str::to_string)),
-        )
     };
     let tags = async {
         if hints.skip_tags {
@@ -198,16 +183,16 @@ pub async fn describe_member(
     })
 }
 
-/// The parent OU of an OU (`None` when its parent is the root).
+/// The parent OU of an account or an OU (`None` when its parent is the root).
 pub async fn parent_ou(
     org: &aws_sdk_organizations::Client,
-    ou_id: &str,
+    child_id: &str,
     calls: &CallLog,
 ) -> Result<Option<String>, Error> {
     calls.record(Side::Own, "organizations:ListParents", false);
     let out = org
         .list_parents()
-        .child_id(ou_id)
+        .child_id(child_id)
         .send()
         .await
         .map_err(|e| aws_error("organizations", "ListParents", e))?;

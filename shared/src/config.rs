@@ -368,15 +368,10 @@ impl Config {
             )));
         }
 
-        let queue_url = |var: &str| match get(var) {
-            Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => Err(
-                Error::Config(format!("{var}: {} is not a queue URL", echo(&url))),
-            ),
-            other => Ok(other),
-        };
-        let onboarding_queue_url = queue_url(ONBOARDING_QUEUE_URL)?;
-        let backfill_queue_url = queue_url(BACKFILL_QUEUE_URL)?;
-        let notify_queue_url = queue_url(NOTIFY_QUEUE_URL)?;
+        let onboarding_queue_url =
+            parse_queue_url(get(ONBOARDING_QUEUE_URL), ONBOARDING_QUEUE_URL)?;
+        let backfill_queue_url = parse_queue_url(get(BACKFILL_QUEUE_URL), BACKFILL_QUEUE_URL)?;
+        let notify_queue_url = parse_queue_url(get(NOTIFY_QUEUE_URL), NOTIFY_QUEUE_URL)?;
 
         let self_account_id = match get(SELF_ACCOUNT_ID) {
             None => None,
@@ -479,6 +474,16 @@ pub fn parse_bool(raw: Option<&str>, var: &str, default: bool) -> Result<bool, E
 }
 
 /// Parses a whole-number setting named `var` within `min..=max`; `None` gives `default`.
+/// An optional queue URL setting: absent, or an `http(s)://` URL (the error names `var`).
+pub fn parse_queue_url(raw: Option<String>, var: &str) -> Result<Option<String>, Error> {
+    match raw {
+        Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => Err(
+            Error::Config(format!("{var}: {} is not a queue URL", echo(&url))),
+        ),
+        other => Ok(other),
+    }
+}
+
 pub fn parse_num(
     raw: Option<String>,
     var: &str,

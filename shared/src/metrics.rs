@@ -24,14 +24,12 @@ pub fn function() -> &'static str {
     FUNCTION.get().copied().unwrap_or("unknown")
 }
 
-fn outcome_name(outcome: Outcome) -> &'static str {
-    match outcome {
-        Outcome::Entitled => "entitled",
-        Outcome::Pending => "pending",
-        Outcome::Skipped => "skipped",
-        Outcome::Planned => "planned",
-        Outcome::Failed => "failed",
-        Outcome::Offboarded => "offboarded",
+/// The outcome as the report line spells it (its serde name), so `Outcome` and `report.outcome`
+/// always agree.
+fn outcome_name(outcome: Outcome) -> String {
+    match serde_json::to_value(outcome) {
+        Ok(Value::String(name)) => name,
+        _ => format!("{outcome:?}").to_lowercase(),
     }
 }
 

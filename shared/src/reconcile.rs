@@ -47,15 +47,8 @@ impl ReconcileConfig {
         let onboarding_queue_url = get("ONBOARDING_QUEUE_URL")
             .filter(|u| u.starts_with("https://") || u.starts_with("http://"))
             .ok_or_else(|| Error::Config("ONBOARDING_QUEUE_URL: a queue URL is required".into()))?;
-        let backfill_queue_url = match get("BACKFILL_QUEUE_URL") {
-            Some(u) if !(u.starts_with("https://") || u.starts_with("http://")) => {
-                return Err(Error::Config(format!(
-                    "BACKFILL_QUEUE_URL: {} is not a queue URL",
-                    echo(&u)
-                )))
-            }
-            other => other,
-        };
+        let backfill_queue_url =
+            crate::config::parse_queue_url(get("BACKFILL_QUEUE_URL"), "BACKFILL_QUEUE_URL")?;
         let ous: Vec<String> = get("RECONCILE_OUS")
             .unwrap_or_default()
             .split([',', ' '])
@@ -80,21 +73,12 @@ impl ReconcileConfig {
             }
         };
         let dry_run = crate::config::parse_bool(get("DRY_RUN").as_deref(), "DRY_RUN", false)?;
-        let number = |var: &str, default: u32, min: u32, max: u32| match get(var) {
-            None => Ok(default),
-            Some(raw) => raw
-                .parse::<u32>()
-                .ok()
-                .filter(|n| (min..=max).contains(n))
-                .ok_or_else(|| {
-                    Error::Config(format!(
-                        "{var}: {} must be a whole number from {min} to {max}",
-                        echo(&raw)
-                    ))
-                }),
+        let number = |var: &str, default: u64, max: u64| {
+            crate::config::parse_num(get(var), var, default, 1, max)
+                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
         };
-        let grant_quota = number("GRANT_QUOTA_PER_LICENSE", 2000, 1, 1_000_000)?;
-        let grant_quota_warn_percent = number("GRANT_QUOTA_WARN_PERCENT", 90, 1, 100)?;
+        let grant_quota = number("GRANT_QUOTA_PER_LICENSE", 2000, 1_000_000)?;
+        let grant_quota_warn_percent = number("GRANT_QUOTA_WARN_PERCENT", 90, 100)?;
         Ok(ReconcileConfig {
             grant_quota,
             grant_quota_warn_percent,
@@ -448,11 +432,7 @@ async fn run(
             }
             return Ok(());
         };
-        report.offboarded = futures::stream::iter(ids.iter())
-            .map(|id| engine.offboard(id, None, mode, "event:offboard"))
-            .buffered(engine.config().max_concurrent_accounts)
-            .collect()
-            .await;
+        report.offboarded = offboard_all(engine, ids, mode, "event:offboard").await;
         return Ok(());
     }
     let org = engine.organization(calls).await?;
@@ -586,12 +566,22 @@ async fn run(
         .iter()
         .filter_map(|d| AccountId::parse(d).ok())
         .collect();
-    report.offboarded = futures::stream::iter(ids.iter())
-        .map(|id| engine.offboard(id, None, mode, "reconcile:offboard"))
+    report.offboarded = offboard_all(engine, &ids, mode, "reconcile:offboard").await;
+    Ok(())
+}
+
+/// Offboards `ids` (at most MAX_CONCURRENT_ACCOUNTS at once), one report each.
+async fn offboard_all(
+    engine: &Engine,
+    ids: &[AccountId],
+    mode: OffboardMode,
+    trigger: &str,
+) -> Vec<AccountReport> {
+    futures::stream::iter(ids.iter())
+        .map(|id| engine.offboard(id, None, mode, trigger))
         .buffered(engine.config().max_concurrent_accounts)
         .collect()
-        .await;
-    Ok(())
+        .await
 }
 
 /// The accounts among `candidates` that need a run, with the reason: the selection of each
