@@ -8,6 +8,7 @@ figure with its ratio and writes target/bench/report.json. See README.md, "Perfo
 
 import argparse
 import collections
+import contextlib
 import datetime
 import json
 import os
@@ -250,6 +251,23 @@ def median_run(runs):
     return chosen
 
 
+@contextlib.contextmanager
+def lifecycle_container(world, proxies, queue_url, log_name, extra=None):
+    """An account-lifecycle process under its own runtime API server: (runtime, process),
+    both stopped on exit."""
+    rt = RuntimeApi()
+    logf = open(LOGS / log_name, "w")
+    proc = spawn([str(bootstrap_path("account-lifecycle"))],
+                 env=lifecycle_env(rt, world, proxies, queue_url, extra),
+                 stdout=logf, stderr=logf)
+    try:
+        yield rt, proc
+    finally:
+        stop(proc)
+        rt.close()
+        logf.close()
+
+
 def onboard_once(world, proxies, queue_url, account, second, licenses, delay, repeat):
     """One new account in a cold container, the same account again in that container, a
     second new account in that (now warm) container, and the first again in a fresh one
@@ -257,15 +275,9 @@ def onboard_once(world, proxies, queue_url, account, second, licenses, delay, re
     tag = f"{licenses}-{delay}ms-{repeat}"
     proxies.set_delay(delay)
     proxies.reset()
-    rt = RuntimeApi()
-    logf = open(LOGS / f"onboarding-{tag}.log", "w")
     event = create_event(account)
-    inv = rt.submit(event)
-    proc = spawn([str(bootstrap_path("account-lifecycle"))],
-                 env=lifecycle_env(rt, world, proxies, queue_url),
-                 stdout=logf, stderr=logf)
-    try:
-        cold = measure(proxies, inv.wait(300), "account-lifecycle")
+    with lifecycle_container(world, proxies, queue_url, f"onboarding-{tag}.log") as (rt, proc):
+        cold = measure(proxies, rt.submit(event).wait(300), "account-lifecycle")
         proxies.reset()
         warm = measure(proxies, rt.submit(event).wait(300), "account-lifecycle")
         # Let the container's License Manager rate limiter (10 calls/s per operation, 3 s burst)
@@ -275,23 +287,10 @@ def onboard_once(world, proxies, queue_url, account, second, licenses, delay, re
         new_warm = measure(proxies, rt.submit(create_event(second)).wait(300),
                            "account-lifecycle")
         hwm = vm_hwm_kib(proc.pid) / 1024
-    finally:
-        stop(proc)
-        rt.close()
-        logf.close()
     proxies.reset()
-    rt = RuntimeApi()
-    logf = open(LOGS / f"onboarding-{tag}-recold.log", "w")
-    inv = rt.submit(event)
-    proc = spawn([str(bootstrap_path("account-lifecycle"))],
-                 env=lifecycle_env(rt, world, proxies, queue_url),
-                 stdout=logf, stderr=logf)
-    try:
-        recold = measure(proxies, inv.wait(300), "account-lifecycle")
-    finally:
-        stop(proc)
-        rt.close()
-        logf.close()
+    with lifecycle_container(world, proxies, queue_url,
+                             f"onboarding-{tag}-recold.log") as (rt, _):
+        recold = measure(proxies, rt.submit(event).wait(300), "account-lifecycle")
     return cold, warm, recold, hwm, new_warm
 
 
