@@ -614,6 +614,36 @@ pub async fn activate_grant(
     })
 }
 
+/// Bulk activation of an organization/OU grant (grantor side): CreateGrantVersion
+/// Status=ACTIVE on the parent; License Manager activates every account-level grant under it,
+/// and those of accounts that join later.
+pub async fn bulk_activate(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    source_version: &str,
+    client_token: &str,
+    behavior: &str,
+    calls: &CallLog,
+) -> Result<(String, String), Error> {
+    let options = Options::builder()
+        .activation_override_behavior(ActivationOverrideBehavior::from(behavior))
+        .build();
+    new_grant_version(
+        lm,
+        grant_arn,
+        source_version,
+        client_token,
+        (
+            GrantStatus::Active,
+            Some(options),
+            Side::Own,
+            "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)",
+        ),
+        calls,
+    )
+    .await
+}
+
 /// CreateGrantVersion with Status=DISABLED (deactivation; the grant can be activated again).
 pub async fn deactivate_grant(
     lm: &aws_sdk_licensemanager::Client,

@@ -92,6 +92,43 @@ impl OverrideBehavior {
     }
 }
 
+/// How a license reaches the accounts that should hold it (`LICENSE_DISTRIBUTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One grant per account (ct-entitlements creates, accepts and activates it).
+    #[default]
+    Account,
+    /// One grant to the organization, bulk-activated by the reconciler; License Manager gives
+    /// every member (and every later joiner) its own account-level grant.
+    Organization,
+    /// One grant per OU of the selection (OU rules naming the license, or TARGET_OUS), same
+    /// handling; an OU grant reaches the OU's nested OUs too.
+    Ou,
+}
+
+impl Mode {
+    pub fn parse(raw: &str, var: &str) -> Result<Self, Error> {
+        match raw.trim() {
+            "account" => Ok(Mode::Account),
+            "organization" => Ok(Mode::Organization),
+            "ou" => Ok(Mode::Ou),
+            other => Err(Error::Config(format!(
+                "{var}: {} must be account, organization or ou",
+                echo(other)
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Account => "account",
+            Mode::Organization => "organization",
+            Mode::Ou => "ou",
+        }
+    }
+}
+
 /// The operations License Manager accepts in `AllowedOperations`.
 pub const ALLOWED_OPERATIONS: &[&str] = &[
     "CreateGrant",
@@ -110,6 +147,9 @@ pub struct Config {
     pub selection: Selection,
     /// OU id → licenses for accounts directly in that OU (replaces `selection` for them; empty = none).
     pub ou_rules: BTreeMap<String, Vec<LicenseRef>>,
+    /// License → distribution mode; licenses not named here are distributed per account.
+    #[serde(serialize_with = "distribution_map")]
+    pub distribution: BTreeMap<LicenseRef, Mode>,
     /// When non-empty, only accounts directly in one of these OUs are entitled.
     pub target_ous: Vec<String>,
     /// When set, only accounts carrying this tag key (and value) are entitled.
@@ -147,6 +187,22 @@ pub struct Config {
     pub self_account_id: Option<AccountId>,
 }
 
+/// Serialises the distribution with the references as written (JSON keys are strings).
+fn distribution_map<S: serde::Serializer>(
+    map: &BTreeMap<LicenseRef, Mode>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut out = s.serialize_map(Some(map.len()))?;
+    for (license, mode) in map {
+        let key = match license {
+            LicenseRef::Arn(v) | LicenseRef::Sku(v) => v,
+        };
+        out.serialize_entry(key, mode)?;
+    }
+    out.end()
+}
+
 mod secs {
     pub fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
@@ -171,6 +227,7 @@ pub mod vars {
     pub const PRODUCT_SKUS: &str = "PRODUCT_SKUS";
     pub const ALL_MARKETPLACE_LICENSES: &str = "ALL_MARKETPLACE_LICENSES";
     pub const OU_LICENSE_RULES: &str = "OU_LICENSE_RULES";
+    pub const LICENSE_DISTRIBUTION: &str = "LICENSE_DISTRIBUTION";
     pub const TARGET_OUS: &str = "TARGET_OUS";
     pub const ACCOUNT_TAG_FILTER: &str = "ACCOUNT_TAG_FILTER";
     pub const LICENSES_TAG_KEY: &str = "LICENSES_TAG_KEY";
@@ -311,6 +368,14 @@ impl Config {
             },
         };
 
+        let distribution = parse_distribution(
+            get(LICENSE_DISTRIBUTION).as_deref(),
+            &selection,
+            &ou_rules,
+            &target_ous,
+            account_tag_filter.is_some(),
+        )?;
+
         let execution_role_name =
             get(EXECUTION_ROLE_NAME).unwrap_or_else(|| "AWSControlTowerExecution".into());
         if !is_role_name(&execution_role_name) {
@@ -386,6 +451,7 @@ impl Config {
         Ok(Config {
             selection,
             ou_rules,
+            distribution,
             target_ous,
             account_tag_filter,
             licenses_tag_key: get(LICENSES_TAG_KEY),
@@ -451,6 +517,123 @@ impl Config {
             self_account_id,
         })
     }
+}
+
+impl Config {
+    /// The distribution mode of a held license (by its ARN, else its SKU; `account` otherwise).
+    pub fn mode_of(&self, arn: &str, sku: &str) -> Mode {
+        self.distribution
+            .get(&LicenseRef::Arn(arn.to_string()))
+            .or_else(|| self.distribution.get(&LicenseRef::Sku(sku.to_string())))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The OUs an `ou`-mode license is granted to: every OU rule naming it, and TARGET_OUS
+    /// when the global selection holds it.
+    pub fn ous_of(&self, arn: &str, sku: &str) -> Vec<String> {
+        let names = |r: &LicenseRef| match r {
+            LicenseRef::Arn(a) => a == arn,
+            LicenseRef::Sku(s) => s == sku,
+        };
+        let mut ous: Vec<String> = self
+            .ou_rules
+            .iter()
+            .filter(|(_, refs)| refs.iter().any(names))
+            .map(|(ou, _)| ou.clone())
+            .collect();
+        let global = match &self.selection {
+            Selection::AllMarketplace => true,
+            Selection::Listed(list) => list.iter().any(names),
+            Selection::PerRequest => false,
+        };
+        if global {
+            for ou in &self.target_ous {
+                if !ous.contains(ou) {
+                    ous.push(ou.clone());
+                }
+            }
+        }
+        ous
+    }
+}
+
+/// `LICENSE_DISTRIBUTION`: `<sku or license ARN>=<account|organization|ou>` items, separated
+/// by commas or spaces. Organization and OU grants reach accounts whatever their tags, so the
+/// settings that narrow a selection per account must agree with them: every conflict is an
+/// error naming both settings.
+fn parse_distribution(
+    raw: Option<&str>,
+    selection: &Selection,
+    ou_rules: &BTreeMap<String, Vec<LicenseRef>>,
+    target_ous: &[String],
+    tag_filter: bool,
+) -> Result<BTreeMap<LicenseRef, Mode>, Error> {
+    use vars::*;
+    let mut out = BTreeMap::new();
+    for item in split_list(raw) {
+        let Some((license, mode)) = item.rsplit_once('=') else {
+            return Err(Error::Config(format!(
+                "{LICENSE_DISTRIBUTION}: {} must look like <sku or license ARN>=<account|organization|ou>",
+                echo(item)
+            )));
+        };
+        let license = LicenseRef::parse(license, LICENSE_DISTRIBUTION)?;
+        let mode = Mode::parse(mode, LICENSE_DISTRIBUTION)?;
+        if out.insert(license.clone(), mode).is_some_and(|m| m != mode) {
+            return Err(Error::Config(format!(
+                "{LICENSE_DISTRIBUTION}: {license} is given two modes"
+            )));
+        }
+        if mode == Mode::Account {
+            continue;
+        }
+        let in_global = match selection {
+            Selection::AllMarketplace => true,
+            Selection::Listed(list) => list.contains(&license),
+            Selection::PerRequest => false,
+        };
+        let in_rules = ou_rules.values().any(|refs| refs.contains(&license));
+        if !in_global && !in_rules {
+            return Err(Error::Config(format!(
+                "{LICENSE_DISTRIBUTION}: {license} is not selected ({LICENSE_ARNS}, {PRODUCT_SKUS}, {ALL_MARKETPLACE_LICENSES} or {OU_LICENSE_RULES})"
+            )));
+        }
+        if tag_filter {
+            return Err(Error::Config(format!(
+                "{LICENSE_DISTRIBUTION}: {license} is in {} mode, whose grants reach accounts whatever their tags; {ACCOUNT_TAG_FILTER} needs account mode",
+                mode.as_str()
+            )));
+        }
+        match mode {
+            Mode::Organization => {
+                if !target_ous.is_empty() {
+                    return Err(Error::Config(format!(
+                        "{LICENSE_DISTRIBUTION}: {license} is in organization mode, which reaches every account, but {TARGET_OUS} narrows the selection: use ou mode"
+                    )));
+                }
+                if let Some((ou, _)) = ou_rules.iter().find(|(_, refs)| !refs.contains(&license)) {
+                    return Err(Error::Config(format!(
+                        "{LICENSE_DISTRIBUTION}: {license} is in organization mode, which reaches every account, but the {OU_LICENSE_RULES} rule for {ou} does not list it: list it there or use ou mode"
+                    )));
+                }
+                if !in_global {
+                    return Err(Error::Config(format!(
+                        "{LICENSE_DISTRIBUTION}: {license} is in organization mode but only {OU_LICENSE_RULES} select it: use ou mode"
+                    )));
+                }
+            }
+            Mode::Ou => {
+                if in_global && target_ous.is_empty() {
+                    return Err(Error::Config(format!(
+                        "{LICENSE_DISTRIBUTION}: {license} is in ou mode but selected for every account (no {TARGET_OUS}): use organization mode, or name its OUs in {OU_LICENSE_RULES} or {TARGET_OUS}"
+                    )));
+                }
+            }
+            Mode::Account => {}
+        }
+    }
+    Ok(out)
 }
 
 fn split_list(raw: Option<&str>) -> impl Iterator<Item = &str> {
@@ -656,6 +839,122 @@ mod tests {
             c.override_behavior,
             OverrideBehavior::AllGrantsPermittedByIssuer
         );
+    }
+
+    #[test]
+    fn distribution_modes() {
+        let ou_a = "ou-ab12-aaaaaaaa";
+        let ou_b = "ou-ab12-bbbbbbbb";
+        let rules = format!(r#"{{"{ou_a}": ["sku-b", "sku-c"], "{ou_b}": ["sku-b", "sku-c"]}}"#);
+        // Mixed: A to the whole organization, B to its OUs, C per account.
+        let c = load(&[
+            ("PRODUCT_SKUS", "sku-a sku-c"),
+            (
+                "OU_LICENSE_RULES",
+                &rules.replace("\"sku-b\"", "\"sku-a\", \"sku-b\""),
+            ),
+            (
+                "LICENSE_DISTRIBUTION",
+                "sku-a=organization, sku-b=ou sku-c=account",
+            ),
+        ])
+        .expect("valid");
+        assert_eq!(c.mode_of("arn:x", "sku-a"), Mode::Organization);
+        assert_eq!(c.mode_of("arn:x", "sku-b"), Mode::Ou);
+        assert_eq!(c.mode_of("arn:x", "sku-c"), Mode::Account);
+        assert_eq!(c.mode_of("arn:x", "sku-z"), Mode::Account);
+        assert_eq!(c.ous_of("arn:x", "sku-b"), vec![ou_a, ou_b]);
+        // By ARN, ou mode through TARGET_OUS.
+        let c = load(&[
+            ("LICENSE_ARNS", ARN),
+            ("TARGET_OUS", ou_a),
+            ("LICENSE_DISTRIBUTION", &format!("{ARN}=ou")),
+        ])
+        .expect("valid");
+        assert_eq!(c.mode_of(ARN, "anything"), Mode::Ou);
+        assert_eq!(c.ous_of(ARN, "anything"), vec![ou_a]);
+        let json = serde_json::to_value(&c).expect("serialises");
+        assert_eq!(json["distribution"][ARN], "ou");
+
+        for (pairs, part) in [
+            (
+                vec![("PRODUCT_SKUS", "sku-a"), ("LICENSE_DISTRIBUTION", "sku-a")],
+                "must look like",
+            ),
+            (
+                vec![
+                    ("PRODUCT_SKUS", "sku-a"),
+                    ("LICENSE_DISTRIBUTION", "sku-a=org"),
+                ],
+                "must be account, organization or ou",
+            ),
+            (
+                vec![
+                    ("PRODUCT_SKUS", "sku-a"),
+                    ("LICENSE_DISTRIBUTION", "sku-a=account sku-a=organization"),
+                ],
+                "two modes",
+            ),
+            (
+                vec![
+                    ("PRODUCT_SKUS", "sku-a"),
+                    ("LICENSE_DISTRIBUTION", "sku-b=organization"),
+                ],
+                "is not selected",
+            ),
+            (
+                vec![
+                    ("PRODUCT_SKUS", "sku-a"),
+                    ("ACCOUNT_TAG_FILTER", "k=v"),
+                    ("LICENSE_DISTRIBUTION", "sku-a=organization"),
+                ],
+                "ACCOUNT_TAG_FILTER needs account mode",
+            ),
+            (
+                vec![
+                    ("PRODUCT_SKUS", "sku-a"),
+                    ("TARGET_OUS", ou_a),
+                    ("LICENSE_DISTRIBUTION", "sku-a=organization"),
+                ],
+                "use ou mode",
+            ),
+            (
+                vec![
+                    ("PRODUCT_SKUS", "sku-a"),
+                    ("OU_LICENSE_RULES", &rules),
+                    ("LICENSE_DISTRIBUTION", "sku-a=organization"),
+                ],
+                "does not list it",
+            ),
+            (
+                vec![
+                    ("PRODUCT_SKUS", "sku-a"),
+                    ("LICENSE_DISTRIBUTION", "sku-a=ou"),
+                ],
+                "use organization mode",
+            ),
+            (
+                vec![
+                    ("PRODUCT_SKUS", "sku-a"),
+                    ("OU_LICENSE_RULES", &rules),
+                    ("LICENSE_DISTRIBUTION", "sku-b=organization"),
+                ],
+                "only OU_LICENSE_RULES select it",
+            ),
+        ] {
+            let msg = config_error(&pairs);
+            assert!(
+                msg.starts_with("LICENSE_DISTRIBUTION") && msg.contains(part),
+                "{pairs:?}: {msg}"
+            );
+        }
+        // Account mode needs nothing else.
+        load(&[
+            ("PRODUCT_SKUS", "sku-a"),
+            ("ACCOUNT_TAG_FILTER", "k=v"),
+            ("LICENSE_DISTRIBUTION", "sku-a=account"),
+        ])
+        .expect("valid");
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! never revived; a `FAILED_WORKFLOW` grant is replaced by the grantor (delete, create again).
 
 use crate::aws::GrantView;
+use crate::config::Mode;
 use crate::event::ActivationMark;
 
 /// Grant states, as License Manager spells them.
@@ -93,6 +94,10 @@ pub struct Observation<'a> {
     pub replaced_this_run: bool,
     /// Delayed re-checks before this run (0 for a first delivery).
     pub attempt: u32,
+    /// How the license is distributed. In `organization` and `ou` mode ct-entitlements never
+    /// creates a grant to the account: the account-level grant under the parent is the one,
+    /// and an older per-account grant of ct-entitlements' is replaced by it and deleted.
+    pub mode: Mode,
 }
 
 /// Why the step is "look again later".
@@ -112,6 +117,9 @@ pub enum WaitReason {
     /// A failed grant was replaced in this invocation already; the replacement is looked at
     /// again later rather than replaced in a loop.
     ReplacedAlready,
+    /// The license is in organization/OU mode and no such grant covers the account yet (the
+    /// reconciler creates and bulk-activates it).
+    ParentNotYet,
 }
 
 impl WaitReason {
@@ -127,6 +135,9 @@ impl WaitReason {
                 "covered by an organization/OU grant whose account-level grant is not there yet"
             }
             WaitReason::ReplacedAlready => "a replacement grant was created in this run",
+            WaitReason::ParentNotYet => {
+                "organization/OU mode: no organization or OU grant covers the account yet (the reconciler creates it)"
+            }
         }
     }
 }
@@ -176,6 +187,18 @@ pub enum Next {
     /// DeleteGrant on a failed account-level grant of an organization/OU grant; License Manager
     /// hands the account a new one (looked for on a later re-check).
     DeleteChild { failed: GrantView },
+    /// Organization/OU mode with no covering grant yet: look again later.
+    AwaitParent,
+    /// Migration to organization/OU mode: activate the account-level grant under the parent
+    /// with `ALL_GRANTS_PERMITTED_BY_ISSUER`, which disables the account's older grant of
+    /// ct-entitlements' (`replaces`) in the same step, so the account is never without one.
+    TakeOver {
+        grant: GrantView,
+        replaces: GrantView,
+    },
+    /// Migration, last step: DeleteGrant on ct-entitlements' per-account grant once the
+    /// account-level grant under the parent is ACTIVE (one live grant per account).
+    Retire { grant: GrantView },
     /// Stop; the failure is permanent.
     Fail(Failure),
 }
@@ -190,8 +213,16 @@ impl Next {
             Next::Activate { .. } => &["ActivateGrant"],
             Next::Create { .. } => &["CreateGrant", "ActivateGrant"],
             Next::Replace { .. } => &["DeleteGrant", "CreateGrant", "ActivateGrant"],
-            Next::DeleteChild { .. } => &["DeleteGrant"],
-            Next::Done { .. } | Next::FindChild { .. } | Next::Wait { .. } | Next::Fail(_) => &[],
+            Next::DeleteChild { .. } | Next::Retire { .. } => &["DeleteGrant"],
+            Next::TakeOver { .. } => &[
+                "ActivateGrant(ALL_GRANTS_PERMITTED_BY_ISSUER)",
+                "DeleteGrant",
+            ],
+            Next::Done { .. }
+            | Next::FindChild { .. }
+            | Next::Wait { .. }
+            | Next::AwaitParent
+            | Next::Fail(_) => &[],
         };
         steps.iter().map(|s| s.to_string()).collect()
     }
@@ -215,7 +246,7 @@ fn rank(status: &str) -> u8 {
 /// field saying it happened; a parent with activation options, or one changed by a new version
 /// since it was created, is taken as bulk-activated. Wrong either way costs little: one re-check
 /// before an individual activation, or one activation that was not needed.
-fn looks_bulk_activated(parent: &GrantView) -> bool {
+pub fn looks_bulk_activated(parent: &GrantView) -> bool {
     parent.activation_behavior.is_some() || parent.version.parse::<u64>().is_ok_and(|v| v > 1)
 }
 
@@ -260,9 +291,77 @@ pub fn decide(o: &Observation<'_>) -> Next {
         .iter()
         .filter(|g| is_terminal(&g.status) && source(g) == Source::Organization)
         .count();
+    let live = |g: &&&GrantView| !is_terminal(&g.status) && g.status != status::WORKFLOW_COMPLETED;
+    if o.mode != Mode::Account {
+        // Organization/OU mode: the child under a parent is the account's grant; an older
+        // per-account grant of ct-entitlements' keeps the account entitled until the child
+        // replaces it, then goes.
+        let ours = mine
+            .iter()
+            .filter(live)
+            .filter(|g| source(g) == Source::Account && g.name == o.own_grant_name)
+            .min_by_key(|g| rank(&g.status))
+            .copied();
+        let child = mine
+            .iter()
+            .filter(live)
+            .filter(|g| source(g) == Source::Organization)
+            .min_by_key(|g| rank(&g.status))
+            .copied();
+        match (child, ours) {
+            (Some(child), Some(ours)) if child.status == status::ACTIVE => {
+                return Next::Retire {
+                    grant: ours.clone(),
+                }
+            }
+            (Some(child), Some(ours))
+                if child.status == status::DISABLED && ours.status == status::ACTIVE =>
+            {
+                let requested = o.activations.iter().any(|m| {
+                    m.grant_arn == child.arn
+                        && !m.bulk
+                        && (m.version.is_empty() || m.version == child.version)
+                });
+                return if requested {
+                    Next::Wait {
+                        grant: child.clone(),
+                        source: Source::Organization,
+                        reason: WaitReason::Activating,
+                    }
+                } else {
+                    Next::TakeOver {
+                        grant: child.clone(),
+                        replaces: ours.clone(),
+                    }
+                };
+            }
+            (None, Some(ours)) if ours.status == status::ACTIVE => {
+                // Entitled by the older grant; the child is looked for (or waited for).
+                if parents.is_empty() {
+                    return Next::Done {
+                        grant: ours.clone(),
+                        source: Source::Account,
+                    };
+                }
+                if !o.org_side_read {
+                    return Next::FindChild {
+                        parent: parents[0].clone(),
+                    };
+                }
+                return Next::Wait {
+                    grant: ours.clone(),
+                    source: Source::Account,
+                    reason: WaitReason::ChildNotYet,
+                };
+            }
+            (None, _) if parents.is_empty() => return Next::AwaitParent,
+            _ => {}
+        }
+    }
     let best = mine
         .iter()
-        .filter(|g| !is_terminal(&g.status) && g.status != status::WORKFLOW_COMPLETED)
+        .filter(live)
+        .filter(|g| o.mode == Mode::Account || source(g) == Source::Organization)
         .min_by_key(|g| (rank(&g.status), source(g) == Source::Account))
         .copied();
 
@@ -458,6 +557,9 @@ mod tests {
             Next::Create { generation } => format!("Create/{generation}"),
             Next::Replace { generation, .. } => format!("Replace/{generation}"),
             Next::DeleteChild { .. } => "DeleteChild".into(),
+            Next::AwaitParent => "AwaitParent".into(),
+            Next::TakeOver { .. } => "TakeOver".into(),
+            Next::Retire { .. } => "Retire".into(),
             Next::Fail(Failure::ActiveLicenseConflict { .. }) => "Fail/Conflict".into(),
             Next::Fail(Failure::ChildFailed { .. }) => "Fail/ChildFailed".into(),
             Next::Fail(Failure::ParentFailed { .. }) => "Fail/ParentFailed".into(),
@@ -465,6 +567,7 @@ mod tests {
         }
     }
 
+    #[derive(Clone)]
     struct Case<'a> {
         own: Vec<GrantView>,
         parents: Vec<GrantView>,
@@ -472,6 +575,7 @@ mod tests {
         org_side_read: bool,
         replaced: bool,
         attempt: u32,
+        mode: Mode,
         expect: &'a str,
     }
 
@@ -483,6 +587,7 @@ mod tests {
             org_side_read: true,
             replaced: false,
             attempt: 0,
+            mode: Mode::Account,
             expect,
         }
     }
@@ -497,7 +602,140 @@ mod tests {
             org_side_read: c.org_side_read,
             replaced_this_run: c.replaced,
             attempt: c.attempt,
+            mode: c.mode,
         })
+    }
+
+    #[test]
+    fn organization_and_ou_mode_never_grant_per_account_and_migrate_without_a_gap() {
+        let ours = |s: &str| grant("g-ours", s);
+        let replaced_reason = GrantView {
+            status_reason: Some("Replaced by the activation of grant g-child".into()),
+            ..ours(status::DISABLED)
+        };
+        let conflict = GrantView {
+            status_reason: Some(
+                "This account already has an active license for this product".into(),
+            ),
+            ..child(status::DISABLED)
+        };
+        let bulk_parent = GrantView {
+            activation_behavior: Some("DISTRIBUTED_GRANTS_ONLY".into()),
+            version: "2".into(),
+            ..parent(status::WORKFLOW_COMPLETED)
+        };
+        let cases = [
+            // No parent yet: wait for the reconciler, never a grant to the account...
+            case(vec![], vec![], "AwaitParent"),
+            case(vec![grant("g1", status::DELETED)], vec![], "AwaitParent"),
+            // ...but an account still entitled by its older grant stays so.
+            case(vec![ours(status::ACTIVE)], vec![], "Done/account"),
+            // Parent there, child not seen: look on the organization side, then wait.
+            case(
+                vec![],
+                vec![parent(status::WORKFLOW_COMPLETED)],
+                "Wait/ChildNotYet",
+            ),
+            case(
+                vec![ours(status::ACTIVE)],
+                vec![parent(status::WORKFLOW_COMPLETED)],
+                "Wait/ChildNotYet",
+            ),
+            // The child, alone: the usual steps.
+            case(
+                vec![child(status::ACTIVE)],
+                vec![bulk_parent.clone()],
+                "Done/organization",
+            ),
+            case(
+                vec![child(status::DISABLED)],
+                vec![bulk_parent.clone()],
+                "Wait/BulkActivation",
+            ),
+            case(
+                vec![child(status::DISABLED)],
+                vec![parent(status::WORKFLOW_COMPLETED)],
+                "Activate/organization",
+            ),
+            case(
+                vec![child(status::FAILED_WORKFLOW)],
+                vec![bulk_parent.clone()],
+                "DeleteChild",
+            ),
+            // Migration: the child takes over from our active grant in one activation...
+            case(
+                vec![ours(status::ACTIVE), child(status::DISABLED)],
+                vec![bulk_parent.clone()],
+                "TakeOver",
+            ),
+            case(
+                vec![ours(status::ACTIVE), conflict.clone()],
+                vec![bulk_parent.clone()],
+                "TakeOver",
+            ),
+            // ...then our grant goes, whatever state the takeover left it in.
+            case(
+                vec![replaced_reason, child(status::ACTIVE)],
+                vec![bulk_parent.clone()],
+                "Retire",
+            ),
+            case(
+                vec![ours(status::ACTIVE), child(status::ACTIVE)],
+                vec![bulk_parent.clone()],
+                "Retire",
+            ),
+            case(
+                vec![ours(status::DELETED), child(status::ACTIVE)],
+                vec![bulk_parent.clone()],
+                "Done/organization",
+            ),
+            // Someone else's per-account grant is never retired.
+            case(
+                vec![
+                    GrantView {
+                        name: "by-hand".into(),
+                        ..ours(status::ACTIVE)
+                    },
+                    child(status::ACTIVE),
+                ],
+                vec![bulk_parent.clone()],
+                "Done/organization",
+            ),
+            // A failed grant of ours is never replaced in these modes.
+            case(vec![ours(status::FAILED_WORKFLOW)], vec![], "AwaitParent"),
+        ];
+        for mode in [Mode::Organization, Mode::Ou] {
+            for c in &cases {
+                let c = Case { mode, ..c.clone() };
+                assert_eq!(name(&run(&c)), c.expect, "{mode:?}: own {:?}", c.own);
+            }
+        }
+        // Our takeover was requested at the child's version: wait for it, do not repeat it.
+        let mut c = case(
+            vec![ours(status::ACTIVE), child(status::DISABLED)],
+            vec![bulk_parent.clone()],
+            "Wait/Activating",
+        );
+        c.mode = Mode::Organization;
+        c.marks = vec![mark("g-child", "2", false)];
+        assert_eq!(name(&run(&c)), c.expect);
+        // Before the organization side was read, a child is looked for.
+        let mut c = case(vec![ours(status::ACTIVE)], vec![bulk_parent], "FindChild");
+        c.mode = Mode::Ou;
+        c.org_side_read = false;
+        assert_eq!(name(&run(&c)), c.expect);
+        // The plan of a migration shows both steps.
+        let takeover = Next::TakeOver {
+            grant: child(status::DISABLED),
+            replaces: ours(status::ACTIVE),
+        };
+        assert_eq!(
+            takeover.planned_actions(),
+            [
+                "ActivateGrant(ALL_GRANTS_PERMITTED_BY_ISSUER)",
+                "DeleteGrant"
+            ]
+        );
     }
 
     #[test]

@@ -776,6 +776,10 @@ impl Engine {
         let mut org_side_read = false;
         let mut replaced = false;
         let mut first = true;
+        let mode = self
+            .config
+            .mode_of(&license.arn, license.sku.as_deref().unwrap_or_default());
+        report.mode = Some(mode.as_str().to_string());
         for _ in 0..MAX_STEPS {
             let mut activations = target.activations.clone();
             for mark in marks.iter() {
@@ -790,6 +794,7 @@ impl Engine {
                 org_side_read,
                 replaced_this_run: replaced,
                 attempt: target.attempt,
+                mode,
             });
             if first && !matches!(next, Next::FindChild { .. }) {
                 first = false;
@@ -806,6 +811,10 @@ impl Engine {
                     Next::Replace { failed, .. } | Next::DeleteChild { failed } => {
                         Some(failed.status.clone())
                     }
+                    Next::Retire { grant }
+                    | Next::TakeOver {
+                        replaces: grant, ..
+                    } => Some(grant.status.clone()),
                     Next::Fail(Failure::ActiveLicenseConflict { grant, .. })
                     | Next::Fail(Failure::ChildFailed { grant }) => Some(grant.status.clone()),
                     _ => None,
@@ -838,6 +847,11 @@ impl Engine {
                 }
                 Next::Fail(failure) => {
                     return Err(self.failure(failure, target, license, report));
+                }
+                Next::AwaitParent => {
+                    report.grant_source = Some(Source::Organization.as_str().into());
+                    report.pending_reason = Some(WaitReason::ParentNotYet.as_str().to_string());
+                    return Ok(!self.config.dry_run);
                 }
                 Next::FindChild { parent } => {
                     note(report, &parent, Source::Organization);
@@ -874,6 +888,8 @@ impl Engine {
                         }
                         Next::Replace { failed, .. } => note(report, failed, Source::Account),
                         Next::DeleteChild { failed } => note(report, failed, Source::Organization),
+                        Next::TakeOver { grant, .. } => note(report, grant, Source::Organization),
+                        Next::Retire { grant } => note(report, grant, Source::Account),
                         _ => report.grant_source = Some(Source::Account.as_str().into()),
                     }
                     report.actions = planned.planned_actions();
@@ -933,6 +949,55 @@ impl Engine {
                         .create_grant(target, license, generation, calls, report)
                         .await?;
                     replace(&mut own, created);
+                }
+                Next::TakeOver { grant, replaces } => {
+                    note(report, &grant, Source::Organization);
+                    let token = activation_client_token(&grant.arn, &grant.version);
+                    self.limiter.acquire("CreateGrantVersion").await;
+                    let (s, v) = aws::activate_grant(
+                        member_lm,
+                        &grant.arn,
+                        &grant.version,
+                        &token,
+                        OverrideBehavior::AllGrantsPermittedByIssuer.as_str(),
+                        calls,
+                    )
+                    .await?;
+                    report
+                        .actions
+                        .push("ActivateGrant(ALL_GRANTS_PERMITTED_BY_ISSUER)".into());
+                    put_mark(
+                        marks,
+                        ActivationMark {
+                            grant_arn: grant.arn.clone(),
+                            version: v.clone(),
+                            bulk: false,
+                        },
+                    );
+                    if s == status::ACTIVE {
+                        update(&mut own, &grant.arn, s, v, None);
+                    } else {
+                        // One look each (no waiting): the child, and the grant it replaces.
+                        self.limiter.acquire("GetGrant").await;
+                        self.limiter.acquire("GetGrant").await;
+                        let (looked, older) = futures::try_join!(
+                            aws::get_grant(lm, &grant.arn, calls),
+                            aws::get_grant(lm, &replaces.arn, calls),
+                        )?;
+                        if let Some(m) = marks.iter_mut().find(|m| m.grant_arn == grant.arn) {
+                            if m.version.is_empty() {
+                                m.version = looked.version.clone();
+                            }
+                        }
+                        replace(&mut own, looked);
+                        replace(&mut own, older);
+                    }
+                }
+                Next::Retire { grant } => {
+                    note(report, &grant, Source::Account);
+                    let reason = "ct-entitlements: replaced by the account's grant under an organization/OU grant (LICENSE_DISTRIBUTION)";
+                    self.delete_failed(&mut own, &grant, reason, calls, report)
+                        .await?;
                 }
                 Next::DeleteChild { failed } => {
                     note(report, &failed, Source::Organization);
@@ -1279,7 +1344,10 @@ fn replace(own: &mut Vec<GrantView>, grant: GrantView) {
 
 /// The configured operations the management account may pass on for this license: a grant
 /// never carries more than its grantor holds. None left is a configuration error.
-fn grant_operations(configured: &[String], license: &HeldLicense) -> Result<Vec<String>, Error> {
+pub fn grant_operations(
+    configured: &[String],
+    license: &HeldLicense,
+) -> Result<Vec<String>, Error> {
     let Some(held) = &license.allowed_operations else {
         return Ok(configured.to_vec());
     };

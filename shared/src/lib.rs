@@ -7,6 +7,7 @@ pub mod clients;
 pub mod config;
 pub mod custom_resource;
 pub mod decide;
+pub mod distribution;
 pub mod engine;
 pub mod error;
 pub mod event;

@@ -3,7 +3,9 @@
 //! account-lifecycle heals drift with Lambda + SQS as the fan-out. Accounts that left (suspended,
 //! closed, or gone from the organization) have their per-account grants offboarded.
 
-use crate::aws::{self, GrantView, ListedAccount};
+use crate::aws::{self, GrantView, ListedAccount, OrgInfo};
+use crate::config::Mode;
+use crate::distribution::ParentReport;
 use crate::engine::{Engine, OffboardMode, Wanted};
 use crate::error::{describe, echo, got, Error};
 use crate::event::OnboardRequest;
@@ -346,6 +348,10 @@ pub struct ReconcileReport {
     /// Configured selections that match no held license (each account's run would report it).
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub unmatched_selections: BTreeSet<String>,
+    /// Organization/OU grants of licenses in those modes (LICENSE_DISTRIBUTION): each one's
+    /// step, taken or (dry run) planned.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parents: Vec<ParentReport>,
     /// Licenses near their grants-per-license quota, and what to do.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub warnings: Vec<String>,
@@ -365,6 +371,7 @@ impl ReconcileReport {
     /// A report of nothing done yet.
     pub fn empty(scope: String, dry_run: bool) -> Self {
         ReconcileReport {
+            parents: Vec::new(),
             scope,
             dry_run,
             accounts_listed: 0,
@@ -499,7 +506,8 @@ async fn run(
             .iter()
             .filter(|a| report.onboard.contains(&a.id))
             .collect();
-        let needs = changed_accounts(engine, config, &candidates, calls, report).await?;
+        let needs =
+            changed_accounts(engine, config, &org, &candidates, dry_run, calls, report).await?;
         report.onboard.retain(|id| needs.contains_key(id));
         report.needs = needs;
     }
@@ -592,13 +600,12 @@ async fn offboard_all(
 async fn changed_accounts(
     engine: &Engine,
     config: &ReconcileConfig,
+    org: &OrgInfo,
     candidates: &[&ListedAccount],
+    dry_run: bool,
     calls: &CallLog,
     report: &mut ReconcileReport,
 ) -> Result<BTreeMap<String, String>, Error> {
-    if candidates.is_empty() {
-        return Ok(BTreeMap::new());
-    }
     let clients = engine.clients();
     let held = engine.held_licenses_logged(calls).await?;
     // Tags: no bulk read exists in Organizations, so this is one call per account, and only
@@ -619,6 +626,16 @@ async fn changed_accounts(
         .zip(&tags)
         .map(|(a, t)| engine.wanted(&a.ou_id, t, &held))
         .collect();
+    // Organization/OU-mode licenses are listed (and their parents kept) even when no
+    // candidate wants them in this run.
+    let modes: HashMap<String, Mode> = held
+        .iter()
+        .map(|l| {
+            let sku = l.sku.as_deref().unwrap_or_default();
+            (l.arn.clone(), engine.config().mode_of(&l.arn, sku))
+        })
+        .filter(|(_, m)| *m != Mode::Account)
+        .collect();
     let licenses: BTreeSet<&str> = wanted
         .iter()
         .filter_map(|w| match w {
@@ -631,8 +648,9 @@ async fn changed_accounts(
             _ => None,
         })
         .flatten()
+        .chain(modes.keys().map(String::as_str))
         .collect();
-    let mut index = GrantIndex::default();
+    let mut index = GrantIndex::new(modes.clone(), &engine.config().grant_name_prefix);
     let listings = futures::future::try_join_all(licenses.iter().map(|license| async move {
         let mut grants = aws::license_grants(&clients.license_manager, license, calls).await?;
         if grants.iter().any(|g| is_parent_principal(&g.grantee)) {
@@ -649,9 +667,27 @@ async fn changed_accounts(
     .await?;
     for (license, grants) in &listings {
         index.add(license, grants);
-        if let Some(warning) = quota_warning(license, grants, config) {
-            report.warnings.push(warning);
+        let mode = modes.get(license).copied().unwrap_or_default();
+        if mode == Mode::Account {
+            if let Some(warning) = quota_warning(license, grants, config) {
+                report.warnings.push(warning);
+            }
         }
+    }
+    if !modes.is_empty() {
+        let listed: HashMap<&str, &Vec<GrantView>> =
+            listings.iter().map(|(l, g)| (l.as_str(), g)).collect();
+        let lookup = |license: &str| listed.get(license).map(|g| (*g).clone());
+        report.parents = crate::distribution::ensure_parents(
+            &clients.license_manager,
+            engine.config(),
+            org,
+            &held,
+            &lookup,
+            dry_run,
+            calls,
+        )
+        .await;
     }
     let mut needs = BTreeMap::new();
     for (account, wanted) in candidates.iter().zip(&wanted) {
@@ -698,14 +734,36 @@ fn is_parent_principal(grantee: &str) -> bool {
     grantee.contains(":organization/") || grantee.contains(":ou/")
 }
 
-/// The account-level grants seen per (license, account), from grantor-side listings.
+/// The account-level grants seen per (license, account), from grantor-side listings, and
+/// each license's distribution mode.
 #[derive(Debug, Default)]
 pub struct GrantIndex {
-    statuses: HashMap<(String, String), Vec<String>>,
+    seen: HashMap<(String, String), Vec<Seen>>,
     read: BTreeSet<String>,
+    modes: HashMap<String, Mode>,
+    /// `GRANT_NAME_PREFIX`: names ct-entitlements' own per-account grants.
+    prefix: String,
+}
+
+#[derive(Debug)]
+struct Seen {
+    status: String,
+    /// An account-level grant under an organization/OU grant (not made from the license).
+    child: bool,
+    name: String,
 }
 
 impl GrantIndex {
+    /// An index for licenses distributed per `modes` (licenses absent: account mode), whose
+    /// own grants are named `<prefix>-<account>`.
+    pub fn new(modes: HashMap<String, Mode>, prefix: &str) -> Self {
+        GrantIndex {
+            modes,
+            prefix: prefix.to_string(),
+            ..GrantIndex::default()
+        }
+    }
+
     /// Records the listing of one license (every grant of it that the grantor sees).
     pub fn add(&mut self, license: &str, grants: &[GrantView]) {
         self.read.insert(license.to_string());
@@ -715,23 +773,30 @@ impl GrantIndex {
                 .strip_prefix("arn:aws:iam::")
                 .and_then(|r| r.strip_suffix(":root"))
             {
-                self.statuses
+                self.seen
                     .entry((license.to_string(), account.to_string()))
                     .or_default()
-                    .push(g.status.clone());
+                    .push(Seen {
+                        status: g.status.clone(),
+                        child: !g.parent_arn.is_empty() && g.parent_arn != g.license_arn,
+                        name: g.name.clone(),
+                    });
             }
         }
     }
 }
 
-/// Why `account` needs a run (`None`: every license it should hold has an ACTIVE grant).
-/// Pure: the reconciler's whole decision, tested case by case.
+/// Why `account` needs a run (`None`: every license it should hold has an ACTIVE grant, in
+/// organization/OU mode the account-level grant under the parent, with no live per-account
+/// grant of ct-entitlements' left beside it). Pure: the reconciler's whole decision, tested
+/// case by case.
 pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<String> {
     let arns = match wanted {
         Wanted::Skip(_) => return None,
         Wanted::Unknown(why) => return Some(format!("selection unreadable: {why}")),
         Wanted::Licenses { arns, .. } => arns,
     };
+    let own_name = format!("{}-{account}", index.prefix);
     let short: Vec<String> = arns
         .iter()
         .filter_map(|license| {
@@ -739,16 +804,32 @@ pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<
                 return Some(format!("{license}: not listed"));
             }
             let seen = index
-                .statuses
+                .seen
                 .get(&(license.clone(), account.to_string()))
                 .map(Vec::as_slice)
                 .unwrap_or_default();
-            if seen.iter().any(|s| s == "ACTIVE") {
+            let mode = index.modes.get(license).copied().unwrap_or_default();
+            let counts = |s: &&Seen| mode == Mode::Account || s.child;
+            let ours_left = mode != Mode::Account
+                && seen.iter().any(|s| {
+                    !s.child && s.name == own_name && !crate::engine::is_terminal(&s.status)
+                });
+            if seen.iter().filter(counts).any(|s| s.status == "ACTIVE") && !ours_left {
                 None
-            } else if seen.is_empty() {
+            } else if ours_left {
+                Some(format!(
+                    "{license}: {} mode, a per-account grant to replace",
+                    mode.as_str()
+                ))
+            } else if !seen.iter().any(|s| counts(&s)) {
                 Some(format!("{license}: no grant"))
             } else {
-                Some(format!("{license}: grant {}", seen.join("/")))
+                let statuses: Vec<&str> = seen
+                    .iter()
+                    .filter(counts)
+                    .map(|s| s.status.as_str())
+                    .collect();
+                Some(format!("{license}: grant {}", statuses.join("/")))
             }
         })
         .collect();
@@ -946,6 +1027,78 @@ mod needs_tests {
                 ),
             }
         }
+    }
+
+    #[test]
+    fn in_organization_mode_only_the_child_counts_and_our_grant_must_go() {
+        let ours = |status: &str| GrantView {
+            name: format!("ct-entitlements-{A}"),
+            ..grant(L1, &account(A), status)
+        };
+        let child = |status: &str| GrantView {
+            arn: format!("g-child-{status}"),
+            name: "ct-entitlements-organization".into(),
+            parent_arn: "arn:aws:license-manager::111122223333:grant:g-org".into(),
+            ..grant(L1, &account(A), status)
+        };
+        let by_hand = GrantView {
+            name: "by-hand".into(),
+            ..grant(L1, &account(A), "ACTIVE")
+        };
+        let cases: Vec<(&str, Vec<GrantView>, Option<&str>)> = vec![
+            ("active child", vec![child("ACTIVE")], None),
+            (
+                "child disabled",
+                vec![child("DISABLED")],
+                Some("grant DISABLED"),
+            ),
+            ("nothing", vec![], Some("no grant")),
+            ("only our old grant", vec![ours("ACTIVE")], Some("replace")),
+            (
+                "child beside our old grant",
+                vec![child("ACTIVE"), ours("ACTIVE")],
+                Some("replace"),
+            ),
+            (
+                "our old grant disabled by the takeover",
+                vec![child("ACTIVE"), ours("DISABLED")],
+                Some("replace"),
+            ),
+            (
+                "our old grant deleted",
+                vec![child("ACTIVE"), ours("DELETED")],
+                None,
+            ),
+            (
+                "a grant by hand does not count",
+                vec![by_hand.clone()],
+                Some("no grant"),
+            ),
+            (
+                "a grant by hand is left alone",
+                vec![by_hand, child("ACTIVE")],
+                None,
+            ),
+        ];
+        for mode in [Mode::Organization, Mode::Ou] {
+            for (case, grants, expected) in &cases {
+                let mut index =
+                    GrantIndex::new(HashMap::from([(L1.to_string(), mode)]), "ct-entitlements");
+                index.add(L1, grants);
+                let got = needs_work(A, &wants(&[L1]), &index);
+                match expected {
+                    None => assert_eq!(got, None, "{mode:?} {case}"),
+                    Some(part) => assert!(
+                        got.as_deref().is_some_and(|g| g.contains(part)),
+                        "{mode:?} {case}: {got:?} lacks {part:?}"
+                    ),
+                }
+            }
+        }
+        // The same listing in account mode: our grant is what counts.
+        let mut index = GrantIndex::new(HashMap::new(), "ct-entitlements");
+        index.add(L1, &[ours("ACTIVE")]);
+        assert_eq!(needs_work(A, &wants(&[L1]), &index), None);
     }
 }
 

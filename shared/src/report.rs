@@ -122,6 +122,9 @@ pub struct LicenseReport {
     /// `account` (a grant to this account) or `organization` (a child of an org or OU grant).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_source: Option<String>,
+    /// The license's distribution mode (`account`, `organization`, `ou`: LICENSE_DISTRIBUTION).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
     /// Grant status before this run; none = no grant existed.
     pub status_before: Option<String>,
     pub status_after: Option<String>,

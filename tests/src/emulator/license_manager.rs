@@ -801,7 +801,9 @@ impl LicenseManager {
                     *j != i
                         && other.status == ACTIVE
                         && other.grantee_account() == Some(account.as_str())
-                        && other.license_arn != g.license_arn
+                        // Any other grant for the product counts, one of the same license too:
+                        // AWS documents the rule per product and says nothing of two grants of
+                        // one license, so the emulator takes the harsher reading.
                         && self
                             .license(&other.license_arn)
                             .is_some_and(|l| l.sku == sku)
