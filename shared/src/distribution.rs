@@ -250,8 +250,7 @@ async fn run_parent(
         ParentStep::Create { generation } => {
             let created = create(generation).await?;
             report.actions.push("CreateGrant".into());
-            report.grant_arn = Some(created.arn);
-            report.status = Some(created.status);
+            activate_when_ready(lm, config, created, calls, report).await?;
         }
         ParentStep::Replace { failed, generation } => {
             aws::delete_grant(
@@ -265,23 +264,9 @@ async fn run_parent(
             report.actions.push("DeleteGrant".into());
             let created = create(generation).await?;
             report.actions.push("CreateGrant".into());
-            report.grant_arn = Some(created.arn);
-            report.status = Some(created.status);
+            activate_when_ready(lm, config, created, calls, report).await?;
         }
-        ParentStep::Activate { grant } => {
-            let seed = format!("bulk:{}:{}", grant.arn, grant.version);
-            let (s, _) = aws::bulk_activate(
-                lm,
-                &grant.arn,
-                &grant.version,
-                &token(&seed),
-                config.override_behavior.as_str(),
-                calls,
-            )
-            .await?;
-            report.actions.push("ActivateGrant(bulk)".into());
-            report.status = Some(s);
-        }
+        ParentStep::Activate { grant } => bulk(lm, config, &grant, calls, report).await?,
         ParentStep::Fail { grant, count } => {
             return Err(Error::GrantFailed {
                 grant_arn: grant.arn,
@@ -293,6 +278,52 @@ async fn run_parent(
         }
         ParentStep::Wait { .. } | ParentStep::Ready { .. } => {}
     }
+    Ok(())
+}
+
+/// After CreateGrant: one look (no waiting) when the grant is still in its workflow, and the
+/// bulk activation at once when the workflow is done; otherwise the next run activates it.
+async fn activate_when_ready(
+    lm: &aws_sdk_licensemanager::Client,
+    config: &Config,
+    created: GrantView,
+    calls: &CallLog,
+    report: &mut ParentReport,
+) -> Result<(), Error> {
+    report.grant_arn = Some(created.arn.clone());
+    report.status = Some(created.status.clone());
+    let grant = if created.status == status::PENDING_WORKFLOW {
+        let looked = aws::get_grant(lm, &created.arn, calls).await?;
+        report.status = Some(looked.status.clone());
+        looked
+    } else {
+        created
+    };
+    if grant.status == status::WORKFLOW_COMPLETED {
+        bulk(lm, config, &grant, calls, report).await?;
+    }
+    Ok(())
+}
+
+async fn bulk(
+    lm: &aws_sdk_licensemanager::Client,
+    config: &Config,
+    grant: &GrantView,
+    calls: &CallLog,
+    report: &mut ParentReport,
+) -> Result<(), Error> {
+    let seed = format!("bulk:{}:{}", grant.arn, grant.version);
+    let (s, _) = aws::bulk_activate(
+        lm,
+        &grant.arn,
+        &grant.version,
+        &token(&seed),
+        config.override_behavior.as_str(),
+        calls,
+    )
+    .await?;
+    report.actions.push("ActivateGrant(bulk)".into());
+    report.status = Some(s);
     Ok(())
 }
 

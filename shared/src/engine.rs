@@ -974,16 +974,17 @@ impl Engine {
                             bulk: false,
                         },
                     );
+                    // The replaced grant changed version (or will): one look at it, and at the
+                    // child too when the activation did not answer ACTIVE (no waiting).
+                    self.limiter.acquire("GetGrant").await;
+                    let older = aws::get_grant(lm, &replaces.arn, calls);
                     if s == status::ACTIVE {
                         update(&mut own, &grant.arn, s, v, None);
+                        replace(&mut own, older.await?);
                     } else {
-                        // One look each (no waiting): the child, and the grant it replaces.
                         self.limiter.acquire("GetGrant").await;
-                        self.limiter.acquire("GetGrant").await;
-                        let (looked, older) = futures::try_join!(
-                            aws::get_grant(lm, &grant.arn, calls),
-                            aws::get_grant(lm, &replaces.arn, calls),
-                        )?;
+                        let (looked, older) =
+                            futures::try_join!(aws::get_grant(lm, &grant.arn, calls), older)?;
                         if let Some(m) = marks.iter_mut().find(|m| m.grant_arn == grant.arn) {
                             if m.version.is_empty() {
                                 m.version = looked.version.clone();
@@ -1335,9 +1336,14 @@ fn update(
 }
 
 /// Puts a freshly read grant into the observation (replacing the older view of it).
-fn replace(own: &mut Vec<GrantView>, grant: GrantView) {
+fn replace(own: &mut Vec<GrantView>, mut grant: GrantView) {
     match own.iter_mut().find(|g| g.arn == grant.arn) {
-        Some(g) => *g = grant,
+        Some(g) => {
+            if grant.name.is_empty() {
+                grant.name = std::mem::take(&mut g.name);
+            }
+            *g = grant
+        }
         None => own.push(grant),
     }
 }

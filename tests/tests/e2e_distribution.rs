@@ -1,0 +1,290 @@
+//! Distribution modes end to end (LICENSE_DISTRIBUTION): a license granted to the whole
+//! organization, one to an OU and one per account, side by side; and a license switched from
+//! account to organization mode, with no account left holding two active grants.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::setup;
+use local_world::seed::demo_spec;
+use serde_json::Value;
+use shared::reconcile::{self, ReconcileConfig, Scope};
+use std::collections::BTreeMap;
+
+const ANALYTICS: &str = "prod-demo-analytics";
+const FIREWALL: &str = "prod-demo-firewall";
+const OBSERVABILITY: &str = "prod-demo-observability";
+
+fn reconcile_config(queue_url: &str) -> ReconcileConfig {
+    ReconcileConfig {
+        onboarding_queue_url: queue_url.to_string(),
+        backfill_queue_url: None,
+        grant_quota: 2000,
+        grant_quota_warn_percent: 90,
+        ous: Vec::new(),
+        offboard: None,
+        dry_run: false,
+    }
+}
+
+/// License SKU → (mode, grant source, status after, actions) from an account report.
+fn by_sku(report: &Value) -> BTreeMap<String, (String, String, String, Vec<String>)> {
+    report["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let s = |k: &str| l[k].as_str().unwrap_or_default().to_string();
+            let actions = l["actions"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a.as_str().unwrap().to_string())
+                .collect();
+            (
+                s("productSku"),
+                (s("mode"), s("grantSource"), s("statusAfter"), actions),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn organization_ou_and_account_modes_side_by_side() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let rules = format!(r#"{{"{workloads}": ["{ANALYTICS}", "{FIREWALL}", "{OBSERVABILITY}"]}}"#);
+    let env = [
+        ("ALL_MARKETPLACE_LICENSES", ""),
+        (
+            "PRODUCT_SKUS",
+            "prod-demo-analytics prod-demo-observability",
+        ),
+        ("OU_LICENSE_RULES", rules.as_str()),
+        (
+            "LICENSE_DISTRIBUTION",
+            "prod-demo-analytics=organization prod-demo-firewall=ou",
+        ),
+    ];
+    let engine = s.engine(&env);
+    let config = reconcile_config(&s.queue_url);
+    let sku_of = |arn: &str| {
+        s.org
+            .licenses
+            .iter()
+            .find(|l| l.arn == arn)
+            .map(|l| l.sku.clone())
+            .unwrap_or_default()
+    };
+
+    // The plan: one parent grant per (license, principal), nothing per account for them.
+    let plan = reconcile::reconcile(&engine, &config, Scope::Organization, true).await;
+    assert!(plan.error.is_none(), "{plan:#?}");
+    let planned: Vec<(String, String, String)> = plan
+        .parents
+        .iter()
+        .map(|p| (sku_of(&p.license_arn), p.principal.clone(), p.step.clone()))
+        .collect();
+    assert_eq!(
+        planned,
+        vec![
+            (
+                ANALYTICS.to_string(),
+                format!(
+                    "arn:aws:organizations::{}:organization/{}",
+                    s.org.management_account, s.org.org_id
+                ),
+                "CreateGrant+ActivateGrant(bulk)".to_string()
+            ),
+            (
+                FIREWALL.to_string(),
+                format!(
+                    "arn:aws:organizations::{}:ou/{}/{workloads}",
+                    s.org.management_account, s.org.org_id
+                ),
+                "CreateGrant+ActivateGrant(bulk)".to_string()
+            ),
+        ],
+        "{plan:#?}"
+    );
+    assert_eq!(s.calls("CreateGrant").await, 0, "a plan creates nothing");
+
+    let report = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    assert!(report.error.is_none(), "{report:#?}");
+    assert!(
+        report
+            .parents
+            .iter()
+            .all(|p| p.error.is_none()
+                && p.actions.first().map(String::as_str) == Some("CreateGrant")),
+        "{:#?}",
+        report.parents
+    );
+    assert_eq!(s.drain_queue(&engine).await, (3, 0));
+    // Another reconcile activates parents whose workflow was not done at creation (the
+    // realistic profile); then every account holds what its selection says, all ACTIVE.
+    reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    s.drain_queue(&engine).await;
+    for account in &s.org.accounts {
+        let mut held: Vec<(String, String)> = s
+            .grants_in(&account.id)
+            .await
+            .into_iter()
+            .filter(|(_, st)| st != "DELETED" && st != "REJECTED")
+            .map(|(arn, st)| (sku_of(&arn), st))
+            .collect();
+        held.sort();
+        let expected: Vec<&str> = if account.ou_id == workloads {
+            vec![ANALYTICS, FIREWALL, OBSERVABILITY]
+        } else {
+            vec![ANALYTICS, OBSERVABILITY]
+        };
+        let expected: Vec<(String, String)> = expected
+            .iter()
+            .map(|sku| (sku.to_string(), "ACTIVE".to_string()))
+            .collect();
+        assert_eq!(held, expected, "{}", account.name);
+    }
+    // Grants made: the two parents and one per account for the account-mode license only.
+    assert_eq!(s.calls("CreateGrant").await, 2 + 3);
+
+    // Nothing changed: parents ready, no account queued, no role assumed.
+    let again = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    assert!(again.error.is_none(), "{again:#?}");
+    assert_eq!(again.enqueued, 0, "{again:#?}");
+    assert!(
+        again
+            .parents
+            .iter()
+            .all(|p| p.step == "none: bulk-activated" && p.actions.is_empty()),
+        "{:#?}",
+        again.parents
+    );
+    assert_eq!(again.api_calls.get("sts:AssumeRole"), None);
+
+    // A new account in Workloads: its roles, then its grants under the parents; one grant is
+    // made, for the account-mode license; the report names each license's mode.
+    let mut org = s.org.clone();
+    let late = local_world::seed::add_account(&s.world, &mut org, "joiner", &workloads)
+        .await
+        .unwrap();
+    let created = s.calls("CreateGrant").await;
+    let report = s
+        .onboard(&engine, s.create_event(&late.id, &workloads))
+        .await;
+    assert_eq!(report["outcome"], "entitled", "{report:#}");
+    let licenses = by_sku(&report);
+    assert_eq!(licenses[ANALYTICS].0, "organization", "{report:#}");
+    assert_eq!(licenses[ANALYTICS].1, "organization", "{report:#}");
+    assert_eq!(licenses[FIREWALL].0, "ou", "{report:#}");
+    assert_eq!(licenses[FIREWALL].1, "organization", "{report:#}");
+    assert_eq!(licenses[OBSERVABILITY].0, "account", "{report:#}");
+    assert_eq!(
+        licenses[OBSERVABILITY].3,
+        vec!["CreateGrant", "ActivateGrant"]
+    );
+    for sku in [ANALYTICS, FIREWALL] {
+        assert!(
+            !licenses[sku].3.iter().any(|a| a == "CreateGrant"),
+            "{sku}: {report:#}"
+        );
+        assert_eq!(licenses[sku].2, "ACTIVE", "{sku}: {report:#}");
+    }
+    assert_eq!(s.calls("CreateGrant").await, created + 1);
+}
+
+#[tokio::test]
+async fn switching_a_license_to_organization_mode_leaves_one_active_grant_per_account() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let config = reconcile_config(&s.queue_url);
+    let sku_of = |arn: &str| {
+        s.org
+            .licenses
+            .iter()
+            .find(|l| l.arn == arn)
+            .map(|l| l.sku.clone())
+            .unwrap_or_default()
+    };
+    // Account mode first: every account holds its own grant of every license.
+    let before = s.engine(&[]);
+    reconcile::reconcile(&before, &config, Scope::Organization, false).await;
+    assert_eq!(s.drain_queue(&before).await, (3, 0));
+
+    // The switch, planned: the parent to create, and every account's grant to replace.
+    let env = [("LICENSE_DISTRIBUTION", "prod-demo-analytics=organization")];
+    let after = s.engine(&env);
+    let plan = reconcile::reconcile(&after, &config, Scope::Organization, true).await;
+    assert_eq!(plan.parents.len(), 1, "{plan:#?}");
+    assert_eq!(plan.parents[0].step, "CreateGrant+ActivateGrant(bulk)");
+    assert_eq!(plan.onboard.len(), 3, "{plan:#?}");
+    assert!(
+        plan.needs
+            .values()
+            .all(|why| why.contains("a per-account grant to replace")),
+        "{:?}",
+        plan.needs
+    );
+
+    // The parent is created and bulk-activated: accounts that already hold the product keep
+    // their own grant active (DISTRIBUTED_GRANTS_ONLY), so nothing changes for them yet.
+    let report = reconcile::reconcile(&after, &config, Scope::Organization, false).await;
+    assert!(report.error.is_none(), "{report:#?}");
+    s.world
+        .control()
+        .advance_clock(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    // The CLI's plan for one account now shows the migration's two steps.
+    let account = &s.org.accounts[0];
+    let dry = s.engine(&[
+        ("LICENSE_DISTRIBUTION", "prod-demo-analytics=organization"),
+        ("DRY_RUN", "true"),
+    ]);
+    let planned = common::handle(&dry, s.create_event(&account.id, &account.ou_id)).await;
+    let planned = by_sku(&planned);
+    assert_eq!(
+        planned[ANALYTICS].3,
+        vec![
+            "ActivateGrant(ALL_GRANTS_PERMITTED_BY_ISSUER)",
+            "DeleteGrant"
+        ],
+        "{planned:#?}"
+    );
+    assert!(planned[FIREWALL].3.is_empty(), "{planned:#?}");
+
+    // The queued accounts migrate: the child takes over, our grant goes.
+    assert_eq!(s.drain_queue(&after).await, (3, 0));
+    for account in &s.org.accounts {
+        let grants = s.grants_in(&account.id).await;
+        let analytics: Vec<&String> = grants
+            .iter()
+            .filter(|(arn, st)| sku_of(arn) == ANALYTICS && st != "DELETED" && st != "REJECTED")
+            .map(|(_, st)| st)
+            .collect();
+        assert_eq!(analytics, vec!["ACTIVE"], "{}: {grants:?}", account.name);
+        let others = grants
+            .iter()
+            .filter(|(arn, st)| sku_of(arn) != ANALYTICS && st == "ACTIVE")
+            .count();
+        assert_eq!(others, 2, "{}: {grants:?}", account.name);
+    }
+    // The grantor's view agrees: one live grant per account (the child under the parent).
+    let live = s.live_grants().await;
+    let doubled: Vec<(&(String, String), &Vec<String>)> = live
+        .iter()
+        .filter(|((license, grantee), statuses)| {
+            sku_of(license) == ANALYTICS
+                && grantee.starts_with("arn:aws:iam::")
+                && statuses.len() > 1
+        })
+        .collect();
+    assert!(doubled.is_empty(), "two live grants: {doubled:?}");
+
+    // Done: the next reconcile queues nobody.
+    let again = reconcile::reconcile(&after, &config, Scope::Organization, false).await;
+    assert_eq!(again.enqueued, 0, "{again:#?}");
+}
