@@ -58,12 +58,10 @@ test: venv lint fmt-check clippy unit
 # through the queue path under injected throttling, 5xx, faults after commit and latency spikes;
 # then every parser's property tests with PROPTEST_CASES cases each (make test runs 64).
 PROPTEST_CASES ?= 20000
+# --workspace everywhere: one feature resolution, so nothing is compiled twice (time, disk).
 soak: venv
-	cargo test -p local-world --test soak -- --ignored --nocapture
-	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -p shared --test prop_parsers
-	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -p catalog-provisioning --test prop_request
-	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -p account-vending --test prop_request
-	PROPTEST_CASES=$(PROPTEST_CASES) cargo test -p org-bootstrap --test prop_options
+	cargo test --workspace --test soak -- --ignored --nocapture
+	PROPTEST_CASES=$(PROPTEST_CASES) cargo test --workspace --test prop_parsers --test prop_request --test prop_options
 
 fmt-check:
 	cargo fmt --all -- --check
@@ -73,10 +71,10 @@ clippy:
 
 # Every test against the zero-delay emulator, then the end-to-end suites again against the
 # "realistic" one (grant workflows and activations take seconds, as in AWS they take minutes).
-REALISTIC_SUITES := e2e_lifecycle e2e_fidelity e2e_reconcile e2e_delegated e2e_vending catalog_e2e e2e_binary
+REALISTIC_SUITES := e2e_lifecycle e2e_fidelity e2e_reconcile e2e_delegated e2e_vending catalog_e2e e2e_binary e2e_distribution
 unit:
 	cargo test --workspace
-	CT_EMULATOR_PROFILE=realistic cargo test -p local-world $(addprefix --test ,$(REALISTIC_SUITES))
+	CT_EMULATOR_PROFILE=realistic cargo test --workspace $(addprefix --test ,$(REALISTIC_SUITES))
 
 package: venv
 	cargo lambda build --release --x86-64 --bin account-lifecycle --bin reconciler --bin org-bootstrap --bin catalog-provisioning --bin account-vending --bin notifier

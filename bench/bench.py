@@ -48,7 +48,8 @@ PEER_CLIENTS = {
 FUNCTION_ENV = {
     "account-lifecycle": {"ALL_MARKETPLACE_LICENSES": "true", "RECHECK_DELAY_SECONDS": "0",
                           "ONBOARDING_QUEUE_URL": f"{CLOSED}/123456789012/onboarding"},
-    "reconciler": {"ONBOARDING_QUEUE_URL": f"{CLOSED}/123456789012/onboarding"},
+    "reconciler": {"ALL_MARKETPLACE_LICENSES": "true",
+                   "ONBOARDING_QUEUE_URL": f"{CLOSED}/123456789012/onboarding"},
     "org-bootstrap": {"LICENSE_HOME_REGION": REGION, "ALLOW_LOCAL_RESPONSE_URL": "true"},
     "catalog-provisioning": {"EXECUTION_ROLE_NAME": "AWSControlTowerExecution",
                              "LICENSE_HOME_REGION": REGION, "ALLOW_LOCAL_RESPONSE_URL": "true"},

@@ -42,6 +42,8 @@ pub const RECONCILER: &[&str] = &[
     "license-manager:ListReceivedLicenses",
     "license-manager:ListDistributedGrants",
     "license-manager:ListReceivedGrantsForOrganization",
+    "license-manager:GetGrant",
+    "license-manager:CreateGrant",
     "license-manager:CreateGrantVersion",
     "license-manager:DeleteGrant",
     "sqs:SendMessageBatch",

@@ -486,3 +486,35 @@ fn change_events_forwarder_forwards_exactly_what_the_reconciler_matches() {
         "{policy}"
     );
 }
+
+/// The functions that decide per account read the same selection, from the same parameters:
+/// a reconciler without it would find every account "up to date" and queue nothing.
+#[test]
+fn every_deciding_function_reads_the_whole_selection() {
+    let t = template();
+    let selection = [
+        "ALL_MARKETPLACE_LICENSES",
+        "LICENSE_ARNS",
+        "PRODUCT_SKUS",
+        "OU_LICENSE_RULES",
+        "LICENSE_DISTRIBUTION",
+        "LICENSES_TAG_KEY",
+        "TARGET_OUS",
+        "ACCOUNT_TAG_FILTER",
+        "ACTIVATION_OVERRIDE_BEHAVIOR",
+        "ALLOWED_OPERATIONS",
+    ];
+    let vars = |name: &str| t["Resources"][name]["Properties"]["Environment"]["Variables"].clone();
+    let reference = vars("AccountLifecycleFunction");
+    for function in ["AccountBackfillFunction", "ReconcilerFunction"] {
+        let v = vars(function);
+        for var in selection {
+            assert!(!reference[var].is_null(), "AccountLifecycleFunction lacks {var}");
+            assert_eq!(
+                text(&v[var]),
+                text(&reference[var]),
+                "{function}: {var} differs from account-lifecycle's"
+            );
+        }
+    }
+}
