@@ -509,7 +509,10 @@ fn every_deciding_function_reads_the_whole_selection() {
     for function in ["AccountBackfillFunction", "ReconcilerFunction"] {
         let v = vars(function);
         for var in selection {
-            assert!(!reference[var].is_null(), "AccountLifecycleFunction lacks {var}");
+            assert!(
+                !reference[var].is_null(),
+                "AccountLifecycleFunction lacks {var}"
+            );
             assert_eq!(
                 text(&v[var]),
                 text(&reference[var]),

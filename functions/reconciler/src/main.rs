@@ -12,8 +12,8 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init("reconciler");
-    let config = Config::from_env()
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
+    let config =
+        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let reconcile_config = ReconcileConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk_config = shared::clients::load_sdk_config().await;
