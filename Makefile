@@ -12,7 +12,7 @@ export MOTO_SERVER := $(abspath $(VENV))/bin/moto_server
 export CARGO_LAMBDA := $(abspath $(VENV))/bin/cargo-lambda
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench clean soak
+.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench scale clean soak
 
 help:
 	@echo "make demo     run account-lifecycle locally against an emulated AWS organization"
@@ -21,6 +21,7 @@ help:
 	@echo "make package  release build of the Lambda bootstraps (x86_64 here; see README for arm64)"
 	@echo "make sam-build  sam build of an x86_64 copy of the template (what CI can build here)"
 	@echo "make soak     reliability soak: faults through the queue path, then property tests at 20000 cases"
+	@echo "make scale    organization scale: 10,000 accounts (SCALE_ACCOUNTS), 50 OUs, mixed distribution modes"
 	@echo "make bench    benchmarks vs a Python 3.11 + boto3 peer: init, memory, onboarding, backfill, size (README, Performance)"
 
 $(VENV)/.installed: requirements-dev.txt
@@ -95,6 +96,11 @@ $(BENCH_VENV)/.installed: requirements-bench.txt
 
 bench: venv $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench.py $(BENCH_ARGS)
+
+# Organization scale (README, Performance): SCALE_ACCOUNTS members (default 10,000) in 50 OUs,
+# 5 licenses in the three distribution modes; long (not part of make bench or CI).
+scale: venv $(BENCH_VENV)/.installed
+	$(BENCH_VENV)/bin/python bench/bench.py --only scale $(BENCH_ARGS)
 
 clean:
 	cargo clean

@@ -365,6 +365,25 @@ def bench_backfill(args, lw):
     world = World(lw, licenses, n + 3, LOGS / "world-backfill.log")
     log(f"  seeded in {world.seed_seconds:.1f} s")
     proxies = Proxies(world.moto_url, world.emulator_url)
+    try:
+        records = [sqs_record(json.dumps({"accountId": a["id"], "reason": "backfill",
+                                          "backfill": True}))
+                   for a in world.members()[:n]]
+        r = run_backfill(args, world, proxies, records, world.members()[n:n + 3], {}, "backfill")
+        r.update({"licenses": licenses, "seedSeconds": round(world.seed_seconds, 1)})
+        return r
+    finally:
+        proxies.close()
+        world.close()
+
+
+def run_backfill(args, world, proxies, records, spare, selection, label):
+    """Feeds `records` (backfill messages) as SQS batches of 10 to `args.containers`
+    account-lifecycle containers (with `selection` in their environment) under the emulator's
+    rate limit, re-checks included; meanwhile the three `spare` accounts measure a new
+    account's time to ACTIVE alone, in its own lane a quarter into the backfill, and behind the
+    backfill on one shared queue. Returns the figures (calls counted from `proxies`)."""
+    n = len(records)
     procs, servers = [], []
     try:
         rate = args.rate
@@ -372,18 +391,15 @@ def bench_backfill(args, lw):
         # of it from moto (re-reading 1,000 accounts every second makes moto the bottleneck).
         world.control("POST", "/_emulator/config",
                       {"rateLimitPerSecond": rate, "orgCacheMs": args.org_cache_ms})
-        sqs, queue_url = create_queue(world, "onboarding")
-        members = world.members()[:n]
-        baseline_account, lane_account, shared_account = world.members()[n:n + 3]
-        pending = collections.deque(
-            sqs_record(json.dumps({"accountId": a["id"], "reason": "backfill", "backfill": True}))
-            for a in members)
+        sqs, queue_url = create_queue(world, f"{label}-onboarding")
+        baseline_account, lane_account, shared_account = spare
+        pending = collections.deque(records)
         lock = threading.Condition()
         state = {"busy": 0, "invocations": 0, "redelivered": 0, "dlq": 0, "requeued": 0,
                  "errors": [], "shared_id": None, "shared_done": None, "batch_seconds": []}
         # Each container's License Manager limiter gets its share of the emulator's rate.
         per_container = args.container_rate or max(1, rate // args.containers)
-        extra = {"LICENSE_MANAGER_CALLS_PER_SECOND": str(per_container)}
+        extra = dict(selection, LICENSE_MANAGER_CALLS_PER_SECOND=str(per_container))
 
         def drain_queue():
             """Messages the function itself put on the onboarding queue (re-checks)."""
@@ -445,16 +461,16 @@ def bench_backfill(args, lw):
         for i in range(args.containers):
             rt = RuntimeApi()
             servers.append(rt)
-            logf = open(LOGS / f"backfill-container-{i}.log", "w")
+            logf = open(LOGS / f"{label}-container-{i}.log", "w")
             procs.append(spawn([str(bootstrap_path("account-lifecycle"))],
                                env=lifecycle_env(rt, world, proxies, queue_url, extra),
                                stdout=logf, stderr=logf))
         # The new-accounts lane: account-lifecycle on the onboarding queue, its own instance
         # (template: a separate event source mapping; backfill capped by BackfillConcurrency).
         lane = RuntimeApi()
-        lane_log = open(LOGS / "backfill-new-account-lane.log", "w")
+        lane_log = open(LOGS / f"{label}-new-account-lane.log", "w")
         lane_proc = spawn([str(bootstrap_path("account-lifecycle"))],
-                          env=lifecycle_env(lane, world, proxies, queue_url),
+                          env=lifecycle_env(lane, world, proxies, queue_url, selection),
                           stdout=lane_log, stderr=lane_log)
         procs.append(lane_proc)
 
@@ -536,7 +552,7 @@ def bench_backfill(args, lw):
         bound_seconds = limiting_calls / rate
         done = n - state["dlq"]
         r = {
-            "accounts": n, "licenses": licenses, "seedSeconds": round(world.seed_seconds, 1),
+            "accounts": n,
             "containers": args.containers, "batchSize": 10,
             "rateLimitPerSecond": rate, "containerCallsPerSecond": per_container,
             "wallSeconds": round(wall, 1),
@@ -565,6 +581,127 @@ def bench_backfill(args, lw):
             stop(p)
         for rt in servers:
             rt.close()
+
+
+# ---------------------------------------------------------------- 6. organization scale
+
+def scale_selection(world, ous):
+    """Five licenses mixing the three modes over `ous` OUs (Scale-00...): 001 to the whole
+    organization, 002 to the first fifth of the OUs (one OU grant each), 003-005 per account in
+    the next three tenths, each far below 2,000 accounts per license at 10,000 accounts."""
+    ou_ids = {o["name"]: o["id"] for o in world.seeded["ous"]}
+    skus = [f"prod-bench-{i:03}" for i in range(1, 6)]
+    rules = {}
+    for i in range(ous):
+        ou = ou_ids[f"Scale-{i:02}"]
+        share = i / ous
+        if share < 0.2:
+            rules[ou] = [skus[0], skus[1]]
+        elif share < 0.3:
+            rules[ou] = [skus[0], skus[2]]
+        elif share < 0.4:
+            rules[ou] = [skus[0], skus[3]]
+        elif share < 0.5:
+            rules[ou] = [skus[0], skus[4]]
+    return {
+        "ALL_MARKETPLACE_LICENSES": "false",
+        "PRODUCT_SKUS": skus[0],
+        "OU_LICENSE_RULES": json.dumps(rules),
+        "LICENSE_DISTRIBUTION": f"{skus[0]}=organization {skus[1]}=ou",
+    }
+
+
+def reconcile_once(world, proxies, selection, backfill_url, onboarding_url, log_name):
+    """One reconciler process, one organization run: (report, seconds, calls by operation,
+    peak RSS MiB)."""
+    rt = RuntimeApi()
+    logf = open(LOGS / log_name, "w")
+    env = base_env(rt.address, proxies.env())
+    env.update(selection)
+    env.update({"ONBOARDING_QUEUE_URL": onboarding_url, "BACKFILL_QUEUE_URL": backfill_url,
+                "SELF_ACCOUNT_ID": world.seeded["managementAccount"]})
+    proc = spawn([str(bootstrap_path("reconciler"))], env=env, stdout=logf, stderr=logf)
+    try:
+        proxies.reset()
+        t0 = time.monotonic()
+        inv = rt.submit({}).wait(1800)
+        seconds = time.monotonic() - t0
+        if not inv.ok:
+            raise RuntimeError(f"reconciler failed: {(inv.body or b'')[:500]!r}")
+        calls = proxies.snapshot()
+        by_op = dict(collections.Counter(f"{c.service}:{c.op}" for c in calls))
+        return inv.json(), seconds, by_op, vm_hwm_kib(proc.pid) / 1024
+    finally:
+        stop(proc)
+        rt.close()
+        logf.close()
+
+
+def bench_scale(args, lw):
+    n, ous = args.scale_accounts, args.scale_ous
+    log(f"  seeding {n} accounts in {ous} OUs x 5 licenses in moto + the emulator ...")
+    world = World(lw, 5, n + 3, LOGS / "world-scale.log", ous=ous)
+    log(f"  seeded in {world.seed_seconds:.1f} s")
+    proxies = Proxies(world.moto_url, world.emulator_url)
+    try:
+        world.control("POST", "/_emulator/config",
+                      {"rateLimitPerSecond": args.rate, "orgCacheMs": args.org_cache_ms})
+        selection = scale_selection(world, ous)
+        sqs, backfill_url = create_queue(world, "scale-backfill")
+        _, onboarding_url = create_queue(world, "scale-onboarding")
+        spare = world.members()[n:n + 3]
+        log("  first reconcile (organization scope) ...")
+        first, first_s, first_ops, first_hwm = reconcile_once(
+            world, proxies, selection, backfill_url, onboarding_url, "scale-reconcile-1.log")
+        log(f"  {first['enqueued']} accounts queued in {first_s:.1f} s, "
+            f"{sum(first_ops.values())} calls; parents: "
+            + ", ".join(f"{p['principal'].rsplit('/', 1)[-1]} {p['step']}"
+                        for p in first.get("parents", [])))
+        # The reconciler's messages, less the spare accounts (vended later in this story).
+        spare_ids = {a["id"] for a in spare}
+        records = []
+        while True:
+            got = sqs.receive_message(QueueUrl=backfill_url, MaxNumberOfMessages=10,
+                                      VisibilityTimeout=600).get("Messages", [])
+            if not got:
+                break
+            sqs.delete_message_batch(QueueUrl=backfill_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+            records += [sqs_record(m["Body"], message_id=m["MessageId"]) for m in got
+                        if json.loads(m["Body"]).get("accountId") not in spare_ids]
+        log(f"  backfill of {len(records)} accounts ...")
+        backfill = run_backfill(args, world, proxies, records, spare, selection, "scale")
+        log("  second reconcile (nothing changed) ...")
+        second, second_s, second_ops, second_hwm = reconcile_once(
+            world, proxies, selection, backfill_url, onboarding_url, "scale-reconcile-2.log")
+        second_calls = sum(second_ops.values())
+        licenses = 5
+        # What a reconcile with nothing changed needs (README, Backfill): DescribeOrganization,
+        # ListRoots, 2 calls per OU (accounts, child OUs; one page each here), ListReceivedLicenses,
+        # and per license one ListDistributedGrants page per 100 grants (+ the organization's
+        # received grants for licenses with a parent grant).
+        all_ous = len(world.seeded["ous"])
+        r = {
+            "accounts": n + len(world.seeded["accounts"]) - len(world.members()),
+            "ous": all_ous, "licenses": licenses,
+            "selection": selection, "seedSeconds": round(world.seed_seconds, 1),
+            "firstReconcile": {"seconds": round(first_s, 1), "enqueued": first["enqueued"],
+                               "calls": sum(first_ops.values()), "byOperation": first_ops,
+                               "parents": first.get("parents", []),
+                               "peakRssMiB": round(first_hwm, 2)},
+            "backfill": backfill,
+            "secondReconcile": {"seconds": round(second_s, 1), "enqueued": second["enqueued"],
+                                "upToDate": second.get("upToDate"),
+                                "needs": dict(list(second.get("needs", {}).items())[:10]),
+                                "calls": second_calls, "byOperation": second_ops,
+                                "assumeRole": second_ops.get("moto:AssumeRole", 0),
+                                "peakRssMiB": round(second_hwm, 2)},
+        }
+        log(f"  second reconcile: {second['enqueued']} queued, {second.get('upToDate')} up to "
+            f"date, {second_calls} calls in {second_s:.1f} s "
+            f"({second_ops.get('moto:AssumeRole', 0)} AssumeRole); peak RSS {second_hwm:.1f} MiB")
+        return r
+    finally:
         proxies.close()
         world.close()
 
@@ -601,8 +738,13 @@ def main():
                         "(default: the emulator's rate / containers)")
     p.add_argument("--org-cache-ms", type=int, default=600_000,
                    help="emulator orgCacheMs during the backfill")
+    p.add_argument("--scale-accounts", type=int,
+                   default=int(os.environ.get("SCALE_ACCOUNTS", "10000")),
+                   help="members of the organization-scale run (--only scale; make scale)")
+    p.add_argument("--scale-ous", type=int, default=50)
     p.add_argument("--skip-build", action="store_true")
-    p.add_argument("--only", nargs="+", default=["size", "init", "onboarding", "backfill"])
+    p.add_argument("--only", nargs="+", default=["size", "init", "onboarding", "backfill"],
+                   help="sections: size init onboarding backfill scale (scale: make scale)")
     args = p.parse_args()
 
     started = time.monotonic()
@@ -665,10 +807,21 @@ def main():
             log(f"  SCALED DOWN: {args.backfill_accounts} accounts instead of 1,000")
         report["backfill"] = bench_backfill(args, lw)
 
+    if "scale" in args.only:
+        log(f"== 6. organization scale: {args.scale_accounts} accounts in {args.scale_ous} OUs, "
+            f"5 licenses (organization, ou, account modes), emulator rate limit {args.rate}/s "
+            f"per operation: first reconcile, backfill, second reconcile")
+        if args.scale_accounts < 10000:
+            report["scaledDown"].append(
+                f"scale: {args.scale_accounts} accounts instead of 10,000 (time budget)")
+            log(f"  SCALED DOWN: {args.scale_accounts} accounts instead of 10,000")
+        report["scale"] = bench_scale(args, lw)
+
     report["benchSeconds"] = round(time.monotonic() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)
-    (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    log(f"== done in {report['benchSeconds']} s; wrote target/bench/report.json")
+    name = "scale-report.json" if args.only == ["scale"] else "report.json"
+    (OUT / name).write_text(json.dumps(report, indent=2) + "\n")
+    log(f"== done in {report['benchSeconds']} s; wrote target/bench/{name}")
 
 
 if __name__ == "__main__":

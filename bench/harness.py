@@ -418,12 +418,16 @@ def critical_path(calls):
 # ---------------------------------------------------------------- the local world
 
 class World:
-    """`local-world --licenses L --accounts M` (moto + emulator + a seeded organization)."""
+    """`local-world --licenses L --accounts M [--ous K]` (moto + emulator + a seeded
+    organization; with K, the M members spread over K new OUs)."""
 
-    def __init__(self, binary, licenses, accounts, log_path):
+    def __init__(self, binary, licenses, accounts, log_path, ous=0):
         self.log = open(log_path, "w")
         t0 = time.monotonic()
-        self.proc = spawn([binary, "--licenses", str(licenses), "--accounts", str(accounts)],
+        cmd = [binary, "--licenses", str(licenses), "--accounts", str(accounts)]
+        if ous:
+            cmd += ["--ous", str(ous)]
+        self.proc = spawn(cmd,
                           stdout=subprocess.PIPE, stderr=self.log, stdin=subprocess.PIPE,
                           env=dict(os.environ))
         line = self.proc.stdout.readline()

@@ -12,7 +12,7 @@ use local_world::{World, WorldOptions};
 use serde_json::{json, Value};
 
 const USAGE: &str =
-    "usage: local-world [--port N] [--moto] [--seed demo] [--licenses N] [--accounts M]
+    "usage: local-world [--port N] [--moto] [--seed demo] [--licenses N] [--accounts M] [--ous K]
 
   --port N        emulator port (default: a free one)
   --moto          also run moto_server (IAM, STS, Organizations, SQS) and wire the emulator to it
@@ -20,6 +20,7 @@ const USAGE: &str =
   --licenses N    --seed demo, with N Marketplace licenses (SKUs prod-bench-001...) instead of 3
   --accounts M    --seed demo, plus M new member accounts (member-0001...) in the Workloads OU,
                   without License Manager's service-linked roles (as Account Factory leaves them)
+  --ous K         --seed demo, with the M members spread over K new OUs (Scale-00...) instead
 
 Prints the endpoints and environment as JSON on the first line of stdout, then serves until
 SIGTERM, Ctrl-C, or stdin reaching end of file (unless stdin is /dev/null).";
@@ -30,6 +31,7 @@ struct Args {
     seed: bool,
     licenses: Option<usize>,
     accounts: usize,
+    ous: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -39,6 +41,7 @@ fn parse_args() -> Result<Args, String> {
         seed: false,
         licenses: None,
         accounts: 0,
+        ous: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -55,15 +58,15 @@ fn parse_args() -> Result<Args, String> {
                 }
                 other => return Err(format!("unknown seed {other:?} (only `demo`)")),
             },
-            "--licenses" | "--accounts" => {
+            "--licenses" | "--accounts" | "--ous" => {
                 let value = it.next().ok_or(format!("{arg} needs a value"))?;
                 let n: usize = value
                     .parse()
                     .map_err(|_| format!("bad {arg} value: {value}"))?;
-                if arg == "--licenses" {
-                    args.licenses = Some(n);
-                } else {
-                    args.accounts = n;
+                match arg.as_str() {
+                    "--licenses" => args.licenses = Some(n),
+                    "--ous" => args.ous = n,
+                    _ => args.accounts = n,
                 }
                 args.seed = true;
                 args.moto = true;
@@ -109,13 +112,19 @@ fn env_object(vars: Vec<(String, String)>) -> Value {
 }
 
 /// The demo organization, with `licenses` generated licenses instead of the demo's three when
-/// given, plus `accounts` new members in the Workloads OU (created a few at a time).
+/// given, plus `accounts` new members in the Workloads OU, or spread over `ous` new OUs
+/// (created a few at a time).
 async fn seed_world(
     world: &Arc<World>,
     licenses: Option<usize>,
     accounts: usize,
+    ous: usize,
 ) -> Result<seed::SeededOrg, local_world::Error> {
     let mut spec = demo_spec();
+    spec.ous.extend((0..ous).map(|i| seed::OuSpec {
+        name: format!("Scale-{i:02}"),
+        accounts: Vec::new(),
+    }));
     if let Some(n) = licenses {
         spec.licenses = (1..=n)
             .map(|i| {
@@ -127,11 +136,17 @@ async fn seed_world(
             .collect();
     }
     let mut org = seed::seed(world, &spec).await?;
-    let ou_id = org
+    let workloads = org
         .ou("Workloads")
         .ok_or("demo organization without the Workloads OU")?
         .id
         .clone();
+    let targets: Vec<String> = match ous {
+        0 => vec![workloads],
+        k => (0..k)
+            .filter_map(|i| org.ou(&format!("Scale-{i:02}")).map(|o| o.id.clone()))
+            .collect(),
+    };
     const IN_FLIGHT: usize = 8;
     let mut tasks = tokio::task::JoinSet::new();
     let mut added = Vec::with_capacity(accounts);
@@ -141,7 +156,8 @@ async fn seed_world(
                 added.push(done.map_err(|e| e.to_string())??);
             }
         }
-        let (world, mut snapshot, ou_id) = (world.clone(), org.clone(), ou_id.clone());
+        let ou_id = targets[(i - 1) % targets.len()].clone();
+        let (world, mut snapshot) = (world.clone(), org.clone());
         tasks.spawn(async move {
             let name = format!("member-{i:04}");
             seed::add_account(&world, &mut snapshot, &name, &ou_id).await
@@ -177,7 +193,7 @@ async fn main() -> Result<(), local_world::Error> {
         .await?;
         let world = Arc::new(world);
         let seeded = if args.seed {
-            Some(seed_world(&world, args.licenses, args.accounts).await?)
+            Some(seed_world(&world, args.licenses, args.accounts, args.ous).await?)
         } else {
             None
         };
