@@ -589,29 +589,16 @@ pub async fn activate_grant(
     behavior: &str,
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
-    let options = Options::builder()
-        .activation_override_behavior(ActivationOverrideBehavior::from(behavior))
-        .build();
-    new_grant_version(
-        lm,
-        grant_arn,
-        source_version,
-        client_token,
-        (
-            GrantStatus::Active,
-            Some(options),
-            Side::Member,
-            crate::decide::ACTIVATION_STATUS_REASON,
-        ),
-        calls,
-    )
-    .await
-    .map_err(|e| match e {
-        Error::Aws { message, .. } if message.contains("already has an active license") => {
-            Error::ActiveLicenseConflict(message)
-        }
-        other => other,
-    })
+    let reason = crate::decide::ACTIVATION_STATUS_REASON;
+    let how = (behavior, Side::Member, reason);
+    activation(lm, grant_arn, source_version, client_token, how, calls)
+        .await
+        .map_err(|e| match e {
+            Error::Aws { message, .. } if message.contains("already has an active license") => {
+                Error::ActiveLicenseConflict(message)
+            }
+            other => other,
+        })
 }
 
 /// Bulk activation of an organization/OU grant (grantor side): CreateGrantVersion
@@ -625,23 +612,27 @@ pub async fn bulk_activate(
     behavior: &str,
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
+    let how = (
+        behavior,
+        Side::Own,
+        "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)",
+    );
+    activation(lm, grant_arn, source_version, client_token, how, calls).await
+}
+
+async fn activation(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    source_version: &str,
+    client_token: &str,
+    (behavior, side, reason): (&str, Side, &str),
+    calls: &CallLog,
+) -> Result<(String, String), Error> {
     let options = Options::builder()
         .activation_override_behavior(ActivationOverrideBehavior::from(behavior))
         .build();
-    new_grant_version(
-        lm,
-        grant_arn,
-        source_version,
-        client_token,
-        (
-            GrantStatus::Active,
-            Some(options),
-            Side::Own,
-            "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)",
-        ),
-        calls,
-    )
-    .await
+    let how = (GrantStatus::Active, Some(options), side, reason);
+    new_grant_version(lm, grant_arn, source_version, client_token, how, calls).await
 }
 
 /// CreateGrantVersion with Status=DISABLED (deactivation; the grant can be activated again).

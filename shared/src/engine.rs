@@ -909,40 +909,10 @@ impl Engine {
                 }
                 Next::Activate { grant, source } => {
                     note(report, &grant, source);
-                    let token = activation_client_token(&grant.arn, &grant.version);
-                    self.limiter.acquire("CreateGrantVersion").await;
-                    let (s, v) = aws::activate_grant(
-                        member_lm,
-                        &grant.arn,
-                        &grant.version,
-                        &token,
-                        target.behavior.as_str(),
-                        calls,
-                    )
-                    .await?;
+                    let behavior = target.behavior.as_str();
+                    self.activate(target, &grant, behavior, None, marks, &mut own, calls)
+                        .await?;
                     report.actions.push("ActivateGrant".into());
-                    put_mark(
-                        marks,
-                        ActivationMark {
-                            grant_arn: grant.arn.clone(),
-                            version: v.clone(),
-                            bulk: false,
-                        },
-                    );
-                    if s == status::ACTIVE {
-                        update(&mut own, &grant.arn, s, v, None);
-                    } else {
-                        // Activation is asynchronous: one look (no waiting) shows whether it
-                        // applied, or why not.
-                        self.limiter.acquire("GetGrant").await;
-                        let looked = aws::get_grant(lm, &grant.arn, calls).await?;
-                        if let Some(m) = marks.iter_mut().find(|m| m.grant_arn == grant.arn) {
-                            if m.version.is_empty() {
-                                m.version = looked.version.clone();
-                            }
-                        }
-                        replace(&mut own, looked);
-                    }
                 }
                 Next::Create { generation } => {
                     let created = self
@@ -952,47 +922,13 @@ impl Engine {
                 }
                 Next::TakeOver { grant, replaces } => {
                     note(report, &grant, Source::Organization);
-                    let token = activation_client_token(&grant.arn, &grant.version);
-                    self.limiter.acquire("CreateGrantVersion").await;
-                    let (s, v) = aws::activate_grant(
-                        member_lm,
-                        &grant.arn,
-                        &grant.version,
-                        &token,
-                        OverrideBehavior::AllGrantsPermittedByIssuer.as_str(),
-                        calls,
-                    )
-                    .await?;
+                    let behavior = OverrideBehavior::AllGrantsPermittedByIssuer.as_str();
+                    let replaces = Some(&replaces);
+                    self.activate(target, &grant, behavior, replaces, marks, &mut own, calls)
+                        .await?;
                     report
                         .actions
                         .push("ActivateGrant(ALL_GRANTS_PERMITTED_BY_ISSUER)".into());
-                    put_mark(
-                        marks,
-                        ActivationMark {
-                            grant_arn: grant.arn.clone(),
-                            version: v.clone(),
-                            bulk: false,
-                        },
-                    );
-                    // The replaced grant changed version (or will): one look at it, and at the
-                    // child too when the activation did not answer ACTIVE (no waiting).
-                    self.limiter.acquire("GetGrant").await;
-                    let older = aws::get_grant(lm, &replaces.arn, calls);
-                    if s == status::ACTIVE {
-                        update(&mut own, &grant.arn, s, v, None);
-                        replace(&mut own, older.await?);
-                    } else {
-                        self.limiter.acquire("GetGrant").await;
-                        let (looked, older) =
-                            futures::try_join!(aws::get_grant(lm, &grant.arn, calls), older)?;
-                        if let Some(m) = marks.iter_mut().find(|m| m.grant_arn == grant.arn) {
-                            if m.version.is_empty() {
-                                m.version = looked.version.clone();
-                            }
-                        }
-                        replace(&mut own, looked);
-                        replace(&mut own, older);
-                    }
                 }
                 Next::Retire { grant } => {
                     note(report, &grant, Source::Account);
@@ -1022,6 +958,69 @@ impl Engine {
         }
         // Out of steps: whatever is left is looked at again later.
         Ok(!self.config.dry_run)
+    }
+
+    /// CreateGrantVersion Status=ACTIVE (as the member), remembered in `marks`; then one look
+    /// (no waiting) at what it changed: the grant it `replaces` (a new version), and the grant
+    /// itself when the activation did not answer ACTIVE (activation is asynchronous).
+    #[allow(clippy::too_many_arguments)]
+    async fn activate(
+        &self,
+        target: &Target<'_>,
+        grant: &GrantView,
+        behavior: &str,
+        replaces: Option<&GrantView>,
+        marks: &mut Vec<ActivationMark>,
+        own: &mut Vec<GrantView>,
+        calls: &CallLog,
+    ) -> Result<(), Error> {
+        let token = activation_client_token(&grant.arn, &grant.version);
+        self.limiter.acquire("CreateGrantVersion").await;
+        let member_lm = &target.member.license_manager;
+        let (s, v) = aws::activate_grant(
+            member_lm,
+            &grant.arn,
+            &grant.version,
+            &token,
+            behavior,
+            calls,
+        )
+        .await?;
+        put_mark(
+            marks,
+            ActivationMark {
+                grant_arn: grant.arn.clone(),
+                version: v.clone(),
+                bulk: false,
+            },
+        );
+        let applied = s == status::ACTIVE;
+        if applied {
+            update(own, &grant.arn, s, v, None);
+        }
+        let looks: Vec<&str> = replaces
+            .map(|r| r.arn.as_str())
+            .into_iter()
+            .chain((!applied).then_some(grant.arn.as_str()))
+            .collect();
+        for _ in &looks {
+            self.limiter.acquire("GetGrant").await;
+        }
+        let lm = &self.clients.license_manager;
+        let looked =
+            futures::future::try_join_all(looks.iter().map(|arn| aws::get_grant(lm, arn, calls)))
+                .await?;
+        for g in looked {
+            if g.arn == grant.arn {
+                if let Some(m) = marks.iter_mut().find(|m| m.grant_arn == grant.arn) {
+                    if m.version.is_empty() {
+                        m.version = g.version.clone();
+                    }
+                }
+            }
+            replace(own, g);
+        }
+        Ok(())
     }
 
     /// DeleteGrant on a failed grant (grantor side); the observation then shows it DELETED.

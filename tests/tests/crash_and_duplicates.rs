@@ -16,7 +16,7 @@ use common::{futures_join_all, setup, try_handle, QueueRun, Reasons, Setup};
 use local_world::receiver::Receiver;
 use local_world::seed::{self, demo_spec};
 use serde_json::{json, Value};
-use shared::reconcile::{self, ReconcileConfig, Scope};
+use shared::reconcile::{self, Scope};
 use std::time::Duration;
 
 /// Grant workflows and activations take a little while (emulator clock), so deliveries
@@ -313,15 +313,7 @@ async fn event_reconcile_and_catalog_launch_at_once_make_one_grant_per_license()
     let license = s.org.licenses[0].clone();
 
     let reconciler = s.engine(&[]);
-    let config = ReconcileConfig {
-        onboarding_queue_url: s.queue_url.clone(),
-        backfill_queue_url: None,
-        grant_quota: 2000,
-        grant_quota_warn_percent: 90,
-        ous: Vec::new(),
-        offboard: None,
-        dry_run: false,
-    };
+    let config = common::reconcile_config(&s.queue_url, None);
     let report = reconcile::reconcile(
         &reconciler,
         &config,

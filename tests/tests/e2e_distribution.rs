@@ -16,15 +16,17 @@ const FIREWALL: &str = "prod-demo-firewall";
 const OBSERVABILITY: &str = "prod-demo-observability";
 
 fn reconcile_config(queue_url: &str) -> ReconcileConfig {
-    ReconcileConfig {
-        onboarding_queue_url: queue_url.to_string(),
-        backfill_queue_url: None,
-        grant_quota: 2000,
-        grant_quota_warn_percent: 90,
-        ous: Vec::new(),
-        offboard: None,
-        dry_run: false,
-    }
+    common::reconcile_config(queue_url, None)
+}
+
+/// The SKU of a seeded license.
+fn sku_of(s: &common::Setup, arn: &str) -> String {
+    s.org
+        .licenses
+        .iter()
+        .find(|l| l.arn == arn)
+        .map(|l| l.sku.clone())
+        .unwrap_or_default()
 }
 
 /// License SKU → (mode, grant source, status after, actions) from an account report.
@@ -70,14 +72,7 @@ async fn organization_ou_and_account_modes_side_by_side() {
     ];
     let engine = s.engine(&env);
     let config = reconcile_config(&s.queue_url);
-    let sku_of = |arn: &str| {
-        s.org
-            .licenses
-            .iter()
-            .find(|l| l.arn == arn)
-            .map(|l| l.sku.clone())
-            .unwrap_or_default()
-    };
+    let sku_of = |arn: &str| sku_of(&s, arn);
 
     // The plan: one parent grant per (license, principal), nothing per account for them.
     let plan = reconcile::reconcile(&engine, &config, Scope::Organization, true).await;
@@ -201,14 +196,7 @@ async fn switching_a_license_to_organization_mode_leaves_one_active_grant_per_ac
         return;
     };
     let config = reconcile_config(&s.queue_url);
-    let sku_of = |arn: &str| {
-        s.org
-            .licenses
-            .iter()
-            .find(|l| l.arn == arn)
-            .map(|l| l.sku.clone())
-            .unwrap_or_default()
-    };
+    let sku_of = |arn: &str| sku_of(&s, arn);
     // Account mode first: every account holds its own grant of every license.
     let before = s.engine(&[]);
     reconcile::reconcile(&before, &config, Scope::Organization, false).await;

@@ -6,23 +6,11 @@
 mod common;
 
 use aws_sdk_licensemanager::types::GrantStatus;
-use common::setup;
+use common::{reconcile_config, setup};
 use local_world::seed::demo_spec;
 use shared::engine::OffboardMode;
 use shared::reconcile::{self, ReconcileConfig, Scope};
 use shared::Outcome;
-
-fn reconcile_config(queue_url: &str, offboard: Option<OffboardMode>) -> ReconcileConfig {
-    ReconcileConfig {
-        onboarding_queue_url: queue_url.to_string(),
-        backfill_queue_url: None,
-        grant_quota: 2000,
-        grant_quota_warn_percent: 90,
-        ous: Vec::new(),
-        offboard,
-        dry_run: false,
-    }
-}
 
 #[tokio::test]
 async fn backfill_entitles_every_account_and_a_second_run_changes_nothing() {

@@ -10,6 +10,23 @@ use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// The reconciler's settings in tests: `queue_url` for every message, the default quota, no
+/// backfill queue or OU scope, offboarding as given.
+pub fn reconcile_config(
+    queue_url: &str,
+    offboard: Option<shared::engine::OffboardMode>,
+) -> shared::reconcile::ReconcileConfig {
+    shared::reconcile::ReconcileConfig {
+        onboarding_queue_url: queue_url.to_string(),
+        backfill_queue_url: None,
+        grant_quota: 2000,
+        grant_quota_warn_percent: 90,
+        ous: Vec::new(),
+        offboard,
+        dry_run: false,
+    }
+}
+
 /// Member-account clients for assumed credentials, pointed at the local world.
 pub struct LocalMembers {
     pub base: aws_config::SdkConfig,
