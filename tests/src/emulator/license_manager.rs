@@ -666,12 +666,7 @@ impl LicenseManager {
             .grants
             .iter()
             .filter(|c| !c.redistribute)
-            .filter_map(|c| {
-                Some((
-                    c.parent_grant.clone()?,
-                    c.grantee_account()?.to_string(),
-                ))
-            })
+            .filter_map(|c| Some((c.parent_grant.clone()?, c.grantee_account()?.to_string())))
             .collect();
         held.extend(
             self.pending_children
