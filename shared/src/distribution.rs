@@ -147,14 +147,14 @@ fn token(seed: &str) -> String {
 }
 
 /// Executes the parent steps of every organization/OU-mode license in `held`, given the
-/// grantor's listing of each license's grants (`grants_of`); a license whose listing is
-/// missing is listed here. Returns one report per (license, principal).
+/// grantor's listing of each license's grants (`listings`, read once by the caller); a license
+/// without a listing is reported, never acted on. Returns one report per (license, principal).
 pub async fn ensure_parents(
     lm: &aws_sdk_licensemanager::Client,
     config: &Config,
     org: &OrgInfo,
     held: &[HeldLicense],
-    grants_of: &dyn Fn(&str) -> Option<Vec<GrantView>>,
+    listings: &[(String, Vec<GrantView>)],
     dry_run: bool,
     calls: &CallLog,
 ) -> Vec<ParentReport> {
@@ -174,25 +174,25 @@ pub async fn ensure_parents(
             actions: Vec::new(),
             error: None,
         };
-        let grants = match grants_of(&license.arn) {
-            Some(g) => Ok(g),
-            None => aws::license_grants(lm, &license.arn, calls).await,
-        };
-        let result = match grants {
-            Ok(grants) => {
+        let listed = listings.iter().find(|(l, _)| *l == license.arn);
+        let result = match listed {
+            Some((_, grants)) => {
                 run_parent(
                     lm,
                     config,
                     license,
                     &principal,
-                    &grants,
+                    grants,
                     dry_run,
                     calls,
                     &mut report,
                 )
                 .await
             }
-            Err(e) => Err(e),
+            None => {
+                report.error = Some("its grants were not listed in this run; nothing done".into());
+                Ok(())
+            }
         };
         if let Err(e) = result {
             report.error = Some(e.to_string());

@@ -933,20 +933,20 @@ impl Engine {
                 Next::Retire { grant } => {
                     note(report, &grant, Source::Account);
                     let reason = "ct-entitlements: replaced by the account's grant under an organization/OU grant (LICENSE_DISTRIBUTION)";
-                    self.delete_failed(&mut own, &grant, reason, calls, report)
+                    self.delete_grant(&mut own, &grant, reason, calls, report)
                         .await?;
                 }
                 Next::DeleteChild { failed } => {
                     note(report, &failed, Source::Organization);
                     let reason = "ct-entitlements: the account's roles are in place; clearing a failed account-level grant";
-                    self.delete_failed(&mut own, &failed, reason, calls, report)
+                    self.delete_grant(&mut own, &failed, reason, calls, report)
                         .await?;
                     replaced = true;
                 }
                 Next::Replace { failed, generation } => {
                     note(report, &failed, Source::Account);
                     let reason = "ct-entitlements: replacing a grant whose workflow failed";
-                    self.delete_failed(&mut own, &failed, reason, calls, report)
+                    self.delete_grant(&mut own, &failed, reason, calls, report)
                         .await?;
                     replaced = true;
                     let created = self
@@ -1023,8 +1023,9 @@ impl Engine {
         Ok(())
     }
 
-    /// DeleteGrant on a failed grant (grantor side); the observation then shows it DELETED.
-    async fn delete_failed(
+    /// DeleteGrant (grantor side): a failed grant, or one retired by a migration; the
+    /// observation then shows it DELETED.
+    async fn delete_grant(
         &self,
         own: &mut [GrantView],
         failed: &GrantView,

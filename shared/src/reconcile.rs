@@ -675,15 +675,12 @@ async fn changed_accounts(
         }
     }
     if !modes.is_empty() {
-        let listed: HashMap<&str, &Vec<GrantView>> =
-            listings.iter().map(|(l, g)| (l.as_str(), g)).collect();
-        let lookup = |license: &str| listed.get(license).map(|g| (*g).clone());
         report.parents = crate::distribution::ensure_parents(
             &clients.license_manager,
             engine.config(),
             org,
             &held,
-            &lookup,
+            &listings,
             dry_run,
             calls,
         )
