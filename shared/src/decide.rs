@@ -250,6 +250,16 @@ pub fn looks_bulk_activated(parent: &GrantView) -> bool {
     parent.activation_behavior.is_some() || parent.version.parse::<u64>().is_ok_and(|v| v > 1)
 }
 
+/// The activation requested earlier for `grant`, if any.
+fn mark_of<'a>(activations: &'a [ActivationMark], grant: &GrantView) -> Option<&'a ActivationMark> {
+    activations.iter().find(|m| m.grant_arn == grant.arn)
+}
+
+/// Whether an activation was requested at the grant's current version (or at an unknown one).
+fn at_version(mark: &ActivationMark, grant: &GrantView) -> bool {
+    mark.version.is_empty() || mark.version == grant.version
+}
+
 /// Whether `parent` still covers the account: not terminal and not on its way out.
 fn covers(parent: &GrantView) -> bool {
     !is_terminal(&parent.status) && parent.status != status::PENDING_DELETE
@@ -317,11 +327,8 @@ pub fn decide(o: &Observation<'_>) -> Next {
             (Some(child), Some(ours))
                 if child.status == status::DISABLED && ours.status == status::ACTIVE =>
             {
-                let requested = o.activations.iter().any(|m| {
-                    m.grant_arn == child.arn
-                        && !m.bulk
-                        && (m.version.is_empty() || m.version == child.version)
-                });
+                let requested =
+                    mark_of(o.activations, child).is_some_and(|m| !m.bulk && at_version(m, child));
                 return if requested {
                     Next::Wait {
                         grant: child.clone(),
@@ -409,9 +416,8 @@ pub fn decide(o: &Observation<'_>) -> Next {
             source: src,
         },
         status::DISABLED => {
-            let mark = o.activations.iter().find(|m| m.grant_arn == grant.arn);
-            let same_version =
-                mark.is_some_and(|m| m.version.is_empty() || m.version == grant.version);
+            let mark = mark_of(o.activations, grant);
+            let same_version = mark.is_some_and(|m| at_version(m, grant));
             if is_conflict_reason(grant.status_reason.as_deref()) && mark.is_some_and(|m| !m.bulk) {
                 // Our activation came back with the conflict: re-activating would loop.
                 return Next::Fail(Failure::ActiveLicenseConflict {
