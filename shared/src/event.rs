@@ -553,7 +553,12 @@ mod tests {
             source,
         ] {
             let msg = message(&payload);
-            assert!(msg.len() < 600, "{} bytes: {}", msg.len(), &msg[..600]);
+            assert!(
+                msg.len() < 600,
+                "{} bytes: {}",
+                msg.len(),
+                truncate(&msg, 600)
+            );
         }
         let mut failed = create(json!(huge.clone()));
         failed["detail"]["serviceEventDetails"]["createManagedAccountStatus"]["state"] =

@@ -73,6 +73,19 @@ fn clip(text: &str, max: usize) -> String {
     }
 }
 
+/// Cuts `text` to at most `max_bytes` bytes, at the last character boundary at or before it
+/// (`String::truncate` panics when the cut falls inside a multi-byte character: `×`, `—`, `…`).
+fn cut_at_char_boundary(text: &mut String, max_bytes: usize) {
+    if text.len() <= max_bytes {
+        return;
+    }
+    let mut cut = max_bytes;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    text.truncate(cut);
+}
+
 /// What to do about each kind of failure (README, Operations).
 pub fn next_step(kind: &str) -> &'static str {
     match kind {
@@ -87,8 +100,10 @@ pub fn next_step(kind: &str) -> &'static str {
     }
 }
 
-/// Longest SNS message this builds (SNS allows 256 KB).
+/// Longest SNS message this builds before its closing lines (SNS allows 256 KB).
 const MAX_MESSAGE_BYTES: usize = 200_000;
+/// SNS's limit on a message: 256 KB.
+pub const SNS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Accounts named per group; the rest are counted.
 const NAMED_PER_GROUP: usize = 20;
 
@@ -152,7 +167,7 @@ pub fn summarize(failures: &[Failure], stack: &str) -> (String, String) {
             message.push_str(&format!("- … and {} more\n", items.len() - NAMED_PER_GROUP));
         }
         if message.len() > MAX_MESSAGE_BYTES {
-            message.truncate(MAX_MESSAGE_BYTES);
+            cut_at_char_boundary(&mut message, MAX_MESSAGE_BYTES);
             message.push_str("\n… (cut: see the logs)\n");
             break;
         }
@@ -205,6 +220,40 @@ mod tests {
         assert!(message.len() < 256 * 1024);
         // Largest group first.
         assert!(message.find("1000 account(s) ×") < message.find("1 account(s) × AssumeRole"));
+    }
+
+    /// The cut of a long summary falls inside a multi-byte character (`×`, `—`, `…`) for one of
+    /// three paddings of the text before it: no panic, valid text within SNS's limit.
+    #[test]
+    fn a_summary_cut_inside_a_multi_byte_character_stays_within_the_limit() {
+        for ch in ['×', '—', '…'] {
+            let mut cut_inside = false;
+            for pad in 0..ch.len_utf8() {
+                let mut f = failure(1, &format!("Aws{}", "x".repeat(pad)), "");
+                // A license name of 300,000 bytes of `ch`: the group's header crosses the limit.
+                f.license = Some(ch.to_string().repeat(300_000 / ch.len_utf8()));
+                let (_, message) =
+                    std::panic::catch_unwind(|| summarize(std::slice::from_ref(&f), "prod"))
+                        .unwrap_or_else(|_| panic!("{ch:?} padded {pad}: summarize panicked"));
+                assert!(
+                    message.len() <= SNS_MAX_MESSAGE_BYTES,
+                    "{ch:?} padded {pad}: {} bytes",
+                    message.len()
+                );
+                let cut = message
+                    .find("\n… (cut: see the logs)\n")
+                    .expect("cut marked");
+                assert!(
+                    cut <= MAX_MESSAGE_BYTES && cut > MAX_MESSAGE_BYTES - ch.len_utf8(),
+                    "{ch:?} padded {pad}: cut at {cut}"
+                );
+                assert!(message[..cut].ends_with(ch), "{ch:?} padded {pad}");
+                // The license runs past the limit: the cut is short of it only inside a `ch`.
+                cut_inside |= cut != MAX_MESSAGE_BYTES;
+                assert!(message.ends_with("| sort @timestamp desc\n"));
+            }
+            assert!(cut_inside, "{ch:?}: no padding put the cut inside it");
+        }
     }
 
     #[test]
