@@ -98,8 +98,9 @@ pub const ACCOUNT_VENDING: &[&str] = &[
     "sqs:SendMessage",
 ];
 
-/// Made inside member accounts with the assumed execution role (AWSControlTowerExecution has
-/// AdministratorAccess; a custom EXECUTION_ROLE_NAME needs at least these).
+/// Made inside member accounts with the assumed execution role (the template's default,
+/// `ct-entitlements-member`, allows exactly these; the fallback AWSControlTowerExecution has
+/// AdministratorAccess).
 /// `examples/member-role-stackset.yaml` allows exactly these (`shared/tests/permissions.rs`).
 pub const MEMBER_ROLE: &[&str] = &[
     "iam:ListRoles",
@@ -110,6 +111,8 @@ pub const MEMBER_ROLE: &[&str] = &[
     // account-vending, when it shares the software portfolio with a new account.
     "servicecatalog:AcceptPortfolioShare",
     "servicecatalog:AssociatePrincipalWithPortfolio",
+    // catalog-provisioning, confirming the stack that claims a product launch (topic requests).
+    "cloudformation:DescribeStackResource",
 ];
 
 /// Every function's table, by the binary name the template builds.

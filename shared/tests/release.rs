@@ -76,3 +76,32 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Partition (issue 16 §3): no ARN in a shipped template names the `aws` partition; ARNs are
+/// built with `${AWS::Partition}` (patterns that accept any partition, `arn:aws[a-z-]*:`, are
+/// fine), so the stack deploys in aws-us-gov and aws-cn too.
+#[test]
+fn no_shipped_template_hard_codes_the_aws_partition() {
+    let mut files = vec![root().join("template.yaml")];
+    for entry in std::fs::read_dir(root().join("examples")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    assert!(files.len() >= 5, "{files:?}");
+    let mut found = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (n, line) in text.lines().enumerate() {
+            if line.contains("arn:aws:") {
+                found.push(format!("{}:{}: {}", file.display(), n + 1, line.trim()));
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "hard-coded partition:\n{}",
+        found.join("\n")
+    );
+}
