@@ -33,6 +33,8 @@ async fn events(moto: &str, action: &str, body: Value) -> Value {
 }
 
 /// A template YAML value as JSON (the patterns hold no intrinsic functions but `account`).
+/// moto matches `{"exists": false}` (its `_does_item_match_named_filter`), so the template's
+/// `errorCode` condition is tested as written.
 fn to_json(v: &serde_yaml::Value) -> Value {
     serde_json::to_value(v).unwrap()
 }
@@ -53,23 +55,38 @@ async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
     let moto = s.world.moto_url().to_string();
     let t = template();
     let reconciler_events = &t["Resources"]["ReconcilerFunction"]["Properties"]["Events"];
-    let mut pattern = t["Resources"]["LifecycleEventRule"]["Properties"]["EventPattern"]
-        .as_mapping()
-        .unwrap()
-        .clone();
-    pattern.remove("account");
-    let mut lifecycle = to_json(&serde_yaml::Value::Mapping(pattern));
-    // The `account` condition (an !If) is the management account's: here moto's caller.
-    lifecycle["account"] = json!(["123456789012"]);
+    // The `account` condition (an !If: the management account's) is set to `account`.
+    let with_account = |pattern: &serde_yaml::Value, account: &str| {
+        let mut pattern = pattern.as_mapping().unwrap().clone();
+        assert!(
+            pattern.remove("account").is_some(),
+            "the pattern names the management account"
+        );
+        let mut json = to_json(&serde_yaml::Value::Mapping(pattern));
+        json["account"] = json!([account]);
+        json
+    };
+    // moto's caller is the management account here.
+    let management = "123456789012";
+    let organizations = &reconciler_events["OrganizationsChanges"]["Properties"]["Pattern"];
     let rules = [
-        ("lifecycle", lifecycle),
         (
-            "organizations",
-            to_json(&reconciler_events["OrganizationsChanges"]["Properties"]["Pattern"]),
+            "lifecycle",
+            with_account(
+                &t["Resources"]["LifecycleEventRule"]["Properties"]["EventPattern"],
+                management,
+            ),
         ),
+        ("organizations", with_account(organizations, management)),
         (
             "license-manager",
             to_json(&reconciler_events["LicenseManagerChanges"]["Properties"]["Pattern"]),
+        ),
+        // The same rule in a stack whose management account is another one: events of this
+        // account (moto's caller) must not reach it.
+        (
+            "organizations-other-management-account",
+            with_account(organizations, "210987654321"),
         ),
     ];
     let sqs = s.world.sqs();
@@ -117,8 +134,16 @@ async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
                     "requestedTimestamp": "2026-11-30T00:00:00+0000", "completedTimestamp": "2026-11-30T00:10:00+0000"}}})),
             cloudtrail("MoveAccount", json!({"accountId": sandbox, "sourceParentId": sandbox_ou, "destinationParentId": workloads_ou})),
             entry("aws.license-manager", "Grant Change", json!({"granteePrincipal": format!("arn:aws:iam::{prod}:root")})),
-            // Not taken: other Organizations calls, other Control Tower events.
+            // Not taken: other Organizations calls, other Control Tower events, and a denied
+            // call (CloudTrail records those too, with errorCode).
             cloudtrail("CreateOrganizationalUnit", json!({"name": "x"})),
+            entry(
+                "aws.organizations",
+                "AWS API Call via CloudTrail",
+                json!({"eventSource": "organizations.amazonaws.com", "eventName": "MoveAccount",
+                       "errorCode": "AccessDenied", "errorMessage": "not authorized",
+                       "requestParameters": {"accountId": prod, "sourceParentId": workloads_ou, "destinationParentId": sandbox_ou}}),
+            ),
             entry("aws.controltower", "AWS Service Event via CloudTrail", json!({"eventName": "SetupLandingZone"})),
         ]}),
     )
@@ -155,6 +180,16 @@ async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
         delivered["organizations"]
     );
     assert_eq!(delivered["license-manager"].len(), 1);
+    assert_eq!(
+        delivered["organizations"][0]["detail"]["eventName"], "MoveAccount",
+        "the succeeded move, not the denied one"
+    );
+    assert!(delivered["organizations"][0]["detail"]["errorCode"].is_null());
+    assert!(
+        delivered["organizations-other-management-account"].is_empty(),
+        "another account's Organizations events: {:?}",
+        delivered["organizations-other-management-account"]
+    );
 
     // What arrived, to the functions the rules target: the account is entitled; the moved
     // account is queued for its new licenses (its OU rule differs); the grant change re-checks.
