@@ -35,6 +35,8 @@ pub const ACCOUNT_LIFECYCLE: &[&str] = &[
 /// reconciler, with its own role.
 pub const RECONCILER: &[&str] = &[
     "organizations:DescribeOrganization",
+    // An Organizations event is a claim: the account's state is confirmed before offboarding.
+    "organizations:DescribeAccount",
     "organizations:ListRoots",
     "organizations:ListAccountsForParent",
     "organizations:ListOrganizationalUnitsForParent",
