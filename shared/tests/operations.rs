@@ -109,3 +109,87 @@ fn dashboard_alarm_and_queries_use_what_the_report_lines_carry() {
     }
     assert_eq!(line["type"], "accountReport");
 }
+
+/// The README section between `## {heading}` and the next `## ` heading.
+fn readme_section(readme: &str, heading: &str) -> String {
+    let start = readme
+        .find(&format!("\n## {heading}\n"))
+        .unwrap_or_else(|| panic!("README has no `## {heading}` section"));
+    let rest = &readme[start + 4..];
+    let end = rest.find("\n## ").unwrap_or(rest.len());
+    rest[..end].to_string()
+}
+
+/// Issue 16 §3: every variable the template sets on catalog-provisioning is documented, the
+/// launch bounds and their parameters in Configuration (with their defaults), the member role
+/// as the default in Deploy, and a Security section says what is verified before acting.
+#[test]
+fn readme_documents_the_launch_bounds_security_and_the_member_role_default() {
+    let t = template();
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
+    let readme = std::fs::read_to_string(path).unwrap();
+    let vars = t["Resources"]["CatalogProvisioningFunction"]["Properties"]["Environment"]
+        ["Variables"]
+        .as_mapping()
+        .unwrap();
+    assert!(vars.len() >= 20, "{} variables", vars.len());
+    for var in vars.keys() {
+        let var = var.as_str().unwrap();
+        assert!(
+            readme.contains(&format!("`{var}`")),
+            "README does not document {var}"
+        );
+    }
+    let configuration = readme_section(&readme, "Configuration");
+    for (var, param) in [
+        ("CATALOG_LICENSES", "CatalogLicenses"),
+        ("CATALOG_SELECTION_RULES", "CatalogSelectionRules"),
+        ("CATALOG_SHARE_PORTFOLIOS", "CatalogSharePortfolioIds"),
+        ("EXECUTION_ROLE_NAME", "ExecutionRoleName"),
+    ] {
+        let row = configuration
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{var}` (`{param}`)")))
+            .unwrap_or_else(|| panic!("Configuration has no row for {var} ({param})"));
+        let default = t["Parameters"][param]["Default"].as_str().unwrap();
+        let shown = row.split(" | ").nth(1).unwrap();
+        if default.is_empty() {
+            assert!(
+                shown.starts_with('–'),
+                "{param}: default empty, row says {shown}"
+            );
+        } else {
+            assert!(
+                shown.starts_with(&format!("`{default}`")),
+                "{param}: default {default}, row says {shown}"
+            );
+        }
+    }
+    let deploy = readme_section(&readme, "Deploy");
+    let member = deploy.find("examples/member-role-stackset.yaml").unwrap();
+    let fallback = deploy
+        .find("**Fallback: `AWSControlTowerExecution`.**")
+        .unwrap();
+    assert!(
+        member < fallback,
+        "Deploy: the member role first, the fallback after"
+    );
+    assert!(deploy.contains("MemberRoleTrustedRoleArns"));
+    let security = readme_section(&readme, "Security");
+    for needle in [
+        "DescribeStackResource",
+        "cloudformation-custom-resource-response-",
+        "CatalogSharePortfolioIds",
+        "CatalogLicenses",
+        "errorCode",
+        "aws:SecureTransport",
+        "aws:ResourceOrgID",
+        "### What each role may do",
+    ] {
+        assert!(security.contains(needle), "Security section: {needle}");
+    }
+    assert!(
+        readme.find("\n## Security\n") < readme.find("\n## Service Catalog product launches\n"),
+        "Security comes before Service Catalog product launches"
+    );
+}
