@@ -1007,3 +1007,36 @@ pub async fn send_batch(
     }
     Ok(sent)
 }
+
+/// What Organizations says of an account now, with `DescribeAccount` alone: `None` when it is
+/// not in the organization (`AccountNotFoundException`), else its state (`ACTIVE`, `SUSPENDED`,
+/// `PENDING_CLOSURE`, `CLOSED`, `PENDING_ACTIVATION`; empty when the answer has none). Any
+/// other error comes back classified (a throttle stays retryable).
+pub async fn account_state(
+    org: &aws_sdk_organizations::Client,
+    account: &AccountId,
+    calls: &CallLog,
+) -> Result<Option<String>, Error> {
+    calls.record(Side::Own, "organizations:DescribeAccount", false);
+    let out = match org
+        .describe_account()
+        .account_id(account.as_str())
+        .send()
+        .await
+        .map_err(|e| aws_error("organizations", "DescribeAccount", e))
+    {
+        Ok(out) => out,
+        Err(Error::Aws { code, .. }) if code == "AccountNotFoundException" => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let acct = out
+        .account()
+        .ok_or_else(|| missing("DescribeAccount", "Account"))?;
+    #[allow(deprecated)]
+    let state = acct
+        .state()
+        .map(|s| s.as_str().to_string())
+        .or_else(|| acct.status().map(|s| s.as_str().to_string()))
+        .unwrap_or_default();
+    Ok(Some(state))
+}

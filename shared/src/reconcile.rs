@@ -99,9 +99,112 @@ pub enum Scope {
     Organization,
     Ous(Vec<String>),
     Accounts(Vec<AccountId>),
-    /// Accounts an event says left the organization or closed: offboarded (per OFFBOARD_MODE),
-    /// nothing listed or queued.
-    Departed(Vec<AccountId>),
+    /// Accounts an Organizations event says left the organization or closed. A claim, not a
+    /// fact: each is confirmed with `DescribeAccount` before it is offboarded (per
+    /// OFFBOARD_MODE); one Organizations still calls ACTIVE is re-checked instead
+    /// ([`decide_departure`]). Nothing is listed.
+    Departed(Vec<Departure>),
+    /// An event that asks for nothing, and why (a denied or failed Organizations call: its
+    /// CloudTrail record carries `errorCode`). No AWS call is made.
+    Ignored(String),
+}
+
+/// What an Organizations event (`RemoveAccountFromOrganization`, `CloseAccount`) claims: this
+/// account left or is closing. CloudTrail records denied calls too, and anyone allowed to
+/// invoke the reconciler can write such an event, so it is only a reason to look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub account: AccountId,
+    /// The CloudTrail event name.
+    pub event: String,
+    /// The envelope's `account`: for a real Organizations event, the management account that
+    /// made the call (`None` when the event has none).
+    pub sender: Option<String>,
+}
+
+/// What Organizations says of an account now (`DescribeAccount`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    /// Not in the organization (`AccountNotFoundException`).
+    Gone,
+    /// Its state: `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`, `CLOSED`, `PENDING_ACTIVATION`, …
+    State(String),
+}
+
+/// What to do about a [`Departure`], with the reason the report gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DepartureAction {
+    /// Organizations confirms it: offboard (per OFFBOARD_MODE).
+    Offboard(String),
+    /// Still a member in use: the event is a hint to re-check the account, never to offboard.
+    Recheck(String),
+    /// Nothing to do.
+    Ignore(String),
+}
+
+/// The part of [`decide_departure`] that needs no read: `Some(Ignore)` for an event the
+/// management account did not send, or one naming the management account or the account
+/// ct-entitlements runs in; `None` when Organizations must be asked.
+pub fn screen_departure(
+    claim: &Departure,
+    management: &str,
+    self_account: Option<&str>,
+) -> Option<DepartureAction> {
+    let account = claim.account.as_str();
+    if claim.sender.as_deref() != Some(management) {
+        return Some(DepartureAction::Ignore(format!(
+            "{} event from account {} (not the management account): ignored",
+            claim.event,
+            claim
+                .sender
+                .as_deref()
+                .map_or_else(|| "(none)".into(), echo)
+        )));
+    }
+    if account == management {
+        return Some(DepartureAction::Ignore(format!(
+            "{} event names the management account: ignored",
+            claim.event
+        )));
+    }
+    if self_account == Some(account) {
+        return Some(DepartureAction::Ignore(format!(
+            "{} event names the account ct-entitlements runs in: ignored",
+            claim.event
+        )));
+    }
+    None
+}
+
+/// Whether an account an event says left is to be offboarded: only when the management
+/// account sent the event ([`screen_departure`]) and Organizations confirms it (gone from the
+/// organization, or SUSPENDED, PENDING_CLOSURE or CLOSED). An ACTIVE account is re-checked;
+/// PENDING_ACTIVATION or a state this code does not know is left alone.
+pub fn decide_departure(
+    claim: &Departure,
+    management: &str,
+    self_account: Option<&str>,
+    observed: &Observed,
+) -> DepartureAction {
+    if let Some(action) = screen_departure(claim, management, self_account) {
+        return action;
+    }
+    let event = &claim.event;
+    match observed {
+        Observed::Gone => {
+            DepartureAction::Offboard(format!("{event}: confirmed, not in the organization"))
+        }
+        Observed::State(s) if matches!(s.as_str(), "SUSPENDED" | "PENDING_CLOSURE" | "CLOSED") => {
+            DepartureAction::Offboard(format!("{event}: confirmed, state {s}"))
+        }
+        Observed::State(s) if s == "ACTIVE" => DepartureAction::Recheck(format!(
+            "{event} event, but Organizations says ACTIVE: re-checked, not offboarded"
+        )),
+        Observed::State(s) => DepartureAction::Ignore(format!(
+            "{event} event, but Organizations says state {}: not offboarded",
+            echo(s)
+        )),
+    }
 }
 
 /// Sources of the change events the template's rules send (issue 12): Organizations' CloudTrail
@@ -218,10 +321,12 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
 /// reconcile costs a few listings when little changed) when it cannot be understood: never an
 /// error, so EventBridge never retries it in a loop.
 ///
-/// * Organizations (CloudTrail `AWS API Call via CloudTrail`): `MoveAccount`, `TagResource` and
-///   `UntagResource` on an account → that account (its OU or tags may change its licenses);
-///   `RemoveAccountFromOrganization`, `CloseAccount` → that account is offboarded; a tag on
-///   something else (an OU, a policy) → nothing.
+/// * Organizations: an event with an `errorCode` (CloudTrail records denied and failed calls
+///   too) → nothing ([`Scope::Ignored`]). Otherwise (CloudTrail `AWS API Call via CloudTrail`):
+///   `MoveAccount`, `TagResource` and `UntagResource` on an account → that account (its OU or
+///   tags may change its licenses); `RemoveAccountFromOrganization`, `CloseAccount` → that
+///   account is a [`Departure`] claim, confirmed before any offboarding; a tag on something
+///   else (an OU, a policy) → nothing.
 /// * License Manager: `Grant Change` naming an account's grant → that account now (the delayed
 ///   re-check stays the safety net); `License Change` (a new subscription is a new license) →
 ///   the configured scope, which queues every account the selection now covers and lacks it.
@@ -232,6 +337,17 @@ fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
     }
     let detail = obj.get("detail").cloned().unwrap_or(Value::Null);
     let detail_type = obj.get("detail-type").and_then(Value::as_str).unwrap_or("");
+    if source == "aws.organizations" {
+        if let Some(code) = detail.get("errorCode").filter(|c| !c.is_null()) {
+            let event = detail
+                .get("eventName")
+                .map_or_else(|| "missing".into(), describe);
+            return Some(Some(Scope::Ignored(format!(
+                "Organizations event {event} records a call that was not carried out (errorCode {}): nothing changed",
+                describe(code)
+            ))));
+        }
+    }
     let account_at = |pointer: &str| {
         detail
             .pointer(pointer)
@@ -258,8 +374,17 @@ fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
                             .map(|a| Scope::Accounts(vec![a])),
                     }
                 }
-                "RemoveAccountFromOrganization" | "CloseAccount" => {
-                    account_at("/requestParameters/accountId").map(|a| Scope::Departed(vec![a]))
+                event @ ("RemoveAccountFromOrganization" | "CloseAccount") => {
+                    account_at("/requestParameters/accountId").map(|account| {
+                        Scope::Departed(vec![Departure {
+                            account,
+                            event: event.to_string(),
+                            sender: obj
+                                .get("account")
+                                .and_then(Value::as_str)
+                                .map(str::to_string),
+                        }])
+                    })
                 }
                 _ => None,
             }
@@ -361,6 +486,9 @@ pub struct ReconcileReport {
     /// Accounts whose per-account grants are (or would be) offboarded.
     pub offboard: Vec<String>,
     pub offboarded: Vec<AccountReport>,
+    /// Why the event asked for nothing ([`Scope::Ignored`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ignored: Option<String>,
     pub api_calls: BTreeMap<String, u32>,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -384,6 +512,7 @@ impl ReconcileReport {
             skipped: BTreeMap::new(),
             offboard: Vec::new(),
             offboarded: Vec::new(),
+            ignored: None,
             api_calls: BTreeMap::new(),
             duration_ms: 0,
             error: None,
@@ -406,6 +535,7 @@ pub async fn reconcile(
             Scope::Ous(ous) => format!("ous:{}", ous.join(",")),
             Scope::Accounts(a) => format!("accounts:{}", a.len()),
             Scope::Departed(a) => format!("departed:{}", a.len()),
+            Scope::Ignored(_) => "ignored".into(),
         },
         dry_run,
     );
@@ -427,22 +557,38 @@ async fn run(
     report: &mut ReconcileReport,
 ) -> Result<(), Error> {
     let clients = engine.clients();
-    if let Scope::Departed(ids) = scope {
-        // An event said these accounts left: offboard them (when offboarding is on), list nothing.
-        report.offboard = ids.iter().map(ToString::to_string).collect();
-        let Some(mode) = config.offboard.filter(|_| !dry_run) else {
-            for id in ids {
+    match scope {
+        Scope::Ignored(reason) => {
+            tracing::info!(reason = %reason, "change event ignored");
+            report.ignored = Some(reason.clone());
+            return Ok(());
+        }
+        Scope::Departed(claims) if config.offboard.is_none() => {
+            // Offboarding is off: nothing to confirm, nothing to write.
+            for claim in claims {
                 report.skipped.insert(
-                    id.to_string(),
-                    "left the organization; OFFBOARD_MODE is off (or a dry run)".into(),
+                    claim.account.to_string(),
+                    format!("{} event; OFFBOARD_MODE is off", claim.event),
                 );
             }
             return Ok(());
-        };
-        report.offboarded = offboard_all(engine, ids, mode, "event:offboard").await;
-        return Ok(());
+        }
+        _ => {}
     }
     let org = engine.organization(calls).await?;
+    // Accounts to offboard: confirmed departures, then (organization and OU runs) accounts
+    // the listing shows suspended or closed.
+    let mut departed: Vec<String> = Vec::new();
+    let named = |ids: &[AccountId]| -> Vec<ListedAccount> {
+        ids.iter()
+            .map(|id| ListedAccount {
+                id: id.to_string(),
+                name: None,
+                state: "ACTIVE".into(),
+                ou_id: None,
+            })
+            .collect()
+    };
     let listed: Vec<ListedAccount> = match scope {
         Scope::Organization => aws::list_organization(&clients.organizations, calls).await?,
         Scope::Ous(ous) => {
@@ -452,19 +598,16 @@ async fn run(
             }
             all
         }
-        Scope::Accounts(ids) | Scope::Departed(ids) => ids
-            .iter()
-            .map(|id| ListedAccount {
-                id: id.to_string(),
-                name: None,
-                state: "ACTIVE".into(),
-                ou_id: None,
-            })
-            .collect(),
+        Scope::Accounts(ids) => named(ids),
+        Scope::Departed(claims) => {
+            let recheck =
+                confirm_departures(engine, &org, claims, calls, report, &mut departed).await?;
+            named(&recheck)
+        }
+        Scope::Ignored(_) => Vec::new(),
     };
     report.accounts_listed = listed.len();
     let mut seen = BTreeSet::new();
-    let mut departed: Vec<String> = Vec::new();
     for account in &listed {
         if !seen.insert(account.id.clone()) {
             continue;
@@ -574,8 +717,69 @@ async fn run(
         .iter()
         .filter_map(|d| AccountId::parse(d).ok())
         .collect();
-    report.offboarded = offboard_all(engine, &ids, mode, "reconcile:offboard").await;
+    let trigger = match scope {
+        Scope::Departed(_) => "event:offboard",
+        _ => "reconcile:offboard",
+    };
+    report.offboarded = offboard_all(engine, &ids, mode, trigger).await;
     Ok(())
+}
+
+/// Confirms each departure an event claims ([`decide_departure`]): what needs no read is
+/// screened first, then one `DescribeAccount` per claim. Confirmed accounts go to `departed`,
+/// accounts still ACTIVE are returned to be re-checked, the rest are reported skipped. An error
+/// of the read fails the run as it is (a throttle stays retryable): nothing is acted on
+/// unconfirmed.
+async fn confirm_departures(
+    engine: &Engine,
+    org: &OrgInfo,
+    claims: &[Departure],
+    calls: &CallLog,
+    report: &mut ReconcileReport,
+    departed: &mut Vec<String>,
+) -> Result<Vec<AccountId>, Error> {
+    let self_account = engine
+        .config()
+        .self_account_id
+        .as_ref()
+        .map(AccountId::as_str);
+    let mut recheck = Vec::new();
+    for claim in claims {
+        let action = match screen_departure(claim, &org.management_account, self_account) {
+            Some(action) => action,
+            None => {
+                let observed = match aws::account_state(
+                    &engine.clients().organizations,
+                    &claim.account,
+                    calls,
+                )
+                .await?
+                {
+                    None => Observed::Gone,
+                    Some(state) => Observed::State(state),
+                };
+                decide_departure(claim, &org.management_account, self_account, &observed)
+            }
+        };
+        let id = claim.account.to_string();
+        tracing::info!(account = %id, action = ?action, "departure event");
+        match action {
+            DepartureAction::Offboard(why) => {
+                report.skipped.insert(id.clone(), why);
+                if !departed.contains(&id) {
+                    departed.push(id);
+                }
+            }
+            DepartureAction::Recheck(why) => {
+                report.needs.insert(id, why);
+                recheck.push(claim.account.clone());
+            }
+            DepartureAction::Ignore(why) => {
+                report.skipped.insert(id, why);
+            }
+        }
+    }
+    Ok(recheck)
 }
 
 /// Offboards `ids` (at most MAX_CONCURRENT_ACCOUNTS at once), one report each.
@@ -1125,6 +1329,237 @@ mod tests {
         })
     }
 
+    const MGMT: &str = "111122223333";
+
+    fn departure(event: &str) -> Departure {
+        Departure {
+            account: AccountId::parse("210987654321").expect("valid id"),
+            event: event.into(),
+            sender: Some(MGMT.into()),
+        }
+    }
+
+    /// A denied or failed call's CloudTrail record, as Organizations writes it.
+    fn denied(event_name: &str, request: Value, code: Value) -> Value {
+        let mut e = cloudtrail(event_name, request);
+        e["detail"]["errorCode"] = code;
+        e["detail"]["errorMessage"] = json!("You don't have permissions to access this resource.");
+        e
+    }
+
+    /// Issue 16 §2: an Organizations event is a claim; offboarding needs the call to have been
+    /// carried out (no `errorCode`), the management account as its sender, and Organizations'
+    /// own word (gone, or SUSPENDED / PENDING_CLOSURE / CLOSED). Each row: the event, what
+    /// DescribeAccount says, the action (`None`: ignored before any AWS call).
+    #[test]
+    fn departures_are_offboarded_only_when_organizations_confirms_them() {
+        #[derive(Debug, PartialEq)]
+        enum Act {
+            Offboard,
+            Recheck,
+            Ignore,
+            NoCall,
+        }
+        let gone = || Observed::Gone;
+        let state = |s: &str| Observed::State(s.into());
+        let from = |sender: Value| {
+            let mut e = cloudtrail("CloseAccount", json!({"accountId": "210987654321"}));
+            e["account"] = sender;
+            e
+        };
+        let close = || cloudtrail("CloseAccount", json!({"accountId": "210987654321"}));
+        let remove = || {
+            cloudtrail(
+                "RemoveAccountFromOrganization",
+                json!({"accountId": "210987654321"}),
+            )
+        };
+        let cases: Vec<(&str, Value, Observed, Act)> = vec![
+            // Denied or failed calls: nothing, whatever the account's state.
+            (
+                "denied close",
+                denied(
+                    "CloseAccount",
+                    json!({"accountId": "210987654321"}),
+                    json!("AccessDenied"),
+                ),
+                state("ACTIVE"),
+                Act::NoCall,
+            ),
+            (
+                "denied close of a suspended account",
+                denied(
+                    "CloseAccount",
+                    json!({"accountId": "210987654321"}),
+                    json!("AccessDenied"),
+                ),
+                state("SUSPENDED"),
+                Act::NoCall,
+            ),
+            (
+                "failed removal",
+                denied(
+                    "RemoveAccountFromOrganization",
+                    json!({"accountId": "210987654321"}),
+                    json!("ConstraintViolationException"),
+                ),
+                gone(),
+                Act::NoCall,
+            ),
+            (
+                "odd errorCode",
+                denied(
+                    "CloseAccount",
+                    json!({"accountId": "210987654321"}),
+                    json!({"x": 1}),
+                ),
+                gone(),
+                Act::NoCall,
+            ),
+            (
+                "empty errorCode",
+                denied(
+                    "CloseAccount",
+                    json!({"accountId": "210987654321"}),
+                    json!(""),
+                ),
+                gone(),
+                Act::NoCall,
+            ),
+            // A denied move or tag changed nothing either.
+            (
+                "denied move",
+                denied(
+                    "MoveAccount",
+                    json!({"accountId": "210987654321"}),
+                    json!("AccessDenied"),
+                ),
+                state("ACTIVE"),
+                Act::NoCall,
+            ),
+            // Carried out: Organizations decides.
+            (
+                "close, closing",
+                close(),
+                state("PENDING_CLOSURE"),
+                Act::Offboard,
+            ),
+            (
+                "close, suspended",
+                close(),
+                state("SUSPENDED"),
+                Act::Offboard,
+            ),
+            ("close, closed", close(), state("CLOSED"), Act::Offboard),
+            ("close, gone", close(), gone(), Act::Offboard),
+            ("removal, gone", remove(), gone(), Act::Offboard),
+            (
+                "removal, suspended",
+                remove(),
+                state("SUSPENDED"),
+                Act::Offboard,
+            ),
+            (
+                "close, still active",
+                close(),
+                state("ACTIVE"),
+                Act::Recheck,
+            ),
+            (
+                "removal, still active",
+                remove(),
+                state("ACTIVE"),
+                Act::Recheck,
+            ),
+            (
+                "close, activating",
+                close(),
+                state("PENDING_ACTIVATION"),
+                Act::Ignore,
+            ),
+            (
+                "close, unknown state",
+                close(),
+                state("SOMETHING_NEW"),
+                Act::Ignore,
+            ),
+            ("close, no state", close(), state(""), Act::Ignore),
+            // errorCode null: the call was carried out.
+            (
+                "null errorCode",
+                denied(
+                    "CloseAccount",
+                    json!({"accountId": "210987654321"}),
+                    Value::Null,
+                ),
+                gone(),
+                Act::Offboard,
+            ),
+            // Not sent by the management account: ignored even when the account is gone.
+            (
+                "another sender",
+                from(json!("999999999999")),
+                gone(),
+                Act::Ignore,
+            ),
+            ("no sender", from(Value::Null), gone(), Act::Ignore),
+            (
+                "sender not a string",
+                from(json!(111122223333_u64)),
+                gone(),
+                Act::Ignore,
+            ),
+        ];
+        for (case, event, observed, expected) in cases {
+            let got = match parse(&event, &config()) {
+                Ok((Scope::Ignored(reason), _)) => {
+                    assert!(reason.contains("errorCode"), "{case}: {reason}");
+                    Act::NoCall
+                }
+                Ok((Scope::Departed(claims), _)) => {
+                    assert_eq!(claims.len(), 1, "{case}");
+                    match decide_departure(&claims[0], MGMT, None, &observed) {
+                        DepartureAction::Offboard(_) => Act::Offboard,
+                        DepartureAction::Recheck(_) => Act::Recheck,
+                        DepartureAction::Ignore(_) => Act::Ignore,
+                    }
+                }
+                other => panic!("{case}: {other:?}"),
+            };
+            assert_eq!(got, expected, "{case}");
+        }
+        // The management account and the account ct-entitlements runs in are never offboarded.
+        let mut claim = departure("CloseAccount");
+        claim.account = AccountId::parse(MGMT).expect("valid id");
+        assert!(matches!(
+            decide_departure(&claim, MGMT, None, &Observed::Gone),
+            DepartureAction::Ignore(r) if r.contains("management account")
+        ));
+        let claim = departure("CloseAccount");
+        assert!(matches!(
+            decide_departure(&claim, MGMT, Some("210987654321"), &Observed::Gone),
+            DepartureAction::Ignore(r) if r.contains("runs in")
+        ));
+        // What needs no read is known before one.
+        assert_eq!(
+            screen_departure(&departure("CloseAccount"), MGMT, None),
+            None
+        );
+        // Reasons stay bounded whatever the event carries.
+        let mut huge = denied("CloseAccount", json!({}), json!("x".repeat(1 << 20)));
+        huge["detail"]["eventName"] = json!("y".repeat(1 << 20));
+        match parse(&huge, &config()) {
+            Ok((Scope::Ignored(reason), _)) => assert!(reason.len() < 400, "{}", reason.len()),
+            other => panic!("{other:?}"),
+        }
+        let mut claim = departure("CloseAccount");
+        claim.sender = Some("z".repeat(1 << 20));
+        match decide_departure(&claim, MGMT, None, &Observed::Gone) {
+            DepartureAction::Ignore(reason) => assert!(reason.len() < 400, "{}", reason.len()),
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn change_events_name_what_changed_and_the_rest_reconciles() {
         let c = config();
@@ -1161,11 +1596,11 @@ mod tests {
                     "RemoveAccountFromOrganization",
                     json!({"accountId": "210987654321"}),
                 ),
-                Scope::Departed(vec![a()]),
+                Scope::Departed(vec![departure("RemoveAccountFromOrganization")]),
             ),
             (
                 cloudtrail("CloseAccount", json!({"accountId": "210987654321"})),
-                Scope::Departed(vec![a()]),
+                Scope::Departed(vec![departure("CloseAccount")]),
             ),
             // Not understood: the configured scope, never an error.
             (

@@ -284,10 +284,12 @@ async fn backfill_goes_to_its_own_queue_named_accounts_to_the_onboarding_queue()
     );
 }
 
-fn cloudtrail(event_name: &str, request: serde_json::Value) -> serde_json::Value {
+/// An Organizations CloudTrail event as EventBridge delivers it; `sender` is the envelope's
+/// `account` (the management account for the real thing).
+fn cloudtrail(sender: &str, event_name: &str, request: serde_json::Value) -> serde_json::Value {
     serde_json::json!({
         "version": "0", "id": "e-1", "detail-type": "AWS API Call via CloudTrail",
-        "source": "aws.organizations", "account": "111122223333",
+        "source": "aws.organizations", "account": sender,
         "time": "2026-11-30T00:00:00Z", "region": "us-east-1", "resources": [],
         "detail": {
             "eventVersion": "1.08", "eventSource": "organizations.amazonaws.com",
@@ -330,7 +332,9 @@ async fn change_events_act_on_the_account_they_name_and_nothing_else() {
         .await
         .unwrap();
     let created = s.calls("CreateGrant").await;
+    let mgmt = s.org.management_account.clone();
     let moved = cloudtrail(
+        &mgmt,
         "MoveAccount",
         serde_json::json!({"accountId": sandbox, "sourceParentId": sandbox_ou, "destinationParentId": workloads_ou}),
     );
@@ -391,7 +395,7 @@ async fn change_events_act_on_the_account_they_name_and_nothing_else() {
         .send()
         .await
         .unwrap();
-    let closed = cloudtrail("CloseAccount", serde_json::json!({"accountId": dev}));
+    let closed = cloudtrail(&mgmt, "CloseAccount", serde_json::json!({"accountId": dev}));
     let report = reconciler::handle(&engine, &config, &closed).await.unwrap();
     assert_eq!(report["offboard"], serde_json::json!([dev]), "{report:#}");
     let dev_grants = s.grants_in(&dev).await;
@@ -411,4 +415,186 @@ async fn change_events_act_on_the_account_they_name_and_nothing_else() {
         .unwrap();
     assert_eq!(report["enqueued"], 0, "{report:#}");
     assert!(report["apiCalls"].get("sts:AssumeRole").is_none());
+}
+
+/// Per-account grants to `account`, as the grantor lists them: (license, status).
+async fn distributed_to(s: &common::Setup, account: &str) -> Vec<(String, String)> {
+    let mut grants: Vec<(String, String)> = s
+        .world
+        .license_manager()
+        .list_distributed_grants()
+        .filters(
+            aws_sdk_licensemanager::types::Filter::builder()
+                .name("GranteePrincipalARN")
+                .values(format!("arn:aws:iam::{account}:root"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .grants()
+        .iter()
+        .map(|g| {
+            (
+                g.license_arn().to_string(),
+                g.grant_status().as_str().to_string(),
+            )
+        })
+        .collect();
+    grants.sort();
+    grants
+}
+
+/// Issue 16 §2: an Organizations event is a claim, not a fact. A denied `CloseAccount`
+/// (CloudTrail records it, with `errorCode`), a `CloseAccount` for an account Organizations
+/// still calls ACTIVE, and a removal sent by another account offboard nothing, in either
+/// offboarding mode; a removal that happened, sent by the management account, still offboards.
+#[tokio::test]
+async fn only_a_confirmed_departure_offboards() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let engine = s.engine(&[]);
+    reconcile::reconcile(
+        &engine,
+        &reconcile_config(&s.queue_url, None),
+        Scope::Organization,
+        false,
+    )
+    .await;
+    assert_eq!(s.drain_queue(&engine).await, (3, 0));
+    let mgmt = s.org.management_account.clone();
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let sandbox = s.org.account("sandbox-1").unwrap().id.clone();
+    let dev_grants = distributed_to(&s, &dev).await;
+    assert_eq!(dev_grants.len(), 3, "{dev_grants:?}");
+    assert!(
+        dev_grants.iter().all(|(_, st)| st == "ACTIVE"),
+        "{dev_grants:?}"
+    );
+    let writes = || async {
+        (
+            s.calls("DeleteGrant").await,
+            s.calls("CreateGrantVersion").await,
+        )
+    };
+    let before = writes().await;
+
+    for mode in [OffboardMode::Deactivate, OffboardMode::Delete] {
+        let config = reconcile_config(&s.queue_url, Some(mode));
+        // Denied: the call did not happen. Nothing is read or written.
+        let mut denied = cloudtrail(&mgmt, "CloseAccount", serde_json::json!({"accountId": dev}));
+        denied["detail"]["errorCode"] = "AccessDenied".into();
+        denied["detail"]["errorMessage"] =
+            "You don't have permissions to access this resource.".into();
+        let report = reconciler::handle(&engine, &config, &denied).await.unwrap();
+        assert_eq!(
+            report["offboard"],
+            serde_json::json!([]),
+            "{mode:?}: {report:#}"
+        );
+        assert_eq!(
+            report["offboarded"],
+            serde_json::json!([]),
+            "{mode:?}: {report:#}"
+        );
+        assert!(
+            report["ignored"]
+                .as_str()
+                .is_some_and(|r| r.contains("\"AccessDenied\"")),
+            "{mode:?}: {report:#}"
+        );
+        assert_eq!(
+            report["apiCalls"],
+            serde_json::json!({}),
+            "{mode:?}: {report:#}"
+        );
+
+        // Not denied, but Organizations says the account is ACTIVE: re-checked, not offboarded.
+        let unconfirmed = cloudtrail(&mgmt, "CloseAccount", serde_json::json!({"accountId": dev}));
+        let report = reconciler::handle(&engine, &config, &unconfirmed)
+            .await
+            .unwrap();
+        assert_eq!(
+            report["offboard"],
+            serde_json::json!([]),
+            "{mode:?}: {report:#}"
+        );
+        assert_eq!(
+            report["offboarded"],
+            serde_json::json!([]),
+            "{mode:?}: {report:#}"
+        );
+        assert_eq!(
+            report["onboard"],
+            serde_json::json!([dev]),
+            "{mode:?}: {report:#}"
+        );
+        assert!(
+            report["needs"][&dev]
+                .as_str()
+                .is_some_and(|r| r.contains("ACTIVE")),
+            "{mode:?}: {report:#}"
+        );
+        assert_eq!(
+            report["apiCalls"]["organizations:DescribeAccount"], 1,
+            "{mode:?}: {report:#}"
+        );
+        assert_eq!(s.drain_queue(&engine).await, (1, 0), "{mode:?}");
+
+        assert_eq!(distributed_to(&s, &dev).await, dev_grants, "{mode:?}");
+        assert_eq!(
+            writes().await,
+            before,
+            "{mode:?}: no DeleteGrant, no CreateGrantVersion"
+        );
+    }
+
+    // The sandbox account really leaves; an event from another account says so: ignored.
+    s.world
+        .organizations()
+        .remove_account_from_organization()
+        .account_id(&sandbox)
+        .send()
+        .await
+        .unwrap();
+    let config = reconcile_config(&s.queue_url, Some(OffboardMode::Deactivate));
+    let removal = |sender: &str| {
+        cloudtrail(
+            sender,
+            "RemoveAccountFromOrganization",
+            serde_json::json!({"accountId": sandbox}),
+        )
+    };
+    let report = reconciler::handle(&engine, &config, &removal("999999999999"))
+        .await
+        .unwrap();
+    assert_eq!(report["offboard"], serde_json::json!([]), "{report:#}");
+    assert!(
+        report["skipped"][&sandbox]
+            .as_str()
+            .is_some_and(|r| r.contains("not the management account")),
+        "{report:#}"
+    );
+    assert_eq!(writes().await, before);
+
+    // The same event from the management account: Organizations confirms, the grants go.
+    let report = reconciler::handle(&engine, &config, &removal(&mgmt))
+        .await
+        .unwrap();
+    assert_eq!(
+        report["offboard"],
+        serde_json::json!([sandbox]),
+        "{report:#}"
+    );
+    assert_eq!(
+        report["offboarded"][0]["outcome"], "offboarded",
+        "{report:#}"
+    );
+    let sandbox_grants = distributed_to(&s, &sandbox).await;
+    assert!(
+        !sandbox_grants.is_empty() && sandbox_grants.iter().all(|(_, st)| st == "DISABLED"),
+        "{sandbox_grants:?}"
+    );
+    assert_eq!(distributed_to(&s, &dev).await, dev_grants, "dev untouched");
 }
