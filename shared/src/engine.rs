@@ -615,6 +615,21 @@ impl Engine {
         self.config.account_tag_filter.is_some() || self.config.licenses_tag_key.is_some()
     }
 
+    /// What the configured selection asks for `account` (a product launch asking for a
+    /// license is bounded by it): its OU (ListParents) and, when a rule reads them, its tags.
+    pub async fn selection_of(&self, account: &AccountId) -> Result<Wanted, Error> {
+        let calls = CallLog::default();
+        let hints = aws::MemberHints {
+            ou_id: None,
+            skip_tags: !self.reads_tags(),
+        };
+        let (member, held) = futures::try_join!(
+            aws::describe_member(&self.clients.organizations, account, hints, &calls),
+            self.held_licenses(&calls),
+        )?;
+        Ok(self.wanted(&member.ou_id, &member.tags, &held))
+    }
+
     /// What the configured selection asks for an account in `ou_id` with `tags`, resolved
     /// against the held licenses: the same rules an account's own run applies.
     pub fn wanted(

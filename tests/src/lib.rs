@@ -13,6 +13,7 @@ pub mod lambda;
 pub mod moto;
 pub mod receiver;
 pub mod seed;
+pub mod stacks;
 pub mod world;
 
 pub use world::{AccountClients, World, WorldOptions};

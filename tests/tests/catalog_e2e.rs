@@ -63,8 +63,16 @@ async fn product_launch_entitles_the_account_and_delete_deactivates_on_request()
             recheck_queue_url: None,
             pending_recheck_interval: Duration::from_secs(60),
             deadline_fallback: Duration::from_secs(900),
+            licenses: catalog_provisioning::LaunchLicenses::Selection,
+            apply_selection_rules: true,
+            share_portfolios: Vec::new(),
         },
         responder: Responder::new(true),
+        stacks: catalog_provisioning::StackReader::from_sdk_config(
+            s.world.sdk_config(),
+            local_world::world::EXECUTION_ROLE,
+            Some(s.world.moto_url().to_string()),
+        ),
     };
     let receiver = Receiver::start(Vec::new()).await;
     let url = receiver.url.clone();
@@ -186,6 +194,11 @@ async fn slow_grant_workflow_is_waited_for_on_the_recheck_queue_and_answered_suc
         catalog: s.world.service_catalog(),
         config,
         responder: Responder::new(true),
+        stacks: catalog_provisioning::StackReader::from_sdk_config(
+            s.world.sdk_config(),
+            local_world::world::EXECUTION_ROLE,
+            Some(s.world.moto_url().to_string()),
+        ),
     };
     let receiver = Receiver::start(Vec::new()).await;
     let props = json!({"LicenseArn": license.arn});

@@ -340,8 +340,16 @@ async fn event_reconcile_and_catalog_launch_at_once_make_one_grant_per_license()
             recheck_queue_url: None,
             pending_recheck_interval: Duration::from_secs(60),
             deadline_fallback: Duration::from_secs(900),
+            licenses: catalog_provisioning::LaunchLicenses::Selection,
+            apply_selection_rules: true,
+            share_portfolios: Vec::new(),
         },
         responder: Responder::new(true),
+        stacks: catalog_provisioning::StackReader::from_sdk_config(
+            s.world.sdk_config(),
+            local_world::world::EXECUTION_ROLE,
+            Some(s.world.moto_url().to_string()),
+        ),
     };
     let receiver = Receiver::start(Vec::new()).await;
     let launch = json!({

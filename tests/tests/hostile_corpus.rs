@@ -188,6 +188,11 @@ fn apps(endpoint: &str) -> Apps {
                 catalog: aws_sdk_servicecatalog::Client::new(&sdk),
                 engine: Engine::new(per_request(), clients),
                 responder: Responder::new(config.allow_local_response_url),
+                stacks: catalog_provisioning::StackReader::from_sdk_config(
+                    &sdk,
+                    "AWSControlTowerExecution",
+                    None,
+                ),
                 config,
             }
         },

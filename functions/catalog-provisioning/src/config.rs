@@ -1,8 +1,9 @@
 //! catalog-provisioning settings (on top of the common `shared::Config`): parsed once at init,
 //! no AWS call, every error names its variable.
 
-use shared::config::{parse_bool, parse_num};
+use shared::config::{parse_bool, parse_num, LicenseRef};
 use shared::custom_resource::{DEADLINE_FALLBACK_VAR, DEFAULT_DEADLINE_FALLBACK};
+use shared::error::echo;
 use shared::Error;
 use std::time::Duration;
 
@@ -17,6 +18,35 @@ pub mod vars {
     pub const CATALOG_RECHECK_QUEUE_URL: &str = "CATALOG_RECHECK_QUEUE_URL";
     pub const PENDING_RECHECK_SECONDS: &str = "PENDING_RECHECK_SECONDS";
     pub const DEADLINE_FALLBACK_SECONDS: &str = super::DEADLINE_FALLBACK_VAR;
+    pub const CATALOG_LICENSES: &str = "CATALOG_LICENSES";
+    pub const CATALOG_SELECTION_RULES: &str = "CATALOG_SELECTION_RULES";
+    pub const CATALOG_SHARE_PORTFOLIOS: &str = "CATALOG_SHARE_PORTFOLIOS";
+}
+
+/// Which licenses a product launch may ask for (`CATALOG_LICENSES`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchLicenses {
+    /// Empty: the deployment's own selection (the account's, when selection rules apply).
+    Selection,
+    /// `*`: any AVAILABLE AWS/Marketplace license the granting account holds.
+    Any,
+    /// These SKUs and license ARNs only.
+    Listed(Vec<LicenseRef>),
+}
+
+impl LaunchLicenses {
+    /// Whether a license (ARN, and SKU when known) is on an explicit list; `None` when the list
+    /// is not explicit (`Selection`).
+    pub fn lists(&self, arn: &str, sku: Option<&str>) -> Option<bool> {
+        match self {
+            LaunchLicenses::Selection => None,
+            LaunchLicenses::Any => Some(true),
+            LaunchLicenses::Listed(list) => Some(list.iter().any(|item| match item {
+                LicenseRef::Arn(a) => a == arn,
+                LicenseRef::Sku(s) => Some(s.as_str()) == sku,
+            })),
+        }
+    }
 }
 
 /// How a grant still in License Manager's workflow is answered when the invocation's time
@@ -56,6 +86,14 @@ pub struct CatalogConfig {
     /// The invocation budget assumed when the runtime's deadline is implausible (a local
     /// emulator such as `cargo lambda watch`).
     pub deadline_fallback: Duration,
+    /// What launches may ask for (`CATALOG_LICENSES`).
+    pub licenses: LaunchLicenses,
+    /// Whether `TARGET_OUS`, `ACCOUNT_TAG_FILTER` and the OU rules bound launches too
+    /// (`CATALOG_SELECTION_RULES=apply`, the default) or only `CATALOG_LICENSES` does (`ignore`).
+    pub apply_selection_rules: bool,
+    /// Portfolios `Custom::MarketplacePortfolioShare` may share (`CATALOG_SHARE_PORTFOLIOS`);
+    /// empty: none.
+    pub share_portfolios: Vec<String>,
 }
 
 impl CatalogConfig {
@@ -93,7 +131,55 @@ impl CatalogConfig {
                 "{PENDING_GRANT_RESPONSE}=SUCCESS needs {CATALOG_RECHECK_QUEUE_URL}: without a re-check nothing would finish activating the grant"
             )));
         }
+        let licenses = match get(CATALOG_LICENSES).as_deref() {
+            None => LaunchLicenses::Selection,
+            Some("*") => LaunchLicenses::Any,
+            Some(raw) => {
+                let mut list = Vec::new();
+                for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                    let parsed = LicenseRef::parse(item, CATALOG_LICENSES)?;
+                    if !list.contains(&parsed) {
+                        list.push(parsed);
+                    }
+                }
+                LaunchLicenses::Listed(list)
+            }
+        };
+        let apply_selection_rules = match get(CATALOG_SELECTION_RULES).as_deref() {
+            None | Some("apply") => true,
+            Some("ignore") => false,
+            Some(other) => {
+                return Err(Error::Config(format!(
+                    "{CATALOG_SELECTION_RULES}: {} must be apply or ignore",
+                    echo(other)
+                )))
+            }
+        };
+        let mut share_portfolios = Vec::new();
+        for item in get(CATALOG_SHARE_PORTFOLIOS)
+            .as_deref()
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|i| !i.is_empty())
+        {
+            let valid = item.strip_prefix("port-").is_some_and(|rest| {
+                !rest.is_empty()
+                    && rest.len() <= 96
+                    && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+            });
+            if !valid {
+                return Err(Error::Config(format!(
+                    "{CATALOG_SHARE_PORTFOLIOS}: {} is not a portfolio id (port-…)",
+                    echo(item)
+                )));
+            }
+            share_portfolios.push(item.to_string());
+        }
         Ok(CatalogConfig {
+            licenses,
+            apply_selection_rules,
+            share_portfolios,
             allow_account_override: parse_bool(
                 get(ALLOW_ACCOUNT_ID_OVERRIDE).as_deref(),
                 ALLOW_ACCOUNT_ID_OVERRIDE,
@@ -173,6 +259,9 @@ mod tests {
                 recheck_queue_url: None,
                 pending_recheck_interval: Duration::from_secs(60),
                 deadline_fallback: Duration::from_secs(900),
+                licenses: LaunchLicenses::Selection,
+                apply_selection_rules: true,
+                share_portfolios: Vec::new(),
             }
         );
     }
@@ -189,6 +278,9 @@ mod tests {
             ("CATALOG_RECHECK_QUEUE_URL", "queue"),
             ("PENDING_RECHECK_SECONDS", "0"),
             ("DEADLINE_FALLBACK_SECONDS", "901"),
+            ("CATALOG_LICENSES", "not a license!"),
+            ("CATALOG_SELECTION_RULES", "sometimes"),
+            ("CATALOG_SHARE_PORTFOLIOS", "port-ok1, portfolio-2"),
         ] {
             match load(&[(var, value)]) {
                 Err(Error::Config(msg)) => assert!(msg.starts_with(var), "{var}: {msg}"),
@@ -212,6 +304,56 @@ mod tests {
         ])
         .expect("valid");
         assert_eq!(c.pending_response, PendingResponse::Success);
+    }
+}
+
+#[cfg(test)]
+mod launch_bounds {
+    use super::*;
+
+    #[test]
+    fn catalog_licenses_forms() {
+        let load = |v: &str| {
+            CatalogConfig::from_lookup(|k| (k == vars::CATALOG_LICENSES).then(|| v.to_string()))
+                .expect("valid")
+                .licenses
+        };
+        assert_eq!(load(""), LaunchLicenses::Selection);
+        assert_eq!(load(" * "), LaunchLicenses::Any);
+        let arn =
+            "arn:aws:license-manager::111111111111:license:l-0123456789abcdef0123456789abcdef";
+        let listed = load(&format!("prod-abc, {arn},prod-abc"));
+        assert_eq!(
+            listed,
+            LaunchLicenses::Listed(vec![
+                LicenseRef::Sku("prod-abc".into()),
+                LicenseRef::Arn(arn.into())
+            ])
+        );
+        assert_eq!(listed.lists(arn, None), Some(true));
+        assert_eq!(listed.lists("arn:other", Some("prod-abc")), Some(true));
+        assert_eq!(listed.lists("arn:other", Some("prod-xyz")), Some(false));
+        assert_eq!(LaunchLicenses::Any.lists("arn:other", None), Some(true));
+        assert_eq!(LaunchLicenses::Selection.lists(arn, None), None);
+    }
+
+    #[test]
+    fn selection_rules_and_portfolios() {
+        let load = |pairs: &[(&str, &str)]| {
+            let map: std::collections::HashMap<_, _> = pairs.iter().cloned().collect();
+            CatalogConfig::from_lookup(|k| map.get(k).map(|v| v.to_string()))
+        };
+        assert!(
+            !load(&[("CATALOG_SELECTION_RULES", "ignore")])
+                .expect("valid")
+                .apply_selection_rules
+        );
+        assert_eq!(
+            load(&[("CATALOG_SHARE_PORTFOLIOS", " port-abc123 ,port-def456,")])
+                .expect("valid")
+                .share_portfolios,
+            vec!["port-abc123".to_string(), "port-def456".to_string()]
+        );
     }
 }
 

@@ -4,14 +4,16 @@
 use crate::config::{CatalogConfig, PendingResponse};
 use crate::portfolio;
 use crate::request::{
-    answer_margin, classify, is_grant_arn, parse_properties, parse_request, CfnRequest, Incoming,
-    Properties, Recheck, Target, Waiting,
+    answer_margin, classify, is_grant_arn, parse_properties, parse_request, stack_account,
+    CfnRequest, Incoming, Properties, Recheck, Target, Waiting,
 };
+use crate::verify::{judge, needs_verification, Claim, StackReader, Verdict};
 use futures::FutureExt;
 use serde_json::{json, Value};
-use shared::config::{LicenseRef, OverrideBehavior};
+use shared::config::{LicenseRef, OverrideBehavior, Selection};
 use shared::custom_resource::{service_timeout, Responder, Response};
 use shared::engine::OffboardMode;
+use shared::engine::Wanted;
 use shared::event::{ActivationMark, Explicit, Request, Trigger, Work};
 use shared::ids::AccountId;
 use shared::report::{AccountReport, CallLog, ErrorReport};
@@ -41,6 +43,8 @@ pub struct App {
     pub catalog: aws_sdk_servicecatalog::Client,
     pub config: CatalogConfig,
     pub responder: Responder,
+    /// Reads claimed stacks in their own accounts (requests that must be verified).
+    pub stacks: StackReader,
 }
 
 /// Handles one invocation. `deadline` is the Lambda deadline.
@@ -59,7 +63,7 @@ pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Valu
             let results = futures::future::join_all(
                 requests
                     .iter()
-                    .map(|raw| Box::pin(answer(app, raw, deadline))),
+                    .map(|raw| Box::pin(answer(app, raw, deadline, via_sns))),
             )
             .await;
             let mut answered = Vec::new();
@@ -125,10 +129,11 @@ impl Attempt {
 /// The last report of a request still being worked on.
 type Known = Mutex<Option<(Attempt, AccountReport)>>;
 
-async fn answer(app: &App, raw: &Value, deadline: Instant) -> Result<Value, Error> {
+async fn answer(app: &App, raw: &Value, deadline: Instant, via_sns: bool) -> Result<Value, Error> {
     let target = Target::from_request(raw).inspect_err(log_rejected)?;
+    // Only CloudFormation's own answer slot for the named stack ever receives a response.
     app.responder
-        .validate(&target.response_url)
+        .validate_for(&target.response_url, &target.stack_id)
         .inspect_err(log_rejected)?;
     let now = Instant::now();
     // A bad ServiceTimeout is reported by the property checks; until then, the default.
@@ -149,7 +154,7 @@ async fn answer(app: &App, raw: &Value, deadline: Instant) -> Result<Value, Erro
         service_timeout: timeout,
     };
     let known: Known = Mutex::new(None);
-    let work = AssertUnwindSafe(respond(app, raw, &target, &known, bounds)).catch_unwind();
+    let work = AssertUnwindSafe(respond(app, raw, &target, &known, bounds, via_sns)).catch_unwind();
     let reply = match tokio::time::timeout_at(work_deadline, work).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(panic)) => {
@@ -241,22 +246,103 @@ fn still_working(report: &AccountReport) -> bool {
     }
 }
 
-async fn respond(app: &App, raw: &Value, target: &Target, known: &Known, bounds: Bounds) -> Reply {
+async fn respond(
+    app: &App,
+    raw: &Value,
+    target: &Target,
+    known: &Known,
+    bounds: Bounds,
+    via_sns: bool,
+) -> Reply {
+    let failed = |reason: String| {
+        Reply::Answer(Response::failed(
+            target,
+            fallback_physical_id(target),
+            reason,
+        ))
+    };
     let request = match parse_request(raw) {
         Ok(r) => r,
-        Err(e) => {
-            return Reply::Answer(Response::failed(
-                target,
-                fallback_physical_id(target),
-                reason_of(&e),
-            ));
-        }
+        Err(e) => return failed(reason_of(&e)),
     };
     let work_deadline = bounds.work_deadline;
-    let is_share =
-        raw.get("ResourceType").and_then(Value::as_str) == Some(portfolio::RESOURCE_TYPE);
+    let resource_type = raw
+        .get("ResourceType")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let is_share = resource_type == portfolio::RESOURCE_TYPE;
+    let stack_owner = match stack_account(&target.stack_id) {
+        Ok(account) => account,
+        Err(e) => return failed(reason_of(&e)),
+    };
+    let own_account = app.engine.config().self_account_id.as_ref();
+    if is_share {
+        // Shares act on the deployment account's own portfolios: only its own stacks, invoking
+        // the function directly, may ask (never the organization-wide topic).
+        if via_sns || own_account != Some(&stack_owner) {
+            return failed(format!(
+                "{} is served only for stacks in the account ct-entitlements runs in ({}), invoking the function directly; this request names a stack in {stack_owner}{}; nothing was shared",
+                portfolio::RESOURCE_TYPE,
+                own_account.map_or("SELF_ACCOUNT_ID is not set".to_string(), ToString::to_string),
+                if via_sns { " and came through the product-launch topic" } else { "" },
+            ));
+        }
+    } else if needs_verification(via_sns, &stack_owner, own_account) {
+        let claim = Claim {
+            request_type: &target.request_type,
+            resource_type,
+            logical_id: &target.logical_resource_id,
+            stack_id: &target.stack_id,
+            physical_id: target.physical_resource_id.as_deref(),
+        };
+        let calls = CallLog::default();
+        let verdict = match app.stacks.observe(&stack_owner, &claim, &calls).await {
+            Ok(observed) => judge(&claim, observed.as_ref()),
+            Err(e) => Verdict::Refuse(format!(
+                "the request could not be verified against CloudFormation in account {stack_owner} ({}); nothing was done{}",
+                reason_of(&e),
+                if e.is_retryable() { "; retry the launch" } else { "" },
+            )),
+        };
+        log_verification(target, &stack_owner, &verdict);
+        match verdict {
+            Verdict::Proceed => {}
+            Verdict::ReplacedCleanup => {
+                return Reply::Answer(Response::success(
+                    target,
+                    fallback_physical_id(target),
+                    "the resource was replaced; the account's grant belongs to the new one and is left in place".into(),
+                ))
+            }
+            Verdict::Refuse(reason) => return failed(reason),
+        }
+    }
     let poll = app.config.poll_interval;
     let share = match request {
+        CfnRequest::Create(ref c) if is_share && !share_allowed(app, &c.resource_properties) => {
+            Response::failed(
+                target,
+                fallback_physical_id(target),
+                share_refusal(&c.resource_properties),
+            )
+        }
+        CfnRequest::Update(ref u) if is_share && !share_allowed(app, &u.resource_properties) => {
+            Response::failed(
+                target,
+                fallback_physical_id(target),
+                share_refusal(&u.resource_properties),
+            )
+        }
+        CfnRequest::Delete(ref d) if is_share && !share_allowed(app, &d.resource_properties) => {
+            Response::success(
+                target,
+                d.physical_resource_id.clone(),
+                format!(
+                    "share left in place: {}",
+                    share_refusal(&d.resource_properties)
+                ),
+            )
+        }
         CfnRequest::Create(c) if is_share => {
             portfolio::ensure(
                 &app.catalog,
@@ -335,6 +421,15 @@ async fn ensure(
         Ok(found) => found,
         Err(e) => return failed(&e),
     };
+    if let Err(refusal) =
+        launch_bounds(app, &props.account, &license_arn, product_sku.as_deref()).await
+    {
+        return Reply::Answer(Response::failed(
+            target,
+            fallback_physical_id(target),
+            refusal,
+        ));
+    }
     let mut attempt = Attempt {
         account: props.account.clone(),
         license_arn,
@@ -633,6 +728,87 @@ async fn delete(app: &App, target: &Target, properties: &Value, physical_id: &st
     Response::success(target, keep, reason)
 }
 
+/// Whether a share request names a portfolio `CATALOG_SHARE_PORTFOLIOS` lists.
+fn share_allowed(app: &App, properties: &Value) -> bool {
+    properties
+        .get("PortfolioId")
+        .and_then(Value::as_str)
+        .is_some_and(|id| app.config.share_portfolios.iter().any(|p| p == id.trim()))
+}
+
+fn share_refusal(properties: &Value) -> String {
+    format!(
+        "portfolio {} is not in CATALOG_SHARE_PORTFOLIOS (CatalogSharePortfolioIds); nothing was shared",
+        properties
+            .get("PortfolioId")
+            .and_then(Value::as_str)
+            .map_or_else(|| "(none)".to_string(), shared::error::echo)
+    )
+}
+
+/// What a launch may ask for: `CATALOG_LICENSES`, and (`CATALOG_SELECTION_RULES=apply`) the
+/// account-level rules of the deployment's selection (`TARGET_OUS`, `ACCOUNT_TAG_FILTER`, OU
+/// rules, the licenses tag). `Err` is the refusal, said to CloudFormation; nothing is written.
+async fn launch_bounds(
+    app: &App,
+    account: &AccountId,
+    license_arn: &str,
+    sku: Option<&str>,
+) -> Result<(), String> {
+    let config = app.engine.config();
+    let named = match sku {
+        Some(sku) => format!("license {license_arn} (product SKU {sku})"),
+        None => format!("license {license_arn}"),
+    };
+    let listed = app.config.licenses.lists(license_arn, sku);
+    if listed == Some(false) {
+        return Err(format!(
+            "{named} is not in CATALOG_LICENSES (CatalogLicenses), which bounds what product launches may ask for; nothing was done"
+        ));
+    }
+    let account_rules = !config.target_ous.is_empty()
+        || config.account_tag_filter.is_some()
+        || (listed.is_none() && (!config.ou_rules.is_empty() || config.licenses_tag_key.is_some()));
+    if app.config.apply_selection_rules && account_rules {
+        let wanted = app.engine.selection_of(account).await.map_err(|e| {
+            format!(
+                "the selection rules could not be read for account {account} ({}); nothing was done",
+                reason_of(&e)
+            )
+        })?;
+        return match wanted {
+            Wanted::Skip(reason) => Err(format!(
+                "account {account} is outside the selection: {reason} (CATALOG_SELECTION_RULES=apply); nothing was done"
+            )),
+            Wanted::Unknown(reason) => Err(format!(
+                "the selection for account {account} could not be read: {reason}; nothing was done"
+            )),
+            Wanted::Licenses { arns, .. } if listed.is_none() && !arns.iter().any(|a| a == license_arn) => Err(format!(
+                "{named} is not selected for account {account} (its OU rule, the license selection or its licenses tag); nothing was done"
+            )),
+            Wanted::Licenses { .. } => Ok(()),
+        };
+    }
+    if listed.is_some() {
+        return Ok(());
+    }
+    let selected = match &config.selection {
+        Selection::AllMarketplace => true,
+        Selection::Listed(list) => list.iter().any(|item| match item {
+            LicenseRef::Arn(a) => a == license_arn,
+            LicenseRef::Sku(s) => Some(s.as_str()) == sku,
+        }),
+        Selection::PerRequest => false,
+    };
+    if selected {
+        Ok(())
+    } else {
+        Err(format!(
+            "{named} is not in the deployment's license selection, and CATALOG_LICENSES (CatalogLicenses) is empty; nothing was done"
+        ))
+    }
+}
+
 /// The license ARN (and SKU) a request names. A SKU must match exactly one held license:
 /// several would entitle the account to competing licenses of one product.
 async fn resolve_license(
@@ -640,7 +816,17 @@ async fn resolve_license(
     license: &LicenseRef,
 ) -> Result<(String, Option<String>), Error> {
     match license {
-        LicenseRef::Arn(arn) => Ok((arn.clone(), None)),
+        // The SKU of a named ARN, when held (read from the cached listing): a SKU allow-list
+        // then bounds ARN requests too.
+        LicenseRef::Arn(arn) => Ok((
+            arn.clone(),
+            engine
+                .held_marketplace_licenses()
+                .await?
+                .iter()
+                .find(|l| &l.arn == arn)
+                .and_then(|l| l.sku.clone()),
+        )),
         LicenseRef::Sku(sku) => {
             let held = engine.held_marketplace_licenses().await?;
             let matches: Vec<_> = held
@@ -957,6 +1143,26 @@ fn log_response(target: &Target, response: &Response) {
         "data": response.data,
     });
     shared::report::emit("customResourceResponse", line);
+}
+
+fn log_verification(target: &Target, account: &AccountId, verdict: &Verdict) {
+    let (verdict, reason) = match verdict {
+        Verdict::Proceed => ("verified", None),
+        Verdict::ReplacedCleanup => ("replacedCleanup", None),
+        Verdict::Refuse(reason) => ("refused", Some(reason.as_str())),
+    };
+    shared::report::emit(
+        "customResourceVerification",
+        json!({
+            "requestType": target.request_type,
+            "stackId": target.stack_id,
+            "account": account.to_string(),
+            "logicalResourceId": target.logical_resource_id,
+            "requestId": target.request_id,
+            "verdict": verdict,
+            "reason": reason,
+        }),
+    );
 }
 
 fn log_rejected(e: &Error) {

@@ -7,7 +7,9 @@ pub mod config;
 pub mod handler;
 pub mod portfolio;
 pub mod request;
+pub mod verify;
 
-pub use config::{CatalogConfig, PendingResponse};
+pub use config::{CatalogConfig, LaunchLicenses, PendingResponse};
 pub use handler::{handle, App};
 pub use shared::custom_resource::Responder;
+pub use verify::StackReader;

@@ -2,7 +2,7 @@
 //! the hub SNS topic) and re-checks grants answered as pending. `main` only wires: logging,
 //! configuration (validated once, no AWS call), one SDK config and its clients, the handler.
 
-use catalog_provisioning::{handle, App, CatalogConfig, Responder};
+use catalog_provisioning::{handle, App, CatalogConfig, Responder, StackReader};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use shared::custom_resource::deadline_instant_or;
@@ -21,7 +21,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let fallback = config.deadline_fallback;
     let sdk_config = shared::clients::load_sdk_config().await;
     let clients = Clients::from_sdk_config(&sdk_config, &shared_config.license_home_region);
+    let stacks =
+        StackReader::from_sdk_config(&sdk_config, &shared_config.execution_role_name, None);
     let app = Arc::new(App {
+        stacks,
         sqs: clients.sqs.clone(),
         catalog: aws_sdk_servicecatalog::Client::new(&sdk_config),
         engine: Engine::new(shared_config, clients),

@@ -4,6 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use aws_credential_types::Credentials;
+use aws_sdk_cloudformation::operation::describe_stack_resource::DescribeStackResourceOutput;
+use aws_sdk_cloudformation::types::{ResourceStatus, StackResourceDetail};
 use aws_sdk_iam::operation::list_roles::ListRolesOutput;
 use aws_sdk_iam::types::Role;
 use aws_sdk_licensemanager::operation::accept_grant::AcceptGrantOutput;
@@ -23,7 +25,9 @@ use aws_sdk_organizations::types::{Account, AccountState, Organization, Parent, 
 use aws_sdk_sqs::operation::send_message::SendMessageOutput;
 use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
-use catalog_provisioning::{handle, App, CatalogConfig, PendingResponse, Responder};
+use catalog_provisioning::{
+    handle, App, CatalogConfig, LaunchLicenses, PendingResponse, Responder, StackReader,
+};
 use local_world::receiver::Receiver;
 use serde_json::{json, Value};
 use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients};
@@ -92,6 +96,27 @@ struct World {
     member_lm: Vec<Rule>,
     sqs: Vec<Rule>,
     catalog: Vec<Rule>,
+    /// CloudFormation in the launching account (requests that must be verified).
+    cfn: Vec<Rule>,
+    /// SELF_ACCOUNT_ID (portfolio shares are served only for stacks in that account).
+    self_account: Option<&'static str>,
+}
+
+/// CloudFormation shows the launching stack's resource in `status`.
+fn stack_resource(resource_type: &'static str, status: ResourceStatus) -> Rule {
+    mock!(aws_sdk_cloudformation::Client::describe_stack_resource).then_output(move || {
+        DescribeStackResourceOutput::builder()
+            .stack_resource_detail(
+                StackResourceDetail::builder()
+                    .stack_id(STACK)
+                    .logical_resource_id("Entitlement")
+                    .resource_type(resource_type)
+                    .resource_status(status.clone())
+                    .last_updated_timestamp(aws_smithy_types::DateTime::from_secs(1_700_000_000))
+                    .build(),
+            )
+            .build()
+    })
 }
 
 fn org_rules() -> Vec<Rule> {
@@ -265,6 +290,11 @@ impl World {
             member_lm: vec![received(vec![]), accept(), new_version(GrantStatus::Active)],
             sqs: vec![],
             catalog: vec![],
+            cfn: vec![stack_resource(
+                "Custom::MarketplaceEntitlement",
+                ResourceStatus::CreateInProgress,
+            )],
+            self_account: None,
         }
     }
 
@@ -276,10 +306,13 @@ impl World {
     }
 
     fn app_with_org(&self, config: CatalogConfig, org: aws_sdk_organizations::Client) -> App {
-        let vars: HashMap<&str, &str> = HashMap::from([
+        let mut vars: HashMap<&str, &str> = HashMap::from([
             ("ASSUME_ROLE_BACKOFF_MS", "1"),
             ("RECHECK_DELAY_SECONDS", "300"),
         ]);
+        if let Some(own) = self.self_account {
+            vars.insert("SELF_ACCOUNT_ID", own);
+        }
         let shared_config = Config::from_lookup_per_request(|k| vars.get(k).map(|v| v.to_string()))
             .expect("valid test configuration");
         let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &self.sqs);
@@ -297,7 +330,13 @@ impl World {
                 ),
             })),
         };
+        let cfn = mock_client!(aws_sdk_cloudformation, RuleMode::MatchAny, &self.cfn);
         App {
+            stacks: StackReader {
+                sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &self.sts),
+                role_name: "AWSControlTowerExecution".into(),
+                cloudformation: Arc::new(move |_, _| cfn.clone()),
+            },
             engine: Engine::new(shared_config, clients),
             sqs,
             catalog: mock_client!(aws_sdk_servicecatalog, RuleMode::MatchAny, &self.catalog),
@@ -315,6 +354,7 @@ impl World {
             .chain(&self.member_lm)
             .chain(&self.sqs)
             .chain(&self.catalog)
+            .chain(&self.cfn)
     }
 
     fn total_calls(&self) -> usize {
@@ -333,6 +373,9 @@ fn config() -> CatalogConfig {
         recheck_queue_url: None,
         pending_recheck_interval: Duration::from_secs(60),
         deadline_fallback: Duration::from_secs(900),
+        licenses: LaunchLicenses::Any,
+        apply_selection_rules: true,
+        share_portfolios: vec!["port-abcdefghijklm".into(), "port-a1".into()],
     }
 }
 
@@ -1093,6 +1136,7 @@ async fn portfolio_is_shared_with_the_organization_and_ous() {
     let mut world = World::healthy();
     let (rules, created, _) = share_rules();
     world.catalog = rules;
+    world.self_account = Some(ACCOUNT);
     let rx = Receiver::start(vec![]).await;
     let app = world.app(config());
     handle(
@@ -1147,6 +1191,7 @@ async fn portfolio_share_update_and_delete_touch_only_what_changed() {
     let mut world = World::healthy();
     let (rules, created, deleted) = share_rules();
     world.catalog = rules;
+    world.self_account = Some(ACCOUNT);
     let rx = Receiver::start(vec![]).await;
     let app = world.app(config());
     let mut update = share_request("Update", &rx.url, json!(["o-abc1234567", "210987654321"]));
@@ -1245,6 +1290,20 @@ async fn every_shipped_catalog_event_is_answered() {
         let mut world = World::healthy();
         let (rules, _, _) = share_rules();
         world.catalog = rules;
+        // The sample share request's stack is in the deployment account (123456789012); the
+        // launches' stacks are in a member account, so CloudFormation there confirms them.
+        world.self_account = Some("123456789012");
+        let request = event
+            .pointer("/Records/0/Sns/Message")
+            .and_then(Value::as_str)
+            .map(|m| serde_json::from_str::<Value>(m).unwrap())
+            .unwrap_or_else(|| event.clone());
+        let status = match request["RequestType"].as_str() {
+            Some("Update") => ResourceStatus::UpdateInProgress,
+            Some("Delete") => ResourceStatus::DeleteInProgress,
+            _ => ResourceStatus::CreateInProgress,
+        };
+        world.cfn = vec![stack_resource("Custom::MarketplaceEntitlement", status)];
         let app = world.app(config());
         if name == "catalog-recheck-sqs.json" {
             let typed: aws_lambda_events::event::sqs::SqsEvent =
@@ -1305,6 +1364,7 @@ fn default_config() -> CatalogConfig {
         ("ACTIVE_POLL_INTERVAL_MS", "100"),
         ("RESPONSE_SAFETY_MARGIN_MS", "500"),
         ("ALLOW_LOCAL_RESPONSE_URL", "true"),
+        ("CATALOG_LICENSES", "*"),
     ]);
     CatalogConfig::from_lookup(|k| vars.get(k).map(|v| v.to_string())).unwrap()
 }
@@ -1353,6 +1413,7 @@ async fn pending_grant_by_default_waits_on_the_recheck_queue_and_is_answered_suc
             "stackId": STACK,
             "requestId": "req-create",
             "logicalResourceId": "Entitlement",
+            "productSku": SKU,
             "serviceTimeout": 3600,
             "answerBy": answer_by,
         })
@@ -1566,6 +1627,7 @@ async fn organization_and_ou_shares_carry_principals_account_shares_do_not() {
     let (mut rules, _, _) = share_rules();
     rules.insert(0, capture);
     world.catalog = rules;
+    world.self_account = Some(ACCOUNT);
     let rx = Receiver::start(vec![]).await;
     let app = world.app(config());
     handle(

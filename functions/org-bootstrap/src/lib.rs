@@ -33,7 +33,8 @@ pub struct App {
 /// minus [`SAFETY_MARGIN`]); whatever happens, an answer is PUT before the deadline.
 pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Value, Error> {
     let target = Target::from_request(&payload)?;
-    app.responder.validate(&target.response_url)?;
+    app.responder
+        .validate_for(&target.response_url, &target.stack_id)?;
     let started = Instant::now();
     let properties = payload
         .get("ResourceProperties")

@@ -5,7 +5,9 @@
 mod responder;
 mod response;
 
-pub use responder::{validate_response_url, Responder};
+pub use responder::{
+    check_response_target, validate_response_url, Responder, RESPONSE_BUCKET_PREFIX,
+};
 pub use response::{Response, MAX_BODY_BYTES};
 
 use crate::error::Error;

@@ -96,6 +96,80 @@ pub fn validate_response_url(url: &str, allow_local: bool) -> Result<(), Error> 
     Ok(())
 }
 
+/// The bucket prefix of CloudFormation's response objects (`…-useast1`, `…-euwest1`, …).
+pub const RESPONSE_BUCKET_PREFIX: &str = "cloudformation-custom-resource-response-";
+
+/// Checks that a (validated) `url` is CloudFormation's answer slot for the stack the request
+/// names: a `cloudformation-custom-resource-response-*` bucket (virtual-hosted or path style)
+/// and an object key that starts with the stack ARN (URL-encoded in the key). Any other
+/// pre-signed URL would let a publisher collect the response (its reason and data) in its own
+/// bucket. Loopback URLs (local tests, admitted only by `allow_local`) carry no bucket.
+pub fn check_response_target(url: &str, stack_id: &str) -> Result<(), Error> {
+    let bad = |why: String| {
+        Err(Error::InvalidInput(format!(
+            "ResponseURL is not CloudFormation's response URL for this stack ({why}), so no response is sent to it"
+        )))
+    };
+    let Some(rest) = url.strip_prefix("https://") else {
+        return if url.starts_with("http://") {
+            Ok(())
+        } else {
+            bad("not https".into())
+        };
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (host, path_and_query) = rest.split_at(end);
+    let host = host
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    let path = path_and_query.split('?').next().unwrap_or_default();
+    let path = path.strip_prefix('/').unwrap_or(path);
+    // Virtual-hosted: <bucket>.s3….amazonaws.com/<key>; path style: s3….amazonaws.com/<bucket>/<key>.
+    let (bucket, key) = if host.starts_with("s3.") || host.starts_with("s3-") {
+        match path.split_once('/') {
+            Some((bucket, key)) => (bucket.to_ascii_lowercase(), key),
+            None => (path.to_ascii_lowercase(), ""),
+        }
+    } else {
+        (
+            host.split(".s3").next().unwrap_or_default().to_string(),
+            path,
+        )
+    };
+    if !bucket.starts_with(RESPONSE_BUCKET_PREFIX) || bucket.len() == RESPONSE_BUCKET_PREFIX.len() {
+        return bad(format!(
+            "the bucket is not a {RESPONSE_BUCKET_PREFIX}<region> bucket"
+        ));
+    }
+    let decoded = percent_decode(key);
+    if stack_id.is_empty() || !decoded.starts_with(stack_id) {
+        return bad("the object key does not start with the request's StackId".into());
+    }
+    Ok(())
+}
+
+/// `%XX` sequences decoded; anything malformed is kept as it is (and so never matches an ARN).
+fn percent_decode(raw: &str) -> String {
+    let bytes = raw.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Sends response bodies. Built once at init; each connector on its first use.
 pub struct Responder {
     /// Built on the first HTTPS PUT: building it loads the system's trusted certificates, which
@@ -138,6 +212,13 @@ impl Responder {
 
     pub fn validate(&self, url: &str) -> Result<(), Error> {
         validate_response_url(url, self.allow_local)
+    }
+
+    /// [`Responder::validate`], and the URL is CloudFormation's slot for `stack_id`
+    /// ([`check_response_target`]).
+    pub fn validate_for(&self, url: &str, stack_id: &str) -> Result<(), Error> {
+        self.validate(url)?;
+        check_response_target(url, stack_id)
     }
 
     /// PUTs `body` to the validated `url`, retrying connection errors and 5xx answers while
@@ -247,6 +328,44 @@ mod tests {
             let err = validate_response_url(url, false).expect_err(url);
             assert_eq!(err.kind(), "InvalidInput", "{url}");
         }
+    }
+
+    #[test]
+    fn only_cloudformations_slot_for_the_stack_is_answered() {
+        let stack = "arn:aws:cloudformation:us-east-1:210987654321:stack/s/1";
+        let q = "?X-Amz-Credential=c&X-Amz-Signature=s";
+        let key = "arn%3Aaws%3Acloudformation%3Aus-east-1%3A210987654321%3Astack/s/1%7CEntitlement%7Creq-1";
+        for url in [
+            format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/{key}{q}"),
+            format!("https://cloudformation-custom-resource-response-useast1.s3.us-east-1.amazonaws.com/{key}{q}"),
+            format!("https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1/{key}{q}"),
+            format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/{}{q}", key.to_lowercase()),
+            // Local tests: loopback URLs carry no bucket.
+            "http://127.0.0.1:9/r".to_string(),
+        ] {
+            assert!(check_response_target(&url, stack).is_ok(), "{url}");
+        }
+        for url in [
+            // Somebody else's bucket, pre-signed and valid.
+            format!("https://attacker-bucket.s3.amazonaws.com/{key}{q}"),
+            format!("https://s3.amazonaws.com/attacker-bucket/{key}{q}"),
+            format!("https://cloudformation-custom-resource-response-.s3.amazonaws.com/{key}{q}"),
+            // CloudFormation's bucket, but another stack's slot.
+            format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/arn%3Aaws%3Acloudformation%3Aus-east-1%3A999999999999%3Astack/s/1%7CE%7Cr{q}"),
+            format!("https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/other/{key}{q}"),
+            format!("https://s3.amazonaws.com/cloudformation-custom-resource-response-useast1{q}"),
+        ] {
+            let err = check_response_target(&url, stack).expect_err(&url);
+            assert_eq!(err.kind(), "InvalidInput", "{url}");
+        }
+        assert!(check_response_target(
+            &format!(
+                "https://cloudformation-custom-resource-response-useast1.s3.amazonaws.com/{key}{q}"
+            ),
+            ""
+        )
+        .is_err());
+        assert_eq!(percent_decode("a%7Cb%zz%4"), "a|b%zz%4");
     }
 
     #[test]
