@@ -116,6 +116,48 @@ mod tests {
         }
     }
 
+    /// Issue 16 §2: CloudTrail records denied Organizations calls too (`errorCode`); such an
+    /// event is answered at once, ignored, with no AWS call (the engine's port is closed).
+    #[tokio::test]
+    async fn a_denied_organizations_call_is_ignored_without_any_aws_call() {
+        let engine = engine();
+        let config = ReconcileConfig::from_lookup(|k| match k {
+            "ONBOARDING_QUEUE_URL" => Some("http://127.0.0.1:9/1/q".to_string()),
+            "OFFBOARD_MODE" => Some("delete".to_string()),
+            _ => None,
+        })
+        .expect("valid");
+        for (event, code) in [
+            ("CloseAccount", json!("AccessDenied")),
+            ("RemoveAccountFromOrganization", json!("AccessDenied")),
+            ("MoveAccount", json!("ConcurrentModificationException")),
+            ("CloseAccount", json!(7)),
+        ] {
+            let payload = json!({
+                "version": "0", "id": "e", "detail-type": "AWS API Call via CloudTrail",
+                "source": "aws.organizations", "account": "111122223333",
+                "time": "2026-11-30T00:00:00Z", "region": "us-east-1", "resources": [],
+                "detail": {
+                    "eventSource": "organizations.amazonaws.com", "eventName": event,
+                    "requestParameters": {"accountId": "210987654321"},
+                    "errorCode": code, "errorMessage": "denied"
+                }
+            });
+            let report = handle(&engine, &config, &payload)
+                .await
+                .unwrap_or_else(|e| panic!("{event}: {e}"));
+            assert_eq!(report["scope"], "ignored", "{report:#}");
+            assert!(
+                report["ignored"]
+                    .as_str()
+                    .is_some_and(|r| r.contains("errorCode")),
+                "{report:#}"
+            );
+            assert_eq!(report["apiCalls"], json!({}), "{report:#}");
+            assert_eq!(report["offboard"], json!([]), "{report:#}");
+        }
+    }
+
     fn report(error: Option<ErrorReport>) -> ReconcileReport {
         ReconcileReport {
             error,
