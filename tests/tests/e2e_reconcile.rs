@@ -540,6 +540,7 @@ async fn only_a_confirmed_departure_offboards() {
             report["apiCalls"]["organizations:DescribeAccount"], 1,
             "{mode:?}: {report:#}"
         );
+        common::assert_least_privilege(&report, shared::permissions::RECONCILER);
         assert_eq!(s.drain_queue(&engine).await, (1, 0), "{mode:?}");
 
         assert_eq!(distributed_to(&s, &dev).await, dev_grants, "{mode:?}");
@@ -591,6 +592,8 @@ async fn only_a_confirmed_departure_offboards() {
         report["offboarded"][0]["outcome"], "offboarded",
         "{report:#}"
     );
+    common::assert_least_privilege(&report, shared::permissions::RECONCILER);
+    common::assert_least_privilege(&report["offboarded"][0], shared::permissions::RECONCILER);
     let sandbox_grants = distributed_to(&s, &sandbox).await;
     assert!(
         !sandbox_grants.is_empty() && sandbox_grants.iter().all(|(_, st)| st == "DISABLED"),
