@@ -287,7 +287,9 @@ async fn respond(
                 if via_sns { " and came through the product-launch topic" } else { "" },
             ));
         }
-    } else if needs_verification(via_sns, &stack_owner, own_account) {
+    } else if needs_verification(via_sns, &stack_owner, own_account)
+        && may_write(app, &request, target)
+    {
         let claim = Claim {
             request_type: &target.request_type,
             resource_type,
@@ -726,6 +728,28 @@ async fn delete(app: &App, target: &Target, properties: &Value, physical_id: &st
         format!("deactivated {}", deactivated.join(", "))
     };
     Response::success(target, keep, reason)
+}
+
+/// Whether answering an entitlement request could call AWS to write: bad properties are
+/// answered without any call (Create/Update: FAILED; Delete: nothing to deactivate), as is a
+/// Delete that deactivates nothing. Only the rest are worth reading CloudFormation for.
+fn may_write(app: &App, request: &CfnRequest, target: &Target) -> bool {
+    let parse = |properties: &Value| {
+        parse_properties(
+            properties,
+            &target.stack_id,
+            app.config.allow_account_override,
+        )
+    };
+    match request {
+        CfnRequest::Create(c) => parse(&c.resource_properties).is_ok(),
+        CfnRequest::Update(u) => parse(&u.resource_properties).is_ok(),
+        CfnRequest::Delete(d) => {
+            parse(&d.resource_properties).is_ok_and(|p| p.deactivate_on_delete)
+                && is_grant_arn(&d.physical_resource_id)
+        }
+        _ => false,
+    }
 }
 
 /// Whether a share request names a portfolio `CATALOG_SHARE_PORTFOLIOS` lists.

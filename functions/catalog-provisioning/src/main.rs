@@ -2,9 +2,10 @@
 //! the hub SNS topic) and re-checks grants answered as pending. `main` only wires: logging,
 //! configuration (validated once, no AWS call), one SDK config and its clients, the handler.
 
+use catalog_provisioning::request::read_request;
 use catalog_provisioning::{handle, App, CatalogConfig, Responder, StackReader};
 use lambda_runtime::{service_fn, LambdaEvent};
-use serde_json::Value;
+use serde_json::value::RawValue;
 use shared::custom_resource::deadline_instant_or;
 use shared::function::FunctionError;
 use shared::{Clients, Config, Engine};
@@ -32,13 +33,19 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         responder,
     });
 
-    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+    // The payload arrives raw and is read here: a request nested beyond serde_json's depth
+    // limit is still answered (FAILED, naming what could not be read), not refused by the
+    // runtime's deserializer before the handler runs.
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let app = app.clone();
         let deadline = deadline_instant_or(event.context.deadline, fallback);
         async move {
-            handle(&app, event.payload, deadline)
-                .await
-                .map_err(FunctionError)
+            let payload = read_request(event.payload.get()).map_err(|e| {
+                FunctionError(shared::Error::InvalidInput(format!(
+                    "the payload is not JSON: {e}"
+                )))
+            })?;
+            handle(&app, payload, deadline).await.map_err(FunctionError)
         }
     }))
     .await

@@ -58,7 +58,7 @@ pub fn classify(payload: &Value) -> Result<Incoming, Error> {
                     .map(echo)
                     .unwrap_or_else(|| format!("#{i}"));
                 match sns.and_then(|s| s.get("Message")) {
-                    Some(Value::String(message)) => match serde_json::from_str::<Value>(message) {
+                    Some(Value::String(message)) => match read_request(message) {
                         Ok(request) => requests.push(request),
                         Err(e) => rejected.push(invalid(format!(
                             "SNS message {id}: Sns.Message is not a custom-resource request: {}",
@@ -99,11 +99,15 @@ pub fn classify(payload: &Value) -> Result<Incoming, Error> {
             ))
         }
         Some(other) => Err(invalid(format!("unexpected event source {}", echo(other)))),
-        None if payload.get("RequestType").is_some() => Ok(Incoming::CustomResource {
-            requests: vec![payload.clone()],
-            rejected: Vec::new(),
-            via_sns: false,
-        }),
+        // A request CloudFormation sent, even one without a usable RequestType: whatever names
+        // where to answer is answered (FAILED naming the field), never left to time out.
+        None if payload.get("RequestType").is_some() || payload.get("ResponseURL").is_some() => {
+            Ok(Incoming::CustomResource {
+                requests: vec![payload.clone()],
+                rejected: Vec::new(),
+                via_sns: false,
+            })
+        }
         None => Err(invalid(
             "neither a custom-resource request (RequestType), an SNS event nor an SQS batch",
         )),
@@ -112,10 +116,53 @@ pub fn classify(payload: &Value) -> Result<Incoming, Error> {
 
 pub use shared::custom_resource::Target;
 
+/// The key under which [`read_request`] lists the fields it could not read.
+pub const UNREADABLE: &str = "ct-entitlements:unreadable";
+
+/// Reads a request (or any JSON payload). A payload nested beyond serde_json's depth limit is
+/// still read at its top level, so the request can be answered: each field that cannot be read
+/// (too deep) is left out and named under [`UNREADABLE`].
+pub fn read_request(text: &str) -> Result<Value, serde_json::Error> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => Ok(value),
+        Err(first) => {
+            // Raw values are skipped without recursion: only the top level is parsed.
+            let Ok(fields) = serde_json::from_str::<
+                std::collections::BTreeMap<String, Box<serde_json::value::RawValue>>,
+            >(text) else {
+                return Err(first);
+            };
+            let mut out = serde_json::Map::new();
+            let mut unreadable = Vec::new();
+            for (key, raw) in fields {
+                match serde_json::from_str::<Value>(raw.get()) {
+                    Ok(value) => {
+                        out.insert(key, value);
+                    }
+                    Err(e) => unreadable.push(Value::String(format!(
+                        "{}: {}",
+                        echo(&key),
+                        truncate(&e.to_string(), ECHO_MAX_CHARS)
+                    ))),
+                }
+            }
+            out.insert(UNREADABLE.to_string(), Value::Array(unreadable));
+            Ok(Value::Object(out))
+        }
+    }
+}
+
 /// The request, typed.
 pub type CfnRequest = CloudFormationCustomResourceRequest<Value, Value>;
 
 pub fn parse_request(raw: &Value) -> Result<CfnRequest, Error> {
+    if let Some(fields) = raw.get(UNREADABLE).and_then(Value::as_array) {
+        let named: Vec<&str> = fields.iter().filter_map(Value::as_str).collect();
+        return Err(invalid(format!(
+            "the request could not be read ({}); nothing was done",
+            named.join("; ")
+        )));
+    }
     match raw.get("RequestType") {
         Some(Value::String(t)) if matches!(t.as_str(), "Create" | "Update" | "Delete") => {}
         other => {

@@ -100,6 +100,8 @@ struct World {
     cfn: Vec<Rule>,
     /// SELF_ACCOUNT_ID (portfolio shares are served only for stacks in that account).
     self_account: Option<&'static str>,
+    /// More engine settings (the deployment's selection).
+    env: Vec<(&'static str, &'static str)>,
 }
 
 /// CloudFormation shows the launching stack's resource in `status`.
@@ -295,6 +297,7 @@ impl World {
                 ResourceStatus::CreateInProgress,
             )],
             self_account: None,
+            env: Vec::new(),
         }
     }
 
@@ -313,6 +316,7 @@ impl World {
         if let Some(own) = self.self_account {
             vars.insert("SELF_ACCOUNT_ID", own);
         }
+        vars.extend(self.env.iter().copied());
         let shared_config = Config::from_lookup_per_request(|k| vars.get(k).map(|v| v.to_string()))
             .expect("valid test configuration");
         let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &self.sqs);
@@ -427,6 +431,196 @@ fn expected(
 }
 
 // ---------- tests ----------
+
+/// Whatever names where to answer is answered: no RequestType, an unknown one, properties
+/// nested beyond serde_json's depth limit (directly and through the topic). No AWS call.
+#[tokio::test]
+async fn requests_that_cannot_be_read_are_still_answered_failed() {
+    let world = World::healthy();
+    let app = world.app(config());
+    let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+    type MakeRequest = Box<dyn Fn(&str) -> String>;
+    let cases: Vec<(&str, MakeRequest, &str)> = vec![
+        (
+            "no RequestType",
+            Box::new(|url: &str| {
+                let mut r = request("Create", url, props_arn());
+                r.as_object_mut().unwrap().remove("RequestType");
+                r.to_string()
+            }),
+            "RequestType must be \"Create\", \"Update\" or \"Delete\", missing",
+        ),
+        (
+            "an unknown RequestType",
+            Box::new(|url: &str| request("Frobnicate", url, props_arn()).to_string()),
+            "RequestType must be",
+        ),
+        (
+            "properties nested 300 deep",
+            Box::new(move |url: &str| {
+                request("Create", url, json!({"LicenseArn": "__DEEP__"}))
+                    .to_string()
+                    .replace("\"__DEEP__\"", &deep)
+            }),
+            "the request could not be read (\"ResourceProperties\": recursion limit exceeded",
+        ),
+    ];
+    for (what, make, reason) in &cases {
+        for via_topic in [false, true] {
+            let rx = Receiver::start(vec![]).await;
+            let text = make(&rx.url);
+            let payload = if via_topic {
+                json!({"Records": [{"EventSource": "aws:sns", "Sns": {"MessageId": "m-1", "Message": text}}]})
+            } else {
+                // As the runtime hands it over: read raw, then leniently.
+                assert!(
+                    *what != "properties nested 300 deep"
+                        || serde_json::from_str::<Value>(&text).is_err(),
+                    "the plain parser refuses it"
+                );
+                catalog_provisioning::request::read_request(&text).unwrap()
+            };
+            let out = handle(&app, payload, in_seconds(10)).await.unwrap();
+            assert_eq!(
+                out["responses"][0]["status"], "FAILED",
+                "{what} (topic: {via_topic}): {out}"
+            );
+            let body: Value = serde_json::from_str(&rx.only().body).unwrap();
+            let said = body["Reason"].as_str().unwrap();
+            assert!(said.contains(reason), "{what} (topic: {via_topic}): {said}");
+        }
+    }
+    assert_eq!(world.total_calls(), 0, "nothing was called");
+}
+
+/// What a launch may ask for: CATALOG_LICENSES, and (apply) the account-level selection rules.
+/// Each refusal is answered FAILED with no write and no member-account call.
+#[tokio::test]
+async fn launches_are_bounded_by_the_allow_list_and_the_selection_rules() {
+    let other_sku =
+        LaunchLicenses::Listed(vec![shared::config::LicenseRef::Sku("prod-other".into())]);
+    let own_sku = LaunchLicenses::Listed(vec![shared::config::LicenseRef::Sku(SKU.into())]);
+    // (what, CATALOG_LICENSES, apply selection rules, engine settings, refusal expected in the reason)
+    type Case<'a> = (
+        &'a str,
+        LaunchLicenses,
+        bool,
+        Vec<(&'a str, &'a str)>,
+        Option<&'a str>,
+    );
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "license not on the allow-list",
+            other_sku,
+            true,
+            vec![],
+            Some("is not in CATALOG_LICENSES"),
+        ),
+        (
+            "on the allow-list by SKU (request names the ARN)",
+            own_sku.clone(),
+            true,
+            vec![],
+            None,
+        ),
+        (
+            "account outside TARGET_OUS",
+            own_sku.clone(),
+            true,
+            vec![("TARGET_OUS", "ou-zz99-zzzzzzzz")],
+            Some("is outside the selection"),
+        ),
+        (
+            "TARGET_OUS ignored",
+            own_sku.clone(),
+            false,
+            vec![("TARGET_OUS", "ou-zz99-zzzzzzzz")],
+            None,
+        ),
+        (
+            "account lacks the tag filter",
+            LaunchLicenses::Any,
+            true,
+            vec![("ACCOUNT_TAG_FILTER", "entitle=yes")],
+            Some("is outside the selection"),
+        ),
+        (
+            "empty list: the deployment's selection names another SKU",
+            LaunchLicenses::Selection,
+            true,
+            vec![("PRODUCT_SKUS", "prod-other")],
+            Some("is not in the deployment's license selection"),
+        ),
+        (
+            "empty list: the deployment's selection names it",
+            LaunchLicenses::Selection,
+            true,
+            vec![("PRODUCT_SKUS", SKU)],
+            None,
+        ),
+        (
+            "empty list, rules ignored: the global selection decides",
+            LaunchLicenses::Selection,
+            false,
+            vec![("PRODUCT_SKUS", "prod-other")],
+            Some("is not in the deployment's license selection"),
+        ),
+        (
+            "empty list and no selection at all",
+            LaunchLicenses::Selection,
+            true,
+            vec![],
+            Some("is not in the deployment's license selection"),
+        ),
+        (
+            "empty list: an OU rule for the account's OU decides",
+            LaunchLicenses::Selection,
+            true,
+            vec![
+                ("PRODUCT_SKUS", SKU),
+                (
+                    "OU_LICENSE_RULES",
+                    r#"{"ou-ab12-cdef3456": ["prod-other"]}"#,
+                ),
+            ],
+            Some("is not selected for account"),
+        ),
+    ];
+    for (what, licenses, apply, env, refusal) in cases {
+        let mut world = World::healthy();
+        world.env = env;
+        let rx = Receiver::start(vec![]).await;
+        let app = world.app(CatalogConfig {
+            licenses,
+            apply_selection_rules: apply,
+            ..config()
+        });
+        handle(
+            &app,
+            request("Create", &rx.url, props_arn()),
+            in_seconds(10),
+        )
+        .await
+        .unwrap();
+        let body: Value = serde_json::from_str(&rx.only().body).unwrap();
+        let reason = body["Reason"].as_str().unwrap();
+        match refusal {
+            Some(expected) => {
+                assert_eq!(body["Status"], "FAILED", "{what}: {body}");
+                assert!(reason.contains(expected), "{what}: {reason}");
+                assert!(reason.ends_with("nothing was done"), "{what}: {reason}");
+                let written = world.lm[2].num_calls()
+                    + world.sts.iter().map(Rule::num_calls).sum::<usize>()
+                    + world.member_lm.iter().map(Rule::num_calls).sum::<usize>();
+                assert_eq!(written, 0, "{what}: no grant, no member-account call");
+            }
+            None => {
+                assert_eq!(body["Status"], "SUCCESS", "{what}: {body}");
+                assert_eq!(world.lm[2].num_calls(), 1, "{what}: the grant was made");
+            }
+        }
+    }
+}
 
 #[tokio::test]
 async fn create_entitles_the_launching_account_and_answers_success() {
