@@ -65,8 +65,8 @@ impl tracing::Subscriber for ReasonLog {
             .chars()
             .filter(char::is_ascii_digit)
             .collect();
-        let mut error = f.error.unwrap_or_default();
-        error.truncate(300);
+        // At most 300 characters (a byte cut could fall inside a character and panic).
+        let error: String = f.error.unwrap_or_default().chars().take(300).collect();
         self.0.lock().unwrap().insert(account, error);
     }
     fn enter(&self, _: &tracing::span::Id) {}
