@@ -212,6 +212,9 @@ async fn catalog_provisioning_binary_answers_its_response_url_under_cargo_lambda
 
     let mut env = world.env_vars();
     env.push(("ALLOW_LOCAL_RESPONSE_URL".into(), "true".into()));
+    // As the README's /tmp/world.env: the deployment selects every Marketplace license, which
+    // bounds what a launch may ask for (CATALOG_LICENSES empty).
+    env.push(("ALL_MARKETPLACE_LICENSES".into(), "true".into()));
     env.push(("RUST_LOG".into(), "debug".into()));
     let lambda = match LambdaEmulator::start(&env, Duration::from_secs(600)).await {
         Ok(l) => l,
