@@ -169,12 +169,7 @@ pub async fn describe_member(
     let acct = described
         .account()
         .ok_or_else(|| missing("DescribeAccount", "Account"))?;
-    #[allow(deprecated)]
-    let state = acct
-        .state()
-        .map(|s| s.as_str().to_string())
-        .or_else(|| acct.status().map(|s| s.as_str().to_string()))
-        .unwrap_or_else(|| "ACTIVE".to_string());
+    let state = state_of(acct).unwrap_or_else(|| "ACTIVE".to_string());
     Ok(MemberInfo {
         name: acct.name().map(str::to_string),
         state,
@@ -1032,11 +1027,13 @@ pub async fn account_state(
     let acct = out
         .account()
         .ok_or_else(|| missing("DescribeAccount", "Account"))?;
+    Ok(Some(state_of(acct).unwrap_or_default()))
+}
+
+/// An account's state (`State`, or the older `Status` when only that is there).
+fn state_of(acct: &aws_sdk_organizations::types::Account) -> Option<String> {
     #[allow(deprecated)]
-    let state = acct
-        .state()
+    acct.state()
         .map(|s| s.as_str().to_string())
         .or_else(|| acct.status().map(|s| s.as_str().to_string()))
-        .unwrap_or_default();
-    Ok(Some(state))
 }
