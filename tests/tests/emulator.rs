@@ -57,6 +57,27 @@ async fn start(org: Option<OrgSeed>) -> (EmulatorHandle, ControlClient) {
     (emu, control)
 }
 
+/// Takes the requests the API model refused and checks they are exactly `expected`
+/// (operation, member, a piece of the constraint).
+async fn take_refused(control: &ControlClient, expected: &[(&str, &str, &str)]) {
+    let refused = control.take_model_violations().await.unwrap();
+    let found: Vec<(&str, &str, &str)> = refused
+        .iter()
+        .map(|v| {
+            (
+                v.operation.as_str(),
+                v.member.as_str(),
+                v.constraint.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(found.len(), expected.len(), "{found:?}");
+    for ((op, member, constraint), (want_op, want_member, want)) in found.iter().zip(expected) {
+        assert_eq!((*op, *member), (*want_op, *want_member), "{found:?}");
+        assert!(constraint.contains(want), "{constraint} lacks {want}");
+    }
+}
+
 fn lm(emu: &EmulatorHandle, account: &str) -> Client {
     clients::license_manager(&emu.url(), account)
 }
@@ -239,6 +260,19 @@ async fn create_grant_validates_its_input() {
     assert!(two_principals
         .into_service_error()
         .is_validation_exception());
+    // Both refused by AWS's model before the emulator's own checks.
+    take_refused(
+        &control,
+        &[
+            ("CreateGrant", "AllowedOperations", "must not be null"),
+            (
+                "CreateGrant",
+                "Principals",
+                "length less than or equal to 1",
+            ),
+        ],
+    )
+    .await;
     for bad in [
         "arn:aws:iam::2222:root",
         "arn:aws:iam::222222222222:user/alice",
@@ -887,6 +921,11 @@ async fn unknown_and_foreign_grants_are_not_found() {
         .await
         .unwrap_err();
     assert!(err.into_service_error().is_validation_exception());
+    take_refused(
+        &control,
+        &[("GetGrant", "GrantArn", "regular expression pattern")],
+    )
+    .await;
     let err = stranger
         .get_license()
         .license_arn(&license)
@@ -1154,6 +1193,15 @@ async fn list_operations_paginate_and_filter() {
         .await
         .unwrap_err();
     assert!(err.into_service_error().is_validation_exception());
+    take_refused(
+        &control,
+        &[(
+            "ListDistributedGrants",
+            "MaxResults",
+            "less than or equal to 100",
+        )],
+    )
+    .await;
 
     // The default page size is a switch, so callers that ignore NextToken get caught.
     control
@@ -1391,6 +1439,15 @@ async fn list_received_grants_for_organization_is_the_management_accounts_view()
         .await
         .unwrap_err();
     assert!(err.into_service_error().is_validation_exception());
+    take_refused(
+        &control,
+        &[(
+            "ListReceivedGrantsForOrganization",
+            "LicenseArn",
+            "must not be null",
+        )],
+    )
+    .await;
     let err = lm(&emu, MEMBER_A)
         .list_received_grants_for_organization()
         .license_arn(&license)

@@ -8,11 +8,18 @@
 //!   `POST licenses` ([`LicenseSeed`]), `GET|POST config` ([`Switches`], partial updates),
 //!   `GET state`, `GET calls` ([`CallRecord`]), `POST orgs` ([`OrgSeed`]),
 //!   `POST accounts` (`{"accessKeyId","account"}`), `POST clock` (`{"advanceMs"}`),
-//!   `GET events` (Control Tower lifecycle events produced by account vending).
-//!   [`ControlClient`] wraps them.
+//!   `GET events` (Control Tower lifecycle events produced by account vending),
+//!   `GET model-violations` ([`ModelReport`]), `POST model-violations/take` (returns and
+//!   forgets the violations). [`ControlClient`] wraps them.
+//! * Every API request is checked against AWS's published model of the service (botocore's
+//!   `service-2.json`, see [`models`]) unless `checkModels` is off: a request the model refuses
+//!   is answered `ValidationException` and recorded; an [`EmulatorHandle`] dropped or shut
+//!   down with recorded violations panics (failing the test that sent them) unless
+//!   [`EmulatorOptions::fail_on_model_violations`] is off.
 
 mod common;
 mod license_manager;
+pub mod models;
 mod org;
 mod service_catalog;
 
@@ -49,6 +56,7 @@ pub use license_manager::{
     LicenseSeed, ALLOWED_OPERATIONS, LEFT_ORGANIZATION_MESSAGE, MARKETPLACE_ACCOUNT, MEMBER_SLRS,
     ONE_ACTIVE_LICENSE_MESSAGE,
 };
+pub use models::{ModelReport, ModelViolation};
 pub use org::{OrgSeed, OuSeed};
 pub use service_catalog::{ACCOUNT_FACTORY, ACCOUNT_FACTORY_BUSY, CONTROL_TOWER_BUSY};
 
@@ -115,6 +123,9 @@ pub struct Switches {
     /// One-shot faults for chosen operations, consumed in order (each matching call takes one
     /// from `count`); independent of the probabilities and of `fault_operations`.
     pub fail_next: Vec<FailNext>,
+    /// Check every request against AWS's model of the service ([`models`]); a request it
+    /// refuses is answered `ValidationException` and recorded as a [`ModelViolation`].
+    pub check_models: bool,
 }
 
 /// A one-shot fault of [`Switches::fail_next`].
@@ -189,6 +200,7 @@ impl Default for Switches {
             spike_probability: 0.0,
             spike_ms: 0,
             fail_next: Vec::new(),
+            check_models: true,
         }
     }
 }
@@ -246,6 +258,10 @@ pub struct EmulatorOptions {
     /// The organization when there is no moto.
     pub org: Option<OrgSeed>,
     pub switches: Switches,
+    /// Panic when the [`EmulatorHandle`] is dropped or shut down while model violations are
+    /// recorded (and not taken with [`ControlClient::take_model_violations`]), so that the
+    /// test that sent a request AWS would refuse fails.
+    pub fail_on_model_violations: bool,
 }
 
 impl Default for EmulatorOptions {
@@ -258,6 +274,7 @@ impl Default for EmulatorOptions {
             default_account: DEFAULT_ACCOUNT.to_string(),
             org: None,
             switches: Switches::default(),
+            fail_on_model_violations: true,
         }
     }
 }
@@ -339,6 +356,8 @@ struct Emulator {
     org_read: tokio::sync::Mutex<()>,
     /// The same for a recipient's service-linked roles.
     slr_read: tokio::sync::Mutex<()>,
+    /// Requests the models refused (kept across resets; shared with the handle).
+    model_log: Arc<Mutex<ModelReport>>,
 }
 
 /// A running emulator; shuts down on drop or [`EmulatorHandle::shutdown`].
@@ -347,6 +366,8 @@ pub struct EmulatorHandle {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    model_log: Arc<Mutex<ModelReport>>,
+    fail_on_model_violations: bool,
 }
 
 /// Starts an emulator on 127.0.0.1.
@@ -359,6 +380,16 @@ pub async fn start(opts: EmulatorOptions) -> io::Result<EmulatorHandle> {
         .moto_url
         .as_deref()
         .map(|url| MotoPeer::new(url, &opts.moto_management_key));
+    let mut report = ModelReport::default();
+    for service in [Service::LicenseManager, Service::ServiceCatalog] {
+        if let Some(model) = models::models().get(service) {
+            report
+                .models
+                .insert(service.name().to_string(), model.version.clone());
+        }
+    }
+    let model_log = Arc::new(Mutex::new(report));
+    let fail_on_model_violations = opts.fail_on_model_violations;
     let emulator = Arc::new(Emulator {
         opts,
         moto,
@@ -366,6 +397,7 @@ pub async fn start(opts: EmulatorOptions) -> io::Result<EmulatorHandle> {
         state,
         org_read: tokio::sync::Mutex::new(()),
         slr_read: tokio::sync::Mutex::new(()),
+        model_log: model_log.clone(),
     });
     let (stop, mut stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(async move {
@@ -396,6 +428,8 @@ pub async fn start(opts: EmulatorOptions) -> io::Result<EmulatorHandle> {
         addr,
         stop: Some(stop),
         task: Some(task),
+        model_log,
+        fail_on_model_violations,
     })
 }
 
@@ -418,6 +452,41 @@ impl EmulatorHandle {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+        self.assert_no_model_violations();
+    }
+}
+
+impl EmulatorHandle {
+    /// Panics (once) if requests the models refuse were recorded and not taken, unless
+    /// `fail_on_model_violations` is off or the thread is already panicking.
+    fn assert_no_model_violations(&mut self) {
+        if !self.fail_on_model_violations || std::thread::panicking() {
+            return;
+        }
+        let violations = std::mem::take(
+            &mut self
+                .model_log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .violations,
+        );
+        if !violations.is_empty() {
+            let list = violations
+                .iter()
+                .map(|v| {
+                    format!(
+                        "  {} {}: {} = {}: {}",
+                        v.service, v.operation, v.member, v.value, v.constraint
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "the emulator answered ValidationException to {} request member(s) AWS's API \
+                 model refuses:\n{list}",
+                violations.len()
+            );
+        }
     }
 }
 
@@ -429,6 +498,7 @@ impl Drop for EmulatorHandle {
         if let Some(task) = self.task.take() {
             task.abort();
         }
+        self.assert_no_model_violations();
     }
 }
 
@@ -601,17 +671,18 @@ impl Emulator {
         if latency > 0 {
             tokio::time::sleep(Duration::from_millis(latency)).await;
         }
-        self.admit(service, op)?;
-        let one_shot = self.take_fail_next(op);
-        if one_shot == Some(FailMode::Before) {
-            return Err(service.internal_error());
-        }
         let input: Value = if body.is_empty() {
             json!({})
         } else {
             serde_json::from_slice(body)
                 .map_err(|e| ApiError::new("SerializationException", e.to_string()))?
         };
+        self.check_model(service, op, &input)?;
+        self.admit(service, op)?;
+        let one_shot = self.take_fail_next(op);
+        if one_shot == Some(FailMode::Before) {
+            return Err(service.internal_error());
+        }
         let out = match service {
             Service::LicenseManager => self.license_manager(op, caller, &input).await?,
             Service::ServiceCatalog => {
@@ -641,6 +712,30 @@ impl Emulator {
             return Err(service.internal_error());
         }
         Ok(out)
+    }
+
+    /// Checks the request against the service's model (when `checkModels` is on and the model
+    /// was found); violations are recorded and answered as AWS would.
+    fn check_model(&self, service: Service, op: &str, input: &Value) -> Result<(), ApiError> {
+        if !self.lock().switches.check_models {
+            return Ok(());
+        }
+        let Some(checked) = models::models()
+            .get(service)
+            .and_then(|model| model.check(op, input))
+        else {
+            return Ok(());
+        };
+        let mut log = self.model_log.lock().unwrap_or_else(|e| e.into_inner());
+        for pattern in &checked.unchecked_patterns {
+            *log.unchecked_patterns.entry(pattern.clone()).or_default() += 1;
+        }
+        if checked.violations.is_empty() {
+            return Ok(());
+        }
+        tracing::warn!(?checked.violations, "request refused by AWS's model");
+        log.violations.extend(checked.violations.iter().cloned());
+        Err(ApiError::validation(checked.message()))
     }
 
     /// Takes one fault of `fail_next` for `op`, if any is left.
@@ -1096,6 +1191,17 @@ impl Emulator {
                         "expected {\"advanceMs\": <non-negative integer>}".to_string(),
                     )),
                 },
+                (Method::GET, "model-violations") => Ok(json!(*self
+                    .model_log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()))),
+                (Method::POST, "model-violations/take") => Ok(json!(std::mem::take(
+                    &mut self
+                        .model_log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .violations
+                ))),
                 (Method::GET, "events") => {
                     self.complete_vending().await;
                     Ok(json!(self.lock().sc.events))
@@ -1303,6 +1409,26 @@ impl ControlClient {
     }
 
     /// Control Tower lifecycle events (EventBridge envelopes) produced by account vending.
+    /// What the emulator checked requests against and what the models refused.
+    pub async fn model_report(&self) -> io::Result<ModelReport> {
+        let v = self.call(Method::GET, "model-violations", None).await?;
+        serde_json::from_value(v).map_err(io::Error::other)
+    }
+
+    /// The requests the models refused so far.
+    pub async fn model_violations(&self) -> io::Result<Vec<ModelViolation>> {
+        Ok(self.model_report().await?.violations)
+    }
+
+    /// The requests the models refused so far, forgotten (a test that sends invalid requests
+    /// on purpose takes them, so the handle does not fail it).
+    pub async fn take_model_violations(&self) -> io::Result<Vec<ModelViolation>> {
+        let v = self
+            .call(Method::POST, "model-violations/take", Some(json!({})))
+            .await?;
+        serde_json::from_value(v).map_err(io::Error::other)
+    }
+
     pub async fn control_tower_events(&self) -> io::Result<Vec<Value>> {
         let v = self.call(Method::GET, "events", None).await?;
         Ok(serde_json::from_value(v)?)
