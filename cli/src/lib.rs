@@ -188,7 +188,8 @@ pub async fn status(engine: &Engine, accounts: &[AccountId]) -> Result<Vec<Grant
     }
     let mut out = Vec::new();
     for a in accounts {
-        out.extend(aws::grants_to_principal(lm, &a.root_principal(), &calls).await?);
+        let principal = a.root_principal(&engine.config().partition);
+        out.extend(aws::grants_to_principal(lm, &principal, &calls).await?);
     }
     Ok(out)
 }

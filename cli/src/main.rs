@@ -27,14 +27,23 @@ async fn main() {
 async fn run(args: &[String]) -> Result<(), shared::Error> {
     let command = parse(args)?;
     let dry = matches!(command, Command::Plan(_));
+    let sdk = shared::clients::load_sdk_config().await;
+    // The environment, with the region the SDK resolved (a profile's, say) standing in for an
+    // unset AWS_REGION: ARNs are built in that region's partition.
+    let env = |k: &str| {
+        std::env::var(k).ok().or_else(|| {
+            (k == "AWS_REGION")
+                .then(|| sdk.region().map(|r| r.to_string()))
+                .flatten()
+        })
+    };
     let config = Config::from_lookup(|k| {
         if dry && k == "DRY_RUN" {
             return Some("true".into());
         }
-        std::env::var(k).ok()
+        env(k)
     })
-    .or_else(|_| Config::from_lookup_per_request(|k| std::env::var(k).ok()))?;
-    let sdk = shared::clients::load_sdk_config().await;
+    .or_else(|_| Config::from_lookup_per_request(env))?;
     let engine = Engine::new(
         config.clone(),
         Clients::from_sdk_config(&sdk, &config.license_home_region),

@@ -2,7 +2,9 @@
 //! init. Every error names the variable. Parsing makes no AWS call.
 
 use crate::error::{echo, Error};
-use crate::ids::{is_license_arn, is_ou_id, is_product_sku, is_role_name, AccountId};
+use crate::ids::{
+    is_license_arn, is_ou_id, is_product_sku, is_role_name, partition_from, AccountId,
+};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -157,6 +159,10 @@ pub struct Config {
     /// When set, an account tag with this key adds its space-separated SKUs/ARNs to the selection.
     pub licenses_tag_key: Option<String>,
     pub execution_role_name: String,
+    /// The partition the ARNs this engine builds are in (`aws`, `aws-us-gov`, `aws-cn`, …):
+    /// `AWS_PARTITION`, else the partition of `AWS_REGION` (set by Lambda) or
+    /// `AWS_DEFAULT_REGION`, else `aws`.
+    pub partition: String,
     pub license_home_region: String,
     pub override_behavior: OverrideBehavior,
     pub allowed_operations: Vec<String>,
@@ -249,6 +255,8 @@ pub mod vars {
     pub const ASSUME_ROLE_ATTEMPTS: &str = "ASSUME_ROLE_ATTEMPTS";
     pub const ASSUME_ROLE_BACKOFF_MS: &str = "ASSUME_ROLE_BACKOFF_MS";
     pub const SELF_ACCOUNT_ID: &str = "SELF_ACCOUNT_ID";
+    /// Optional: the partition, when not the one of `AWS_REGION` (see [`crate::ids::partition_from`]).
+    pub const AWS_PARTITION: &str = "AWS_PARTITION";
 }
 
 impl Config {
@@ -384,6 +392,7 @@ impl Config {
                 echo(&execution_role_name)
             )));
         }
+        let partition = partition_from(&lookup)?;
         let license_home_region = get(LICENSE_HOME_REGION).unwrap_or_else(|| "us-east-1".into());
         if !is_region(&license_home_region) {
             return Err(Error::Config(format!(
@@ -456,6 +465,7 @@ impl Config {
             account_tag_filter,
             licenses_tag_key: get(LICENSES_TAG_KEY),
             execution_role_name,
+            partition,
             license_home_region,
             override_behavior,
             allowed_operations,
@@ -725,6 +735,7 @@ mod tests {
         let c = load(&[("ALL_MARKETPLACE_LICENSES", "true")]).expect("valid");
         assert_eq!(c.selection, Selection::AllMarketplace);
         assert_eq!(c.execution_role_name, "AWSControlTowerExecution");
+        assert_eq!(c.partition, "aws");
         assert_eq!(c.license_home_region, "us-east-1");
         assert_eq!(c.override_behavior, OverrideBehavior::DistributedGrantsOnly);
         assert_eq!(c.allowed_operations.len(), 4);
@@ -764,6 +775,7 @@ mod tests {
             "ONBOARDING_QUEUE_URL",
             "TARGET_OUS",
             "ACCOUNT_TAG_FILTER",
+            "AWS_PARTITION",
         ] {
             let msg = config_error(&[base, (var, &huge)]);
             assert!(
@@ -804,10 +816,34 @@ mod tests {
             ("GRANT_NAME_PREFIX", "has space"),
             ("SELF_ACCOUNT_ID", "12345678901"),
             ("SELF_ACCOUNT_ID", "arn:aws:iam::123456789012:root"),
+            ("AWS_PARTITION", "AWS"),
+            ("AWS_PARTITION", "aws:cn"),
         ] {
             let msg = config_error(&[base, (var, value)]);
             assert!(msg.starts_with(var), "{var}={value}: {msg}");
         }
+    }
+
+    #[test]
+    fn the_partition_follows_the_region_unless_set() {
+        let base = ("PRODUCT_SKUS", "sku-a");
+        let partition = |pairs: &[(&str, &str)]| {
+            let mut all = vec![base];
+            all.extend_from_slice(pairs);
+            load(&all).expect("valid").partition
+        };
+        assert_eq!(partition(&[]), "aws");
+        assert_eq!(partition(&[("AWS_REGION", "eu-west-1")]), "aws");
+        assert_eq!(partition(&[("AWS_REGION", "us-gov-west-1")]), "aws-us-gov");
+        assert_eq!(partition(&[("AWS_REGION", "cn-northwest-1")]), "aws-cn");
+        assert_eq!(
+            partition(&[("AWS_DEFAULT_REGION", "us-gov-east-1")]),
+            "aws-us-gov"
+        );
+        assert_eq!(
+            partition(&[("AWS_REGION", "us-east-1"), ("AWS_PARTITION", "aws-iso-b")]),
+            "aws-iso-b"
+        );
     }
 
     #[test]

@@ -290,11 +290,8 @@ impl Engine {
             return Ok(Vec::new());
         }
 
-        let principal = account.root_principal();
-        let role_arn = format!(
-            "arn:aws:iam::{account}:role/{}",
-            self.config.execution_role_name
-        );
+        let principal = account.root_principal(&self.config.partition);
+        let role_arn = account.role_arn(&self.config.partition, &self.config.execution_role_name);
         // Member side (assume role, then roles and received grants) and management side (the
         // account's grants, the covering grants) at once.
         let member_side = async {
@@ -527,7 +524,8 @@ impl Engine {
         report: &mut AccountReport,
     ) -> Result<(), Error> {
         let lm = &self.clients.license_manager;
-        let grants = aws::grants_to_principal(lm, &account.root_principal(), calls).await?;
+        let principal = account.root_principal(&self.config.partition);
+        let grants = aws::grants_to_principal(lm, &principal, calls).await?;
         // Only the grants ct-entitlements made: never a child of an organization/OU grant
         // (whether or not License Manager lists those here), never one made by hand.
         let own_name = self.own_grant_name(account);

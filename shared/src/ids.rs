@@ -45,10 +45,77 @@ impl AccountId {
         &self.0
     }
 
-    /// The principal ARN License Manager uses for a grant to this account.
-    pub fn root_principal(&self) -> String {
-        format!("arn:aws:iam::{}:root", self.0)
+    /// The principal ARN License Manager uses for a grant to this account, in `partition`
+    /// (`aws`, `aws-us-gov`, `aws-cn`, …: see [`partition_of_region`]).
+    pub fn root_principal(&self, partition: &str) -> String {
+        format!("arn:{partition}:iam::{}:root", self.0)
     }
+
+    /// The ARN of the IAM role `role_name` in this account, in `partition`.
+    pub fn role_arn(&self, partition: &str, role_name: &str) -> String {
+        format!("arn:{partition}:iam::{}:role/{role_name}", self.0)
+    }
+}
+
+/// The account of a root principal ARN, `arn:<partition>:iam::<12 digits>:root`, in any
+/// partition; `None` for anything else (an organization, an OU, a role, a malformed ARN).
+pub fn account_of_root_principal(arn: &str) -> Option<&str> {
+    let rest = arn.strip_prefix("arn:")?;
+    let (partition, rest) = rest.split_once(':')?;
+    let account = rest.strip_prefix("iam::")?.strip_suffix(":root")?;
+    (is_partition(partition) && account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit()))
+        .then_some(account)
+}
+
+/// True for a partition name as ARNs spell it: 1 to 32 lowercase letters, digits or `-`.
+pub fn is_partition(raw: &str) -> bool {
+    (1..=32).contains(&raw.len())
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+/// The partition of a region: `cn-*` → `aws-cn`, `us-gov-*` → `aws-us-gov`, the isolated
+/// regions → `aws-iso`, `aws-iso-b`, `aws-iso-e`, `aws-iso-f`; anything else → `aws`.
+pub fn partition_of_region(region: &str) -> &'static str {
+    // Longer prefixes first: `us-isob-` and `us-isof-` also start with `us-iso`.
+    const PREFIXES: &[(&str, &str)] = &[
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-isob-", "aws-iso-b"),
+        ("us-isof-", "aws-iso-f"),
+        ("us-iso-", "aws-iso"),
+        ("eu-isoe-", "aws-iso-e"),
+    ];
+    PREFIXES
+        .iter()
+        .find(|(prefix, _)| region.starts_with(prefix))
+        .map_or("aws", |(_, partition)| partition)
+}
+
+/// The partition ARNs are built in, read through `lookup` (the environment in production):
+/// `AWS_PARTITION` when set (validated), else the partition of `AWS_REGION` (which Lambda
+/// sets) or `AWS_DEFAULT_REGION`, else `aws`. Blank values count as unset.
+pub fn partition_from(lookup: impl Fn(&str) -> Option<String>) -> Result<String, Error> {
+    let get = |k: &str| {
+        lookup(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    if let Some(partition) = get("AWS_PARTITION") {
+        return if is_partition(&partition) {
+            Ok(partition)
+        } else {
+            Err(Error::Config(format!(
+                "AWS_PARTITION: {} is not a partition name (lowercase letters, digits and '-', such as aws, aws-us-gov or aws-cn)",
+                echo(&partition)
+            )))
+        };
+    }
+    Ok(get("AWS_REGION")
+        .or_else(|| get("AWS_DEFAULT_REGION"))
+        .map_or("aws", |region| partition_of_region(&region))
+        .to_string())
 }
 
 impl fmt::Display for AccountId {
@@ -153,10 +220,152 @@ mod tests {
         assert!(msg.ends_with("… (1048576 bytes)"), "{msg}");
         assert_eq!(
             AccountId::parse("210987654321")
-                .map(|a| a.root_principal())
+                .map(|a| a.root_principal("aws"))
                 .ok(),
             Some("arn:aws:iam::210987654321:root".to_string())
         );
+    }
+
+    #[test]
+    fn partitions_of_regions() {
+        for (region, partition) in [
+            ("us-east-1", "aws"),
+            ("eu-west-1", "aws"),
+            ("ap-southeast-5", "aws"),
+            ("il-central-1", "aws"),
+            ("cn-north-1", "aws-cn"),
+            ("cn-northwest-1", "aws-cn"),
+            ("us-gov-west-1", "aws-us-gov"),
+            ("us-gov-east-1", "aws-us-gov"),
+            ("us-iso-east-1", "aws-iso"),
+            ("us-iso-west-1", "aws-iso"),
+            ("us-isob-east-1", "aws-iso-b"),
+            ("eu-isoe-west-1", "aws-iso-e"),
+            ("us-isof-south-1", "aws-iso-f"),
+            ("us-isof-east-1", "aws-iso-f"),
+            ("", "aws"),
+            ("cn", "aws"),
+            ("us-gov", "aws"),
+        ] {
+            assert_eq!(partition_of_region(region), partition, "{region}");
+        }
+    }
+
+    #[test]
+    fn the_partition_comes_from_aws_partition_then_the_region() {
+        let from = |pairs: &[(&str, &str)]| {
+            partition_from(|k| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.to_string())
+            })
+        };
+        let ok = |pairs: &[(&str, &str)]| from(pairs).expect("valid partition");
+        assert_eq!(ok(&[]), "aws");
+        assert_eq!(ok(&[("AWS_REGION", "us-gov-west-1")]), "aws-us-gov");
+        assert_eq!(ok(&[("AWS_DEFAULT_REGION", "cn-north-1")]), "aws-cn");
+        assert_eq!(
+            ok(&[
+                ("AWS_REGION", "us-gov-west-1"),
+                ("AWS_DEFAULT_REGION", "cn-north-1")
+            ]),
+            "aws-us-gov",
+            "AWS_REGION (set by Lambda) wins over AWS_DEFAULT_REGION"
+        );
+        assert_eq!(
+            ok(&[("AWS_REGION", " "), ("AWS_DEFAULT_REGION", "cn-north-1")]),
+            "aws-cn"
+        );
+        assert_eq!(
+            ok(&[("AWS_PARTITION", "aws-cn"), ("AWS_REGION", "us-east-1")]),
+            "aws-cn",
+            "AWS_PARTITION wins"
+        );
+        assert_eq!(
+            ok(&[("AWS_PARTITION", ""), ("AWS_REGION", "us-gov-east-1")]),
+            "aws-us-gov"
+        );
+        for bad in [
+            "AWS",
+            "aws us",
+            "aws:cn",
+            "aws/cn",
+            "aws-\u{e9}",
+            &"a".repeat(33),
+        ] {
+            match from(&[("AWS_PARTITION", bad), ("AWS_REGION", "us-east-1")]) {
+                Err(Error::Config(msg)) => assert!(msg.starts_with("AWS_PARTITION: "), "{msg}"),
+                other => panic!("{bad}: expected a configuration error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn principals_and_roles_are_built_in_the_partition_of_the_region() {
+        let account = AccountId::parse("210987654321").expect("valid account id");
+        let partition = partition_of_region("us-gov-west-1");
+        assert_eq!(
+            account.root_principal(partition),
+            "arn:aws-us-gov:iam::210987654321:root"
+        );
+        assert_eq!(
+            account.role_arn(partition, "AWSControlTowerExecution"),
+            "arn:aws-us-gov:iam::210987654321:role/AWSControlTowerExecution"
+        );
+        assert_eq!(
+            account.root_principal(partition_of_region("cn-northwest-1")),
+            "arn:aws-cn:iam::210987654321:root"
+        );
+        assert_eq!(
+            account.role_arn(partition_of_region("us-east-1"), "r"),
+            "arn:aws:iam::210987654321:role/r"
+        );
+        // What is built is what is read back.
+        for region in ["us-east-1", "us-gov-west-1", "cn-north-1", "us-isob-east-1"] {
+            let principal = account.root_principal(partition_of_region(region));
+            assert_eq!(
+                account_of_root_principal(&principal),
+                Some("210987654321"),
+                "{principal}"
+            );
+        }
+    }
+
+    #[test]
+    fn root_principals_are_read_in_any_partition() {
+        for (arn, account) in [
+            ("arn:aws:iam::123456789012:root", "123456789012"),
+            ("arn:aws-cn:iam::123456789012:root", "123456789012"),
+            ("arn:aws-us-gov:iam::210987654321:root", "210987654321"),
+            ("arn:aws-iso-b:iam::210987654321:root", "210987654321"),
+        ] {
+            assert_eq!(account_of_root_principal(arn), Some(account), "{arn}");
+        }
+        for bad in [
+            "",
+            "123456789012",
+            "arn:aws-cn:iam::12345678901:root",
+            "arn:aws-cn:iam::1234567890123:root",
+            "arn:aws-cn:iam::12345678901a:root",
+            "arn:aws-cn:iam::123456789012:root ",
+            "arn:aws-cn:iam::123456789012:root:x",
+            "arn:aws-cn:iam::123456789012:user/bob",
+            "arn:aws-cn:iam::123456789012:role/r",
+            "arn:aws-cn:iam:cn-north-1:123456789012:root",
+            "arn:aws-cn:sts::123456789012:root",
+            "arn::iam::123456789012:root",
+            "arn:AWS:iam::123456789012:root",
+            "arn:aws cn:iam::123456789012:root",
+            "arn:aws-cn:iam:::root",
+            "arn:aws-cn:iam::123456789012",
+            "arn:aws:organizations::123456789012:organization/o-abc1234567",
+            "arn:aws:organizations::123456789012:ou/o-abc1234567/ou-ab12-cd345678",
+            "aws-cn:iam::123456789012:root",
+            "xarn:aws-cn:iam::123456789012:root",
+        ] {
+            assert_eq!(account_of_root_principal(bad), None, "{bad}");
+        }
     }
 
     #[test]

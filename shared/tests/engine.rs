@@ -491,6 +491,67 @@ async fn create_grant_request_is_deterministic_and_complete() {
 }
 
 #[tokio::test]
+async fn in_govcloud_the_role_and_the_grantee_are_govcloud_arns() {
+    let mut world = World::healthy();
+    let roles = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let principals = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (roles2, principals2) = (roles.clone(), principals.clone());
+    world.sts = vec![mock!(aws_sdk_sts::Client::assume_role)
+        .match_requests(move |req| {
+            roles2
+                .lock()
+                .expect("lock")
+                .push(req.role_arn().unwrap_or_default().to_string());
+            true
+        })
+        .then_output(|| {
+            AssumeRoleOutput::builder()
+                .credentials(
+                    aws_sdk_sts::types::Credentials::builder()
+                        .access_key_id("ASIA")
+                        .secret_access_key("s")
+                        .session_token("t")
+                        .expiration(aws_smithy_types::DateTime::from_secs(4_000_000_000))
+                        .build()
+                        .expect("credentials"),
+                )
+                .build()
+        })];
+    world.lm[2] = mock!(aws_sdk_licensemanager::Client::create_grant)
+        .match_requests(move |req| {
+            principals2
+                .lock()
+                .expect("lock")
+                .extend(req.principals().iter().cloned());
+            true
+        })
+        .then_output(|| {
+            CreateGrantOutput::builder()
+                .grant_arn(NEW_GRANT)
+                .status(GrantStatus::PendingAccept)
+                .version("1")
+                .build()
+        });
+    // Lambda sets AWS_REGION; nothing else names the partition.
+    let engine = world.engine(&[
+        ("AWS_REGION", "us-gov-west-1"),
+        ("LICENSE_HOME_REGION", "us-gov-west-1"),
+    ]);
+    let report = run(&engine).await;
+    assert_eq!(report.outcome, Outcome::Entitled, "{report:#?}");
+    assert_eq!(
+        *roles.lock().expect("lock"),
+        vec![format!(
+            "arn:aws-us-gov:iam::{ACCOUNT}:role/AWSControlTowerExecution"
+        )]
+    );
+    assert_eq!(
+        *principals.lock().expect("lock"),
+        vec![format!("arn:aws-us-gov:iam::{ACCOUNT}:root")]
+    );
+}
+
+#[tokio::test]
 async fn existing_grant_is_found_not_created() {
     let mut world = World::healthy();
     world.member_lm[0] = received(vec![account_grant(GRANT, GrantStatus::PendingAccept, "1")]);

@@ -518,10 +518,7 @@ async fn succeeded(
         )
         .await?;
         report.actions.push("CreatePortfolioShare".into());
-        let role_arn = format!(
-            "arn:aws:iam::{account}:role/{}",
-            app.shared.execution_role_name
-        );
+        let role_arn = account.role_arn(&app.shared.partition, &app.shared.execution_role_name);
         let credentials = shared::aws::assume_role(
             &app.clients.sts,
             &role_arn,

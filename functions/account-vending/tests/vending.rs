@@ -774,6 +774,26 @@ async fn retryable_errors_return_the_message_to_the_queue() {
 
 #[tokio::test]
 async fn portfolio_is_shared_with_the_new_account_when_asked() {
+    share_portfolio_in(
+        &[],
+        "arn:aws:iam::345678901234:role/AWSControlTowerExecution",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn in_govcloud_the_execution_role_assumed_for_the_share_is_a_govcloud_arn() {
+    // Lambda sets AWS_REGION; nothing else names the partition.
+    share_portfolio_in(
+        &[("AWS_REGION", "us-gov-west-1")],
+        "arn:aws-us-gov:iam::345678901234:role/AWSControlTowerExecution",
+    )
+    .await;
+}
+
+/// A tracked account's portfolio share, with `env` added to the configuration and the
+/// execution role assumed in the new account expected to be `role_arn`.
+async fn share_portfolio_in(env: &[(&str, &str)], role_arn: &'static str) {
     let mut world = World::new();
     world.catalog.push(describe(RecordStatus::Succeeded));
     world.catalog.push(
@@ -789,9 +809,7 @@ async fn portfolio_is_shared_with_the_new_account_when_asked() {
     );
     world.sts.push(
         mock!(aws_sdk_sts::Client::assume_role)
-            .match_requests(|req| {
-                req.role_arn() == Some("arn:aws:iam::345678901234:role/AWSControlTowerExecution")
-            })
+            .match_requests(move |req| req.role_arn() == Some(role_arn))
             .then_output(|| {
                 AssumeRoleOutput::builder()
                     .credentials(
@@ -819,7 +837,7 @@ async fn portfolio_is_shared_with_the_new_account_when_asked() {
             })
             .then_output(|| AssociatePrincipalWithPortfolioOutput::builder().build()),
     );
-    let app = world.app(&[
+    let mut vars = vec![
         ("SHARE_PORTFOLIO", "true"),
         ("PORTFOLIO_ID", PORTFOLIO),
         (
@@ -827,7 +845,9 @@ async fn portfolio_is_shared_with_the_new_account_when_asked() {
             "arn:aws:iam::{accountId}:role/Developers",
         ),
         ("PORTFOLIO_PRINCIPAL_TYPE", "IAM"),
-    ]);
+    ];
+    vars.extend_from_slice(env);
+    let app = world.app(&vars);
     let out = handle(&app, batch(&[tracked("Sandbox 7", Some(RECORD), 4, NOW)]))
         .await
         .unwrap();
