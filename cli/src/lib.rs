@@ -200,10 +200,7 @@ pub fn render_status(grants: &[GrantView]) -> String {
     sorted.sort_by(|a, b| (&a.grantee, &a.license_arn).cmp(&(&b.grantee, &b.license_arn)));
     let mut rows = vec![["Grantee", "License", "Grant", "Status"].map(String::from)];
     for g in sorted {
-        let grantee = g
-            .grantee
-            .strip_prefix("arn:aws:iam::")
-            .and_then(|r| r.strip_suffix(":root"))
+        let grantee = shared::ids::account_of_root_principal(&g.grantee)
             .unwrap_or(&g.grantee)
             .to_string();
         let short = |arn: &str| arn.rsplit([':', '/']).next().unwrap_or(arn).to_string();

@@ -55,6 +55,36 @@ fn command_lines() {
     );
 }
 
+#[test]
+fn status_names_accounts_in_any_partition() {
+    let grant = |grantee: &str| shared::aws::GrantView {
+        arn: "arn:aws-cn:license-manager::111122223333:grant:g-1".into(),
+        name: "ct-entitlements-210987654321".into(),
+        license_arn: "arn:aws-cn:license-manager::111122223333:license:l-1".into(),
+        status: "ACTIVE".into(),
+        version: "1".into(),
+        parent_arn: "arn:aws-cn:license-manager::111122223333:license:l-1".into(),
+        grantee: grantee.into(),
+        status_reason: None,
+        activation_behavior: None,
+    };
+    let rendered = render_status(&[
+        grant("arn:aws-cn:iam::210987654321:root"),
+        grant("arn:aws-cn:organizations::111122223333:organization/o-abc1234567"),
+    ]);
+    assert!(
+        rendered
+            .lines()
+            .any(|l| l.starts_with("210987654321 ") && l.ends_with("ACTIVE")),
+        "{rendered}"
+    );
+    // Not an account: shown as it is.
+    assert!(
+        rendered.contains("arn:aws-cn:organizations::111122223333:organization/o-abc1234567"),
+        "{rendered}"
+    );
+}
+
 #[tokio::test]
 async fn plan_writes_nothing_and_status_shows_what_onboarding_did() {
     let Some(s) = common::setup(demo_spec()).await else {

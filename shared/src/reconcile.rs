@@ -9,7 +9,7 @@ use crate::distribution::ParentReport;
 use crate::engine::{Engine, OffboardMode, Wanted};
 use crate::error::{describe, echo, got, Error};
 use crate::event::OnboardRequest;
-use crate::ids::{is_ou_id, AccountId};
+use crate::ids::{account_of_root_principal, is_ou_id, AccountId};
 use crate::report::{AccountReport, CallLog, ErrorReport};
 use futures::StreamExt;
 use serde::Serialize;
@@ -405,10 +405,8 @@ fn grantee_account(detail: &Value) -> Option<AccountId> {
     while let Some(v) = stack.pop() {
         match v {
             Value::String(s) => {
-                if let Some(id) = s
-                    .strip_prefix("arn:aws:iam::")
-                    .and_then(|r| r.strip_suffix(":root"))
-                    .and_then(|id| AccountId::parse(id).ok())
+                if let Some(id) =
+                    account_of_root_principal(s).and_then(|id| AccountId::parse(id).ok())
                 {
                     found = Some(id);
                 }
@@ -698,11 +696,7 @@ async fn run(
             .iter()
             .filter(|g| !crate::engine::is_terminal(&g.status))
         {
-            if let Some(id) = grant
-                .grantee
-                .strip_prefix("arn:aws:iam::")
-                .and_then(|r| r.strip_suffix(":root"))
-            {
+            if let Some(id) = account_of_root_principal(&grant.grantee) {
                 if !members.contains(id) && !departed.iter().any(|d| d == id) {
                     departed.push(id.to_string());
                 }
@@ -917,7 +911,7 @@ pub fn quota_warning(
         .iter()
         .filter(|g| {
             g.parent_arn == license
-                && g.grantee.starts_with("arn:aws:iam::")
+                && account_of_root_principal(&g.grantee).is_some()
                 && !crate::engine::is_terminal(&g.status)
         })
         .count();
@@ -969,11 +963,7 @@ impl GrantIndex {
     pub fn add(&mut self, license: &str, grants: &[GrantView]) {
         self.read.insert(license.to_string());
         for g in grants {
-            if let Some(account) = g
-                .grantee
-                .strip_prefix("arn:aws:iam::")
-                .and_then(|r| r.strip_suffix(":root"))
-            {
+            if let Some(account) = account_of_root_principal(&g.grantee) {
                 self.seen
                     .entry((license.to_string(), account.to_string()))
                     .or_default()
@@ -1105,6 +1095,16 @@ mod needs_tests {
                 false,
             ),
             ((0..12).map(|i| own(i, "PENDING_WORKFLOW")).collect(), true),
+            // Accounts' grants count in any partition (China, GovCloud).
+            (
+                (0..9)
+                    .map(|i| GrantView {
+                        grantee: format!("arn:aws-cn:iam::{i:012}:root"),
+                        ..own(i, "ACTIVE")
+                    })
+                    .collect(),
+                true,
+            ),
         ];
         for (grants, warned) in cases {
             let got = quota_warning(L1, &grants, &config);
@@ -1168,6 +1168,15 @@ mod needs_tests {
                         grant(L1, &account(A), "FAILED_WORKFLOW"),
                         grant(L1, &account(A), "ACTIVE"),
                     ],
+                )],
+                wants(&[L1]),
+                None,
+            ),
+            (
+                "active grant in another partition (GovCloud)",
+                vec![(
+                    L1,
+                    vec![grant(L1, "arn:aws-us-gov:iam::210987654321:root", "ACTIVE")],
                 )],
                 wants(&[L1]),
                 None,
@@ -1611,6 +1620,11 @@ mod tests {
             (
                 json!({"source": "aws.license-manager", "detail-type": "Grant Change",
                        "detail": {"grant": {"granteePrincipal": "arn:aws:iam::210987654321:root"}}}),
+                Scope::Accounts(vec![a()]),
+            ),
+            (
+                json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                       "detail": {"grant": {"granteePrincipal": "arn:aws-cn:iam::210987654321:root"}}}),
                 Scope::Accounts(vec![a()]),
             ),
             (
