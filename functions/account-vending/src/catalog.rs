@@ -50,7 +50,8 @@ pub async fn find_product(
         let out = catalog
             .search_products_as_admin()
             .filters(ProductViewFilterBy::FullTextSearch, vec![name.to_string()])
-            .page_size(100)
+            // The API's largest page for this operation (its model: PageSize 0..20).
+            .page_size(20)
             .set_page_token(token)
             .send()
             .await
