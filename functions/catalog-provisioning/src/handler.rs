@@ -12,11 +12,12 @@ use futures::FutureExt;
 use serde_json::{json, Value};
 use shared::config::{LicenseRef, OverrideBehavior, Selection};
 use shared::custom_resource::{service_timeout, Responder, Response};
+use shared::decide::{Source, WaitReason};
 use shared::engine::OffboardMode;
 use shared::engine::Wanted;
 use shared::event::{ActivationMark, Explicit, Request, Trigger, Work};
 use shared::ids::AccountId;
-use shared::report::{AccountReport, CallLog, ErrorReport};
+use shared::report::{AccountReport, CallLog, ErrorReport, LicenseReport};
 use shared::{Engine, Error, Outcome, Retry};
 use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
@@ -116,12 +117,13 @@ struct Attempt {
 }
 
 impl Attempt {
-    /// Remembers the activations a run requested.
+    /// Remembers the activations a run requested: one mark per grant, the latest (the engine
+    /// reads the first mark of a grant, so an older one, e.g. the wait for a bulk activation,
+    /// must not hide the activation requested since).
     fn learn(&mut self, report: &AccountReport) {
         for mark in &report.activations_requested {
-            if !self.activations.contains(mark) {
-                self.activations.push(mark.clone());
-            }
+            self.activations.retain(|m| m.grant_arn != mark.grant_arn);
+            self.activations.push(mark.clone());
         }
     }
 }
@@ -643,8 +645,52 @@ fn timed_out(
     .with_data(data(attempt, report, "PENDING"))
 }
 
+/// The license's line when the grant it names is the account's own (a per-account grant, or
+/// the account-level grant under an organization/OU grant). `None` also while the line names
+/// the organization/OU grant covering the account (its account-level grant not there yet): that
+/// grant is never the resource's physical id, `GrantArn` or what the account waits on.
+fn account_line(report: &AccountReport) -> Option<&LicenseReport> {
+    report
+        .licenses
+        .first()
+        .filter(|l| waits_for_organization(l).is_none())
+}
+
+/// What a license in organization/OU mode (LICENSE_DISTRIBUTION) still waits for when the
+/// account has no grant of its own yet: the organization/OU grant itself (`None` inside: the
+/// reconciler has not made it), or the account-level grant under it (`Some(parent)`).
+fn waits_for_organization(line: &LicenseReport) -> Option<Option<&str>> {
+    let from_organization = line.grant_source.as_deref() == Some(Source::Organization.as_str());
+    match line.pending_reason.as_deref() {
+        Some(r) if r == WaitReason::ParentNotYet.as_str() => Some(None),
+        Some(r) if r == WaitReason::ChildNotYet.as_str() && from_organization => {
+            Some(line.grant_arn.as_deref())
+        }
+        _ => None,
+    }
+}
+
 fn pending_reason(attempt: &Attempt, report: &AccountReport) -> String {
-    let line = report.licenses.first();
+    let first = report.licenses.first();
+    let mode = first
+        .and_then(|l| l.mode.as_deref())
+        .unwrap_or("organization");
+    match first.and_then(waits_for_organization) {
+        Some(None) => {
+            return format!(
+                "{} is distributed in {mode} mode (LICENSE_DISTRIBUTION), so no per-account grant is made for account {}, and no organization or OU grant covers the account yet: waiting for the reconciler to create and bulk-activate it, then for the account's grant under it",
+                attempt.license_arn, attempt.account,
+            )
+        }
+        Some(Some(parent)) => {
+            return format!(
+                "account {} is covered by organization/OU grant {parent} for {} ({mode} mode, LICENSE_DISTRIBUTION); waiting for License Manager to give the account its grant under it (no per-account grant is made)",
+                attempt.account, attempt.license_arn,
+            )
+        }
+        None => {}
+    }
+    let line = account_line(report);
     format!(
         "grant {} for {} in account {} is still {} (License Manager's workflow has not finished)",
         line.and_then(|l| l.grant_arn.as_deref())
@@ -905,7 +951,7 @@ fn work_for(attempt: &Attempt) -> Request {
 }
 
 fn data(attempt: &Attempt, report: &AccountReport, entitlement: &str) -> BTreeMap<String, String> {
-    let line = report.licenses.first();
+    let line = account_line(report);
     let text = |v: Option<&String>| v.cloned().unwrap_or_default();
     BTreeMap::from([
         (
@@ -915,7 +961,10 @@ fn data(attempt: &Attempt, report: &AccountReport, entitlement: &str) -> BTreeMa
         (keys::LICENSE_ARN.to_string(), attempt.license_arn.clone()),
         (
             keys::PRODUCT_SKU.to_string(),
-            line.and_then(|l| l.product_sku.clone())
+            report
+                .licenses
+                .first()
+                .and_then(|l| l.product_sku.clone())
                 .or(attempt.product_sku.clone())
                 .unwrap_or_default(),
         ),
@@ -932,9 +981,7 @@ fn data(attempt: &Attempt, report: &AccountReport, entitlement: &str) -> BTreeMa
 
 /// The grant ARN when there is one, else the request's existing or fallback physical id.
 fn physical_id(attempt: &Attempt, report: &AccountReport) -> String {
-    report
-        .licenses
-        .first()
+    account_line(report)
         .and_then(|l| l.grant_arn.clone())
         .filter(|g| !g.is_empty())
         .unwrap_or_else(|| attempt.fallback_physical_id.clone())
