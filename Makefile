@@ -72,7 +72,7 @@ clippy:
 
 # Every test against the zero-delay emulator, then the end-to-end suites again against the
 # "realistic" one (grant workflows and activations take seconds, as in AWS they take minutes).
-REALISTIC_SUITES := e2e_lifecycle e2e_fidelity e2e_reconcile e2e_delegated e2e_vending catalog_e2e e2e_binary e2e_distribution
+REALISTIC_SUITES := e2e_lifecycle e2e_fidelity e2e_reconcile e2e_delegated e2e_vending catalog_e2e e2e_binary e2e_distribution catalog_distribution catalog_trust
 unit:
 	cargo test --workspace
 	CT_EMULATOR_PROFILE=realistic cargo test --workspace $(addprefix --test ,$(REALISTIC_SUITES))
