@@ -126,6 +126,9 @@ pub struct Switches {
     /// Check every request against AWS's model of the service ([`models`]); a request it
     /// refuses is answered `ValidationException` and recorded as a [`ModelViolation`].
     pub check_models: bool,
+    /// `false` only records what the models refuse and serves the request anyway (to see
+    /// every violation of a flow at once, not just the first).
+    pub refuse_model_violations: bool,
 }
 
 /// A one-shot fault of [`Switches::fail_next`].
@@ -201,6 +204,7 @@ impl Default for Switches {
             spike_ms: 0,
             fail_next: Vec::new(),
             check_models: true,
+            refuse_model_violations: true,
         }
     }
 }
@@ -717,7 +721,11 @@ impl Emulator {
     /// Checks the request against the service's model (when `checkModels` is on and the model
     /// was found); violations are recorded and answered as AWS would.
     fn check_model(&self, service: Service, op: &str, input: &Value) -> Result<(), ApiError> {
-        if !self.lock().switches.check_models {
+        let (check, refuse) = {
+            let sw = &self.lock().switches;
+            (sw.check_models, sw.refuse_model_violations)
+        };
+        if !check {
             return Ok(());
         }
         let Some(checked) = models::models()
@@ -735,7 +743,11 @@ impl Emulator {
         }
         tracing::warn!(?checked.violations, "request refused by AWS's model");
         log.violations.extend(checked.violations.iter().cloned());
-        Err(ApiError::validation(checked.message()))
+        if refuse {
+            Err(ApiError::validation(checked.message()))
+        } else {
+            Ok(())
+        }
     }
 
     /// Takes one fault of `fail_next` for `op`, if any is left.
