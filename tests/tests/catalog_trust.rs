@@ -7,9 +7,7 @@
 
 mod common;
 
-use catalog_provisioning::{
-    handle, App, CatalogConfig, LaunchLicenses, PendingResponse, Responder,
-};
+use catalog_provisioning::{handle, App, CatalogConfig, PendingResponse, Responder};
 use common::{setup, Setup};
 use local_world::receiver::Receiver;
 use local_world::seed::{self, demo_spec};
@@ -28,18 +26,13 @@ fn app(s: &Setup) -> App {
         sqs: s.world.sqs(),
         catalog: s.world.service_catalog(),
         config: CatalogConfig {
-            allow_account_override: false,
             pending_response: PendingResponse::Failed,
             wait_for_active: Duration::from_secs(20),
             poll_interval: Duration::from_millis(200),
             safety_margin: Duration::from_secs(2),
             allow_local_response_url: true,
-            recheck_queue_url: None,
-            pending_recheck_interval: Duration::from_secs(60),
-            deadline_fallback: Duration::from_secs(900),
-            licenses: LaunchLicenses::Selection,
-            apply_selection_rules: true,
             share_portfolios: vec![PORTFOLIO.into()],
+            ..CatalogConfig::default()
         },
         responder: Responder::new(true),
         stacks: catalog_provisioning::StackReader::from_sdk_config(

@@ -331,18 +331,12 @@ async fn event_reconcile_and_catalog_launch_at_once_make_one_grant_per_license()
         sqs: s.world.sqs(),
         catalog: s.world.service_catalog(),
         config: CatalogConfig {
-            allow_account_override: false,
             pending_response: PendingResponse::Failed,
             wait_for_active: Duration::from_secs(20),
             poll_interval: Duration::from_millis(100),
             safety_margin: Duration::from_secs(2),
             allow_local_response_url: true,
-            recheck_queue_url: None,
-            pending_recheck_interval: Duration::from_secs(60),
-            deadline_fallback: Duration::from_secs(900),
-            licenses: catalog_provisioning::LaunchLicenses::Selection,
-            apply_selection_rules: true,
-            share_portfolios: Vec::new(),
+            ..CatalogConfig::default()
         },
         responder: Responder::new(true),
         stacks: catalog_provisioning::StackReader::from_sdk_config(

@@ -96,6 +96,26 @@ pub struct CatalogConfig {
     pub share_portfolios: Vec<String>,
 }
 
+impl Default for CatalogConfig {
+    /// What an empty environment gives (a test keeps the two equal).
+    fn default() -> Self {
+        CatalogConfig {
+            allow_account_override: false,
+            pending_response: PendingResponse::Wait,
+            wait_for_active: Duration::from_secs(240),
+            poll_interval: Duration::from_secs(10),
+            safety_margin: Duration::from_secs(10),
+            allow_local_response_url: false,
+            recheck_queue_url: None,
+            pending_recheck_interval: Duration::from_secs(60),
+            deadline_fallback: DEFAULT_DEADLINE_FALLBACK,
+            licenses: LaunchLicenses::Selection,
+            apply_selection_rules: true,
+            share_portfolios: Vec::new(),
+        }
+    }
+}
+
 impl CatalogConfig {
     pub fn from_env() -> Result<Self, Error> {
         Self::from_lookup(|k| std::env::var(k).ok())
@@ -247,22 +267,24 @@ mod tests {
     #[test]
     fn defaults() {
         let c = load(&[]).expect("valid");
+        assert_eq!(c, CatalogConfig::default());
         assert_eq!(
-            c,
-            CatalogConfig {
-                allow_account_override: false,
-                pending_response: PendingResponse::Wait,
-                wait_for_active: Duration::from_secs(240),
-                poll_interval: Duration::from_secs(10),
-                safety_margin: Duration::from_secs(10),
-                allow_local_response_url: false,
-                recheck_queue_url: None,
-                pending_recheck_interval: Duration::from_secs(60),
-                deadline_fallback: Duration::from_secs(900),
-                licenses: LaunchLicenses::Selection,
-                apply_selection_rules: true,
-                share_portfolios: Vec::new(),
-            }
+            (
+                c.pending_response,
+                c.wait_for_active,
+                c.poll_interval,
+                c.safety_margin
+            ),
+            (
+                PendingResponse::Wait,
+                Duration::from_secs(240),
+                Duration::from_secs(10),
+                Duration::from_secs(10)
+            )
+        );
+        assert_eq!(
+            (c.licenses, c.apply_selection_rules, c.deadline_fallback),
+            (LaunchLicenses::Selection, true, Duration::from_secs(900))
         );
     }
 

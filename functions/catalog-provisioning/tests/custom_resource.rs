@@ -368,18 +368,14 @@ impl World {
 
 fn config() -> CatalogConfig {
     CatalogConfig {
-        allow_account_override: false,
         pending_response: PendingResponse::Failed,
         wait_for_active: Duration::from_secs(30),
         poll_interval: Duration::from_millis(100),
         safety_margin: Duration::from_millis(500),
         allow_local_response_url: true,
-        recheck_queue_url: None,
-        pending_recheck_interval: Duration::from_secs(60),
-        deadline_fallback: Duration::from_secs(900),
         licenses: LaunchLicenses::Any,
-        apply_selection_rules: true,
         share_portfolios: vec!["port-abcdefghijklm".into(), "port-a1".into()],
+        ..CatalogConfig::default()
     }
 }
 
