@@ -269,6 +269,7 @@ async fn an_account_without_the_member_role_is_answered_within_seconds() {
     );
     let out = handle(&app, via_topic(&forged), deadline()).await.unwrap();
     let took = started.elapsed();
+    eprintln!("an account without the member role was answered in {took:?}");
     assert_eq!(out["responses"][0]["status"], "FAILED", "{out:#}");
     assert!(
         took < Duration::from_secs(10),
