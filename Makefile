@@ -12,7 +12,7 @@ export MOTO_SERVER := $(abspath $(VENV))/bin/moto_server
 export CARGO_LAMBDA := $(abspath $(VENV))/bin/cargo-lambda
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench scale clean soak
+.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench scale clean soak readings
 
 help:
 	@echo "make demo     run account-lifecycle locally against an emulated AWS organization"
@@ -21,6 +21,7 @@ help:
 	@echo "make package  release build of the Lambda bootstraps (x86_64 here; see README for arm64)"
 	@echo "make sam-build  sam build of an x86_64 copy of the template (what CI can build here)"
 	@echo "make soak     reliability soak: faults through the queue path, then property tests at 20000 cases"
+	@echo "make readings  the emulator's readings of the undocumented x four scenarios: the convergence matrix (issue 17)"
 	@echo "make scale    organization scale: 10,000 accounts (SCALE_ACCOUNTS), 50 OUs, mixed distribution modes"
 	@echo "make bench    benchmarks vs a Python 3.11 + boto3 peer: init, memory, onboarding, backfill, size (README, Performance)"
 
@@ -54,6 +55,11 @@ demo: venv
 	cargo run --quiet -p local-world --bin demo
 
 test: venv lint fmt-check clippy unit
+
+# The whole convergence matrix (tests/tests/readings.rs; make test runs its fast subset): the
+# matrix is printed on stderr, the engines' JSON reports go to target/readings.log.
+readings: venv
+	cargo test --workspace --test readings -- --include-ignored --nocapture >target/readings.log
 
 # Reliability soak (README, Reliability): SOAK_ACCOUNTS accounts (default 200) x 3 licenses
 # through the queue path under injected throttling, 5xx, faults after commit and latency spikes;

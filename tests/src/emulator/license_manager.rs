@@ -9,7 +9,10 @@ use serde_json::{json, Value};
 
 use super::common::{epoch_seconds, iso8601_millis, paginate, ApiError, IdGen, Input, Service};
 use super::org::{OrgInfo, OrgView};
-use super::Switches;
+use super::{
+    AccountGrantParentArn, ChildParentArn, GranteeOverride, OrgReadForDelegatedAdmin,
+    PendingActivationAnswer, Switches,
+};
 
 /// The account AWS Marketplace licenses are issued from.
 pub const MARKETPLACE_ACCOUNT: &str = "294406891311";
@@ -293,6 +296,8 @@ struct GrantRec {
     distributed: bool,
     /// A deleted child that had failed its workflow: its member gets a new child.
     redistribute: bool,
+    /// The override behavior the grantor set for this grant (directly or by bulk activation).
+    grantor_behavior: Option<String>,
 }
 
 impl GrantRec {
@@ -311,7 +316,6 @@ impl GrantRec {
         let mut v = json!({
             "GrantArn": self.arn,
             "GrantName": self.name,
-            "ParentArn": self.parent_arn,
             "LicenseArn": self.license_arn,
             "GranteePrincipalArn": self.grantee,
             "HomeRegion": self.home_region,
@@ -319,6 +323,10 @@ impl GrantRec {
             "Version": self.version.to_string(),
             "GrantedOperations": self.operations,
         });
+        // An empty parent is the `childParentArn: absent` reading: no ParentArn at all.
+        if !self.parent_arn.is_empty() {
+            v["ParentArn"] = json!(self.parent_arn);
+        }
         if let Some(reason) = &self.status_reason {
             v["StatusReason"] = json!(reason);
         }
@@ -677,7 +685,12 @@ impl LicenseManager {
             let members = match parse_principal(&grantee) {
                 Some((Principal::Organization { org: id }, _)) if id == org.id => &org.accounts,
                 Some((Principal::OrganizationalUnit { ou, .. }, _)) => {
-                    match org.ou_members.get(&ou) {
+                    let reach = if ctx.switches.ou_grants_reach_nested_ous {
+                        &org.ou_members
+                    } else {
+                        &org.ou_direct_members
+                    };
+                    match reach.get(&ou) {
                         Some(members) => members,
                         None => continue,
                     }
@@ -749,13 +762,20 @@ impl LicenseManager {
                     parent_behavior(&parent),
                 )
             });
+            let parent_arn = match ctx.switches.child_parent_arn {
+                ChildParentArn::Parent => parent.arn.clone(),
+                ChildParentArn::License => parent.license_arn.clone(),
+                ChildParentArn::Absent => String::new(),
+            };
+            let grantor_behavior = activation.as_ref().and_then(|(_, b)| b.clone());
             self.grants.push(GrantRec {
                 arn: format!(
                     "arn:aws:license-manager::{}:grant:g-{}",
                     parent.grantor,
                     ctx.ids.hex(32)
                 ),
-                parent_arn: parent.arn.clone(),
+                parent_arn,
+                grantor_behavior,
                 grantee: format!("arn:aws:iam::{}:root", pending.member),
                 status: status.to_string(),
                 status_reason: reason,
@@ -1139,7 +1159,15 @@ impl LicenseManager {
                 ctx.ids.hex(32)
             ),
             name: name.to_string(),
-            parent_arn: license_arn.to_string(),
+            parent_arn: match ctx.switches.account_grant_parent_arn {
+                _ if account_of(principal).is_none() => license_arn.to_string(),
+                AccountGrantParentArn::License => license_arn.to_string(),
+                AccountGrantParentArn::Other => format!(
+                    "arn:aws:license-manager::{}:grant-root:{}",
+                    ctx.caller,
+                    license_arn.rsplit(':').next().unwrap_or_default()
+                ),
+            },
             license_arn: license_arn.to_string(),
             grantor: ctx.caller.to_string(),
             grantee: principal.to_string(),
@@ -1157,6 +1185,7 @@ impl LicenseManager {
             bulk_activated: false,
             distributed: false,
             redistribute: false,
+            grantor_behavior: None,
         };
         let out = grant.summary();
         self.create_tokens
@@ -1249,7 +1278,10 @@ impl LicenseManager {
             }
             OrgView::Unknown => return Err(ApiError::internal("organization data unavailable")),
         };
-        if org.management_account != ctx.caller {
+        let delegated_reads = ctx.switches.org_read_for_delegated_admin
+            == OrgReadForDelegatedAdmin::Allowed
+            && org.accounts.contains(ctx.caller);
+        if org.management_account != ctx.caller && !delegated_reads {
             return Err(ApiError::access_denied(
                 "Only the management account of the organization can list the grants received \
                  by its accounts",
@@ -1341,6 +1373,7 @@ impl LicenseManager {
         if let Some(parent) = parent.filter(|p| accept && p.bulk_activated) {
             let at = ctx.now + Duration::from_millis(ctx.switches.activation_ms);
             self.grants[index].activation = Some((at, parent_behavior(&parent)));
+            self.grants[index].grantor_behavior = parent_behavior(&parent);
             self.apply_due_activations(ctx.now);
         }
         Ok(self.grants[index].summary())
@@ -1368,7 +1401,10 @@ impl LicenseManager {
                 g.status
             )));
         }
-        if g.parent_grant.is_some() && g.status == FAILED_WORKFLOW {
+        if g.parent_grant.is_some()
+            && g.status == FAILED_WORKFLOW
+            && ctx.switches.reissue_deleted_child
+        {
             g.redistribute = true;
         }
         g.status = DELETED.to_string();
@@ -1444,6 +1480,20 @@ impl LicenseManager {
             }
             None => None,
         };
+        // A grantee's behavior where the grantor already set one (`granteeOverride`).
+        let behavior: Option<String> = match (role, behavior, g.grantor_behavior.as_deref()) {
+            (Role::Grantee, Some(b), Some(set)) => match ctx.switches.grantee_override {
+                GranteeOverride::Honoured => Some(b.to_string()),
+                GranteeOverride::Ignored => Some(set.to_string()),
+                GranteeOverride::Rejected => {
+                    return Err(ApiError::validation(format!(
+                        "The grantor of grant {arn} specified an ActivationOverrideBehavior; the \
+                         grantee cannot specify one"
+                    )))
+                }
+            },
+            (_, b, _) => b.map(str::to_string),
+        };
         let org_parent = g.org_level();
         match status {
             None => {}
@@ -1489,8 +1539,11 @@ impl LicenseManager {
         if let Some(ops) = operations {
             g.operations = ops;
         }
-        if let Some(b) = behavior {
+        if let Some(b) = &behavior {
             g.options = Some(json!({ "ActivationOverrideBehavior": b }));
+            if role == Role::Grantor {
+                g.grantor_behavior = Some(b.clone());
+            }
         }
         g.status_reason = input.str_opt("StatusReason")?.map(str::to_string);
         g.version += 1;
@@ -1499,7 +1552,6 @@ impl LicenseManager {
                 // Bulk activation: the parent shows WORKFLOW_COMPLETED; every DISABLED child
                 // gets its own (asynchronous) activation, joiners' children later too.
                 g.bulk_activated = true;
-                let behavior = behavior.map(str::to_string);
                 for child in self.grants.iter_mut().filter(|c| {
                     c.parent_grant.as_deref() == Some(arn)
                         && c.status == DISABLED
@@ -1508,12 +1560,13 @@ impl LicenseManager {
                     child.activation = Some((activate_at, behavior.clone()));
                     if let Some(b) = &behavior {
                         child.options = Some(json!({ "ActivationOverrideBehavior": b }));
+                        child.grantor_behavior = Some(b.clone());
                     }
                     child.version += 1;
                 }
             }
             Some(ACTIVE) if g.status != ACTIVE => {
-                g.activation = Some((activate_at, behavior.map(str::to_string)));
+                g.activation = Some((activate_at, behavior.clone()));
             }
             Some(DISABLED) => {
                 g.status = DISABLED.to_string();
@@ -1522,7 +1575,14 @@ impl LicenseManager {
             _ => {}
         }
         self.apply_due_activations(ctx.now);
-        let out = self.grants[index].summary();
+        let mut out = self.grants[index].summary();
+        if status == Some(ACTIVE)
+            && !org_parent
+            && self.grants[index].activation.is_some()
+            && ctx.switches.pending_activation_answer == PendingActivationAnswer::Active
+        {
+            out["Status"] = json!(ACTIVE);
+        }
         self.version_tokens
             .insert(token_key, (input.body.clone(), out.clone()));
         Ok(out)

@@ -129,6 +129,87 @@ pub struct Switches {
     /// `false` only records what the models refuse and serves the request anyway (to see
     /// every violation of a flow at once, not just the first).
     pub refuse_model_violations: bool,
+    // Readings of what AWS leaves undocumented (README, "The local AWS world"; issue 17). Each
+    // default is the reading the engine was built against, not necessarily the harsher one.
+    /// A deleted account-level child of an organization/OU grant that had failed its workflow
+    /// is handed out again to its member (`true`, today's reading), or never (`false`, the
+    /// harsher: AWS documents "Deleted is a terminal state for that Grant" and promises
+    /// children only to accounts that join).
+    pub reissue_deleted_child: bool,
+    /// The `ParentArn` of an organization/OU grant's account-level children (undocumented).
+    pub child_parent_arn: ChildParentArn,
+    /// The `ParentArn` of a per-account grant (undocumented).
+    pub account_grant_parent_arn: AccountGrantParentArn,
+    /// Whether an OU grant reaches accounts in the OU's nested OUs (undocumented; the guide
+    /// says only "an organizational unit (OU), which includes all accounts in the OU").
+    pub ou_grants_reach_nested_ous: bool,
+    /// A grantee's `Options.ActivationOverrideBehavior` on `CreateGrantVersion` when the grantor
+    /// already set one (the API reference allows it only if the grantor "doesn't specify" one).
+    pub grantee_override: GranteeOverride,
+    /// What `CreateGrantVersion Status=ACTIVE` answers while the activation is still
+    /// processing (undocumented): `DISABLED` (the grant's status) or `ACTIVE`.
+    pub pending_activation_answer: PendingActivationAnswer,
+    /// Whether a delegated administrator (any member account but the management account) may
+    /// call `ListReceivedGrantsForOrganization` (undocumented).
+    pub org_read_for_delegated_admin: OrgReadForDelegatedAdmin,
+}
+
+/// [`Switches::child_parent_arn`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ChildParentArn {
+    /// The organization/OU grant's ARN.
+    #[default]
+    Parent,
+    /// The license's ARN (as a per-account grant's).
+    License,
+    /// No `ParentArn` in the answer.
+    Absent,
+}
+
+/// [`Switches::account_grant_parent_arn`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum AccountGrantParentArn {
+    /// The license's ARN.
+    #[default]
+    License,
+    /// Some other value (neither the license nor an organization/OU grant).
+    Other,
+}
+
+/// [`Switches::grantee_override`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum GranteeOverride {
+    /// The grantee's behavior replaces the grantor's.
+    #[default]
+    Honoured,
+    /// The grantor's behavior applies; the grantee's is silently dropped.
+    Ignored,
+    /// `ValidationException`.
+    Rejected,
+}
+
+/// [`Switches::pending_activation_answer`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum PendingActivationAnswer {
+    /// The grant's status while processing.
+    #[default]
+    Disabled,
+    /// `ACTIVE` although the grant is not active yet.
+    Active,
+}
+
+/// [`Switches::org_read_for_delegated_admin`].
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum OrgReadForDelegatedAdmin {
+    Allowed,
+    /// `AccessDeniedException` for anyone but the management account.
+    #[default]
+    Denied,
 }
 
 /// A one-shot fault of [`Switches::fail_next`].
@@ -205,6 +286,13 @@ impl Default for Switches {
             fail_next: Vec::new(),
             check_models: true,
             refuse_model_violations: true,
+            reissue_deleted_child: true,
+            child_parent_arn: ChildParentArn::Parent,
+            account_grant_parent_arn: AccountGrantParentArn::License,
+            ou_grants_reach_nested_ous: true,
+            grantee_override: GranteeOverride::Honoured,
+            pending_activation_answer: PendingActivationAnswer::Disabled,
+            org_read_for_delegated_admin: OrgReadForDelegatedAdmin::Denied,
         }
     }
 }
@@ -846,8 +934,9 @@ impl Emulator {
                         .ou_accounts(ou)
                         .await
                         .map_err(|e| e.into_api("read the organization"))?;
-                    if let (Some(members), Some(info)) = (members, cache.info.as_mut()) {
+                    if let (Some((members, direct)), Some(info)) = (members, cache.info.as_mut()) {
                         info.ou_members.insert(ou.clone(), members);
+                        info.ou_direct_members.insert(ou.clone(), direct);
                     }
                     cache.ous.insert(ou.clone());
                 }

@@ -54,6 +54,9 @@ pub struct OrgInfo {
     pub accounts: BTreeSet<String>,
     /// Accounts in (or below) each requested OU; an OU that does not exist is absent.
     pub ou_members: BTreeMap<String, BTreeSet<String>>,
+    /// Accounts directly in each requested OU (not in its child OUs), for the
+    /// `ouGrantsReachNestedOus: false` reading.
+    pub ou_direct_members: BTreeMap<String, BTreeSet<String>>,
 }
 
 impl OrgInfo {
@@ -74,6 +77,8 @@ impl OrgInfo {
             management_account: seed.management_account.clone(),
             feature_set: seed.feature_set.clone(),
             accounts,
+            // A seeded organization has no nested OUs.
+            ou_direct_members: ou_members.clone(),
             ou_members,
         }
     }
@@ -341,16 +346,24 @@ impl MotoPeer {
             .filter_map(|a| a["Id"].as_str().map(str::to_string))
             .collect();
         for ou in ous {
-            if let Some(members) = self.ou_accounts(ou).await.map_err(|e| e.into_api(what))? {
+            if let Some((members, direct)) =
+                self.ou_accounts(ou).await.map_err(|e| e.into_api(what))?
+            {
                 info.ou_members.insert(ou.clone(), members);
+                info.ou_direct_members.insert(ou.clone(), direct);
             }
         }
         Ok(Some(info))
     }
 
-    /// Accounts in an OU and its child OUs; `None` if the OU does not exist.
-    pub async fn ou_accounts(&self, ou: &str) -> Result<Option<BTreeSet<String>>, PeerError> {
+    /// Accounts in an OU and its child OUs, and those directly in the OU; `None` if the OU does
+    /// not exist.
+    pub async fn ou_accounts(
+        &self,
+        ou: &str,
+    ) -> Result<Option<(BTreeSet<String>, BTreeSet<String>)>, PeerError> {
         let mut members = BTreeSet::new();
+        let mut direct = BTreeSet::new();
         let mut pending = vec![ou.to_string()];
         let mut first = true;
         while let Some(parent) = pending.pop() {
@@ -370,6 +383,13 @@ impl MotoPeer {
                 }
                 Err(e) => return Err(e),
             };
+            if first {
+                direct.extend(
+                    accounts
+                        .iter()
+                        .filter_map(|a| a["Id"].as_str().map(str::to_string)),
+                );
+            }
             first = false;
             members.extend(
                 accounts
@@ -389,7 +409,7 @@ impl MotoPeer {
                     .filter_map(|o| o["Id"].as_str().map(str::to_string)),
             );
         }
-        Ok(Some(members))
+        Ok(Some((members, direct)))
     }
 
     /// The root id and every OU as `(id, name)`, depth-first.
