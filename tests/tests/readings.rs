@@ -538,3 +538,302 @@ async fn full_matrix() {
     readings.push(&ALL_HARSH);
     check(&readings, &SCENARIOS, true).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Each switch does what its readings say, seen through the SDK (no moto: a seeded organization,
+// accounts are 12-digit access key ids). The matrix above shows which readings the engine
+// survives; these show the readings exist (several are inert in the matrix's scenarios).
+
+mod direct {
+    use aws_sdk_licensemanager::error::ProvideErrorMetadata;
+    use aws_sdk_licensemanager::types::{
+        ActivationOverrideBehavior, AllowedOperation, GrantStatus, Options,
+        OrganizationConfiguration,
+    };
+    use aws_sdk_licensemanager::Client;
+    use local_world::clients;
+    use local_world::emulator::{
+        self, ControlClient, EmulatorHandle, EmulatorOptions, LicenseSeed, OrgSeed, OuSeed,
+        MEMBER_SLRS,
+    };
+    use serde_json::{json, Value};
+
+    const MGMT: &str = "111111111111";
+    const MEMBER: &str = "222222222222";
+    const ORG: &str = "o-abcdef1234";
+
+    struct Emu {
+        emu: EmulatorHandle,
+        control: ControlClient,
+        license: String,
+    }
+
+    impl Emu {
+        async fn start(patch: Value) -> Self {
+            let emu = emulator::start(EmulatorOptions {
+                org: Some(OrgSeed {
+                    id: ORG.to_string(),
+                    management_account: MGMT.to_string(),
+                    feature_set: "ALL".to_string(),
+                    accounts: vec![],
+                    ous: vec![OuSeed {
+                        id: "ou-ab12-11111111".to_string(),
+                        name: "Workloads".to_string(),
+                        accounts: vec![MEMBER.to_string()],
+                    }],
+                }),
+                ..EmulatorOptions::default()
+            })
+            .await
+            .unwrap();
+            let control = emu.control();
+            control.configure(patch).await.unwrap();
+            let license = control
+                .seed_license(&LicenseSeed::marketplace(MGMT, "prod-direct", "Direct"))
+                .await
+                .unwrap()["LicenseArn"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let e = Emu {
+                emu,
+                control,
+                license,
+            };
+            e.lm(MGMT)
+                .update_service_settings()
+                .organization_configuration(
+                    OrganizationConfiguration::builder()
+                        .enable_integration(true)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+            e
+        }
+
+        fn lm(&self, account: &str) -> Client {
+            clients::license_manager(&self.emu.url(), account)
+        }
+
+        async fn grant_to(&self, principal: &str) -> String {
+            self.lm(MGMT)
+                .create_grant()
+                .client_token(principal)
+                .grant_name("ct-entitlements")
+                .license_arn(&self.license)
+                .principals(principal)
+                .home_region("us-east-1")
+                .allowed_operations(AllowedOperation::CheckoutLicense)
+                .send()
+                .await
+                .unwrap()
+                .grant_arn()
+                .unwrap()
+                .to_string()
+        }
+
+        async fn grant(&self, account: &str, arn: &str) -> aws_sdk_licensemanager::types::Grant {
+            let out = self.lm(account).get_grant().grant_arn(arn).send().await;
+            out.unwrap().grant.unwrap()
+        }
+
+        /// `CreateGrantVersion` by `account` (ACTIVE or DISABLED, optionally a behavior): the
+        /// answered status, or the error code.
+        async fn version(
+            &self,
+            account: &str,
+            arn: &str,
+            status: GrantStatus,
+            behavior: Option<ActivationOverrideBehavior>,
+        ) -> Result<String, String> {
+            let version = self.grant(account, arn).await.version;
+            let token = format!("{account}-{version}");
+            let mut request = self
+                .lm(account)
+                .create_grant_version()
+                .client_token(token)
+                .grant_arn(arn)
+                .status(status)
+                .source_version(version);
+            if let Some(b) = behavior {
+                request =
+                    request.options(Options::builder().activation_override_behavior(b).build());
+            }
+            match request.send().await {
+                Ok(out) => Ok(out.status.unwrap().as_str().to_string()),
+                Err(e) => Err(e.code().unwrap_or("?").to_string()),
+            }
+        }
+
+        /// The member's child of an organization grant (its only received grant).
+        async fn child(&self) -> Option<aws_sdk_licensemanager::types::Grant> {
+            let out = self.lm(MEMBER).list_received_grants().send().await.unwrap();
+            out.grants()
+                .iter()
+                .find(|g| g.grant_status != GrantStatus::Deleted)
+                .cloned()
+        }
+    }
+
+    fn root(account: &str) -> String {
+        format!("arn:aws:iam::{account}:root")
+    }
+
+    fn organization() -> String {
+        format!("arn:aws:organizations::{MGMT}:organization/{ORG}")
+    }
+
+    #[tokio::test]
+    async fn account_grant_parent_arn() {
+        for (reading, is_license) in [("license", true), ("other", false)] {
+            let e = Emu::start(json!({"accountGrantParentArn": reading})).await;
+            let arn = e.grant_to(&root(MEMBER)).await;
+            let parent = e.grant(MGMT, &arn).await.parent_arn;
+            assert_eq!(parent == e.license, is_license, "{reading}: {parent}");
+            assert!(!parent.is_empty(), "{reading}");
+        }
+    }
+
+    #[tokio::test]
+    async fn child_parent_arn() {
+        for reading in ["parent", "license", "absent"] {
+            let e = Emu::start(json!({"childParentArn": reading})).await;
+            let parent = e.grant_to(&organization()).await;
+            let child = e.child().await.expect("the member's child");
+            let expected = match reading {
+                "parent" => parent.clone(),
+                "license" => e.license.clone(),
+                _ => String::new(),
+            };
+            assert_eq!(child.parent_arn, expected, "{reading}");
+        }
+    }
+
+    #[tokio::test]
+    async fn grantee_override() {
+        for (reading, expected) in [
+            ("honoured", Ok("DISTRIBUTED_GRANTS_ONLY")),
+            ("ignored", Ok("ALL_GRANTS_PERMITTED_BY_ISSUER")),
+            ("rejected", Err("ValidationException")),
+        ] {
+            let e = Emu::start(json!({"granteeOverride": reading})).await;
+            let arn = e.grant_to(&root(MEMBER)).await;
+            let issuer = Some(ActivationOverrideBehavior::AllGrantsPermittedByIssuer);
+            e.version(MGMT, &arn, GrantStatus::Active, issuer)
+                .await
+                .unwrap();
+            e.version(MEMBER, &arn, GrantStatus::Disabled, None)
+                .await
+                .unwrap();
+            let own = Some(ActivationOverrideBehavior::DistributedGrantsOnly);
+            let answer = e.version(MEMBER, &arn, GrantStatus::Active, own).await;
+            let applied = e.grant(MEMBER, &arn).await.options.and_then(|o| {
+                o.activation_override_behavior
+                    .map(|b| b.as_str().to_string())
+            });
+            match expected {
+                Ok(behavior) => {
+                    assert!(answer.is_ok(), "{reading}: {answer:?}");
+                    assert_eq!(applied.as_deref(), Some(behavior), "{reading}");
+                }
+                Err(code) => assert_eq!(answer, Err(code.to_string()), "{reading}"),
+            }
+        }
+        // Without a grantor's behavior every reading takes the grantee's.
+        let e = Emu::start(json!({"granteeOverride": "rejected"})).await;
+        let arn = e.grant_to(&root(MEMBER)).await;
+        let own = Some(ActivationOverrideBehavior::DistributedGrantsOnly);
+        let answer = e.version(MEMBER, &arn, GrantStatus::Active, own).await;
+        assert_eq!(answer, Ok("ACTIVE".to_string()));
+    }
+
+    #[tokio::test]
+    async fn pending_activation_answer() {
+        for reading in ["DISABLED", "ACTIVE"] {
+            let patch = json!({"pendingActivationAnswer": reading, "activationMs": 60_000});
+            let e = Emu::start(patch).await;
+            let arn = e.grant_to(&root(MEMBER)).await;
+            let answer = e.version(MGMT, &arn, GrantStatus::Active, None).await;
+            assert_eq!(answer, Ok(reading.to_string()));
+            // The grant itself is still processing either way.
+            let status = e.grant(MGMT, &arn).await.grant_status;
+            assert_eq!(status, GrantStatus::Disabled, "{reading}");
+        }
+    }
+
+    #[tokio::test]
+    async fn org_read_for_delegated_admin() {
+        for (reading, allowed) in [("denied", false), ("allowed", true)] {
+            let e = Emu::start(json!({"orgReadForDelegatedAdmin": reading})).await;
+            e.grant_to(&organization()).await;
+            let out = e
+                .lm(MEMBER)
+                .list_received_grants_for_organization()
+                .license_arn(&e.license)
+                .send()
+                .await;
+            match out {
+                Ok(_) => assert!(allowed, "{reading}"),
+                Err(err) => {
+                    assert!(!allowed, "{reading}: {err:?}");
+                    assert_eq!(err.code(), Some("AccessDeniedException"));
+                }
+            }
+            let management = e.lm(MGMT).list_received_grants_for_organization();
+            let out = management.license_arn(&e.license).send().await;
+            assert!(
+                out.is_ok(),
+                "{reading}: the management account always reads"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn reissue_deleted_child() {
+        for reading in [true, false] {
+            let e = Emu::start(json!({"reissueDeletedChild": reading})).await;
+            e.control
+                .set_service_linked_roles(MEMBER, &[])
+                .await
+                .unwrap();
+            e.grant_to(&organization()).await;
+            let failed = e.child().await.expect("the member's child");
+            assert_eq!(failed.grant_status, GrantStatus::FailedWorkflow);
+            let roles: Vec<&str> = MEMBER_SLRS.iter().map(|(s, _)| *s).collect();
+            e.control
+                .set_service_linked_roles(MEMBER, &roles)
+                .await
+                .unwrap();
+            e.lm(MGMT)
+                .delete_grant()
+                .grant_arn(&failed.grant_arn)
+                .version(&failed.version)
+                .send()
+                .await
+                .unwrap();
+            let again = e.child().await;
+            assert_eq!(again.is_some(), reading, "{reading}: {again:?}");
+            if let Some(child) = again {
+                assert_ne!(child.grant_arn, failed.grant_arn);
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn readings_are_refused_unless_known() {
+        let e = Emu::start(json!({})).await;
+        for patch in [
+            json!({"childParentArn": "grandparent"}),
+            json!({"granteeOverride": "honored"}),
+            json!({"pendingActivationAnswer": "active"}),
+            json!({"accountGrantParentArn": "none"}),
+            json!({"orgReadForDelegatedAdmin": true}),
+        ] {
+            assert!(e.control.configure(patch.clone()).await.is_err(), "{patch}");
+        }
+        let defaults = e.control.switches().await.unwrap();
+        assert!(defaults.reissue_deleted_child && defaults.ou_grants_reach_nested_ous);
+    }
+}
