@@ -9,9 +9,11 @@
 //! Direct invocations (SELF_ACCOUNT_ID unset: nothing to verify against CloudFormation).
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/catalog.rs"]
+mod catalog;
 mod common;
 
-use catalog_provisioning::{handle, App, CatalogConfig, PendingResponse, Responder};
+use catalog_provisioning::{handle, App, PendingResponse};
 use common::{setup, Setup};
 use local_world::receiver::Receiver;
 use local_world::seed::{self, demo_spec, SeededAccount};
@@ -62,25 +64,11 @@ fn app_with(
     pending_response: PendingResponse,
     wait: Duration,
 ) -> App {
-    App {
+    catalog::app(
+        s,
         engine,
-        sqs: s.world.sqs(),
-        catalog: s.world.service_catalog(),
-        config: CatalogConfig {
-            pending_response,
-            wait_for_active: wait,
-            poll_interval: Duration::from_millis(150),
-            safety_margin: Duration::from_secs(2),
-            allow_local_response_url: true,
-            ..CatalogConfig::default()
-        },
-        responder: Responder::new(true),
-        stacks: catalog_provisioning::StackReader::from_sdk_config(
-            s.world.sdk_config(),
-            local_world::world::EXECUTION_ROLE,
-            Some(s.world.moto_url().to_string()),
-        ),
-    }
+        catalog::config(pending_response, wait, Duration::from_millis(150)),
+    )
 }
 
 fn request(kind: &str, url: &str, account: &str, sku: &str, physical: Option<&str>) -> Value {

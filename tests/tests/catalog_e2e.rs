@@ -3,9 +3,11 @@
 //! receiver on 127.0.0.1 that stands in for the pre-signed S3 URL. Skips without moto (fails in CI).
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/catalog.rs"]
+mod catalog;
 mod common;
 
-use catalog_provisioning::{handle, App, CatalogConfig, PendingResponse, Responder};
+use catalog_provisioning::{handle, CatalogConfig, PendingResponse};
 use common::setup;
 use local_world::receiver::Receiver;
 use local_world::seed::{self, demo_spec};
@@ -49,25 +51,15 @@ async fn product_launch_entitles_the_account_and_delete_deactivates_on_request()
         .await
         .unwrap();
     let license = s.org.licenses[0].clone();
-    let app = App {
-        engine: s.engine(&[]),
-        sqs: s.world.sqs(),
-        catalog: s.world.service_catalog(),
-        config: CatalogConfig {
-            pending_response: PendingResponse::Failed,
-            wait_for_active: Duration::from_secs(20),
-            poll_interval: Duration::from_millis(200),
-            safety_margin: Duration::from_secs(2),
-            allow_local_response_url: true,
-            ..CatalogConfig::default()
-        },
-        responder: Responder::new(true),
-        stacks: catalog_provisioning::StackReader::from_sdk_config(
-            s.world.sdk_config(),
-            local_world::world::EXECUTION_ROLE,
-            Some(s.world.moto_url().to_string()),
+    let app = catalog::app(
+        &s,
+        s.engine(&[]),
+        catalog::config(
+            PendingResponse::Failed,
+            Duration::from_secs(20),
+            Duration::from_millis(200),
         ),
-    };
+    );
     let receiver = Receiver::start(Vec::new()).await;
     let url = receiver.url.clone();
     let deadline = || Instant::now() + Duration::from_secs(60);
@@ -182,18 +174,7 @@ async fn slow_grant_workflow_is_waited_for_on_the_recheck_queue_and_answered_suc
         PendingResponse::Wait,
         "the default"
     );
-    let app = App {
-        engine: s.engine(&[]),
-        sqs: s.world.sqs(),
-        catalog: s.world.service_catalog(),
-        config,
-        responder: Responder::new(true),
-        stacks: catalog_provisioning::StackReader::from_sdk_config(
-            s.world.sdk_config(),
-            local_world::world::EXECUTION_ROLE,
-            Some(s.world.moto_url().to_string()),
-        ),
-    };
+    let app = catalog::app(&s, s.engine(&[]), config);
     let receiver = Receiver::start(Vec::new()).await;
     let props = json!({"LicenseArn": license.arn});
     let out = handle(

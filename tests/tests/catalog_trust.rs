@@ -5,9 +5,11 @@
 //! launch, which CloudFormation shows in progress in the launching account, is entitled.
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/catalog.rs"]
+mod catalog;
 mod common;
 
-use catalog_provisioning::{handle, App, CatalogConfig, PendingResponse, Responder};
+use catalog_provisioning::{handle, App, CatalogConfig, PendingResponse};
 use common::{setup, Setup};
 use local_world::receiver::Receiver;
 use local_world::seed::{self, demo_spec};
@@ -21,26 +23,18 @@ const DEPLOYMENT: &str = "123456789012";
 const PORTFOLIO: &str = "port-abcdefghijklm";
 
 fn app(s: &Setup) -> App {
-    App {
-        engine: s.engine(&[("SELF_ACCOUNT_ID", DEPLOYMENT)]),
-        sqs: s.world.sqs(),
-        catalog: s.world.service_catalog(),
-        config: CatalogConfig {
-            pending_response: PendingResponse::Failed,
-            wait_for_active: Duration::from_secs(20),
-            poll_interval: Duration::from_millis(200),
-            safety_margin: Duration::from_secs(2),
-            allow_local_response_url: true,
+    catalog::app(
+        s,
+        s.engine(&[("SELF_ACCOUNT_ID", DEPLOYMENT)]),
+        CatalogConfig {
             share_portfolios: vec![PORTFOLIO.into()],
-            ..CatalogConfig::default()
+            ..catalog::config(
+                PendingResponse::Failed,
+                Duration::from_secs(20),
+                Duration::from_millis(200),
+            )
         },
-        responder: Responder::new(true),
-        stacks: catalog_provisioning::StackReader::from_sdk_config(
-            s.world.sdk_config(),
-            local_world::world::EXECUTION_ROLE,
-            Some(s.world.moto_url().to_string()),
-        ),
-    }
+    )
 }
 
 fn request(kind: &str, url: &str, stack_id: &str, resource_type: &str, properties: Value) -> Value {

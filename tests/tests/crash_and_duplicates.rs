@@ -9,9 +9,11 @@
 //! (license, account) as the grantor sees it, nothing parked in the DLQ.
 #![allow(clippy::unwrap_used)]
 
+#[path = "common/catalog.rs"]
+mod catalog;
 mod common;
 
-use catalog_provisioning::{App, CatalogConfig, PendingResponse, Responder};
+use catalog_provisioning::PendingResponse;
 use common::{futures_join_all, setup, try_handle, QueueRun, Reasons, Setup};
 use local_world::receiver::Receiver;
 use local_world::seed::{self, demo_spec};
@@ -326,25 +328,15 @@ async fn event_reconcile_and_catalog_launch_at_once_make_one_grant_per_license()
 
     let event_engine = s.engine(&[]);
     let queue_engine = s.engine(&[]);
-    let app = App {
-        engine: s.engine(&[]),
-        sqs: s.world.sqs(),
-        catalog: s.world.service_catalog(),
-        config: CatalogConfig {
-            pending_response: PendingResponse::Failed,
-            wait_for_active: Duration::from_secs(20),
-            poll_interval: Duration::from_millis(100),
-            safety_margin: Duration::from_secs(2),
-            allow_local_response_url: true,
-            ..CatalogConfig::default()
-        },
-        responder: Responder::new(true),
-        stacks: catalog_provisioning::StackReader::from_sdk_config(
-            s.world.sdk_config(),
-            local_world::world::EXECUTION_ROLE,
-            Some(s.world.moto_url().to_string()),
+    let app = catalog::app(
+        &s,
+        s.engine(&[]),
+        catalog::config(
+            PendingResponse::Failed,
+            Duration::from_secs(20),
+            Duration::from_millis(100),
         ),
-    };
+    );
     let receiver = Receiver::start(Vec::new()).await;
     let launch = json!({
         "RequestType": "Create",
