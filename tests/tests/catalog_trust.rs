@@ -178,6 +178,16 @@ async fn forged_topic_requests_are_answered_failed_and_write_nothing() {
             ),
         ),
         (
+            "Create claiming the decoy's own type for a real stack of the bystander",
+            request(
+                "Create",
+                &receiver.url,
+                &decoy,
+                "Custom::SomethingElse",
+                json!({"ProductSku": license.sku}),
+            ),
+        ),
+        (
             "Delete with DeactivateOnDelete naming the victim's real stack (not being deleted)",
             {
                 let mut r = request(

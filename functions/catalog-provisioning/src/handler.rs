@@ -5,7 +5,7 @@ use crate::config::{CatalogConfig, PendingResponse};
 use crate::portfolio;
 use crate::request::{
     answer_margin, classify, is_grant_arn, parse_properties, parse_request, stack_account,
-    CfnRequest, Incoming, Properties, Recheck, Target, Waiting,
+    CfnRequest, Incoming, Properties, Recheck, Target, Waiting, RESOURCE_TYPE,
 };
 use crate::verify::{judge, needs_verification, Claim, StackReader, Verdict};
 use futures::FutureExt;
@@ -294,7 +294,9 @@ async fn respond(
     {
         let claim = Claim {
             request_type: &target.request_type,
-            resource_type,
+            // What the request is acted on as, whatever type it claims: a decoy custom resource
+            // of another type in progress in the account must not pass for a launch.
+            resource_type: RESOURCE_TYPE,
             logical_id: &target.logical_resource_id,
             stack_id: &target.stack_id,
             physical_id: target.physical_resource_id.as_deref(),
