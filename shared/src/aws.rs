@@ -581,11 +581,35 @@ pub async fn activate_grant(
     grant_arn: &str,
     source_version: &str,
     client_token: &str,
-    behavior: &str,
+    behavior: Option<&str>,
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
     let reason = crate::decide::ACTIVATION_STATUS_REASON;
     let how = (behavior, Side::Member, reason);
+    activation(lm, grant_arn, source_version, client_token, how, calls)
+        .await
+        .map_err(|e| match e {
+            Error::Aws { message, .. } if message.contains("already has an active license") => {
+                Error::ActiveLicenseConflict(message)
+            }
+            other => other,
+        })
+}
+
+/// Activation of an account's grant by the grantor (the management account), with the
+/// grantor's own override behavior: how a migration's takeover is done where the grantor already
+/// set a behavior on the grant that a grantee's cannot replace (AWS: a grantee may specify one
+/// only if the grantor does not).
+pub async fn activate_grant_as_grantor(
+    lm: &aws_sdk_licensemanager::Client,
+    grant_arn: &str,
+    source_version: &str,
+    client_token: &str,
+    behavior: &str,
+    calls: &CallLog,
+) -> Result<(String, String), Error> {
+    let reason = crate::decide::ACTIVATION_STATUS_REASON;
+    let how = (Some(behavior), Side::Own, reason);
     activation(lm, grant_arn, source_version, client_token, how, calls)
         .await
         .map_err(|e| match e {
@@ -608,7 +632,7 @@ pub async fn bulk_activate(
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
     let how = (
-        behavior,
+        Some(behavior),
         Side::Own,
         "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)",
     );
@@ -620,13 +644,15 @@ async fn activation(
     grant_arn: &str,
     source_version: &str,
     client_token: &str,
-    (behavior, side, reason): (&str, Side, &str),
+    (behavior, side, reason): (Option<&str>, Side, &str),
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
-    let options = Options::builder()
-        .activation_override_behavior(ActivationOverrideBehavior::from(behavior))
-        .build();
-    let how = (GrantStatus::Active, Some(options), side, reason);
+    let options = behavior.map(|b| {
+        Options::builder()
+            .activation_override_behavior(ActivationOverrideBehavior::from(b))
+            .build()
+    });
+    let how = (GrantStatus::Active, options, side, reason);
     new_grant_version(lm, grant_arn, source_version, client_token, how, calls).await
 }
 

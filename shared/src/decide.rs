@@ -94,6 +94,11 @@ pub struct Observation<'a> {
     pub replaced_this_run: bool,
     /// Delayed re-checks before this run (0 for a first delivery).
     pub attempt: u32,
+    /// Whether a covering grant promises the account a child: AWS gives one to every account
+    /// of an organization (joiners too) and to the accounts "in the OU", but says nothing of
+    /// accounts in nested OUs (`ouGrantsReachNestedOus`). A child not promised is not waited
+    /// for: once the organization side was read, the gap is repaired.
+    pub child_promised: bool,
     /// How the license is distributed. In `organization` and `ou` mode ct-entitlements never
     /// creates a grant to the account: the account-level grant under the parent is the one,
     /// and an older per-account grant of ct-entitlements' is replaced by it and deleted.
@@ -241,6 +246,60 @@ fn rank(status: &str) -> u8 {
     }
 }
 
+/// Re-checks (after the organization side was read) that an account covered by an
+/// organization/OU grant waits for its account-level grant before ct-entitlements repairs the
+/// gap with a grant of its own. AWS promises a child to accounts that join the organization, not
+/// a re-issue after a failure nor one to accounts in nested OUs, and the engine never waits for
+/// a grant nobody promised for longer than this.
+pub const CHILD_WAIT_RECHECKS: u32 = 2;
+
+/// A repair: a per-account grant of ct-entitlements' own, of the next generation.
+fn repair(generation: usize) -> Next {
+    if generation >= MAX_GRANT_GENERATIONS {
+        Next::Fail(Failure::TooManyGenerations {
+            grant: None,
+            count: generation,
+        })
+    } else {
+        Next::Create { generation }
+    }
+}
+
+/// How an activation is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActivateAs {
+    /// By the member account (the grantee), with this override behavior or none.
+    Member(Option<String>),
+    /// By the management account (the grantor), with this override behavior.
+    Grantor(String),
+}
+
+/// `ALL_GRANTS_PERMITTED_BY_ISSUER`, the behavior that replaces the account's other active
+/// grants of the product in the same activation.
+pub const REPLACING_BEHAVIOR: &str = "ALL_GRANTS_PERMITTED_BY_ISSUER";
+
+/// Who activates `grant`, with which override behavior. AWS lets a grantee specify a behavior
+/// only "if the grantor … doesn't specify", and does not document what happens when it does
+/// anyway (honoured, ignored or rejected: `granteeOverride`); so where the grant already carries
+/// a behavior (set by the grantor's bulk activation of its parent) the grantee sends none, and a
+/// takeover (`replacing`: the account's older grant must go in the same step) that needs a
+/// behavior the grant does not carry is sent by the grantor, whose own behavior always applies.
+pub fn activate_as(
+    grant: &GrantView,
+    source: Source,
+    configured: &str,
+    replacing: bool,
+) -> ActivateAs {
+    let carried = grant.activation_behavior.as_deref();
+    match (replacing, carried) {
+        (true, None) => ActivateAs::Member(Some(REPLACING_BEHAVIOR.to_string())),
+        (true, Some(REPLACING_BEHAVIOR)) => ActivateAs::Member(None),
+        (true, Some(_)) => ActivateAs::Grantor(REPLACING_BEHAVIOR.to_string()),
+        (false, Some(_)) if source == Source::Organization => ActivateAs::Member(None),
+        (false, _) => ActivateAs::Member(Some(configured.to_string())),
+    }
+}
+
 /// Whether an organization/OU grant looks bulk-activated. AWS documents bulk activation
 /// (CreateGrantVersion Status=ACTIVE on the parent, which then shows WORKFLOW_COMPLETED) but no
 /// field saying it happened; a parent with activation options, or one changed by a new version
@@ -265,13 +324,22 @@ fn covers(parent: &GrantView) -> bool {
     !is_terminal(&parent.status) && parent.status != status::PENDING_DELETE
 }
 
-/// Where an account-level grant comes from, without relying on the format of `ParentArn`: a
-/// child names a known organization/OU grant as its parent, or is neither made from the
-/// license directly nor named like ct-entitlements' own grants.
+/// Where an account-level grant comes from, by what ct-entitlements wrote rather than by
+/// `ParentArn`, whose value AWS does not document for either kind of grant (a child's may name
+/// its parent, the license, or nothing; a per-account grant's may name the license or not):
+/// - named `own_grant_name` (the `GrantName` ct-entitlements sends, which `GetGrant` and the
+///   listings return as sent): ct-entitlements' own per-account grant;
+/// - otherwise, `ParentArn` naming a known organization/OU grant, or any such grant covering the
+///   account (`parents`): the account-level grant License Manager made under it;
+/// - otherwise, with no covering grant: a grant made to the account by hand (`Account`), unless
+///   its `ParentArn` names a grant (a child whose parent is gone or not read).
 pub fn source_of(grant: &GrantView, parents: &[GrantView], own_grant_name: &str) -> Source {
-    let under_known_parent = parents.iter().any(|p| p.arn == grant.parent_arn);
-    let not_from_license = !grant.parent_arn.is_empty() && grant.parent_arn != grant.license_arn;
-    if under_known_parent || (not_from_license && grant.name != own_grant_name) {
+    if grant.name == own_grant_name {
+        return Source::Account;
+    }
+    let names_a_grant =
+        grant.parent_arn != grant.license_arn && grant.parent_arn.contains(":grant:");
+    if !parents.is_empty() || names_a_grant {
         Source::Organization
     } else {
         Source::Account
@@ -286,12 +354,22 @@ pub fn decide(o: &Observation<'_>) -> Next {
         .filter(|p| p.license_arn == o.license_arn && covers(p))
         .collect();
     let all_parents: Vec<GrantView> = parents.iter().map(|p| (*p).clone()).collect();
-    let source = |g: &GrantView| source_of(g, &all_parents, o.own_grant_name);
     let mine: Vec<&GrantView> = o
         .own
         .iter()
         .filter(|g| g.license_arn == o.license_arn)
         .collect();
+    // Where a child names its parent (one reading of ParentArn), the account's other grants of
+    // another name are not children but grants made to it by hand.
+    let names_parent = |g: &GrantView| all_parents.iter().any(|p| p.arn == g.parent_arn);
+    let child_named = mine.iter().any(|g| names_parent(g));
+    let source = |g: &GrantView| {
+        if child_named && !names_parent(g) {
+            Source::Account
+        } else {
+            source_of(g, &all_parents, o.own_grant_name)
+        }
+    };
     // Grants of ct-entitlements' own lineage that are dead: the next one is a new generation.
     let generation = mine
         .iter()
@@ -302,10 +380,17 @@ pub fn decide(o: &Observation<'_>) -> Next {
         .filter(|g| is_terminal(&g.status) && source(g) == Source::Organization)
         .count();
     let live = |g: &&&GrantView| !is_terminal(&g.status) && g.status != status::WORKFLOW_COMPLETED;
-    if o.mode != Mode::Account {
-        // Organization/OU mode: the child under a parent is the account's grant; an older
-        // per-account grant of ct-entitlements' keeps the account entitled until the child
-        // replaces it, then goes.
+    // ct-entitlements' own per-account grant, when it is the grant to drive.
+    let mut drive_ours: Option<&GrantView> = None;
+    let org_mode = o.mode != Mode::Account;
+    {
+        // In organization/OU mode the child under a parent is the account's grant. A grant of
+        // ct-entitlements' own keeps the account entitled where no working child is there (an
+        // older per-account grant during a migration, or a repair) until a child is ACTIVE;
+        // then it goes. In every mode a child that failed, or never came, is repaired by a grant
+        // of our own: AWS promises children to accounts that join the organization, not a
+        // re-issue after a failure nor a child in a nested OU, and the engine never waits for a
+        // grant nobody promised for longer than `CHILD_WAIT_RECHECKS` re-checks.
         let ours = mine
             .iter()
             .filter(live)
@@ -318,14 +403,19 @@ pub fn decide(o: &Observation<'_>) -> Next {
             .filter(|g| source(g) == Source::Organization)
             .min_by_key(|g| rank(&g.status))
             .copied();
+        let child_failed = child.is_some_and(|c| c.status == status::FAILED_WORKFLOW);
+        // A child handed out once and gone (deleted after failing) is not promised again.
+        let promised = o.child_promised && dead_children == 0;
+        let waited = o.org_side_read && (o.attempt >= CHILD_WAIT_RECHECKS || !promised);
+        let ours_active = ours.is_some_and(|g| g.status == status::ACTIVE);
         match (child, ours) {
-            (Some(child), Some(ours)) if child.status == status::ACTIVE => {
+            (Some(child), Some(ours)) if org_mode && child.status == status::ACTIVE => {
                 return Next::Retire {
                     grant: ours.clone(),
                 }
             }
             (Some(child), Some(ours))
-                if child.status == status::DISABLED && ours.status == status::ACTIVE =>
+                if org_mode && child.status == status::DISABLED && ours_active =>
             {
                 let requested =
                     mark_of(o.activations, child).is_some_and(|m| !m.bulk && at_version(m, child));
@@ -342,9 +432,24 @@ pub fn decide(o: &Observation<'_>) -> Next {
                     }
                 };
             }
-            (None, Some(ours)) if ours.status == status::ACTIVE => {
-                // Entitled by the older grant; the child is looked for (or waited for).
-                if parents.is_empty() {
+            // Entitled by our own grant beside a failed child: the child is cleared (so that a
+            // re-issue, where AWS makes one, can come), a bounded number of times.
+            (Some(child), Some(ours)) if child_failed && ours_active => {
+                return if o.replaced_this_run || dead_children + 1 >= MAX_GRANT_GENERATIONS {
+                    Next::Done {
+                        grant: ours.clone(),
+                        source: Source::Account,
+                    }
+                } else {
+                    Next::DeleteChild {
+                        failed: child.clone(),
+                    }
+                };
+            }
+            (None, Some(ours)) if org_mode && ours_active => {
+                // Entitled by our own grant; the child is looked for, and waited for a bounded
+                // number of re-checks (a migration's child comes within minutes where it comes).
+                if parents.is_empty() || waited {
                     return Next::Done {
                         grant: ours.clone(),
                         source: Source::Account,
@@ -361,16 +466,41 @@ pub fn decide(o: &Observation<'_>) -> Next {
                     reason: WaitReason::ChildNotYet,
                 };
             }
-            (None, _) if parents.is_empty() => return Next::AwaitParent,
+            (None, _) if org_mode && parents.is_empty() => return Next::AwaitParent,
+            // Our own grant not active yet, and no working child: it is driven like any grant.
+            (None, Some(ours)) if org_mode => drive_ours = Some(ours),
+            (Some(_), Some(ours)) if child_failed => drive_ours = Some(ours),
+            // A failed child is repaired at once by a grant of our own; a missing one once it
+            // has been looked for and waited for.
+            (Some(failed), None) if child_failed => {
+                if o.replaced_this_run {
+                    return Next::Wait {
+                        grant: failed.clone(),
+                        source: Source::Organization,
+                        reason: WaitReason::ReplacedAlready,
+                    };
+                }
+                return repair(generation);
+            }
+            (None, None)
+                if waited
+                    && !parents.is_empty()
+                    && !parents.iter().all(|p| p.status == status::FAILED_WORKFLOW) =>
+            {
+                return repair(generation);
+            }
             _ => {}
         }
     }
-    let best = mine
-        .iter()
-        .filter(live)
-        .filter(|g| o.mode == Mode::Account || source(g) == Source::Organization)
-        .min_by_key(|g| (rank(&g.status), source(g) == Source::Account))
-        .copied();
+    let best = match drive_ours {
+        Some(ours) => Some(ours),
+        None => mine
+            .iter()
+            .filter(live)
+            .filter(|g| o.mode == Mode::Account || source(g) == Source::Organization)
+            .min_by_key(|g| (rank(&g.status), source(g) == Source::Account))
+            .copied(),
+    };
 
     let Some(grant) = best else {
         if let Some(parent) = parents.first() {
@@ -582,6 +712,7 @@ mod tests {
         replaced: bool,
         attempt: u32,
         mode: Mode,
+        promised: bool,
         expect: &'a str,
     }
 
@@ -594,6 +725,7 @@ mod tests {
             replaced: false,
             attempt: 0,
             mode: Mode::Account,
+            promised: true,
             expect,
         }
     }
@@ -608,6 +740,7 @@ mod tests {
             org_side_read: c.org_side_read,
             replaced_this_run: c.replaced,
             attempt: c.attempt,
+            child_promised: c.promised,
             mode: c.mode,
         })
     }
@@ -663,11 +796,89 @@ mod tests {
                 vec![parent(status::WORKFLOW_COMPLETED)],
                 "Activate/organization",
             ),
+            // A failed child is repaired at once by a grant of ours (AWS promises no
+            // re-issue), then cleared once ours is ACTIVE (a re-issue, where AWS makes one,
+            // takes over later), a bounded number of times.
             case(
                 vec![child(status::FAILED_WORKFLOW)],
                 vec![bulk_parent.clone()],
+                "Create/0",
+            ),
+            case(
+                vec![child(status::FAILED_WORKFLOW), ours(status::DISABLED)],
+                vec![bulk_parent.clone()],
+                "Activate/account",
+            ),
+            case(
+                vec![child(status::FAILED_WORKFLOW), ours(status::ACTIVE)],
+                vec![bulk_parent.clone()],
                 "DeleteChild",
             ),
+            Case {
+                replaced: true,
+                ..case(
+                    vec![child(status::FAILED_WORKFLOW), ours(status::ACTIVE)],
+                    vec![bulk_parent.clone()],
+                    "Done/account",
+                )
+            },
+            Case {
+                replaced: true,
+                ..case(
+                    vec![child(status::FAILED_WORKFLOW)],
+                    vec![bulk_parent.clone()],
+                    "Wait/ReplacedAlready",
+                )
+            },
+            // A child that never comes (not re-issued, an OU grant that does not reach nested
+            // OUs) is waited for `CHILD_WAIT_RECHECKS` re-checks, then repaired...
+            Case {
+                attempt: CHILD_WAIT_RECHECKS - 1,
+                ..case(vec![], vec![bulk_parent.clone()], "Wait/ChildNotYet")
+            },
+            Case {
+                attempt: CHILD_WAIT_RECHECKS,
+                ..case(vec![], vec![bulk_parent.clone()], "Create/0")
+            },
+            // A child nobody promised (an OU grant above the account's own OU) is not waited
+            // for once the organization side was read.
+            Case {
+                promised: false,
+                ..case(vec![], vec![bulk_parent.clone()], "Create/0")
+            },
+            Case {
+                promised: false,
+                org_side_read: false,
+                ..case(vec![], vec![bulk_parent.clone()], "FindChild")
+            },
+            Case {
+                attempt: CHILD_WAIT_RECHECKS,
+                org_side_read: false,
+                ..case(vec![], vec![bulk_parent.clone()], "FindChild")
+            },
+            Case {
+                attempt: CHILD_WAIT_RECHECKS,
+                ..case(
+                    vec![grant("g-old", status::DELETED)],
+                    vec![bulk_parent.clone()],
+                    "Create/1",
+                )
+            },
+            // A child handed out once and deleted (after failing) is not promised again.
+            case(
+                vec![child(status::DELETED), ours(status::ACTIVE)],
+                vec![bulk_parent.clone()],
+                "Done/account",
+            ),
+            // ...and the repair, once ACTIVE, holds without a re-check chain.
+            Case {
+                attempt: CHILD_WAIT_RECHECKS,
+                ..case(
+                    vec![ours(status::ACTIVE)],
+                    vec![bulk_parent.clone()],
+                    "Done/account",
+                )
+            },
             // Migration: the child takes over from our active grant in one activation...
             case(
                 vec![ours(status::ACTIVE), child(status::DISABLED)],
@@ -846,9 +1057,10 @@ mod tests {
                 (status::DISABLED, "Activate/organization"),
                 (status::PENDING_ACCEPT, "Accept/organization"),
                 (status::PENDING_WORKFLOW, "Wait/Workflow"),
-                (status::FAILED_WORKFLOW, "DeleteChild"),
-                // A dead child: the parent still covers the account; no grant beside it.
-                (status::DELETED, "Wait/ChildNotYet"),
+                // A failed child is repaired by a grant of our own (no re-issue is promised).
+                (status::FAILED_WORKFLOW, "Create/0"),
+                // A dead child: no second one is promised; repaired by a grant of our own.
+                (status::DELETED, "Create/0"),
             ] {
                 let c = case(
                     vec![child(child_status)],
@@ -865,6 +1077,54 @@ mod tests {
     }
 
     #[test]
+    fn an_activation_never_counts_on_a_grantee_behavior_the_grantor_already_set() {
+        const DGO: &str = "DISTRIBUTED_GRANTS_ONLY";
+        let with = |b: Option<&str>| GrantView {
+            activation_behavior: b.map(str::to_string),
+            ..child(status::DISABLED)
+        };
+        let member = |b: Option<&str>| ActivateAs::Member(b.map(str::to_string));
+        let cases = [
+            // (carried, source, replacing, expected)
+            (None, Source::Account, false, member(Some(DGO))),
+            (None, Source::Organization, false, member(Some(DGO))),
+            (Some(DGO), Source::Account, false, member(Some(DGO))),
+            (Some(DGO), Source::Organization, false, member(None)),
+            (
+                Some(REPLACING_BEHAVIOR),
+                Source::Organization,
+                false,
+                member(None),
+            ),
+            (
+                None,
+                Source::Organization,
+                true,
+                member(Some(REPLACING_BEHAVIOR)),
+            ),
+            (
+                Some(REPLACING_BEHAVIOR),
+                Source::Organization,
+                true,
+                member(None),
+            ),
+            (
+                Some(DGO),
+                Source::Organization,
+                true,
+                ActivateAs::Grantor(REPLACING_BEHAVIOR.to_string()),
+            ),
+        ];
+        for (carried, source, replacing, expected) in cases {
+            assert_eq!(
+                activate_as(&with(carried), source, DGO, replacing),
+                expected,
+                "{carried:?} {source:?} replacing={replacing}"
+            );
+        }
+    }
+
+    #[test]
     fn child_is_recognised_without_parsing_parent_arn() {
         // Parent listed: ParentArn names it.
         let c = case(
@@ -876,22 +1136,47 @@ mod tests {
         // Parent not visible: not made from the license and not named like ours.
         let c = case(vec![child(status::ACTIVE)], vec![], "");
         assert_eq!(name(&run(&c)), "Done/organization");
-        // A child whose ParentArn is the license ARN (undocumented either way) is still a child
-        // when its name is not ours... and ours when it is.
-        let odd = GrantView {
-            parent_arn: LICENSE.into(),
-            ..child(status::FAILED_WORKFLOW)
+        // Every reading of a child's ParentArn (the parent, the license, absent): a child while
+        // an organization/OU grant covers the account; its name is not ours.
+        for parent_arn in [PARENT, LICENSE, ""] {
+            let child = GrantView {
+                parent_arn: parent_arn.into(),
+                ..child(status::FAILED_WORKFLOW)
+            };
+            let parents = [parent(status::WORKFLOW_COMPLETED)];
+            assert_eq!(
+                source_of(&child, &parents, NAME),
+                Source::Organization,
+                "{parent_arn:?}"
+            );
+        }
+        // Every reading of a per-account grant's ParentArn (the license, something else): ours
+        // by its name, whatever covers the account.
+        for parent_arn in [
+            LICENSE,
+            "arn:aws:license-manager::294406891311:grant-root:l-1",
+            PARENT,
+            "",
+        ] {
+            let ours = GrantView {
+                parent_arn: parent_arn.into(),
+                ..grant("g-x", status::ACTIVE)
+            };
+            for parents in [vec![], vec![parent(status::WORKFLOW_COMPLETED)]] {
+                assert_eq!(
+                    source_of(&ours, &parents, NAME),
+                    Source::Account,
+                    "{parent_arn:?} {}",
+                    parents.len()
+                );
+            }
+        }
+        // A grant made by hand (another name) with nothing covering the account.
+        let by_hand = GrantView {
+            name: "made-by-hand".into(),
+            ..grant("g-h", status::ACTIVE)
         };
-        assert_eq!(source_of(&odd, &[], NAME), Source::Account);
-        let with_parent = GrantView {
-            parent_arn: PARENT.into(),
-            name: NAME.into(),
-            ..grant("g-x", status::ACTIVE)
-        };
-        assert_eq!(
-            source_of(&with_parent, &[parent(status::ACTIVE)], NAME),
-            Source::Organization
-        );
+        assert_eq!(source_of(&by_hand, &[], NAME), Source::Account);
     }
 
     #[test]
@@ -1043,23 +1328,64 @@ mod tests {
     }
 
     #[test]
-    fn failed_child_is_cleared_for_a_new_one_a_bounded_number_of_times() {
+    fn failed_child_is_repaired_then_cleared_a_bounded_number_of_times() {
         let parents = vec![parent(status::WORKFLOW_COMPLETED)];
-        let mut own = vec![child(status::FAILED_WORKFLOW)];
-        assert_eq!(
-            name(&run(&case(own.clone(), parents.clone(), ""))),
-            "DeleteChild"
-        );
-        let mut c = case(own.clone(), parents.clone(), "");
-        c.replaced = true;
-        assert_eq!(name(&run(&c)), "Wait/ReplacedAlready");
-        for i in 0..MAX_GRANT_GENERATIONS - 1 {
-            own.push(GrantView {
-                arn: format!("g-dead-child-{i}"),
-                ..child(status::DELETED)
-            });
+        let failed = child(status::FAILED_WORKFLOW);
+        let ours = |st: &str| grant("g-ours", st);
+        for mode in [Mode::Account, Mode::Organization, Mode::Ou] {
+            let run_in = |own: Vec<GrantView>, replaced: bool| {
+                let mut c = case(own, parents.clone(), "");
+                c.mode = mode;
+                c.replaced = replaced;
+                name(&run(&c))
+            };
+            // Repaired at once by a grant of ours, never waiting for a re-issue...
+            assert_eq!(run_in(vec![failed.clone()], false), "Create/0", "{mode:?}");
+            assert_eq!(
+                run_in(vec![failed.clone()], true),
+                "Wait/ReplacedAlready",
+                "{mode:?}"
+            );
+            // ...which is driven to ACTIVE...
+            assert_eq!(
+                run_in(vec![failed.clone(), ours(status::DISABLED)], false),
+                "Activate/account",
+                "{mode:?}"
+            );
+            // ...then the failed child is cleared (a re-issue, where AWS makes one, can come),
+            // once per run and a bounded number of times.
+            assert_eq!(
+                run_in(vec![failed.clone(), ours(status::ACTIVE)], false),
+                "DeleteChild",
+                "{mode:?}"
+            );
+            assert_eq!(
+                run_in(vec![failed.clone(), ours(status::ACTIVE)], true),
+                "Done/account",
+                "{mode:?}"
+            );
+            let mut own = vec![failed.clone(), ours(status::ACTIVE)];
+            for i in 0..MAX_GRANT_GENERATIONS - 1 {
+                own.push(GrantView {
+                    arn: format!("g-dead-child-{i}"),
+                    ..child(status::DELETED)
+                });
+            }
+            assert_eq!(run_in(own, false), "Done/account", "{mode:?}");
+            // Our own grants count their generations as ever.
+            let mut own = vec![failed.clone()];
+            for i in 0..MAX_GRANT_GENERATIONS {
+                own.push(GrantView {
+                    arn: format!("g-dead-ours-{i}"),
+                    ..ours(status::DELETED)
+                });
+            }
+            assert_eq!(
+                run_in(own, false),
+                format!("Fail/TooMany{MAX_GRANT_GENERATIONS}"),
+                "{mode:?}"
+            );
         }
-        assert_eq!(name(&run(&case(own, parents, ""))), "Fail/ChildFailed");
     }
 
     #[test]

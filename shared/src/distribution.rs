@@ -98,6 +98,31 @@ pub fn parent_step(license_arn: &str, principal: &str, grants: &[GrantView]) -> 
     }
 }
 
+/// The override behavior a parent is bulk-activated with. During a migration (the license still
+/// has live per-account grants of ct-entitlements', named `<prefix>-<account id>`) it is
+/// `ALL_GRANTS_PERMITTED_BY_ISSUER`, so that each child's activation replaces the account's older
+/// grant in the same step, from the grantor's side: a grantee's own behavior may be ignored or
+/// refused where the grantor set one (undocumented: `granteeOverride`). Otherwise the configured
+/// `OVERRIDE_BEHAVIOR`.
+pub fn bulk_behavior<'a>(
+    configured: &'a str,
+    license_arn: &str,
+    grants: &[GrantView],
+    prefix: &str,
+) -> &'a str {
+    let migrating = grants.iter().any(|g| {
+        g.license_arn == license_arn
+            && !decide::is_terminal(&g.status)
+            && crate::ids::account_of_root_principal(&g.grantee)
+                .is_some_and(|account| g.name == format!("{prefix}-{account}"))
+    });
+    if migrating {
+        decide::REPLACING_BEHAVIOR
+    } else {
+        configured
+    }
+}
+
 /// One parent grant, as the reconcile report shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -228,6 +253,12 @@ async fn run_parent(
     if dry_run {
         return Ok(());
     }
+    let behavior = bulk_behavior(
+        config.override_behavior.as_str(),
+        &license.arn,
+        grants,
+        &config.grant_name_prefix,
+    );
     let create = |generation: usize| async move {
         let operations = crate::engine::grant_operations(&config.allowed_operations, license)?;
         let seed = format!("parent:{principal}:{}:{generation}", license.arn);
@@ -250,7 +281,7 @@ async fn run_parent(
         ParentStep::Create { generation } => {
             let created = create(generation).await?;
             report.actions.push("CreateGrant".into());
-            activate_when_ready(lm, config, created, calls, report).await?;
+            activate_when_ready(lm, behavior, created, calls, report).await?;
         }
         ParentStep::Replace { failed, generation } => {
             aws::delete_grant(
@@ -264,9 +295,9 @@ async fn run_parent(
             report.actions.push("DeleteGrant".into());
             let created = create(generation).await?;
             report.actions.push("CreateGrant".into());
-            activate_when_ready(lm, config, created, calls, report).await?;
+            activate_when_ready(lm, behavior, created, calls, report).await?;
         }
-        ParentStep::Activate { grant } => bulk(lm, config, &grant, calls, report).await?,
+        ParentStep::Activate { grant } => bulk(lm, behavior, &grant, calls, report).await?,
         ParentStep::Fail { grant, count } => {
             return Err(Error::GrantFailed {
                 grant_arn: grant.arn,
@@ -285,7 +316,7 @@ async fn run_parent(
 /// bulk activation at once when the workflow is done; otherwise the next run activates it.
 async fn activate_when_ready(
     lm: &aws_sdk_licensemanager::Client,
-    config: &Config,
+    behavior: &str,
     created: GrantView,
     calls: &CallLog,
     report: &mut ParentReport,
@@ -300,14 +331,14 @@ async fn activate_when_ready(
         created
     };
     if grant.status == status::WORKFLOW_COMPLETED {
-        bulk(lm, config, &grant, calls, report).await?;
+        bulk(lm, behavior, &grant, calls, report).await?;
     }
     Ok(())
 }
 
 async fn bulk(
     lm: &aws_sdk_licensemanager::Client,
-    config: &Config,
+    behavior: &str,
     grant: &GrantView,
     calls: &CallLog,
     report: &mut ParentReport,
@@ -318,11 +349,17 @@ async fn bulk(
         &grant.arn,
         &grant.version,
         &token(&seed),
-        config.override_behavior.as_str(),
+        behavior,
         calls,
     )
     .await?;
-    report.actions.push("ActivateGrant(bulk)".into());
+    report
+        .actions
+        .push(if behavior == decide::REPLACING_BEHAVIOR {
+            format!("ActivateGrant(bulk, {behavior})")
+        } else {
+            "ActivateGrant(bulk)".to_string()
+        });
     report.status = Some(s);
     Ok(())
 }
@@ -357,6 +394,47 @@ mod tests {
             ParentStep::Wait { .. } => "Wait".into(),
             ParentStep::Ready { .. } => "Ready".into(),
             ParentStep::Fail { count, .. } => format!("Fail/{count}"),
+        }
+    }
+
+    #[test]
+    fn a_migration_is_bulk_activated_with_the_replacing_behavior() {
+        const DGO: &str = "DISTRIBUTED_GRANTS_ONLY";
+        let ours = |status: &str| GrantView {
+            name: "ct-entitlements-210987654321".into(),
+            ..g("g-ours", "arn:aws:iam::210987654321:root", status, "1")
+        };
+        let by_hand = GrantView {
+            name: "made-by-hand".into(),
+            ..ours("ACTIVE")
+        };
+        let parent = g("g-1", ORG, status::WORKFLOW_COMPLETED, "1");
+        let cases: Vec<(Vec<GrantView>, &str)> = vec![
+            (vec![parent.clone()], DGO),
+            (
+                vec![parent.clone(), ours("ACTIVE")],
+                decide::REPLACING_BEHAVIOR,
+            ),
+            (
+                vec![parent.clone(), ours("DISABLED")],
+                decide::REPLACING_BEHAVIOR,
+            ),
+            (vec![parent.clone(), ours("DELETED")], DGO),
+            (vec![parent.clone(), by_hand], DGO),
+            (
+                vec![GrantView {
+                    license_arn: "arn:aws:license-manager::111122223333:license:l-2".into(),
+                    ..ours("ACTIVE")
+                }],
+                DGO,
+            ),
+        ];
+        for (grants, expected) in cases {
+            assert_eq!(
+                bulk_behavior(DGO, L, &grants, "ct-entitlements"),
+                expected,
+                "{grants:?}"
+            );
         }
     }
 

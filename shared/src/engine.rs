@@ -5,7 +5,7 @@
 
 use crate::aws::{self, GrantView, HeldLicense, NewGrant, OrgInfo};
 use crate::clients::{Clients, MemberClients};
-use crate::config::{Config, LicenseRef, OverrideBehavior, Selection};
+use crate::config::{Config, LicenseRef, Mode, OverrideBehavior, Selection};
 use crate::decide::{self, Failure, Next, Observation, Source, WaitReason};
 pub use crate::decide::{is_terminal, status};
 use crate::error::Error;
@@ -32,6 +32,11 @@ const MAX_REMEMBERED_ACTIVATIONS: usize = 10_000;
 
 /// The deepest OU nesting Organizations allows is 5 levels; guard the ancestor walk with it.
 const MAX_OU_DEPTH: usize = 5;
+
+/// The report's `grantSource` for a grant of ct-entitlements' own to an account whose license
+/// is distributed to the organization or OUs (a stop-gap until the account-level grant under
+/// the parent works: an older per-account grant during a migration, or a repair).
+pub const REPAIR_SOURCE: &str = "repair";
 
 /// Deterministic `ClientToken` for CreateGrant: the same account, license and generation always
 /// give the same token, so a retried or duplicated create cannot make a second grant; the
@@ -96,6 +101,9 @@ struct Target<'a> {
     activations: Vec<ActivationMark>,
     /// Delayed re-checks before this run.
     attempt: u32,
+    /// The principals whose grants promise the account a child: the organization, and the
+    /// account's own OU (not the OUs above it).
+    promising: Vec<String>,
 }
 
 /// What happened to one license, beyond its report.
@@ -271,7 +279,15 @@ impl Engine {
             .as_ref()
             .and_then(|e| e.override_behavior)
             .unwrap_or(self.config.override_behavior);
-        let (licenses, unmatched) = resolve(&refs, &held);
+        let (mut licenses, unmatched) = resolve(&refs, &held);
+        if work.explicit.is_none() {
+            let ancestors = self.inherited_from(&member.ou_id, calls).await?;
+            for l in self.inherited(&ancestors, &held) {
+                if !licenses.iter().any(|o| o.arn == l.arn) {
+                    licenses.push(l);
+                }
+            }
+        }
         for missing in unmatched {
             let err = Error::Config(format!(
                 "{missing} matches no AVAILABLE AWS/Marketplace license held by the granting account"
@@ -366,6 +382,7 @@ impl Engine {
             seen: &seen,
             activations,
             attempt: work.attempt,
+            promising: covering.iter().take(2).cloned().collect(),
         };
         let runs: Vec<LicenseRun> = futures::stream::iter(licenses.iter())
             .map(|license| {
@@ -529,11 +546,9 @@ impl Engine {
         // Only the grants ct-entitlements made: never a child of an organization/OU grant
         // (whether or not License Manager lists those here), never one made by hand.
         let own_name = self.own_grant_name(account);
-        let ours = grants.iter().filter(|g| {
-            !is_terminal(&g.status)
-                && g.name == own_name
-                && decide::source_of(g, &[], &own_name) == Source::Account
-        });
+        let ours = grants
+            .iter()
+            .filter(|g| !is_terminal(&g.status) && g.name == own_name);
         for grant in ours {
             if license_arns.is_some_and(|only| !only.contains(&grant.license_arn)) {
                 continue;
@@ -625,14 +640,66 @@ impl Engine {
             aws::describe_member(&self.clients.organizations, account, hints, &calls),
             self.held_licenses(&calls),
         )?;
-        Ok(self.wanted(&member.ou_id, &member.tags, &held))
+        let ancestors = self.inherited_from(&member.ou_id, &calls).await?;
+        Ok(self.wanted(&member.ou_id, &ancestors, &member.tags, &held))
+    }
+
+    /// Whether an account in a nested OU can inherit licenses from the OU rules above it: some
+    /// license is distributed in `ou` mode. Its OU grant reaches the nested OUs' accounts under
+    /// one reading of AWS's guide (undocumented: `ouGrantsReachNestedOus`), so they are selected
+    /// for it under every reading (a repair grants it where the OU grant does not reach).
+    pub fn inherits_ou_rules(&self) -> bool {
+        !self.config.ou_rules.is_empty()
+            && self.config.distribution.values().any(|m| *m == Mode::Ou)
+    }
+
+    /// The OUs above `ou` (its parents up to the root, nearest first; not `ou` itself) whose
+    /// `ou`-mode licenses an account in `ou` inherits; none (and no call) when nothing can be
+    /// inherited. Each OU's parent is read once per container.
+    pub async fn inherited_from(
+        &self,
+        ou: &Option<String>,
+        calls: &CallLog,
+    ) -> Result<Vec<String>, Error> {
+        if !self.inherits_ou_rules() {
+            return Ok(Vec::new());
+        }
+        let mut chain = self.ancestor_ous(ou.as_deref(), calls).await?;
+        if !chain.is_empty() {
+            chain.remove(0);
+        }
+        Ok(chain)
+    }
+
+    /// The `ou`-mode licenses the OU rules of `ancestors` name (an account in a nested OU holds
+    /// them as the accounts directly in those OUs do).
+    fn inherited(&self, ancestors: &[String], held: &[HeldLicense]) -> Vec<HeldLicense> {
+        let mut out: Vec<HeldLicense> = Vec::new();
+        for ou in ancestors {
+            let Some(rule) = self.config.ou_rules.get(ou) else {
+                continue;
+            };
+            let refs: Vec<Selected> = rule.iter().cloned().map(Selected::Ref).collect();
+            let (licenses, _) = resolve(&refs, held);
+            for l in licenses {
+                let mode = self
+                    .config
+                    .mode_of(&l.arn, l.sku.as_deref().unwrap_or_default());
+                if mode == Mode::Ou && !out.iter().any(|o| o.arn == l.arn) {
+                    out.push(l);
+                }
+            }
+        }
+        out
     }
 
     /// What the configured selection asks for an account in `ou_id` with `tags`, resolved
     /// against the held licenses: the same rules an account's own run applies.
+    /// `ancestors`: the OUs above the account's ([`Engine::inherited_from`]).
     pub fn wanted(
         &self,
         ou_id: &Option<String>,
+        ancestors: &[String],
         tags: &[(String, String)],
         held: &[HeldLicense],
     ) -> Wanted {
@@ -642,7 +709,12 @@ impl Engine {
         match self.selection_for(ou_id, tags) {
             Err(e) => Wanted::Unknown(e.to_string()),
             Ok(refs) => {
-                let (licenses, unmatched) = resolve(&refs, held);
+                let (mut licenses, unmatched) = resolve(&refs, held);
+                for l in self.inherited(ancestors, held) {
+                    if !licenses.iter().any(|o| o.arn == l.arn) {
+                        licenses.push(l);
+                    }
+                }
                 Wanted::Licenses {
                     arns: licenses.into_iter().map(|l| l.arn).collect(),
                     unmatched: unmatched.iter().map(ToString::to_string).collect(),
@@ -743,7 +815,7 @@ impl Engine {
             ..LicenseReport::default()
         };
         let mut marks = Vec::new();
-        match self
+        let result = self
             .drive_grant(
                 target,
                 license,
@@ -753,8 +825,18 @@ impl Engine {
                 calls,
                 &mut report,
             )
-            .await
+            .await;
+        // In organization/OU mode a grant of ct-entitlements' own to the account is a stop-gap
+        // (an older one kept until the child takes over, or a repair where no child works).
+        if report
+            .mode
+            .as_deref()
+            .is_some_and(|m| m != Mode::Account.as_str())
+            && report.grant_source.as_deref() == Some(Source::Account.as_str())
         {
+            report.grant_source = Some(REPAIR_SOURCE.to_string());
+        }
+        match result {
             Ok(pending) => LicenseRun {
                 report,
                 pending,
@@ -807,6 +889,9 @@ impl Engine {
                 org_side_read,
                 replaced_this_run: replaced,
                 attempt: target.attempt,
+                child_promised: parents
+                    .iter()
+                    .any(|p| target.promising.contains(&p.grantee)),
                 mode,
             });
             if first && !matches!(next, Next::FindChild { .. }) {
@@ -922,8 +1007,8 @@ impl Engine {
                 }
                 Next::Activate { grant, source } => {
                     note(report, &grant, source);
-                    let behavior = target.behavior.as_str();
-                    self.activate(target, &grant, behavior, None, marks, &mut own, calls)
+                    let how = decide::activate_as(&grant, source, target.behavior.as_str(), false);
+                    self.activate(target, &grant, how, None, marks, &mut own, calls)
                         .await?;
                     report.actions.push("ActivateGrant".into());
                 }
@@ -935,9 +1020,14 @@ impl Engine {
                 }
                 Next::TakeOver { grant, replaces } => {
                     note(report, &grant, Source::Organization);
-                    let behavior = OverrideBehavior::AllGrantsPermittedByIssuer.as_str();
+                    let how = decide::activate_as(
+                        &grant,
+                        Source::Organization,
+                        target.behavior.as_str(),
+                        true,
+                    );
                     let replaces = Some(&replaces);
-                    self.activate(target, &grant, behavior, replaces, marks, &mut own, calls)
+                    self.activate(target, &grant, how, replaces, marks, &mut own, calls)
                         .await?;
                     report
                         .actions
@@ -981,7 +1071,7 @@ impl Engine {
         &self,
         target: &Target<'_>,
         grant: &GrantView,
-        behavior: &str,
+        how: decide::ActivateAs,
         replaces: Option<&GrantView>,
         marks: &mut Vec<ActivationMark>,
         own: &mut Vec<GrantView>,
@@ -989,16 +1079,25 @@ impl Engine {
     ) -> Result<(), Error> {
         let token = activation_client_token(&grant.arn, &grant.version);
         self.limiter.acquire("CreateGrantVersion").await;
-        let member_lm = &target.member.license_manager;
-        let (s, v) = aws::activate_grant(
-            member_lm,
-            &grant.arn,
-            &grant.version,
-            &token,
-            behavior,
-            calls,
-        )
-        .await?;
+        let (s, v) = match &how {
+            decide::ActivateAs::Member(behavior) => {
+                let member_lm = &target.member.license_manager;
+                let b = behavior.as_deref();
+                aws::activate_grant(member_lm, &grant.arn, &grant.version, &token, b, calls).await?
+            }
+            decide::ActivateAs::Grantor(behavior) => {
+                let lm = &self.clients.license_manager;
+                aws::activate_grant_as_grantor(
+                    lm,
+                    &grant.arn,
+                    &grant.version,
+                    &token,
+                    behavior,
+                    calls,
+                )
+                .await?
+            }
+        };
         put_mark(
             marks,
             ActivationMark {

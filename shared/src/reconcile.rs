@@ -819,10 +819,22 @@ async fn changed_accounts(
     } else {
         vec![Vec::new(); candidates.len()]
     };
+    // The OUs above each candidate's, where a nested OU inherits `ou`-mode licenses (each OU's
+    // parent read once per container; no call otherwise).
+    let mut above: HashMap<Option<String>, Vec<String>> = HashMap::new();
+    for a in candidates {
+        if !above.contains_key(&a.ou_id) {
+            let chain = engine.inherited_from(&a.ou_id, calls).await?;
+            above.insert(a.ou_id.clone(), chain);
+        }
+    }
     let wanted: Vec<Wanted> = candidates
         .iter()
         .zip(&tags)
-        .map(|(a, t)| engine.wanted(&a.ou_id, t, &held))
+        .map(|(a, t)| {
+            let ancestors = above.get(&a.ou_id).map(Vec::as_slice).unwrap_or_default();
+            engine.wanted(&a.ou_id, ancestors, t, &held)
+        })
         .collect();
     // Organization/OU-mode licenses are listed (and their parents kept) even when no
     // candidate wants them in this run.
@@ -865,11 +877,12 @@ async fn changed_accounts(
     .await?;
     for (license, grants) in &listings {
         index.add(license, grants);
-        let mode = modes.get(license).copied().unwrap_or_default();
-        if mode == Mode::Account {
-            if let Some(warning) = quota_warning(license, grants, config) {
-                report.warnings.push(warning);
-            }
+        // In organization/OU mode the per-account grants are repairs (and a switch's leftovers):
+        // they count against the same quota.
+        if let Some(warning) =
+            quota_warning(license, grants, &engine.config().grant_name_prefix, config)
+        {
+            report.warnings.push(warning);
         }
     }
     if !modes.is_empty() {
@@ -902,17 +915,28 @@ async fn changed_accounts(
 
 /// A warning when a license's live per-account grants (its own grants to accounts; children of
 /// organization/OU grants do not count) reach `grant_quota_warn_percent` of `grant_quota`.
+/// Children are told apart as in [`GrantIndex::add`] (by name, not by `ParentArn`).
 pub fn quota_warning(
     license: &str,
     grants: &[GrantView],
+    prefix: &str,
     config: &ReconcileConfig,
 ) -> Option<String> {
+    let parents: Vec<GrantView> = grants
+        .iter()
+        .filter(|g| is_parent_principal(&g.grantee) && !crate::engine::is_terminal(&g.status))
+        .cloned()
+        .collect();
     let used = grants
         .iter()
         .filter(|g| {
-            g.parent_arn == license
-                && account_of_root_principal(&g.grantee).is_some()
+            g.license_arn == license
                 && !crate::engine::is_terminal(&g.status)
+                && account_of_root_principal(&g.grantee).is_some_and(|account| {
+                    let own_name = format!("{prefix}-{account}");
+                    crate::decide::source_of(g, &parents, &own_name)
+                        == crate::decide::Source::Account
+                })
         })
         .count();
     let quota = u64::from(config.grant_quota);
@@ -935,6 +959,8 @@ fn is_parent_principal(grantee: &str) -> bool {
 pub struct GrantIndex {
     seen: HashMap<(String, String), Vec<Seen>>,
     read: BTreeSet<String>,
+    /// Licenses with a live organization/OU grant in their listing.
+    parented: BTreeSet<String>,
     modes: HashMap<String, Mode>,
     /// `GRANT_NAME_PREFIX`: names ct-entitlements' own per-account grants.
     prefix: String,
@@ -962,14 +988,28 @@ impl GrantIndex {
     /// Records the listing of one license (every grant of it that the grantor sees).
     pub fn add(&mut self, license: &str, grants: &[GrantView]) {
         self.read.insert(license.to_string());
+        // Children are told from ct-entitlements' own grants by name, never by `ParentArn`
+        // (`decide::source_of`); an organization grant covers every account, and the OU
+        // grants of a license are taken to cover too (the account's run looks closer).
+        let parents: Vec<GrantView> = grants
+            .iter()
+            .filter(|g| is_parent_principal(&g.grantee) && !crate::engine::is_terminal(&g.status))
+            .cloned()
+            .collect();
+        if !parents.is_empty() {
+            self.parented.insert(license.to_string());
+        }
         for g in grants {
             if let Some(account) = account_of_root_principal(&g.grantee) {
+                let own_name = format!("{}-{account}", self.prefix);
+                let child = crate::decide::source_of(g, &parents, &own_name)
+                    == crate::decide::Source::Organization;
                 self.seen
                     .entry((license.to_string(), account.to_string()))
                     .or_default()
                     .push(Seen {
                         status: g.status.clone(),
-                        child: !g.parent_arn.is_empty() && g.parent_arn != g.license_arn,
+                        child,
                         name: g.name.clone(),
                     });
             }
@@ -1005,7 +1045,21 @@ pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<
                 && seen.iter().any(|s| {
                     !s.child && s.name == own_name && !crate::engine::is_terminal(&s.status)
                 });
-            if seen.iter().filter(counts).any(|s| s.status == "ACTIVE") && !ours_left {
+            // A repair (or an older grant of ours) ACTIVE under a parent, with no child beside it
+            // that could take over or needs clearing: nothing to do until one shows (its run
+            // looked and waited already; queueing it every day would restart that for ever).
+            // Before a parent exists (a migration planned), it is work.
+            let held_without_child = ours_left
+                && index.parented.contains(license)
+                && seen
+                    .iter()
+                    .any(|s| !s.child && s.name == own_name && s.status == "ACTIVE")
+                && !seen
+                    .iter()
+                    .any(|s| s.child && !crate::engine::is_terminal(&s.status));
+            if (seen.iter().filter(counts).any(|s| s.status == "ACTIVE") && !ours_left)
+                || held_without_child
+            {
                 None
             } else if ours_left {
                 Some(format!(
@@ -1107,7 +1161,7 @@ mod needs_tests {
             ),
         ];
         for (grants, warned) in cases {
-            let got = quota_warning(L1, &grants, &config);
+            let got = quota_warning(L1, &grants, "ct-entitlements", &config);
             assert_eq!(got.is_some(), warned, "{} grants: {got:?}", grants.len());
             if let Some(w) = got {
                 assert!(
@@ -1255,6 +1309,15 @@ mod needs_tests {
             name: "by-hand".into(),
             ..grant(L1, &account(A), "ACTIVE")
         };
+        let org_grant = GrantView {
+            arn: "arn:aws:license-manager::111122223333:grant:g-org".into(),
+            name: "ct-entitlements-organization".into(),
+            ..grant(
+                L1,
+                "arn:aws:organizations::111122223333:organization/o-abc1234567",
+                "WORKFLOW_COMPLETED",
+            )
+        };
         let cases: Vec<(&str, Vec<GrantView>, Option<&str>)> = vec![
             ("active child", vec![child("ACTIVE")], None),
             (
@@ -1263,7 +1326,54 @@ mod needs_tests {
                 Some("grant DISABLED"),
             ),
             ("nothing", vec![], Some("no grant")),
-            ("only our old grant", vec![ours("ACTIVE")], Some("replace")),
+            // Our grant ACTIVE and no child beside it (an older grant whose child has not come,
+            // or a repair): its run looked and waited already; not queued again every day.
+            (
+                "only our old grant or a repair, under a parent",
+                vec![org_grant.clone(), ours("ACTIVE")],
+                None,
+            ),
+            // Before any parent exists (a switch to organization mode, planned): work.
+            (
+                "only our old grant, no parent yet",
+                vec![ours("ACTIVE")],
+                Some("replace"),
+            ),
+            (
+                "only our grant, not active yet",
+                vec![ours("DISABLED")],
+                Some("replace"),
+            ),
+            (
+                "a repair beside a failed child",
+                vec![ours("ACTIVE"), child("FAILED_WORKFLOW")],
+                Some("replace"),
+            ),
+            // A child is told by its name, whatever its ParentArn (`childParentArn`), once an
+            // organization grant of the license is listed.
+            (
+                "a child whose ParentArn is the license",
+                vec![
+                    org_grant.clone(),
+                    GrantView {
+                        parent_arn: L1.into(),
+                        ..child("ACTIVE")
+                    },
+                ],
+                None,
+            ),
+            (
+                "a child with no ParentArn beside our grant",
+                vec![
+                    org_grant.clone(),
+                    GrantView {
+                        parent_arn: String::new(),
+                        ..child("ACTIVE")
+                    },
+                    ours("ACTIVE"),
+                ],
+                Some("replace"),
+            ),
             (
                 "child beside our old grant",
                 vec![child("ACTIVE"), ours("ACTIVE")],

@@ -119,7 +119,9 @@ pub struct LicenseReport {
     pub product_name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_arn: Option<String>,
-    /// `account` (a grant to this account) or `organization` (a child of an org or OU grant).
+    /// `account` (a grant to this account), `organization` (a child of an org or OU grant) or
+    /// `repair` (organization/OU mode: ct-entitlements' own grant to the account, kept until
+    /// the child under the parent is ACTIVE; made where the child failed or never came).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_source: Option<String>,
     /// The license's distribution mode (`account`, `organization`, `ou`: LICENSE_DISTRIBUTION).

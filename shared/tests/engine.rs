@@ -707,13 +707,18 @@ async fn organization_child_grant_is_activated_not_duplicated() {
             LICENSE,
             ORG_ARN,
         ),
-        grant(
-            CHILD_GRANT,
-            GrantStatus::Disabled,
-            "1",
-            ORG_GRANT,
-            &format!("arn:aws:iam::{ACCOUNT}:root"),
-        ),
+        // License Manager's child, named as its parent (not as ct-entitlements' own grants).
+        {
+            let mut child = grant(
+                CHILD_GRANT,
+                GrantStatus::Disabled,
+                "1",
+                ORG_GRANT,
+                &format!("arn:aws:iam::{ACCOUNT}:root"),
+            );
+            child.grant_name = "ct-entitlements-organization".into();
+            child
+        },
     ]);
     let report = run(&world.engine(&[])).await;
     assert_eq!(report.outcome, Outcome::Entitled, "{report:#?}");
@@ -1284,14 +1289,53 @@ async fn grant_to_a_parent_ou_covers_accounts_in_nested_ous() {
     world.lm.push(no_distributed());
     world.lm.push(org_received(vec![]));
     let report = run(&world.engine(&[])).await;
+    // The grant to the OU above is found (the walk reads each parent once and stops at the
+    // root), and looked under on the organization side; but no account-level grant is promised
+    // to an account in a nested OU (undocumented: `ouGrantsReachNestedOus`), so once that look
+    // found none the account gets its own grant rather than waiting for one.
+    assert_eq!(world.org[5].num_calls(), 1, "the walk stops at the root");
+    assert_eq!(world.lm[4].num_calls(), 1, "{report:#?}");
+    assert_eq!(world.lm[2].num_calls(), 1, "{report:#?}");
+    assert_eq!(report.licenses[0].actions[0], "CreateGrant", "{report:#?}");
+}
+
+#[tokio::test]
+async fn a_grant_to_the_accounts_own_ou_promises_a_child_that_is_waited_for() {
+    const OU_ARN: &str = "arn:aws:organizations::111111111111:ou/o-abc1234567/ou-ab12-cdef3456";
+    assert!(OU_ARN.ends_with(OU), "the account's own OU");
+    let mut world = World::healthy();
+    world.org[2] = mock!(aws_sdk_organizations::Client::list_parents)
+        .match_requests(|r| r.child_id() == Some(OU))
+        .then_output(|| {
+            ListParentsOutput::builder()
+                .parents(
+                    Parent::builder()
+                        .id("r-ab12")
+                        .r#type(ParentType::Root)
+                        .build(),
+                )
+                .build()
+        });
+    world.lm[1] = distributed(
+        OU_ARN,
+        vec![grant(
+            ORG_GRANT,
+            GrantStatus::WorkflowCompleted,
+            "1",
+            LICENSE,
+            OU_ARN,
+        )],
+    );
+    world.lm.push(no_distributed());
+    world.lm.push(org_received(vec![]));
+    let report = run(&world.engine(&[])).await;
     assert_eq!(report.outcome, Outcome::Pending, "{report:#?}");
     assert_eq!(
         world.lm[2].num_calls(),
         0,
-        "no per-account grant under an OU grant"
+        "no grant beside a promised child"
     );
     assert_eq!(report.licenses[0].grant_arn.as_deref(), Some(ORG_GRANT));
-    assert_eq!(world.org[5].num_calls(), 1, "the walk stops at the root");
 }
 
 #[tokio::test]
