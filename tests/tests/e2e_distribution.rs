@@ -217,16 +217,27 @@ async fn switching_a_license_to_organization_mode_leaves_one_active_grant_per_ac
         plan.needs
     );
 
-    // The parent is created and bulk-activated: accounts that already hold the product keep
-    // their own grant active (DISTRIBUTED_GRANTS_ONLY), so nothing changes for them yet.
+    // The parent is created and, the license still having per-account grants of ours (a
+    // migration), bulk-activated with ALL_GRANTS_PERMITTED_BY_ISSUER: each child's activation
+    // replaces the account's own grant in the same step, from the grantor's side (a grantee's
+    // own behavior may be ignored or refused where the grantor set one: `granteeOverride`).
     let report = reconcile::reconcile(&after, &config, Scope::Organization, false).await;
     assert!(report.error.is_none(), "{report:#?}");
+    assert_eq!(
+        report.parents[0].actions,
+        vec![
+            "CreateGrant",
+            "ActivateGrant(bulk, ALL_GRANTS_PERMITTED_BY_ISSUER)"
+        ],
+        "{report:#?}"
+    );
     s.world
         .control()
         .advance_clock(std::time::Duration::from_secs(5))
         .await
         .unwrap();
-    // The CLI's plan for one account now shows the migration's two steps.
+    // The CLI's plan for one account now shows the migration's last step: our grant, replaced
+    // by the child's activation, goes.
     let account = &s.org.accounts[0];
     let dry = s.engine(&[
         ("LICENSE_DISTRIBUTION", "prod-demo-analytics=organization"),
@@ -234,14 +245,7 @@ async fn switching_a_license_to_organization_mode_leaves_one_active_grant_per_ac
     ]);
     let planned = common::handle(&dry, s.create_event(&account.id, &account.ou_id)).await;
     let planned = by_sku(&planned);
-    assert_eq!(
-        planned[ANALYTICS].3,
-        vec![
-            "ActivateGrant(ALL_GRANTS_PERMITTED_BY_ISSUER)",
-            "DeleteGrant"
-        ],
-        "{planned:#?}"
-    );
+    assert_eq!(planned[ANALYTICS].3, vec!["DeleteGrant"], "{planned:#?}");
     assert!(planned[FIREWALL].3.is_empty(), "{planned:#?}");
 
     // The queued accounts migrate: the child takes over, our grant goes.

@@ -142,12 +142,16 @@ async fn organization_wide_grant_child_is_activated_without_a_new_grant() {
         .send()
         .await
         .unwrap();
-    // Children of the org grant may show in the grantor's list too (undocumented either way; the
-    // emulator shows them): only a grant made from the license itself would be a second grant.
+    // Children of the org grant may show in the grantor's list too, and their ParentArn may be
+    // the license (both undocumented; `childrenInDistributedGrants`, `childParentArn`): a second
+    // grant would be one ct-entitlements made, named after the account.
     let per_account: Vec<_> = created_for_account
         .grants()
         .iter()
-        .filter(|g| g.parent_arn() == firewall)
+        .filter(|g| {
+            g.license_arn() == firewall
+                && g.grant_name() == format!("ct-entitlements-{}", account.id)
+        })
         .collect();
     assert!(
         per_account.is_empty(),

@@ -341,7 +341,9 @@ async fn grant_goes_pending_accept_then_accepted_then_active() {
 
     assert_eq!(status_of(&grantee, &arn).await, GrantStatus::PendingAccept);
     let g = grant_of(&grantee, &arn).await;
-    assert_eq!(g.parent_arn, license);
+    // ParentArn is a reading (`accountGrantParentArn`, tests/tests/readings.rs): by default
+    // neither the license nor empty.
+    assert!(g.parent_arn != license && !g.parent_arn.is_empty(), "{g:?}");
     assert_eq!(g.license_arn, license);
     assert_eq!(g.grantee_principal_arn, root(OUTSIDER));
     assert_eq!(g.home_region, "us-east-1");
@@ -618,7 +620,9 @@ async fn organization_grant_gives_every_member_a_child_grant_including_later_acc
             .unwrap();
         assert_eq!(grants.grants().len(), 1, "{member}");
         let child = &grants.grants()[0];
-        assert_eq!(child.parent_arn, parent);
+        // ParentArn is a reading (`childParentArn`): by default the license, as a per-account
+        // grant's would be.
+        assert_eq!(child.parent_arn, license);
         assert_ne!(child.grant_arn, parent);
         assert_eq!(child.grantee_principal_arn, root(member));
         assert_eq!(child.grant_status, GrantStatus::Disabled);
@@ -639,7 +643,7 @@ async fn organization_grant_gives_every_member_a_child_grant_including_later_acc
         distributed
             .grants()
             .iter()
-            .filter(|g| g.parent_arn == parent)
+            .filter(|g| g.grantee_principal_arn != org_arn)
             .count(),
         3
     );
@@ -1366,6 +1370,11 @@ async fn child_of(emu: &EmulatorHandle, member: &str) -> aws_sdk_licensemanager:
 #[tokio::test]
 async fn list_received_grants_for_organization_is_the_management_accounts_view() {
     let (emu, control) = start(Some(org_seed("ALL"))).await;
+    // The ParentArn filter below is read under the reading where a child names its parent.
+    control
+        .configure(serde_json::json!({"childParentArn": "parent"}))
+        .await
+        .unwrap();
     let (license, parent) = org_grant(&emu, &control).await;
     let grantor = lm(&emu, MGMT);
     let direct = create_grant(&grantor, &license, &root(MEMBER_A), "direct").await;
@@ -1467,7 +1476,7 @@ async fn list_received_grants_for_organization_is_the_management_accounts_view()
 #[tokio::test]
 async fn a_member_that_leaves_the_organization_has_its_child_disabled() {
     let (emu, control) = start(Some(org_seed("ALL"))).await;
-    let (_, parent) = org_grant(&emu, &control).await;
+    let _ = org_grant(&emu, &control).await;
     let child = child_of(&emu, MEMBER_C).await;
     assert_eq!(
         activate(&lm(&emu, MEMBER_C), &child.grant_arn, "c", None)
@@ -1484,7 +1493,7 @@ async fn a_member_that_leaves_the_organization_has_its_child_disabled() {
         after.status_reason(),
         Some(emulator::LEFT_ORGANIZATION_MESSAGE)
     );
-    assert_eq!(after.parent_arn, parent);
+    assert_eq!(after.grant_arn, child.grant_arn);
     // The other members keep theirs.
     assert_eq!(
         child_of(&emu, MEMBER_A).await.grant_status,
@@ -1633,8 +1642,10 @@ async fn child_of_license(
 #[tokio::test]
 async fn activation_is_asynchronous_and_the_conflict_arrives_as_a_status_reason() {
     let (emu, control) = start(None).await;
+    // Read where the answer is the grant's status (`pendingActivationAnswer`; the default
+    // answers ACTIVE, readings.rs shows both).
     control
-        .configure(json!({ "activationMs": 60_000 }))
+        .configure(json!({ "activationMs": 60_000, "pendingActivationAnswer": "DISABLED" }))
         .await
         .unwrap();
     let public = seed_license(&control, MGMT, "SKU-P").await;
@@ -1707,6 +1718,12 @@ async fn activation_is_asynchronous_and_the_conflict_arrives_as_a_status_reason(
 #[tokio::test]
 async fn a_recipient_without_service_linked_roles_fails_the_workflow() {
     let (emu, control) = start(Some(org_seed("ALL"))).await;
+    // Read where a deleted failed child is handed out again (`reissueDeletedChild`; never, by
+    // default: readings.rs shows both).
+    control
+        .configure(json!({ "reissueDeletedChild": true }))
+        .await
+        .unwrap();
     control
         .set_service_linked_roles(MEMBER_A, &["license-manager.amazonaws.com"])
         .await

@@ -130,10 +130,11 @@ pub struct Switches {
     /// every violation of a flow at once, not just the first).
     pub refuse_model_violations: bool,
     // Readings of what AWS leaves undocumented (README, "The local AWS world"; issue 17). Each
-    // default is the reading the engine was built against, not necessarily the harsher one.
+    // default is the harsher reading; the engine converges under every one
+    // (tests/tests/readings.rs).
     /// A deleted account-level child of an organization/OU grant that had failed its workflow
-    /// is handed out again to its member (`true`, today's reading), or never (`false`, the
-    /// harsher: AWS documents "Deleted is a terminal state for that Grant" and promises
+    /// is handed out again to its member (`true`), or never (`false`, the harsher reading and
+    /// the default: AWS documents "Deleted is a terminal state for that Grant" and promises
     /// children only to accounts that join).
     pub reissue_deleted_child: bool,
     /// The `ParentArn` of an organization/OU grant's account-level children (undocumented).
@@ -159,9 +160,9 @@ pub struct Switches {
 #[serde(rename_all = "camelCase")]
 pub enum ChildParentArn {
     /// The organization/OU grant's ARN.
-    #[default]
     Parent,
-    /// The license's ARN (as a per-account grant's).
+    /// The license's ARN (as a per-account grant's): the harsher reading, the default.
+    #[default]
     License,
     /// No `ParentArn` in the answer.
     Absent,
@@ -172,9 +173,10 @@ pub enum ChildParentArn {
 #[serde(rename_all = "camelCase")]
 pub enum AccountGrantParentArn {
     /// The license's ARN.
-    #[default]
     License,
-    /// Some other value (neither the license nor an organization/OU grant).
+    /// Some other value (neither the license nor an organization/OU grant): the harsher
+    /// reading, the default.
+    #[default]
     Other,
 }
 
@@ -183,9 +185,10 @@ pub enum AccountGrantParentArn {
 #[serde(rename_all = "camelCase")]
 pub enum GranteeOverride {
     /// The grantee's behavior replaces the grantor's.
-    #[default]
     Honoured,
-    /// The grantor's behavior applies; the grantee's is silently dropped.
+    /// The grantor's behavior applies; the grantee's is silently dropped (the harsher reading,
+    /// the default).
+    #[default]
     Ignored,
     /// `ValidationException`.
     Rejected,
@@ -196,9 +199,9 @@ pub enum GranteeOverride {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum PendingActivationAnswer {
     /// The grant's status while processing.
-    #[default]
     Disabled,
-    /// `ACTIVE` although the grant is not active yet.
+    /// `ACTIVE` although the grant is not active yet (the harsher reading, the default).
+    #[default]
     Active,
 }
 
@@ -286,12 +289,12 @@ impl Default for Switches {
             fail_next: Vec::new(),
             check_models: true,
             refuse_model_violations: true,
-            reissue_deleted_child: true,
-            child_parent_arn: ChildParentArn::Parent,
-            account_grant_parent_arn: AccountGrantParentArn::License,
-            ou_grants_reach_nested_ous: true,
-            grantee_override: GranteeOverride::Honoured,
-            pending_activation_answer: PendingActivationAnswer::Disabled,
+            reissue_deleted_child: false,
+            child_parent_arn: ChildParentArn::License,
+            account_grant_parent_arn: AccountGrantParentArn::Other,
+            ou_grants_reach_nested_ous: false,
+            grantee_override: GranteeOverride::Ignored,
+            pending_activation_answer: PendingActivationAnswer::Active,
             org_read_for_delegated_admin: OrgReadForDelegatedAdmin::Denied,
         }
     }
