@@ -13,7 +13,8 @@
 //! * `GET /_models/violations` answers the [`ModelReport`]; [`ModelProxy::take_violations`]
 //!   forgets what was found. A [`ModelProxy`] dropped or shut down with recorded violations
 //!   panics, so the test whose request AWS would refuse fails, with the operation, member,
-//!   constraint and value in the message.
+//!   constraint and value in the message. With `LOCAL_WORLD_MODEL_REPORT` set, it prints what
+//!   it checked when it stops.
 
 use std::convert::Infallible;
 use std::io;
@@ -144,6 +145,18 @@ impl ModelProxy {
     /// Panics (once) if violations are recorded and not taken, unless the thread is already
     /// panicking.
     fn assert_no_model_violations(&mut self) {
+        if std::env::var_os("LOCAL_WORLD_MODEL_REPORT").is_some() {
+            let report = self.report();
+            eprintln!(
+                "model proxy: {} request(s) checked {:?}; unchecked {:?}; unchecked patterns \
+                 {:?}; {} violation(s)",
+                report.checked.values().sum::<u64>(),
+                report.checked,
+                report.unchecked_requests,
+                report.unchecked_patterns,
+                report.violations.len()
+            );
+        }
         if std::thread::panicking() {
             return;
         }
