@@ -280,6 +280,21 @@ async fn an_onboarding_sends_only_requests_the_models_accept() {
     }
     assert!(calls.iter().all(|c| c.outcome != "ValidationException"));
     assert_eq!(checked.violations, vec![], "{} calls checked", calls.len());
+    // So are the ones they send to moto (Organizations, STS, IAM in the member account).
+    let proxied = s.world.model_proxy().report();
+    for op in [
+        "organizations DescribeAccount",
+        "organizations ListParents",
+        "sts AssumeRole",
+        "iam ListRoles",
+    ] {
+        assert!(
+            proxied.checked.contains_key(op),
+            "no {op} checked: {proxied:#?}"
+        );
+    }
+    assert_eq!(proxied.violations, vec![], "{proxied:#?}");
+    assert!(proxied.unchecked_requests.is_empty(), "{proxied:#?}");
 }
 
 /// One raw request to moto through the world's checking proxy: (status, body).
