@@ -2,7 +2,9 @@
 //!
 //! * [`emulator`]: a stateful AWS License Manager + Service Catalog emulator (AWS JSON 1.1 over
 //!   HTTP on 127.0.0.1) with switches for latency, throttling and faults;
-//! * [`moto`]: runs `moto_server` (IAM, STS, Organizations, SQS);
+//! * [`moto`]: runs `moto_server` (IAM, STS, Organizations, SQS, SNS, EventBridge,
+//!   CloudFormation);
+//! * [`model_proxy`]: in front of moto, checks every request against AWS's API models;
 //! * [`World`]: both together, with SDK clients and environment variables pointed at them;
 //! * [`seed`]: builds an organization, member accounts and Marketplace licenses in a world.
 
@@ -10,6 +12,7 @@ pub mod clients;
 pub mod emulator;
 pub mod http;
 pub mod lambda;
+pub mod model_proxy;
 pub mod moto;
 pub mod receiver;
 pub mod seed;

@@ -7,6 +7,7 @@ use aws_config::SdkConfig;
 
 use crate::clients::{self, REGION, TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY};
 use crate::emulator::{self, ControlClient, EmulatorHandle, EmulatorOptions, Switches};
+use crate::model_proxy::{self, ModelProxy};
 use crate::moto::MotoServer;
 use crate::Error;
 
@@ -39,10 +40,15 @@ impl WorldOptions {
     }
 }
 
-/// A running local AWS: moto (IAM, STS, Organizations, SQS) and the License Manager /
-/// Service Catalog emulator (which reads callers and the organization from moto).
+/// A running local AWS: moto (IAM, STS, Organizations, SQS, SNS, EventBridge,
+/// CloudFormation) behind a proxy that checks every request against AWS's API models
+/// ([`ModelProxy`]), and the License Manager / Service Catalog emulator (which reads callers
+/// and the organization from moto directly, and checks its own requests). A world dropped or
+/// shut down after a request either model refuses panics: the test that sent it fails.
 #[derive(Debug)]
 pub struct World {
+    proxy: ModelProxy,
+    proxy_url: String,
     moto: MotoServer,
     emulator: EmulatorHandle,
     config: SdkConfig,
@@ -65,10 +71,11 @@ pub fn in_ci() -> bool {
 }
 
 impl World {
-    /// Starts moto, then the emulator pointed at it.
+    /// Starts moto and its checking proxy, then the emulator pointed at moto.
     pub async fn start(opts: WorldOptions) -> io::Result<Self> {
         let switches = opts.effective_switches()?;
         let moto = MotoServer::start().await?;
+        let proxy = model_proxy::start(moto.url()).await?;
         let emulator = emulator::start(EmulatorOptions {
             port: opts.emulator_port,
             moto_url: Some(moto.url().to_string()),
@@ -78,6 +85,8 @@ impl World {
         .await?;
         let config = clients::sdk_config(TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, None);
         Ok(Self {
+            proxy_url: proxy.url(),
+            proxy,
             moto,
             emulator,
             config,
@@ -108,8 +117,17 @@ impl World {
     pub fn moto(&self) -> &MotoServer {
         &self.moto
     }
+    /// moto's URL as the tests and the functions reach it: the checking proxy's.
     pub fn moto_url(&self) -> &str {
+        &self.proxy_url
+    }
+    /// moto itself, unchecked (for what is not a request AWS would see).
+    pub fn moto_direct_url(&self) -> &str {
         self.moto.url()
+    }
+    /// The proxy checking requests to moto against AWS's API models.
+    pub fn model_proxy(&self) -> &ModelProxy {
+        &self.proxy
     }
     pub fn emulator_url(&self) -> String {
         self.emulator.url()
@@ -207,10 +225,17 @@ impl World {
         self.control().reset().await
     }
 
-    /// Stops the emulator, then moto.
+    /// Stops the emulator, the proxy, then moto; panics if the emulator or the proxy
+    /// recorded a request AWS's model refuses.
     pub async fn shutdown(self) -> io::Result<()> {
-        let World { moto, emulator, .. } = self;
+        let World {
+            proxy,
+            moto,
+            emulator,
+            ..
+        } = self;
         emulator.shutdown().await;
+        proxy.shutdown().await;
         moto.stop().await
     }
 }

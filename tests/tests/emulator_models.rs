@@ -10,7 +10,7 @@ use aws_sdk_licensemanager::error::ProvideErrorMetadata;
 use aws_sdk_licensemanager::types::AllowedOperation;
 use hyper::Method;
 use local_world::emulator::{self, ControlClient, EmulatorHandle, EmulatorOptions, LicenseSeed};
-use local_world::{clients, http, seed};
+use local_world::{clients, http, seed, World};
 use serde_json::{json, Value};
 
 const MGMT: &str = "111111111111";
@@ -280,4 +280,225 @@ async fn an_onboarding_sends_only_requests_the_models_accept() {
     }
     assert!(calls.iter().all(|c| c.outcome != "ValidationException"));
     assert_eq!(checked.violations, vec![], "{} calls checked", calls.len());
+    // So are the ones they send to moto (Organizations, STS, IAM in the member account).
+    let proxied = s.world.model_proxy().report();
+    for op in [
+        "organizations DescribeAccount",
+        "organizations ListParents",
+        "sts AssumeRole",
+        "iam ListRoles",
+    ] {
+        assert!(
+            proxied.checked.contains_key(op),
+            "no {op} checked: {proxied:#?}"
+        );
+    }
+    assert_eq!(proxied.violations, vec![], "{proxied:#?}");
+    assert!(proxied.unchecked_requests.is_empty(), "{proxied:#?}");
+}
+
+/// One raw request to moto through the world's checking proxy: (status, body).
+async fn to_moto(
+    world: &World,
+    service: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String) {
+    let auth = http::fake_sigv4("123456789012", service);
+    let mut all = vec![("authorization", auth.as_str())];
+    all.extend_from_slice(headers);
+    let response = http::send(
+        Method::POST,
+        &format!("{}/", world.moto_url()),
+        &all,
+        body.to_string(),
+    )
+    .await
+    .unwrap();
+    (response.status, response.text())
+}
+
+/// moto accepts requests AWS would refuse: the proxy in front of it checks every request
+/// against the models (AWS JSON and query protocols alike), forwards it unchanged, and a world
+/// dropped with a violation recorded fails the test that sent it.
+#[tokio::test]
+async fn requests_moto_accepts_but_the_models_refuse_fail_the_test_that_sent_them() {
+    let Some(world) = World::start_or_skip().await else {
+        return;
+    };
+    let report = world.model_proxy().report();
+    for service in local_world::model_proxy::SERVICES {
+        assert!(
+            report.models.contains_key(service),
+            "no {service} model: {report:?}"
+        );
+    }
+    // Valid requests pass, and moto's answers come back unchanged.
+    let me = world.sts().get_caller_identity().send().await.unwrap();
+    assert_eq!(me.account(), Some("123456789012"));
+    let queue = world
+        .sqs()
+        .create_queue()
+        .queue_name("checked")
+        .send()
+        .await
+        .unwrap();
+    world
+        .sqs()
+        .send_message()
+        .queue_url(queue.queue_url().unwrap())
+        .message_body("ok")
+        .send()
+        .await
+        .unwrap();
+    // Unsigned requests (moto's own API) pass unchecked.
+    assert!(http::get(&format!("{}/moto-api/", world.moto_url()))
+        .await
+        .unwrap()
+        .is_success());
+    assert!(world.model_proxy().report().violations.is_empty());
+
+    // AWS JSON 1.1 (Organizations): an account id that is not 12 digits, through the SDK.
+    let _ = world
+        .organizations()
+        .describe_account()
+        .account_id("123")
+        .send()
+        .await;
+    // AWS JSON 1.0 (SQS): SendMessage without its QueueUrl (the SDK cannot send it); moto
+    // answers QueueDoesNotExist, AWS a validation error.
+    let (status, body) = to_moto(
+        &world,
+        "sqs",
+        &[
+            ("x-amz-target", "AmazonSQS.SendMessage"),
+            ("content-type", "application/x-amz-json-1.0"),
+        ],
+        &json!({ "MessageBody": "hi" }).to_string(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+    // Query (STS): a session name one character long (min 2), accepted by moto.
+    let assumed = world
+        .sts()
+        .assume_role()
+        .role_arn("arn:aws:iam::123456789012:role/anything")
+        .role_session_name("a")
+        .send()
+        .await;
+    assert!(assumed.is_ok(), "moto accepts it: {assumed:?}");
+    // Query (IAM): a parameter the model does not know, and a list of tags read back.
+    let form = format!(
+        "Action=CreateRole&Version=2010-05-08&RoleName=checked&AssumeRolePolicyDocument={}\
+         &Tags.member.1.Key=k&Tags.member.1.Value=v&Colour=blue",
+        http::form_encode("{}")
+    );
+    let (status, body) = to_moto(
+        &world,
+        "iam",
+        &[(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8",
+        )],
+        &form,
+    )
+    .await;
+    assert_eq!(status, 200, "moto accepts it: {body}");
+    // An operation no model has.
+    to_moto(
+        &world,
+        "sns",
+        &[("content-type", "application/x-www-form-urlencoded")],
+        "Action=Teleport&Version=2010-03-31",
+    )
+    .await;
+
+    let report = world.model_proxy().report();
+    for op in [
+        "sts GetCallerIdentity",
+        "sqs CreateQueue",
+        "sqs SendMessage",
+        "organizations DescribeAccount",
+        "sqs SendMessage",
+        "sts AssumeRole",
+        "iam CreateRole",
+    ] {
+        assert!(
+            report.checked.contains_key(op),
+            "{op} not checked: {report:#?}"
+        );
+    }
+    let found: Vec<(String, String, String, String, String)> = report
+        .violations
+        .iter()
+        .cloned()
+        .map(|v| (v.service, v.operation, v.member, v.constraint, v.value))
+        .collect();
+    let expected = [
+        (
+            "organizations",
+            "DescribeAccount",
+            "AccountId",
+            "regular expression pattern: ^\\d{12}$",
+            "'123'",
+        ),
+        (
+            "sqs",
+            "SendMessage",
+            "QueueUrl",
+            "Member must not be null",
+            "null",
+        ),
+        (
+            "sts",
+            "AssumeRole",
+            "RoleSessionName",
+            "length greater than or equal to 2",
+            "'a'",
+        ),
+        (
+            "iam",
+            "CreateRole",
+            "Colour",
+            "Member is not in the model",
+            "'blue'",
+        ),
+        (
+            "sns",
+            "Teleport",
+            "(operation)",
+            "Operation is not in the model",
+            "Teleport",
+        ),
+    ];
+    for (service, op, member, constraint, value) in expected {
+        assert!(
+            found.iter().any(|(s, o, m, c, v)| s == service
+                && o == op
+                && m == member
+                && c.contains(constraint)
+                && v == value),
+            "{service} {op} {member} {constraint} {value} not in {found:#?}"
+        );
+    }
+    assert_eq!(found.len(), expected.len(), "{found:#?}");
+
+    // Taken, they no longer fail the test; left, they do when the world drops.
+    assert_eq!(world.model_proxy().take_violations().len(), expected.len());
+    let _ = world
+        .organizations()
+        .describe_account()
+        .account_id("123")
+        .send()
+        .await;
+    let dropped = tokio::spawn(async move { drop(world) }).await;
+    let panic = dropped.unwrap_err().into_panic();
+    let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(
+        message.contains(
+            "organizations DescribeAccount: AccountId = '123': Member must satisfy regular \
+             expression pattern: ^\\d{12}$"
+        ),
+        "{message}"
+    );
 }

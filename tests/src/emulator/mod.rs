@@ -477,7 +477,7 @@ pub async fn start(opts: EmulatorOptions) -> io::Result<EmulatorHandle> {
         .map(|url| MotoPeer::new(url, &opts.moto_management_key));
     let mut report = ModelReport::default();
     for service in [Service::LicenseManager, Service::ServiceCatalog] {
-        if let Some(model) = models::models().get(service) {
+        if let Some(model) = models::model(service.name()) {
             report
                 .models
                 .insert(service.name().to_string(), model.version.clone());
@@ -819,13 +819,14 @@ impl Emulator {
         if !check {
             return Ok(());
         }
-        let Some(checked) = models::models()
-            .get(service)
-            .and_then(|model| model.check(op, input))
+        let Some(checked) = models::model(service.name()).and_then(|model| model.check(op, input))
         else {
             return Ok(());
         };
         let mut log = self.model_log.lock().unwrap_or_else(|e| e.into_inner());
+        *log.checked
+            .entry(format!("{} {op}", service.name()))
+            .or_default() += 1;
         for pattern in &checked.unchecked_patterns {
             *log.unchecked_patterns.entry(pattern.clone()).or_default() += 1;
         }

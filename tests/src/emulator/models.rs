@@ -7,16 +7,14 @@
 //! and `pattern` (matched against the whole value). botocore patterns are Java regexes: one the
 //! `regex` crate cannot compile is not checked, and counted as such, never failed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 use regex::Regex;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-
-use super::common::Service;
+use serde_json::{json, Map, Value};
 
 /// A request member the model refuses (`GET /_emulator/model-violations`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -67,55 +65,38 @@ impl Checked {
 /// One service's model: its shapes and each operation's input shape.
 pub struct ApiModel {
     pub version: String,
-    service: Service,
+    /// The service's botocore name, e.g. `license-manager`, `iam`.
+    service: String,
+    /// `metadata.protocol`: `json`, `query`, …
+    pub protocol: String,
     shapes: Map<String, Value>,
     inputs: HashMap<String, Option<String>>,
     /// Pattern → its anchored compilation (`None`: the crate cannot compile it).
     patterns: Mutex<HashMap<String, Option<Regex>>>,
 }
 
-/// The models found for both emulated services.
-pub struct Models {
-    pub license_manager: Option<ApiModel>,
-    pub service_catalog: Option<ApiModel>,
-}
-
-impl Models {
-    pub fn get(&self, service: Service) -> Option<&ApiModel> {
-        match service {
-            Service::LicenseManager => self.license_manager.as_ref(),
-            Service::ServiceCatalog => self.service_catalog.as_ref(),
-        }
-    }
-}
-
-/// The models, read once per process; without them the emulator runs unchecked (one warning).
-pub fn models() -> &'static Models {
-    static MODELS: OnceLock<Models> = OnceLock::new();
-    MODELS.get_or_init(|| {
-        let data = botocore_data_dir();
-        let load = |service: Service, dir: &str| match data
-            .as_deref()
-            .ok_or_else(|| "botocore is not installed where the emulator looks".to_string())
-            .and_then(|data| ApiModel::load(service, &data.join(dir)))
+/// The model of `service` (its botocore directory name, e.g. `license-manager`, `iam`), read
+/// once per process; `None` (with one warning) when it cannot be found or read.
+pub fn model(service: &str) -> Option<&'static ApiModel> {
+    static MODELS: OnceLock<Mutex<HashMap<String, Option<&'static ApiModel>>>> = OnceLock::new();
+    let mut models = MODELS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    *models.entry(service.to_string()).or_insert_with(|| {
+        match botocore_data_dir()
+            .ok_or_else(|| "botocore is not installed where the checker looks".to_string())
+            .and_then(|data| ApiModel::load(service, &data.join(service)))
         {
-            Ok(model) => Some(model),
+            Ok(model) => Some(&*Box::leak(Box::new(model))),
             Err(e) => {
                 tracing::warn!(
-                    "the emulator does not check {} requests against AWS's model: {e} \
-                     (looked under $MOTO_SERVER, $VIRTUAL_ENV and <workspace>/.venv)",
-                    service.name()
+                    "{service} requests are not checked against AWS's model: {e} \
+                     (looked under $MOTO_SERVER, $VIRTUAL_ENV and <workspace>/.venv)"
                 );
-                eprintln!(
-                    "warning: the emulator does not check {} requests against AWS's model: {e}",
-                    service.name()
-                );
+                eprintln!("warning: {service} requests are not checked against AWS's model: {e}");
                 None
             }
-        };
-        Models {
-            license_manager: load(Service::LicenseManager, "license-manager"),
-            service_catalog: load(Service::ServiceCatalog, "servicecatalog"),
         }
     })
 }
@@ -155,7 +136,7 @@ fn botocore_data_dir() -> Option<PathBuf> {
 
 impl ApiModel {
     /// Reads the newest `<dir>/<version>/service-2.json(.gz)`.
-    pub fn load(service: Service, dir: &Path) -> Result<Self, String> {
+    pub fn load(service: &str, dir: &Path) -> Result<Self, String> {
         let mut versions = std::fs::read_dir(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
             .flatten()
@@ -182,7 +163,7 @@ impl ApiModel {
     }
 
     /// A model from the text of a `service-2.json`.
-    pub fn parse(service: Service, version: &str, text: &str) -> Result<Self, String> {
+    pub fn parse(service: &str, version: &str, text: &str) -> Result<Self, String> {
         let mut model: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
         let shapes = match model.get_mut("shapes").map(Value::take) {
             Some(Value::Object(shapes)) => shapes,
@@ -199,9 +180,14 @@ impl ApiModel {
                 )
             })
             .collect();
+        let protocol = model["metadata"]["protocol"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         Ok(Self {
             version: version.to_string(),
-            service,
+            service: service.to_string(),
+            protocol,
             shapes,
             inputs,
             patterns: Mutex::new(HashMap::new()),
@@ -224,6 +210,42 @@ impl ApiModel {
         Some(walk.checked)
     }
 
+    /// Checks a query-protocol request (IAM, STS, SNS, CloudFormation: `Action=Op&Version=…`
+    /// and the input flattened into form parameters) against `op`'s input shape; `None` if
+    /// the model has no such operation. The parameters are read back into the JSON shape
+    /// [`ApiModel::check`] takes by botocore's query serialization rules (`Name.member.N`
+    /// lists, `Name.entry.N.key`/`.value` maps, `locationName`, flattened lists and maps); a
+    /// parameter no member of the input claims is a member the model does not know.
+    pub fn check_query(&self, op: &str, params: &[(String, String)]) -> Option<Checked> {
+        let shape = self.inputs.get(op)?;
+        let given: HashMap<&str, &str> = params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut read = QueryRead {
+            model: self,
+            params: &given,
+            used: HashSet::new(),
+        };
+        let input = match shape {
+            Some(shape) => read.value(shape, "").unwrap_or_else(|| json!({})),
+            None => json!({}),
+        };
+        let mut checked = self.check(op, &input)?;
+        for (key, value) in params {
+            if key != "Action" && key != "Version" && !read.used.contains(key.as_str()) {
+                checked.violations.push(ModelViolation {
+                    service: self.service.clone(),
+                    operation: op.to_string(),
+                    member: key.clone(),
+                    constraint: "Member is not in the model".to_string(),
+                    value: show(&Value::String(value.clone())),
+                });
+            }
+        }
+        Some(checked)
+    }
+
     /// `Some(matches)`, or `None` when the pattern cannot be compiled.
     fn matches(&self, pattern: &str, value: &str) -> Option<bool> {
         let mut cache = self.patterns.lock().unwrap_or_else(|e| e.into_inner());
@@ -233,6 +255,131 @@ impl ApiModel {
             .as_ref()
             .map(|re| re.is_match(value))
     }
+}
+
+/// Reads query-protocol parameters back into JSON, noting the parameters it used.
+struct QueryRead<'a> {
+    model: &'a ApiModel,
+    params: &'a HashMap<&'a str, &'a str>,
+    used: HashSet<String>,
+}
+
+/// A member reference's serialized name: its `locationName`, else `default`.
+fn location_name<'v>(reference: &'v Value, default: &'v str) -> &'v str {
+    reference["locationName"].as_str().unwrap_or(default)
+}
+
+impl QueryRead<'_> {
+    fn take(&mut self, key: &str) -> Option<&str> {
+        let value = self.params.get(key).copied()?;
+        self.used.insert(key.to_string());
+        Some(value)
+    }
+
+    /// The value of shape `name` serialized under `prefix`; `None` when nothing was sent.
+    fn value(&mut self, name: &str, prefix: &str) -> Option<Value> {
+        let def = self.model.shapes.get(name)?;
+        match def["type"].as_str().unwrap_or_default() {
+            "structure" => {
+                let mut fields = Map::new();
+                for (member, reference) in def["members"].as_object().into_iter().flatten() {
+                    let Some(shape) = reference["shape"].as_str() else {
+                        continue;
+                    };
+                    let key = join(prefix, location_name(reference, member));
+                    if let Some(value) = self.value(shape, &key) {
+                        fields.insert(member.clone(), value);
+                    }
+                }
+                (prefix.is_empty() || !fields.is_empty()).then_some(Value::Object(fields))
+            }
+            "list" => {
+                // An empty list is sent as the bare name with an empty value.
+                if self.params.get(prefix) == Some(&"") {
+                    self.take(prefix);
+                    return Some(json!([]));
+                }
+                let member = &def["member"];
+                let shape = member["shape"].as_str()?;
+                let items_at = if def["flattened"].as_bool() == Some(true) {
+                    match member["locationName"].as_str() {
+                        Some(name) => match prefix.rsplit_once('.') {
+                            Some((parent, _)) => format!("{parent}.{name}"),
+                            None => name.to_string(),
+                        },
+                        None => prefix.to_string(),
+                    }
+                } else {
+                    format!("{prefix}.{}", location_name(member, "member"))
+                };
+                let mut items = Vec::new();
+                while let Some(item) = self.value(shape, &format!("{items_at}.{}", items.len() + 1))
+                {
+                    items.push(item);
+                }
+                (!items.is_empty()).then_some(Value::Array(items))
+            }
+            "map" => {
+                let entries_at = if def["flattened"].as_bool() == Some(true) {
+                    prefix.to_string()
+                } else {
+                    format!("{prefix}.entry")
+                };
+                let key_name = location_name(&def["key"], "key");
+                let value_name = location_name(&def["value"], "value");
+                let value_shape = def["value"]["shape"].as_str()?;
+                let mut entries = Map::new();
+                for i in 1.. {
+                    let at = format!("{entries_at}.{i}");
+                    let key = self.take(&format!("{at}.{key_name}")).map(str::to_string);
+                    let value = self.value(value_shape, &format!("{at}.{value_name}"));
+                    match (key, value) {
+                        (None, None) => break,
+                        (key, value) => {
+                            entries.insert(key.unwrap_or_default(), value.unwrap_or(Value::Null));
+                        }
+                    }
+                }
+                (!entries.is_empty()).then_some(Value::Object(entries))
+            }
+            kind => {
+                let text = self.take(prefix)?;
+                let as_text = || Value::String(text.to_string());
+                Some(match kind {
+                    "integer" | "long" => {
+                        text.parse::<i64>().map_or_else(|_| as_text(), Value::from)
+                    }
+                    "double" | "float" => text
+                        .parse::<f64>()
+                        .ok()
+                        .and_then(|n| serde_json::Number::from_f64(n).map(Value::Number))
+                        .unwrap_or_else(as_text),
+                    "boolean" => match text {
+                        "true" => Value::Bool(true),
+                        "false" => Value::Bool(false),
+                        _ => as_text(),
+                    },
+                    // ISO 8601 (botocore's and the SDK's choice) or epoch seconds.
+                    "timestamp" => match text.parse::<f64>() {
+                        Ok(epoch) => Value::from(epoch),
+                        Err(_) if is_iso8601(text) => Value::from(0),
+                        Err(_) => as_text(),
+                    },
+                    _ => as_text(),
+                })
+            }
+        }
+    }
+}
+
+/// `2026-01-01T00:00:00Z`, with optional fractional seconds and a `Z` or `±hh:mm` offset.
+fn is_iso8601(text: &str) -> bool {
+    static ISO: OnceLock<Option<Regex>> = OnceLock::new();
+    ISO.get_or_init(|| {
+        Regex::new(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:?\d{2})$").ok()
+    })
+    .as_ref()
+    .is_some_and(|re| re.is_match(text))
 }
 
 struct Walk<'a> {
@@ -263,7 +410,7 @@ fn show(value: &Value) -> String {
 impl Walk<'_> {
     fn fail(&mut self, path: &str, value: &Value, constraint: impl Into<String>) {
         self.checked.violations.push(ModelViolation {
-            service: self.model.service.name().to_string(),
+            service: self.model.service.clone(),
             operation: self.op.to_string(),
             member: path.to_string(),
             constraint: constraint.into(),
@@ -452,6 +599,10 @@ pub struct ModelReport {
     /// The model version each service is checked against (absent: not checked).
     pub models: BTreeMap<String, String>,
     pub violations: Vec<ModelViolation>,
+    /// Requests checked, per `<service> <Operation>`.
+    pub checked: BTreeMap<String, u64>,
+    /// Requests that could not be checked (no model, no operation), per reason.
+    pub unchecked_requests: BTreeMap<String, u64>,
     /// Patterns the `regex` crate could not compile → how many values went unchecked.
     pub unchecked_patterns: BTreeMap<String, u64>,
 }
@@ -488,7 +639,7 @@ mod tests {
             }
         })
         .to_string();
-        ApiModel::parse(Service::LicenseManager, "v", &text).unwrap()
+        ApiModel::parse("license-manager", "v", &text).unwrap()
     }
 
     fn members(input: Value) -> Vec<(String, String)> {
@@ -575,6 +726,129 @@ mod tests {
             1
         );
         assert!(m.check("Nope", &json!({})).is_none());
+    }
+
+    fn query_model() -> ApiModel {
+        let text = json!({
+            "metadata": { "protocol": "query" },
+            "operations": { "Op": { "input": { "shape": "In" } } },
+            "shapes": {
+                "In": {
+                    "type": "structure",
+                    "required": ["Name"],
+                    "members": {
+                        "Name": { "shape": "Name" },
+                        "Count": { "shape": "Count" },
+                        "Flag": { "shape": "Bool" },
+                        "When": { "shape": "When" },
+                        "Tags": { "shape": "Tags" },
+                        "Ids": { "shape": "Ids" },
+                        "Attrs": { "shape": "Attrs" },
+                        "Flat": { "shape": "Flat", "locationName": "Item" },
+                        "Renamed": { "shape": "Name", "locationName": "Other" }
+                    }
+                },
+                "Name": { "type": "string", "min": 1, "max": 5, "pattern": "[a-z]+" },
+                "Count": { "type": "integer", "max": 10 },
+                "Bool": { "type": "boolean" },
+                "When": { "type": "timestamp" },
+                "Tag": {
+                    "type": "structure",
+                    "required": ["Key"],
+                    "members": { "Key": { "shape": "Name" }, "Value": { "shape": "Name" } }
+                },
+                "Tags": { "type": "list", "member": { "shape": "Tag" }, "max": 2 },
+                "Ids": { "type": "list", "member": { "shape": "Name" }, "min": 1 },
+                "Attrs": {
+                    "type": "map",
+                    "key": { "shape": "Name", "locationName": "Name" },
+                    "value": { "shape": "Name", "locationName": "Value" }
+                },
+                "Flat": { "type": "list", "member": { "shape": "Name" }, "flattened": true }
+            }
+        })
+        .to_string();
+        ApiModel::parse("iam", "v", &text).unwrap()
+    }
+
+    fn query(params: &[(&str, &str)]) -> Vec<(String, String, String)> {
+        let params: Vec<(String, String)> = params
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        query_model()
+            .check_query("Op", &params)
+            .unwrap()
+            .violations
+            .into_iter()
+            .map(|v| (v.member, v.constraint, v.value))
+            .collect()
+    }
+
+    #[test]
+    fn query_parameters_are_read_back_by_botocores_rules() {
+        let m = query_model();
+        assert_eq!(m.protocol, "query");
+        assert_eq!(
+            query(&[
+                ("Action", "Op"),
+                ("Version", "2010-05-08"),
+                ("Name", "ab"),
+                ("Count", "3"),
+                ("Flag", "true"),
+                ("When", "2026-01-01T00:00:00.123Z"),
+                ("Tags.member.1.Key", "k"),
+                ("Tags.member.1.Value", "v"),
+                ("Tags.member.2.Key", "j"),
+                ("Ids", ""),
+                ("Attrs.entry.1.Name", "a"),
+                ("Attrs.entry.1.Value", "b"),
+                ("Item.1", "x"),
+                ("Item.2", "y"),
+                ("Other", "z"),
+            ]),
+            vec![(
+                "Ids".to_string(),
+                "Member must have length greater than or equal to 1".to_string(),
+                "[]".to_string()
+            )]
+        );
+        let found = query(&[
+            ("Action", "Op"),
+            ("Count", "three"),
+            ("Flag", "yes"),
+            ("When", "yesterday"),
+            ("Tags.member.1.Value", "v"),
+            ("Tags.member.2.Key", "a"),
+            ("Tags.member.3.Key", "b"),
+            ("Tags.member.5.Key", "c"),
+            ("Attrs.entry.1.Name", "A"),
+            ("Attrs.entry.1.Value", "b"),
+            ("Renamed", "x"),
+            ("Colour", "blue"),
+        ]);
+        let expect = [
+            ("Name", "must not be null"),
+            ("Count", "must be an integer"),
+            ("Flag", "must be a boolean"),
+            ("When", "must be a timestamp"),
+            ("Tags", "length less than or equal to 2"),
+            ("Tags[0].Key", "must not be null"),
+            ("Attrs[\"A\"](key)", "regular expression pattern"),
+            ("Tags.member.5.Key", "not in the model"),
+            ("Renamed", "not in the model"),
+            ("Colour", "not in the model"),
+        ];
+        for (member, constraint) in expect {
+            assert!(
+                found
+                    .iter()
+                    .any(|(m, c, _)| m == member && c.contains(constraint)),
+                "{member} {constraint} not in {found:#?}"
+            );
+        }
+        assert_eq!(found.len(), expect.len(), "{found:#?}");
+        assert!(m.check_query("Nope", &[]).is_none());
     }
 
     #[test]
