@@ -190,7 +190,24 @@ impl Engine {
                 r.attempt = work.attempt;
                 r.first_seen = work.first_seen;
                 // Boxed: the whole onboarding future is deep; keep it off the caller's stack type.
-                match Box::pin(self.onboard(work, &calls, &mut r)).await {
+                let mut result = Box::pin(self.onboard(work, &calls, &mut r)).await;
+                // The OU an event or a queued message names is a claim that may no longer hold
+                // (the account moved, the OU was deleted): a failure it caused is never the
+                // end; the truth is read again (no hint) and the work goes on.
+                if let Err(e) = &result {
+                    if work.ou_id.is_some() && is_stale_ou(e) {
+                        let fresh = Work {
+                            ou_id: None,
+                            ou_name: None,
+                            ..work.clone()
+                        };
+                        r.ou_id = None;
+                        r.ou_name = None;
+                        r.licenses.clear();
+                        result = Box::pin(self.onboard(&fresh, &calls, &mut r)).await;
+                    }
+                }
+                match result {
                     Ok(marks) => r.activations_requested = marks,
                     Err(e) => r.error = Some(ErrorReport::from(&e)),
                 }
@@ -1413,6 +1430,19 @@ fn resolve<'a>(
         }
     }
     (out, unmatched)
+}
+
+/// Whether Organizations said an OU (a parent or child id it was asked about) does not exist:
+/// what a stale OU in a request causes.
+fn is_stale_ou(e: &Error) -> bool {
+    matches!(
+        e.aws_code(),
+        Some(
+            "ChildNotFoundException"
+                | "ParentNotFoundException"
+                | "OrganizationalUnitNotFoundException"
+        )
+    )
 }
 
 /// Adds `mark`, replacing an older one for the same grant.

@@ -347,3 +347,43 @@ async fn operations_the_grantor_does_not_hold_are_left_out_and_named() {
         "{report:#}"
     );
 }
+
+/// A Control Tower event (or a queued message) names the OU the account was placed in; by the
+/// time it runs the account may have moved and the OU be gone. That claim is not the truth:
+/// Organizations' "not found" sends the run back to read the account's OU, and the account is
+/// entitled under the OU it is really in. (Before, the not-found error was permanent: the
+/// message went to the dead-letter queue and the account was never entitled.)
+#[tokio::test]
+async fn an_event_naming_an_ou_since_deleted_reads_the_truth_and_entitles() {
+    let Some(mut s) = setup(demo_spec()).await else {
+        return;
+    };
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let account = seed::add_account(&s.world, &mut s.org, "moved", &workloads)
+        .await
+        .unwrap();
+    let orgs = s.world.organizations();
+    let root = s.org.root_id.clone();
+    let gone = orgs
+        .create_organizational_unit()
+        .parent_id(&root)
+        .name("Temporary")
+        .send()
+        .await
+        .unwrap()
+        .organizational_unit()
+        .unwrap()
+        .id()
+        .unwrap()
+        .to_string();
+    orgs.delete_organizational_unit()
+        .organizational_unit_id(&gone)
+        .send()
+        .await
+        .unwrap();
+    let engine = s.engine(&[]);
+    let report = s.onboard(&engine, s.create_event(&account.id, &gone)).await;
+    assert_eq!(report["outcome"], "entitled", "{report:#}");
+    assert_eq!(report["ouId"], workloads.as_str(), "{report:#}");
+    assert!(report["error"].is_null(), "{report:#}");
+}
