@@ -99,6 +99,10 @@ pub enum Scope {
     Organization,
     Ous(Vec<String>),
     Accounts(Vec<AccountId>),
+    /// Accounts a License Manager `Grant Change` event names: run only those whose grants are
+    /// not all settled (every selected license ACTIVE, by the reconcile's own rules), read with
+    /// a few calls per account; an event about an account that needs nothing adds no run.
+    GrantChanged(Vec<AccountId>),
     /// Accounts an Organizations event says left the organization or closed. A claim, not a
     /// fact: each is confirmed with `DescribeAccount` before it is offboarded (per
     /// OFFBOARD_MODE); one Organizations still calls ACTIVE is re-checked instead
@@ -390,7 +394,7 @@ fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
             }
         }
         ("aws.license-manager", "Grant Change") => {
-            grantee_account(&detail).map(|a| Scope::Accounts(vec![a]))
+            grantee_account(&detail).map(|a| Scope::GrantChanged(vec![a]))
         }
         _ => None,
     };
@@ -532,6 +536,7 @@ pub async fn reconcile(
             Scope::Organization => "organization".into(),
             Scope::Ous(ous) => format!("ous:{}", ous.join(",")),
             Scope::Accounts(a) => format!("accounts:{}", a.len()),
+            Scope::GrantChanged(a) => format!("grant-changed:{}", a.len()),
             Scope::Departed(a) => format!("departed:{}", a.len()),
             Scope::Ignored(_) => "ignored".into(),
         },
@@ -597,6 +602,18 @@ async fn run(
             all
         }
         Scope::Accounts(ids) => named(ids),
+        Scope::GrantChanged(ids) => {
+            let mut run = Vec::new();
+            for id in ids {
+                match settled(engine, &org, id, calls).await? {
+                    None => run.push(id.clone()),
+                    Some(why) => {
+                        report.skipped.insert(id.to_string(), why);
+                    }
+                }
+            }
+            named(&run)
+        }
         Scope::Departed(claims) => {
             let recheck =
                 confirm_departures(engine, &org, claims, calls, report, &mut departed).await?;
@@ -717,6 +734,66 @@ async fn run(
     };
     report.offboarded = offboard_all(engine, &ids, mode, trigger).await;
     Ok(())
+}
+
+/// Whether an account a `Grant Change` event names needs nothing (`Some(why)`: every license
+/// its selection asks for has an ACTIVE grant, the account's own under a parent in
+/// organization/OU mode, with no grant of ours left to retire) or a run (`None`). Read from the
+/// grantor's side with the same rules as a reconcile ([`needs_work`]), but for this account
+/// only: its grants, and per organization/OU-mode license its children and the parents that
+/// cover it. Where anything is unclear it runs.
+async fn settled(
+    engine: &Engine,
+    org: &OrgInfo,
+    account: &AccountId,
+    calls: &CallLog,
+) -> Result<Option<String>, Error> {
+    let lm = &engine.clients().license_manager;
+    let config = engine.config();
+    let principal = account.root_principal(&config.partition);
+    let (wanted, own, org_grants) = futures::try_join!(
+        engine.selection_of(account),
+        aws::grants_to_principal(lm, &principal, calls),
+        aws::grants_to_principal(lm, &org.arn, calls),
+    )?;
+    let Wanted::Licenses { arns, .. } = &wanted else {
+        return Ok(None);
+    };
+    let held = engine.held_licenses_logged(calls).await?;
+    let modes: HashMap<String, Mode> = held
+        .iter()
+        .map(|l| {
+            let sku = l.sku.as_deref().unwrap_or_default();
+            (l.arn.clone(), config.mode_of(&l.arn, sku))
+        })
+        .filter(|(_, m)| *m != Mode::Account)
+        .collect();
+    let mut index = GrantIndex::new(modes.clone(), &config.grant_name_prefix);
+    for license in arns {
+        let mut grants: Vec<GrantView> = own
+            .iter()
+            .chain(org_grants.iter())
+            .filter(|g| &g.license_arn == license)
+            .cloned()
+            .collect();
+        if modes.contains_key(license) {
+            match aws::organization_received_grants(lm, license, &principal, calls).await {
+                Ok(children) => grants.extend(children),
+                // A delegated administrator may not read them: run the account.
+                Err(e) if e.aws_code().is_some_and(|c| c.starts_with("AccessDenied")) => {
+                    return Ok(None)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        index.add(license, &grants);
+    }
+    Ok(match needs_work(account.as_str(), &wanted, &index) {
+        None => Some(
+            "Grant Change event: every selected license already has an ACTIVE grant; no run".into(),
+        ),
+        Some(_) => None,
+    })
 }
 
 /// Confirms each departure an event claims ([`decide_departure`]): what needs no read is
@@ -868,7 +945,7 @@ async fn changed_accounts(
             // which leaves their accounts queued (their own run looks closer).
             match aws::organization_license_grants(&clients.license_manager, license, calls).await {
                 Ok(children) => grants.extend(children),
-                Err(e) if e.kind() == "AccessDenied" => {}
+                Err(e) if e.aws_code().is_some_and(|c| c.starts_with("AccessDenied")) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -1730,12 +1807,12 @@ mod tests {
             (
                 json!({"source": "aws.license-manager", "detail-type": "Grant Change",
                        "detail": {"grant": {"granteePrincipal": "arn:aws:iam::210987654321:root"}}}),
-                Scope::Accounts(vec![a()]),
+                Scope::GrantChanged(vec![a()]),
             ),
             (
                 json!({"source": "aws.license-manager", "detail-type": "Grant Change",
                        "detail": {"grant": {"granteePrincipal": "arn:aws-cn:iam::210987654321:root"}}}),
-                Scope::Accounts(vec![a()]),
+                Scope::GrantChanged(vec![a()]),
             ),
             (
                 json!({"source": "aws.license-manager", "detail-type": "Grant Change", "detail": "?"}),

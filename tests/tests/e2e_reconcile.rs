@@ -387,6 +387,31 @@ async fn change_events_act_on_the_account_they_name_and_nothing_else() {
     assert_eq!(s.drain_queue(&engine).await, (1, 0));
     assert_eq!(s.grants_in(&prod).await, prod_grants, "ACTIVE again");
 
+    // License Manager sends a Grant Change for each step of that (and for grants this stack
+    // creates, accepts, activates): six events naming an account whose grants are all ACTIVE
+    // add no run (before, each put a message on the onboarding queue); a few grantor-side reads
+    // decide it, no AssumeRole.
+    for status in [
+        "ACTIVE",
+        "ACTIVE",
+        "DISABLED",
+        "ACTIVE",
+        "PENDING_WORKFLOW",
+        "ACTIVE",
+    ] {
+        let change = serde_json::json!({
+            "source": "aws.license-manager", "detail-type": "Grant Change",
+            "detail": {"grantArn": g.grant_arn(), "granteePrincipal": principal, "status": status}
+        });
+        let report = reconciler::handle(&engine, &config, &change).await.unwrap();
+        assert_eq!(report["enqueued"], 0, "{report:#}");
+        assert!(
+            report["apiCalls"].get("sts:AssumeRole").is_none(),
+            "{report:#}"
+        );
+    }
+    assert_eq!(s.drain_queue(&engine).await, (0, 0));
+
     // The dev account is closed: offboarded at once; the others keep their grants.
     s.world
         .organizations()
