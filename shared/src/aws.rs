@@ -634,7 +634,7 @@ pub async fn bulk_activate(
     let how = (
         Some(behavior),
         Side::Own,
-        "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)",
+        crate::decide::BULK_ACTIVATION_STATUS_REASON,
     );
     activation(lm, grant_arn, source_version, client_token, how, calls).await
 }

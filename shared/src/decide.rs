@@ -157,6 +157,10 @@ pub enum Failure {
     ChildFailed { grant: GrantView },
     /// Every organization/OU grant covering the account failed its workflow.
     ParentFailed { parent: GrantView },
+    /// The account's grant under an organization/OU grant is `DISABLED`, and that grant was
+    /// changed by someone other than ct-entitlements since it was made (an operator's bulk
+    /// deactivation looks like this): respected, not undone account by account.
+    OperatorDeactivated { grant: GrantView, parent: GrantView },
     /// Too many grants were made for this account and license already.
     TooManyGenerations {
         grant: Option<GrantView>,
@@ -300,6 +304,30 @@ pub fn activate_as(
     }
 }
 
+/// The `StatusReason` ct-entitlements sends with a bulk activation (what a parent carries after
+/// it, and only after it).
+pub const BULK_ACTIVATION_STATUS_REASON: &str =
+    "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)";
+
+/// Whether an organization/OU grant was changed by someone other than ct-entitlements since it
+/// was made: a new version without ct-entitlements' bulk-activation reason. AWS shows a parent
+/// `WORKFLOW_COMPLETED` after a bulk activation and after a bulk deactivation alike, so this is
+/// the only trace of an operator's bulk deactivation (or of a bulk change by hand); either way
+/// its account-level grants are left as that change left them.
+pub fn changed_by_operator(parent: &GrantView) -> bool {
+    parent.version.parse::<u64>().is_ok_and(|v| v > 1)
+        && parent.status_reason.as_deref() != Some(BULK_ACTIVATION_STATUS_REASON)
+}
+
+/// The covering grant that was changed by an operator and that `child` is under: the one its
+/// `ParentArn` names, or (where it names none of them: undocumented) any covering one.
+fn paused_parent<'a>(child: &GrantView, parents: &[&'a GrantView]) -> Option<&'a GrantView> {
+    match parents.iter().find(|p| p.arn == child.parent_arn) {
+        Some(named) => changed_by_operator(named).then_some(*named),
+        None => parents.iter().find(|p| changed_by_operator(p)).copied(),
+    }
+}
+
 /// Whether an organization/OU grant looks bulk-activated. AWS documents bulk activation
 /// (CreateGrantVersion Status=ACTIVE on the parent, which then shows WORKFLOW_COMPLETED) but no
 /// field saying it happened; a parent with activation options, or one changed by a new version
@@ -417,6 +445,14 @@ pub fn decide(o: &Observation<'_>) -> Next {
             (Some(child), Some(ours))
                 if org_mode && child.status == status::DISABLED && ours_active =>
             {
+                if paused_parent(child, &parents).is_some() {
+                    // The parent's grants were deactivated in bulk: ours keeps the account
+                    // entitled; the child is not activated over that decision.
+                    return Next::Done {
+                        grant: ours.clone(),
+                        source: Source::Account,
+                    };
+                }
                 let requested =
                     mark_of(o.activations, child).is_some_and(|m| !m.bulk && at_version(m, child));
                 return if requested {
@@ -472,6 +508,18 @@ pub fn decide(o: &Observation<'_>) -> Next {
             (Some(_), Some(ours)) if child_failed => drive_ours = Some(ours),
             // A failed child is repaired at once by a grant of our own; a missing one once it
             // has been looked for and waited for.
+            // No repair over an operator's bulk deactivation of the parent.
+            (c, None)
+                if (child_failed || (c.is_none() && waited))
+                    && parents.iter().any(|p| changed_by_operator(p)) =>
+            {
+                let parent = parents.iter().find(|p| changed_by_operator(p)).copied();
+                let parent = parent.cloned().unwrap_or_else(|| parents[0].clone());
+                return Next::Fail(Failure::OperatorDeactivated {
+                    grant: child.cloned().unwrap_or_else(|| parent.clone()),
+                    parent,
+                });
+            }
             (Some(failed), None) if child_failed => {
                 if o.replaced_this_run {
                     return Next::Wait {
@@ -546,6 +594,14 @@ pub fn decide(o: &Observation<'_>) -> Next {
             source: src,
         },
         status::DISABLED => {
+            if src == Source::Organization {
+                if let Some(parent) = paused_parent(grant, &parents) {
+                    return Next::Fail(Failure::OperatorDeactivated {
+                        grant: g,
+                        parent: parent.clone(),
+                    });
+                }
+            }
             let mark = mark_of(o.activations, grant);
             let same_version = mark.is_some_and(|m| at_version(m, grant));
             if is_conflict_reason(grant.status_reason.as_deref()) && mark.is_some_and(|m| !m.bulk) {
@@ -699,6 +755,7 @@ mod tests {
             Next::Fail(Failure::ActiveLicenseConflict { .. }) => "Fail/Conflict".into(),
             Next::Fail(Failure::ChildFailed { .. }) => "Fail/ChildFailed".into(),
             Next::Fail(Failure::ParentFailed { .. }) => "Fail/ParentFailed".into(),
+            Next::Fail(Failure::OperatorDeactivated { .. }) => "Fail/OperatorDeactivated".into(),
             Next::Fail(Failure::TooManyGenerations { count, .. }) => format!("Fail/TooMany{count}"),
         }
     }
@@ -761,6 +818,7 @@ mod tests {
         let bulk_parent = GrantView {
             activation_behavior: Some("DISTRIBUTED_GRANTS_ONLY".into()),
             version: "2".into(),
+            status_reason: Some(BULK_ACTIVATION_STATUS_REASON.into()),
             ..parent(status::WORKFLOW_COMPLETED)
         };
         let cases = [
@@ -1311,13 +1369,53 @@ mod tests {
         let mut c = case(vec![child(status::DISABLED)], vec![bulk], "");
         c.marks = vec![mark("g-child", "2", true)];
         assert_eq!(name(&run(&c)), "Activate/organization");
-        // A parent changed by a new version (bulk activation without options) counts too.
+        // A parent changed by ct-entitlements' bulk activation (its reason) counts too.
         let bumped = GrantView {
             version: "2".into(),
+            status_reason: Some(BULK_ACTIVATION_STATUS_REASON.into()),
             ..parent(status::WORKFLOW_COMPLETED)
         };
-        let c = case(vec![child(status::DISABLED)], vec![bumped], "");
+        let c = case(vec![child(status::DISABLED)], vec![bumped.clone()], "");
         assert_eq!(name(&run(&c)), "Wait/BulkActivation");
+        // Changed by someone else (an operator's bulk deactivation shows exactly so: AWS keeps
+        // the parent WORKFLOW_COMPLETED): the child is left DISABLED, in every mode, under a
+        // parent named by ParentArn or not; an account entitled by its own grant keeps it.
+        let paused = GrantView {
+            status_reason: Some("paused by the licensing team".into()),
+            ..bumped.clone()
+        };
+        for mode in [Mode::Account, Mode::Organization, Mode::Ou] {
+            for parent_arn in [PARENT, LICENSE] {
+                let child = GrantView {
+                    parent_arn: parent_arn.into(),
+                    ..child(status::DISABLED)
+                };
+                let mut c = case(vec![child.clone()], vec![paused.clone()], "");
+                c.mode = mode;
+                assert_eq!(name(&run(&c)), "Fail/OperatorDeactivated", "{mode:?}");
+                c.marks = vec![mark("g-child", "2", true)];
+                assert_eq!(name(&run(&c)), "Fail/OperatorDeactivated", "{mode:?}");
+                if mode != Mode::Account {
+                    let mut c = case(
+                        vec![child, grant("g-ours", status::ACTIVE)],
+                        vec![paused.clone()],
+                        "",
+                    );
+                    c.mode = mode;
+                    assert_eq!(name(&run(&c)), "Done/account", "{mode:?}");
+                }
+            }
+        }
+        // Nor is anything repaired over it: a failed or missing child stays so.
+        for own in [vec![child(status::FAILED_WORKFLOW)], vec![]] {
+            let mut c = case(own.clone(), vec![paused.clone()], "");
+            c.mode = Mode::Organization;
+            c.attempt = CHILD_WAIT_RECHECKS;
+            assert_eq!(name(&run(&c)), "Fail/OperatorDeactivated", "{own:?}");
+        }
+        // An ACTIVE child under it is simply the account's grant.
+        let c = case(vec![child(status::ACTIVE)], vec![paused], "");
+        assert_eq!(name(&run(&c)), "Done/organization");
         // Without bulk activation the child is activated individually at once.
         let c = case(
             vec![child(status::DISABLED)],

@@ -516,6 +516,26 @@ impl Engine {
         Ok(lists.iter().flat_map(|l| l.iter().cloned()).collect())
     }
 
+    /// [`Engine::covering_grants`], read now (the cache refreshed with what was read).
+    async fn covering_grants_fresh(
+        &self,
+        principals: &[String],
+        calls: &CallLog,
+    ) -> Result<Vec<GrantView>, Error> {
+        let reads = principals.iter().map(|principal| async move {
+            let grants = Arc::new(
+                aws::grants_to_principal(&self.clients.license_manager, principal, calls).await?,
+            );
+            self.principal_grants
+                .lock()
+                .await
+                .insert(principal.clone(), (Instant::now(), grants.clone()));
+            Ok::<_, Error>(grants)
+        });
+        let lists = futures::future::try_join_all(reads).await?;
+        Ok(lists.iter().flat_map(|l| l.iter().cloned()).collect())
+    }
+
     /// Deactivates (or deletes) the grants the management account made to `account`, from the
     /// grantor side (no role in the account is needed, so this works for suspended or departed
     /// accounts). `license_arns` limits it to those licenses. Org/OU child grants are untouched.
@@ -878,7 +898,7 @@ impl Engine {
         target: &Target<'_>,
         license: &HeldLicense,
         mut own: Vec<GrantView>,
-        parents: Vec<GrantView>,
+        mut parents: Vec<GrantView>,
         marks: &mut Vec<ActivationMark>,
         calls: &CallLog,
         report: &mut LicenseReport,
@@ -886,6 +906,10 @@ impl Engine {
         let lm = &self.clients.license_manager;
         let member_lm = &target.member.license_manager;
         let mut org_side_read = false;
+        // The covering grants come from a short-lived per-container cache; before a write that
+        // depends on them (an activation, a takeover, a repair, clearing a child) they are read
+        // again, once: an operator's bulk deactivation a moment ago must not be undone.
+        let mut parents_fresh = parents.is_empty();
         let mut replaced = false;
         let mut first = true;
         let mode = self
@@ -935,6 +959,40 @@ impl Engine {
                     _ => None,
                 };
             }
+            let depends_on_parents = matches!(
+                next,
+                Next::Activate {
+                    source: Source::Organization,
+                    ..
+                } | Next::TakeOver { .. }
+                    | Next::Create { .. }
+                    | Next::DeleteChild { .. }
+            );
+            if depends_on_parents && !parents_fresh && !self.config.dry_run {
+                parents_fresh = true;
+                let principals: Vec<String> = parents.iter().map(|p| p.grantee.clone()).collect();
+                let mut unique: Vec<String> = Vec::new();
+                for p in principals {
+                    if !unique.contains(&p) {
+                        unique.push(p);
+                    }
+                }
+                let fresh: Vec<GrantView> = self
+                    .covering_grants_fresh(&unique, calls)
+                    .await?
+                    .into_iter()
+                    .filter(|g| g.license_arn == license.arn)
+                    .collect();
+                // What was read now replaces what was cached; a parent seen only on the
+                // member's side stays.
+                for g in fresh {
+                    match parents.iter_mut().find(|p| p.arn == g.arn) {
+                        Some(p) => *p = g,
+                        None => parents.push(g),
+                    }
+                }
+                continue;
+            }
             match next {
                 Next::Done { grant, source } => {
                     note(report, &grant, source);
@@ -959,6 +1017,15 @@ impl Engine {
                         );
                     }
                     return Ok(!self.config.dry_run);
+                }
+                Next::Fail(Failure::OperatorDeactivated { grant, parent }) => {
+                    note(report, &grant, Source::Organization);
+                    report.held_back = Some(format!(
+                        "organization/OU grant {} was changed by someone other than ct-entitlements ({}): its account-level grants were deactivated in bulk, and ct-entitlements does not activate them account by account; bulk-activate that grant again to resume",
+                        parent.arn,
+                        parent.status_reason.as_deref().unwrap_or("no reason given"),
+                    ));
+                    return Ok(false);
                 }
                 Next::Fail(failure) => {
                     return Err(self.failure(failure, target, license, report));
@@ -1096,7 +1163,7 @@ impl Engine {
     ) -> Result<(), Error> {
         let token = activation_client_token(&grant.arn, &grant.version);
         self.limiter.acquire("CreateGrantVersion").await;
-        let (s, v) = match &how {
+        let (_answered, v) = match &how {
             decide::ActivateAs::Member(behavior) => {
                 let member_lm = &target.member.license_manager;
                 let b = behavior.as_deref();
@@ -1123,14 +1190,14 @@ impl Engine {
                 bulk: false,
             },
         );
-        let applied = s == status::ACTIVE;
-        if applied {
-            update(own, &grant.arn, s, v, None);
-        }
+        // An `ACTIVE` answer is not taken at its word: what `CreateGrantVersion` answers while
+        // the activation is still processing is undocumented (`pendingActivationAnswer`), so
+        // the grant itself is looked at, with what the activation `replaces`, at once.
+        update(own, &grant.arn, status::DISABLED.to_string(), v, None);
         let looks: Vec<&str> = replaces
             .map(|r| r.arn.as_str())
             .into_iter()
-            .chain((!applied).then_some(grant.arn.as_str()))
+            .chain(std::iter::once(grant.arn.as_str()))
             .collect();
         for _ in &looks {
             self.limiter.acquire("GetGrant").await;
@@ -1209,6 +1276,15 @@ impl Engine {
                         grant.parent_arn,
                         grant.status_reason.as_deref().unwrap_or("no reason given"),
                     ),
+                }
+            }
+            // Not a failure: reported as held back by `drive_grant`.
+            Failure::OperatorDeactivated { grant, .. } => {
+                note(report, &grant, Source::Organization);
+                Error::GrantFailed {
+                    grant_arn: grant.arn.clone(),
+                    status: grant.status.clone(),
+                    reason: "deactivated in bulk by an operator".into(),
                 }
             }
             Failure::ParentFailed { parent } => {
@@ -1562,11 +1638,10 @@ fn outcome(r: &AccountReport) -> Outcome {
         Outcome::Skipped
     } else if r.dry_run {
         Outcome::Planned
-    } else if r
-        .licenses
-        .iter()
-        .any(|l| l.pending_reason.is_some() || l.status_after.as_deref() != Some(status::ACTIVE))
-    {
+    } else if r.licenses.iter().any(|l| {
+        l.held_back.is_none()
+            && (l.pending_reason.is_some() || l.status_after.as_deref() != Some(status::ACTIVE))
+    }) {
         Outcome::Pending
     } else {
         Outcome::Entitled

@@ -1038,6 +1038,9 @@ pub struct GrantIndex {
     read: BTreeSet<String>,
     /// Licenses with a live organization/OU grant in their listing.
     parented: BTreeSet<String>,
+    /// Licenses with an organization/OU grant changed by someone other than ct-entitlements
+    /// (an operator's bulk deactivation): their accounts are left as that change left them.
+    paused: BTreeSet<String>,
     modes: HashMap<String, Mode>,
     /// `GRANT_NAME_PREFIX`: names ct-entitlements' own per-account grants.
     prefix: String,
@@ -1076,6 +1079,9 @@ impl GrantIndex {
         if !parents.is_empty() {
             self.parented.insert(license.to_string());
         }
+        if parents.iter().any(crate::decide::changed_by_operator) {
+            self.paused.insert(license.to_string());
+        }
         for g in grants {
             if let Some(account) = account_of_root_principal(&g.grantee) {
                 let own_name = format!("{}-{account}", self.prefix);
@@ -1110,6 +1116,10 @@ pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<
         .filter_map(|license| {
             if !index.read.contains(license) {
                 return Some(format!("{license}: not listed"));
+            }
+            if index.paused.contains(license) {
+                // Deactivated in bulk by an operator: a run would only report it.
+                return None;
             }
             let seen = index
                 .seen
@@ -1491,6 +1501,40 @@ mod needs_tests {
                     ),
                 }
             }
+        }
+        // An organization grant changed by someone else (an operator's bulk deactivation: a new
+        // version without ct-entitlements' bulk-activation reason): its accounts are left as
+        // they are, whatever they hold.
+        let paused = GrantView {
+            version: "3".into(),
+            status_reason: Some("paused by the licensing team".into()),
+            ..org_grant.clone()
+        };
+        for mode in [Mode::Organization, Mode::Ou] {
+            for grants in [
+                vec![paused.clone(), child("DISABLED")],
+                vec![paused.clone()],
+                vec![paused.clone(), child("DISABLED"), ours("ACTIVE")],
+            ] {
+                let mut index =
+                    GrantIndex::new(HashMap::from([(L1.to_string(), mode)]), "ct-entitlements");
+                index.add(L1, &grants);
+                assert_eq!(
+                    needs_work(A, &wants(&[L1]), &index),
+                    None,
+                    "{mode:?} {grants:?}"
+                );
+            }
+            // Bulk-activated by ct-entitlements itself: a DISABLED child is work.
+            let ours_bulk = GrantView {
+                version: "2".into(),
+                status_reason: Some(crate::decide::BULK_ACTIVATION_STATUS_REASON.into()),
+                ..org_grant.clone()
+            };
+            let mut index =
+                GrantIndex::new(HashMap::from([(L1.to_string(), mode)]), "ct-entitlements");
+            index.add(L1, &[ours_bulk, child("DISABLED")]);
+            assert!(needs_work(A, &wants(&[L1]), &index).is_some(), "{mode:?}");
         }
         // The same listing in account mode: our grant is what counts.
         let mut index = GrantIndex::new(HashMap::new(), "ct-entitlements");

@@ -132,6 +132,10 @@ pub struct LicenseReport {
     pub status_after: Option<String>,
     /// Write steps taken (or, in a dry run, planned), in order.
     pub actions: Vec<String>,
+    /// Why ct-entitlements leaves this license as it is, on purpose (an operator deactivated
+    /// the organization/OU grant's account-level grants in bulk): not waited for, not a failure.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_back: Option<String>,
     /// Why the grant is not ACTIVE yet, when it is waited for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pending_reason: Option<String>,

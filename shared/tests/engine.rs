@@ -371,13 +371,34 @@ impl World {
                     aws_smithy_async::rt::sleep::TokioSleep::new(),
                 ))
         };
+        // After an activation the engine looks at the grant (an ACTIVE answer is not taken at
+        // its word): where a test did not say what the look shows, it shows what the
+        // activation answered in these tests, ACTIVE.
+        let mut lm_rules = self.lm.clone();
+        lm_rules.push(
+            mock!(aws_sdk_licensemanager::Client::get_grant).then_compute_output(|req| {
+                let arn = req.grant_arn().unwrap_or_default().to_string();
+                let mut g = grant(
+                    &arn,
+                    GrantStatus::Active,
+                    "2",
+                    LICENSE,
+                    &format!("arn:aws:iam::{ACCOUNT}:root"),
+                );
+                if arn == CHILD_GRANT {
+                    g.grant_name = "ct-entitlements-organization".into();
+                    g.parent_arn = ORG_GRANT.into();
+                }
+                GetGrantOutput::builder().grant(g).build()
+            }),
+        );
         let clients = Clients {
             organizations: mock_client!(aws_sdk_organizations, RuleMode::MatchAny, &self.org),
             sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &self.sts),
             license_manager: mock_client!(
                 aws_sdk_licensemanager,
                 RuleMode::MatchAny,
-                &self.lm,
+                &lm_rules,
                 lm_conf
             ),
             sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &self.sqs),

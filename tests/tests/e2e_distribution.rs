@@ -223,12 +223,29 @@ async fn switching_a_license_to_organization_mode_leaves_one_active_grant_per_ac
     // own behavior may be ignored or refused where the grantor set one: `granteeOverride`).
     let report = reconcile::reconcile(&after, &config, Scope::Organization, false).await;
     assert!(report.error.is_none(), "{report:#?}");
+    // (With the realistic emulator's workflow delay the bulk activation comes with the next
+    // reconcile; whenever it comes, it carries the replacing behavior.)
+    let bulk_steps = |r: &reconcile::ReconcileReport| -> Vec<String> {
+        r.parents
+            .iter()
+            .flat_map(|p| p.actions.iter().cloned())
+            .filter(|a| a.starts_with("ActivateGrant(bulk"))
+            .collect()
+    };
+    assert_eq!(report.parents[0].actions[0], "CreateGrant", "{report:#?}");
+    let mut bulk = bulk_steps(&report);
+    if bulk.is_empty() {
+        s.world
+            .control()
+            .advance_clock(std::time::Duration::from_secs(30))
+            .await
+            .unwrap();
+        let again = reconcile::reconcile(&after, &config, Scope::Organization, false).await;
+        bulk = bulk_steps(&again);
+    }
     assert_eq!(
-        report.parents[0].actions,
-        vec![
-            "CreateGrant",
-            "ActivateGrant(bulk, ALL_GRANTS_PERMITTED_BY_ISSUER)"
-        ],
+        bulk,
+        vec!["ActivateGrant(bulk, ALL_GRANTS_PERMITTED_BY_ISSUER)"],
         "{report:#?}"
     );
     s.world
@@ -279,4 +296,120 @@ async fn switching_a_license_to_organization_mode_leaves_one_active_grant_per_ac
     // Done: the next reconcile queues nobody.
     let again = reconcile::reconcile(&after, &config, Scope::Organization, false).await;
     assert_eq!(again.enqueued, 0, "{again:#?}");
+}
+
+/// An operator deactivates an organization grant in bulk (`CreateGrantVersion Status=DISABLED`
+/// on the parent): AWS shows the parent `WORKFLOW_COMPLETED` as after a bulk activation, so only
+/// its version and `StatusReason` tell. ct-entitlements respects it: no account-level grant is
+/// activated one by one, nothing is repaired over it, and the reconciler queues nobody for it.
+/// (Before, each account's run waited once for "the bulk activation", then activated its grant
+/// itself, undoing the operator's decision account by account.)
+#[tokio::test]
+async fn an_operators_bulk_deactivation_is_respected_not_undone_account_by_account() {
+    let Some(mut s) = setup(demo_spec()).await else {
+        return;
+    };
+    let config = reconcile_config(&s.queue_url);
+    let env = [("LICENSE_DISTRIBUTION", "prod-demo-analytics=organization")];
+    let engine = s.engine(&env);
+    reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    s.drain_queue(&engine).await;
+    let analytics = s.org.license(ANALYTICS).unwrap().arn.clone();
+    let lm = s.world.license_manager();
+    let parents = lm
+        .list_distributed_grants()
+        .filters(
+            aws_sdk_licensemanager::types::Filter::builder()
+                .name("LicenseArn")
+                .values(&analytics)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let parent = parents
+        .grants()
+        .iter()
+        .find(|g| g.grantee_principal_arn().contains(":organization/"))
+        .unwrap()
+        .clone();
+    let active_before = |grants: &[(String, String)]| {
+        grants
+            .iter()
+            .filter(|(l, st)| l == &analytics && st == "ACTIVE")
+            .count()
+    };
+    for account in &s.org.accounts {
+        assert_eq!(
+            active_before(&s.grants_in(&account.id).await),
+            1,
+            "{}",
+            account.name
+        );
+    }
+    // The operator's bulk deactivation.
+    lm.create_grant_version()
+        .client_token("operator-pause")
+        .grant_arn(parent.grant_arn())
+        .source_version(parent.version())
+        .status(aws_sdk_licensemanager::types::GrantStatus::Disabled)
+        .status_reason("paused by the licensing team")
+        .send()
+        .await
+        .unwrap();
+    s.world
+        .control()
+        .advance_clock(std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    let versions = s.calls("CreateGrantVersion").await;
+    let creates = s.calls("CreateGrant").await;
+    // The reconciler: nobody to queue for it, the parent left as it is.
+    let report = reconcile::reconcile(&engine, &config, Scope::Organization, false).await;
+    assert!(report.error.is_none(), "{report:#?}");
+    assert!(
+        !report.needs.values().any(|why| why.contains(&analytics)),
+        "{report:#?}"
+    );
+    s.drain_queue(&engine).await;
+    // A member's own run (an event) and a joiner: reported, not activated.
+    let member = s.org.accounts[0].clone();
+    let run = s
+        .onboard(&engine, s.create_event(&member.id, &member.ou_id))
+        .await;
+    let line = by_sku(&run);
+    assert!(line[ANALYTICS].3.is_empty(), "{run:#}");
+    let reason = run.to_string();
+    assert!(
+        reason.contains("paused by the licensing team") && reason.contains("bulk-activate"),
+        "{run:#}"
+    );
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let joiner = local_world::seed::add_account(&s.world, &mut s.org, "joiner", &workloads)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let run = s
+            .onboard(&engine, s.create_event(&joiner.id, &workloads))
+            .await;
+        let line = by_sku(&run);
+        assert!(line[ANALYTICS].3.is_empty(), "{run:#}");
+        s.world
+            .control()
+            .advance_clock(std::time::Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+    // The joiner's per-account grants of the two account-mode licenses, activated: nothing for
+    // the paused one.
+    assert_eq!(s.calls("CreateGrant").await, creates + 2);
+    assert_eq!(s.calls("CreateGrantVersion").await, versions + 2);
+    for account in &s.org.accounts {
+        assert_eq!(
+            active_before(&s.grants_in(&account.id).await),
+            0,
+            "{}: deactivated by the operator, and left so",
+            account.name
+        );
+    }
 }

@@ -1589,16 +1589,50 @@ async fn bulk_activation_activates_every_child_and_later_joiners() {
     );
     control.advance_clock(Duration::from_secs(6)).await.unwrap();
     assert_eq!(child_of(&emu, LATE).await.grant_status, GrantStatus::Active);
-    // An organization grant cannot be deactivated as a whole (invented wording).
-    let err = grantor
+    // Bulk deactivation: every child DISABLED, the parent still WORKFLOW_COMPLETED (as after a
+    // bulk activation; only its version and StatusReason changed), and a later joiner's child
+    // stays DISABLED.
+    let version = grant_of(&grantor, &parent).await.version;
+    grantor
         .create_grant_version()
         .client_token("off")
+        .grant_arn(&parent)
+        .source_version(version)
+        .status(GrantStatus::Disabled)
+        .status_reason("paused by the licensing team")
+        .send()
+        .await
+        .unwrap();
+    let after = grant_of(&grantor, &parent).await;
+    assert_eq!(after.grant_status, GrantStatus::WorkflowCompleted);
+    assert_eq!(after.status_reason(), Some("paused by the licensing team"));
+    for member in [MEMBER_A, MEMBER_B, MEMBER_C, LATE] {
+        assert_eq!(
+            child_of(&emu, member).await.grant_status,
+            GrantStatus::Disabled,
+            "{member}"
+        );
+    }
+    const LATER: &str = "666666666666";
+    org.accounts.push(LATER.to_string());
+    control.seed_org(&org).await.unwrap();
+    // Noticed by License Manager, then handed its child a workflow delay later.
+    lm(&emu, LATER).list_received_grants().send().await.unwrap();
+    control.advance_clock(Duration::from_secs(8)).await.unwrap();
+    assert_eq!(
+        child_of(&emu, LATER).await.grant_status,
+        GrantStatus::Disabled
+    );
+    // Only the grantor deactivates it.
+    let err = lm(&emu, MEMBER_A)
+        .create_grant_version()
+        .client_token("off-member")
         .grant_arn(&parent)
         .status(GrantStatus::Disabled)
         .send()
         .await
         .unwrap_err();
-    assert!(err.into_service_error().is_validation_exception());
+    assert!(err.into_service_error().meta().code().is_some());
 }
 
 #[tokio::test]

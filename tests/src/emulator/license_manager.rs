@@ -1512,10 +1512,19 @@ impl LicenseManager {
                 }
             }
             Some(DISABLED) if org_parent => {
-                return Err(ApiError::validation(format!(
-                    "Organization grant {arn} cannot be deactivated; deactivate its account \
-                     grants instead"
-                )));
+                // Bulk deactivation (grantor only, once the workflow completed).
+                if role != Role::Grantor {
+                    return Err(ApiError::access_denied(format!(
+                        "Only the grantor can deactivate organization grant {arn}"
+                    )));
+                }
+                if g.status != WORKFLOW_COMPLETED {
+                    return Err(ApiError::validation(format!(
+                        "Grant {arn} in status {} cannot be deactivated before its workflow \
+                         completes",
+                        g.status
+                    )));
+                }
             }
             Some(s @ (ACTIVE | DISABLED)) if g.status != ACTIVE && g.status != DISABLED => {
                 return Err(ApiError::validation(format!(
@@ -1562,6 +1571,20 @@ impl LicenseManager {
                         child.options = Some(json!({ "ActivationOverrideBehavior": b }));
                         child.grantor_behavior = Some(b.clone());
                     }
+                    child.version += 1;
+                }
+            }
+            Some(DISABLED) if org_parent => {
+                // Bulk deactivation: the parent still shows WORKFLOW_COMPLETED (as after a bulk
+                // activation: no field tells the two apart); every child is deactivated, and
+                // joiners' children are no longer activated.
+                g.bulk_activated = false;
+                for child in self.grants.iter_mut().filter(|c| {
+                    c.parent_grant.as_deref() == Some(arn)
+                        && matches!(c.status.as_str(), ACTIVE | DISABLED)
+                }) {
+                    child.status = DISABLED.to_string();
+                    child.activation = None;
                     child.version += 1;
                 }
             }
