@@ -146,14 +146,19 @@ enum Scenario {
     /// then the license distributed to the organization; each ends with one live grant, the
     /// child, ACTIVE, never without one on the way.
     Migration,
+    /// (f) An operator deactivates the organization grant in bulk after the members were
+    /// entitled, then an account joins: the deactivation is respected (no account holds the
+    /// product ACTIVE at the end), and nothing loops.
+    OperatorPause,
 }
 
-const SCENARIOS: [Scenario; 5] = [
+const SCENARIOS: [Scenario; 6] = [
     Scenario::AccountMode,
     Scenario::OrgJoiner,
     Scenario::NestedOuJoiner,
     Scenario::FailedChild,
     Scenario::Migration,
+    Scenario::OperatorPause,
 ];
 
 impl Scenario {
@@ -164,6 +169,7 @@ impl Scenario {
             Scenario::NestedOuJoiner => "c:nested-ou-joiner",
             Scenario::FailedChild => "d:failed-child",
             Scenario::Migration => "e:account-to-organization",
+            Scenario::OperatorPause => "f:operator-bulk-deactivation",
         }
     }
 }
@@ -214,6 +220,9 @@ struct Run {
     last_was_queue: bool,
     /// Converged also needs each account to hold exactly one live grant (a migration's end).
     one_live: bool,
+    /// Converged means the operator's bulk deactivation held: no account holds the product
+    /// ACTIVE (losses are the operator's doing).
+    respect: bool,
 }
 
 impl Run {
@@ -331,7 +340,44 @@ impl Run {
         out
     }
 
+    /// The operator's bulk deactivation of the organization grant.
+    async fn pause(&mut self) {
+        let before = self.s.world.control().calls().await.unwrap().len();
+        let license = &self
+            .s
+            .org
+            .licenses
+            .iter()
+            .find(|l| l.sku == SKU)
+            .unwrap()
+            .arn;
+        let lm = self.s.world.license_manager();
+        let out = lm.list_distributed_grants().send().await.unwrap();
+        let parent = out
+            .grants()
+            .iter()
+            .find(|g| {
+                g.license_arn() == license && g.grantee_principal_arn().contains(":organization/")
+            })
+            .unwrap()
+            .clone();
+        lm.create_grant_version()
+            .client_token("operator-pause")
+            .grant_arn(parent.grant_arn())
+            .source_version(parent.version())
+            .status(aws_sdk_licensemanager::types::GrantStatus::Disabled)
+            .status_reason("paused by the licensing team")
+            .send()
+            .await
+            .unwrap();
+        let after = self.s.world.control().calls().await.unwrap().len();
+        self.own_calls += after - before;
+    }
+
     async fn observe(&mut self) {
+        if self.respect {
+            return;
+        }
         for (account, (active, _)) in self.active().await {
             let had = self.had_active.entry(account.clone()).or_default();
             if *had && active == 0 {
@@ -353,6 +399,15 @@ impl Run {
         } else {
             Vec::new()
         };
+        if self.respect {
+            let ok = state.values().all(|(active, _)| *active == 0);
+            let why = if ok {
+                String::new()
+            } else {
+                format!("held {state:?}: the operator's deactivation was undone")
+            };
+            return (ok, why);
+        }
         let ok = self.lost.is_empty()
             && ours.is_empty()
             && state
@@ -432,7 +487,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
             AccountSpec::new("member").with_service_linked_roles(),
             AccountSpec::new("no-roles"),
         ],
-        Scenario::Migration => vec![
+        Scenario::Migration | Scenario::OperatorPause => vec![
             AccountSpec::new("member").with_service_linked_roles(),
             AccountSpec::new("second").with_service_linked_roles(),
         ],
@@ -465,7 +520,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
     let env: Vec<(&str, &str)> = match scenario {
         // (e) starts in account mode; the switch comes below.
         Scenario::AccountMode | Scenario::Migration => vec![],
-        Scenario::OrgJoiner | Scenario::FailedChild => {
+        Scenario::OrgJoiner | Scenario::FailedChild | Scenario::OperatorPause => {
             vec![("LICENSE_DISTRIBUTION", organization.as_str())]
         }
         Scenario::NestedOuJoiner => vec![
@@ -491,6 +546,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         lost: Vec::new(),
         last_was_queue: false,
         one_live: false,
+        respect: false,
     };
     // Scripted: the reconciler's pass (parents created and bulk-activated, members queued) and
     // a follow-up; then the scenario's event.
@@ -533,6 +589,25 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
             run.one_live = true;
             run.last_was_queue = true;
             run.reconcile().await;
+        }
+        Scenario::OperatorPause => {
+            for _ in 0..MAX_RUNS {
+                if run.converged().await.0 && run.queued().await == 0 {
+                    break;
+                }
+                run.follow_up().await;
+            }
+            let (ok, why) = run.converged().await;
+            assert!(ok, "scenario f's set-up: {why}");
+            run.pause().await;
+            // From here the criterion is the operator's: nobody ACTIVE, nothing queued.
+            run.runs = 0;
+            run.respect = true;
+            run.lost.clear();
+            let joiner = seed::add_account(&run.s.world, &mut run.s.org, "joiner", &workloads)
+                .await
+                .unwrap();
+            run.event(&joiner.id, &workloads).await;
         }
         _ => {
             let joiner = seed::add_account(&run.s.world, &mut run.s.org, "joiner", &joiner_ou)
