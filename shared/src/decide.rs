@@ -99,6 +99,11 @@ pub struct Observation<'a> {
     /// accounts in nested OUs (`ouGrantsReachNestedOus`). A child not promised is not waited
     /// for: once the organization side was read, the gap is repaired.
     pub child_promised: bool,
+    /// Account mode, and an organization/OU grant of ct-entitlements' own still covers the
+    /// account (the license was switched back from `organization`/`ou` mode): the account gets
+    /// a grant of its own, which takes over from the child, before the reconciler deletes the
+    /// parent.
+    pub retiring: bool,
     /// How the license is distributed. In `organization` and `ou` mode ct-entitlements never
     /// creates a grant to the account: the account-level grant under the parent is the one,
     /// and an older per-account grant of ct-entitlements' is replaced by it and deleted.
@@ -411,7 +416,42 @@ pub fn decide(o: &Observation<'_>) -> Next {
     // ct-entitlements' own per-account grant, when it is the grant to drive.
     let mut drive_ours: Option<&GrantView> = None;
     let org_mode = o.mode != Mode::Account;
-    {
+    if !org_mode && o.retiring {
+        // Switching back: a grant of our own, activated over the child (the replacing
+        // behavior disables the child in the same step, so the account is never without one).
+        let ours = mine
+            .iter()
+            .filter(live)
+            .filter(|g| source(g) == Source::Account && g.name == o.own_grant_name)
+            .min_by_key(|g| rank(&g.status))
+            .copied();
+        let child_active = mine
+            .iter()
+            .filter(live)
+            .find(|g| source(g) == Source::Organization && g.status == status::ACTIVE)
+            .copied();
+        match (ours, child_active) {
+            (None, _) => return repair(generation),
+            (Some(ours), Some(child)) if ours.status == status::DISABLED => {
+                let requested =
+                    mark_of(o.activations, ours).is_some_and(|m| !m.bulk && at_version(m, ours));
+                return if requested {
+                    Next::Wait {
+                        grant: ours.clone(),
+                        source: Source::Account,
+                        reason: WaitReason::Activating,
+                    }
+                } else {
+                    Next::TakeOver {
+                        grant: ours.clone(),
+                        replaces: child.clone(),
+                    }
+                };
+            }
+            (Some(ours), _) => drive_ours = Some(ours),
+        }
+    }
+    if drive_ours.is_none() {
         // In organization/OU mode the child under a parent is the account's grant. A grant of
         // ct-entitlements' own keeps the account entitled where no working child is there (an
         // older per-account grant during a migration, or a repair) until a child is ACTIVE;
@@ -770,6 +810,7 @@ mod tests {
         attempt: u32,
         mode: Mode,
         promised: bool,
+        retiring: bool,
         expect: &'a str,
     }
 
@@ -783,6 +824,7 @@ mod tests {
             attempt: 0,
             mode: Mode::Account,
             promised: true,
+            retiring: false,
             expect,
         }
     }
@@ -798,6 +840,7 @@ mod tests {
             replaced_this_run: c.replaced,
             attempt: c.attempt,
             child_promised: c.promised,
+            retiring: c.retiring,
             mode: c.mode,
         })
     }
@@ -1180,6 +1223,45 @@ mod tests {
                 "{carried:?} {source:?} replacing={replacing}"
             );
         }
+    }
+
+    #[test]
+    fn switching_back_to_account_mode_takes_over_from_the_child_without_a_gap() {
+        let parents = vec![parent(status::WORKFLOW_COMPLETED)];
+        let ours = |st: &str| grant("g-ours", st);
+        let run_with = |own: Vec<GrantView>, marks: Vec<ActivationMark>| {
+            let mut c = case(own, parents.clone(), "");
+            c.retiring = true;
+            c.marks = marks;
+            name(&run(&c))
+        };
+        // A grant of our own first, even beside an ACTIVE child...
+        assert_eq!(run_with(vec![child(status::ACTIVE)], vec![]), "Create/0");
+        assert_eq!(run_with(vec![], vec![]), "Create/0");
+        // ...activated over the child in one step...
+        assert_eq!(
+            run_with(vec![child(status::ACTIVE), ours(status::DISABLED)], vec![]),
+            "TakeOver"
+        );
+        assert_eq!(
+            run_with(
+                vec![child(status::ACTIVE), ours(status::DISABLED)],
+                vec![mark("g-ours", "2", false)]
+            ),
+            "Wait/Activating"
+        );
+        // ...then ours is the account's grant; the child goes with the parent (the reconciler).
+        assert_eq!(
+            run_with(vec![child(status::DISABLED), ours(status::ACTIVE)], vec![]),
+            "Done/account"
+        );
+        assert_eq!(
+            run_with(vec![ours(status::PENDING_ACCEPT)], vec![]),
+            "Accept/account"
+        );
+        // Not retiring: the child is the account's grant, as before.
+        let c = case(vec![child(status::ACTIVE)], parents.clone(), "");
+        assert_eq!(name(&run(&c)), "Done/organization");
     }
 
     #[test]

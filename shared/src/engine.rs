@@ -930,6 +930,15 @@ impl Engine {
                 org_side_read,
                 replaced_this_run: replaced,
                 attempt: target.attempt,
+                retiring: mode == Mode::Account
+                    && parents.iter().any(|p| {
+                        !is_terminal(&p.status)
+                            && p.name
+                                == crate::distribution::parent_grant_name(
+                                    &self.config.grant_name_prefix,
+                                    &p.grantee,
+                                )
+                    }),
                 child_promised: parents
                     .iter()
                     .any(|p| target.promising.contains(&p.grantee)),
@@ -1103,13 +1112,15 @@ impl Engine {
                     replace(&mut own, created);
                 }
                 Next::TakeOver { grant, replaces } => {
-                    note(report, &grant, Source::Organization);
-                    let how = decide::activate_as(
-                        &grant,
-                        Source::Organization,
-                        target.behavior.as_str(),
-                        true,
-                    );
+                    // The child taking over from our grant (a switch to organization/OU
+                    // mode), or our grant from the child (a switch back).
+                    let source = if grant.name == target.own_grant_name {
+                        Source::Account
+                    } else {
+                        Source::Organization
+                    };
+                    note(report, &grant, source);
+                    let how = decide::activate_as(&grant, source, target.behavior.as_str(), true);
                     let replaces = Some(&replaces);
                     self.activate(target, &grant, how, replaces, marks, &mut own, calls)
                         .await?;

@@ -664,8 +664,11 @@ async fn run(
             .iter()
             .filter(|a| report.onboard.contains(&a.id))
             .collect();
-        let needs =
+        let (needs, retiring) =
             changed_accounts(engine, config, &org, &candidates, dry_run, calls, report).await?;
+        if *scope == Scope::Organization {
+            retire_parents(engine, &retiring, dry_run, calls, report).await;
+        }
         report.onboard.retain(|id| needs.contains_key(id));
         report.needs = needs;
     }
@@ -880,7 +883,7 @@ async fn changed_accounts(
     dry_run: bool,
     calls: &CallLog,
     report: &mut ReconcileReport,
-) -> Result<BTreeMap<String, String>, Error> {
+) -> Result<(BTreeMap<String, String>, Vec<(GrantView, usize)>), Error> {
     let clients = engine.clients();
     let held = engine.held_licenses_logged(calls).await?;
     // Tags: no bulk read exists in Organizations, so this is one call per account, and only
@@ -987,7 +990,87 @@ async fn changed_accounts(
             (_, None) => report.up_to_date += 1,
         }
     }
-    Ok(needs)
+    // Organization/OU grants of ct-entitlements' own for licenses now in account mode, each with
+    // the number of accounts that want the license and do not hold a grant of their own yet.
+    let waiting = |license: &str| {
+        candidates
+            .iter()
+            .zip(&wanted)
+            .filter(|(account, w)| match w {
+                Wanted::Licenses { arns, .. } if arns.iter().any(|a| a == license) => {
+                    let only = Wanted::Licenses {
+                        arns: vec![license.to_string()],
+                        unmatched: Vec::new(),
+                    };
+                    needs_work(&account.id, &only, &index).is_some()
+                }
+                Wanted::Unknown(_) => true,
+                _ => false,
+            })
+            .count()
+    };
+    let retiring: Vec<(GrantView, usize)> = listings
+        .iter()
+        .filter(|(license, _)| index.retiring.contains(license))
+        .flat_map(|(_, grants)| grants.iter())
+        .filter(|g| {
+            is_parent_principal(&g.grantee)
+                && !crate::engine::is_terminal(&g.status)
+                && g.status != crate::decide::status::PENDING_DELETE
+                && g.name
+                    == crate::distribution::parent_grant_name(
+                        &engine.config().grant_name_prefix,
+                        &g.grantee,
+                    )
+        })
+        .map(|g| (g.clone(), waiting(&g.license_arn)))
+        .collect();
+    Ok((needs, retiring))
+}
+
+/// A switch back from `organization`/`ou` to `account` mode, last step: once no account of the
+/// organization still needs a grant of its own for the license (every one that wants it holds
+/// one, ACTIVE, which took over from its account-level grant), ct-entitlements' organization/OU
+/// grant is deleted (its account-level grants go with it). Until then it is reported with the
+/// number of accounts still to switch. Only on an organization run, which sees every account.
+async fn retire_parents(
+    engine: &Engine,
+    retiring: &[(GrantView, usize)],
+    dry_run: bool,
+    calls: &CallLog,
+    report: &mut ReconcileReport,
+) {
+    for (parent, waiting) in retiring {
+        let waiting = *waiting;
+        let mut line = ParentReport {
+            license_arn: parent.license_arn.clone(),
+            mode: Mode::Account,
+            principal: parent.grantee.clone(),
+            grant_arn: Some(parent.arn.clone()),
+            status: Some(parent.status.clone()),
+            step: String::new(),
+            actions: Vec::new(),
+            error: None,
+        };
+        if waiting > 0 {
+            line.step = format!(
+                "wait: account mode again; {waiting} account(s) still to take over with a grant of their own"
+            );
+        } else {
+            line.step =
+                "DeleteGrant: account mode again, every account holds a grant of its own".into();
+            line.actions.push("DeleteGrant".into());
+            if !dry_run {
+                let lm = &engine.clients().license_manager;
+                let reason = "ct-entitlements: the license is distributed per account again (LICENSE_DISTRIBUTION)";
+                match aws::delete_grant(lm, &parent.arn, &parent.version, reason, calls).await {
+                    Ok(status) => line.status = Some(status),
+                    Err(e) => line.error = Some(e.to_string()),
+                }
+            }
+        }
+        report.parents.push(line);
+    }
 }
 
 /// A warning when a license's live per-account grants (its own grants to accounts; children of
@@ -1041,6 +1124,9 @@ pub struct GrantIndex {
     /// Licenses with an organization/OU grant changed by someone other than ct-entitlements
     /// (an operator's bulk deactivation): their accounts are left as that change left them.
     paused: BTreeSet<String>,
+    /// Account-mode licenses still granted to the organization/OUs by a grant of
+    /// ct-entitlements' own (switched back): their children no longer count.
+    retiring: BTreeSet<String>,
     modes: HashMap<String, Mode>,
     /// `GRANT_NAME_PREFIX`: names ct-entitlements' own per-account grants.
     prefix: String,
@@ -1081,6 +1167,13 @@ impl GrantIndex {
         }
         if parents.iter().any(crate::decide::changed_by_operator) {
             self.paused.insert(license.to_string());
+        }
+        if !self.modes.contains_key(license)
+            && parents
+                .iter()
+                .any(|p| p.name == crate::distribution::parent_grant_name(&self.prefix, &p.grantee))
+        {
+            self.retiring.insert(license.to_string());
         }
         for g in grants {
             if let Some(account) = account_of_root_principal(&g.grantee) {
@@ -1127,6 +1220,17 @@ pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<
                 .map(Vec::as_slice)
                 .unwrap_or_default();
             let mode = index.modes.get(license).copied().unwrap_or_default();
+            if index.retiring.contains(license) {
+                // Switched back to account mode: the account's own grant is what counts.
+                let held = seen
+                    .iter()
+                    .any(|s| !s.child && s.name == own_name && s.status == "ACTIVE");
+                return (!held).then(|| {
+                    format!(
+                        "{license}: account mode again, a grant of its own to take over from the organization/OU grant's"
+                    )
+                });
+            }
             let counts = |s: &&Seen| mode == Mode::Account || s.child;
             let ours_left = mode != Mode::Account
                 && seen.iter().any(|s| {

@@ -150,9 +150,14 @@ enum Scenario {
     /// entitled, then an account joins: the deactivation is respected (no account holds the
     /// product ACTIVE at the end), and nothing loops.
     OperatorPause,
+    /// (g) The way back, organization to account mode: members entitled by their account-level
+    /// grants, then the license distributed per account again; each ends with one live grant,
+    /// its own, ACTIVE, never without one on the way, and the organization grant is gone.
+    SwitchBack,
 }
 
-const SCENARIOS: [Scenario; 6] = [
+const SCENARIOS: [Scenario; 7] = [
+    Scenario::SwitchBack,
     Scenario::AccountMode,
     Scenario::OrgJoiner,
     Scenario::NestedOuJoiner,
@@ -170,6 +175,7 @@ impl Scenario {
             Scenario::FailedChild => "d:failed-child",
             Scenario::Migration => "e:account-to-organization",
             Scenario::OperatorPause => "f:operator-bulk-deactivation",
+            Scenario::SwitchBack => "g:organization-to-account",
         }
     }
 }
@@ -223,6 +229,9 @@ struct Run {
     /// Converged means the operator's bulk deactivation held: no account holds the product
     /// ACTIVE (losses are the operator's doing).
     respect: bool,
+    /// Converged also needs each account's one live grant to be its own, and no organization
+    /// grant left (the way back).
+    back: bool,
 }
 
 impl Run {
@@ -340,6 +349,39 @@ impl Run {
         out
     }
 
+    /// Live organization/OU grants of the product.
+    async fn live_parents(&mut self) -> usize {
+        let before = self.s.world.control().calls().await.unwrap().len();
+        let license = &self
+            .s
+            .org
+            .licenses
+            .iter()
+            .find(|l| l.sku == SKU)
+            .unwrap()
+            .arn;
+        let out = self
+            .s
+            .world
+            .license_manager()
+            .list_distributed_grants()
+            .send()
+            .await
+            .unwrap();
+        let n = out
+            .grants()
+            .iter()
+            .filter(|g| {
+                g.license_arn() == license
+                    && !g.grantee_principal_arn().contains(":iam::")
+                    && !matches!(g.grant_status().as_str(), "DELETED" | "REJECTED")
+            })
+            .count();
+        let after = self.s.world.control().calls().await.unwrap().len();
+        self.own_calls += after - before;
+        n
+    }
+
     /// The operator's bulk deactivation of the organization grant.
     async fn pause(&mut self) {
         let before = self.s.world.control().calls().await.unwrap().len();
@@ -394,11 +436,22 @@ impl Run {
                 .filter(|st| *st != "DELETED" && *st != "REJECTED")
                 .count()
         };
-        let ours = if self.one_live {
+        let ours = if self.one_live || self.back {
             self.ours_live().await
         } else {
             Vec::new()
         };
+        let parents = if self.back {
+            self.live_parents().await
+        } else {
+            0
+        };
+        let ours_right = if self.back {
+            ours.len() == self.s.org.accounts.len() && parents == 0
+        } else {
+            ours.is_empty()
+        };
+        let one_live = self.one_live || self.back;
         if self.respect {
             let ok = state.values().all(|(active, _)| *active == 0);
             let why = if ok {
@@ -409,15 +462,15 @@ impl Run {
             return (ok, why);
         }
         let ok = self.lost.is_empty()
-            && ours.is_empty()
+            && ours_right
             && state
                 .values()
-                .all(|(active, all)| *active == 1 && (!self.one_live || live(all) == 1));
+                .all(|(active, all)| *active == 1 && (!one_live || live(all) == 1));
         let why = if ok {
             String::new()
         } else {
             format!(
-                "held {state:?}; lost {:?}; per-account grants left {ours:?}",
+                "held {state:?}; lost {:?}; accounts with a live grant of their own {ours:?}; live organization grants {parents}",
                 self.lost
             )
         };
@@ -487,7 +540,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
             AccountSpec::new("member").with_service_linked_roles(),
             AccountSpec::new("no-roles"),
         ],
-        Scenario::Migration | Scenario::OperatorPause => vec![
+        Scenario::Migration | Scenario::OperatorPause | Scenario::SwitchBack => vec![
             AccountSpec::new("member").with_service_linked_roles(),
             AccountSpec::new("second").with_service_linked_roles(),
         ],
@@ -520,7 +573,10 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
     let env: Vec<(&str, &str)> = match scenario {
         // (e) starts in account mode; the switch comes below.
         Scenario::AccountMode | Scenario::Migration => vec![],
-        Scenario::OrgJoiner | Scenario::FailedChild | Scenario::OperatorPause => {
+        Scenario::OrgJoiner
+        | Scenario::FailedChild
+        | Scenario::OperatorPause
+        | Scenario::SwitchBack => {
             vec![("LICENSE_DISTRIBUTION", organization.as_str())]
         }
         Scenario::NestedOuJoiner => vec![
@@ -547,6 +603,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         last_was_queue: false,
         one_live: false,
         respect: false,
+        back: false,
     };
     // Scripted: the reconciler's pass (parents created and bulk-activated, members queued) and
     // a follow-up; then the scenario's event.
@@ -587,6 +644,22 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
                 .engine(&[("LICENSE_DISTRIBUTION", organization.as_str())]);
             run.runs = 0;
             run.one_live = true;
+            run.last_was_queue = true;
+            run.reconcile().await;
+        }
+        Scenario::SwitchBack => {
+            for _ in 0..MAX_RUNS {
+                if run.converged().await.0 && run.queued().await == 0 {
+                    break;
+                }
+                run.follow_up().await;
+            }
+            let (ok, why) = run.converged().await;
+            assert!(ok, "scenario g's set-up: {why}");
+            // The same deployment with the license per account again; the reconciler runs.
+            run.engine = run.s.engine(&[]);
+            run.runs = 0;
+            run.back = true;
             run.last_was_queue = true;
             run.reconcile().await;
         }

@@ -320,10 +320,22 @@ impl World {
         let shared_config = Config::from_lookup_per_request(|k| vars.get(k).map(|v| v.to_string()))
             .expect("valid test configuration");
         let sqs = mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &self.sqs);
+        // After an activation the engine looks at the grant (an ACTIVE answer is not taken at
+        // its word): where a test did not say what the look shows, it shows ACTIVE, as the
+        // activations in these tests answer.
+        let mut lm_rules = self.lm.clone();
+        lm_rules.push(
+            mock!(aws_sdk_licensemanager::Client::get_grant).then_compute_output(|req| {
+                let arn = req.grant_arn().unwrap_or_default().to_string();
+                aws_sdk_licensemanager::operation::get_grant::GetGrantOutput::builder()
+                    .grant(grant(&arn, GrantStatus::Active, "2"))
+                    .build()
+            }),
+        );
         let clients = Clients {
             organizations: org,
             sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &self.sts),
-            license_manager: mock_client!(aws_sdk_licensemanager, RuleMode::MatchAny, &self.lm),
+            license_manager: mock_client!(aws_sdk_licensemanager, RuleMode::MatchAny, &lm_rules),
             sqs: sqs.clone(),
             members: Arc::new(Fixed(MemberClients {
                 iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &self.iam),
