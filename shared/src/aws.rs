@@ -588,12 +588,7 @@ pub async fn activate_grant(
     let how = (behavior, Side::Member, reason);
     activation(lm, grant_arn, source_version, client_token, how, calls)
         .await
-        .map_err(|e| match e {
-            Error::Aws { message, .. } if message.contains("already has an active license") => {
-                Error::ActiveLicenseConflict(message)
-            }
-            other => other,
-        })
+        .map_err(as_conflict)
 }
 
 /// Activation of an account's grant by the grantor (the management account), with the
@@ -612,12 +607,17 @@ pub async fn activate_grant_as_grantor(
     let how = (Some(behavior), Side::Own, reason);
     activation(lm, grant_arn, source_version, client_token, how, calls)
         .await
-        .map_err(|e| match e {
-            Error::Aws { message, .. } if message.contains("already has an active license") => {
-                Error::ActiveLicenseConflict(message)
-            }
-            other => other,
-        })
+        .map_err(as_conflict)
+}
+
+/// The one-active-license refusal, told from other errors by its message.
+fn as_conflict(e: Error) -> Error {
+    match e {
+        Error::Aws { message, .. } if message.contains("already has an active license") => {
+            Error::ActiveLicenseConflict(message)
+        }
+        other => other,
+    }
 }
 
 /// Bulk activation of an organization/OU grant (grantor side): CreateGrantVersion

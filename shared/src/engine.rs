@@ -492,13 +492,23 @@ impl Engine {
         principals: &[String],
         calls: &CallLog,
     ) -> Result<Vec<GrantView>, Error> {
+        self.read_covering(principals, false, calls).await
+    }
+
+    /// The grants to `principals`, from the cache unless `fresh`; what is read is cached.
+    async fn read_covering(
+        &self,
+        principals: &[String],
+        fresh: bool,
+        calls: &CallLog,
+    ) -> Result<Vec<GrantView>, Error> {
         let reads = principals.iter().map(|principal| async move {
             let cached = self
                 .principal_grants
                 .lock()
                 .await
                 .get(principal)
-                .filter(|(at, _)| at.elapsed() < HELD_LICENSES_TTL)
+                .filter(|(at, _)| !fresh && at.elapsed() < HELD_LICENSES_TTL)
                 .map(|(_, grants)| grants.clone());
             if let Some(grants) = cached {
                 return Ok::<_, Error>(grants);
@@ -522,18 +532,7 @@ impl Engine {
         principals: &[String],
         calls: &CallLog,
     ) -> Result<Vec<GrantView>, Error> {
-        let reads = principals.iter().map(|principal| async move {
-            let grants = Arc::new(
-                aws::grants_to_principal(&self.clients.license_manager, principal, calls).await?,
-            );
-            self.principal_grants
-                .lock()
-                .await
-                .insert(principal.clone(), (Instant::now(), grants.clone()));
-            Ok::<_, Error>(grants)
-        });
-        let lists = futures::future::try_join_all(reads).await?;
-        Ok(lists.iter().flat_map(|l| l.iter().cloned()).collect())
+        self.read_covering(principals, true, calls).await
     }
 
     /// Deactivates (or deletes) the grants the management account made to `account`, from the

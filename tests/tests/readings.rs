@@ -349,6 +349,19 @@ impl Run {
         out
     }
 
+    /// Follow-up runs until the grants are right and nothing is queued (a scenario's set-up,
+    /// before what it tests).
+    async fn settle(&mut self, scenario: &str) {
+        for _ in 0..MAX_RUNS {
+            if self.converged().await.0 && self.queued().await == 0 {
+                break;
+            }
+            self.follow_up().await;
+        }
+        let (ok, why) = self.converged().await;
+        assert!(ok, "scenario {scenario}'s set-up: {why}");
+    }
+
     /// Live organization/OU grants of the product.
     async fn live_parents(&mut self) -> usize {
         let before = self.s.world.control().calls().await.unwrap().len();
@@ -628,14 +641,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         }
         Scenario::Migration => {
             // Account mode until every member holds its own grant, ACTIVE.
-            for _ in 0..MAX_RUNS {
-                if run.converged().await.0 && run.queued().await == 0 {
-                    break;
-                }
-                run.follow_up().await;
-            }
-            let (ok, why) = run.converged().await;
-            assert!(ok, "scenario e's set-up: {why}");
+            run.settle("e").await;
             // The switch: the same deployment with the license distributed to the organization
             // (the reconciler runs on the configuration change). Counted from here; each member
             // must end with one live grant.
@@ -648,14 +654,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
             run.reconcile().await;
         }
         Scenario::SwitchBack => {
-            for _ in 0..MAX_RUNS {
-                if run.converged().await.0 && run.queued().await == 0 {
-                    break;
-                }
-                run.follow_up().await;
-            }
-            let (ok, why) = run.converged().await;
-            assert!(ok, "scenario g's set-up: {why}");
+            run.settle("g").await;
             // The same deployment with the license per account again; the reconciler runs.
             run.engine = run.s.engine(&[]);
             run.runs = 0;
@@ -664,14 +663,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
             run.reconcile().await;
         }
         Scenario::OperatorPause => {
-            for _ in 0..MAX_RUNS {
-                if run.converged().await.0 && run.queued().await == 0 {
-                    break;
-                }
-                run.follow_up().await;
-            }
-            let (ok, why) = run.converged().await;
-            assert!(ok, "scenario f's set-up: {why}");
+            run.settle("f").await;
             run.pause().await;
             // From here the criterion is the operator's: nobody ACTIVE, nothing queued.
             run.runs = 0;
