@@ -428,7 +428,8 @@ impl Engine {
         }
         self.remember(&marks);
 
-        let queue_recheck = work.explicit.as_ref().is_none_or(|e| e.queue_recheck);
+        let queue_recheck = work.explicit.as_ref().is_none_or(|e| e.queue_recheck)
+            && !matches!(&work.trigger, Trigger::Onboard(r) if r == crate::event::GRANT_CHANGE_REASON);
         if pending && queue_recheck {
             let mut carried = work.activations.clone();
             for mark in &marks {

@@ -692,7 +692,14 @@ async fn run(
             .map(|id| {
                 serde_json::to_string(&OnboardRequest {
                     account_id: id.clone(),
-                    reason: Some("reconcile".into()),
+                    reason: Some(
+                        if matches!(scope, Scope::GrantChanged(_)) {
+                            crate::event::GRANT_CHANGE_REASON
+                        } else {
+                            "reconcile"
+                        }
+                        .into(),
+                    ),
                     attempt: 0,
                     first_seen: None,
                     activations: Vec::new(),

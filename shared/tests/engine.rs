@@ -945,6 +945,32 @@ async fn pending_workflow_requeues_with_delay_and_attempt() {
     );
 }
 
+/// A run for a License Manager `Grant Change` event does the work it can now and starts no
+/// re-check chain: a chain waiting for that grant keeps its start time and lane, and an account
+/// nobody waits on is the reconciler's. The same account queued by anything else is re-checked.
+#[tokio::test]
+async fn a_grant_change_run_starts_no_chain_of_its_own() {
+    for (reason, rechecks) in [("grant-change", 0), ("reconcile", 1)] {
+        let mut world = World::healthy();
+        world.member_lm[0] = received(vec![account_grant(
+            GRANT,
+            GrantStatus::PendingWorkflow,
+            "1",
+        )]);
+        let engine = world.engine(&[]);
+        let request =
+            parse_request(&json!({"accountId": ACCOUNT, "reason": reason})).expect("valid");
+        let report = engine.run(request).await;
+        assert_eq!(report.outcome, Outcome::Pending, "{reason}: {report:#?}");
+        assert_eq!(world.sqs[0].num_calls(), rechecks, "{reason}");
+        assert_eq!(
+            report.recheck_in_seconds.is_some(),
+            rechecks == 1,
+            "{reason}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn pending_past_the_deadline_is_a_permanent_failure() {
     let mut world = World::healthy();
