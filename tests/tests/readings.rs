@@ -805,6 +805,8 @@ async fn fast_subset() {
             Scenario::OrgJoiner,
             Scenario::FailedChild,
             Scenario::Migration,
+            Scenario::OperatorPause,
+            Scenario::SwitchBack,
         ],
         false,
     )
