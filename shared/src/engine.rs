@@ -104,9 +104,6 @@ struct Target<'a> {
     /// The principals whose grants promise the account a child: the organization, and the
     /// account's own OU (not the OUs above it).
     promising: Vec<String>,
-    /// The run answers someone at once (a product launch): an activation's `ACTIVE` answer is
-    /// checked with a look at the grant before it is reported.
-    verify_activation: bool,
 }
 
 /// What happened to one license, beyond its report.
@@ -403,7 +400,6 @@ impl Engine {
             activations,
             attempt: work.attempt,
             promising: covering.iter().take(2).cloned().collect(),
-            verify_activation: work.explicit.is_some(),
         };
         let runs: Vec<LicenseRun> = futures::stream::iter(licenses.iter())
             .map(|license| {
@@ -1178,7 +1174,7 @@ impl Engine {
     ) -> Result<(), Error> {
         let token = activation_client_token(&grant.arn, &grant.version);
         self.limiter.acquire("CreateGrantVersion").await;
-        let (answered, v) = match &how {
+        let (_answered, v) = match &how {
             decide::ActivateAs::Member(behavior) => {
                 let member_lm = &target.member.license_manager;
                 let b = behavior.as_deref();
@@ -1205,23 +1201,14 @@ impl Engine {
                 bulk: false,
             },
         );
-        // What `CreateGrantVersion` answers while the activation is still processing is
-        // undocumented (`pendingActivationAnswer`): where someone is answered at once (a product
-        // launch), an `ACTIVE` answer is checked with a look at the grant. Elsewhere it is
-        // taken (a look per license costs a rate-limited call each: 25 licenses took 2.1 s
-        // instead of 0.1 s); an activation that did not apply shows DISABLED to the daily
-        // reconcile, which queues the account again.
-        let applied = answered == status::ACTIVE && !target.verify_activation;
-        let status_now = if applied {
-            answered
-        } else {
-            status::DISABLED.to_string()
-        };
-        update(own, &grant.arn, status_now, v, None);
+        // An `ACTIVE` answer is not taken at its word: what `CreateGrantVersion` answers while
+        // the activation is still processing is undocumented (`pendingActivationAnswer`), so
+        // the grant itself is looked at, with what the activation `replaces`, at once.
+        update(own, &grant.arn, status::DISABLED.to_string(), v, None);
         let looks: Vec<&str> = replaces
             .map(|r| r.arn.as_str())
             .into_iter()
-            .chain((!applied).then_some(grant.arn.as_str()))
+            .chain(std::iter::once(grant.arn.as_str()))
             .collect();
         for _ in &looks {
             self.limiter.acquire("GetGrant").await;
