@@ -971,6 +971,28 @@ pub async fn all_distributed_grants(
 
 /// Sends bodies to a queue, ten per SendMessageBatch; entries SQS rejects are retried once.
 /// Returns how many were sent.
+/// One message on the coalescing FIFO queue: one message group, and one deduplication id
+/// for every message, so SQS accepts at most one per 5-minute deduplication interval (Amazon
+/// SQS Developer Guide, "Exactly-once processing": a message with a deduplication id sent
+/// within 5 minutes of one accepted with it is accepted and not delivered).
+pub async fn send_coalesced(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    body: &str,
+    calls: &CallLog,
+) -> Result<(), Error> {
+    calls.record(Side::Own, "sqs:SendMessage", true);
+    sqs.send_message()
+        .queue_url(queue_url)
+        .message_body(body)
+        .message_group_id("reconcile")
+        .message_deduplication_id("reconcile")
+        .send()
+        .await
+        .map_err(|e| aws_error("sqs", "SendMessage", e))?;
+    Ok(())
+}
+
 pub async fn send_batch(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,

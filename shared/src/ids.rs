@@ -126,6 +126,15 @@ impl fmt::Display for AccountId {
 
 /// True for a License Manager license ARN: `arn:<partition>:license-manager::<12 digits>:license:l-<id>`.
 pub fn is_license_arn(raw: &str) -> bool {
+    is_license_manager_arn(raw, "license", "l-")
+}
+
+/// True for a License Manager grant ARN: `arn:<partition>:license-manager::<12 digits>:grant:g-<id>`.
+pub fn is_grant_arn(raw: &str) -> bool {
+    is_license_manager_arn(raw, "grant", "g-")
+}
+
+fn is_license_manager_arn(raw: &str, kind: &str, id_prefix: &str) -> bool {
     let mut parts = raw.splitn(6, ':');
     let (
         Some("arn"),
@@ -151,11 +160,13 @@ pub fn is_license_arn(raw: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b == b'-');
     let account_ok = account.len() == 12 && account.bytes().all(|b| b.is_ascii_digit());
     let id = rest
-        .strip_prefix("license:")
-        .or_else(|| rest.strip_prefix("license/"));
-    let id_ok = id.and_then(|id| id.strip_prefix("l-")).is_some_and(|hex| {
-        !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
+        .strip_prefix(kind)
+        .and_then(|r| r.strip_prefix(':').or_else(|| r.strip_prefix('/')));
+    let id_ok = id
+        .and_then(|id| id.strip_prefix(id_prefix))
+        .is_some_and(|hex| {
+            !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
     partition_ok && account_ok && id_ok
 }
 
@@ -407,6 +418,23 @@ mod tests {
             "arn:aws:license-manager::294406891311:license:l-",
         ] {
             assert!(!is_license_arn(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grant_arns() {
+        assert!(is_grant_arn(
+            "arn:aws:license-manager::294406891311:grant:g-0123456789abcdef"
+        ));
+        for bad in [
+            "g-0123",
+            "arn:aws:license-manager::294406891311:license:l-abc",
+            "arn:aws:license-manager::294406891311:grants:g-abc",
+            "arn:aws:license-manager::294406891311:grant:g-",
+            "arn:aws:license-manager::294406891311:grant:l-abc",
+            "arn:aws:license-manager:us-east-1:294406891311:grant:g-abc",
+        ] {
+            assert!(!is_grant_arn(bad), "{bad}");
         }
     }
 

@@ -33,6 +33,11 @@ pub struct ReconcileConfig {
     pub grant_quota: u32,
     /// Warn once a license's per-account grants reach this share of `grant_quota` (percent).
     pub grant_quota_warn_percent: u32,
+    /// `RECONCILE_QUEUE_URL`: a FIFO queue (delay = deduplication interval = 5 minutes) where
+    /// change events that name no account ask for the configured scope, so that any number
+    /// of them makes at most one reconcile per 5 minutes, each starting after the events it
+    /// covers. Unset: such an event runs the configured scope at once.
+    pub coalesce_queue_url: Option<String>,
 }
 
 impl ReconcileConfig {
@@ -81,7 +86,19 @@ impl ReconcileConfig {
         };
         let grant_quota = number("GRANT_QUOTA_PER_LICENSE", 2000, 1_000_000)?;
         let grant_quota_warn_percent = number("GRANT_QUOTA_WARN_PERCENT", 90, 100)?;
+        let coalesce_queue_url =
+            crate::config::parse_queue_url(get("RECONCILE_QUEUE_URL"), "RECONCILE_QUEUE_URL")?;
+        if let Some(url) = coalesce_queue_url
+            .as_deref()
+            .filter(|u| !u.ends_with(".fifo"))
+        {
+            return Err(Error::Config(format!(
+                "RECONCILE_QUEUE_URL: {} is not a FIFO queue (its name ends with .fifo); the 5-minute deduplication of a FIFO queue is what coalesces change events",
+                echo(url)
+            )));
+        }
         Ok(ReconcileConfig {
+            coalesce_queue_url,
             grant_quota,
             grant_quota_warn_percent,
             onboarding_queue_url,
@@ -103,6 +120,15 @@ pub enum Scope {
     /// not all settled (every selected license ACTIVE, by the reconcile's own rules), read with
     /// a few calls per account; an event about an account that needs nothing adds no run.
     GrantChanged(Vec<AccountId>),
+    /// Grants a `Grant Change` event names by ARN alone (no account in it): each is read with
+    /// `GetGrant`; a grant to an account goes as [`Scope::GrantChanged`], a grant to the
+    /// organization or an OU as [`Scope::Coalesced`].
+    GrantArns(Vec<String>),
+    /// A change event that names no account (a `License Change`, a `Grant Change` naming
+    /// nothing, an organization/OU grant's change): the configured scope, asked for on the
+    /// coalescing queue (`RECONCILE_QUEUE_URL`), at most once per 5 minutes whatever the
+    /// number of events. The string says which event.
+    Coalesced(String),
     /// Accounts an Organizations event says left the organization or closed. A claim, not a
     /// fact: each is confirmed with `DescribeAccount` before it is offboarded (per
     /// OFFBOARD_MODE); one Organizations still calls ACTIVE is re-checked instead
@@ -253,12 +279,21 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
             describe(payload)
         )));
     };
+    if obj.contains_key("Records") {
+        check_coalesced_records(obj, config)?;
+        return Ok((default_scope(), config.dry_run));
+    }
     if ["source", "detail-type", "detail"]
         .iter()
         .any(|k| obj.contains_key(*k))
     {
         if let Some(scope) = change_event(obj) {
-            return Ok((scope.unwrap_or_else(default_scope), config.dry_run));
+            let scope = match scope {
+                Some(scope) => scope,
+                None if config.coalesce_queue_url.is_some() => Scope::Coalesced(event_label(obj)),
+                None => default_scope(),
+            };
+            return Ok((scope, config.dry_run));
         }
         check_scheduled_event(obj)?;
         return Ok((default_scope(), config.dry_run));
@@ -393,9 +428,15 @@ fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
                 _ => None,
             }
         }
-        ("aws.license-manager", "Grant Change") => {
-            grantee_account(&detail).map(|a| Scope::GrantChanged(vec![a]))
-        }
+        ("aws.license-manager", "Grant Change") => grantee_account(&detail)
+            .map(|a| Scope::GrantChanged(vec![a]))
+            .or_else(|| {
+                let mut arns = Vec::new();
+                for v in [&detail, obj.get("resources").unwrap_or(&Value::Null)] {
+                    collect_grant_arns(v, &mut arns);
+                }
+                (!arns.is_empty()).then_some(Scope::GrantArns(arns))
+            }),
         _ => None,
     };
     Some(scope)
@@ -421,6 +462,117 @@ fn grantee_account(detail: &Value) -> Option<AccountId> {
         }
     }
     found
+}
+
+/// Grant ARNs anywhere in `v` (the event's detail or its `resources`), each once, at most
+/// [`MAX_EVENT_GRANTS`]: the detail is undocumented, so no field name is assumed.
+fn collect_grant_arns(v: &Value, arns: &mut Vec<String>) {
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s)
+                if crate::ids::is_grant_arn(s)
+                    && !arns.contains(s)
+                    && arns.len() < MAX_EVENT_GRANTS =>
+            {
+                arns.push(s.clone());
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+}
+
+/// Grants one `Grant Change` event may make the reconciler read (`GetGrant` each).
+const MAX_EVENT_GRANTS: usize = 5;
+
+/// What a change event was, in a few words: `source`, `detail-type`, and the CloudTrail
+/// `eventName` when there is one (echoed safely: the event is a claim).
+fn event_label(obj: &serde_json::Map<String, Value>) -> String {
+    let field = |v: Option<&Value>| -> String {
+        v.and_then(Value::as_str)
+            .unwrap_or("?")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(64)
+            .collect()
+    };
+    let mut label = format!(
+        "{} {}",
+        field(obj.get("source")),
+        field(obj.get("detail-type"))
+    );
+    if let Some(name) = obj.get("detail").and_then(|d| d.get("eventName")) {
+        label.push(' ');
+        label.push_str(&field(Some(name)));
+    }
+    label
+}
+
+/// The body of a message on the coalescing queue (written by the reconciler only).
+pub const COALESCED_BODY: &str = r#"{"reconcile":"coalesced"}"#;
+
+/// Accepts exactly what the coalescing queue's event source mapping delivers: `Records`, each
+/// an SQS record from the queue `RECONCILE_QUEUE_URL` names, whose body is
+/// [`COALESCED_BODY`]. It asks for the configured scope and claims nothing else.
+fn check_coalesced_records(
+    obj: &serde_json::Map<String, Value>,
+    config: &ReconcileConfig,
+) -> Result<(), Error> {
+    let Some(url) = &config.coalesce_queue_url else {
+        return Err(invalid(
+            "SQS records reached the reconciler, but RECONCILE_QUEUE_URL is not set",
+        ));
+    };
+    let queue = url.rsplit('/').next().unwrap_or_default();
+    if let Some(extra) = obj.keys().find(|k| k.as_str() != "Records") {
+        return Err(invalid(format!(
+            "SQS event: unknown field {} beside Records",
+            echo(extra)
+        )));
+    }
+    let records = match obj.get("Records") {
+        Some(Value::Array(items)) if !items.is_empty() => items,
+        other => {
+            return Err(invalid(format!(
+                "SQS event: Records must be a non-empty array, got {}",
+                other.map_or_else(|| "nothing".into(), describe)
+            )))
+        }
+    };
+    for (i, record) in records.iter().enumerate() {
+        let field = |name: &str| record.get(name).and_then(Value::as_str);
+        if field("eventSource") != Some("aws:sqs") {
+            return Err(invalid(format!(
+                "SQS event: Records[{i}].eventSource must be aws:sqs, got {}",
+                record
+                    .get("eventSource")
+                    .map_or_else(|| "nothing".into(), describe)
+            )));
+        }
+        let from = field("eventSourceARN").and_then(|arn| arn.rsplit(':').next());
+        if from != Some(queue) {
+            return Err(invalid(format!(
+                "SQS event: Records[{i}] comes from {}, not the coalescing queue {}",
+                record
+                    .get("eventSourceARN")
+                    .map_or_else(|| "nothing".into(), describe),
+                echo(queue)
+            )));
+        }
+        let body: Option<Value> = field("body").and_then(|b| serde_json::from_str(b).ok());
+        let expected: Value = serde_json::from_str(COALESCED_BODY).unwrap_or(Value::Null);
+        if body.as_ref() != Some(&expected) {
+            return Err(invalid(format!(
+                "SQS event: Records[{i}].body must be {COALESCED_BODY}, got {}",
+                record
+                    .get("body")
+                    .map_or_else(|| "nothing".into(), describe)
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Accepts exactly the event an EventBridge schedule sends: `source` `aws.events`,
@@ -491,6 +643,10 @@ pub struct ReconcileReport {
     /// Why the event asked for nothing ([`Scope::Ignored`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ignored: Option<String>,
+    /// The event that asked for the configured scope on the coalescing queue
+    /// ([`Scope::Coalesced`]): the reconcile runs when that message is delivered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coalesced: Option<String>,
     pub api_calls: BTreeMap<String, u32>,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -515,6 +671,7 @@ impl ReconcileReport {
             offboard: Vec::new(),
             offboarded: Vec::new(),
             ignored: None,
+            coalesced: None,
             api_calls: BTreeMap::new(),
             duration_ms: 0,
             error: None,
@@ -531,24 +688,76 @@ pub async fn reconcile(
 ) -> ReconcileReport {
     let started = Instant::now();
     let calls = CallLog::default();
-    let mut report = ReconcileReport::empty(
-        match &scope {
-            Scope::Organization => "organization".into(),
-            Scope::Ous(ous) => format!("ous:{}", ous.join(",")),
-            Scope::Accounts(a) => format!("accounts:{}", a.len()),
-            Scope::GrantChanged(a) => format!("grant-changed:{}", a.len()),
-            Scope::Departed(a) => format!("departed:{}", a.len()),
-            Scope::Ignored(_) => "ignored".into(),
-        },
-        dry_run,
-    );
-    // Boxed: keeps the deep listing/offboarding future out of the caller's type.
-    if let Err(e) = Box::pin(run(engine, config, &scope, dry_run, &calls, &mut report)).await {
+    let label = |scope: &Scope| match scope {
+        Scope::Organization => "organization".into(),
+        Scope::Ous(ous) => format!("ous:{}", ous.join(",")),
+        Scope::Accounts(a) => format!("accounts:{}", a.len()),
+        Scope::GrantChanged(a) => format!("grant-changed:{}", a.len()),
+        Scope::GrantArns(a) => format!("grant-arns:{}", a.len()),
+        Scope::Coalesced(_) => "coalesced".into(),
+        Scope::Departed(a) => format!("departed:{}", a.len()),
+        Scope::Ignored(_) => "ignored".into(),
+    };
+    let mut report = ReconcileReport::empty(label(&scope), dry_run);
+    let resolved = match scope {
+        Scope::GrantArns(arns) => grantees(engine, config, &arns, &calls).await,
+        scope => Ok(scope),
+    };
+    let result = match resolved {
+        Ok(scope) => {
+            report.scope = label(&scope);
+            // Boxed: keeps the deep listing/offboarding future out of the caller's type.
+            Box::pin(run(engine, config, &scope, dry_run, &calls, &mut report)).await
+        }
+        Err(e) => Err(e),
+    };
+    if let Err(e) = result {
         report.error = Some(ErrorReport::from(&e));
     }
     report.api_calls = calls.snapshot().own;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report
+}
+
+/// What the grants a `Grant Change` event names by ARN alone are about, read with `GetGrant`
+/// as their grantor: the accounts they are granted to ([`Scope::GrantChanged`]), or, when one
+/// is an organization/OU grant or cannot be read (gone, not ours), the configured scope
+/// ([`Scope::Coalesced`], or at once without a coalescing queue). A throttle or an outage
+/// fails the run as it is (retried).
+async fn grantees(
+    engine: &Engine,
+    config: &ReconcileConfig,
+    arns: &[String],
+    calls: &CallLog,
+) -> Result<Scope, Error> {
+    let lm = &engine.clients().license_manager;
+    let looks = futures::future::join_all(arns.iter().map(|arn| aws::get_grant(lm, arn, calls)));
+    let mut accounts = Vec::new();
+    let mut unclear = None;
+    for (arn, look) in arns.iter().zip(looks.await) {
+        match look {
+            Ok(grant) => match account_of_root_principal(&grant.grantee)
+                .and_then(|id| AccountId::parse(id).ok())
+            {
+                Some(id) if !accounts.contains(&id) => accounts.push(id),
+                Some(_) => {}
+                None => {
+                    unclear = Some(format!(
+                        "Grant Change of {arn}, granted to {}",
+                        grant.grantee
+                    ))
+                }
+            },
+            Err(e) if e.retry() == crate::Retry::Retryable => return Err(e),
+            Err(e) => unclear = Some(format!("Grant Change of {arn}, unreadable: {e}")),
+        }
+    }
+    Ok(match unclear {
+        None => Scope::GrantChanged(accounts),
+        Some(why) if config.coalesce_queue_url.is_some() => Scope::Coalesced(why),
+        Some(_) if config.ous.is_empty() => Scope::Organization,
+        Some(_) => Scope::Ous(config.ous.clone()),
+    })
 }
 
 async fn run(
@@ -564,6 +773,18 @@ async fn run(
         Scope::Ignored(reason) => {
             tracing::info!(reason = %reason, "change event ignored");
             report.ignored = Some(reason.clone());
+            return Ok(());
+        }
+        Scope::Coalesced(why) => {
+            report.coalesced = Some(why.clone());
+            let Some(url) = &config.coalesce_queue_url else {
+                return Err(Error::Config(
+                    "RECONCILE_QUEUE_URL: not set, so there is no queue to coalesce on".into(),
+                ));
+            };
+            if !dry_run {
+                aws::send_coalesced(&clients.sqs, url, COALESCED_BODY, calls).await?;
+            }
             return Ok(());
         }
         Scope::Departed(claims) if config.offboard.is_none() => {
@@ -619,7 +840,7 @@ async fn run(
                 confirm_departures(engine, &org, claims, calls, report, &mut departed).await?;
             named(&recheck)
         }
-        Scope::Ignored(_) => Vec::new(),
+        Scope::Ignored(_) | Scope::Coalesced(_) | Scope::GrantArns(_) => Vec::new(),
     };
     report.accounts_listed = listed.len();
     let mut seen = BTreeSet::new();
@@ -798,9 +1019,9 @@ async fn settled(
         }
         index.add(license, &grants);
     }
-    Ok(match needs_work(account.as_str(), &wanted, &index) {
+    Ok(match needs_run_now(account.as_str(), &wanted, &index) {
         None => Some(
-            "Grant Change event: every selected license already has an ACTIVE grant; no run".into(),
+            "Grant Change event: nothing for a run to do now (each selected license has an ACTIVE grant, or one waiting on License Manager whose end sends its own event); no run".into(),
         ),
         Some(_) => None,
     })
@@ -1142,6 +1363,10 @@ pub struct GrantIndex {
 #[derive(Debug)]
 struct Seen {
     status: String,
+    /// Waiting on License Manager, not on a run: a workflow (`PENDING_WORKFLOW`,
+    /// `PENDING_DELETE`) or an activation ct-entitlements requested (`DISABLED` with
+    /// [`crate::decide::ACTIVATION_STATUS_REASON`]). Its end sends a change event of its own.
+    in_flight: bool,
     /// An account-level grant under an organization/OU grant (not made from the license).
     child: bool,
     name: String,
@@ -1191,6 +1416,12 @@ impl GrantIndex {
                     .entry((license.to_string(), account.to_string()))
                     .or_default()
                     .push(Seen {
+                        in_flight: matches!(
+                            g.status.as_str(),
+                            "PENDING_WORKFLOW" | "PENDING_DELETE"
+                        ) || (g.status == "DISABLED"
+                            && g.status_reason.as_deref()
+                                == Some(crate::decide::ACTIVATION_STATUS_REASON)),
                         status: g.status.clone(),
                         child,
                         name: g.name.clone(),
@@ -1205,6 +1436,24 @@ impl GrantIndex {
 /// grant of ct-entitlements' left beside it). Pure: the reconciler's whole decision, tested
 /// case by case.
 pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<String> {
+    short_of(account, wanted, index, false)
+}
+
+/// Whether a run of `account` could do something now (`Some(why)`), for a change event: as
+/// [`needs_work`], except that a license whose grant waits on License Manager (a workflow, or
+/// an activation ct-entitlements asked for) needs nothing yet. Its end sends a change event
+/// of its own, and the chain that waits for it re-checks anyway: an event in the middle of a
+/// run or a workflow adds no run.
+pub fn needs_run_now(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<String> {
+    short_of(account, wanted, index, true)
+}
+
+fn short_of(
+    account: &str,
+    wanted: &Wanted,
+    index: &GrantIndex,
+    waiting_is_done: bool,
+) -> Option<String> {
     let arns = match wanted {
         Wanted::Skip(_) => return None,
         Wanted::Unknown(why) => return Some(format!("selection unreadable: {why}")),
@@ -1266,6 +1515,8 @@ pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<
                 ))
             } else if !seen.iter().any(|s| counts(&s)) {
                 Some(format!("{license}: no grant"))
+            } else if waiting_is_done && seen.iter().filter(counts).any(|s| s.in_flight) {
+                None
             } else {
                 let statuses: Vec<&str> = seen
                     .iter()
@@ -1488,6 +1739,85 @@ mod needs_tests {
                     "{case}: {got:?} lacks {part:?}"
                 ),
             }
+        }
+    }
+
+    #[test]
+    fn a_change_event_runs_an_account_only_when_a_run_could_act_now() {
+        let requested = |status: &str| GrantView {
+            status_reason: Some(crate::decide::ACTIVATION_STATUS_REASON.into()),
+            ..grant(L1, &account(A), status)
+        };
+        let paused = GrantView {
+            status_reason: Some("paused by hand".into()),
+            ..grant(L1, &account(A), "DISABLED")
+        };
+        // (case, listing of L1 (+ L2), reconcile needs work, a change event runs it)
+        let cases: Vec<(&str, Vec<GrantView>, bool, bool)> = vec![
+            (
+                "active",
+                vec![grant(L1, &account(A), "ACTIVE")],
+                false,
+                false,
+            ),
+            ("no grant", vec![], true, true),
+            (
+                "workflow running",
+                vec![grant(L1, &account(A), "PENDING_WORKFLOW")],
+                true,
+                false,
+            ),
+            (
+                "being deleted",
+                vec![grant(L1, &account(A), "PENDING_DELETE")],
+                true,
+                false,
+            ),
+            (
+                "workflow done, to accept",
+                vec![grant(L1, &account(A), "PENDING_ACCEPT")],
+                true,
+                true,
+            ),
+            (
+                "activation we asked for, processing",
+                vec![requested("DISABLED")],
+                true,
+                false,
+            ),
+            ("deactivated by hand", vec![paused], true, true),
+            (
+                "accepted, never activated",
+                vec![grant(L1, &account(A), "DISABLED")],
+                true,
+                true,
+            ),
+            (
+                "workflow failed",
+                vec![grant(L1, &account(A), "FAILED_WORKFLOW")],
+                true,
+                true,
+            ),
+        ];
+        for (case, listing, reconcile, event) in cases {
+            let mut index = GrantIndex::default();
+            index.add(L1, &listing);
+            assert_eq!(
+                needs_work(A, &wants(&[L1]), &index).is_some(),
+                reconcile,
+                "{case}"
+            );
+            assert_eq!(
+                needs_run_now(A, &wants(&[L1]), &index).is_some(),
+                event,
+                "{case}"
+            );
+            // A second license the account lacks outright is always worth the run.
+            index.add(L2, &[]);
+            assert!(
+                needs_run_now(A, &wants(&[L1, L2]), &index).is_some(),
+                "{case} + L2"
+            );
         }
     }
 
@@ -1985,8 +2315,100 @@ mod tests {
         for (event, expected) in cases {
             assert_eq!(parse(&event, &c).ok(), Some((expected, false)), "{event}");
         }
+        // A Grant Change naming a grant but no account: the grant is read; with a
+        // coalescing queue, what names nothing waits there.
+        let g = "arn:aws:license-manager::111122223333:grant:g-0abc";
+        let coalescing = ReconcileConfig {
+            coalesce_queue_url: Some("https://sqs.us-east-1.amazonaws.com/1/r.fifo".into()),
+            ..config()
+        };
+        let cases = [
+            (
+                json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                       "resources": [g], "detail": {}}),
+                Scope::GrantArns(vec![g.into()]),
+            ),
+            (
+                json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                       "detail": {"grantArn": g, "again": [g, "g-not-an-arn"]}}),
+                Scope::GrantArns(vec![g.into()]),
+            ),
+            (
+                json!({"source": "aws.license-manager", "detail-type": "Grant Change", "detail": {}}),
+                Scope::Coalesced("aws.license-manager Grant Change".into()),
+            ),
+            (
+                json!({"source": "aws.license-manager", "detail-type": "License Change", "detail": {}}),
+                Scope::Coalesced("aws.license-manager License Change".into()),
+            ),
+            (
+                cloudtrail("CreateAccount", json!({})),
+                Scope::Coalesced(
+                    "aws.organizations AWS API Call via CloudTrail CreateAccount".into(),
+                ),
+            ),
+        ];
+        for (event, expected) in cases {
+            assert_eq!(
+                parse(&event, &coalescing).ok(),
+                Some((expected, false)),
+                "{event}"
+            );
+        }
         // Other sources are still held to the schedule's exact shape.
         assert!(parse(&json!({"source": "aws.s3", "detail-type": "x"}), &c).is_err());
+    }
+
+    #[test]
+    fn the_coalescing_queue_asks_for_the_configured_scope_and_nothing_else() {
+        let url = "https://sqs.us-east-1.amazonaws.com/111122223333/ct-reconcile.fifo";
+        let c = ReconcileConfig {
+            coalesce_queue_url: Some(url.into()),
+            ..config()
+        };
+        let record = |arn: &str, body: &str| {
+            json!({"eventSource": "aws:sqs", "eventSourceARN": arn, "body": body,
+                   "messageId": "m-1", "receiptHandle": "r"})
+        };
+        let arn = "arn:aws:sqs:us-east-1:111122223333:ct-reconcile.fifo";
+        let good = json!({"Records": [record(arn, COALESCED_BODY)]});
+        assert_eq!(parse(&good, &c).ok(), Some((Scope::Organization, false)));
+        // Without the queue configured, the same records are refused.
+        assert!(matches!(
+            parse(&good, &config()),
+            Err(Error::InvalidInput(_))
+        ));
+        for (bad, part) in [
+            (json!({"Records": []}), "non-empty"),
+            (
+                json!({"Records": [record("arn:aws:sqs:us-east-1:111122223333:other.fifo", COALESCED_BODY)]}),
+                "not the coalescing queue",
+            ),
+            (
+                json!({"Records": [record(arn, r#"{"accounts":["210987654321"]}"#)]}),
+                "body must be",
+            ),
+            (
+                json!({"Records": [{"eventSource": "aws:sns", "eventSourceARN": arn, "body": COALESCED_BODY}]}),
+                "aws:sqs",
+            ),
+            (
+                json!({"Records": [record(arn, COALESCED_BODY)], "accounts": ["210987654321"]}),
+                "unknown field",
+            ),
+        ] {
+            match parse(&bad, &c) {
+                Err(Error::InvalidInput(msg)) => assert!(msg.contains(part), "{bad}: {msg}"),
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+        // The queue must be FIFO: its deduplication is what coalesces.
+        let standard = ReconcileConfig::from_lookup(|k| match k {
+            "ONBOARDING_QUEUE_URL" => Some("https://sqs.us-east-1.amazonaws.com/1/q".into()),
+            "RECONCILE_QUEUE_URL" => Some("https://sqs.us-east-1.amazonaws.com/1/r".into()),
+            _ => None,
+        });
+        assert!(matches!(standard, Err(Error::Config(m)) if m.contains("FIFO")));
     }
 
     #[test]

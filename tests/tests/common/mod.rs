@@ -24,6 +24,7 @@ pub fn reconcile_config(
         ous: Vec::new(),
         offboard,
         dry_run: false,
+        coalesce_queue_url: None,
     }
 }
 
