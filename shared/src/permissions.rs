@@ -49,6 +49,8 @@ pub const RECONCILER: &[&str] = &[
     "license-manager:CreateGrantVersion",
     "license-manager:DeleteGrant",
     "sqs:SendMessageBatch",
+    // A change event that names no account: the coalescing queue.
+    "sqs:SendMessage",
 ];
 
 /// org-bootstrap (custom resource at deploy, management account), with its own role.
