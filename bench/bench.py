@@ -13,6 +13,8 @@ import datetime
 import json
 import os
 import platform
+import queue
+import re
 import statistics
 import subprocess
 import sys
@@ -377,7 +379,7 @@ def bench_backfill(args, lw):
         world.close()
 
 
-def run_backfill(args, world, proxies, records, spare, selection, label):
+def run_backfill(args, world, proxies, records, spare, selection, label, recheck_delay=0):
     """Feeds `records` (backfill messages) as SQS batches of 10 to `args.containers`
     account-lifecycle containers (with `selection` in their environment) under the emulator's
     rate limit, re-checks included; meanwhile the three `spare` accounts measure a new
@@ -399,7 +401,8 @@ def run_backfill(args, world, proxies, records, spare, selection, label):
                  "errors": [], "shared_id": None, "shared_done": None, "batch_seconds": []}
         # Each container's License Manager limiter gets its share of the emulator's rate.
         per_container = args.container_rate or max(1, rate // args.containers)
-        extra = dict(selection, LICENSE_MANAGER_CALLS_PER_SECOND=str(per_container))
+        extra = dict(selection, LICENSE_MANAGER_CALLS_PER_SECOND=str(per_container),
+                     RECHECK_DELAY_SECONDS=str(recheck_delay))
 
         def drain_queue():
             """Messages the function itself put on the onboarding queue (re-checks)."""
@@ -510,6 +513,9 @@ def run_backfill(args, world, proxies, records, spare, selection, label):
                 time.sleep(0.2)
             newcomer["ownLaneSeconds"] = time_to_active(lane_account)
 
+        if recheck_delay:
+            # Re-checks come due after the run: the backfill's first pass is what is timed.
+            log(f"  re-checks delayed {recheck_delay} s (the template's default)")
         proxies.reset()
         t0 = time.monotonic()
         threads = [threading.Thread(target=worker, args=(rt,)) for rt in servers]
@@ -583,6 +589,260 @@ def run_backfill(args, world, proxies, records, spare, selection, label):
             rt.close()
 
 
+# ---------------------------------------------------------------- change events (make scale)
+
+# The emulator's log of License Manager change events (EventBridge envelopes, per bus).
+CHANGE_EVENTS_PATH = "/_emulator/change-events"
+
+
+def rule_pattern(rule):
+    """The pattern of one of the reconciler's event rules in template.yaml, as {field: [values]}
+    (the bench venv has no YAML parser; these patterns are flow lists of plain strings)."""
+    text = (ROOT / "template.yaml").read_text()
+    head = f"\n        {rule}:\n"
+    if head not in text:
+        raise RuntimeError(f"template.yaml: no reconciler event {rule}")
+    block = re.split(r"\n {0,8}\S", text.split(head, 1)[1], maxsplit=1)[0]
+    pattern = block.split("Pattern:", 1)[1].split("RetryPolicy:", 1)[0]
+    fields = {m.group(1): [v.strip() for v in m.group(2).split(",")]
+              for m in re.finditer(r"^\s+([\w-]+): \[(.*)\]$", pattern, re.M)}
+    if not fields or "source" not in fields or any(
+            v.startswith(("!", "{")) for values in fields.values() for v in values):
+        raise RuntimeError(f"template.yaml: {rule}: not a pattern of plain values: {pattern!r}")
+    return fields
+
+
+def pattern_matches(pattern, event):
+    return all(event.get(field) in values for field, values in pattern.items())
+
+
+class ChangeEvents:
+    """The template's LicenseManagerChanges rule and what it drives, in the bench: the
+    emulator's change events on the management account's bus, polled every 0.1 s; those the
+    rule's pattern (read from template.yaml) takes go to reconciler containers (reserved
+    concurrency 2, RECONCILE_QUEUE_URL a FIFO queue as the template's); the runs they queue go
+    to an onboarding queue worked by its own account-lifecycle container (the template's
+    AccountLifecycleFunction). Every grant's status changes are timed as the poll sees them."""
+
+    def __init__(self, world, proxies, selection, label, recheck_delay):
+        self.world = world
+        self.pattern = rule_pattern("LicenseManagerChanges")
+        self.mgmt = world.seeded["managementAccount"]
+        self.sqs, self.onboarding_url = create_queue(world, f"{label}-events-onboarding")
+        _, self.backfill_url = create_queue(world, f"{label}-events-backfill")
+        self.coalesce_url = self.sqs.create_queue(
+            QueueName=f"{label}-reconcile.fifo",
+            Attributes={"FifoQueue": "true", "DelaySeconds": "300"})["QueueUrl"]
+        self.after = 0
+        self.lock = threading.Lock()
+        self.timeline = collections.defaultdict(list)  # grant ARN -> [(t, status)]
+        self.stats = collections.Counter()
+        self.runs = collections.Counter()  # account-lifecycle runs on the onboarding queue, by reason
+        self.skips = collections.Counter()  # why an event's account was not run
+        self.errors = []
+        self.stopping = threading.Event()
+        self.inbox = queue.Queue()
+        self.procs, self.servers, self.logs = [], [], []
+        for i in range(2):
+            rt = RuntimeApi()
+            env = base_env(rt.address, proxies.env())
+            env.update(selection)
+            env.update({"ONBOARDING_QUEUE_URL": self.onboarding_url,
+                        "BACKFILL_QUEUE_URL": self.backfill_url,
+                        "RECONCILE_QUEUE_URL": self.coalesce_url,
+                        "SELF_ACCOUNT_ID": self.mgmt})
+            self._spawn("reconciler", rt, env, f"{label}-events-reconciler-{i}.log")
+        self.onboarding_rt = RuntimeApi()
+        self._spawn("account-lifecycle", self.onboarding_rt,
+                    lifecycle_env(self.onboarding_rt, world, proxies, self.onboarding_url,
+                                  dict(selection, RECHECK_DELAY_SECONDS=str(recheck_delay))),
+                    f"{label}-events-onboarding.log")
+        self.threads = [threading.Thread(target=self._poll)]
+        self.threads += [threading.Thread(target=self._deliver, args=(rt,))
+                         for rt in self.servers[:2]]
+        self.threads.append(threading.Thread(target=self._onboard))
+        for t in self.threads:
+            t.start()
+
+    def _spawn(self, function, rt, env, log_name):
+        logf = open(LOGS / log_name, "w")
+        self.logs.append(logf)
+        self.servers.append(rt)
+        self.procs.append(spawn([str(bootstrap_path(function))], env=env, stdout=logf,
+                                stderr=logf))
+
+    def _poll(self):
+        while not self.stopping.is_set():
+            try:
+                got = self.world.control(
+                    "GET", f"{CHANGE_EVENTS_PATH}?after={self.after}&account={self.mgmt}")
+            except Exception as e:  # noqa: BLE001
+                self.errors.append(f"poll: {e!r}")
+                self.stopping.wait(1)
+                continue
+            t = time.monotonic()
+            for event in got["events"]:
+                detail = event.get("detail") or {}
+                if detail.get("grantArn") and detail.get("status"):
+                    with self.lock:
+                        self.timeline[detail["grantArn"]].append(
+                            (t, detail["status"], detail.get("granteePrincipal", "")))
+                self.stats[f"events:{event.get('detail-type')}"] += 1
+                if pattern_matches(self.pattern, event):
+                    self.stats["delivered"] += 1
+                    self.inbox.put(event)
+            self.after = got["next"]
+            self.stopping.wait(0.1)
+
+    def _deliver(self, rt):
+        while not (self.stopping.is_set() and self.inbox.empty()):
+            try:
+                event = self.inbox.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            try:
+                inv = rt.submit(event).wait(600)
+                report = inv.json() if inv.ok else None
+                if not isinstance(report, dict):
+                    self.errors.append(f"reconciler: {(inv.body or b'')[:300]!r}")
+                    continue
+                with self.lock:
+                    self.stats["reconcilerRuns"] += 1
+                    self.stats["accountsQueued"] += report.get("enqueued", 0)
+                    if report.get("coalesced"):
+                        self.stats["coalesceRequests"] += 1
+                    for why in report.get("skipped", {}).values():
+                        self.skips[why.split(";")[0][:60]] += 1
+            except Exception as e:  # noqa: BLE001
+                self.errors.append(f"reconciler: {e!r}")
+            finally:
+                self.inbox.task_done()
+
+    def _onboard(self):
+        while not self.stopping.is_set():
+            got = self.sqs.receive_message(QueueUrl=self.onboarding_url, MaxNumberOfMessages=10,
+                                           WaitTimeSeconds=1, VisibilityTimeout=120)
+            messages = got.get("Messages", [])
+            if not messages:
+                continue
+            self.sqs.delete_message_batch(QueueUrl=self.onboarding_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
+                for i, m in enumerate(messages)])
+            with self.lock:
+                for m in messages:
+                    self.runs[json.loads(m["Body"]).get("reason", "?")] += 1
+                self.stats["onboardingBatches"] += 1
+            records = [sqs_record(m["Body"], message_id=m["MessageId"]) for m in messages]
+            try:
+                inv = self.onboarding_rt.submit({"Records": records}).wait(600)
+                if not inv.ok:
+                    self.errors.append(f"account-lifecycle: {(inv.body or b'')[:300]!r}")
+            except Exception as e:  # noqa: BLE001
+                self.errors.append(f"account-lifecycle: {e!r}")
+
+    def idle(self):
+        """Nothing waiting to be delivered or worked (the onboarding queue's visible messages
+        included)."""
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.onboarding_url,
+            AttributeNames=["ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
+        return (self.inbox.unfinished_tasks == 0
+                and attrs["ApproximateNumberOfMessages"] == "0")
+
+    def close(self):
+        self.stopping.set()
+        for t in self.threads:
+            t.join(60)
+        for p in self.procs:
+            stop(p)
+        for rt in self.servers:
+            rt.close()
+        for f in self.logs:
+            f.close()
+
+    def figures(self, accounts):
+        """Counts and the times from a grant's workflow completing (its first PENDING_ACCEPT or
+        DISABLED: the grant waits on ct-entitlements) to the next change (ct-entitlements'
+        accept or activation) and to ACTIVE, over account-level grants."""
+        reaction, to_active, never = [], [], 0
+        with self.lock:
+            timelines = {arn: list(t) for arn, t in self.timeline.items()}
+        for arn, steps in timelines.items():
+            if not steps or not steps[0][2].endswith(":root"):
+                continue
+            done = next((i for i, (_, st, _) in enumerate(steps)
+                         if st in ("PENDING_ACCEPT", "DISABLED")), None)
+            if done is None:
+                continue
+            t_done = steps[done][0]
+            if done + 1 < len(steps):
+                reaction.append(steps[done + 1][0] - t_done)
+            active = next((t for t, st, _ in steps[done:] if st == "ACTIVE"), None)
+            if active is None:
+                never += 1
+            else:
+                to_active.append(active - t_done)
+        coalesced = self.sqs.get_queue_attributes(
+            QueueUrl=self.coalesce_url,
+            AttributeNames=["ApproximateNumberOfMessages",
+                            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
+        event_runs = self.runs.get("grant-change", 0)
+        return {
+            "rulePattern": self.pattern,
+            "events": {k.split(":", 1)[1]: v for k, v in self.stats.items()
+                       if k.startswith("events:")},
+            "deliveredToReconciler": self.stats["delivered"],
+            "reconcilerRuns": self.stats["reconcilerRuns"],
+            "accountLifecycleRunsByReason": dict(self.runs),
+            "eventRuns": event_runs,
+            "eventRunsPerAccount": round(event_runs / accounts, 4),
+            "notRun": dict(self.skips.most_common(6)),
+            "coalesceRequests": self.stats["coalesceRequests"],
+            "coalescedReconciles": sum(int(v) for v in coalesced.values()),
+            "grantsTimed": len(to_active) + never,
+            "completionToNextStepSeconds": timing(reaction),
+            "completionToActiveSeconds": timing(to_active),
+            "completedNeverActive": never,
+            "errors": self.errors[:5],
+        }
+
+
+def timing(values):
+    """Median, 90th percentile and maximum of `values` (seconds), or None."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return {"median": round(statistics.median(ordered), 2),
+            "p90": round(ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))], 2),
+            "max": round(ordered[-1], 2), "n": len(ordered)}
+
+
+def expected_grants(world, selection):
+    """(license-account pairs the selection asks for, members): every member gets the
+    PRODUCT_SKUS license, a member of an OU with an OU_LICENSE_RULES entry its licenses too."""
+    rules = json.loads(selection["OU_LICENSE_RULES"])
+    members = world.members()
+    return sum(len(set(rules.get(a["ouId"], []) + [selection["PRODUCT_SKUS"]]))
+               for a in members), len(members)
+
+
+def entitled_pairs(world):
+    """ACTIVE account-level grants as (license, account) pairs, and the grants still on their
+    way (a workflow, a child not handed out yet), from the emulator's state."""
+    state = world.control("GET", "/_emulator/state")
+    active, moving = set(), len(state.get("pendingChildren", []))
+    for g in state["grants"]:
+        grantee = g.get("GranteePrincipalArn", "")
+        if not grantee.endswith(":root"):
+            continue
+        if g.get("GrantStatus") == "ACTIVE":
+            active.add((g["LicenseArn"], grantee))
+        elif g.get("GrantStatus") in ("PENDING_WORKFLOW", "PENDING_ACCEPT"):
+            moving += 1
+    return len(active), moving
+
+
 # ---------------------------------------------------------------- 6. organization scale
 
 def scale_selection(world, ous):
@@ -637,12 +897,24 @@ def reconcile_once(world, proxies, selection, backfill_url, onboarding_url, log_
         logf.close()
 
 
-def bench_scale(args, lw):
+# The change-events run (make scale): License Manager's workflows take as long as the
+# realistic profile's (tests/tests/common), re-checks the template's default delay, and every
+# Grant Change names its grant, grantee and status and reaches the management account's bus
+# (the kind readings of grantChangeDetail and changeEventsTo: with the harsh ones the rule
+# receives nothing and the re-checks do the work, as in the run without events).
+EVENTS_WORLD = {"pendingWorkflowMs": 1500, "activationMs": 1500, "changeEvents": True,
+                "grantChangeDetail": "grantee", "changeEventsTo": "both"}
+EVENTS_RECHECK_DELAY = 300
+
+
+def bench_scale(args, lw, events=False):
     n, ous = args.scale_accounts, args.scale_ous
+    label = "scale-events" if events else "scale"
     log(f"  seeding {n} accounts in {ous} OUs x 5 licenses in moto + the emulator ...")
-    world = World(lw, 5, n + 3, LOGS / "world-scale.log", ous=ous)
+    world = World(lw, 5, n + 3, LOGS / f"world-{label}.log", ous=ous)
     log(f"  seeded in {world.seed_seconds:.1f} s")
     proxies = Proxies(world.moto_url, world.emulator_url)
+    change_events = None
     try:
         world.control("POST", "/_emulator/config",
                       {"rateLimitPerSecond": args.rate, "orgCacheMs": args.org_cache_ms})
@@ -652,7 +924,7 @@ def bench_scale(args, lw):
         spare = world.members()[n:n + 3]
         log("  first reconcile (organization scope) ...")
         first, first_s, first_ops, first_hwm = reconcile_once(
-            world, proxies, selection, backfill_url, onboarding_url, "scale-reconcile-1.log")
+            world, proxies, selection, backfill_url, onboarding_url, f"{label}-reconcile-1.log")
         log(f"  {first['enqueued']} accounts queued in {first_s:.1f} s, "
             f"{sum(first_ops.values())} calls; parents: "
             + ", ".join(f"{p['principal'].rsplit('/', 1)[-1]} {p['step']}"
@@ -669,11 +941,50 @@ def bench_scale(args, lw):
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
             records += [sqs_record(m["Body"], message_id=m["MessageId"]) for m in got
                         if json.loads(m["Body"]).get("accountId") not in spare_ids]
+        converged = None
+        if events:
+            world.control("POST", "/_emulator/config", EVENTS_WORLD)
+            change_events = ChangeEvents(world, proxies, selection, label, EVENTS_RECHECK_DELAY)
+            log(f"  change events on: {EVENTS_WORLD}; rule pattern {change_events.pattern}")
         log(f"  backfill of {len(records)} accounts ...")
-        backfill = run_backfill(args, world, proxies, records, spare, selection, "scale")
+        backfill = run_backfill(args, world, proxies, records, spare, selection, label,
+                                EVENTS_RECHECK_DELAY if events else 0)
+        if events:
+            # The first pass is done; what is left waits on workflows, and on the events that
+            # say they completed (each re-check is EVENTS_RECHECK_DELAY s away).
+            want, members = expected_grants(world, selection)
+            t0 = time.monotonic()
+            while True:
+                active, moving = entitled_pairs(world)
+                waited = time.monotonic() - t0
+                if active >= want and change_events.idle():
+                    break
+                if waited > EVENTS_RECHECK_DELAY - 30:
+                    log(f"  NOT converged before the first re-check: {active}/{want}")
+                    break
+                log(f"    {waited:5.0f} s after the first pass: {active}/{want} grants ACTIVE, "
+                    f"{moving} on their way")
+                time.sleep(5)
+            converged = {"secondsAfterFirstPass": round(time.monotonic() - t0, 1),
+                         "activeGrants": active, "expectedGrants": want, "members": members,
+                         "backfillPlusConvergenceSeconds":
+                             round(backfill["wallSeconds"] + time.monotonic() - t0, 1)}
+            change_events.close()
+            figures = change_events.figures(members)
+            change_events = None
+            figures["converged"] = converged
+            backfill["changeEvents"] = figures
+            log(f"  converged {converged['secondsAfterFirstPass']} s after the first pass: "
+                f"{active}/{want} ACTIVE; {figures['eventRuns']} account runs from events "
+                f"({100 * figures['eventRunsPerAccount']:.2f} % of {members} accounts), "
+                f"{figures['reconcilerRuns']} reconciler runs for "
+                f"{figures['deliveredToReconciler']} events; completion -> ACTIVE "
+                f"{figures['completionToActiveSeconds']}; completion -> next step "
+                f"{figures['completionToNextStepSeconds']}; coalesced reconciles "
+                f"{figures['coalescedReconciles']} for {figures['coalesceRequests']} requests")
         log("  second reconcile (nothing changed) ...")
         second, second_s, second_ops, second_hwm = reconcile_once(
-            world, proxies, selection, backfill_url, onboarding_url, "scale-reconcile-2.log")
+            world, proxies, selection, backfill_url, onboarding_url, f"{label}-reconcile-2.log")
         second_calls = sum(second_ops.values())
         licenses = 5
         # What a reconcile with nothing changed needs (README, Backfill): DescribeOrganization,
@@ -702,6 +1013,8 @@ def bench_scale(args, lw):
             f"({second_ops.get('moto:AssumeRole', 0)} AssumeRole); peak RSS {second_hwm:.1f} MiB")
         return r
     finally:
+        if change_events is not None:
+            change_events.close()
         proxies.close()
         world.close()
 
@@ -742,6 +1055,8 @@ def main():
                    default=int(os.environ.get("SCALE_ACCOUNTS", "10000")),
                    help="members of the organization-scale run (--only scale; make scale)")
     p.add_argument("--scale-ous", type=int, default=50)
+    p.add_argument("--no-scale-events", action="store_true",
+                   help="make scale: skip the second run with change events on")
     p.add_argument("--skip-build", action="store_true")
     p.add_argument("--only", nargs="+", default=["size", "init", "onboarding", "backfill"],
                    help="sections: size init onboarding backfill scale (scale: make scale)")
@@ -816,6 +1131,11 @@ def main():
                 f"scale: {args.scale_accounts} accounts instead of 10,000 (time budget)")
             log(f"  SCALED DOWN: {args.scale_accounts} accounts instead of 10,000")
         report["scale"] = bench_scale(args, lw)
+        if not args.no_scale_events:
+            log("== 6b. the same with License Manager's change events on (workflows 1.5 s, "
+                f"re-checks {EVENTS_RECHECK_DELAY} s): runs added by events, new-account time, "
+                "workflow completion to ACTIVE")
+            report["scaleEvents"] = bench_scale(args, lw, events=True)
 
     report["benchSeconds"] = round(time.monotonic() - started, 1)
     OUT.mkdir(parents=True, exist_ok=True)
