@@ -592,7 +592,7 @@ def run_backfill(args, world, proxies, records, spare, selection, label, recheck
 # ---------------------------------------------------------------- change events (make scale)
 
 # The emulator's log of License Manager change events (EventBridge envelopes, per bus).
-CHANGE_EVENTS_PATH = "/_emulator/change-events"
+CHANGE_EVENTS_PATH = "/_emulator/events"
 
 
 def rule_pattern(rule):
