@@ -725,6 +725,14 @@ class ChangeEvents:
             messages = got.get("Messages", [])
             if not messages:
                 continue
+            # The template's batching window: up to 5 messages or 1 s.
+            first = time.monotonic()
+            while len(messages) < 5 and time.monotonic() - first < 1:
+                time.sleep(0.1)
+                more = self.sqs.receive_message(
+                    QueueUrl=self.onboarding_url, MaxNumberOfMessages=5 - len(messages),
+                    WaitTimeSeconds=0, VisibilityTimeout=120).get("Messages", [])
+                messages += more
             self.sqs.delete_message_batch(QueueUrl=self.onboarding_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                 for i, m in enumerate(messages)])

@@ -109,6 +109,7 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
     let counts = &counts;
     let failed: Vec<(Vec<String>, Vec<Failure>)> = futures::stream::iter(groups)
         .map(|(_, items)| async move {
+            let items = without_redundant_grant_changes(items);
             let mut failed = Vec::new();
             let mut notices = Vec::new();
             for (id, request) in items {
@@ -143,6 +144,39 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
     };
     failures.sort_by_key(order);
     batch_response(failures)
+}
+
+/// One account's messages of a batch, less the `grant-change` runs another message of the
+/// group makes redundant: every run reads the account afresh, and a `grant-change` run asks
+/// for nothing else. Kept: every other message, and one `grant-change` run when nothing else
+/// runs the account. (Change events come in bursts, one per grant and status; the dropped
+/// messages are done, not failed.)
+fn without_redundant_grant_changes(items: Messages) -> Messages {
+    let is_change = |r: &Request| {
+        matches!(r, Request::Work(w) if matches!(&w.trigger,
+            crate::event::Trigger::Onboard(reason) if reason == crate::event::GRANT_CHANGE_REASON))
+    };
+    let others = items.iter().any(|(_, r)| !is_change(r));
+    let mut kept_one = false;
+    let before = items.len();
+    let kept: Messages = items
+        .into_iter()
+        .filter(|(_, r)| {
+            if !is_change(r) {
+                return true;
+            }
+            let keep = !others && !kept_one;
+            kept_one |= keep;
+            keep
+        })
+        .collect();
+    if kept.len() < before {
+        tracing::info!(
+            dropped = before - kept.len(),
+            "grant-change runs already covered by another message of the batch"
+        );
+    }
+    kept
 }
 
 /// The SQS partial batch response (`aws_lambda_events`' type) naming the failed messages.
@@ -237,6 +271,45 @@ fn log_rejected(e: &Error) {
 mod tests {
     use super::*;
     use crate::error::Retry;
+
+    #[test]
+    fn a_burst_of_grant_changes_for_one_account_is_one_run() {
+        let msg = |id: &str, reason: &str| {
+            let body = json!({"accountId": "210987654321", "reason": reason}).to_string();
+            (id.to_string(), parse_body(&body).unwrap())
+        };
+        let ids = |items: Messages| items.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
+        // (case, messages in order, kept)
+        let cases: Vec<(&str, Messages, Vec<&str>)> = vec![
+            ("one change", vec![msg("1", "grant-change")], vec!["1"]),
+            (
+                "three changes",
+                vec![
+                    msg("1", "grant-change"),
+                    msg("2", "grant-change"),
+                    msg("3", "grant-change"),
+                ],
+                vec!["1"],
+            ),
+            (
+                "a re-check covers the changes",
+                vec![
+                    msg("1", "grant-change"),
+                    msg("2", "recheck"),
+                    msg("3", "grant-change"),
+                ],
+                vec!["2"],
+            ),
+            (
+                "other runs are all kept",
+                vec![msg("1", "recheck"), msg("2", "reconcile")],
+                vec!["1", "2"],
+            ),
+        ];
+        for (case, items, kept) in cases {
+            assert_eq!(ids(without_redundant_grant_changes(items)), kept, "{case}");
+        }
+    }
 
     /// An account outside the organization fails a direct invocation as
     /// `NotInOrganization.permanent` naming the account, not as `GrantFailed` with an empty ARN.
