@@ -276,7 +276,10 @@ mod tests {
     fn a_burst_of_grant_changes_for_one_account_is_one_run() {
         let msg = |id: &str, reason: &str| {
             let body = json!({"accountId": "210987654321", "reason": reason}).to_string();
-            (id.to_string(), parse_body(&body).unwrap())
+            (
+                id.to_string(),
+                parse_body(&body).expect("a valid onboard request"),
+            )
         };
         let ids = |items: Messages| items.into_iter().map(|(id, _)| id).collect::<Vec<_>>();
         // (case, messages in order, kept)
