@@ -1689,6 +1689,14 @@ impl ControlClient {
         Ok(serde_json::from_value(v["faults"].clone())?)
     }
 
+    /// Counts of the events logged so far (`GET /_emulator/stats` → `events`): `total`,
+    /// `byDetailType`, `grantStatuses` (Grant Changes by new status, whatever the detail
+    /// shows) and `lastAtMs` (emulator clock).
+    pub async fn event_stats(&self) -> io::Result<Value> {
+        let v = self.call(Method::GET, "stats", None).await?;
+        Ok(v["events"].clone())
+    }
+
     /// Switches to a named profile (`default` or `realistic`; see [`Switches::profile`]).
     pub async fn use_profile(&self, profile: &str) -> io::Result<Switches> {
         self.configure(json!({ "profile": profile })).await
