@@ -158,7 +158,8 @@ pub struct Switches {
     pub org_read_for_delegated_admin: OrgReadForDelegatedAdmin,
     /// Whether License Manager's `Grant Change` and `License Change` EventBridge events are
     /// recorded (`GET /_emulator/events`); `false` records none (AWS delivers them on a
-    /// best-effort basis).
+    /// best-effort basis). Unlike the other readings, the default (`true`) is not the harsher
+    /// one: without events the two readings below would show nothing.
     pub change_events: bool,
     /// What a change event names (undocumented): nothing (the harsher reading, the default),
     /// the grant, or the grant with its grantee, status, version, license and parent.
