@@ -307,6 +307,12 @@ pub fn iso8601_millis(epoch_ms: u64) -> String {
     )
 }
 
+/// EventBridge's `time` style (RFC 3339, UTC, whole seconds): `2026-01-01T00:00:00Z`.
+pub fn eventbridge_time(epoch_ms: u64) -> String {
+    let (y, mo, d, h, mi, s) = iso8601_parts(epoch_ms / 1000);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
 /// Control Tower's event timestamp style: `2019-11-16T12:09:32+0000`.
 pub fn control_tower_time(epoch_ms: u64) -> String {
     let (y, mo, d, h, mi, s) = iso8601_parts(epoch_ms / 1000);
@@ -372,6 +378,7 @@ mod tests {
             control_tower_time(951_782_400_000),
             "2000-02-29T00:00:00+0000"
         );
+        assert_eq!(eventbridge_time(1_573_906_172_999), "2019-11-16T12:09:32Z");
     }
 
     #[test]

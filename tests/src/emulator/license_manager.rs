@@ -7,11 +7,13 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::common::{epoch_seconds, iso8601_millis, paginate, ApiError, IdGen, Input, Service};
+use super::common::{
+    epoch_seconds, eventbridge_time, iso8601_millis, paginate, ApiError, IdGen, Input, Service,
+};
 use super::org::{OrgInfo, OrgView};
 use super::{
-    AccountGrantParentArn, ChildParentArn, GranteeOverride, OrgReadForDelegatedAdmin,
-    PendingActivationAnswer, Switches,
+    AccountGrantParentArn, ChangeEventsTo, ChildParentArn, GrantChangeDetail, GranteeOverride,
+    OrgReadForDelegatedAdmin, PendingActivationAnswer, Switches,
 };
 
 /// The account AWS Marketplace licenses are issued from.
@@ -174,6 +176,163 @@ fn failed_workflow_reason(account: &str, missing: &[String]) -> String {
         "The grant workflow failed: account {account} is missing the service-linked role(s) {}",
         roles.join(", ")
     )
+}
+
+/// Something License Manager changed, for the EventBridge change events the emulator logs
+/// (`GET /_emulator/events`); taken with [`LicenseManager::take_changes`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// A grant's status or version changed (a `Grant Change`): the grant as it is now.
+    Grant {
+        grant_arn: String,
+        /// The grantor (issuer) account.
+        grantor: String,
+        /// `GranteePrincipalArn`: an account root, an organization or an OU.
+        grantee: String,
+        /// The new `GrantStatus`.
+        status: String,
+        version: u64,
+        license_arn: String,
+        /// The `ParentArn` the grant shows, if any.
+        parent_arn: Option<String>,
+        /// The grant's home region (grants live there only).
+        region: String,
+        /// Emulator clock, milliseconds since the epoch, when the change took effect.
+        at_ms: u64,
+    },
+    /// A license was added to the world (a `License Change`).
+    License {
+        license_arn: String,
+        /// The account holding it (its beneficiary).
+        holder: String,
+        status: String,
+        /// The license's home region.
+        region: String,
+        /// Emulator clock, milliseconds since the epoch.
+        at_ms: u64,
+    },
+}
+
+/// The `source` of License Manager's EventBridge events.
+pub const EVENT_SOURCE: &str = "aws.license-manager";
+/// The `detail-type` of the event License Manager sends when a grant changes.
+pub const GRANT_CHANGE: &str = "Grant Change";
+/// The `detail-type` of the event License Manager sends when a license changes.
+pub const LICENSE_CHANGE: &str = "License Change";
+
+impl Change {
+    /// A `Grant Change`'s new grant status.
+    pub fn grant_status(&self) -> Option<&str> {
+        match self {
+            Change::Grant { status, .. } => Some(status),
+            Change::License { .. } => None,
+        }
+    }
+
+    /// When the change took effect (emulator clock, milliseconds since the epoch).
+    pub fn at_ms(&self) -> u64 {
+        match self {
+            Change::Grant { at_ms, .. } | Change::License { at_ms, .. } => *at_ms,
+        }
+    }
+
+    /// The EventBridge events this change puts on the buses that receive it, one per bus
+    /// (`changeEventsTo` for a `Grant Change`, the holder's for a `License Change`), with
+    /// what `grantChangeDetail` says the event names.
+    pub fn envelopes(&self, switches: &Switches, ids: &mut IdGen) -> Vec<Value> {
+        let detail_level = switches.grant_change_detail;
+        let (detail_type, region, at_ms, buses, resources, detail) = match self {
+            Change::Grant {
+                grant_arn,
+                grantor,
+                grantee,
+                status,
+                version,
+                license_arn,
+                parent_arn,
+                region,
+                at_ms,
+            } => {
+                // An organization/OU grant has no grantee account: its grantor's bus gets it.
+                let grantee_account = account_of(grantee);
+                let mut buses: Vec<&str> = match switches.change_events_to {
+                    ChangeEventsTo::Grantee => vec![grantee_account.unwrap_or(grantor)],
+                    ChangeEventsTo::Grantor => vec![grantor],
+                    ChangeEventsTo::Both => std::iter::once(grantor.as_str())
+                        .chain(grantee_account)
+                        .collect(),
+                };
+                buses.dedup();
+                let (resources, detail) = match detail_level {
+                    GrantChangeDetail::None => (json!([]), json!({})),
+                    GrantChangeDetail::Grant => {
+                        (json!([grant_arn]), json!({ "grantArn": grant_arn }))
+                    }
+                    GrantChangeDetail::Grantee => {
+                        let mut detail = json!({
+                            "grantArn": grant_arn,
+                            "granteePrincipal": grantee,
+                            "status": status,
+                            "version": version.to_string(),
+                            "licenseArn": license_arn,
+                        });
+                        if let Some(parent) = parent_arn {
+                            detail["parentArn"] = json!(parent);
+                        }
+                        (json!([grant_arn]), detail)
+                    }
+                };
+                (GRANT_CHANGE, region, *at_ms, buses, resources, detail)
+            }
+            Change::License {
+                license_arn,
+                holder,
+                status,
+                region,
+                at_ms,
+            } => {
+                let (resources, detail) = match detail_level {
+                    GrantChangeDetail::None => (json!([]), json!({})),
+                    GrantChangeDetail::Grant => {
+                        (json!([license_arn]), json!({ "licenseArn": license_arn }))
+                    }
+                    GrantChangeDetail::Grantee => (
+                        json!([license_arn]),
+                        json!({
+                            "licenseArn": license_arn,
+                            "status": status,
+                            "beneficiary": holder,
+                        }),
+                    ),
+                };
+                let buses = vec![holder.as_str()];
+                (LICENSE_CHANGE, region, *at_ms, buses, resources, detail)
+            }
+        };
+        buses
+            .into_iter()
+            .map(|bus| {
+                json!({
+                    "version": "0",
+                    "id": ids.request_id(),
+                    "detail-type": detail_type,
+                    "source": EVENT_SOURCE,
+                    "account": bus,
+                    "time": eventbridge_time(at_ms),
+                    "region": region,
+                    "resources": resources,
+                    "detail": detail,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The emulator-clock epoch milliseconds of `at`, given that `now` is `epoch_ms` (a lazily
+/// applied change took effect when it was due, not when a request noticed it).
+fn epoch_ms_at(now: Instant, epoch_ms: u64, at: Instant) -> u64 {
+    let ago = u64::try_from(now.saturating_duration_since(at).as_millis()).unwrap_or(u64::MAX);
+    epoch_ms.saturating_sub(ago)
 }
 
 /// An account-level grant an organization/OU grant owes a member, not handed out yet.
@@ -341,6 +500,20 @@ impl GrantRec {
     fn summary(&self) -> Value {
         json!({ "GrantArn": self.arn, "Status": self.status, "Version": self.version.to_string() })
     }
+    /// The grant as it is now, as a [`Change::Grant`] that took effect at `at_ms`.
+    fn change(&self, at_ms: u64) -> Change {
+        Change::Grant {
+            grant_arn: self.arn.clone(),
+            grantor: self.grantor.clone(),
+            grantee: self.grantee.clone(),
+            status: self.status.clone(),
+            version: self.version,
+            license_arn: self.license_arn.clone(),
+            parent_arn: (!self.parent_arn.is_empty()).then(|| self.parent_arn.clone()),
+            region: self.home_region.clone(),
+            at_ms,
+        }
+    }
 }
 
 /// Everything one License Manager call may use besides its input.
@@ -369,6 +542,8 @@ pub struct LicenseManager {
     create_tokens: HashMap<(String, String), (Value, String)>,
     version_tokens: HashMap<(String, String), (Value, Value)>,
     pending_children: Vec<PendingChild>,
+    /// Changes not taken yet by [`LicenseManager::take_changes`].
+    changes: Vec<Change>,
 }
 
 fn status_rank(status: &str) -> u8 {
@@ -500,7 +675,19 @@ impl LicenseManager {
         };
         self.licenses.retain(|l| l.arn != arn);
         self.licenses.push(record);
+        self.changes.push(Change::License {
+            license_arn: arn,
+            holder: seed.account.clone(),
+            status: seed.status.clone(),
+            region: seed.home_region.clone(),
+            at_ms: epoch_ms,
+        });
         shape
+    }
+
+    /// The changes made since the last call, oldest first.
+    pub fn take_changes(&mut self) -> Vec<Change> {
+        std::mem::take(&mut self.changes)
     }
 
     /// All state, for `GET /_emulator/state`.
@@ -615,7 +802,7 @@ impl LicenseManager {
     /// for them can settle (the caller reads them and settles again).
     pub fn settle(&mut self, ctx: &mut Ctx<'_>) -> BTreeSet<String> {
         let mut wanted = BTreeSet::new();
-        self.apply_due_activations(ctx.now);
+        self.apply_due_activations(ctx.now, ctx.epoch_ms);
         let OrgView::Known(org) = ctx.org else {
             return wanted;
         };
@@ -625,8 +812,10 @@ impl LicenseManager {
             if g.status != PENDING_WORKFLOW || ctx.now < g.ready_at {
                 continue;
             }
+            let at_ms = epoch_ms_at(ctx.now, ctx.epoch_ms, g.ready_at);
             if g.org_level() {
                 self.grants[i].status = WORKFLOW_COMPLETED.to_string();
+                self.changes.push(self.grants[i].change(at_ms));
                 continue;
             }
             let account = g.grantee_account().unwrap_or_default().to_string();
@@ -642,13 +831,14 @@ impl LicenseManager {
                     g.status_reason = Some(reason);
                 }
             }
+            self.changes.push(g.change(at_ms));
         }
         let Some(org) = org else {
             return wanted;
         };
         self.distribute(ctx, org);
         self.materialize_children(ctx, &mut wanted);
-        self.apply_due_activations(ctx.now);
+        self.apply_due_activations(ctx.now, ctx.epoch_ms);
         wanted
     }
 
@@ -724,6 +914,7 @@ impl LicenseManager {
                 child.status_reason = Some(LEFT_ORGANIZATION_MESSAGE.to_string());
                 child.activation = None;
                 child.version += 1;
+                self.changes.push(child.change(ctx.epoch_ms));
             }
             if let Some(p) = self.grants.iter_mut().find(|g| g.arn == parent) {
                 p.distributed = true;
@@ -768,7 +959,8 @@ impl LicenseManager {
                 ChildParentArn::Absent => String::new(),
             };
             let grantor_behavior = activation.as_ref().and_then(|(_, b)| b.clone());
-            self.grants.push(GrantRec {
+            let at_ms = epoch_ms_at(ctx.now, ctx.epoch_ms, pending.ready_at);
+            let child = GrantRec {
                 arn: format!(
                     "arn:aws:license-manager::{}:grant:g-{}",
                     parent.grantor,
@@ -789,14 +981,16 @@ impl LicenseManager {
                 distributed: false,
                 redistribute: false,
                 ..parent
-            });
+            };
+            self.changes.push(child.change(at_ms));
+            self.grants.push(child);
         }
     }
 
     /// Applies the activations whose processing time is up: ACTIVE, or DISABLED with the
     /// one-active-license reason when another license for the product is active in the account
     /// (unless the override behavior replaces it).
-    fn apply_due_activations(&mut self, now: Instant) {
+    fn apply_due_activations(&mut self, now: Instant, epoch_ms: u64) {
         let mut due: Vec<(Instant, usize)> = self
             .grants
             .iter()
@@ -805,13 +999,14 @@ impl LicenseManager {
             .filter(|(at, _)| *at <= now)
             .collect();
         due.sort();
-        for (_, i) in due {
+        for (due_at, i) in due {
             let Some((_, behavior)) = self.grants[i].activation.take() else {
                 continue;
             };
             if self.grants[i].status != DISABLED {
                 continue;
             }
+            let at_ms = epoch_ms_at(now, epoch_ms, due_at);
             let g = &self.grants[i];
             let account = g.grantee_account().unwrap_or_default().to_string();
             let sku = self
@@ -836,7 +1031,9 @@ impl LicenseManager {
                 .map(|(j, _)| j)
                 .collect();
             if !others.is_empty() && behavior.as_deref() != Some(ALL_GRANTS_PERMITTED_BY_ISSUER) {
+                // The activation applied and failed: the grant stays DISABLED with the reason.
                 self.grants[i].status_reason = Some(ONE_ACTIVE_LICENSE_MESSAGE.to_string());
+                self.changes.push(self.grants[i].change(at_ms));
                 continue;
             }
             let arn = self.grants[i].arn.clone();
@@ -846,10 +1043,12 @@ impl LicenseManager {
                 other.status_reason = Some(format!("Replaced by the activation of grant {arn}"));
                 other.activation = None;
                 other.version += 1;
+                self.changes.push(other.change(at_ms));
             }
             let g = &mut self.grants[i];
             g.status = ACTIVE.to_string();
             g.status_reason = None;
+            self.changes.push(g.change(at_ms));
         }
     }
 
@@ -1190,6 +1389,7 @@ impl LicenseManager {
         let out = grant.summary();
         self.create_tokens
             .insert(token_key, (input.body.clone(), grant.arn.clone()));
+        self.changes.push(grant.change(ctx.epoch_ms));
         self.grants.push(grant);
         Ok(out)
     }
@@ -1368,13 +1568,14 @@ impl LicenseManager {
         }
         g.status = if accept { DISABLED } else { REJECTED }.to_string();
         g.activation = None;
+        self.changes.push(g.change(ctx.epoch_ms));
         let parent = g.parent_grant.clone();
         let parent = parent.and_then(|p| self.grants.iter().find(|g| g.arn == p).cloned());
         if let Some(parent) = parent.filter(|p| accept && p.bulk_activated) {
             let at = ctx.now + Duration::from_millis(ctx.switches.activation_ms);
             self.grants[index].activation = Some((at, parent_behavior(&parent)));
             self.grants[index].grantor_behavior = parent_behavior(&parent);
-            self.apply_due_activations(ctx.now);
+            self.apply_due_activations(ctx.now, ctx.epoch_ms);
         }
         Ok(self.grants[index].summary())
     }
@@ -1412,6 +1613,7 @@ impl LicenseManager {
         g.activation = None;
         g.version += 1;
         let out = g.summary();
+        self.changes.push(g.change(ctx.epoch_ms));
         self.pending_children.retain(|p| p.parent != arn);
         for child in self
             .grants
@@ -1422,6 +1624,7 @@ impl LicenseManager {
                 child.status = DELETED.to_string();
                 child.activation = None;
                 child.version += 1;
+                self.changes.push(child.change(ctx.epoch_ms));
             }
         }
         Ok(out)
@@ -1561,6 +1764,7 @@ impl LicenseManager {
                 // Bulk activation: the parent shows WORKFLOW_COMPLETED; every DISABLED child
                 // gets its own (asynchronous) activation, joiners' children later too.
                 g.bulk_activated = true;
+                self.changes.push(g.change(ctx.epoch_ms));
                 for child in self.grants.iter_mut().filter(|c| {
                     c.parent_grant.as_deref() == Some(arn)
                         && c.status == DISABLED
@@ -1572,6 +1776,7 @@ impl LicenseManager {
                         child.grantor_behavior = Some(b.clone());
                     }
                     child.version += 1;
+                    self.changes.push(child.change(ctx.epoch_ms));
                 }
             }
             Some(DISABLED) if org_parent => {
@@ -1579,6 +1784,7 @@ impl LicenseManager {
                 // activation: no field tells the two apart); every child is deactivated, and
                 // joiners' children are no longer activated.
                 g.bulk_activated = false;
+                self.changes.push(g.change(ctx.epoch_ms));
                 for child in self.grants.iter_mut().filter(|c| {
                     c.parent_grant.as_deref() == Some(arn)
                         && matches!(c.status.as_str(), ACTIVE | DISABLED)
@@ -1586,18 +1792,21 @@ impl LicenseManager {
                     child.status = DISABLED.to_string();
                     child.activation = None;
                     child.version += 1;
+                    self.changes.push(child.change(ctx.epoch_ms));
                 }
             }
             Some(ACTIVE) if g.status != ACTIVE => {
                 g.activation = Some((activate_at, behavior.clone()));
+                self.changes.push(g.change(ctx.epoch_ms));
             }
             Some(DISABLED) => {
                 g.status = DISABLED.to_string();
                 g.activation = None;
+                self.changes.push(g.change(ctx.epoch_ms));
             }
-            _ => {}
+            _ => self.changes.push(g.change(ctx.epoch_ms)),
         }
-        self.apply_due_activations(ctx.now);
+        self.apply_due_activations(ctx.now, ctx.epoch_ms);
         let mut out = self.grants[index].summary();
         if status == Some(ACTIVE)
             && !org_parent

@@ -8,7 +8,10 @@
 //!   `POST licenses` ([`LicenseSeed`]), `GET|POST config` ([`Switches`], partial updates),
 //!   `GET state`, `GET calls` ([`CallRecord`]), `POST orgs` ([`OrgSeed`]),
 //!   `POST accounts` (`{"accessKeyId","account"}`), `POST clock` (`{"advanceMs"}`),
-//!   `GET events` (Control Tower lifecycle events produced by account vending),
+//!   `GET events?after=<seq>&account=<id>` (the EventBridge events put on the buses, after a
+//!   sequence number and on one account's bus, both optional: License Manager's `Grant Change`
+//!   and `License Change` events, Control Tower's lifecycle events produced by account
+//!   vending; due grant workflows are moved along first; `{"events": [...], "next": <seq>}`),
 //!   `GET model-violations` ([`ModelReport`]), `POST model-violations/take` (returns and
 //!   forgets the violations). [`ControlClient`] wraps them.
 //! * Every API request is checked against AWS's published model of the service (botocore's
@@ -23,7 +26,7 @@ pub mod models;
 mod org;
 mod service_catalog;
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::convert::Infallible;
 use std::io;
 use std::net::SocketAddr;
@@ -53,8 +56,8 @@ use service_catalog::{parse_managed_ou, ScCtx, ServiceCatalog, VendJob, VendOutc
 
 use license_manager::{missing_slrs, SlrView};
 pub use license_manager::{
-    LicenseSeed, ALLOWED_OPERATIONS, LEFT_ORGANIZATION_MESSAGE, MARKETPLACE_ACCOUNT, MEMBER_SLRS,
-    ONE_ACTIVE_LICENSE_MESSAGE,
+    LicenseSeed, ALLOWED_OPERATIONS, EVENT_SOURCE, GRANT_CHANGE, LEFT_ORGANIZATION_MESSAGE,
+    LICENSE_CHANGE, MARKETPLACE_ACCOUNT, MEMBER_SLRS, ONE_ACTIVE_LICENSE_MESSAGE,
 };
 pub use models::{ModelReport, ModelViolation};
 pub use org::{OrgSeed, OuSeed};
@@ -153,6 +156,48 @@ pub struct Switches {
     /// Whether a delegated administrator (any member account but the management account) may
     /// call `ListReceivedGrantsForOrganization` (undocumented).
     pub org_read_for_delegated_admin: OrgReadForDelegatedAdmin,
+    /// Whether License Manager's `Grant Change` and `License Change` EventBridge events are
+    /// recorded (`GET /_emulator/events`); `false` records none (AWS delivers them on a
+    /// best-effort basis). Unlike the other readings, the default (`true`) is not the harsher
+    /// one: without events the two readings below would show nothing.
+    pub change_events: bool,
+    /// What a change event names (undocumented): nothing (the harsher reading, the default),
+    /// the grant, or the grant with its grantee, status, version, license and parent.
+    pub grant_change_detail: GrantChangeDetail,
+    /// Which account's bus receives a `Grant Change` (undocumented); a `License Change` goes to
+    /// the license's holder.
+    pub change_events_to: ChangeEventsTo,
+}
+
+/// [`Switches::grant_change_detail`]: what `resources` and `detail` of License Manager's
+/// change events hold. A `License Change` follows the same reading (nothing; the license's
+/// ARN; that plus its `status` and `beneficiary`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum GrantChangeDetail {
+    /// `resources: []`, `detail: {}`: nothing to act on (the harsher reading, the default).
+    #[default]
+    None,
+    /// `resources: [grantArn]`, `detail: {"grantArn"}`.
+    Grant,
+    /// As `Grant`, plus `detail.granteePrincipal`, `status` (the new one), `version`,
+    /// `licenseArn` and `parentArn` (when the grant shows one).
+    Grantee,
+}
+
+/// [`Switches::change_events_to`]: whose EventBridge bus receives a `Grant Change`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ChangeEventsTo {
+    /// The grantee's account, when the grantee is an account (`arn:aws:iam::<id>:root`); an
+    /// organization/OU grant's event goes to its grantor (the harsher reading, the default:
+    /// the grantor never hears of its per-account grants).
+    #[default]
+    Grantee,
+    /// The grantor's (issuer's) account only.
+    Grantor,
+    /// One event to each of the two, one when they are the same account.
+    Both,
 }
 
 /// [`Switches::child_parent_arn`].
@@ -296,6 +341,9 @@ impl Default for Switches {
             grantee_override: GranteeOverride::Ignored,
             pending_activation_answer: PendingActivationAnswer::Active,
             org_read_for_delegated_admin: OrgReadForDelegatedAdmin::Denied,
+            change_events: true,
+            grant_change_detail: GrantChangeDetail::None,
+            change_events_to: ChangeEventsTo::Grantee,
         }
     }
 }
@@ -391,6 +439,19 @@ pub struct CallRecord {
     pub outcome: String,
 }
 
+/// One event put on an emulated EventBridge bus (`GET /_emulator/events`).
+#[derive(Debug, Clone)]
+struct LoggedEvent {
+    /// 1 for the first event after a start or reset, then one more per event.
+    seq: u64,
+    /// Emulator clock, milliseconds since the epoch, when the change took effect.
+    at_ms: u64,
+    /// A `Grant Change`'s new grant status, whatever `grantChangeDetail` lets it show.
+    grant_status: Option<String>,
+    /// The EventBridge envelope; its `account` is the bus that receives it.
+    envelope: Value,
+}
+
 struct State {
     lm: LicenseManager,
     sc: ServiceCatalog,
@@ -409,6 +470,9 @@ struct State {
     /// What was last read of the organization from moto.
     org_cache: Option<OrgCache>,
     faults: FaultCounts,
+    /// EventBridge events: License Manager's change events and Control Tower's lifecycle
+    /// events, oldest first.
+    events: Vec<LoggedEvent>,
 }
 
 /// The organization as read from moto at `at` (emulator clock), with the OUs read then.
@@ -437,7 +501,68 @@ impl State {
             seeded_slrs: HashMap::new(),
             org_cache: None,
             faults: FaultCounts::default(),
+            events: Vec::new(),
         }
+    }
+
+    /// Puts one EventBridge envelope in the event log.
+    fn log_event(&mut self, envelope: Value, at_ms: u64, grant_status: Option<String>) {
+        let seq = self.events.last().map_or(0, |e| e.seq) + 1;
+        self.events.push(LoggedEvent {
+            seq,
+            at_ms,
+            grant_status,
+            envelope,
+        });
+    }
+
+    /// Turns what License Manager changed since the last call into change events (none when
+    /// `changeEvents` is off: the changes are dropped).
+    fn log_lm_changes(&mut self) {
+        let changes = self.lm.take_changes();
+        if !self.switches.change_events {
+            return;
+        }
+        for change in changes {
+            for envelope in change.envelopes(&self.switches, &mut self.ids) {
+                let status = change.grant_status().map(str::to_string);
+                self.log_event(envelope, change.at_ms(), status);
+            }
+        }
+    }
+
+    /// The events after `after` (a sequence number) on `account`'s bus (every bus when
+    /// `None`), and the sequence number to ask after next time.
+    fn events_after(&self, after: u64, account: Option<&str>) -> (Vec<Value>, u64) {
+        let events = self
+            .events
+            .iter()
+            .filter(|e| e.seq > after)
+            .filter(|e| account.is_none_or(|a| e.envelope["account"] == a))
+            .map(|e| e.envelope.clone())
+            .collect();
+        let next = self.events.last().map_or(after, |e| e.seq.max(after));
+        (events, next)
+    }
+
+    /// Event counts for `GET /_emulator/stats`: by `detail-type`, and Grant Changes by the
+    /// new status, with the emulator-clock time of the last event.
+    fn event_stats(&self) -> Value {
+        let mut by_type: BTreeMap<String, u64> = BTreeMap::new();
+        let mut by_status: BTreeMap<String, u64> = BTreeMap::new();
+        for e in &self.events {
+            let detail_type = e.envelope["detail-type"].as_str().unwrap_or_default();
+            *by_type.entry(detail_type.to_string()).or_default() += 1;
+            if let Some(status) = &e.grant_status {
+                *by_status.entry(status.clone()).or_default() += 1;
+            }
+        }
+        json!({
+            "total": self.events.len(),
+            "byDetailType": by_type,
+            "grantStatuses": by_status,
+            "lastAtMs": self.events.last().map(|e| e.at_ms),
+        })
     }
 }
 
@@ -638,7 +763,8 @@ impl Emulator {
             Err(e) => return response(400, &json!({ "message": e.to_string() }), &[]),
         };
         if let Some(path) = parts.uri.path().strip_prefix("/_emulator/") {
-            return self.control(&parts.method, path, &body).await;
+            let query = parts.uri.query().unwrap_or_default();
+            return self.control(&parts.method, path, query, &body).await;
         }
         let target = parts
             .headers
@@ -1014,10 +1140,14 @@ impl Emulator {
                     ids: &mut st.ids,
                 };
                 let wanted = st.lm.settle(&mut ctx);
-                if wanted.is_empty() || attempt == 2 || self.moto.is_none() {
-                    if let Some(then) = then.take() {
-                        return Ok(then(&mut st.lm, &mut ctx));
-                    }
+                let out = if wanted.is_empty() || attempt == 2 || self.moto.is_none() {
+                    then.take().map(|then| then(&mut st.lm, &mut ctx))
+                } else {
+                    None
+                };
+                st.log_lm_changes();
+                if let Some(out) = out {
+                    return Ok(out);
                 }
                 wanted
             };
@@ -1096,7 +1226,15 @@ impl Emulator {
         for job in jobs {
             let (outcome, management) = self.vend(&job).await;
             let epoch_ms = self.clock.epoch_ms();
-            self.lock().sc.finish(&job, &outcome, &management, epoch_ms);
+            let mut guard = self.lock();
+            let st = &mut *guard;
+            let before = st.sc.events.len();
+            st.sc.finish(&job, &outcome, &management, epoch_ms);
+            // The Control Tower event (if any) goes on the event log too.
+            let emitted = st.sc.events.get(before..).unwrap_or_default().to_vec();
+            for envelope in emitted {
+                st.log_event(envelope, epoch_ms, None);
+            }
         }
     }
 
@@ -1208,7 +1346,13 @@ impl Emulator {
         *self.lock() = State::new(&self.opts, epoch_ms);
     }
 
-    async fn control(&self, method: &Method, path: &str, body: &Bytes) -> Response<Full<Bytes>> {
+    async fn control(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        body: &Bytes,
+    ) -> Response<Full<Bytes>> {
         let input: Value = if body.is_empty() {
             json!({})
         } else {
@@ -1237,7 +1381,9 @@ impl Emulator {
                         let epoch_ms = self.clock.epoch_ms();
                         let mut guard = self.lock();
                         let st = &mut *guard;
-                        st.lm.seed_license(&seed, &mut st.ids, epoch_ms)
+                        let license = st.lm.seed_license(&seed, &mut st.ids, epoch_ms);
+                        st.log_lm_changes();
+                        license
                     }),
                 (Method::GET, "config") => Ok(json!(self.lock().switches)),
                 (Method::POST, "config") => self.configure(&input),
@@ -1247,6 +1393,7 @@ impl Emulator {
                     "motoRequests": self.moto.as_ref().map_or(0, MotoPeer::request_count),
                     "calls": self.lock().calls.len(),
                     "faults": self.lock().faults,
+                    "events": self.lock().event_stats(),
                 })),
                 (Method::POST, "service-linked-roles") => {
                     let services = input["services"].as_array().map(|items| {
@@ -1307,10 +1454,7 @@ impl Emulator {
                         .unwrap_or_else(|e| e.into_inner())
                         .violations
                 ))),
-                (Method::GET, "events") => {
-                    self.complete_vending().await;
-                    Ok(json!(self.lock().sc.events))
-                }
+                (Method::GET, "events") => self.events(query).await,
                 _ => Err((
                     404,
                     format!("no control endpoint {method} /_emulator/{path}"),
@@ -1324,6 +1468,59 @@ impl Emulator {
                 &[("content-type", "application/json")],
             ),
         }
+    }
+
+    /// `GET /_emulator/events?after=<seq>&account=<id>` (both optional): finishes what is due
+    /// (Account Factory requests, grant workflows, children, activations) as a request would,
+    /// then answers `{"events": [envelopes with a sequence number above after, on account's
+    /// bus], "next": <the after to pass next time>}`.
+    async fn events(&self, query: &str) -> Result<Value, (u16, String)> {
+        let mut after = 0;
+        let mut account = None;
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            match pair.split_once('=') {
+                Some(("after", value)) => {
+                    after = value
+                        .parse::<u64>()
+                        .map_err(|_| (400, format!("after={value}: expected a sequence number")))?;
+                }
+                Some(("account", value))
+                    if value.len() == 12 && value.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    account = Some(value.to_string());
+                }
+                _ => {
+                    return Err((
+                        400,
+                        format!("{pair}: expected after=<sequence number> or account=<12 digits>"),
+                    ))
+                }
+            }
+        }
+        self.complete_vending().await;
+        self.settle_now(|_, _| ())
+            .await
+            .map_err(|e| (e.status, e.message))?;
+        let (events, next) = self.lock().events_after(after, account.as_deref());
+        Ok(json!({ "events": events, "next": next }))
+    }
+
+    /// Moves License Manager to the emulator's now as a request would (reading the
+    /// organization that needs), then runs `then` in the same critical section.
+    async fn settle_now<R>(
+        &self,
+        then: impl FnOnce(&mut LicenseManager, &mut Ctx<'_>) -> R,
+    ) -> Result<R, ApiError> {
+        let now = self.clock.now();
+        let (need, accounts) = {
+            let st = self.lock();
+            (
+                st.lm.org_need("", &json!({}), now),
+                st.lm.accounts_needed(now),
+            )
+        };
+        let org = self.org_view_for(need, &accounts).await?;
+        self.with_settled_lm("", &org, then).await
     }
 
     fn configure(&self, patch: &Value) -> Result<Value, (u16, String)> {
@@ -1359,16 +1556,7 @@ impl Emulator {
 
     async fn state(&self) -> Result<Value, ApiError> {
         self.complete_vending().await;
-        let now = self.clock.now();
-        let (need, accounts) = {
-            let st = self.lock();
-            (
-                st.lm.org_need("", &json!({}), now),
-                st.lm.accounts_needed(now),
-            )
-        };
-        let org = self.org_view_for(need, &accounts).await?;
-        let mut out = self.with_settled_lm("", &org, |lm, _| lm.dump()).await?;
+        let mut out = self.settle_now(|lm, _| lm.dump()).await?;
         let st = self.lock();
         out["serviceCatalog"] = st.sc.dump();
         out["org"] = json!(st.org_seed);
@@ -1502,6 +1690,14 @@ impl ControlClient {
         Ok(serde_json::from_value(v["faults"].clone())?)
     }
 
+    /// Counts of the events logged so far (`GET /_emulator/stats` → `events`): `total`,
+    /// `byDetailType`, `grantStatuses` (Grant Changes by new status, whatever the detail
+    /// shows) and `lastAtMs` (emulator clock).
+    pub async fn event_stats(&self) -> io::Result<Value> {
+        let v = self.call(Method::GET, "stats", None).await?;
+        Ok(v["events"].clone())
+    }
+
     /// Switches to a named profile (`default` or `realistic`; see [`Switches::profile`]).
     pub async fn use_profile(&self, profile: &str) -> io::Result<Switches> {
         self.configure(json!({ "profile": profile })).await
@@ -1513,7 +1709,6 @@ impl ControlClient {
         self.call(Method::POST, "clock", Some(body)).await.map(drop)
     }
 
-    /// Control Tower lifecycle events (EventBridge envelopes) produced by account vending.
     /// What the emulator checked requests against and what the models refused.
     pub async fn model_report(&self) -> io::Result<ModelReport> {
         let v = self.call(Method::GET, "model-violations", None).await?;
@@ -1534,9 +1729,45 @@ impl ControlClient {
         serde_json::from_value(v).map_err(io::Error::other)
     }
 
+    /// Control Tower lifecycle events (EventBridge envelopes) produced by account vending.
     pub async fn control_tower_events(&self) -> io::Result<Vec<Value>> {
-        let v = self.call(Method::GET, "events", None).await?;
-        Ok(serde_json::from_value(v)?)
+        let (events, _) = self.events(0, None).await?;
+        Ok(events
+            .into_iter()
+            .filter(|e| e["source"] == "aws.controltower")
+            .collect())
+    }
+
+    /// The EventBridge events (envelopes) put on the buses after sequence number `after` (0:
+    /// from the start), only `account`'s bus when given: License Manager's `Grant Change` and
+    /// `License Change` events and Control Tower's lifecycle events. Grant workflows and
+    /// activations due by the emulator's now are moved along first, so their events are
+    /// there without an API request. Returns the events and the `after` to pass next time.
+    pub async fn events(&self, after: u64, account: Option<&str>) -> io::Result<(Vec<Value>, u64)> {
+        let path = match account {
+            Some(account) => format!("events?after={after}&account={account}"),
+            None => format!("events?after={after}"),
+        };
+        let v = self.call(Method::GET, &path, None).await?;
+        let next = v["next"]
+            .as_u64()
+            .ok_or_else(|| io::Error::other("events without next"))?;
+        Ok((serde_json::from_value(v["events"].clone())?, next))
+    }
+
+    /// License Manager's change events after `after` on `account`'s bus (every bus when
+    /// `None`), leaving out other sources; returns them and the `after` to pass next time.
+    pub async fn license_manager_events(
+        &self,
+        after: u64,
+        account: Option<&str>,
+    ) -> io::Result<(Vec<Value>, u64)> {
+        let (events, next) = self.events(after, account).await?;
+        let events = events
+            .into_iter()
+            .filter(|e| e["source"] == license_manager::EVENT_SOURCE)
+            .collect();
+        Ok((events, next))
     }
 }
 
