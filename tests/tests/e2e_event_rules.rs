@@ -5,47 +5,14 @@
 #![allow(clippy::unwrap_used)]
 
 mod common;
+#[path = "common/rules.rs"]
+mod rules;
 
 use common::setup;
-use local_world::http::{fake_sigv4, send};
 use local_world::seed::demo_spec;
+use rules::{events, template, to_json};
 use serde_json::{json, Value};
 use shared::reconcile::ReconcileConfig;
-
-/// One EventBridge call (AWS JSON 1.1) to moto.
-async fn events(moto: &str, action: &str, body: Value) -> Value {
-    let target = format!("AWSEvents.{action}");
-    let auth = fake_sigv4("AKIAEXAMPLE", "events");
-    let response = send(
-        hyper::Method::POST,
-        &format!("{moto}/"),
-        &[
-            ("content-type", "application/x-amz-json-1.1"),
-            ("x-amz-target", target.as_str()),
-            ("authorization", auth.as_str()),
-        ],
-        body.to_string(),
-    )
-    .await
-    .unwrap();
-    assert!(response.is_success(), "{action}: {}", response.text());
-    serde_json::from_str(&response.text()).unwrap_or(Value::Null)
-}
-
-/// A template YAML value as JSON (the patterns hold no intrinsic functions but `account`).
-/// moto matches `{"exists": false}` (its `_does_item_match_named_filter`), so the template's
-/// `errorCode` condition is tested as written.
-fn to_json(v: &serde_yaml::Value) -> Value {
-    serde_json::to_value(v).unwrap()
-}
-
-fn template() -> serde_yaml::Value {
-    serde_yaml::from_str(
-        &std::fs::read_to_string(local_world::lambda::workspace_root().join("template.yaml"))
-            .unwrap(),
-    )
-    .unwrap()
-}
 
 #[tokio::test]
 async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {

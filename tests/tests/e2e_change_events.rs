@@ -1,0 +1,413 @@
+//! License Manager's change events end to end (issue 17 §3): the emulator emits a `Grant Change`
+//! for every status change of a grant (and a `License Change` for a license); each one on the
+//! management account's bus goes through the template's `LicenseManagerChanges` rule (its
+//! pattern, read from template.yaml, in moto's EventBridge with an SQS target) to the
+//! reconciler, whose runs go through the onboarding queue to account-lifecycle, as deployed.
+//! Re-checks wait the template's 300 s, so whatever happens within seconds is the events' doing.
+//! Time moves on the emulator's clock, never by sleeping.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+#[path = "common/rules.rs"]
+mod rules;
+
+use common::{reconcile_config, setup};
+use local_world::seed::demo_spec;
+use rules::{events, template, to_json};
+use serde_json::{json, Value};
+use shared::reconcile::ReconcileConfig;
+use std::time::Duration;
+
+/// The local pipeline: moto's EventBridge rule and its queue, the reconciler's configuration
+/// (with a FIFO coalescing queue) and what the events made happen.
+struct Pipeline {
+    moto: String,
+    rule_queue: String,
+    config: ReconcileConfig,
+    after: u64,
+    management: String,
+    /// Reconciler reports, one per delivered event.
+    reports: Vec<Value>,
+    /// account-lifecycle invocations for messages the reconciler queued, and their messages.
+    batches: usize,
+    messages: usize,
+}
+
+impl Pipeline {
+    async fn new(s: &common::Setup) -> Self {
+        let moto = s.world.moto_url().to_string();
+        let t = template();
+        let pattern = to_json(
+            &t["Resources"]["ReconcilerFunction"]["Properties"]["Events"]["LicenseManagerChanges"]
+                ["Properties"]["Pattern"],
+        );
+        let (rule_queue, rule_queue_arn) =
+            common::new_queue(&s.world, "rule-license-manager").await;
+        events(
+            &moto,
+            "PutRule",
+            json!({"Name": "license-manager", "EventPattern": pattern.to_string()}),
+        )
+        .await;
+        events(
+            &moto,
+            "PutTargets",
+            json!({"Rule": "license-manager", "Targets": [{"Id": "1", "Arn": rule_queue_arn}]}),
+        )
+        .await;
+        let coalesce = s
+            .world
+            .sqs()
+            .create_queue()
+            .queue_name("reconcile.fifo")
+            .attributes(aws_sdk_sqs::types::QueueAttributeName::FifoQueue, "true")
+            .send()
+            .await
+            .unwrap()
+            .queue_url()
+            .unwrap()
+            .to_string();
+        // From now on: the seeding's License Change events are history.
+        let (_, after) = s
+            .world
+            .control()
+            .license_manager_events(0, Some(&s.org.management_account))
+            .await
+            .unwrap();
+        Pipeline {
+            moto,
+            rule_queue,
+            config: ReconcileConfig {
+                coalesce_queue_url: Some(coalesce),
+                ..reconcile_config(&s.queue_url, None)
+            },
+            after,
+            management: s.org.management_account.clone(),
+            reports: Vec::new(),
+            batches: 0,
+            messages: 0,
+        }
+    }
+
+    /// One second on the emulator's clock, then every change event on the management
+    /// account's bus put on moto's bus, what the rule delivers handed to the reconciler, and
+    /// the runs it queued handed to account-lifecycle as one SQS batch. Returns the number of
+    /// events the rule delivered.
+    async fn step(&mut self, s: &common::Setup, engine: &shared::Engine) -> usize {
+        let control = s.world.control();
+        control.advance_clock(Duration::from_secs(1)).await.unwrap();
+        let (got, next) = control
+            .license_manager_events(self.after, Some(&self.management))
+            .await
+            .unwrap();
+        self.after = next;
+        if !got.is_empty() {
+            let entries: Vec<Value> = got
+                .iter()
+                .map(|e| {
+                    json!({"Source": e["source"], "DetailType": e["detail-type"],
+                           "Detail": e["detail"].to_string(), "Resources": e["resources"]})
+                })
+                .collect();
+            for chunk in entries.chunks(10) {
+                let put = events(&self.moto, "PutEvents", json!({ "Entries": chunk })).await;
+                assert_eq!(put["FailedEntryCount"], 0, "{put}");
+            }
+        }
+        let sqs = s.world.sqs();
+        let mut delivered = 0;
+        loop {
+            let out = sqs
+                .receive_message()
+                .queue_url(&self.rule_queue)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            if out.messages().is_empty() {
+                break;
+            }
+            for m in out.messages() {
+                let event: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                let report = reconciler::handle(engine, &self.config, &event)
+                    .await
+                    .unwrap();
+                self.reports.push(report);
+                delivered += 1;
+                sqs.delete_message()
+                    .queue_url(&self.rule_queue)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+        }
+        // What is visible on the onboarding queue now (re-checks wait 300 s): one batch.
+        let out = sqs
+            .receive_message()
+            .queue_url(&s.queue_url)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        if !out.messages().is_empty() {
+            let records: Vec<Value> = out
+                .messages()
+                .iter()
+                .map(|m| json!({"messageId": m.message_id(), "eventSource": "aws:sqs", "body": m.body()}))
+                .collect();
+            for m in out.messages() {
+                let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
+                assert_eq!(body["reason"], "grant-change", "{body}");
+                sqs.delete_message()
+                    .queue_url(&s.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap())
+                    .send()
+                    .await
+                    .unwrap();
+            }
+            let response = common::handle(engine, json!({ "Records": records })).await;
+            assert_eq!(response["batchItemFailures"], json!([]), "{response}");
+            self.batches += 1;
+            self.messages += records.len();
+        }
+        delivered
+    }
+
+    /// Messages waiting on a queue, delayed ones included.
+    async fn waiting(s: &common::Setup, url: &str) -> usize {
+        use aws_sdk_sqs::types::QueueAttributeName as A;
+        let attrs = s
+            .world
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(A::ApproximateNumberOfMessages)
+            .attribute_names(A::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .unwrap();
+        attrs
+            .attributes()
+            .unwrap()
+            .values()
+            .map(|v| v.parse::<usize>().unwrap())
+            .sum()
+    }
+}
+
+#[tokio::test]
+async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no_other_run() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    // Workflows and activations take 2 s; every Grant Change names its grant, grantee and
+    // status and reaches the grantor's bus too (the kind readings: under the harsh ones the
+    // management account hears nothing of per-account grants, and the re-checks do the work).
+    s.world
+        .control()
+        .configure(
+            json!({"pendingWorkflowMs": 2000, "activationMs": 2000, "changeEvents": true,
+                          "grantChangeDetail": "grantee", "changeEventsTo": "both"}),
+        )
+        .await
+        .unwrap();
+    let mut pipe = Pipeline::new(&s).await;
+    let engine = s.engine(&[("RECHECK_DELAY_SECONDS", "300")]);
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let licenses = s.org.licenses.len();
+
+    // The new account: its grants are created and wait on their workflows; a re-check is due
+    // in 300 s.
+    let report = common::try_handle(&engine, s.create_event(&prod, &workloads)).await;
+    assert_eq!(report["outcome"], "pending", "{report:#}");
+    assert_eq!(Pipeline::waiting(&s, &s.queue_url).await, 1, "the re-check");
+
+    // The events of the run's own writes, then the workflows' completion, then ours.
+    let mut seconds = 0;
+    while seconds < 12 {
+        pipe.step(&s, &engine).await;
+        seconds += 1;
+        let grants = s.grants_in(&prod).await;
+        if grants.len() == licenses && grants.iter().all(|(_, st)| st == "ACTIVE") {
+            break;
+        }
+    }
+    let grants = s.grants_in(&prod).await;
+    assert!(
+        grants.len() == licenses && grants.iter().all(|(_, st)| st == "ACTIVE"),
+        "after {seconds} s: {grants:?}; reports {:#?}",
+        pipe.reports
+    );
+    // Workflow (2 s) + one run + activation (2 s): seconds, where the re-check waits 300.
+    assert!(seconds <= 6, "ACTIVE after {seconds} emulated seconds");
+    assert_eq!(
+        Pipeline::waiting(&s, &s.queue_url).await,
+        1,
+        "the re-check still waits; nothing else is queued"
+    );
+    // Every event reached the reconciler through the rule; one per grant's workflow
+    // completion asked for a run, and those were one run (one batch, one account); every
+    // other event (the run's own creates, accepts and activations, the activations'
+    // completion) added none.
+    let queued: usize = pipe
+        .reports
+        .iter()
+        .map(|r| r["enqueued"].as_u64().unwrap() as usize)
+        .sum();
+    assert_eq!(pipe.batches, 1, "{:#?}", pipe.reports);
+    assert_eq!(queued, pipe.messages);
+    assert!(
+        queued <= licenses,
+        "{queued} runs asked for {licenses} grants"
+    );
+    let not_run = pipe
+        .reports
+        .iter()
+        .filter(|r| {
+            r["skipped"][&prod]
+                .as_str()
+                .is_some_and(|why| why.contains("nothing for a run to do now"))
+        })
+        .count();
+    assert_eq!(
+        not_run + queued,
+        pipe.reports.len(),
+        "each event either ran the account or said why not: {:#?}",
+        pipe.reports
+    );
+    assert!(
+        pipe.reports.len() >= 3 * licenses,
+        "create, completion, accept/activation and ACTIVE of each grant: {} events",
+        pipe.reports.len()
+    );
+
+    // A grant deactivated by hand, under the reading where the event names only the grant:
+    // the reconciler reads it (GetGrant) and runs its account.
+    s.world
+        .control()
+        .configure(json!({"grantChangeDetail": "grant"}))
+        .await
+        .unwrap();
+    let lm = s.world.license_manager();
+    let principal = format!("arn:aws:iam::{prod}:root");
+    let grant = lm
+        .list_distributed_grants()
+        .filters(
+            aws_sdk_licensemanager::types::Filter::builder()
+                .name("GranteePrincipalARN")
+                .values(&principal)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .grants()[0]
+        .clone();
+    lm.create_grant_version()
+        .client_token("by-hand")
+        .grant_arn(grant.grant_arn())
+        .source_version(grant.version())
+        .status(aws_sdk_licensemanager::types::GrantStatus::Disabled)
+        .send()
+        .await
+        .unwrap();
+    let (reports, batches) = (pipe.reports.len(), pipe.batches);
+    for _ in 0..5 {
+        pipe.step(&s, &engine).await;
+    }
+    let named = &pipe.reports[reports];
+    assert_eq!(named["scope"], "grant-changed:1", "{named:#}");
+    assert_eq!(
+        named["apiCalls"]["license-manager:GetGrant"], 1,
+        "{named:#}"
+    );
+    assert_eq!(pipe.batches, batches + 1);
+    let grants = s.grants_in(&prod).await;
+    assert!(grants.iter().all(|(_, st)| st == "ACTIVE"), "{grants:?}");
+
+    // Events that name nothing (the harsh reading): each asks for a reconcile on the FIFO
+    // queue, and SQS keeps one for the lot.
+    s.world
+        .control()
+        .configure(json!({"grantChangeDetail": "none"}))
+        .await
+        .unwrap();
+    let grant = lm
+        .get_grant()
+        .grant_arn(grant.grant_arn())
+        .send()
+        .await
+        .unwrap();
+    let grant = grant.grant().unwrap();
+    lm.create_grant_version()
+        .client_token("by-hand-again")
+        .grant_arn(grant.grant_arn())
+        .source_version(grant.version())
+        .status(aws_sdk_licensemanager::types::GrantStatus::Disabled)
+        .send()
+        .await
+        .unwrap();
+    let reports = pipe.reports.len();
+    let mut delivered = 0;
+    for _ in 0..3 {
+        delivered += pipe.step(&s, &engine).await;
+    }
+    assert!(delivered >= 1, "the deactivation's event");
+    for r in &pipe.reports[reports..] {
+        assert_eq!(r["scope"], "coalesced", "{r:#}");
+        assert_eq!(r["coalesced"], "aws.license-manager Grant Change", "{r:#}");
+    }
+    let coalesce = pipe.config.coalesce_queue_url.clone().unwrap();
+    let requests = pipe.reports.len() - reports;
+    // A second burst in the same 5 minutes: still one message.
+    let burst = json!({"source": "aws.license-manager", "detail-type": "License Change",
+                       "detail": {}});
+    for _ in 0..3 {
+        let r = reconciler::handle(&engine, &pipe.config, &burst)
+            .await
+            .unwrap();
+        assert_eq!(
+            r["coalesced"], "aws.license-manager License Change",
+            "{r:#}"
+        );
+    }
+    assert_eq!(
+        Pipeline::waiting(&s, &coalesce).await,
+        1,
+        "{} requests, one reconcile",
+        requests + 3
+    );
+    // The coalesced reconcile, as the queue's event source delivers it: the configured scope,
+    // which queues the deactivated account; its run brings the grant back.
+    let out = s
+        .world
+        .sqs()
+        .receive_message()
+        .queue_url(&coalesce)
+        .send()
+        .await
+        .unwrap();
+    let m = &out.messages()[0];
+    let queue_arn = format!(
+        "arn:aws:sqs:us-east-1:123456789012:{}",
+        coalesce.rsplit('/').next().unwrap()
+    );
+    let record = json!({"Records": [{"messageId": m.message_id(), "eventSource": "aws:sqs",
+                                      "eventSourceARN": queue_arn, "body": m.body()}]});
+    let report = reconciler::handle(&engine, &pipe.config, &record)
+        .await
+        .unwrap();
+    assert_eq!(report["scope"], "organization", "{report:#}");
+    // (The demo organization's other members, never onboarded here, are queued too.)
+    assert!(
+        report["onboard"].as_array().unwrap().contains(&json!(prod)),
+        "{report:#}"
+    );
+    let (accounts, failed) = s.drain_queue(&engine).await;
+    assert_eq!(failed, 0);
+    assert_eq!(accounts, report["onboard"].as_array().unwrap().len());
+    let grants = s.grants_in(&prod).await;
+    assert!(grants.iter().all(|(_, st)| st == "ACTIVE"), "{grants:?}");
+}
