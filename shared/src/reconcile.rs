@@ -1407,6 +1407,9 @@ impl GrantIndex {
         {
             self.retiring.insert(license.to_string());
         }
+        // A child handed out DISABLED under a bulk-activated parent is being activated by
+        // License Manager (the bulk activation reaches it).
+        let bulk = parents.iter().any(crate::decide::looks_bulk_activated);
         for g in grants {
             if let Some(account) = account_of_root_principal(&g.grantee) {
                 let own_name = format!("{}-{account}", self.prefix);
@@ -1420,8 +1423,9 @@ impl GrantIndex {
                             g.status.as_str(),
                             "PENDING_WORKFLOW" | "PENDING_DELETE"
                         ) || (g.status == "DISABLED"
-                            && g.status_reason.as_deref()
-                                == Some(crate::decide::ACTIVATION_STATUS_REASON)),
+                            && (g.status_reason.as_deref()
+                                == Some(crate::decide::ACTIVATION_STATUS_REASON)
+                                || (child && bulk))),
                         status: g.status.clone(),
                         child,
                         name: g.name.clone(),
@@ -1799,6 +1803,60 @@ mod needs_tests {
                 true,
             ),
         ];
+        let org = "arn:aws:organizations::111122223333:organization/o-abc1234567";
+        let parent = |version: &str| GrantView {
+            arn: "arn:aws:license-manager::111122223333:grant:g-org".into(),
+            name: "ct-entitlements-organization".into(),
+            version: version.into(),
+            status_reason: (version != "1")
+                .then(|| crate::decide::BULK_ACTIVATION_STATUS_REASON.to_string()),
+            ..grant(L1, org, "WORKFLOW_COMPLETED")
+        };
+        let child = |status: &str| GrantView {
+            arn: "arn:aws:license-manager::111122223333:grant:g-child".into(),
+            name: "child".into(),
+            parent_arn: "arn:aws:license-manager::111122223333:grant:g-org".into(),
+            ..grant(L1, &account(A), status)
+        };
+        let organization_mode = || {
+            GrantIndex::new(
+                HashMap::from([(L1.to_string(), Mode::Organization)]),
+                "ct-entitlements",
+            )
+        };
+        for (case, listing, reconcile, event) in [
+            (
+                "child under a bulk-activated parent, being activated",
+                vec![parent("2"), child("DISABLED")],
+                true,
+                false,
+            ),
+            (
+                "child under a parent never bulk-activated",
+                vec![parent("1"), child("DISABLED")],
+                true,
+                true,
+            ),
+            (
+                "active child",
+                vec![parent("2"), child("ACTIVE")],
+                false,
+                false,
+            ),
+        ] {
+            let mut index = organization_mode();
+            index.add(L1, &listing);
+            assert_eq!(
+                needs_work(A, &wants(&[L1]), &index).is_some(),
+                reconcile,
+                "{case}"
+            );
+            assert_eq!(
+                needs_run_now(A, &wants(&[L1]), &index).is_some(),
+                event,
+                "{case}"
+            );
+        }
         for (case, listing, reconcile, event) in cases {
             let mut index = GrantIndex::default();
             index.add(L1, &listing);
