@@ -4,12 +4,13 @@
 //! all-harsh defaults, under every switch set in turn to each of its other readings (against
 //! the harsh default of the rest), and under the all-kind corner. Converged = within
 //! `MAX_RUNS` handler runs every eligible account holds exactly one ACTIVE grant of the product,
-//! and no account lost an ACTIVE entitlement it had. A cell's outcome: `settled` (converged, and
+//! and no account lost an ACTIVE entitlement it had (some scenarios say more, or, as (f) and (i),
+//! something else: see `Run`'s flags). A cell's outcome: `settled` (converged, and
 //! the engine knows it: nothing left on the onboarding queue), `converged` (the grants are
 //! right but the engine is still re-checking someone when the runs are up) or `NO`.
 //!
 //! The observed table is compared with `EXPECTED_EXCEPTIONS` (every other cell: `settled`): any
-//! change either way fails with the cell that changed. `fast_subset` (the two corners on two
+//! change either way fails with the cell that changed. `fast_subset` (the two corners on six
 //! scenarios) runs with the suite; `full_matrix` is `#[ignore]`d (`make readings`, in CI).
 #![allow(clippy::unwrap_used)]
 
@@ -22,7 +23,7 @@ use local_world::world::WorldOptions;
 use local_world::World;
 use serde_json::{json, Value};
 use shared::reconcile::{self, Scope};
-use shared::Engine;
+use shared::{Engine, Retry};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -34,6 +35,9 @@ const MAX_RUNS: usize = 8;
 /// License Manager calls a cell's handlers may make (the set-up's included; the largest cell
 /// makes ~60): a loop that keeps calling shows here even when the grants end right.
 const MAX_CALLS: usize = 120;
+/// (i) License Manager's grants per license (the emulator's `maxGrantsPerLicense` and the
+/// reconciler's `grant_quota`): the members' grants, so that the joiner's would exceed it.
+const QUOTA: usize = 2;
 
 /// A reading: its name in the matrix and the switches it sets (on top of the defaults).
 struct Reading {
@@ -154,9 +158,14 @@ enum Scenario {
     /// grants, then the license distributed per account again; each ends with one live grant,
     /// its own, ACTIVE, never without one on the way, and the organization grant is gone.
     SwitchBack,
+    /// (i) Account mode with the license at its grants-per-license quota (`QUOTA`: the members'
+    /// grants): the joiner is not granted, its run fails permanently with an error naming the
+    /// quota and the organization/OU alternative, nothing loops, no member loses its ACTIVE
+    /// grant, and the reconciler's report warns about the license.
+    QuotaApproach,
 }
 
-const SCENARIOS: [Scenario; 7] = [
+const SCENARIOS: [Scenario; 8] = [
     Scenario::SwitchBack,
     Scenario::AccountMode,
     Scenario::OrgJoiner,
@@ -164,6 +173,7 @@ const SCENARIOS: [Scenario; 7] = [
     Scenario::FailedChild,
     Scenario::Migration,
     Scenario::OperatorPause,
+    Scenario::QuotaApproach,
 ];
 
 impl Scenario {
@@ -176,6 +186,7 @@ impl Scenario {
             Scenario::Migration => "e:account-to-organization",
             Scenario::OperatorPause => "f:operator-bulk-deactivation",
             Scenario::SwitchBack => "g:organization-to-account",
+            Scenario::QuotaApproach => "i:quota-approach",
         }
     }
 }
@@ -232,6 +243,31 @@ struct Run {
     /// Converged also needs each account's one live grant to be its own, and no organization
     /// grant left (the way back).
     back: bool,
+    /// The product's license, held by the grantor.
+    license: String,
+    /// The grantor's License Manager client (the test's own reads of its grants).
+    grantor: aws_sdk_licensemanager::Client,
+    /// The reconciler's `grant_quota` (the default, 2000; (i) `QUOTA`).
+    grant_quota: u32,
+    /// (i) Converged means the quota held (see [`QuotaWatch`]).
+    quota: Option<QuotaWatch>,
+    /// The last reconciler pass's errors (its own, its organization/OU grants'): shown with a
+    /// cell that did not converge.
+    reconcile_errors: Vec<String>,
+}
+
+/// (i) What the joiner's runs and the reconciler's passes since its event showed.
+struct QuotaWatch {
+    /// The joiner's account id and name.
+    joiner: String,
+    joiner_name: String,
+    /// The answer to the joiner's Control Tower event: the report, or the error and whether it
+    /// is permanent.
+    event: Option<Result<Value, (String, Retry)>>,
+    /// The joiner's queued runs (the reconciler queues it again) that did not fail.
+    queue_ok: usize,
+    /// The warnings of the last reconciler pass since the event (`None`: no pass yet).
+    warnings: Option<Vec<String>>,
 }
 
 impl Run {
@@ -246,8 +282,18 @@ impl Run {
 
     async fn reconcile(&mut self) {
         self.tick().await;
-        let config = common::reconcile_config(&self.s.queue_url, None);
-        let _ = reconcile::reconcile(&self.engine, &config, Scope::Organization, false).await;
+        let mut config = common::reconcile_config(&self.s.queue_url, None);
+        config.grant_quota = self.grant_quota;
+        let report = reconcile::reconcile(&self.engine, &config, Scope::Organization, false).await;
+        self.reconcile_errors = report
+            .parents
+            .iter()
+            .filter_map(|p| p.error.clone())
+            .chain(report.error.iter().map(|e| e.message.clone()))
+            .collect();
+        if let Some(q) = &mut self.quota {
+            q.warnings = Some(report.warnings.clone());
+        }
         self.runs += 1;
         self.observe().await;
     }
@@ -255,7 +301,10 @@ impl Run {
     async fn event(&mut self, account: &str, ou: &str) {
         self.tick().await;
         let event = self.s.create_event(account, ou);
-        let _ = shared::handler::handle(&self.engine, event).await;
+        let answer = shared::handler::handle(&self.engine, event).await;
+        if let Some(q) = self.quota.as_mut().filter(|q| q.joiner == account) {
+            q.event = Some(answer.map_err(|e| (e.to_string(), e.retry())));
+        }
         self.runs += 1;
         self.observe().await;
     }
@@ -289,7 +338,25 @@ impl Run {
                 .await
                 .unwrap();
         }
-        let _ = shared::handler::handle(&self.engine, json!({ "Records": records })).await;
+        let answer = shared::handler::handle(&self.engine, json!({ "Records": records })).await;
+        if let Some(q) = &mut self.quota {
+            let failed: Vec<&str> = answer
+                .as_ref()
+                .ok()
+                .and_then(|a| a["batchItemFailures"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["itemIdentifier"].as_str())
+                .collect();
+            for m in messages {
+                let body: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap();
+                if common::account_of(&body) == q.joiner
+                    && !failed.contains(&m.message_id().unwrap_or_default())
+                {
+                    q.queue_ok += 1;
+                }
+            }
+        }
         self.runs += 1;
         self.observe().await;
         true
@@ -328,17 +395,9 @@ impl Run {
         let mut out = BTreeMap::new();
         for account in &self.s.org.accounts {
             let grants = self.s.grants_in(&account.id).await;
-            let license = &self
-                .s
-                .org
-                .licenses
-                .iter()
-                .find(|l| l.sku == SKU)
-                .unwrap()
-                .arn;
             let mine: Vec<String> = grants
                 .into_iter()
-                .filter(|(l, _)| l == license)
+                .filter(|(l, _)| *l == self.license)
                 .map(|(_, st)| st)
                 .collect();
             let active = mine.iter().filter(|st| *st == "ACTIVE").count();
@@ -365,22 +424,8 @@ impl Run {
     /// Live organization/OU grants of the product.
     async fn live_parents(&mut self) -> usize {
         let before = self.s.world.control().calls().await.unwrap().len();
-        let license = &self
-            .s
-            .org
-            .licenses
-            .iter()
-            .find(|l| l.sku == SKU)
-            .unwrap()
-            .arn;
-        let out = self
-            .s
-            .world
-            .license_manager()
-            .list_distributed_grants()
-            .send()
-            .await
-            .unwrap();
+        let license = &self.license;
+        let out = self.grantor.list_distributed_grants().send().await.unwrap();
         let n = out
             .grants()
             .iter()
@@ -398,15 +443,8 @@ impl Run {
     /// The operator's bulk deactivation of the organization grant.
     async fn pause(&mut self) {
         let before = self.s.world.control().calls().await.unwrap().len();
-        let license = &self
-            .s
-            .org
-            .licenses
-            .iter()
-            .find(|l| l.sku == SKU)
-            .unwrap()
-            .arn;
-        let lm = self.s.world.license_manager();
+        let license = &self.license;
+        let lm = &self.grantor;
         let out = lm.list_distributed_grants().send().await.unwrap();
         let parent = out
             .grants()
@@ -474,6 +512,10 @@ impl Run {
             };
             return (ok, why);
         }
+        if let Some(q) = &self.quota {
+            let why = self.quota_held(q, &state);
+            return (why.is_empty(), why.join("; "));
+        }
         let ok = self.lost.is_empty()
             && ours_right
             && state
@@ -490,18 +532,69 @@ impl Run {
         (ok, why)
     }
 
+    /// (i) Why the quota did not hold (empty: it held): the joiner holds no grant of the
+    /// product, its event's run failed permanently with an error naming the quota and the
+    /// organization/OU alternative and none of its queued runs succeeded, every member still
+    /// holds its one ACTIVE grant (none lost one), and a reconciler pass since the event warned
+    /// about the license. (Bounded runs and calls, nothing queued: the matrix's own checks.)
+    fn quota_held(
+        &self,
+        q: &QuotaWatch,
+        state: &BTreeMap<String, (usize, Vec<String>)>,
+    ) -> Vec<String> {
+        let mut why = Vec::new();
+        for (account, (active, all)) in state {
+            if *account == q.joiner_name {
+                if !all.is_empty() {
+                    why.push(format!("the joiner holds {all:?}"));
+                }
+            } else if *active != 1 {
+                why.push(format!("{account} holds {all:?}"));
+            }
+        }
+        if !self.lost.is_empty() {
+            why.push(format!("lost {:?}", self.lost));
+        }
+        match &q.event {
+            None => why.push("the joiner's event did not run".into()),
+            Some(Ok(report)) => why.push(format!(
+                "the joiner's run did not fail: {}",
+                report["outcome"]
+            )),
+            Some(Err((message, retry))) => {
+                if *retry != Retry::Permanent {
+                    why.push(format!("the joiner's run failed {retry:?}: {message}"));
+                }
+                if !(message.contains("L-55F04DE6") && message.contains("organization")) {
+                    why.push(format!(
+                        "the joiner's error does not name both the quota (L-55F04DE6) and the organization/OU alternative: {message}"
+                    ));
+                }
+            }
+        }
+        if q.queue_ok > 0 {
+            why.push(format!(
+                "{} queued runs of the joiner did not fail",
+                q.queue_ok
+            ));
+        }
+        match &q.warnings {
+            None => why.push("no reconciler pass since the joiner's event".into()),
+            Some(w) if !w.iter().any(|w| w.contains(&self.license)) => {
+                why.push(format!(
+                    "the reconciler's warnings do not name the license: {w:?}"
+                ));
+            }
+            Some(_) => {}
+        }
+        why
+    }
+
     /// Accounts still holding a live per-account grant of ct-entitlements' (named after the
     /// account) for the product.
     async fn ours_live(&mut self) -> Vec<String> {
         let before = self.s.world.control().calls().await.unwrap().len();
-        let license = &self
-            .s
-            .org
-            .licenses
-            .iter()
-            .find(|l| l.sku == SKU)
-            .unwrap()
-            .arn;
+        let license = &self.license;
         let mut out = Vec::new();
         for account in &self.s.org.accounts {
             let member = self.s.world.client_for_account(&account.id).await.unwrap();
@@ -541,7 +634,10 @@ fn spec(members: Vec<AccountSpec>, scenario: Scenario) -> OrgSpec {
 
 async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
     let started = Instant::now();
-    let patch = (reading.patch)();
+    let mut patch = (reading.patch)();
+    if scenario == Scenario::QuotaApproach {
+        patch["maxGrantsPerLicense"] = json!(QUOTA);
+    }
     let world = World::start_or_skip_with(WorldOptions {
         switches: switches(&patch),
         pin_switches: true,
@@ -553,7 +649,10 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
             AccountSpec::new("member").with_service_linked_roles(),
             AccountSpec::new("no-roles"),
         ],
-        Scenario::Migration | Scenario::OperatorPause | Scenario::SwitchBack => vec![
+        Scenario::Migration
+        | Scenario::OperatorPause
+        | Scenario::SwitchBack
+        | Scenario::QuotaApproach => vec![
             AccountSpec::new("member").with_service_linked_roles(),
             AccountSpec::new("second").with_service_linked_roles(),
         ],
@@ -585,7 +684,7 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
     let ou = format!("{SKU}=ou");
     let env: Vec<(&str, &str)> = match scenario {
         // (e) starts in account mode; the switch comes below.
-        Scenario::AccountMode | Scenario::Migration => vec![],
+        Scenario::AccountMode | Scenario::Migration | Scenario::QuotaApproach => vec![],
         Scenario::OrgJoiner
         | Scenario::FailedChild
         | Scenario::OperatorPause
@@ -605,7 +704,10 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         org,
         queue_url,
     };
+    let license = s.org.licenses.iter().find(|l| l.sku == SKU);
+    let license = license.unwrap().arn.clone();
     let engine = s.engine(&env);
+    let grantor = s.world.license_manager();
     let mut run = Run {
         s,
         engine,
@@ -617,6 +719,15 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         one_live: false,
         respect: false,
         back: false,
+        license,
+        grantor,
+        grant_quota: if scenario == Scenario::QuotaApproach {
+            QUOTA as u32
+        } else {
+            2000
+        },
+        quota: None,
+        reconcile_errors: Vec::new(),
     };
     // Scripted: the reconciler's pass (parents created and bulk-activated, members queued) and
     // a follow-up; then the scenario's event.
@@ -674,6 +785,23 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
                 .unwrap();
             run.event(&joiner.id, &workloads).await;
         }
+        Scenario::QuotaApproach => {
+            // Every member holds its grant: the license is at its quota.
+            run.settle("i").await;
+            run.runs = 0;
+            run.last_was_queue = true;
+            let joiner = seed::add_account(&run.s.world, &mut run.s.org, "joiner", &workloads)
+                .await
+                .unwrap();
+            run.quota = Some(QuotaWatch {
+                joiner: joiner.id.clone(),
+                joiner_name: joiner.name.clone(),
+                event: None,
+                queue_ok: 0,
+                warnings: None,
+            });
+            run.event(&joiner.id, &workloads).await;
+        }
         _ => {
             let joiner = seed::add_account(&run.s.world, &mut run.s.org, "joiner", &joiner_ou)
                 .await
@@ -695,6 +823,9 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         run.follow_up().await;
         (converged, why) = run.converged().await;
         queued = run.queued().await;
+    }
+    if !converged && !run.reconcile_errors.is_empty() {
+        why += &format!("; the reconciler's errors {:?}", run.reconcile_errors);
     }
     let total = run.s.world.control().calls().await.unwrap().len();
     Some(Cell {
@@ -807,6 +938,7 @@ async fn fast_subset() {
             Scenario::Migration,
             Scenario::OperatorPause,
             Scenario::SwitchBack,
+            Scenario::QuotaApproach,
         ],
         false,
     )
