@@ -21,7 +21,7 @@ help:
 	@echo "make package  release build of the Lambda bootstraps (x86_64 here; see README for arm64)"
 	@echo "make sam-build  sam build of an x86_64 copy of the template (what CI can build here)"
 	@echo "make soak     reliability soak: faults through the queue path, then property tests at 20000 cases"
-	@echo "make readings  the emulator's readings of the undocumented x four scenarios: the convergence matrix (issue 17)"
+	@echo "make readings  the emulator's readings of the undocumented x nine scenarios: the convergence matrix (issue 17)"
 	@echo "make scale    organization scale: 10,000 accounts (SCALE_ACCOUNTS), 50 OUs, mixed distribution modes"
 	@echo "make bench    benchmarks vs a Python 3.11 + boto3 peer: init, memory, onboarding, backfill, size (README, Performance)"
 

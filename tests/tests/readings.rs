@@ -4,26 +4,30 @@
 //! all-harsh defaults, under every switch set in turn to each of its other readings (against
 //! the harsh default of the rest), and under the all-kind corner. Converged = within
 //! `MAX_RUNS` handler runs every eligible account holds exactly one ACTIVE grant of the product,
-//! and no account lost an ACTIVE entitlement it had. A cell's outcome: `settled` (converged, and
+//! and no account lost an ACTIVE entitlement it had (some scenarios say more, or, as (f) and (i),
+//! something else: see `Run`'s flags). A cell's outcome: `settled` (converged, and
 //! the engine knows it: nothing left on the onboarding queue), `converged` (the grants are
 //! right but the engine is still re-checking someone when the runs are up) or `NO`.
 //!
 //! The observed table is compared with `EXPECTED_EXCEPTIONS` (every other cell: `settled`): any
-//! change either way fails with the cell that changed. `fast_subset` (the two corners on two
+//! change either way fails with the cell that changed. `fast_subset` (the two corners on seven
 //! scenarios) runs with the suite; `full_matrix` is `#[ignore]`d (`make readings`, in CI).
 #![allow(clippy::unwrap_used)]
 
 mod common;
 
 use common::{new_queue, Setup};
-use local_world::emulator::Switches;
+use local_world::clients;
+use local_world::emulator::{LicenseSeed, Switches};
 use local_world::seed::{self, AccountSpec, LicenseSpec, OrgSpec, OuSpec};
 use local_world::world::WorldOptions;
 use local_world::World;
 use serde_json::{json, Value};
+use shared::permissions::{iam_action, MEMBER_ROLE};
 use shared::reconcile::{self, Scope};
-use shared::Engine;
-use std::collections::BTreeMap;
+use shared::{Clients, Config, Engine, Retry};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const SKU: &str = "prod-readings";
@@ -34,6 +38,11 @@ const MAX_RUNS: usize = 8;
 /// License Manager calls a cell's handlers may make (the set-up's included; the largest cell
 /// makes ~60): a loop that keeps calling shows here even when the grants end right.
 const MAX_CALLS: usize = 120;
+/// (i) License Manager's grants per license (the emulator's `maxGrantsPerLicense` and the
+/// reconciler's `grant_quota`): the members' grants, so that the joiner's would exceed it.
+const QUOTA: usize = 2;
+/// (h) The member role of examples/member-role-stackset.yaml, as in e2e_delegated.rs.
+const MEMBER_ROLE_NAME: &str = "ct-entitlements-member";
 
 /// A reading: its name in the matrix and the switches it sets (on top of the defaults).
 struct Reading {
@@ -128,9 +137,70 @@ const ALL_KIND: Reading = Reading {
 };
 
 /// The cells whose outcome is not `settled`: (reading, scenario, outcome). When the engine or
-/// the emulator changes a cell, update this list. Empty: every scenario settles under every
+/// the emulator changes a cell, update this list. Every scenario but (h) settles under every
 /// reading.
-const EXPECTED_EXCEPTIONS: &[(&str, &str, &str)] = &[];
+///
+/// (h), under every reading alike: the emulator answers the delegated administrator's
+/// `CreateGrant` to the organization with `AccessDeniedException` ("Only the management account
+/// can create grants for an organization"), which no switch changes, while the README
+/// (*Deploying in a delegated administrator account*) cites AWS saying a delegated administrator
+/// distributes "using individual account IDs, organization ID, or organizational unit IDs". The
+/// engine has no other way to an organization-mode license: the reconciler reports the refusal
+/// among its parents' errors on every pass, and the accounts stay `pending` ("no organization or
+/// OU grant covers the account yet (the reconciler creates it)") run after run.
+/// The same scenario in account mode (e2e_delegated.rs's deployment) settles under every
+/// reading. A `settled` here (the emulator or the engine changed) fails the matrix: remove these.
+const EXPECTED_EXCEPTIONS: &[(&str, &str, &str)] = &[
+    ("all-harsh", "h:delegated-administrator", "NO"),
+    (
+        "reissueDeletedChild=true",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    ("childParentArn=parent", "h:delegated-administrator", "NO"),
+    ("childParentArn=absent", "h:delegated-administrator", "NO"),
+    (
+        "accountGrantParentArn=license",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    (
+        "ouGrantsReachNestedOus=true",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    (
+        "granteeOverride=honoured",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    (
+        "granteeOverride=rejected",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    (
+        "pendingActivationAnswer=DISABLED",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    (
+        "orgReadForDelegatedAdmin=allowed",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    (
+        "childrenInDistributedGrants=false",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    (
+        "requireRecipientSlrs=false",
+        "h:delegated-administrator",
+        "NO",
+    ),
+    ("all-kind", "h:delegated-administrator", "NO"),
+];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Scenario {
@@ -154,9 +224,19 @@ enum Scenario {
     /// grants, then the license distributed per account again; each ends with one live grant,
     /// its own, ACTIVE, never without one on the way, and the organization grant is gone.
     SwitchBack,
+    /// (h) As (b), the engine running in a member account registered as License Manager's
+    /// delegated administrator (the licenses held and granted from there, the member role,
+    /// Organizations read with management credentials as in e2e_delegated.rs): the joiner ends
+    /// with one ACTIVE grant of the product, and the delegated administrator with none.
+    DelegatedAdmin,
+    /// (i) Account mode with the license at its grants-per-license quota (`QUOTA`: the members'
+    /// grants): the joiner is not granted, its run fails permanently with an error naming the
+    /// quota and the organization/OU alternative, nothing loops, no member loses its ACTIVE
+    /// grant, and the reconciler's report warns about the license.
+    QuotaApproach,
 }
 
-const SCENARIOS: [Scenario; 7] = [
+const SCENARIOS: [Scenario; 9] = [
     Scenario::SwitchBack,
     Scenario::AccountMode,
     Scenario::OrgJoiner,
@@ -164,6 +244,8 @@ const SCENARIOS: [Scenario; 7] = [
     Scenario::FailedChild,
     Scenario::Migration,
     Scenario::OperatorPause,
+    Scenario::DelegatedAdmin,
+    Scenario::QuotaApproach,
 ];
 
 impl Scenario {
@@ -176,6 +258,8 @@ impl Scenario {
             Scenario::Migration => "e:account-to-organization",
             Scenario::OperatorPause => "f:operator-bulk-deactivation",
             Scenario::SwitchBack => "g:organization-to-account",
+            Scenario::DelegatedAdmin => "h:delegated-administrator",
+            Scenario::QuotaApproach => "i:quota-approach",
         }
     }
 }
@@ -232,6 +316,35 @@ struct Run {
     /// Converged also needs each account's one live grant to be its own, and no organization
     /// grant left (the way back).
     back: bool,
+    /// The product's license, held by the grantor (the management account; (h) the delegated
+    /// administrator).
+    license: String,
+    /// The grantor's License Manager client (the test's own reads of its grants).
+    grantor: aws_sdk_licensemanager::Client,
+    /// (h) The account the engine runs in: not eligible, and it must hold no grant of the
+    /// product.
+    admin: Option<String>,
+    /// The reconciler's `grant_quota` (the default, 2000; (i) `QUOTA`).
+    grant_quota: u32,
+    /// (i) Converged means the quota held (see [`QuotaWatch`]).
+    quota: Option<QuotaWatch>,
+    /// The last reconciler pass's errors (its own, its organization/OU grants'): shown with a
+    /// cell that did not converge.
+    reconcile_errors: Vec<String>,
+}
+
+/// (i) What the joiner's runs and the reconciler's passes since its event showed.
+struct QuotaWatch {
+    /// The joiner's account id and name.
+    joiner: String,
+    joiner_name: String,
+    /// The answer to the joiner's Control Tower event: the report, or the error and whether it
+    /// is permanent.
+    event: Option<Result<Value, (String, Retry)>>,
+    /// The joiner's queued runs (the reconciler queues it again) that did not fail.
+    queue_ok: usize,
+    /// The warnings of the last reconciler pass since the event (`None`: no pass yet).
+    warnings: Option<Vec<String>>,
 }
 
 impl Run {
@@ -246,16 +359,34 @@ impl Run {
 
     async fn reconcile(&mut self) {
         self.tick().await;
-        let config = common::reconcile_config(&self.s.queue_url, None);
-        let _ = reconcile::reconcile(&self.engine, &config, Scope::Organization, false).await;
+        let mut config = common::reconcile_config(&self.s.queue_url, None);
+        config.grant_quota = self.grant_quota;
+        let report = reconcile::reconcile(&self.engine, &config, Scope::Organization, false).await;
+        self.reconcile_errors = report
+            .parents
+            .iter()
+            .filter_map(|p| p.error.clone())
+            .chain(report.error.iter().map(|e| e.message.clone()))
+            .collect();
+        if let Some(q) = &mut self.quota {
+            q.warnings = Some(report.warnings.clone());
+        }
         self.runs += 1;
         self.observe().await;
     }
 
     async fn event(&mut self, account: &str, ou: &str) {
         self.tick().await;
-        let event = self.s.create_event(account, ou);
-        let _ = shared::handler::handle(&self.engine, event).await;
+        let mut event = self.s.create_event(account, ou);
+        if self.admin.is_some() {
+            // Forwarded from the management account's bus: the envelope's `account` stays
+            // the management account (e2e_delegated.rs).
+            event["account"] = json!(self.s.org.management_account);
+        }
+        let answer = shared::handler::handle(&self.engine, event).await;
+        if let Some(q) = self.quota.as_mut().filter(|q| q.joiner == account) {
+            q.event = Some(answer.map_err(|e| (e.to_string(), e.retry())));
+        }
         self.runs += 1;
         self.observe().await;
     }
@@ -289,7 +420,25 @@ impl Run {
                 .await
                 .unwrap();
         }
-        let _ = shared::handler::handle(&self.engine, json!({ "Records": records })).await;
+        let answer = shared::handler::handle(&self.engine, json!({ "Records": records })).await;
+        if let Some(q) = &mut self.quota {
+            let failed: Vec<&str> = answer
+                .as_ref()
+                .ok()
+                .and_then(|a| a["batchItemFailures"].as_array())
+                .into_iter()
+                .flatten()
+                .filter_map(|f| f["itemIdentifier"].as_str())
+                .collect();
+            for m in messages {
+                let body: Value = serde_json::from_str(m.body().unwrap_or("{}")).unwrap();
+                if common::account_of(&body) == q.joiner
+                    && !failed.contains(&m.message_id().unwrap_or_default())
+                {
+                    q.queue_ok += 1;
+                }
+            }
+        }
         self.runs += 1;
         self.observe().await;
         true
@@ -327,18 +476,13 @@ impl Run {
         let before = self.s.world.control().calls().await.unwrap().len();
         let mut out = BTreeMap::new();
         for account in &self.s.org.accounts {
+            if self.admin.as_ref() == Some(&account.id) {
+                continue;
+            }
             let grants = self.s.grants_in(&account.id).await;
-            let license = &self
-                .s
-                .org
-                .licenses
-                .iter()
-                .find(|l| l.sku == SKU)
-                .unwrap()
-                .arn;
             let mine: Vec<String> = grants
                 .into_iter()
-                .filter(|(l, _)| l == license)
+                .filter(|(l, _)| *l == self.license)
                 .map(|(_, st)| st)
                 .collect();
             let active = mine.iter().filter(|st| *st == "ACTIVE").count();
@@ -365,22 +509,8 @@ impl Run {
     /// Live organization/OU grants of the product.
     async fn live_parents(&mut self) -> usize {
         let before = self.s.world.control().calls().await.unwrap().len();
-        let license = &self
-            .s
-            .org
-            .licenses
-            .iter()
-            .find(|l| l.sku == SKU)
-            .unwrap()
-            .arn;
-        let out = self
-            .s
-            .world
-            .license_manager()
-            .list_distributed_grants()
-            .send()
-            .await
-            .unwrap();
+        let license = &self.license;
+        let out = self.grantor.list_distributed_grants().send().await.unwrap();
         let n = out
             .grants()
             .iter()
@@ -398,15 +528,8 @@ impl Run {
     /// The operator's bulk deactivation of the organization grant.
     async fn pause(&mut self) {
         let before = self.s.world.control().calls().await.unwrap().len();
-        let license = &self
-            .s
-            .org
-            .licenses
-            .iter()
-            .find(|l| l.sku == SKU)
-            .unwrap()
-            .arn;
-        let lm = self.s.world.license_manager();
+        let license = &self.license;
+        let lm = &self.grantor;
         let out = lm.list_distributed_grants().send().await.unwrap();
         let parent = out
             .grants()
@@ -474,8 +597,24 @@ impl Run {
             };
             return (ok, why);
         }
+        if let Some(q) = &self.quota {
+            let why = self.quota_held(q, &state);
+            return (why.is_empty(), why.join("; "));
+        }
+        // (h) The delegated administrator never grants to itself.
+        let admin_holds = match &self.admin {
+            Some(admin) => {
+                let before = self.s.world.control().calls().await.unwrap().len();
+                let held: Vec<(String, String)> = self.s.grants_in(admin).await;
+                let after = self.s.world.control().calls().await.unwrap().len();
+                self.own_calls += after - before;
+                held
+            }
+            None => Vec::new(),
+        };
         let ok = self.lost.is_empty()
             && ours_right
+            && admin_holds.is_empty()
             && state
                 .values()
                 .all(|(active, all)| *active == 1 && (!one_live || live(all) == 1));
@@ -483,27 +622,86 @@ impl Run {
             String::new()
         } else {
             format!(
-                "held {state:?}; lost {:?}; accounts with a live grant of their own {ours:?}; live organization grants {parents}",
-                self.lost
+                "held {state:?}; lost {:?}; accounts with a live grant of their own {ours:?}; live organization grants {parents}{}",
+                self.lost,
+                if admin_holds.is_empty() {
+                    String::new()
+                } else {
+                    format!("; the delegated administrator holds {admin_holds:?}")
+                }
             )
         };
         (ok, why)
+    }
+
+    /// (i) Why the quota did not hold (empty: it held): the joiner holds no grant of the
+    /// product, its event's run failed permanently with an error naming the quota and the
+    /// organization/OU alternative and none of its queued runs succeeded, every member still
+    /// holds its one ACTIVE grant (none lost one), and a reconciler pass since the event warned
+    /// about the license. (Bounded runs and calls, nothing queued: the matrix's own checks.)
+    fn quota_held(
+        &self,
+        q: &QuotaWatch,
+        state: &BTreeMap<String, (usize, Vec<String>)>,
+    ) -> Vec<String> {
+        let mut why = Vec::new();
+        for (account, (active, all)) in state {
+            if *account == q.joiner_name {
+                if !all.is_empty() {
+                    why.push(format!("the joiner holds {all:?}"));
+                }
+            } else if *active != 1 {
+                why.push(format!("{account} holds {all:?}"));
+            }
+        }
+        if !self.lost.is_empty() {
+            why.push(format!("lost {:?}", self.lost));
+        }
+        match &q.event {
+            None => why.push("the joiner's event did not run".into()),
+            Some(Ok(report)) => why.push(format!(
+                "the joiner's run did not fail: {}",
+                report["outcome"]
+            )),
+            Some(Err((message, retry))) => {
+                if *retry != Retry::Permanent {
+                    why.push(format!("the joiner's run failed {retry:?}: {message}"));
+                }
+                if !(message.contains("L-55F04DE6") && message.contains("organization")) {
+                    why.push(format!(
+                        "the joiner's error does not name both the quota (L-55F04DE6) and the organization/OU alternative: {message}"
+                    ));
+                }
+            }
+        }
+        if q.queue_ok > 0 {
+            why.push(format!(
+                "{} queued runs of the joiner did not fail",
+                q.queue_ok
+            ));
+        }
+        match &q.warnings {
+            None => why.push("no reconciler pass since the joiner's event".into()),
+            Some(w) if !w.iter().any(|w| w.contains(&self.license)) => {
+                why.push(format!(
+                    "the reconciler's warnings do not name the license: {w:?}"
+                ));
+            }
+            Some(_) => {}
+        }
+        why
     }
 
     /// Accounts still holding a live per-account grant of ct-entitlements' (named after the
     /// account) for the product.
     async fn ours_live(&mut self) -> Vec<String> {
         let before = self.s.world.control().calls().await.unwrap().len();
-        let license = &self
-            .s
-            .org
-            .licenses
-            .iter()
-            .find(|l| l.sku == SKU)
-            .unwrap()
-            .arn;
+        let license = &self.license;
         let mut out = Vec::new();
         for account in &self.s.org.accounts {
+            if self.admin.as_ref() == Some(&account.id) {
+                continue;
+            }
             let member = self.s.world.client_for_account(&account.id).await.unwrap();
             let got = member.license_manager.list_received_grants().send().await;
             let name = format!("ct-entitlements-{}", account.id);
@@ -527,21 +725,105 @@ fn spec(members: Vec<AccountSpec>, scenario: Scenario) -> OrgSpec {
     if scenario == Scenario::NestedOuJoiner {
         licenses.push(LicenseSpec::new(OTHER_SKU, "Readings Other Product"));
     }
+    let mut ous = vec![OuSpec {
+        name: "Workloads".to_string(),
+        accounts: members,
+    }];
+    if scenario == Scenario::DelegatedAdmin {
+        // (h) The product is bought in the delegated administrator (seeded there below), an
+        // enrolled member with its service-linked roles; the management account holds nothing.
+        licenses.clear();
+        ous.push(OuSpec {
+            name: "Security".to_string(),
+            accounts: vec![AccountSpec::new("license-admin").with_service_linked_roles()],
+        });
+    }
     OrgSpec {
         all_features: true,
-        ous: vec![OuSpec {
-            name: "Workloads".to_string(),
-            accounts: members,
-        }],
+        ous,
         licenses,
         enable_integration: true,
         org_wide_grants: Vec::new(),
     }
 }
 
+/// (h) "Deploys" the StackSet's member role into `account` (e2e_delegated.rs): its name, its
+/// trust (the delegated administrator) and exactly the MEMBER_ROLE actions. moto enforces
+/// neither; the engine assumes it by name (`EXECUTION_ROLE_NAME`).
+async fn deploy_member_role(world: &World, account: &str, deployment: &str) {
+    let inside = world
+        .assume_role(account, "OrganizationAccountAccessRole")
+        .await
+        .unwrap();
+    let trust = json!({
+        "Version": "2012-10-17",
+        "Statement": [{
+            "Effect": "Allow",
+            "Principal": { "AWS": format!("arn:aws:iam::{deployment}:root") },
+            "Action": "sts:AssumeRole",
+        }]
+    });
+    let actions: Vec<&str> = MEMBER_ROLE.iter().map(|op| iam_action(op)).collect();
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }]
+    });
+    let iam = clients::iam_from(&inside, world.moto_url());
+    iam.create_role()
+        .role_name(MEMBER_ROLE_NAME)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name(MEMBER_ROLE_NAME)
+        .policy_name("ct-entitlements-member")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+}
+
+/// (h) The engine in the delegated administrator (`admin`: its credentials): License Manager
+/// and STS as that account, the member role, `SELF_ACCOUNT_ID`; Organizations with management
+/// credentials (moto answers its reads only there, e2e_delegated.rs), and the test's
+/// onboarding queue (which account owns the queue plays no part here).
+fn delegated_engine(
+    s: &Setup,
+    admin: &str,
+    config: &aws_config::SdkConfig,
+    env: &[(&str, &str)],
+) -> Engine {
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("ALL_MARKETPLACE_LICENSES".into(), "true".into()),
+        ("ONBOARDING_QUEUE_URL".into(), s.queue_url.clone()),
+        ("ASSUME_ROLE_BACKOFF_MS".into(), "10".into()),
+        ("RECHECK_DELAY_SECONDS".into(), "0".into()),
+        ("EXECUTION_ROLE_NAME".into(), MEMBER_ROLE_NAME.into()),
+        ("SELF_ACCOUNT_ID".into(), admin.into()),
+    ]);
+    for (k, v) in env {
+        vars.insert(k.to_string(), v.to_string());
+    }
+    let engine_config = Config::from_lookup(|k| vars.get(k).cloned()).unwrap();
+    Engine::new(
+        engine_config,
+        Clients {
+            organizations: s.world.organizations(),
+            sts: clients::sts_from(config, s.world.moto_url()),
+            license_manager: clients::license_manager_from(config, &s.world.emulator_url()),
+            sqs: s.world.sqs(),
+            members: Arc::new(common::LocalMembers::of(&s.world)),
+        },
+    )
+}
+
 async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
     let started = Instant::now();
-    let patch = (reading.patch)();
+    let mut patch = (reading.patch)();
+    if scenario == Scenario::QuotaApproach {
+        patch["maxGrantsPerLicense"] = json!(QUOTA);
+    }
     let world = World::start_or_skip_with(WorldOptions {
         switches: switches(&patch),
         pin_switches: true,
@@ -553,7 +835,10 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
             AccountSpec::new("member").with_service_linked_roles(),
             AccountSpec::new("no-roles"),
         ],
-        Scenario::Migration | Scenario::OperatorPause | Scenario::SwitchBack => vec![
+        Scenario::Migration
+        | Scenario::OperatorPause
+        | Scenario::SwitchBack
+        | Scenario::QuotaApproach => vec![
             AccountSpec::new("member").with_service_linked_roles(),
             AccountSpec::new("second").with_service_linked_roles(),
         ],
@@ -585,11 +870,12 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
     let ou = format!("{SKU}=ou");
     let env: Vec<(&str, &str)> = match scenario {
         // (e) starts in account mode; the switch comes below.
-        Scenario::AccountMode | Scenario::Migration => vec![],
+        Scenario::AccountMode | Scenario::Migration | Scenario::QuotaApproach => vec![],
         Scenario::OrgJoiner
         | Scenario::FailedChild
         | Scenario::OperatorPause
-        | Scenario::SwitchBack => {
+        | Scenario::SwitchBack
+        | Scenario::DelegatedAdmin => {
             vec![("LICENSE_DISTRIBUTION", organization.as_str())]
         }
         Scenario::NestedOuJoiner => vec![
@@ -605,7 +891,42 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         org,
         queue_url,
     };
-    let engine = s.engine(&env);
+    // (h) The delegated administrator: its own license, its credentials, the member role in
+    // every other member.
+    let admin = if scenario == Scenario::DelegatedAdmin {
+        let id = s.org.accounts.iter().find(|a| a.name == "license-admin");
+        let id = id.unwrap().id.clone();
+        let config = s
+            .world
+            .assume_role(&id, "OrganizationAccountAccessRole")
+            .await
+            .unwrap();
+        let shape = s
+            .world
+            .control()
+            .seed_license(&LicenseSeed::marketplace(&id, SKU, "Readings Product"))
+            .await
+            .unwrap();
+        let license = shape["LicenseArn"].as_str().unwrap().to_string();
+        for account in s.org.accounts.iter().filter(|a| a.id != id) {
+            deploy_member_role(&s.world, &account.id, &id).await;
+        }
+        Some((id, config, license))
+    } else {
+        None
+    };
+    let (engine, grantor, license) = match &admin {
+        Some((id, config, license)) => (
+            delegated_engine(&s, id, config, &env),
+            clients::license_manager_from(config, &s.world.emulator_url()),
+            license.clone(),
+        ),
+        None => {
+            let license = s.org.licenses.iter().find(|l| l.sku == SKU);
+            let license = license.unwrap().arn.clone();
+            (s.engine(&env), s.world.license_manager(), license)
+        }
+    };
     let mut run = Run {
         s,
         engine,
@@ -617,6 +938,16 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         one_live: false,
         respect: false,
         back: false,
+        license,
+        grantor,
+        admin: admin.as_ref().map(|(id, _, _)| id.clone()),
+        grant_quota: if scenario == Scenario::QuotaApproach {
+            QUOTA as u32
+        } else {
+            2000
+        },
+        quota: None,
+        reconcile_errors: Vec::new(),
     };
     // Scripted: the reconciler's pass (parents created and bulk-activated, members queued) and
     // a follow-up; then the scenario's event.
@@ -674,10 +1005,31 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
                 .unwrap();
             run.event(&joiner.id, &workloads).await;
         }
+        Scenario::QuotaApproach => {
+            // Every member holds its grant: the license is at its quota.
+            run.settle("i").await;
+            run.runs = 0;
+            run.last_was_queue = true;
+            let joiner = seed::add_account(&run.s.world, &mut run.s.org, "joiner", &workloads)
+                .await
+                .unwrap();
+            run.quota = Some(QuotaWatch {
+                joiner: joiner.id.clone(),
+                joiner_name: joiner.name.clone(),
+                event: None,
+                queue_ok: 0,
+                warnings: None,
+            });
+            run.event(&joiner.id, &workloads).await;
+        }
         _ => {
             let joiner = seed::add_account(&run.s.world, &mut run.s.org, "joiner", &joiner_ou)
                 .await
                 .unwrap();
+            if let Some(admin) = &run.admin {
+                // The StackSet reaches the new account before Control Tower's event does.
+                deploy_member_role(&run.s.world, &joiner.id, admin).await;
+            }
             run.event(&joiner.id, &joiner_ou).await;
         }
     }
@@ -695,6 +1047,9 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
         run.follow_up().await;
         (converged, why) = run.converged().await;
         queued = run.queued().await;
+    }
+    if !converged && !run.reconcile_errors.is_empty() {
+        why += &format!("; the reconciler's errors {:?}", run.reconcile_errors);
     }
     let total = run.s.world.control().calls().await.unwrap().len();
     Some(Cell {
@@ -807,6 +1162,8 @@ async fn fast_subset() {
             Scenario::Migration,
             Scenario::OperatorPause,
             Scenario::SwitchBack,
+            Scenario::DelegatedAdmin,
+            Scenario::QuotaApproach,
         ],
         false,
     )
