@@ -137,70 +137,8 @@ const ALL_KIND: Reading = Reading {
 };
 
 /// The cells whose outcome is not `settled`: (reading, scenario, outcome). When the engine or
-/// the emulator changes a cell, update this list. Every scenario but (h) settles under every
-/// reading.
-///
-/// (h), under every reading alike: the emulator answers the delegated administrator's
-/// `CreateGrant` to the organization with `AccessDeniedException` ("Only the management account
-/// can create grants for an organization"), which no switch changes, while the README
-/// (*Deploying in a delegated administrator account*) cites AWS saying a delegated administrator
-/// distributes "using individual account IDs, organization ID, or organizational unit IDs". The
-/// engine has no other way to an organization-mode license: the reconciler reports the refusal
-/// among its parents' errors on every pass, and the accounts stay `pending` ("no organization or
-/// OU grant covers the account yet (the reconciler creates it)") run after run.
-/// The same scenario in account mode (e2e_delegated.rs's deployment) settles under every
-/// reading. A `settled` here (the emulator or the engine changed) fails the matrix: remove these.
-const EXPECTED_EXCEPTIONS: &[(&str, &str, &str)] = &[
-    ("all-harsh", "h:delegated-administrator", "NO"),
-    (
-        "reissueDeletedChild=true",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    ("childParentArn=parent", "h:delegated-administrator", "NO"),
-    ("childParentArn=absent", "h:delegated-administrator", "NO"),
-    (
-        "accountGrantParentArn=license",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    (
-        "ouGrantsReachNestedOus=true",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    (
-        "granteeOverride=honoured",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    (
-        "granteeOverride=rejected",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    (
-        "pendingActivationAnswer=DISABLED",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    (
-        "orgReadForDelegatedAdmin=allowed",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    (
-        "childrenInDistributedGrants=false",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    (
-        "requireRecipientSlrs=false",
-        "h:delegated-administrator",
-        "NO",
-    ),
-    ("all-kind", "h:delegated-administrator", "NO"),
-];
+/// the emulator changes a cell, update this list. Every scenario settles under every reading.
+const EXPECTED_EXCEPTIONS: &[(&str, &str, &str)] = &[];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Scenario {

@@ -1313,9 +1313,14 @@ impl LicenseManager {
                         "Invalid principal: {principal}"
                     )));
                 }
-                if ctx.caller != org.management_account {
+                // The management account, or License Manager's delegated administrator: AWS
+                // documents that it "can distribute entitlements using individual account IDs,
+                // organization ID, or organizational unit IDs" (Amazon Bedrock User Guide,
+                // Setting up managed entitlements). Registration is not modelled: any member
+                // may act as the delegated administrator (as for `orgReadForDelegatedAdmin`).
+                if ctx.caller != org.management_account && !org.accounts.contains(ctx.caller) {
                     return Err(ApiError::access_denied(
-                        "Only the management account can create grants for an organization",
+                        "Only the management account or the delegated administrator can create grants for an organization",
                     ));
                 }
                 if !org.all_features() {
