@@ -129,6 +129,11 @@ pub enum Scope {
     /// coalescing queue (`RECONCILE_QUEUE_URL`), at most once per 5 minutes whatever the
     /// number of events. The string says which event.
     Coalesced(String),
+    /// The coalesced reconcile itself (delivered by the coalescing queue): the configured scope,
+    /// less the accounts whose grants wait on License Manager (a workflow, an activation):
+    /// their chains are waiting on them already, and a change event every few minutes must
+    /// not start a second chain for each. The daily schedule still queues them.
+    Followup(Box<Scope>),
     /// Accounts an Organizations event says left the organization or closed. A claim, not a
     /// fact: each is confirmed with `DescribeAccount` before it is offboarded (per
     /// OFFBOARD_MODE); one Organizations still calls ACTIVE is re-checked instead
@@ -281,7 +286,7 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
     };
     if obj.contains_key("Records") {
         check_coalesced_records(obj, config)?;
-        return Ok((default_scope(), config.dry_run));
+        return Ok((Scope::Followup(Box::new(default_scope())), config.dry_run));
     }
     if ["source", "detail-type", "detail"]
         .iter()
@@ -624,6 +629,10 @@ pub struct ReconcileReport {
     pub needs: BTreeMap<String, String>,
     /// ACTIVE accounts whose every selected license already has an ACTIVE grant: not queued.
     pub up_to_date: usize,
+    /// A coalesced reconcile's accounts whose grants wait on License Manager: not queued, their
+    /// chains wait on them ([`Scope::Followup`]).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub waiting: usize,
     /// Configured selections that match no held license (each account's run would report it).
     #[serde(skip_serializing_if = "BTreeSet::is_empty")]
     pub unmatched_selections: BTreeSet<String>,
@@ -664,6 +673,7 @@ impl ReconcileReport {
             onboard: Vec::new(),
             needs: BTreeMap::new(),
             up_to_date: 0,
+            waiting: 0,
             unmatched_selections: BTreeSet::new(),
             warnings: Vec::new(),
             enqueued: 0,
@@ -679,6 +689,10 @@ impl ReconcileReport {
     }
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
 /// Runs one reconcile.
 pub async fn reconcile(
     engine: &Engine,
@@ -688,16 +702,19 @@ pub async fn reconcile(
 ) -> ReconcileReport {
     let started = Instant::now();
     let calls = CallLog::default();
-    let label = |scope: &Scope| match scope {
-        Scope::Organization => "organization".into(),
-        Scope::Ous(ous) => format!("ous:{}", ous.join(",")),
-        Scope::Accounts(a) => format!("accounts:{}", a.len()),
-        Scope::GrantChanged(a) => format!("grant-changed:{}", a.len()),
-        Scope::GrantArns(a) => format!("grant-arns:{}", a.len()),
-        Scope::Coalesced(_) => "coalesced".into(),
-        Scope::Departed(a) => format!("departed:{}", a.len()),
-        Scope::Ignored(_) => "ignored".into(),
-    };
+    fn label(scope: &Scope) -> String {
+        match scope {
+            Scope::Organization => "organization".into(),
+            Scope::Ous(ous) => format!("ous:{}", ous.join(",")),
+            Scope::Accounts(a) => format!("accounts:{}", a.len()),
+            Scope::GrantChanged(a) => format!("grant-changed:{}", a.len()),
+            Scope::GrantArns(a) => format!("grant-arns:{}", a.len()),
+            Scope::Coalesced(_) => "coalesced".into(),
+            Scope::Followup(inner) => format!("followup:{}", label(inner)),
+            Scope::Departed(a) => format!("departed:{}", a.len()),
+            Scope::Ignored(_) => "ignored".into(),
+        }
+    }
     let mut report = ReconcileReport::empty(label(&scope), dry_run);
     let resolved = match scope {
         Scope::GrantArns(arns) => grantees(engine, config, &arns, &calls).await,
@@ -769,6 +786,10 @@ async fn run(
     report: &mut ReconcileReport,
 ) -> Result<(), Error> {
     let clients = engine.clients();
+    let (scope, waiting_is_done) = match scope {
+        Scope::Followup(inner) => (inner.as_ref(), true),
+        scope => (scope, false),
+    };
     match scope {
         Scope::Ignored(reason) => {
             tracing::info!(reason = %reason, "change event ignored");
@@ -840,7 +861,9 @@ async fn run(
                 confirm_departures(engine, &org, claims, calls, report, &mut departed).await?;
             named(&recheck)
         }
-        Scope::Ignored(_) | Scope::Coalesced(_) | Scope::GrantArns(_) => Vec::new(),
+        Scope::Ignored(_) | Scope::Coalesced(_) | Scope::GrantArns(_) | Scope::Followup(_) => {
+            Vec::new()
+        }
     };
     report.accounts_listed = listed.len();
     let mut seen = BTreeSet::new();
@@ -885,8 +908,16 @@ async fn run(
             .iter()
             .filter(|a| report.onboard.contains(&a.id))
             .collect();
-        let (needs, retiring) =
-            changed_accounts(engine, config, &org, &candidates, dry_run, calls, report).await?;
+        let (needs, retiring) = changed_accounts(
+            engine,
+            config,
+            &org,
+            &candidates,
+            waiting_is_done,
+            calls,
+            report,
+        )
+        .await?;
         if *scope == Scope::Organization {
             retire_parents(engine, &retiring, dry_run, calls, report).await;
         }
@@ -1108,10 +1139,11 @@ async fn changed_accounts(
     config: &ReconcileConfig,
     org: &OrgInfo,
     candidates: &[&ListedAccount],
-    dry_run: bool,
+    waiting_is_done: bool,
     calls: &CallLog,
     report: &mut ReconcileReport,
 ) -> Result<(BTreeMap<String, String>, Vec<(GrantView, usize)>), Error> {
+    let dry_run = report.dry_run;
     let clients = engine.clients();
     let held = engine.held_licenses_logged(calls).await?;
     // Tags: no bulk read exists in Organizations, so this is one call per account, and only
@@ -1211,6 +1243,11 @@ async fn changed_accounts(
             // Excluded (TARGET_OUS, ACCOUNT_TAG_FILTER): reported, not queued.
             (Wanted::Skip(reason), _) => {
                 report.skipped.insert(account.id.clone(), reason.clone());
+            }
+            (_, Some(_))
+                if waiting_is_done && needs_run_now(&account.id, wanted, &index).is_none() =>
+            {
+                report.waiting += 1;
             }
             (_, Some(reason)) => {
                 needs.insert(account.id.clone(), reason);
@@ -2430,7 +2467,10 @@ mod tests {
         };
         let arn = "arn:aws:sqs:us-east-1:111122223333:ct-reconcile.fifo";
         let good = json!({"Records": [record(arn, COALESCED_BODY)]});
-        assert_eq!(parse(&good, &c).ok(), Some((Scope::Organization, false)));
+        assert_eq!(
+            parse(&good, &c).ok(),
+            Some((Scope::Followup(Box::new(Scope::Organization)), false))
+        );
         // Without the queue configured, the same records are refused.
         assert!(matches!(
             parse(&good, &config()),

@@ -396,10 +396,30 @@ async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no
     );
     let record = json!({"Records": [{"messageId": m.message_id(), "eventSource": "aws:sqs",
                                       "eventSourceARN": queue_arn, "body": m.body()}]});
+    // Meanwhile another account started onboarding: its grants wait on their workflows, and
+    // its chain on them. A coalesced reconcile leaves it to that chain; the daily one would
+    // queue it.
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let report = common::try_handle(&engine, s.create_event(&dev, &workloads)).await;
+    assert_eq!(report["outcome"], "pending", "{report:#}");
+    let scheduled = reconcile_config(&s.queue_url, None);
+    let daily = shared::reconcile::reconcile(
+        &engine,
+        &scheduled,
+        shared::reconcile::Scope::Organization,
+        true,
+    )
+    .await;
+    assert!(daily.onboard.contains(&dev), "{daily:#?}");
     let report = reconciler::handle(&engine, &pipe.config, &record)
         .await
         .unwrap();
-    assert_eq!(report["scope"], "organization", "{report:#}");
+    assert_eq!(report["scope"], "followup:organization", "{report:#}");
+    assert_eq!(report["waiting"], 1, "{report:#}");
+    assert!(
+        !report["onboard"].as_array().unwrap().contains(&json!(dev)),
+        "{report:#}"
+    );
     // (The demo organization's other members, never onboarded here, are queued too.)
     assert!(
         report["onboard"].as_array().unwrap().contains(&json!(prod)),
