@@ -116,10 +116,10 @@ pub enum Scope {
     Organization,
     Ous(Vec<String>),
     Accounts(Vec<AccountId>),
-    /// Accounts a License Manager `Grant Change` event names: run only those whose grants are
-    /// not all settled (every selected license ACTIVE, by the reconcile's own rules), read with
-    /// a few calls per account; an event about an account that needs nothing adds no run.
-    GrantChanged(Vec<AccountId>),
+    /// What License Manager `Grant Change` events say of accounts' grants: each account is run
+    /// only when a run could act now ([`triage`]), told from the event's status where it says
+    /// enough (no call), else from the grant (`GetGrant`) or the account's listings.
+    GrantChanged(Vec<GrantHint>),
     /// Grants a `Grant Change` event names by ARN alone (no account in it): each is read with
     /// `GetGrant`; a grant to an account goes as [`Scope::GrantChanged`], a grant to the
     /// organization or an OU as [`Scope::Coalesced`].
@@ -142,6 +142,84 @@ pub enum Scope {
     /// An event that asks for nothing, and why (a denied or failed Organizations call: its
     /// CloudTrail record carries `errorCode`). No AWS call is made.
     Ignored(String),
+}
+
+/// What a `Grant Change` event says of one grant: hints, since its detail is undocumented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantHint {
+    pub account: AccountId,
+    /// The grant's ARN (the event's `resources`, or the one grant ARN of its detail).
+    pub grant: Option<String>,
+    /// Its new status (the one grant status among the detail's strings).
+    pub status: Option<String>,
+    /// The grant as `GetGrant` showed it, when the event named only the grant.
+    pub seen: Option<GrantView>,
+}
+
+impl GrantHint {
+    pub fn account(account: AccountId) -> Self {
+        GrantHint {
+            account,
+            grant: None,
+            status: None,
+            seen: None,
+        }
+    }
+}
+
+/// What a change event's hint leads to, before any call ([`hint_action`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HintAction {
+    /// The grant waits on ct-entitlements (a workflow completed: accept, or replace a failure).
+    Run,
+    /// Nothing to do: ACTIVE, or waiting on License Manager (a workflow, a deletion).
+    Nothing,
+    /// `DISABLED`, or no status: the grant itself says whose move it is (`GetGrant`).
+    Look,
+    /// Deleted, rejected, or no grant named: the account's listings decide ([`needs_run_now`]).
+    Read,
+}
+
+/// The first step for a `Grant Change` hint, from its status alone. Pure.
+pub fn hint_action(status: Option<&str>, grant_named: bool) -> HintAction {
+    use crate::decide::status::*;
+    match status {
+        Some(PENDING_ACCEPT | FAILED_WORKFLOW) => HintAction::Run,
+        Some(ACTIVE | PENDING_WORKFLOW | PENDING_DELETE | WORKFLOW_COMPLETED) => {
+            HintAction::Nothing
+        }
+        Some(DISABLED) | None if grant_named => HintAction::Look,
+        _ => HintAction::Read,
+    }
+}
+
+/// Whether a grant `GetGrant` showed (and its parent's, for an account-level grant under an
+/// organization/OU grant) leaves a run something to do now: `None` (run) or why not. Pure.
+pub fn after_look(grant: &GrantView, parent: Option<&GrantView>) -> Option<String> {
+    use crate::decide::status::*;
+    match grant.status.as_str() {
+        PENDING_ACCEPT | FAILED_WORKFLOW => None,
+        ACTIVE => Some("ACTIVE".into()),
+        PENDING_WORKFLOW | PENDING_DELETE | WORKFLOW_COMPLETED => {
+            Some(format!("{} (License Manager's move)", grant.status))
+        }
+        DISABLED
+            if grant.status_reason.as_deref() == Some(crate::decide::ACTIVATION_STATUS_REASON) =>
+        {
+            Some("DISABLED while the activation ct-entitlements asked for proceeds".into())
+        }
+        DISABLED => match parent {
+            Some(p) if crate::decide::changed_by_operator(p) => Some(
+                "DISABLED under an organization/OU grant someone else changed (held back)".into(),
+            ),
+            Some(p) if crate::decide::looks_bulk_activated(p) => Some(
+                "DISABLED while the bulk activation of its organization/OU grant reaches it".into(),
+            ),
+            _ => None,
+        },
+        // Deleted or rejected: the account's listings decide (the caller reads them).
+        _ => None,
+    }
 }
 
 /// What an Organizations event (`RemoveAccountFromOrganization`, `CloseAccount`) claims: this
@@ -433,15 +511,34 @@ fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
                 _ => None,
             }
         }
-        ("aws.license-manager", "Grant Change") => grantee_account(&detail)
-            .map(|a| Scope::GrantChanged(vec![a]))
-            .or_else(|| {
-                let mut arns = Vec::new();
-                for v in [&detail, obj.get("resources").unwrap_or(&Value::Null)] {
-                    collect_grant_arns(v, &mut arns);
+        ("aws.license-manager", "Grant Change") => {
+            // The grant: what `resources` names, else the detail's only grant ARN (a child's
+            // detail may name its parent too).
+            let mut named = Vec::new();
+            collect_grant_arns(obj.get("resources").unwrap_or(&Value::Null), &mut named);
+            let mut in_detail = Vec::new();
+            collect_grant_arns(&detail, &mut in_detail);
+            let grant = match (named.as_slice(), in_detail.as_slice()) {
+                ([one], _) | ([], [one]) => Some(one.clone()),
+                _ => None,
+            };
+            match grantee_account(&detail) {
+                Some(account) => Some(Scope::GrantChanged(vec![GrantHint {
+                    account,
+                    grant,
+                    status: grant_status_in(&detail),
+                    seen: None,
+                }])),
+                None => {
+                    for arn in in_detail {
+                        if !named.contains(&arn) {
+                            named.push(arn);
+                        }
+                    }
+                    (!named.is_empty()).then_some(Scope::GrantArns(named))
                 }
-                (!arns.is_empty()).then_some(Scope::GrantArns(arns))
-            }),
+            }
+        }
         _ => None,
     };
     Some(scope)
@@ -467,6 +564,42 @@ fn grantee_account(detail: &Value) -> Option<AccountId> {
         }
     }
     found
+}
+
+/// The one grant status among the strings of an event's detail (`None` when none or several).
+fn grant_status_in(detail: &Value) -> Option<String> {
+    use crate::decide::status::*;
+    const ALL: [&str; 9] = [
+        ACTIVE,
+        DISABLED,
+        PENDING_ACCEPT,
+        PENDING_WORKFLOW,
+        WORKFLOW_COMPLETED,
+        PENDING_DELETE,
+        FAILED_WORKFLOW,
+        REJECTED,
+        DELETED,
+    ];
+    let mut found: Vec<&str> = Vec::new();
+    let mut stack = vec![detail];
+    while let Some(v) = stack.pop() {
+        match v {
+            Value::String(s) => {
+                if let Some(st) = ALL.iter().find(|st| **st == s.as_str()) {
+                    if !found.contains(st) {
+                        found.push(st);
+                    }
+                }
+            }
+            Value::Array(items) => stack.extend(items.iter()),
+            Value::Object(m) => stack.extend(m.values()),
+            _ => {}
+        }
+    }
+    match found.as_slice() {
+        [one] => Some((*one).to_string()),
+        _ => None,
+    }
 }
 
 /// Grant ARNs anywhere in `v` (the event's detail or its `resources`), each once, at most
@@ -749,15 +882,19 @@ async fn grantees(
 ) -> Result<Scope, Error> {
     let lm = &engine.clients().license_manager;
     let looks = futures::future::join_all(arns.iter().map(|arn| aws::get_grant(lm, arn, calls)));
-    let mut accounts = Vec::new();
+    let mut hints: Vec<GrantHint> = Vec::new();
     let mut unclear = None;
     for (arn, look) in arns.iter().zip(looks.await) {
         match look {
             Ok(grant) => match account_of_root_principal(&grant.grantee)
                 .and_then(|id| AccountId::parse(id).ok())
             {
-                Some(id) if !accounts.contains(&id) => accounts.push(id),
-                Some(_) => {}
+                Some(account) => hints.push(GrantHint {
+                    account,
+                    grant: Some(arn.clone()),
+                    status: Some(grant.status.clone()),
+                    seen: Some(grant),
+                }),
                 None => {
                     unclear = Some(format!(
                         "Grant Change of {arn}, granted to {}",
@@ -770,7 +907,7 @@ async fn grantees(
         }
     }
     Ok(match unclear {
-        None => Scope::GrantChanged(accounts),
+        None => Scope::GrantChanged(hints),
         Some(why) if config.coalesce_queue_url.is_some() => Scope::Coalesced(why),
         Some(_) if config.ous.is_empty() => Scope::Organization,
         Some(_) => Scope::Ous(config.ous.clone()),
@@ -844,13 +981,21 @@ async fn run(
             all
         }
         Scope::Accounts(ids) => named(ids),
-        Scope::GrantChanged(ids) => {
-            let mut run = Vec::new();
-            for id in ids {
-                match settled(engine, &org, id, calls).await? {
-                    None => run.push(id.clone()),
+        Scope::GrantChanged(hints) => {
+            let mut run: Vec<AccountId> = Vec::new();
+            for hint in hints {
+                if run.contains(&hint.account) {
+                    continue;
+                }
+                match triage(engine, &org, hint, calls).await? {
+                    None => run.push(hint.account.clone()),
                     Some(why) => {
-                        report.skipped.insert(id.to_string(), why);
+                        report.skipped.insert(
+                            hint.account.to_string(),
+                            format!(
+                                "Grant Change event: nothing for a run to do now ({why}); no run"
+                            ),
+                        );
                     }
                 }
             }
@@ -998,6 +1143,49 @@ async fn run(
     Ok(())
 }
 
+/// Whether the account of a `Grant Change` hint needs a run now (`None`) or not (why): the
+/// event's status where it says enough (no call), else the grant and its parent (`GetGrant`,
+/// skipped when the event named only the grant and it was read already), else the account's
+/// listings ([`settled`]).
+async fn triage(
+    engine: &Engine,
+    org: &OrgInfo,
+    hint: &GrantHint,
+    calls: &CallLog,
+) -> Result<Option<String>, Error> {
+    let lm = &engine.clients().license_manager;
+    match (
+        hint_action(hint.status.as_deref(), hint.grant.is_some()),
+        &hint.grant,
+    ) {
+        (HintAction::Run, _) => Ok(None),
+        (HintAction::Nothing, _) => Ok(Some(format!(
+            "its grant is {}",
+            hint.status.as_deref().unwrap_or("?")
+        ))),
+        (HintAction::Look, Some(arn)) => {
+            let grant = match &hint.seen {
+                Some(seen) => seen.clone(),
+                None => aws::get_grant(lm, arn, calls).await?,
+            };
+            if !matches!(
+                grant.status.as_str(),
+                crate::decide::status::DELETED | crate::decide::status::REJECTED
+            ) {
+                let parent = match grant.parent_arn.as_str() {
+                    p if crate::ids::is_grant_arn(p) && grant.status == "DISABLED" => {
+                        Some(aws::get_grant(lm, p, calls).await?)
+                    }
+                    _ => None,
+                };
+                return Ok(after_look(&grant, parent.as_ref()));
+            }
+            settled(engine, org, &hint.account, calls).await
+        }
+        _ => settled(engine, org, &hint.account, calls).await,
+    }
+}
+
 /// Whether an account a `Grant Change` event names needs nothing (`Some(why)`: every license
 /// its selection asks for has an ACTIVE grant, the account's own under a parent in
 /// organization/OU mode, with no grant of ours left to retire) or a run (`None`). Read from the
@@ -1052,7 +1240,7 @@ async fn settled(
     }
     Ok(match needs_run_now(account.as_str(), &wanted, &index) {
         None => Some(
-            "Grant Change event: nothing for a run to do now (each selected license has an ACTIVE grant, or one waiting on License Manager whose end sends its own event); no run".into(),
+            "each selected license has an ACTIVE grant, or one waiting on License Manager whose end sends its own event".into(),
         ),
         Some(_) => None,
     })
@@ -2387,12 +2575,33 @@ mod tests {
             (
                 json!({"source": "aws.license-manager", "detail-type": "Grant Change",
                        "detail": {"grant": {"granteePrincipal": "arn:aws:iam::210987654321:root"}}}),
-                Scope::GrantChanged(vec![a()]),
+                Scope::GrantChanged(vec![GrantHint::account(a())]),
             ),
             (
                 json!({"source": "aws.license-manager", "detail-type": "Grant Change",
                        "detail": {"grant": {"granteePrincipal": "arn:aws-cn:iam::210987654321:root"}}}),
-                Scope::GrantChanged(vec![a()]),
+                Scope::GrantChanged(vec![GrantHint::account(a())]),
+            ),
+            (
+                // The grantee reading: the grant (resources), its status; its parent ignored.
+                json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                       "resources": ["arn:aws:license-manager::111122223333:grant:g-1"],
+                       "detail": {"grantArn": "arn:aws:license-manager::111122223333:grant:g-1",
+                                  "granteePrincipal": "arn:aws:iam::210987654321:root",
+                                  "status": "PENDING_ACCEPT",
+                                  "parentArn": "arn:aws:license-manager::111122223333:grant:g-org"}}),
+                Scope::GrantChanged(vec![GrantHint {
+                    grant: Some("arn:aws:license-manager::111122223333:grant:g-1".into()),
+                    status: Some("PENDING_ACCEPT".into()),
+                    ..GrantHint::account(a())
+                }]),
+            ),
+            (
+                // Two statuses in the detail: neither is taken.
+                json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                       "detail": {"granteePrincipal": "arn:aws:iam::210987654321:root",
+                                  "status": "ACTIVE", "previous": "DISABLED"}}),
+                Scope::GrantChanged(vec![GrantHint::account(a())]),
             ),
             (
                 json!({"source": "aws.license-manager", "detail-type": "Grant Change", "detail": "?"}),
@@ -2452,6 +2661,80 @@ mod tests {
         }
         // Other sources are still held to the schedule's exact shape.
         assert!(parse(&json!({"source": "aws.s3", "detail-type": "x"}), &c).is_err());
+    }
+
+    #[test]
+    fn a_grant_change_is_triaged_from_its_status_then_from_the_grant() {
+        use HintAction::*;
+        // (status, grant named, first step)
+        for (status, named, action) in [
+            (Some("PENDING_ACCEPT"), true, Run),
+            (Some("FAILED_WORKFLOW"), false, Run),
+            (Some("ACTIVE"), true, Nothing),
+            (Some("PENDING_WORKFLOW"), true, Nothing),
+            (Some("PENDING_DELETE"), true, Nothing),
+            (Some("WORKFLOW_COMPLETED"), true, Nothing),
+            (Some("DISABLED"), true, Look),
+            (None, true, Look),
+            (Some("DISABLED"), false, Read),
+            (None, false, Read),
+            (Some("DELETED"), true, Read),
+            (Some("REJECTED"), true, Read),
+            (Some("SOMETHING_NEW"), true, Read),
+        ] {
+            assert_eq!(hint_action(status, named), action, "{status:?} {named}");
+        }
+        let grant = |status: &str, reason: Option<&str>| GrantView {
+            arn: "arn:aws:license-manager::111122223333:grant:g-1".into(),
+            name: "n".into(),
+            license_arn: "l".into(),
+            status: status.into(),
+            version: "2".into(),
+            parent_arn: "arn:aws:license-manager::111122223333:grant:g-org".into(),
+            grantee: "arn:aws:iam::210987654321:root".into(),
+            status_reason: reason.map(str::to_string),
+            activation_behavior: None,
+        };
+        let parent = |version: &str, reason: Option<&str>| GrantView {
+            grantee: "arn:aws:organizations::111122223333:organization/o-abc1234567".into(),
+            version: version.into(),
+            ..grant("WORKFLOW_COMPLETED", reason)
+        };
+        let bulk = crate::decide::BULK_ACTIVATION_STATUS_REASON;
+        let ours = crate::decide::ACTIVATION_STATUS_REASON;
+        // (case, grant, parent, a run now)
+        for (case, g, p, run) in [
+            ("to accept", grant("PENDING_ACCEPT", None), None, true),
+            ("active", grant("ACTIVE", None), None, false),
+            ("in workflow", grant("PENDING_WORKFLOW", None), None, false),
+            (
+                "our activation proceeds",
+                grant("DISABLED", Some(ours)),
+                None,
+                false,
+            ),
+            ("deactivated by hand", grant("DISABLED", None), None, true),
+            (
+                "child, bulk activation reaching it",
+                grant("DISABLED", None),
+                Some(parent("2", Some(bulk))),
+                false,
+            ),
+            (
+                "child, parent paused by an operator",
+                grant("DISABLED", None),
+                Some(parent("3", Some("paused"))),
+                false,
+            ),
+            (
+                "child, parent never bulk-activated",
+                grant("DISABLED", None),
+                Some(parent("1", None)),
+                true,
+            ),
+        ] {
+            assert_eq!(after_look(&g, p.as_ref()).is_none(), run, "{case}");
+        }
     }
 
     #[test]
