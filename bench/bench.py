@@ -653,6 +653,7 @@ class ChangeEvents:
                         "SELF_ACCOUNT_ID": self.mgmt})
             self._spawn("reconciler", rt, env, f"{label}-events-reconciler-{i}.log")
         self.onboarding_rt = RuntimeApi()
+        self.onboarding_log = LOGS / f"{label}-events-onboarding.log"
         self._spawn("account-lifecycle", self.onboarding_rt,
                     lifecycle_env(self.onboarding_rt, world, proxies, self.onboarding_url,
                                   dict(selection, RECHECK_DELAY_SECONDS=str(recheck_delay))),
@@ -796,6 +797,19 @@ class ChangeEvents:
             AttributeNames=["ApproximateNumberOfMessages",
                             "ApproximateNumberOfMessagesDelayed"])["Attributes"]
         event_runs = self.runs.get("grant-change", 0)
+        # The account reports of those runs (the onboarding container's log): a run that
+        # wrote nothing found nothing to do, the events' only waste.
+        reports, idle = 0, 0
+        with open(self.onboarding_log) as f:
+            for line in f:
+                if '"accountReport"' not in line or "grant-change" not in line:
+                    continue
+                try:
+                    report = json.loads(line).get("report", {})
+                except ValueError:
+                    continue
+                reports += 1
+                idle += report.get("writeCalls", 0) == 0
         return {
             "rulePattern": self.pattern,
             "events": {k.split(":", 1)[1]: v for k, v in self.stats.items()
@@ -805,6 +819,9 @@ class ChangeEvents:
             "accountLifecycleRunsByReason": dict(self.runs),
             "eventRuns": event_runs,
             "eventRunsPerAccount": round(event_runs / accounts, 4),
+            "eventRunReports": reports,
+            "eventRunsThatWroteNothing": idle,
+            "eventRunsThatWroteNothingPerAccount": round(idle / accounts, 4),
             "notRun": dict(self.skips.most_common(6)),
             "coalesceRequests": self.stats["coalesceRequests"],
             "coalescedReconciles": sum(int(v) for v in coalesced.values()),
@@ -985,6 +1002,8 @@ def bench_scale(args, lw, events=False):
             log(f"  converged {converged['secondsAfterFirstPass']} s after the first pass: "
                 f"{active}/{want} ACTIVE; {figures['eventRuns']} account runs from events "
                 f"({100 * figures['eventRunsPerAccount']:.2f} % of {members} accounts), "
+                f"{figures['eventRunsThatWroteNothing']} of them wrote nothing "
+                f"({100 * figures['eventRunsThatWroteNothingPerAccount']:.2f} %); "
                 f"{figures['reconcilerRuns']} reconciler runs for "
                 f"{figures['deliveredToReconciler']} events; completion -> ACTIVE "
                 f"{figures['completionToActiveSeconds']}; completion -> next step "
