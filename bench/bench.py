@@ -531,6 +531,8 @@ def run_backfill(args, world, proxies, records, spare, selection, label, recheck
         for t in threads:
             t.join()
         wall = time.monotonic() - t0
+        # Before the lane's runtime API closes (its process then exits).
+        hwm = max(vm_hwm_kib(p.pid) for p in procs) / 1024
         lane.close()
         lane_log.close()
         shared_seconds = (round(state["shared_done"] - newcomer["queued_at"], 2)
@@ -547,7 +549,6 @@ def run_backfill(args, world, proxies, records, spare, selection, label, recheck
             f"{new_account['ownLaneSeconds']} s (no backfill: {baseline} s; median backfill "
             f"batch {new_account['medianBatchSeconds']} s); behind {new_account['recordsAheadInSharedQueue']} "
             f"records on one shared queue: {shared_seconds} s")
-        hwm = max(vm_hwm_kib(p.pid) for p in procs) / 1024
         if state["errors"]:
             raise RuntimeError(f"backfill: {len(state['errors'])} invocation(s) errored: "
                                f"{state['errors'][:3]}")
