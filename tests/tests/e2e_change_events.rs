@@ -290,29 +290,7 @@ async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no
         .configure(json!({"grantChangeDetail": "grant"}))
         .await
         .unwrap();
-    let lm = s.world.license_manager();
-    let principal = format!("arn:aws:iam::{prod}:root");
-    let grant = lm
-        .list_distributed_grants()
-        .filters(
-            aws_sdk_licensemanager::types::Filter::builder()
-                .name("GranteePrincipalARN")
-                .values(&principal)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .grants()[0]
-        .clone();
-    lm.create_grant_version()
-        .client_token("by-hand")
-        .grant_arn(grant.grant_arn())
-        .source_version(grant.version())
-        .status(aws_sdk_licensemanager::types::GrantStatus::Disabled)
-        .send()
-        .await
-        .unwrap();
+    common::deactivate_by_hand(&s.world, &prod, "by-hand").await;
     let (reports, batches) = (pipe.reports.len(), pipe.batches);
     for _ in 0..5 {
         pipe.step(&s, &engine).await;
@@ -334,21 +312,7 @@ async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no
         .configure(json!({"grantChangeDetail": "none"}))
         .await
         .unwrap();
-    let grant = lm
-        .get_grant()
-        .grant_arn(grant.grant_arn())
-        .send()
-        .await
-        .unwrap();
-    let grant = grant.grant().unwrap();
-    lm.create_grant_version()
-        .client_token("by-hand-again")
-        .grant_arn(grant.grant_arn())
-        .source_version(grant.version())
-        .status(aws_sdk_licensemanager::types::GrantStatus::Disabled)
-        .send()
-        .await
-        .unwrap();
+    common::deactivate_by_hand(&s.world, &prod, "by-hand-again").await;
     let reports = pipe.reports.len();
     let mut delivered = 0;
     for _ in 0..3 {

@@ -25,7 +25,7 @@ use local_world::clients;
 use local_world::emulator::LicenseSeed;
 use local_world::seed::{self, demo_spec};
 use serde_json::{json, Value};
-use shared::permissions::{iam_action, ACCOUNT_LIFECYCLE, MEMBER_ROLE};
+use shared::permissions::ACCOUNT_LIFECYCLE;
 use shared::{Clients, Config, Engine};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -57,10 +57,6 @@ fn arn_like(pattern: &str, arn: &str) -> bool {
 /// "Deploys" the StackSet's role into `account`: its name, its trust (the deployment account
 /// narrowed to the function role path) and exactly the MEMBER_ROLE actions.
 async fn deploy_member_role(world: &local_world::World, account: &str, deployment: &str) {
-    let inside = world
-        .assume_role(account, "OrganizationAccountAccessRole")
-        .await
-        .unwrap();
     let trust = json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -72,25 +68,7 @@ async fn deploy_member_role(world: &local_world::World, account: &str, deploymen
             }}
         }]
     });
-    let actions: Vec<&str> = MEMBER_ROLE.iter().map(|op| iam_action(op)).collect();
-    let policy = json!({
-        "Version": "2012-10-17",
-        "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }]
-    });
-    let iam = clients::iam_from(&inside, world.moto_url());
-    iam.create_role()
-        .role_name(MEMBER_ROLE_NAME)
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .unwrap();
-    iam.put_role_policy()
-        .role_name(MEMBER_ROLE_NAME)
-        .policy_name("ct-entitlements-member")
-        .policy_document(policy.to_string())
-        .send()
-        .await
-        .unwrap();
+    common::put_member_role(world, account, MEMBER_ROLE_NAME, &trust).await;
 }
 
 fn forwarded_event(management: &str, account: &str, ou_id: &str) -> Value {

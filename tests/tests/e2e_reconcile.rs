@@ -355,29 +355,8 @@ async fn change_events_act_on_the_account_they_name_and_nothing_else() {
     );
 
     // A grant is deactivated by hand; License Manager's Grant Change event brings it back now.
-    let lm = s.world.license_manager();
     let principal = format!("arn:aws:iam::{prod}:root");
-    let g = lm
-        .list_distributed_grants()
-        .filters(
-            aws_sdk_licensemanager::types::Filter::builder()
-                .name("GranteePrincipalARN")
-                .values(&principal)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .grants()[0]
-        .clone();
-    lm.create_grant_version()
-        .client_token("by-hand")
-        .grant_arn(g.grant_arn())
-        .source_version(g.version())
-        .status(GrantStatus::Disabled)
-        .send()
-        .await
-        .unwrap();
+    let g = common::deactivate_by_hand(&s.world, &prod, "by-hand").await;
     let change = serde_json::json!({
         "source": "aws.license-manager", "detail-type": "Grant Change",
         "detail": {"grantArn": g.grant_arn(), "granteePrincipal": principal, "status": "DISABLED"}

@@ -23,7 +23,6 @@ use local_world::seed::{self, AccountSpec, LicenseSpec, OrgSpec, OuSpec};
 use local_world::world::WorldOptions;
 use local_world::World;
 use serde_json::{json, Value};
-use shared::permissions::{iam_action, MEMBER_ROLE};
 use shared::reconcile::{self, Scope};
 use shared::{Clients, Config, Engine, Retry};
 use std::collections::{BTreeMap, HashMap};
@@ -689,10 +688,6 @@ fn spec(members: Vec<AccountSpec>, scenario: Scenario) -> OrgSpec {
 /// trust (the delegated administrator) and exactly the MEMBER_ROLE actions. moto enforces
 /// neither; the engine assumes it by name (`EXECUTION_ROLE_NAME`).
 async fn deploy_member_role(world: &World, account: &str, deployment: &str) {
-    let inside = world
-        .assume_role(account, "OrganizationAccountAccessRole")
-        .await
-        .unwrap();
     let trust = json!({
         "Version": "2012-10-17",
         "Statement": [{
@@ -701,25 +696,7 @@ async fn deploy_member_role(world: &World, account: &str, deployment: &str) {
             "Action": "sts:AssumeRole",
         }]
     });
-    let actions: Vec<&str> = MEMBER_ROLE.iter().map(|op| iam_action(op)).collect();
-    let policy = json!({
-        "Version": "2012-10-17",
-        "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }]
-    });
-    let iam = clients::iam_from(&inside, world.moto_url());
-    iam.create_role()
-        .role_name(MEMBER_ROLE_NAME)
-        .assume_role_policy_document(trust.to_string())
-        .send()
-        .await
-        .unwrap();
-    iam.put_role_policy()
-        .role_name(MEMBER_ROLE_NAME)
-        .policy_name("ct-entitlements-member")
-        .policy_document(policy.to_string())
-        .send()
-        .await
-        .unwrap();
+    common::put_member_role(world, account, MEMBER_ROLE_NAME, &trust).await;
 }
 
 /// (h) The engine in the delegated administrator (`admin`: its credentials): License Manager

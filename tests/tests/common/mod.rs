@@ -746,3 +746,72 @@ pub async fn futures_join_all<F: std::future::Future>(
     out.extend(slots.into_iter().map(|s| s.unwrap()));
     out
 }
+
+/// What an operator does by hand: the first grant the management account distributed to
+/// `account`, deactivated (`CreateGrantVersion Status=DISABLED`, no reason). Returns the grant
+/// as it was before.
+pub async fn deactivate_by_hand(
+    world: &World,
+    account: &str,
+    token: &str,
+) -> aws_sdk_licensemanager::types::Grant {
+    let lm = world.license_manager();
+    let grant = lm
+        .list_distributed_grants()
+        .filters(
+            aws_sdk_licensemanager::types::Filter::builder()
+                .name("GranteePrincipalARN")
+                .values(format!("arn:aws:iam::{account}:root"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .grants()[0]
+        .clone();
+    let current = lm
+        .get_grant()
+        .grant_arn(grant.grant_arn())
+        .send()
+        .await
+        .unwrap();
+    lm.create_grant_version()
+        .client_token(token)
+        .grant_arn(grant.grant_arn())
+        .source_version(current.grant().unwrap().version())
+        .status(aws_sdk_licensemanager::types::GrantStatus::Disabled)
+        .send()
+        .await
+        .unwrap();
+    grant
+}
+
+/// "Deploys" examples/member-role-stackset.yaml's role into `account`: `name`, the trust
+/// policy `trust`, and exactly the `shared::permissions::MEMBER_ROLE` actions (moto enforces
+/// neither; the engine assumes the role by name).
+pub async fn put_member_role(world: &World, account: &str, name: &str, trust: &Value) {
+    use shared::permissions::{iam_action, MEMBER_ROLE};
+    let inside = world
+        .assume_role(account, "OrganizationAccountAccessRole")
+        .await
+        .unwrap();
+    let actions: Vec<&str> = MEMBER_ROLE.iter().map(|op| iam_action(op)).collect();
+    let policy = json!({
+        "Version": "2012-10-17",
+        "Statement": [{ "Effect": "Allow", "Action": actions, "Resource": "*" }]
+    });
+    let iam = clients::iam_from(&inside, world.moto_url());
+    iam.create_role()
+        .role_name(name)
+        .assume_role_policy_document(trust.to_string())
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name(name)
+        .policy_name("ct-entitlements-member")
+        .policy_document(policy.to_string())
+        .send()
+        .await
+        .unwrap();
+}
