@@ -184,21 +184,30 @@ pub enum HintAction {
 pub fn hint_action(status: Option<&str>, grant_named: bool) -> HintAction {
     use crate::decide::status::*;
     match status {
-        Some(PENDING_ACCEPT | FAILED_WORKFLOW) => HintAction::Run,
+        Some(PENDING_ACCEPT) => HintAction::Run,
         Some(ACTIVE | PENDING_WORKFLOW | PENDING_DELETE | WORKFLOW_COMPLETED) => {
             HintAction::Nothing
         }
-        Some(DISABLED) | None if grant_named => HintAction::Look,
+        Some(DISABLED | FAILED_WORKFLOW) | None if grant_named => HintAction::Look,
         _ => HintAction::Read,
     }
 }
 
 /// Whether a grant `GetGrant` showed (and its parent's, for an account-level grant under an
-/// organization/OU grant) leaves a run something to do now: `None` (run) or why not. Pure.
-pub fn after_look(grant: &GrantView, parent: Option<&GrantView>) -> Option<String> {
+/// organization/OU grant) leaves a run something to do now: `None` (run) or why not.
+/// `own_name` is the name ct-entitlements gives its grants to that account. Pure.
+pub fn after_look(grant: &GrantView, parent: Option<&GrantView>, own_name: &str) -> Option<String> {
     use crate::decide::status::*;
     match grant.status.as_str() {
-        PENDING_ACCEPT | FAILED_WORKFLOW => None,
+        PENDING_ACCEPT => None,
+        // Its own grant (a repair, a per-account grant) failed: replaced now.
+        FAILED_WORKFLOW if grant.name == own_name => None,
+        // An account-level grant under an organization/OU grant fails when its member lacked
+        // the service-linked roles as the parent was made: the backfill that follows (or the
+        // account's own chain, for a joiner) repairs it; an event run would only race it.
+        FAILED_WORKFLOW => Some(
+            "an account-level grant failed its workflow; the run that waits on the account repairs it".into(),
+        ),
         ACTIVE => Some("ACTIVE".into()),
         PENDING_WORKFLOW | PENDING_DELETE | WORKFLOW_COMPLETED => {
             Some(format!("{} (License Manager's move)", grant.status))
@@ -1178,7 +1187,8 @@ async fn triage(
                     }
                     _ => None,
                 };
-                return Ok(after_look(&grant, parent.as_ref()));
+                let own_name = format!("{}-{}", engine.config().grant_name_prefix, hint.account);
+                return Ok(after_look(&grant, parent.as_ref(), &own_name));
             }
             settled(engine, org, &hint.account, calls).await
         }
@@ -1716,6 +1726,11 @@ fn short_of(
                     )
                 });
             }
+            if waiting_is_done && seen.iter().any(|s| s.in_flight) {
+                // A grant of the account's for this license waits on License Manager (a
+                // repair's workflow, an activation): its end sends its own event.
+                return None;
+            }
             let counts = |s: &&Seen| mode == Mode::Account || s.child;
             let ours_left = mode != Mode::Account
                 && seen.iter().any(|s| {
@@ -2066,6 +2081,20 @@ mod needs_tests {
                 "active child",
                 vec![parent("2"), child("ACTIVE")],
                 false,
+                false,
+            ),
+            (
+                "a repair in its workflow beside the deleted child",
+                vec![
+                    parent("2"),
+                    child("DELETED"),
+                    GrantView {
+                        arn: "arn:aws:license-manager::111122223333:grant:g-repair".into(),
+                        name: format!("ct-entitlements-{A}"),
+                        ..grant(L1, &account(A), "PENDING_WORKFLOW")
+                    },
+                ],
+                true,
                 false,
             ),
         ] {
@@ -2669,7 +2698,8 @@ mod tests {
         // (status, grant named, first step)
         for (status, named, action) in [
             (Some("PENDING_ACCEPT"), true, Run),
-            (Some("FAILED_WORKFLOW"), false, Run),
+            (Some("FAILED_WORKFLOW"), true, Look),
+            (Some("FAILED_WORKFLOW"), false, Read),
             (Some("ACTIVE"), true, Nothing),
             (Some("PENDING_WORKFLOW"), true, Nothing),
             (Some("PENDING_DELETE"), true, Nothing),
@@ -2705,6 +2735,21 @@ mod tests {
         // (case, grant, parent, a run now)
         for (case, g, p, run) in [
             ("to accept", grant("PENDING_ACCEPT", None), None, true),
+            (
+                "a child failed its workflow",
+                grant("FAILED_WORKFLOW", None),
+                None,
+                false,
+            ),
+            (
+                "our own grant failed its workflow",
+                GrantView {
+                    name: "ct-entitlements-210987654321".into(),
+                    ..grant("FAILED_WORKFLOW", None)
+                },
+                None,
+                true,
+            ),
             ("active", grant("ACTIVE", None), None, false),
             ("in workflow", grant("PENDING_WORKFLOW", None), None, false),
             (
@@ -2733,7 +2778,11 @@ mod tests {
                 true,
             ),
         ] {
-            assert_eq!(after_look(&g, p.as_ref()).is_none(), run, "{case}");
+            assert_eq!(
+                after_look(&g, p.as_ref(), "ct-entitlements-210987654321").is_none(),
+                run,
+                "{case}"
+            );
         }
     }
 
