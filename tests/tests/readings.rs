@@ -823,6 +823,12 @@ async fn run_cell(reading: &Reading, scenario: Scenario) -> Option<Cell> {
             .await
             .unwrap();
         let license = shape["LicenseArn"].as_str().unwrap().to_string();
+        // Registered as License Manager's delegated administrator.
+        s.world
+            .control()
+            .configure(json!({ "delegatedAdministrator": id }))
+            .await
+            .unwrap();
         for account in s.org.accounts.iter().filter(|a| a.id != id) {
             deploy_member_role(&s.world, &account.id, &id).await;
         }

@@ -1316,9 +1316,11 @@ impl LicenseManager {
                 // The management account, or License Manager's delegated administrator: AWS
                 // documents that it "can distribute entitlements using individual account IDs,
                 // organization ID, or organizational unit IDs" (Amazon Bedrock User Guide,
-                // Setting up managed entitlements). Registration is not modelled: any member
-                // may act as the delegated administrator (as for `orgReadForDelegatedAdmin`).
-                if ctx.caller != org.management_account && !org.accounts.contains(ctx.caller) {
+                // Setting up managed entitlements). The registration is the
+                // `delegatedAdministrator` switch.
+                let delegated = ctx.switches.delegated_administrator.as_deref() == Some(ctx.caller)
+                    && org.accounts.contains(ctx.caller);
+                if ctx.caller != org.management_account && !delegated {
                     return Err(ApiError::access_denied(
                         "Only the management account or the delegated administrator can create grants for an organization",
                     ));

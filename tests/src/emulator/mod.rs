@@ -156,6 +156,10 @@ pub struct Switches {
     /// Whether a delegated administrator (any member account but the management account) may
     /// call `ListReceivedGrantsForOrganization` (undocumented).
     pub org_read_for_delegated_admin: OrgReadForDelegatedAdmin,
+    /// The account registered as License Manager's delegated administrator
+    /// (`organizations:RegisterDelegatedAdministrator`, which the emulator does not read from
+    /// moto): it may create organization/OU grants, as the management account may.
+    pub delegated_administrator: Option<String>,
     /// Whether License Manager's `Grant Change` and `License Change` EventBridge events are
     /// recorded (`GET /_emulator/events`); `false` records none (AWS delivers them on a
     /// best-effort basis). Unlike the other readings, the default (`true`) is not the harsher
@@ -341,6 +345,7 @@ impl Default for Switches {
             grantee_override: GranteeOverride::Ignored,
             pending_activation_answer: PendingActivationAnswer::Active,
             org_read_for_delegated_admin: OrgReadForDelegatedAdmin::Denied,
+            delegated_administrator: None,
             change_events: true,
             grant_change_detail: GrantChangeDetail::None,
             change_events_to: ChangeEventsTo::Grantee,
