@@ -551,23 +551,26 @@ fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
 /// The account a License Manager event's detail names as a grantee (`arn:aws:iam::<id>:root`
 /// in any string of it): the detail's fields are not documented, so no field name is assumed.
 fn grantee_account(detail: &Value) -> Option<AccountId> {
-    let mut found = None;
-    let mut stack = vec![detail];
+    strings_in(detail)
+        .into_iter()
+        .rev()
+        .find_map(|s| account_of_root_principal(s).and_then(|id| AccountId::parse(id).ok()))
+}
+
+/// Every string in `v`, at any depth (an event's detail is undocumented, so no field name is
+/// assumed), in one fixed order.
+fn strings_in(v: &Value) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut stack = vec![v];
     while let Some(v) = stack.pop() {
         match v {
-            Value::String(s) => {
-                if let Some(id) =
-                    account_of_root_principal(s).and_then(|id| AccountId::parse(id).ok())
-                {
-                    found = Some(id);
-                }
-            }
+            Value::String(s) => out.push(s.as_str()),
             Value::Array(items) => stack.extend(items.iter()),
             Value::Object(m) => stack.extend(m.values()),
             _ => {}
         }
     }
-    found
+    out
 }
 
 /// The one grant status among the strings of an event's detail (`None` when none or several).
@@ -585,19 +588,9 @@ fn grant_status_in(detail: &Value) -> Option<String> {
         DELETED,
     ];
     let mut found: Vec<&str> = Vec::new();
-    let mut stack = vec![detail];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::String(s) => {
-                if let Some(st) = ALL.iter().find(|st| **st == s.as_str()) {
-                    if !found.contains(st) {
-                        found.push(st);
-                    }
-                }
-            }
-            Value::Array(items) => stack.extend(items.iter()),
-            Value::Object(m) => stack.extend(m.values()),
-            _ => {}
+    for s in strings_in(detail) {
+        if ALL.contains(&s) && !found.contains(&s) {
+            found.push(s);
         }
     }
     match found.as_slice() {
@@ -609,19 +602,12 @@ fn grant_status_in(detail: &Value) -> Option<String> {
 /// Grant ARNs anywhere in `v` (the event's detail or its `resources`), each once, at most
 /// [`MAX_EVENT_GRANTS`]: the detail is undocumented, so no field name is assumed.
 fn collect_grant_arns(v: &Value, arns: &mut Vec<String>) {
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        match v {
-            Value::String(s)
-                if crate::ids::is_grant_arn(s)
-                    && !arns.contains(s)
-                    && arns.len() < MAX_EVENT_GRANTS =>
-            {
-                arns.push(s.clone());
-            }
-            Value::Array(items) => stack.extend(items.iter()),
-            Value::Object(m) => stack.extend(m.values()),
-            _ => {}
+    for s in strings_in(v) {
+        if crate::ids::is_grant_arn(s)
+            && !arns.iter().any(|a| a == s)
+            && arns.len() < MAX_EVENT_GRANTS
+        {
+            arns.push(s.to_string());
         }
     }
 }
