@@ -2038,13 +2038,7 @@ mod needs_tests {
             parent_arn: "arn:aws:license-manager::111122223333:grant:g-org".into(),
             ..grant(L1, &account(A), status)
         };
-        let organization_mode = || {
-            GrantIndex::new(
-                HashMap::from([(L1.to_string(), Mode::Organization)]),
-                "ct-entitlements",
-            )
-        };
-        for (case, listing, reconcile, event) in [
+        let in_organization_mode = [
             (
                 "child under a bulk-activated parent, being activated",
                 vec![parent("2"), child("DISABLED")],
@@ -2077,22 +2071,15 @@ mod needs_tests {
                 true,
                 false,
             ),
-        ] {
-            let mut index = organization_mode();
-            index.add(L1, &listing);
-            assert_eq!(
-                needs_work(A, &wants(&[L1]), &index).is_some(),
-                reconcile,
-                "{case}"
-            );
-            assert_eq!(
-                needs_run_now(A, &wants(&[L1]), &index).is_some(),
-                event,
-                "{case}"
-            );
-        }
-        for (case, listing, reconcile, event) in cases {
-            let mut index = GrantIndex::default();
+        ];
+        let modes = |mode: Mode| HashMap::from([(L1.to_string(), mode)]);
+        let all = cases.into_iter().map(|c| (Mode::Account, c)).chain(
+            in_organization_mode
+                .into_iter()
+                .map(|c| (Mode::Organization, c)),
+        );
+        for (mode, (case, listing, reconcile, event)) in all {
+            let mut index = GrantIndex::new(modes(mode), "ct-entitlements");
             index.add(L1, &listing);
             assert_eq!(
                 needs_work(A, &wants(&[L1]), &index).is_some(),
