@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod bootstrap;
+pub mod changes;
 pub mod clients;
 pub mod config;
 pub mod custom_resource;

@@ -38,6 +38,10 @@ pub struct ReconcileConfig {
     /// of them makes at most one reconcile per 5 minutes, each starting after the events it
     /// covers. Unset: such an event runs the configured scope at once.
     pub coalesce_queue_url: Option<String>,
+    /// `CHANGE_EVENT_QUEUE_URL`: the queue the `LicenseManagerChanges` rule delivers to; its
+    /// records are triaged a batch at a time ([`crate::changes`]). Unset: records from any
+    /// queue but the coalescing one are refused.
+    pub change_queue_url: Option<String>,
 }
 
 impl ReconcileConfig {
@@ -97,7 +101,12 @@ impl ReconcileConfig {
                 echo(url)
             )));
         }
+        let change_queue_url = crate::config::parse_queue_url(
+            get("CHANGE_EVENT_QUEUE_URL"),
+            "CHANGE_EVENT_QUEUE_URL",
+        )?;
         Ok(ReconcileConfig {
+            change_queue_url,
             coalesce_queue_url,
             grant_quota,
             grant_quota_warn_percent,
@@ -168,7 +177,7 @@ impl GrantHint {
 }
 
 /// What a change event's hint leads to, before any call ([`hint_action`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum HintAction {
     /// The grant waits on ct-entitlements (a workflow completed: accept, or replace a failure).
     Run,
@@ -456,7 +465,7 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
 /// * License Manager: `Grant Change` naming an account's grant → that account now (the delayed
 ///   re-check stays the safety net); `License Change` (a new subscription is a new license) →
 ///   the configured scope, which queues every account the selection now covers and lacks it.
-fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
+pub(crate) fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Option<Scope>> {
     let source = obj.get("source").and_then(Value::as_str)?;
     if !CHANGE_SOURCES.contains(&source) {
         return None;
@@ -617,7 +626,7 @@ const MAX_EVENT_GRANTS: usize = 5;
 
 /// What a change event was, in a few words: `source`, `detail-type`, and the CloudTrail
 /// `eventName` when there is one (echoed safely: the event is a claim).
-fn event_label(obj: &serde_json::Map<String, Value>) -> String {
+pub(crate) fn event_label(obj: &serde_json::Map<String, Value>) -> String {
     let field = |v: Option<&Value>| -> String {
         v.and_then(Value::as_str)
             .unwrap_or("?")
@@ -779,6 +788,14 @@ pub struct ReconcileReport {
     /// ([`Scope::Coalesced`]): the reconcile runs when that message is delivered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coalesced: Option<String>,
+    /// A change-event batch's records refused (message id → why): answered as batch item
+    /// failures, so they end on the dead-letter queue rather than vanish.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rejected: BTreeMap<String, String>,
+    /// A change-event batch's records whose triage failed on something retryable (a
+    /// throttle): answered as batch item failures, so SQS delivers them again.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retried: Vec<String>,
     pub api_calls: BTreeMap<String, u32>,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -805,6 +822,8 @@ impl ReconcileReport {
             offboarded: Vec::new(),
             ignored: None,
             coalesced: None,
+            rejected: BTreeMap::new(),
+            retried: Vec::new(),
             api_calls: BTreeMap::new(),
             duration_ms: 0,
             error: None,
@@ -1182,7 +1201,7 @@ async fn triage(
 /// grantor's side with the same rules as a reconcile ([`needs_work`]), but for this account
 /// only: its grants, and per organization/OU-mode license its children and the parents that
 /// cover it. Where anything is unclear it runs.
-async fn settled(
+pub(crate) async fn settled(
     engine: &Engine,
     org: &OrgInfo,
     account: &AccountId,

@@ -23,10 +23,13 @@ use std::time::Duration;
 struct Pipeline {
     moto: String,
     rule_queue: String,
+    rule_queue_arn: String,
     config: ReconcileConfig,
+    /// Events the rule delivered.
+    events: usize,
     after: u64,
     management: String,
-    /// Reconciler reports, one per delivered event.
+    /// Reconciler reports, one per batch of delivered events.
     reports: Vec<Value>,
     /// account-lifecycle invocations for messages the reconciler queued, and their messages.
     batches: usize,
@@ -37,9 +40,20 @@ impl Pipeline {
     async fn new(s: &common::Setup) -> Self {
         let moto = s.world.moto_url().to_string();
         let t = template();
-        let pattern = to_json(
-            &t["Resources"]["ReconcilerFunction"]["Properties"]["Events"]["LicenseManagerChanges"]
-                ["Properties"]["Pattern"],
+        let pattern =
+            to_json(&t["Resources"]["LicenseManagerChangesRule"]["Properties"]["EventPattern"]);
+        let source = to_json(
+            &t["Resources"]["ReconcilerFunction"]["Properties"]["Events"]["ChangeEvents"]
+                ["Properties"]["Queue"],
+        )
+        .to_string();
+        let target = to_json(
+            &t["Resources"]["LicenseManagerChangesRule"]["Properties"]["Targets"][0]["Arn"],
+        )
+        .to_string();
+        assert!(
+            source.contains("ChangeEventQueue") && source == target,
+            "the reconciler reads the rule's queue: {source} / {target}"
         );
         let (rule_queue, rule_queue_arn) =
             common::new_queue(&s.world, "rule-license-manager").await;
@@ -76,11 +90,14 @@ impl Pipeline {
             .unwrap();
         Pipeline {
             moto,
-            rule_queue,
             config: ReconcileConfig {
                 coalesce_queue_url: Some(coalesce),
+                change_queue_url: Some(rule_queue.clone()),
                 ..reconcile_config(&s.queue_url, None)
             },
+            rule_queue,
+            rule_queue_arn,
+            events: 0,
             after,
             management: s.org.management_account.clone(),
             reports: Vec::new(),
@@ -127,13 +144,23 @@ impl Pipeline {
             if out.messages().is_empty() {
                 break;
             }
+            // One batch, as the queue's event source mapping delivers it.
+            let records: Vec<Value> = out
+                .messages()
+                .iter()
+                .map(|m| {
+                    json!({"messageId": m.message_id(), "eventSource": "aws:sqs",
+                           "eventSourceARN": self.rule_queue_arn, "body": m.body()})
+                })
+                .collect();
+            let batch = shared::changes::parse_batch(&json!({ "Records": records }), &self.config)
+                .expect("a batch from the change-event queue")
+                .unwrap();
+            let (response, report) = reconciler::change_batch(engine, &self.config, &batch).await;
+            assert_eq!(response["batchItemFailures"], json!([]), "{report:#?}");
+            self.reports.push(serde_json::to_value(&report).unwrap());
+            delivered += records.len();
             for m in out.messages() {
-                let event: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-                let report = reconciler::handle(engine, &self.config, &event)
-                    .await
-                    .unwrap();
-                self.reports.push(report);
-                delivered += 1;
                 sqs.delete_message()
                     .queue_url(&self.rule_queue)
                     .receipt_handle(m.receipt_handle().unwrap())
@@ -142,6 +169,7 @@ impl Pipeline {
                     .unwrap();
             }
         }
+        self.events += delivered;
         // What is visible on the onboarding queue now (re-checks wait 300 s): one batch.
         let out = sqs
             .receive_message()
@@ -262,25 +290,26 @@ async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no
         queued <= licenses,
         "{queued} runs asked for {licenses} grants"
     );
-    let not_run = pipe
-        .reports
-        .iter()
-        .filter(|r| {
-            r["skipped"][&prod]
+    // Each batch ran or said why not for every account its events named, once.
+    for r in &pipe.reports {
+        let skipped = r["skipped"].as_object().unwrap();
+        assert_eq!(
+            r["accountsListed"].as_u64().unwrap() as usize,
+            r["onboard"].as_array().unwrap().len() + skipped.len(),
+            "{r:#}"
+        );
+        assert!(
+            skipped.values().all(|why| why
                 .as_str()
-                .is_some_and(|why| why.contains("nothing for a run to do now"))
-        })
-        .count();
-    assert_eq!(
-        not_run + queued,
-        pipe.reports.len(),
-        "each event either ran the account or said why not: {:#?}",
-        pipe.reports
-    );
+                .unwrap()
+                .contains("nothing for a run to do now")),
+            "{r:#}"
+        );
+    }
     assert!(
-        pipe.reports.len() >= 3 * licenses,
+        pipe.events >= 3 * licenses,
         "create, completion, accept/activation and ACTIVE of each grant: {} events",
-        pipe.reports.len()
+        pipe.events
     );
 
     // A grant deactivated by hand, under the reading where the event names only the grant:
@@ -296,7 +325,7 @@ async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no
         pipe.step(&s, &engine).await;
     }
     let named = &pipe.reports[reports];
-    assert_eq!(named["scope"], "grant-changed:1", "{named:#}");
+    assert_eq!(named["scope"], "change-events:1", "{named:#}");
     assert_eq!(
         named["apiCalls"]["license-manager:GetGrant"], 1,
         "{named:#}"
@@ -320,8 +349,8 @@ async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no
     }
     assert!(delivered >= 1, "the deactivation's event");
     for r in &pipe.reports[reports..] {
-        assert_eq!(r["scope"], "coalesced", "{r:#}");
         assert_eq!(r["coalesced"], "aws.license-manager Grant Change", "{r:#}");
+        assert_eq!(r["enqueued"], 0, "{r:#}");
     }
     let coalesce = pipe.config.coalesce_queue_url.clone().unwrap();
     let requests = pipe.reports.len() - reports;

@@ -13,6 +13,12 @@ pub async fn handle(
     config: &ReconcileConfig,
     payload: &Value,
 ) -> Result<Value, Error> {
+    if let Some(batch) = shared::changes::parse_batch(payload, config) {
+        let batch = batch.inspect_err(|e| {
+            tracing::error!(kind = e.kind(), error = %e, "input rejected before any AWS call");
+        })?;
+        return Ok(change_batch(engine, config, &batch).await.0);
+    }
     let (scope, dry_run) = reconcile::parse(payload, config).inspect_err(|e| {
         tracing::error!(kind = e.kind(), error = %e, "input rejected before any AWS call");
     })?;
@@ -29,6 +35,25 @@ pub async fn handle(
         Some(err) => Err(err),
         None => Ok(value),
     }
+}
+
+/// A batch from the change-event queue: triaged as a whole, its report logged, and answered
+/// with the records to deliver again (a throttle) or to leave for the dead-letter queue (not
+/// a License Manager change event) as batch item failures: the rest of the batch is done.
+pub async fn change_batch(
+    engine: &Engine,
+    config: &ReconcileConfig,
+    batch: &shared::changes::ChangeBatch,
+) -> (Value, ReconcileReport) {
+    let report = shared::changes::run(engine, config, batch, config.dry_run).await;
+    shared::report::emit("reconcileReport", serde_json::json!({ "report": report }));
+    let failures: Vec<Value> = report
+        .rejected
+        .keys()
+        .chain(report.retried.iter())
+        .map(|id| serde_json::json!({ "itemIdentifier": id }))
+        .collect();
+    (serde_json::json!({ "batchItemFailures": failures }), report)
 }
 
 /// The error a reconcile report fails the invocation with, if any: the run's own error as it
@@ -156,6 +181,36 @@ mod tests {
             assert_eq!(report["apiCalls"], json!({}), "{report:#}");
             assert_eq!(report["offboard"], json!([]), "{report:#}");
         }
+    }
+
+    /// A change-event batch whose records are not License Manager change events: each is
+    /// answered as a batch item failure (to the dead-letter queue), with no AWS call (the
+    /// engine's port is closed), and the invocation itself succeeds.
+    #[tokio::test]
+    async fn a_change_event_batch_answers_its_refused_records_as_item_failures() {
+        let engine = engine();
+        let config = ReconcileConfig {
+            change_queue_url: Some("http://127.0.0.1:9/123456789012/changes".into()),
+            ..config()
+        };
+        let arn = "arn:aws:sqs:us-east-1:123456789012:changes";
+        let payload = json!({"Records": [
+            {"messageId": "m1", "eventSource": "aws:sqs", "eventSourceARN": arn, "body": "[]"},
+            {"messageId": "m2", "eventSource": "aws:sqs", "eventSourceARN": arn,
+             "body": json!({"source": "aws.events", "detail-type": "Scheduled Event"}).to_string()},
+        ]});
+        let response = handle(&engine, &config, &payload).await.expect("answered");
+        assert_eq!(
+            response,
+            json!({"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]})
+        );
+        // A record of another queue in the batch: the wiring is wrong, the whole batch refused.
+        let mixed = json!({"Records": [
+            {"messageId": "m1", "eventSource": "aws:sqs", "eventSourceARN": arn, "body": "{}"},
+            {"messageId": "m2", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:other", "body": "{}"},
+        ]});
+        let err = handle(&engine, &config, &mixed).await.expect_err("refused");
+        assert_eq!(err.kind(), "InvalidInput", "{err}");
     }
 
     fn report(error: Option<ErrorReport>) -> ReconcileReport {

@@ -25,6 +25,7 @@ pub fn reconcile_config(
         offboard,
         dry_run: false,
         coalesce_queue_url: None,
+        change_queue_url: None,
     }
 }
 
