@@ -47,7 +47,7 @@ async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
         ("organizations", with_account(organizations, management)),
         (
             "license-manager",
-            to_json(&reconciler_events["LicenseManagerChanges"]["Properties"]["Pattern"]),
+            to_json(&t["Resources"]["LicenseManagerChangesRule"]["Properties"]["EventPattern"]),
         ),
         // The same rule in a stack whose management account is another one: events of this
         // account (moto's caller) must not reach it.
@@ -72,7 +72,7 @@ async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
             json!({"Rule": name, "Targets": [{"Id": "1", "Arn": arn}]}),
         )
         .await;
-        queues.push((name.to_string(), url));
+        queues.push((name.to_string(), url, arn));
     }
 
     let sandbox_ou = s.org.ou("Sandbox").unwrap().id.clone();
@@ -118,7 +118,7 @@ async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
     assert_eq!(put["FailedEntryCount"], 0, "{put}");
 
     let mut delivered = std::collections::HashMap::new();
-    for (name, url) in &queues {
+    for (name, url, _) in &queues {
         let got = sqs
             .receive_message()
             .queue_url(url)
@@ -166,20 +166,33 @@ async fn each_rule_delivers_what_it_must_and_the_function_acts_on_it() {
     assert_eq!(report["outcome"], "entitled", "{report:#}");
     assert_eq!(report["accountId"], json!(prod));
 
-    let config = ReconcileConfig::from_lookup(|k| {
-        (k == "ONBOARDING_QUEUE_URL").then(|| s.queue_url.clone())
+    let (_, change_queue, change_queue_arn) = queues
+        .iter()
+        .find(|(name, _, _)| name == "license-manager")
+        .unwrap()
+        .clone();
+    let config = ReconcileConfig::from_lookup(|k| match k {
+        "ONBOARDING_QUEUE_URL" => Some(s.queue_url.clone()),
+        "CHANGE_EVENT_QUEUE_URL" => Some(change_queue.clone()),
+        _ => None,
     })
     .unwrap();
     let moved = reconciler::handle(&engine, &config, &delivered["organizations"][0])
         .await
         .unwrap();
     assert_eq!(moved["onboard"], json!([sandbox]), "{moved:#}");
-    // The grant change names prod, entitled a moment ago: it needs nothing, so no run.
-    let changed = reconciler::handle(&engine, &config, &delivered["license-manager"][0])
-        .await
+    // The grant change names prod, entitled a moment ago: it needs nothing, so no run. It
+    // arrives as the rule's queue delivers it (an SQS batch of one).
+    let batch = json!({"Records": [{"messageId": "m1", "eventSource": "aws:sqs",
+        "eventSourceARN": change_queue_arn, "body": delivered["license-manager"][0].to_string()}]});
+    let answer = reconciler::handle(&engine, &config, &batch).await.unwrap();
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let parsed = shared::changes::parse_batch(&batch, &config)
+        .unwrap()
         .unwrap();
-    assert_eq!(changed["onboard"], json!([]), "{changed:#}");
-    assert!(changed["skipped"][&prod].is_string(), "{changed:#}");
+    let (_, changed) = reconciler::change_batch(&engine, &config, &parsed).await;
+    assert_eq!(changed.onboard, Vec::<String>::new(), "{changed:#?}");
+    assert!(changed.skipped.contains_key(&prod), "{changed:#?}");
     assert_eq!(s.drain_queue(&engine).await, (1, 0));
     assert_eq!(
         s.grants_in(&sandbox).await.len(),
