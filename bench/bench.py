@@ -646,6 +646,7 @@ class ChangeEvents:
         self.stats = collections.Counter()
         self.runs = collections.Counter()  # account-lifecycle runs on the onboarding queue, by reason
         self.skips = collections.Counter()  # why an event's account was not run
+        self.run_reasons = collections.Counter()  # why the reconciler queued an account
         self.errors = []
         self.stopping = threading.Event()
         self.inbox = queue.Queue()
@@ -824,6 +825,8 @@ class ChangeEvents:
                         self.stats[f"calls:{op}"] += count
                     for why in report.get("skipped", {}).values():
                         self.skips[why.split(";")[0][:60]] += 1
+                    for why in report.get("needs", {}).values():
+                        self.run_reasons[re.sub(r"arn:\S+ ?", "", why)[:60]] += 1
         event_runs = self.runs.get("grant-change", 0)
         # The account reports of those runs (the onboarding container's log): a run that
         # wrote nothing found nothing to do, the events' only waste.
@@ -854,6 +857,7 @@ class ChangeEvents:
             "eventRunsThatWroteNothing": idle,
             "eventRunsThatWroteNothingPerAccount": round(idle / accounts, 4),
             "notRun": dict(self.skips.most_common(6)),
+            "runReasons": dict(self.run_reasons.most_common(8)),
             "coalesceRequests": self.stats["coalesceRequests"],
             "coalescedReconciles": sum(int(v) for v in coalesced.values()),
             "grantsTimed": len(to_active) + never,
@@ -1120,6 +1124,9 @@ def main():
                    default=int(os.environ.get("SCALE_ACCOUNTS", "10000")),
                    help="members of the organization-scale run (--only scale; make scale)")
     p.add_argument("--scale-ous", type=int, default=50)
+    p.add_argument("--scale-runs", default="plain,events,quiet",
+                   help="make scale: which runs (plain: events off, no workflow time; events: "
+                        "change events on; quiet: events off, the events run's timings)")
     p.add_argument("--no-scale-events", action="store_true",
                    help="make scale: skip the second run with change events on")
     p.add_argument("--skip-build", action="store_true")
@@ -1195,12 +1202,14 @@ def main():
             report["scaledDown"].append(
                 f"scale: {args.scale_accounts} accounts instead of 10,000 (time budget)")
             log(f"  SCALED DOWN: {args.scale_accounts} accounts instead of 10,000")
-        report["scale"] = bench_scale(args, lw)
-        if not args.no_scale_events:
+        if "plain" in args.scale_runs:
+            report["scale"] = bench_scale(args, lw)
+        if "events" in args.scale_runs and not args.no_scale_events:
             log("== 6b. the same with License Manager's change events on (workflows 1.5 s, "
                 f"re-checks {EVENTS_RECHECK_DELAY} s): runs added by events, new-account time, "
                 "workflow completion to ACTIVE")
             report["scaleEvents"] = bench_scale(args, lw, events=True)
+        if "quiet" in args.scale_runs and not args.no_scale_events:
             log("== 6c. the baseline of 6b: the same workflow timings and re-checks, events off")
             report["scaleQuiet"] = bench_scale(args, lw, timed=True)
 

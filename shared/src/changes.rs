@@ -154,8 +154,9 @@ fn record_item(body: Option<&str>) -> Result<Vec<Item>, String> {
 /// What a batch's hints about one account lead to. Pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
-    /// A grant waits on ct-entitlements: run the account, no call needed.
-    Run,
+    /// A grant waits on ct-entitlements: run the account, no call needed. Why (a grant and
+    /// its status).
+    Run(String),
     /// Nothing for a run to do now, and why.
     Nothing(String),
     /// These grants (ARNs) say whose move it is: `GetGrant` each.
@@ -185,7 +186,7 @@ pub fn plan(hints: &[&GrantHint]) -> Step {
             .or_default()
             .insert(hint.status.as_deref());
     }
-    let (mut run, mut read, mut look, mut nothing) = (false, false, Vec::new(), None);
+    let (mut run, mut read, mut look, mut nothing) = (None, false, Vec::new(), None);
     for (grant, mut statuses) in by_grant {
         if statuses.len() > 1 {
             statuses.remove(&Some(PENDING_WORKFLOW));
@@ -207,7 +208,10 @@ pub fn plan(hints: &[&GrantHint]) -> Step {
             (action, _) => action,
         };
         match (action, grant) {
-            (HintAction::Run, _) => run = true,
+            (HintAction::Run, _) => {
+                let status = statuses.iter().flatten().next().copied().unwrap_or("?");
+                run.get_or_insert_with(|| format!("{} {status}", grant.unwrap_or("a grant")));
+            }
             (HintAction::Read, _) | (HintAction::Look, None) => read = true,
             (HintAction::Look, Some(arn)) => look.push(arn.to_string()),
             (HintAction::Nothing, _) => {
@@ -218,8 +222,8 @@ pub fn plan(hints: &[&GrantHint]) -> Step {
             }
         }
     }
-    if run {
-        Step::Run
+    if let Some(why) = run {
+        Step::Run(why)
     } else if read {
         Step::Read
     } else if !look.is_empty() {
@@ -238,92 +242,18 @@ pub async fn run(
     dry_run: bool,
 ) -> ReconcileReport {
     let started = Instant::now();
-    let calls = CallLog::default();
-    let mut report = ReconcileReport::empty(format!("change-events:{}", batch.ids.len()), dry_run);
+    let mut t = Triage {
+        engine,
+        calls: CallLog::default(),
+        report: ReconcileReport::empty(format!("change-events:{}", batch.ids.len()), dry_run),
+        failed: BTreeSet::new(),
+    };
     for (i, why) in &batch.rejected {
         tracing::error!(message_id = %batch.ids[*i], reason = %why, "change-event record refused");
-        report.rejected.insert(batch.ids[*i].clone(), why.clone());
+        t.report.rejected.insert(batch.ids[*i].clone(), why.clone());
     }
-    let mut failed: BTreeSet<usize> = BTreeSet::new();
-    let keep_error = |report: &mut ReconcileReport, e: &Error| {
-        if report.error.is_none() {
-            report.error = Some(ErrorReport::from(e));
-        }
-    };
-    let lm = &engine.clients().license_manager;
-
-    // Hints, with the grants named by ARN alone resolved (one read per distinct grant).
-    let mut hints: Vec<(usize, GrantHint)> = Vec::new();
-    let mut coalesce: Vec<(usize, String)> = Vec::new();
-    let mut by_arn: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, item) in &batch.items {
-        match item {
-            Item::Hint(hint) => hints.push((*i, hint.as_ref().clone())),
-            Item::Coalesce(why) => coalesce.push((*i, why.clone())),
-            Item::Grants(arns) => {
-                for arn in arns {
-                    by_arn.entry(arn.as_str()).or_default().push(*i);
-                }
-            }
-        }
-    }
-    let reads =
-        futures::future::join_all(by_arn.keys().map(|arn| aws::get_grant(lm, arn, &calls))).await;
-    for ((arn, records), read) in by_arn.iter().zip(reads) {
-        match read {
-            Ok(grant) => match account_of_root_principal(&grant.grantee)
-                .and_then(|id| AccountId::parse(id).ok())
-            {
-                Some(account) => {
-                    for i in records {
-                        hints.push((
-                            *i,
-                            GrantHint {
-                                account: account.clone(),
-                                grant: Some((*arn).to_string()),
-                                status: Some(grant.status.clone()),
-                                seen: Some(grant.clone()),
-                            },
-                        ));
-                    }
-                }
-                None => coalesce.extend(records.iter().map(|i| {
-                    (
-                        *i,
-                        format!("Grant Change of {arn}, granted to {}", grant.grantee),
-                    )
-                })),
-            },
-            Err(e) if e.retry() == crate::Retry::Retryable => {
-                keep_error(&mut report, &e);
-                failed.extend(records);
-            }
-            Err(e) => coalesce.extend(
-                records
-                    .iter()
-                    .map(|i| (*i, format!("Grant Change of {arn}, unreadable: {e}"))),
-            ),
-        }
-    }
-
-    // The configured scope, once for the whole batch.
-    if let Some((_, why)) = coalesce.first() {
-        report.coalesced = Some(why.clone());
-        let sent = match &config.coalesce_queue_url {
-            _ if dry_run => Ok(()),
-            Some(url) => {
-                aws::send_coalesced(&engine.clients().sqs, url, COALESCED_BODY, &calls).await
-            }
-            None => Err(Error::Config(
-                "RECONCILE_QUEUE_URL: not set, so there is no queue to coalesce on".into(),
-            )),
-        };
-        if let Err(e) = sent {
-            keep_error(&mut report, &e);
-            failed.extend(coalesce.iter().map(|(i, _)| *i));
-        }
-    }
-
+    let (hints, coalesce) = t.resolve(&batch.items).await;
+    t.coalesce(config, &coalesce, dry_run).await;
     // Each account's step, from all its hints.
     let mut accounts: BTreeMap<AccountId, (Vec<&GrantHint>, Vec<usize>)> = BTreeMap::new();
     for (i, hint) in &hints {
@@ -331,108 +261,271 @@ pub async fn run(
         entry.0.push(hint);
         entry.1.push(*i);
     }
-    let steps: BTreeMap<&AccountId, Step> = accounts
+    let steps: Vec<(&AccountId, Step, &[usize])> = accounts
         .iter()
-        .map(|(account, (hints, _))| (account, plan(hints)))
+        .map(|(account, (hints, records))| (account, plan(hints), records.as_slice()))
         .collect();
+    let views = t.look(&hints, &steps).await;
+    let runs = t.verdicts(&steps, &views).await;
+    t.queue(config, runs, dry_run).await;
+    let mut report = t.report;
+    report.retried = t.failed.iter().map(|i| batch.ids[*i].clone()).collect();
+    report.accounts_listed = accounts.len();
+    report.api_calls = t.calls.snapshot().own;
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report
+}
 
-    // The grants to look at, once each, then their parents (for a DISABLED grant), once each.
-    let mut views: HashMap<String, Result<GrantView, Error>> = HashMap::new();
-    for (_, hint) in &hints {
-        if let (Some(arn), Some(seen)) = (&hint.grant, &hint.seen) {
-            views.insert(arn.clone(), Ok(seen.clone()));
-        }
-    }
-    let wanted: BTreeSet<&str> = steps
-        .values()
-        .filter_map(|s| match s {
-            Step::Look(arns) => Some(arns.iter().map(String::as_str)),
-            _ => None,
-        })
-        .flatten()
-        .filter(|arn| !views.contains_key(*arn))
-        .collect();
-    read_all(engine, wanted, &mut views, &calls).await;
-    let parents: BTreeSet<String> = views
-        .values()
-        .filter_map(|v| v.as_ref().ok())
-        .filter(|g| g.status == crate::decide::status::DISABLED)
-        .map(|g| g.parent_arn.clone())
-        .filter(|p| crate::ids::is_grant_arn(p) && !views.contains_key(p))
-        .collect();
-    read_all(
-        engine,
-        parents.iter().map(String::as_str),
-        &mut views,
-        &calls,
-    )
-    .await;
+/// One batch's triage under way: what it called, reported and must answer as failed.
+struct Triage<'a> {
+    engine: &'a Engine,
+    calls: CallLog,
+    report: ReconcileReport,
+    /// Record indexes to deliver again.
+    failed: BTreeSet<usize>,
+}
 
-    // Each account: run, nothing, or (gone grants) its listings.
-    let mut run_accounts: Vec<AccountId> = Vec::new();
-    let mut org = None;
-    for (account, step) in &steps {
-        let records = &accounts[*account].1;
-        let verdict = match step {
-            Step::Run => Verdict::Run,
-            Step::Nothing(why) => Verdict::Skip(why.clone()),
-            Step::Look(arns) => after_looks(arns, &views),
-            Step::Read => Verdict::Read,
-        };
-        let outcome = match verdict {
-            Verdict::Run => Ok(None),
-            Verdict::Skip(why) => Ok(Some(why)),
-            Verdict::Retry(e) => Err(e),
-            Verdict::Read => {
-                if org.is_none() {
-                    org = engine.organization(&calls).await.ok();
-                }
-                match &org {
-                    Some(org) => crate::reconcile::settled(engine, org, account, &calls).await,
-                    None => engine.organization(&calls).await.map(|_| None),
-                }
-                .map_err(|e| ErrorReport::from(&e))
-            }
-        };
-        match outcome {
-            Ok(None) => run_accounts.push((*account).clone()),
-            Ok(Some(why)) => {
-                report.skipped.insert(
-                    account.to_string(),
-                    format!("Grant Change event: nothing for a run to do now ({why}); no run"),
-                );
-            }
-            Err(e) => {
-                report.error.get_or_insert(e);
-                failed.extend(records);
-            }
-        }
+impl Triage<'_> {
+    /// Keeps the first error in the report, and the records it touched for another delivery.
+    fn fail<'r>(&mut self, records: impl IntoIterator<Item = &'r usize>, e: ErrorReport) {
+        self.report.error.get_or_insert(e);
+        self.failed.extend(records);
     }
 
-    // The runs, once each, on the onboarding queue.
-    let own = [
-        org.as_ref().map(|o| o.management_account.clone()),
-        engine
-            .config()
-            .self_account_id
-            .as_ref()
-            .map(|a| a.to_string()),
-    ];
-    for account in run_accounts {
-        if own.iter().flatten().any(|a| a == account.as_str()) {
-            report.skipped.insert(
-                account.to_string(),
-                "an account ct-entitlements does not run".into(),
+    /// The batch's hints, with the grants named by ARN alone read (once each) and turned into
+    /// hints (a grant to an account) or coalescing requests (to the organization or an OU, or
+    /// unreadable); and the coalescing requests.
+    async fn resolve(
+        &mut self,
+        items: &[(usize, Item)],
+    ) -> (Vec<(usize, GrantHint)>, Vec<(usize, String)>) {
+        let mut hints: Vec<(usize, GrantHint)> = Vec::new();
+        let mut coalesce: Vec<(usize, String)> = Vec::new();
+        let mut by_arn: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, item) in items {
+            match item {
+                Item::Hint(hint) => hints.push((*i, hint.as_ref().clone())),
+                Item::Coalesce(why) => coalesce.push((*i, why.clone())),
+                Item::Grants(arns) => arns
+                    .iter()
+                    .for_each(|arn| by_arn.entry(arn.as_str()).or_default().push(*i)),
+            }
+        }
+        let mut views = HashMap::new();
+        read_all(self.engine, by_arn.keys().copied(), &mut views, &self.calls).await;
+        for (arn, records) in &by_arn {
+            match views.remove(*arn) {
+                Some(Ok(grant)) => match account_of_root_principal(&grant.grantee)
+                    .and_then(|id| AccountId::parse(id).ok())
+                {
+                    Some(account) => hints.extend(records.iter().map(|i| {
+                        let hint = GrantHint {
+                            account: account.clone(),
+                            grant: Some((*arn).to_string()),
+                            status: Some(grant.status.clone()),
+                            seen: Some(grant.clone()),
+                        };
+                        (*i, hint)
+                    })),
+                    None => coalesce.extend(records.iter().map(|i| {
+                        (
+                            *i,
+                            format!("Grant Change of {arn}, granted to {}", grant.grantee),
+                        )
+                    })),
+                },
+                Some(Err(e)) if e.retry() == crate::Retry::Retryable => {
+                    self.fail(records, ErrorReport::from(&e));
+                }
+                Some(Err(e)) => coalesce.extend(
+                    records
+                        .iter()
+                        .map(|i| (*i, format!("Grant Change of {arn}, unreadable: {e}"))),
+                ),
+                None => {}
+            }
+        }
+        (hints, coalesce)
+    }
+
+    /// The configured scope, asked for once for the whole batch on the coalescing queue.
+    async fn coalesce(
+        &mut self,
+        config: &ReconcileConfig,
+        requests: &[(usize, String)],
+        dry_run: bool,
+    ) {
+        let Some((_, why)) = requests.first() else {
+            return;
+        };
+        self.report.coalesced = Some(why.clone());
+        let sent = match &config.coalesce_queue_url {
+            _ if dry_run => Ok(()),
+            Some(url) => {
+                let sqs = &self.engine.clients().sqs;
+                aws::send_coalesced(sqs, url, COALESCED_BODY, &self.calls).await
+            }
+            None => Err(Error::Config(
+                "RECONCILE_QUEUE_URL: not set, so there is no queue to coalesce on".into(),
+            )),
+        };
+        if let Err(e) = sent {
+            self.fail(requests.iter().map(|(i, _)| i), ErrorReport::from(&e));
+        }
+    }
+
+    /// The grants the steps look at, read once each (those read already kept), then the
+    /// parents of the DISABLED ones, once each.
+    async fn look(
+        &mut self,
+        hints: &[(usize, GrantHint)],
+        steps: &[(&AccountId, Step, &[usize])],
+    ) -> HashMap<String, Result<GrantView, Error>> {
+        let mut views: HashMap<String, Result<GrantView, Error>> = HashMap::new();
+        for (_, hint) in hints {
+            if let (Some(arn), Some(seen)) = (&hint.grant, &hint.seen) {
+                views.insert(arn.clone(), Ok(seen.clone()));
+            }
+        }
+        let wanted: BTreeSet<&str> = steps
+            .iter()
+            .filter_map(|(_, step, _)| match step {
+                Step::Look(arns) => Some(arns.iter().map(String::as_str)),
+                _ => None,
+            })
+            .flatten()
+            .filter(|arn| !views.contains_key(*arn))
+            .collect();
+        read_all(self.engine, wanted, &mut views, &self.calls).await;
+        let parents: BTreeSet<String> = views
+            .values()
+            .filter_map(|v| v.as_ref().ok())
+            .filter(|g| g.status == crate::decide::status::DISABLED)
+            .map(|g| g.parent_arn.clone())
+            .filter(|p| crate::ids::is_grant_arn(p) && !views.contains_key(p))
+            .collect();
+        read_all(
+            self.engine,
+            parents.iter().map(String::as_str),
+            &mut views,
+            &self.calls,
+        )
+        .await;
+        views
+    }
+
+    /// Each account's verdict: run, nothing (reported), or, for grants gone, its listings
+    /// ([`crate::reconcile::settled`]). Returns the accounts to run.
+    async fn verdicts(
+        &mut self,
+        steps: &[(&AccountId, Step, &[usize])],
+        views: &HashMap<String, Result<GrantView, Error>>,
+    ) -> Vec<(AccountId, Vec<usize>)> {
+        let mut runs = Vec::new();
+        let mut org = None;
+        for (account, step, records) in steps {
+            let verdict = match step {
+                Step::Run(why) => Verdict::Run(why.clone()),
+                Step::Nothing(why) => Verdict::Skip(why.clone()),
+                Step::Look(arns) => after_looks(arns, views),
+                Step::Read => Verdict::Read,
+            };
+            let outcome = match verdict {
+                Verdict::Run(why) => Ok(Ok(why)),
+                Verdict::Skip(why) => Ok(Err(why)),
+                Verdict::Retry(e) => Err(e),
+                Verdict::Read => self
+                    .read(&mut org, account)
+                    .await
+                    .map(|settled| match settled {
+                        None => {
+                            Ok("a selected license is short of an ACTIVE grant (listings)".into())
+                        }
+                        Some(why) => Err(why),
+                    }),
+            };
+            match outcome {
+                Ok(Ok(why)) => {
+                    self.report.needs.insert(account.to_string(), why);
+                    runs.push(((*account).clone(), records.to_vec()));
+                }
+                Ok(Err(why)) => {
+                    self.report.skipped.insert(
+                        account.to_string(),
+                        format!("Grant Change event: nothing for a run to do now ({why}); no run"),
+                    );
+                }
+                Err(e) => self.fail(records.iter(), e),
+            }
+        }
+        runs
+    }
+
+    /// An account's listings ([`crate::reconcile::settled`]), the organization read once.
+    async fn read(
+        &mut self,
+        org: &mut Option<crate::aws::OrgInfo>,
+        account: &AccountId,
+    ) -> Result<Option<String>, ErrorReport> {
+        if org.is_none() {
+            *org = Some(
+                self.engine
+                    .organization(&self.calls)
+                    .await
+                    .map_err(|e| ErrorReport::from(&e))?,
             );
-        } else {
-            report.onboard.push(account.to_string());
         }
+        let Some(org) = org.as_ref() else {
+            return Ok(None);
+        };
+        crate::reconcile::settled(self.engine, org, account, &self.calls)
+            .await
+            .map_err(|e| ErrorReport::from(&e))
     }
-    if !dry_run && !report.onboard.is_empty() {
-        let bodies: Vec<String> = report
+
+    /// The accounts to run, once each, on the onboarding queue (never the management account
+    /// or the one ct-entitlements runs in). A failed send retries their records.
+    async fn queue(
+        &mut self,
+        config: &ReconcileConfig,
+        runs: Vec<(AccountId, Vec<usize>)>,
+        dry_run: bool,
+    ) {
+        if runs.is_empty() {
+            return;
+        }
+        let own = [
+            self.engine
+                .organization(&self.calls)
+                .await
+                .ok()
+                .map(|o| o.management_account),
+            self.engine
+                .config()
+                .self_account_id
+                .as_ref()
+                .map(|a| a.to_string()),
+        ];
+        let mut records = Vec::new();
+        for (account, of) in runs {
+            if own.iter().flatten().any(|a| a == account.as_str()) {
+                self.report.skipped.insert(
+                    account.to_string(),
+                    "an account ct-entitlements does not run".into(),
+                );
+            } else {
+                self.report.onboard.push(account.to_string());
+                records.extend(of);
+            }
+        }
+        if dry_run || self.report.onboard.is_empty() {
+            return;
+        }
+        let bodies: Vec<String> = self
+            .report
             .onboard
             .iter()
-            .map(|id| {
+            .filter_map(|id| {
                 serde_json::to_string(&OnboardRequest {
                     account_id: id.clone(),
                     reason: Some(crate::event::GRANT_CHANGE_REASON.into()),
@@ -442,39 +535,22 @@ pub async fn run(
                     ou_id: None,
                     backfill: false,
                 })
-                .unwrap_or_default()
+                .ok()
             })
             .collect();
-        match aws::send_batch(
-            &engine.clients().sqs,
-            &config.onboarding_queue_url,
-            &bodies,
-            &calls,
-        )
-        .await
-        {
-            Ok(n) => report.enqueued = n,
-            Err(e) => {
-                keep_error(&mut report, &e);
-                for id in &report.onboard {
-                    if let Ok(account) = AccountId::parse(id) {
-                        failed.extend(&accounts[&account].1);
-                    }
-                }
-            }
+        let sqs = &self.engine.clients().sqs;
+        match aws::send_batch(sqs, &config.onboarding_queue_url, &bodies, &self.calls).await {
+            Ok(n) => self.report.enqueued = n,
+            Err(e) => self.fail(records.iter(), ErrorReport::from(&e)),
         }
     }
-    report.retried = failed.iter().map(|i| batch.ids[*i].clone()).collect();
-    report.accounts_listed = accounts.len();
-    report.api_calls = calls.snapshot().own;
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    report
 }
 
 /// What an account's looks decide.
 #[derive(Debug)]
 pub enum Verdict {
-    Run,
+    /// Run the account, and why.
+    Run(String),
     Skip(String),
     /// A grant went away (deleted, rejected, unreadable): the account's listings decide.
     Read,
@@ -513,7 +589,13 @@ pub fn after_looks(arns: &[String], views: &HashMap<String, Result<GrantView, Er
             _ => None,
         };
         match after_look(grant, parent) {
-            None => return Verdict::Run,
+            None => {
+                return Verdict::Run(format!(
+                    "{arn} {}{}",
+                    grant.status,
+                    parent.map_or_else(String::new, |p| format!(" under {} {}", p.arn, p.status))
+                ))
+            }
             Some(why) => {
                 skip.get_or_insert(why);
             }
@@ -573,17 +655,18 @@ mod tests {
     #[test]
     fn an_accounts_step_comes_from_all_its_hints_in_the_batch() {
         let look = |arns: &[&str]| Step::Look(arns.iter().map(|a| a.to_string()).collect());
+        let run = |arn: &str, status: &str| Step::Run(format!("{arn} {status}"));
         let nothing = |s: &str| Step::Nothing(format!("its grant is {s}"));
         let cases: Vec<(&str, Vec<GrantHint>, Step)> = vec![
             (
                 "completion",
                 vec![hint(A, Some(G1), Some("PENDING_ACCEPT"))],
-                Step::Run,
+                run(G1, "PENDING_ACCEPT"),
             ),
             (
                 "failed workflow",
                 vec![hint(A, Some(G1), Some("FAILED_WORKFLOW"))],
-                Step::Run,
+                run(G1, "FAILED_WORKFLOW"),
             ),
             (
                 "active",
@@ -596,7 +679,7 @@ mod tests {
                     hint(A, Some(G1), Some("PENDING_WORKFLOW")),
                     hint(A, Some(G1), Some("PENDING_ACCEPT")),
                 ],
-                Step::Run,
+                run(G1, "PENDING_ACCEPT"),
             ),
             (
                 "completed and accepted in the same batch: the grant decides",
@@ -628,7 +711,7 @@ mod tests {
                     hint(A, Some(G1), Some("DISABLED")),
                     hint(A, Some(G2), Some("PENDING_ACCEPT")),
                 ],
-                Step::Run,
+                run(G2, "PENDING_ACCEPT"),
             ),
             (
                 "two grants to look at",
@@ -748,7 +831,7 @@ mod tests {
             let views: HashMap<String, Result<GrantView, Error>> =
                 views.into_iter().map(|(a, v)| (a.to_string(), v)).collect();
             let got = match after_looks(&arns, &views) {
-                Verdict::Run => "run",
+                Verdict::Run(_) => "run",
                 Verdict::Skip(_) => "skip",
                 Verdict::Read => "read",
                 Verdict::Retry(_) => "retry",
