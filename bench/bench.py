@@ -672,7 +672,6 @@ class ChangeEvents:
         self.threads += [threading.Thread(target=self._deliver, args=(rt,))
                          for rt in self.servers[:2]]
         self.threads.append(threading.Thread(target=self._onboard))
-        self.threads.append(threading.Thread(target=self._second_looks))
         for t in self.threads:
             t.start()
 
@@ -738,21 +737,6 @@ class ChangeEvents:
                 for _ in events:
                     self.inbox.task_done()
 
-    def _second_looks(self):
-        """What the reconciler itself puts on the change-event queue (a second look at a
-        DISABLED grant, delayed): delivered with the rule's events, as the queue would."""
-        while not self.stopping.is_set():
-            got = self.sqs.receive_message(QueueUrl=self.change_url, MaxNumberOfMessages=10,
-                                           WaitTimeSeconds=1).get("Messages", [])
-            if not got:
-                continue
-            self.sqs.delete_message_batch(QueueUrl=self.change_url, Entries=[
-                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
-            with self.lock:
-                self.stats["secondLooks"] += len(got)
-            for m in got:
-                self.inbox.put(json.loads(m["Body"]))
-
     def _onboard(self):
         while not self.stopping.is_set():
             got = self.sqs.receive_message(QueueUrl=self.onboarding_url, MaxNumberOfMessages=5,
@@ -784,13 +768,8 @@ class ChangeEvents:
             QueueUrl=self.onboarding_url,
             AttributeNames=["ApproximateNumberOfMessages",
                             "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        looks = self.sqs.get_queue_attributes(
-            QueueUrl=self.change_url,
-            AttributeNames=["ApproximateNumberOfMessages",
-                            "ApproximateNumberOfMessagesDelayed"])["Attributes"]
         return (self.inbox.unfinished_tasks == 0
-                and attrs["ApproximateNumberOfMessages"] == "0"
-                and all(v == "0" for v in looks.values()))
+                and attrs["ApproximateNumberOfMessages"] == "0")
 
     def close(self):
         self.stopping.set()
@@ -871,7 +850,6 @@ class ChangeEvents:
             "reconcilerCalls": {k.split(":", 1)[1]: v for k, v in self.stats.items()
                                 if k.startswith("calls:")},
             "recordsToRetry": self.stats["recordsToRetry"],
-            "secondLooks": self.stats["secondLooks"],
             "accountLifecycleRunsByReason": dict(self.runs),
             "eventRuns": event_runs,
             "eventRunsPerAccount": round(event_runs / accounts, 4),

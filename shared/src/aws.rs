@@ -999,17 +999,6 @@ pub async fn send_batch(
     bodies: &[String],
     calls: &CallLog,
 ) -> Result<usize, Error> {
-    send_batch_delayed(sqs, queue_url, bodies, 0, calls).await
-}
-
-/// [`send_batch`], each message delayed `delay_seconds` (0 to 900).
-pub async fn send_batch_delayed(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    bodies: &[String],
-    delay_seconds: i32,
-    calls: &CallLog,
-) -> Result<usize, Error> {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     let mut sent = 0;
     for chunk in bodies.chunks(10) {
@@ -1026,7 +1015,6 @@ pub async fn send_batch_delayed(
                     SendMessageBatchRequestEntry::builder()
                         .id(id)
                         .message_body(body.as_str())
-                        .set_delay_seconds((delay_seconds > 0).then_some(delay_seconds.min(900)))
                         .build()
                         .map_err(|e| Error::InvalidInput(e.to_string()))
                 })

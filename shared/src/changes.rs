@@ -36,23 +36,7 @@ pub enum Item {
     /// An event naming no account (a `License Change`, a detail without a grant): the
     /// configured scope, coalesced. The string says which event.
     Coalesce(String),
-    /// The reconciler's own request to look at a `DISABLED` grant again ([`look_again_body`]):
-    /// this time its state decides.
-    Again(Box<GrantHint>),
 }
-
-/// What the reconciler puts on the change-event queue, delayed `LOOK_AGAIN_SECONDS`, for a
-/// grant it found `DISABLED` with no activation asked for: the run that accepted it may be
-/// about to activate it (AcceptGrant leaves a grant `DISABLED`; the run activates it next), so
-/// a run now would most likely find nothing to do. Looked at again later, a grant still
-/// `DISABLED` (deactivated by hand, accepted by someone else) runs its account.
-pub fn look_again_body(account: &AccountId, grant: &str) -> String {
-    serde_json::json!({ LOOK_AGAIN_FIELD: LOOK_AGAIN, "account": account.as_str(), "grant": grant })
-        .to_string()
-}
-
-const LOOK_AGAIN_FIELD: &str = "ctEntitlements";
-const LOOK_AGAIN: &str = "look-again";
 
 /// A batch from the change-event queue, parsed before any AWS call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,21 +130,6 @@ fn record_item(body: Option<&str>) -> Result<Vec<Item>, String> {
         .and_then(|b| serde_json::from_str(b).ok())
         .ok_or("the body is not JSON")?;
     let obj = event.as_object().ok_or("the body is not a JSON object")?;
-    if obj.get(LOOK_AGAIN_FIELD).and_then(Value::as_str) == Some(LOOK_AGAIN) {
-        let account = AccountId::parse_field(obj.get("account"), "look-again: account")
-            .map_err(|e| e.to_string())?;
-        let grant = obj
-            .get("grant")
-            .and_then(Value::as_str)
-            .filter(|g| crate::ids::is_grant_arn(g))
-            .ok_or("look-again: grant must be a grant ARN")?;
-        return Ok(vec![Item::Again(Box::new(GrantHint {
-            account,
-            grant: Some(grant.to_string()),
-            status: None,
-            seen: None,
-        }))]);
-    }
     let source = obj.get("source").and_then(Value::as_str);
     let detail_type = obj.get("detail-type").and_then(Value::as_str);
     if source != Some("aws.license-manager")
@@ -278,9 +247,6 @@ pub async fn run(
         calls: CallLog::default(),
         report: ReconcileReport::empty(format!("change-events:{}", batch.ids.len()), dry_run),
         failed: BTreeSet::new(),
-        again: BTreeSet::new(),
-        deferred: Vec::new(),
-        look_again_seconds: config.look_again_seconds,
     };
     for (i, why) in &batch.rejected {
         tracing::error!(message_id = %batch.ids[*i], reason = %why, "change-event record refused");
@@ -300,11 +266,8 @@ pub async fn run(
         .map(|(account, (hints, records))| (account, plan(hints), records.as_slice()))
         .collect();
     let views = t.look(&hints, &steps).await;
-    let runs = t
-        .verdicts(&steps, &views, config.change_queue_url.is_some())
-        .await;
+    let runs = t.verdicts(&steps, &views).await;
     t.queue(config, runs, dry_run).await;
-    t.defer(config, dry_run).await;
     let mut report = t.report;
     report.retried = t.failed.iter().map(|i| batch.ids[*i].clone()).collect();
     report.accounts_listed = accounts.len();
@@ -320,11 +283,6 @@ struct Triage<'a> {
     report: ReconcileReport,
     /// Record indexes to deliver again.
     failed: BTreeSet<usize>,
-    /// Grants this batch looks at a second time ([`Item::Again`]).
-    again: BTreeSet<String>,
-    /// Accounts and grants to look at again later, with their records.
-    deferred: Vec<(AccountId, Vec<String>, Vec<usize>)>,
-    look_again_seconds: u32,
 }
 
 impl Triage<'_> {
@@ -347,10 +305,6 @@ impl Triage<'_> {
         for (i, item) in items {
             match item {
                 Item::Hint(hint) => hints.push((*i, hint.as_ref().clone())),
-                Item::Again(hint) => {
-                    self.again.extend(hint.grant.clone());
-                    hints.push((*i, hint.as_ref().clone()));
-                }
                 Item::Coalesce(why) => coalesce.push((*i, why.clone())),
                 Item::Grants(arns) => arns
                     .iter()
@@ -466,32 +420,17 @@ impl Triage<'_> {
         &mut self,
         steps: &[(&AccountId, Step, &[usize])],
         views: &HashMap<String, Result<GrantView, Error>>,
-        can_defer: bool,
     ) -> Vec<(AccountId, Vec<usize>)> {
         let mut runs = Vec::new();
         let mut org = None;
-        let none = BTreeSet::new();
         for (account, step, records) in steps {
-            let again = if can_defer { &self.again } else { &none };
             let verdict = match step {
                 Step::Run(why) => Verdict::Run(why.clone()),
                 Step::Nothing(why) => Verdict::Skip(why.clone()),
-                Step::Look(arns) if can_defer => after_looks(arns, views, again),
-                Step::Look(arns) => match after_looks(arns, views, again) {
-                    Verdict::Defer(arns) => Verdict::Run(format!("{} DISABLED", arns.join(" "))),
-                    verdict => verdict,
-                },
+                Step::Look(arns) => after_looks(arns, views),
                 Step::Read => Verdict::Read,
             };
             let outcome = match verdict {
-                Verdict::Defer(arns) => {
-                    self.deferred
-                        .push(((*account).clone(), arns, records.to_vec()));
-                    Ok(Err(format!(
-                        "DISABLED with no activation asked for, as a grant is between its acceptance and its activation; looked at again in {} s",
-                        self.look_again_seconds
-                    )))
-                }
                 Verdict::Run(why) => Ok(Ok(why)),
                 Verdict::Skip(why) => Ok(Err(why)),
                 Verdict::Retry(e) => Err(e),
@@ -520,29 +459,6 @@ impl Triage<'_> {
             }
         }
         runs
-    }
-
-    /// The second looks, on the change-event queue, `LOOK_AGAIN_SECONDS` from now. A failed
-    /// send retries their records.
-    async fn defer(&mut self, config: &ReconcileConfig, dry_run: bool) {
-        let Some(url) = &config.change_queue_url else {
-            return;
-        };
-        if dry_run || self.deferred.is_empty() {
-            return;
-        }
-        let deferred = std::mem::take(&mut self.deferred);
-        let bodies: Vec<String> = deferred
-            .iter()
-            .flat_map(|(account, arns, _)| arns.iter().map(|arn| look_again_body(account, arn)))
-            .collect();
-        let sqs = &self.engine.clients().sqs;
-        let delay = i32::try_from(config.look_again_seconds).unwrap_or(900);
-        let sent = aws::send_batch_delayed(sqs, url, &bodies, delay, &self.calls).await;
-        if let Err(e) = sent {
-            let records: Vec<usize> = deferred.iter().flat_map(|(_, _, r)| r.clone()).collect();
-            self.fail(records.iter(), ErrorReport::from(&e));
-        }
     }
 
     /// An account's listings ([`crate::reconcile::settled`]), the organization read once.
@@ -640,23 +556,14 @@ pub enum Verdict {
     Read,
     /// A read failed on something retryable.
     Retry(ErrorReport),
-    /// These grants are `DISABLED` with no activation asked for, seen for the first time: look
-    /// again later ([`look_again_body`]).
-    Defer(Vec<String>),
 }
 
 /// The verdict for an account from the grants it asked to look at, as read (and their parents,
 /// for a DISABLED grant): any grant a run acts on → run ([`after_look`]); else a failed read →
-/// retry; else a grant gone → the listings; else nothing, with the first grant's reason. A
-/// grant a run would activate (`DISABLED`, no activation asked for) is looked at again later
-/// the first time (not in `again`): the run that accepted it may be about to. Pure.
-pub fn after_looks(
-    arns: &[String],
-    views: &HashMap<String, Result<GrantView, Error>>,
-    again: &BTreeSet<String>,
-) -> Verdict {
+/// retry; else a grant gone → the listings; else nothing, with the first grant's reason. Pure.
+pub fn after_looks(arns: &[String], views: &HashMap<String, Result<GrantView, Error>>) -> Verdict {
     use crate::decide::status::{DELETED, DISABLED, REJECTED};
-    let (mut retry, mut read, mut skip, mut defer) = (None, false, None, Vec::new());
+    let (mut retry, mut read, mut skip) = (None, false, None);
     for arn in arns {
         let grant = match views.get(arn) {
             Some(Ok(g)) => g,
@@ -682,7 +589,6 @@ pub fn after_looks(
             _ => None,
         };
         match after_look(grant, parent) {
-            None if grant.status == DISABLED && !again.contains(arn) => defer.push(arn.clone()),
             None => {
                 return Verdict::Run(format!(
                     "{arn} {}{}",
@@ -696,7 +602,6 @@ pub fn after_looks(
         }
     }
     match (retry, read, skip) {
-        _ if !defer.is_empty() => Verdict::Defer(defer),
         (Some(e), _, _) => Verdict::Retry(e),
         (None, true, _) => Verdict::Read,
         (None, false, why) => Verdict::Skip(why.unwrap_or_else(|| "no grant to look at".into())),
@@ -879,13 +784,8 @@ mod tests {
         type Views = Vec<(&'static str, Result<GrantView, Error>)>;
         let cases: Vec<(&str, Views, &str)> = vec![
             (
-                "disabled, no parent, first look: its acceptance's run may activate it, look again",
+                "disabled, no parent: activate",
                 vec![(G1, Ok(view(G1, "DISABLED", "")))],
-                "defer",
-            ),
-            (
-                "disabled, no parent, second look: activate",
-                vec![(G2, Ok(view(G2, "DISABLED", "")))],
                 "run",
             ),
             (
@@ -914,14 +814,6 @@ mod tests {
                 "retry",
             ),
             (
-                "one to look at again beside one to run: run",
-                vec![
-                    (G1, Ok(view(G1, "DISABLED", ""))),
-                    (G2, Ok(view(G2, "PENDING_ACCEPT", ""))),
-                ],
-                "run",
-            ),
-            (
                 "one to run beside one throttled: run",
                 vec![
                     (G1, Err(throttled())),
@@ -938,10 +830,7 @@ mod tests {
                 .collect();
             let views: HashMap<String, Result<GrantView, Error>> =
                 views.into_iter().map(|(a, v)| (a.to_string(), v)).collect();
-            // G2 is looked at for the second time.
-            let again: BTreeSet<String> = [G2.to_string()].into();
-            let got = match after_looks(&arns, &views, &again) {
-                Verdict::Defer(_) => "defer",
+            let got = match after_looks(&arns, &views) {
                 Verdict::Run(_) => "run",
                 Verdict::Skip(_) => "skip",
                 Verdict::Read => "read",
@@ -980,14 +869,11 @@ mod tests {
                                   "detail": {"eventName": "CloseAccount"}})),
             record("m4", &json!({"source": "aws.license-manager", "detail-type": "License Change", "detail": {}})),
             {"messageId": "m5", "eventSource": "aws:sqs", "eventSourceARN": QUEUE_ARN, "body": "not json"},
-            {"messageId": "m6", "eventSource": "aws:sqs", "eventSourceARN": QUEUE_ARN,
-             "body": look_again_body(&AccountId::parse(A).unwrap(), G1)},
-            record("m7", &json!({"ctEntitlements": "look-again", "account": A, "grant": "g-1"})),
         ]});
         let batch = parse_batch(&payload, &config())
             .expect("from the queue")
             .unwrap();
-        assert_eq!(batch.ids, ["m1", "m2", "m3", "m4", "m5", "m6", "m7"]);
+        assert_eq!(batch.ids, ["m1", "m2", "m3", "m4", "m5"]);
         assert_eq!(
             batch.items,
             vec![
@@ -1000,11 +886,10 @@ mod tests {
                     3,
                     Item::Coalesce("aws.license-manager License Change".into())
                 ),
-                (5, Item::Again(Box::new(hint(A, Some(G1), None)))),
             ]
         );
         let refused: Vec<usize> = batch.rejected.iter().map(|(i, _)| *i).collect();
-        assert_eq!(refused, [2, 4, 6], "{:?}", batch.rejected);
+        assert_eq!(refused, [2, 4], "{:?}", batch.rejected);
         assert!(
             batch.rejected[0].1.contains("aws.organizations"),
             "{:?}",

@@ -42,9 +42,6 @@ pub struct ReconcileConfig {
     /// records are triaged a batch at a time ([`crate::changes`]). Unset: records from any
     /// queue but the coalescing one are refused.
     pub change_queue_url: Option<String>,
-    /// `LOOK_AGAIN_SECONDS` (0-900, default 20): how long a grant found `DISABLED` with no
-    /// activation asked for waits for its second look ([`crate::changes::look_again_body`]).
-    pub look_again_seconds: u32,
 }
 
 impl ReconcileConfig {
@@ -108,10 +105,7 @@ impl ReconcileConfig {
             get("CHANGE_EVENT_QUEUE_URL"),
             "CHANGE_EVENT_QUEUE_URL",
         )?;
-        let look_again_seconds =
-            crate::config::parse_num(get("LOOK_AGAIN_SECONDS"), "LOOK_AGAIN_SECONDS", 20, 0, 900)?;
         Ok(ReconcileConfig {
-            look_again_seconds: u32::try_from(look_again_seconds).unwrap_or(900),
             change_queue_url,
             coalesce_queue_url,
             grant_quota,

@@ -93,8 +93,6 @@ impl Pipeline {
             config: ReconcileConfig {
                 coalesce_queue_url: Some(coalesce),
                 change_queue_url: Some(rule_queue.clone()),
-                // moto delays in real time: the second look at a DISABLED grant comes at once.
-                look_again_seconds: 0,
                 ..reconcile_config(&s.queue_url, None)
             },
             rule_queue,
@@ -333,25 +331,6 @@ async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no
         "{named:#}"
     );
     assert_eq!(pipe.batches, batches + 1);
-    // The first look found it DISABLED with no activation asked for (as between an
-    // acceptance and its activation) and asked for a second look; the second ran the account.
-    let deferred = pipe.reports[reports..]
-        .iter()
-        .position(|r| {
-            r["skipped"][&prod]
-                .as_str()
-                .is_some_and(|w| w.contains("looked at again"))
-        })
-        .expect("a second look asked for");
-    assert!(
-        pipe.reports[reports + deferred + 1..]
-            .iter()
-            .any(|r| r["needs"][&prod]
-                .as_str()
-                .is_some_and(|w| w.ends_with("DISABLED"))),
-        "{:#?}",
-        &pipe.reports[reports..]
-    );
     let grants = s.grants_in(&prod).await;
     assert!(grants.iter().all(|(_, st)| st == "ACTIVE"), "{grants:?}");
 

@@ -26,7 +26,6 @@ pub fn reconcile_config(
         dry_run: false,
         coalesce_queue_url: None,
         change_queue_url: None,
-        look_again_seconds: 20,
     }
 }
 
