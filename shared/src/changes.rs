@@ -608,7 +608,8 @@ pub fn after_looks(arns: &[String], views: &HashMap<String, Result<GrantView, Er
     }
 }
 
-/// `GetGrant` for each of `arns`, at once (the limiter paces them), into `views`.
+/// `GetGrant` for each of `arns`, at once, each paced by the container's limiter (a batch's
+/// looks come in bursts), into `views`.
 async fn read_all<'a>(
     engine: &Engine,
     arns: impl IntoIterator<Item = &'a str>,
@@ -617,8 +618,11 @@ async fn read_all<'a>(
 ) {
     let lm = &engine.clients().license_manager;
     let arns: Vec<&str> = arns.into_iter().collect();
-    let reads =
-        futures::future::join_all(arns.iter().map(|arn| aws::get_grant(lm, arn, calls))).await;
+    let reads = futures::future::join_all(arns.iter().map(|arn| async move {
+        engine.limiter().acquire("GetGrant").await;
+        aws::get_grant(lm, arn, calls).await
+    }))
+    .await;
     for (arn, read) in arns.into_iter().zip(reads) {
         views.insert(arn.to_string(), read);
     }

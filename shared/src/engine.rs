@@ -158,6 +158,11 @@ impl Engine {
     }
 
     /// The organization (read once per container).
+    /// The container's License Manager rate limiter (`LICENSE_MANAGER_CALLS_PER_SECOND`).
+    pub fn limiter(&self) -> &RateLimiter {
+        &self.limiter
+    }
+
     pub async fn organization(&self, calls: &CallLog) -> Result<OrgInfo, Error> {
         self.org_info(calls).await
     }
