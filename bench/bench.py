@@ -622,10 +622,10 @@ class ChangeEvents:
     emulator's change events on the management account's bus, polled every 0.1 s; those the
     rule's pattern (read from template.yaml) takes wait as the rule's queue (ChangeEventQueue)
     would hold them, and two reconciler containers take them as its event source mapping
-    delivers them (MaximumConcurrency 2, up to 10 waiting records per invocation, no batching
-    window; RECONCILE_QUEUE_URL a FIFO queue as the template's); the runs they queue go to an
+    delivers them (MaximumConcurrency 2, up to 100 records gathered for at most 1 s;
+    RECONCILE_QUEUE_URL a FIFO queue as the template's); the runs they queue go to an
     onboarding queue worked by its own account-lifecycle container (the template's
-    AccountLifecycleFunction, no batching window). Every grant's status changes are timed as
+    AccountLifecycleFunction: batches of up to 5, 1 s window). Every grant's status changes are timed as
     the poll sees them."""
 
     def __init__(self, world, proxies, selection, label, recheck_delay):
@@ -706,16 +706,21 @@ class ChangeEvents:
             self.stopping.wait(0.1)
 
     def _deliver(self, rt):
-        """One reconciler container as the queue's event source mapping feeds it: the records
-        waiting (up to 10; no batching window), one invocation, the partial batch response."""
+        """One reconciler container as the queue's event source mapping feeds it: up to 100
+        records gathered for at most 1 s (the template's batching window), one invocation,
+        the partial batch response."""
         while not (self.stopping.is_set() and self.inbox.empty()):
             try:
                 events = [self.inbox.get(timeout=0.2)]
             except queue.Empty:
                 continue
-            while len(events) < 10:
+            window_ends = time.monotonic() + 1
+            while len(events) < 100:
+                left = window_ends - time.monotonic()
+                if left <= 0:
+                    break
                 try:
-                    events.append(self.inbox.get_nowait())
+                    events.append(self.inbox.get(timeout=left))
                 except queue.Empty:
                     break
             records = [dict(sqs_record(json.dumps(e)), eventSourceARN=self.change_arn)
@@ -744,8 +749,14 @@ class ChangeEvents:
             messages = got.get("Messages", [])
             if not messages:
                 continue
-            # The template's event source: up to 5 messages, no batching window.
-            messages = messages[:5]
+            # The template's batching window: up to 5 messages or 1 s.
+            first = time.monotonic()
+            while len(messages) < 5 and time.monotonic() - first < 1:
+                time.sleep(0.1)
+                more = self.sqs.receive_message(
+                    QueueUrl=self.onboarding_url, MaxNumberOfMessages=5 - len(messages),
+                    WaitTimeSeconds=0, VisibilityTimeout=120).get("Messages", [])
+                messages += more
             self.sqs.delete_message_batch(QueueUrl=self.onboarding_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]}
                 for i, m in enumerate(messages)])
