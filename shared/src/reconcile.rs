@@ -1730,6 +1730,16 @@ fn short_of(
                 // repair's workflow, an activation): its end sends its own event.
                 return None;
             }
+            if waiting_is_done
+                && seen.iter().any(|s| s.child)
+                && seen.iter().all(|s| crate::engine::is_terminal(&s.status))
+            {
+                // Its account-level grant under an organization/OU grant was deleted (a failed
+                // one cleared by the account's run) and nothing replaced it yet: the run that
+                // cleared it re-checks for a new one and repairs after its re-checks; a run now
+                // would only wait too. The daily reconcile still queues it.
+                return None;
+            }
             let counts = |s: &&Seen| mode == Mode::Account || s.child;
             let ours_left = mode != Mode::Account
                 && seen.iter().any(|s| {
@@ -2087,6 +2097,12 @@ mod needs_tests {
                         ..grant(L1, &account(A), "PENDING_WORKFLOW")
                     },
                 ],
+                true,
+                false,
+            ),
+            (
+                "a failed child just cleared, nothing beside it yet: its run re-checks, then repairs",
+                vec![parent("2"), child("DELETED")],
                 true,
                 false,
             ),
