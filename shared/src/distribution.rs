@@ -368,6 +368,9 @@ async fn bulk(
 mod tests {
     use super::*;
 
+    /// The README's limit of grant generations ("`MAX_GRANT_GENERATIONS` (5)"), written out.
+    const DOCUMENTED_GENERATIONS: usize = 5;
+
     const L: &str = "arn:aws:license-manager::111122223333:license:l-1";
     const ORG: &str = "arn:aws:organizations::111122223333:organization/o-abc1234567";
     const OU: &str = "arn:aws:organizations::111122223333:ou/o-abc1234567/ou-ab12-cd345678";
@@ -487,10 +490,10 @@ mod tests {
                 vec![g("g-0", ORG, status::DELETED, "1"), bulk.clone()],
                 "Ready",
             ),
-            (dead(MAX_GRANT_GENERATIONS), "Fail/5"),
+            (dead(DOCUMENTED_GENERATIONS), "Fail/5"),
             (
                 [
-                    dead(MAX_GRANT_GENERATIONS - 1),
+                    dead(DOCUMENTED_GENERATIONS - 1),
                     vec![g("g-f", ORG, status::FAILED_WORKFLOW, "1")],
                 ]
                 .concat(),

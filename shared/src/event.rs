@@ -775,8 +775,18 @@ mod tests {
         assert!(w.backfill);
         assert!(body.contains("\"backfill\":true"), "{body}");
         assert_eq!(w.ou_id.as_deref(), Some("ou-ab12-cdef3456"));
-        assert!(w.backfill);
-        assert!(!body.contains("backfill\":false"));
+        // Not backfill work: the field is left out of the body (never `false`) and reads back
+        // as not backfill.
+        let plain = OnboardRequest {
+            backfill: false,
+            ..req
+        };
+        let body = serde_json::to_string(&plain).expect("serializes");
+        assert!(!body.contains("backfill"), "{body}");
+        let Ok(Request::Work(w)) = parse_body(&body) else {
+            panic!("expected work")
+        };
+        assert!(!w.backfill);
         for bad in [json!("r-ab12"), json!(7), json!("ou-AB12-cdef3456")] {
             let Err(e) = parse_request(&json!({"accountId": "210987654321", "ouId": bad})) else {
                 panic!("accepted ouId {bad}")

@@ -579,7 +579,11 @@ async fn organization_mode_launch_reports_the_conflict_of_an_account_holding_the
             && reason.contains(local_world::emulator::ONE_ACTIVE_LICENSE_MESSAGE),
         "{reason}"
     );
-    assert!(took < Duration::from_secs(6), "reported at once: {took:?}");
+    // "Reported at once" is the reason checked above: the conflict is answered as permanent
+    // from the look that saw it. Had the launch polled out its 8 s budget instead, the answer
+    // would be the pending one, not `ActiveLicenseConflict (permanent)`. No stopwatch: this
+    // world talks to a moto subprocess, whose clock cannot be paused, and a wall-clock bound
+    // measures the machine, not the code.
     // The account keeps the license it held.
     assert_eq!(status(hand).await.0, "ACTIVE");
 }

@@ -5,7 +5,7 @@
 
 use local_world::seed::{self, demo_spec};
 use local_world::World;
-use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, MANAGEMENT_SLR_SERVICES};
+use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions};
 
 /// moto 5.2 lists this principal with a trailing dot and so refuses to enable it; AWS accepts
 /// it. The test tolerates exactly this one refusal (see the README's notes on the local world).
@@ -90,11 +90,19 @@ async fn bootstrap_sets_up_the_organization_once_and_then_changes_nothing() {
         .unwrap();
     let mut paths: Vec<String> = roles.roles().iter().map(|r| r.path().to_string()).collect();
     paths.sort();
-    let mut expected: Vec<String> = MANAGEMENT_SLR_SERVICES
-        .iter()
-        .map(|s| format!("/aws-service-role/{s}/"))
-        .collect();
-    expected.sort();
+    // The roles as AWS documents them (README, org-bootstrap: the member ones plus
+    // `AWSServiceRoleForAWSLicenseManagerMasterAccountRole`), written out rather than taken from
+    // the list under test. Compared by path: moto names service-linked roles its own way.
+    let expected = vec![
+        // AWSServiceRoleForMarketplaceLicenseManagement
+        "/aws-service-role/license-management.marketplace.amazonaws.com/".to_string(),
+        // AWSServiceRoleForAWSLicenseManagerRole
+        "/aws-service-role/license-manager.amazonaws.com/".to_string(),
+        // AWSServiceRoleForAWSLicenseManagerMasterAccountRole
+        "/aws-service-role/license-manager.master-account.amazonaws.com/".to_string(),
+        // AWSServiceRoleForAWSLicenseManagerMemberAccountRole
+        "/aws-service-role/license-manager.member-account.amazonaws.com/".to_string(),
+    ];
     assert_eq!(
         paths, expected,
         "including the management-only master-account role"

@@ -712,7 +712,18 @@ async fn at_the_concurrency_cap_requests_wait_on_the_queue() {
             .await;
     }
     let searches = count(&call_counts(&s).await, "SearchProvisionedProducts");
-    while peek(&s, &v.queue).await.len() < 3 {
+    // Bounded: a regression that loses a message fails here instead of hanging the suite.
+    let mut looks = 0;
+    loop {
+        let queued = peek(&s, &v.queue).await.len();
+        if queued >= 3 {
+            break;
+        }
+        looks += 1;
+        assert!(
+            looks < 250,
+            "after 250 looks 20 ms apart, {queued} of the 3 requests are on the queue"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert_eq!(v.pump(&s).await.len(), 3);

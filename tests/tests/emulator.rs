@@ -1332,8 +1332,17 @@ async fn unknown_operations_are_refused() {
 async fn shutdown_releases_the_port() {
     let (emu, _control) = start(None).await;
     let addr = emu.addr();
+    // Up to now it answers.
+    assert!(std::net::TcpStream::connect(addr).is_ok());
     emu.shutdown().await;
-    // The port can be bound again and nothing answers on the old listener.
+    // Nothing answers on the old listener...
+    let connect = std::net::TcpStream::connect(addr);
+    assert_eq!(
+        connect.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionRefused),
+        "{connect:?}"
+    );
+    // ...and the port can be bound again.
     let rebound = std::net::TcpListener::bind(addr);
     assert!(rebound.is_ok(), "{rebound:?}");
 }
