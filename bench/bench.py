@@ -624,8 +624,9 @@ class ChangeEvents:
     would hold them, and two reconciler containers take them as its event source mapping
     delivers them (MaximumConcurrency 2, up to 100 records gathered for at most 1 s;
     RECONCILE_QUEUE_URL a FIFO queue as the template's); the runs they queue go to an
-    onboarding queue worked by its own account-lifecycle container (the template's
-    AccountLifecycleFunction: batches of up to 5, 1 s window). Every grant's status changes are timed as
+    onboarding queue worked by four account-lifecycle containers (the template's
+    AccountLifecycleFunction: batches of up to 5, 1 s window, ReservedConcurrency 5 of which
+    the bench's new-account lane stands for one). Every grant's status changes are timed as
     the poll sees them."""
 
     def __init__(self, world, proxies, selection, label, recheck_delay):
@@ -662,16 +663,24 @@ class ChangeEvents:
                         "SELF_ACCOUNT_ID": self.mgmt})
             self._spawn("reconciler", rt, env, f"{label}-events-reconciler-{i}.log")
         self.reconciler_logs = [LOGS / f"{label}-events-reconciler-{i}.log" for i in range(2)]
-        self.onboarding_rt = RuntimeApi()
-        self.onboarding_log = LOGS / f"{label}-events-onboarding.log"
-        self._spawn("account-lifecycle", self.onboarding_rt,
-                    lifecycle_env(self.onboarding_rt, world, proxies, self.onboarding_url,
-                                  dict(selection, RECHECK_DELAY_SECONDS=str(recheck_delay))),
-                    f"{label}-events-onboarding.log")
+        # The onboarding queue's instances: the template's ReservedConcurrency (default 5),
+        # less the one the bench's new-account lane stands for.
+        self.onboarding_logs = []
+        onboarding_rts = []
+        for i in range(ONBOARDING_INSTANCES - 1):
+            rt = RuntimeApi()
+            name = f"{label}-events-onboarding-{i}.log"
+            self._spawn("account-lifecycle", rt,
+                        lifecycle_env(rt, world, proxies, self.onboarding_url,
+                                      dict(selection, RECHECK_DELAY_SECONDS=str(recheck_delay))),
+                        name)
+            self.onboarding_logs.append(LOGS / name)
+            onboarding_rts.append(rt)
         self.threads = [threading.Thread(target=self._poll)]
         self.threads += [threading.Thread(target=self._deliver, args=(rt,))
                          for rt in self.servers[:2]]
-        self.threads.append(threading.Thread(target=self._onboard))
+        self.threads += [threading.Thread(target=self._onboard, args=(rt,))
+                         for rt in onboarding_rts]
         for t in self.threads:
             t.start()
 
@@ -742,7 +751,7 @@ class ChangeEvents:
                 for _ in events:
                     self.inbox.task_done()
 
-    def _onboard(self):
+    def _onboard(self, onboarding_rt):
         while not self.stopping.is_set():
             got = self.sqs.receive_message(QueueUrl=self.onboarding_url, MaxNumberOfMessages=5,
                                            WaitTimeSeconds=1, VisibilityTimeout=120)
@@ -766,7 +775,7 @@ class ChangeEvents:
                 self.stats["onboardingBatches"] += 1
             records = [sqs_record(m["Body"], message_id=m["MessageId"]) for m in messages]
             try:
-                inv = self.onboarding_rt.submit({"Records": records}).wait(600)
+                inv = onboarding_rt.submit({"Records": records}).wait(600)
                 if not inv.ok:
                     self.errors.append(f"account-lifecycle: {(inv.body or b'')[:300]!r}")
             except Exception as e:  # noqa: BLE001
@@ -842,16 +851,17 @@ class ChangeEvents:
         # The account reports of those runs (the onboarding container's log): a run that
         # wrote nothing found nothing to do, the events' only waste.
         reports, idle = 0, 0
-        with open(self.onboarding_log) as f:
-            for line in f:
-                if '"accountReport"' not in line or "grant-change" not in line:
-                    continue
-                try:
-                    report = json.loads(line).get("report", {})
-                except ValueError:
-                    continue
-                reports += 1
-                idle += report.get("writeCalls", 0) == 0
+        for path in self.onboarding_logs:
+            with open(path) as f:
+                for line in f:
+                    if '"accountReport"' not in line or "grant-change" not in line:
+                        continue
+                    try:
+                        report = json.loads(line).get("report", {})
+                    except ValueError:
+                        continue
+                    reports += 1
+                    idle += report.get("writeCalls", 0) == 0
         return {
             "rulePattern": self.pattern,
             "events": {k.split(":", 1)[1]: v for k, v in self.stats.items()
@@ -976,6 +986,8 @@ def reconcile_once(world, proxies, selection, backfill_url, onboarding_url, log_
 EVENTS_WORLD = {"pendingWorkflowMs": 1500, "activationMs": 1500, "changeEvents": True,
                 "grantChangeDetail": "grantee", "changeEventsTo": "both"}
 EVENTS_RECHECK_DELAY = 300
+# The template's ReservedConcurrency default: the onboarding queue's instances.
+ONBOARDING_INSTANCES = 5
 
 
 def bench_scale(args, lw, events=False, timed=False):
