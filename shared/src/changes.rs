@@ -92,24 +92,7 @@ fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<Chan
     };
     for (i, record) in records.iter().enumerate() {
         let field = |name: &str| record.get(name).and_then(Value::as_str);
-        if field("eventSource") != Some("aws:sqs") {
-            return Err(invalid(format!(
-                "SQS event: Records[{i}].eventSource must be aws:sqs, got {}",
-                record
-                    .get("eventSource")
-                    .map_or_else(|| "nothing".into(), describe)
-            )));
-        }
-        let source_queue = field("eventSourceARN").and_then(|arn| arn.rsplit(':').next());
-        if source_queue != Some(queue) {
-            return Err(invalid(format!(
-                "SQS event: Records[{i}] comes from {}, not the change-event queue {}",
-                record
-                    .get("eventSourceARN")
-                    .map_or_else(|| "nothing".into(), describe),
-                echo(queue)
-            )));
-        }
+        crate::reconcile::check_sqs_record(record, i, queue, "the change-event queue")?;
         let Some(id) = field("messageId").filter(|id| !id.is_empty()) else {
             return Err(invalid(format!(
                 "SQS event: Records[{i}].messageId must be a non-empty string"

@@ -680,24 +680,7 @@ fn check_coalesced_records(
     };
     for (i, record) in records.iter().enumerate() {
         let field = |name: &str| record.get(name).and_then(Value::as_str);
-        if field("eventSource") != Some("aws:sqs") {
-            return Err(invalid(format!(
-                "SQS event: Records[{i}].eventSource must be aws:sqs, got {}",
-                record
-                    .get("eventSource")
-                    .map_or_else(|| "nothing".into(), describe)
-            )));
-        }
-        let from = field("eventSourceARN").and_then(|arn| arn.rsplit(':').next());
-        if from != Some(queue) {
-            return Err(invalid(format!(
-                "SQS event: Records[{i}] comes from {}, not the coalescing queue {}",
-                record
-                    .get("eventSourceARN")
-                    .map_or_else(|| "nothing".into(), describe),
-                echo(queue)
-            )));
-        }
+        check_sqs_record(record, i, queue, "the coalescing queue")?;
         let body: Option<Value> = field("body").and_then(|b| serde_json::from_str(b).ok());
         let expected: Value = serde_json::from_str(COALESCED_BODY).unwrap_or(Value::Null);
         if body.as_ref() != Some(&expected) {
@@ -708,6 +691,36 @@ fn check_coalesced_records(
                     .map_or_else(|| "nothing".into(), describe)
             )));
         }
+    }
+    Ok(())
+}
+
+/// Checks that `Records[i]` is an SQS record from the queue named `queue` (the last part of
+/// its `eventSourceARN`); `what` names that queue in the error.
+pub(crate) fn check_sqs_record(
+    record: &Value,
+    i: usize,
+    queue: &str,
+    what: &str,
+) -> Result<(), Error> {
+    let field = |name: &str| record.get(name).and_then(Value::as_str);
+    if field("eventSource") != Some("aws:sqs") {
+        return Err(invalid(format!(
+            "SQS event: Records[{i}].eventSource must be aws:sqs, got {}",
+            record
+                .get("eventSource")
+                .map_or_else(|| "nothing".into(), describe)
+        )));
+    }
+    let from = field("eventSourceARN").and_then(|arn| arn.rsplit(':').next());
+    if from != Some(queue) {
+        return Err(invalid(format!(
+            "SQS event: Records[{i}] comes from {}, not {what} {}",
+            record
+                .get("eventSourceARN")
+                .map_or_else(|| "nothing".into(), describe),
+            echo(queue)
+        )));
     }
     Ok(())
 }
