@@ -379,12 +379,15 @@ def bench_backfill(args, lw):
         world.close()
 
 
-def run_backfill(args, world, proxies, records, spare, selection, label, recheck_delay=0):
+def run_backfill(args, world, proxies, records, spare, selection, label, recheck_delay=0,
+                 feed=None):
     """Feeds `records` (backfill messages) as SQS batches of 10 to `args.containers`
     account-lifecycle containers (with `selection` in their environment) under the emulator's
     rate limit, re-checks included; meanwhile the three `spare` accounts measure a new
     account's time to ACTIVE alone, in its own lane a quarter into the backfill, and behind the
-    backfill on one shared queue. Returns the figures (calls counted from `proxies`)."""
+    backfill on one shared queue. `feed` (a ChangeEvents): the runs change events put on the
+    backfill queue join the backfill's records as they arrive. Returns the figures (calls
+    counted from `proxies`)."""
     n = len(records)
     procs, servers = [], []
     try:
@@ -520,6 +523,22 @@ def run_backfill(args, world, proxies, records, spare, selection, label, recheck
         t0 = time.monotonic()
         threads = [threading.Thread(target=worker, args=(rt,)) for rt in servers]
         threads.append(threading.Thread(target=vend_in_the_middle))
+        feeding = threading.Event()
+
+        def feeder():
+            """The backfill queue's other messages: runs change events asked for."""
+            while not feeding.is_set():
+                got = feed.take_backfill(wait=1)
+                if got:
+                    with lock:
+                        pending.extend(got)
+                        lock.notify_all()
+
+        feed_thread = threading.Thread(target=feeder) if feed else None
+        if feed_thread:
+            feed.backfill_logs += [LOGS / f"{label}-container-{i}.log"
+                                   for i in range(args.containers)]
+            feed_thread.start()
         for t in threads:
             t.start()
         while any(t.is_alive() for t in threads):
@@ -531,6 +550,12 @@ def run_backfill(args, world, proxies, records, spare, selection, label, recheck
         for t in threads:
             t.join()
         wall = time.monotonic() - t0
+        if feed_thread:
+            feeding.set()
+            feed_thread.join()
+            # Taken after the workers ended: the backfill lane's next batches.
+            feed.leftover.extend(pending)
+            pending.clear()
         # Before the lane's runtime API closes (its process then exits).
         hwm = max(vm_hwm_kib(p.pid) for p in procs) / 1024
         lane.close()
@@ -631,6 +656,11 @@ class ChangeEvents:
 
     def __init__(self, world, proxies, selection, label, recheck_delay):
         self.world = world
+        self.proxies, self.selection, self.label = proxies, selection, label
+        self.recheck_delay = recheck_delay
+        # The backfill lane's containers' logs, read for the event runs they did.
+        self.backfill_logs = []
+        self.leftover = []
         self.pattern = rule_pattern("LicenseManagerChangesRule")
         self.mgmt = world.seeded["managementAccount"]
         self.sqs, self.onboarding_url = create_queue(world, f"{label}-events-onboarding")
@@ -751,6 +781,49 @@ class ChangeEvents:
                 for _ in events:
                     self.inbox.task_done()
 
+    def take_backfill(self, wait):
+        """Messages on the backfill queue (runs the reconciler put there), as SQS records,
+        deleted from the queue."""
+        got = self.sqs.receive_message(QueueUrl=self.backfill_url, MaxNumberOfMessages=10,
+                                       WaitTimeSeconds=wait).get("Messages", [])
+        if got:
+            self.sqs.delete_message_batch(QueueUrl=self.backfill_url, Entries=[
+                {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
+            with self.lock:
+                for m in got:
+                    self.runs[json.loads(m["Body"]).get("reason", "?") + " (backfill)"] += 1
+        return [sqs_record(m["Body"], message_id=m["MessageId"]) for m in got]
+
+    def backfill_lane(self, containers):
+        """Once the backfill's first pass is done, its lane (`containers` account-lifecycle
+        containers, as BackfillConcurrency) works the backfill queue's later messages."""
+        for i in range(containers):
+            rt = RuntimeApi()
+            name = f"{self.label}-events-backfill-{i}.log"
+            self._spawn("account-lifecycle", rt,
+                        lifecycle_env(rt, self.world, self.proxies, self.onboarding_url,
+                                      dict(self.selection,
+                                           RECHECK_DELAY_SECONDS=str(self.recheck_delay))),
+                        name)
+            self.backfill_logs.append(LOGS / name)
+            t = threading.Thread(target=self._backfill_worker, args=(rt,))
+            self.threads.append(t)
+            t.start()
+
+    def _backfill_worker(self, rt):
+        while not self.stopping.is_set():
+            with self.lock:
+                records, self.leftover = self.leftover[:10], self.leftover[10:]
+            records = records or self.take_backfill(wait=1)
+            if not records:
+                continue
+            try:
+                inv = rt.submit({"Records": records}).wait(600)
+                if not inv.ok:
+                    self.errors.append(f"backfill lane: {(inv.body or b'')[:300]!r}")
+            except Exception as e:  # noqa: BLE001
+                self.errors.append(f"backfill lane: {e!r}")
+
     def _onboard(self, onboarding_rt):
         while not self.stopping.is_set():
             got = self.sqs.receive_message(QueueUrl=self.onboarding_url, MaxNumberOfMessages=5,
@@ -788,8 +861,12 @@ class ChangeEvents:
             QueueUrl=self.onboarding_url,
             AttributeNames=["ApproximateNumberOfMessages",
                             "ApproximateNumberOfMessagesNotVisible"])["Attributes"]
-        return (self.inbox.unfinished_tasks == 0
-                and attrs["ApproximateNumberOfMessages"] == "0")
+        backfill = self.sqs.get_queue_attributes(
+            QueueUrl=self.backfill_url,
+            AttributeNames=["ApproximateNumberOfMessages"])["Attributes"]
+        return (self.inbox.unfinished_tasks == 0 and not self.leftover
+                and attrs["ApproximateNumberOfMessages"] == "0"
+                and backfill["ApproximateNumberOfMessages"] == "0")
 
     def close(self):
         self.stopping.set()
@@ -847,11 +924,13 @@ class ChangeEvents:
                         self.skips[why.split(";")[0][:60]] += 1
                     for why in report.get("needs", {}).values():
                         self.run_reasons[re.sub(r"arn:\S+ ?", "", why)[:60]] += 1
-        event_runs = self.runs.get("grant-change", 0)
-        # The account reports of those runs (the onboarding container's log): a run that
-        # wrote nothing found nothing to do, the events' only waste.
+        event_runs = (self.runs.get("grant-change", 0)
+                      + self.runs.get("grant-change (backfill)", 0))
+        # The account reports of those runs (the onboarding containers' logs, the backfill
+        # lane's during and after the first pass): a run that wrote nothing found nothing to
+        # do, the events' only waste.
         reports, idle = 0, 0
-        for path in self.onboarding_logs:
+        for path in self.onboarding_logs + self.backfill_logs:
             with open(path) as f:
                 for line in f:
                     if '"accountReport"' not in line or "grant-change" not in line:
@@ -1038,7 +1117,10 @@ def bench_scale(args, lw, events=False, timed=False):
             log(f"  change events off, workflows timed: {dict(EVENTS_WORLD, changeEvents=False)}")
         log(f"  backfill of {len(records)} accounts ...")
         backfill = run_backfill(args, world, proxies, records, spare, selection, label,
-                                EVENTS_RECHECK_DELAY if events or timed else 0)
+                                EVENTS_RECHECK_DELAY if events or timed else 0,
+                                feed=change_events)
+        if change_events:
+            change_events.backfill_lane(args.containers)
         if events:
             # The first pass is done; what is left waits on workflows, and on the events that
             # say they completed (each re-check is EVENTS_RECHECK_DELAY s away).

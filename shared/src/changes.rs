@@ -134,12 +134,36 @@ fn record_item(body: Option<&str>) -> Result<Vec<Item>, String> {
     })
 }
 
+/// The queue a run goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The onboarding queue: a grant completed its workflow and waits on ct-entitlements (an
+    /// acceptance, an activation), to be done within seconds.
+    Now,
+    /// The backfill queue (`BACKFILL_QUEUE_URL`; the onboarding queue without one): a grant
+    /// failed or went away, so the run creates one, whose workflow takes its own time. It is
+    /// the backfill's kind of work: during a backfill, the account's own backfill message waits
+    /// there already, and new accounts never wait behind it (issue 17 §3: at 1,000 accounts,
+    /// the failed account-level grants of the first reconcile made the onboarding queue do the
+    /// backfill's work a second time).
+    Backfill,
+}
+
+/// The lane of a run asked for by a grant in `status`. Pure.
+pub fn lane_of(status: &str) -> Lane {
+    use crate::decide::status::{DELETED, FAILED_WORKFLOW, REJECTED};
+    match status {
+        FAILED_WORKFLOW | REJECTED | DELETED => Lane::Backfill,
+        _ => Lane::Now,
+    }
+}
+
 /// What a batch's hints about one account lead to. Pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
     /// A grant waits on ct-entitlements: run the account, no call needed. Why (a grant and
-    /// its status).
-    Run(String),
+    /// its status), and on which queue.
+    Run(String, Lane),
     /// Nothing for a run to do now, and why.
     Nothing(String),
     /// These grants (ARNs) say whose move it is: `GetGrant` each.
@@ -169,7 +193,8 @@ pub fn plan(hints: &[&GrantHint]) -> Step {
             .or_default()
             .insert(hint.status.as_deref());
     }
-    let (mut run, mut read, mut look, mut nothing) = (None, false, Vec::new(), None);
+    let (mut run, mut read, mut look, mut nothing): (Option<(String, Lane)>, _, _, _) =
+        (None, false, Vec::new(), None);
     for (grant, mut statuses) in by_grant {
         if statuses.len() > 1 {
             statuses.remove(&Some(PENDING_WORKFLOW));
@@ -193,7 +218,13 @@ pub fn plan(hints: &[&GrantHint]) -> Step {
         match (action, grant) {
             (HintAction::Run, _) => {
                 let status = statuses.iter().flatten().next().copied().unwrap_or("?");
-                run.get_or_insert_with(|| format!("{} {status}", grant.unwrap_or("a grant")));
+                let why = format!("{} {status}", grant.unwrap_or("a grant"));
+                // A completion anywhere in the account puts the run on the fast lane.
+                match (&run, lane_of(status)) {
+                    (Some((_, Lane::Now)), _) => {}
+                    (Some(_), Lane::Backfill) => {}
+                    (_, lane) => run = Some((why, lane)),
+                }
             }
             (HintAction::Read, _) | (HintAction::Look, None) => read = true,
             (HintAction::Look, Some(arn)) => look.push(arn.to_string()),
@@ -205,8 +236,8 @@ pub fn plan(hints: &[&GrantHint]) -> Step {
             }
         }
     }
-    if let Some(why) = run {
-        Step::Run(why)
+    if let Some((why, lane)) = run {
+        Step::Run(why, lane)
     } else if read {
         Step::Read
     } else if !look.is_empty() {
@@ -403,34 +434,35 @@ impl Triage<'_> {
         &mut self,
         steps: &[(&AccountId, Step, &[usize])],
         views: &HashMap<String, Result<GrantView, Error>>,
-    ) -> Vec<(AccountId, Vec<usize>)> {
+    ) -> Vec<(AccountId, Vec<usize>, Lane)> {
         let mut runs = Vec::new();
         let mut org = None;
         for (account, step, records) in steps {
             let verdict = match step {
-                Step::Run(why) => Verdict::Run(why.clone()),
+                Step::Run(why, lane) => Verdict::Run(why.clone(), *lane),
                 Step::Nothing(why) => Verdict::Skip(why.clone()),
                 Step::Look(arns) => after_looks(arns, views),
                 Step::Read => Verdict::Read,
             };
             let outcome = match verdict {
-                Verdict::Run(why) => Ok(Ok(why)),
+                Verdict::Run(why, lane) => Ok(Ok((why, lane))),
                 Verdict::Skip(why) => Ok(Err(why)),
                 Verdict::Retry(e) => Err(e),
                 Verdict::Read => self
                     .read(&mut org, account)
                     .await
                     .map(|settled| match settled {
-                        None => {
-                            Ok("a selected license is short of an ACTIVE grant (listings)".into())
-                        }
+                        None => Ok((
+                            "a selected license is short of an ACTIVE grant (listings)".into(),
+                            Lane::Backfill,
+                        )),
                         Some(why) => Err(why),
                     }),
             };
             match outcome {
-                Ok(Ok(why)) => {
+                Ok(Ok((why, lane))) => {
                     self.report.needs.insert(account.to_string(), why);
-                    runs.push(((*account).clone(), records.to_vec()));
+                    runs.push(((*account).clone(), records.to_vec(), lane));
                 }
                 Ok(Err(why)) => {
                     self.report.skipped.insert(
@@ -471,7 +503,7 @@ impl Triage<'_> {
     async fn queue(
         &mut self,
         config: &ReconcileConfig,
-        runs: Vec<(AccountId, Vec<usize>)>,
+        runs: Vec<(AccountId, Vec<usize>, Lane)>,
         dry_run: bool,
     ) {
         if runs.is_empty() {
@@ -489,42 +521,52 @@ impl Triage<'_> {
                 .as_ref()
                 .map(|a| a.to_string()),
         ];
-        let mut records = Vec::new();
-        for (account, of) in runs {
+        let mut lanes: BTreeMap<bool, (Vec<String>, Vec<usize>)> = BTreeMap::new();
+        for (account, of, lane) in runs {
             if own.iter().flatten().any(|a| a == account.as_str()) {
                 self.report.skipped.insert(
                     account.to_string(),
                     "an account ct-entitlements does not run".into(),
                 );
-            } else {
-                self.report.onboard.push(account.to_string());
-                records.extend(of);
+                continue;
             }
+            self.report.onboard.push(account.to_string());
+            let backfill = lane == Lane::Backfill && config.backfill_queue_url.is_some();
+            if backfill {
+                self.report.backfill.push(account.to_string());
+            }
+            let entry = lanes.entry(backfill).or_default();
+            entry.0.push(account.to_string());
+            entry.1.extend(of);
         }
-        if dry_run || self.report.onboard.is_empty() {
+        if dry_run {
             return;
         }
-        let bodies: Vec<String> = self
-            .report
-            .onboard
-            .iter()
-            .filter_map(|id| {
-                serde_json::to_string(&OnboardRequest {
-                    account_id: id.clone(),
-                    reason: Some(crate::event::GRANT_CHANGE_REASON.into()),
-                    attempt: 0,
-                    first_seen: None,
-                    activations: Vec::new(),
-                    ou_id: None,
-                    backfill: false,
+        for (backfill, (accounts, records)) in lanes {
+            let bodies: Vec<String> = accounts
+                .iter()
+                .filter_map(|id| {
+                    serde_json::to_string(&OnboardRequest {
+                        account_id: id.clone(),
+                        reason: Some(crate::event::GRANT_CHANGE_REASON.into()),
+                        attempt: 0,
+                        first_seen: None,
+                        activations: Vec::new(),
+                        ou_id: None,
+                        backfill,
+                    })
+                    .ok()
                 })
-                .ok()
-            })
-            .collect();
-        let sqs = &self.engine.clients().sqs;
-        match aws::send_batch(sqs, &config.onboarding_queue_url, &bodies, &self.calls).await {
-            Ok(n) => self.report.enqueued = n,
-            Err(e) => self.fail(records.iter(), ErrorReport::from(&e)),
+                .collect();
+            let url = match (&config.backfill_queue_url, backfill) {
+                (Some(url), true) => url,
+                _ => &config.onboarding_queue_url,
+            };
+            let sqs = &self.engine.clients().sqs;
+            match aws::send_batch(sqs, url, &bodies, &self.calls).await {
+                Ok(n) => self.report.enqueued += n,
+                Err(e) => self.fail(records.iter(), ErrorReport::from(&e)),
+            }
         }
     }
 }
@@ -532,8 +574,8 @@ impl Triage<'_> {
 /// What an account's looks decide.
 #[derive(Debug)]
 pub enum Verdict {
-    /// Run the account, and why.
-    Run(String),
+    /// Run the account, why, and on which queue.
+    Run(String, Lane),
     Skip(String),
     /// A grant went away (deleted, rejected, unreadable): the account's listings decide.
     Read,
@@ -573,11 +615,15 @@ pub fn after_looks(arns: &[String], views: &HashMap<String, Result<GrantView, Er
         };
         match after_look(grant, parent) {
             None => {
-                return Verdict::Run(format!(
-                    "{arn} {}{}",
-                    grant.status,
-                    parent.map_or_else(String::new, |p| format!(" under {} {}", p.arn, p.status))
-                ))
+                return Verdict::Run(
+                    format!(
+                        "{arn} {}{}",
+                        grant.status,
+                        parent
+                            .map_or_else(String::new, |p| format!(" under {} {}", p.arn, p.status))
+                    ),
+                    lane_of(&grant.status),
+                )
             }
             Some(why) => {
                 skip.get_or_insert(why);
@@ -642,7 +688,7 @@ mod tests {
     #[test]
     fn an_accounts_step_comes_from_all_its_hints_in_the_batch() {
         let look = |arns: &[&str]| Step::Look(arns.iter().map(|a| a.to_string()).collect());
-        let run = |arn: &str, status: &str| Step::Run(format!("{arn} {status}"));
+        let run = |arn: &str, status: &str| Step::Run(format!("{arn} {status}"), lane_of(status));
         let nothing = |s: &str| Step::Nothing(format!("its grant is {s}"));
         let cases: Vec<(&str, Vec<GrantHint>, Step)> = vec![
             (
@@ -701,6 +747,14 @@ mod tests {
                 run(G2, "PENDING_ACCEPT"),
             ),
             (
+                "a failed grant beside a completed one: the completion's lane",
+                vec![
+                    hint(A, Some(G1), Some("FAILED_WORKFLOW")),
+                    hint(A, Some(G2), Some("PENDING_ACCEPT")),
+                ],
+                run(G2, "PENDING_ACCEPT"),
+            ),
+            (
                 "two grants to look at",
                 vec![hint(A, Some(G2), None), hint(A, Some(G1), Some("DISABLED"))],
                 look(&[G1, G2]),
@@ -730,6 +784,25 @@ mod tests {
         let mut seen = hint(A, Some(G1), Some("PENDING_ACCEPT"));
         seen.seen = Some(view(G1, "PENDING_ACCEPT", ""));
         assert_eq!(step(&[seen]), look(&[G1]));
+    }
+
+    /// A run to accept or activate is done within seconds; one that creates a grant (a
+    /// failed or vanished one) is the backfill's kind of work.
+    #[test]
+    fn a_run_that_creates_a_grant_goes_to_the_backfill_lane() {
+        for (status, lane) in [
+            ("PENDING_ACCEPT", Lane::Now),
+            ("DISABLED", Lane::Now),
+            ("FAILED_WORKFLOW", Lane::Backfill),
+            ("DELETED", Lane::Backfill),
+            ("REJECTED", Lane::Backfill),
+        ] {
+            assert_eq!(lane_of(status), lane, "{status}");
+        }
+        assert_eq!(
+            step(&[hint(A, Some(G1), Some("FAILED_WORKFLOW"))]),
+            Step::Run(format!("{G1} FAILED_WORKFLOW"), Lane::Backfill)
+        );
     }
 
     fn view(arn: &str, status: &str, parent: &str) -> GrantView {
@@ -818,7 +891,7 @@ mod tests {
             let views: HashMap<String, Result<GrantView, Error>> =
                 views.into_iter().map(|(a, v)| (a.to_string(), v)).collect();
             let got = match after_looks(&arns, &views) {
-                Verdict::Run(_) => "run",
+                Verdict::Run(..) => "run",
                 Verdict::Skip(_) => "skip",
                 Verdict::Read => "read",
                 Verdict::Retry(_) => "retry",

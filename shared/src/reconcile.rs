@@ -809,6 +809,10 @@ pub struct ReconcileReport {
     /// throttle): answered as batch item failures, so SQS delivers them again.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub retried: Vec<String>,
+    /// Of `onboard`, a change-event batch's accounts put on the backfill queue
+    /// ([`crate::changes::Lane::Backfill`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub backfill: Vec<String>,
     pub api_calls: BTreeMap<String, u32>,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -837,6 +841,7 @@ impl ReconcileReport {
             coalesced: None,
             rejected: BTreeMap::new(),
             retried: Vec::new(),
+            backfill: Vec::new(),
             api_calls: BTreeMap::new(),
             duration_ms: 0,
             error: None,
