@@ -424,3 +424,75 @@ async fn a_completed_workflow_runs_the_waiting_account_at_once_and_events_add_no
     let grants = s.grants_in(&prod).await;
     assert!(grants.iter().all(|(_, st)| st == "ACTIVE"), "{grants:?}");
 }
+
+/// A run to create a grant (its grant failed its workflow) goes to the backfill queue, a
+/// completion's run to the onboarding queue (issue 17 §3: new accounts never wait behind the
+/// backfill's kind of work), each marked as such; one batch, one message per account.
+#[tokio::test]
+async fn a_failed_workflow_runs_its_account_on_the_backfill_lane_and_a_completion_at_once() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let engine = s.engine(&[]);
+    let (changes, changes_arn) = common::new_queue(&s.world, "changes").await;
+    let (backfill, _) = common::new_queue(&s.world, "backfill").await;
+    let config = ReconcileConfig {
+        change_queue_url: Some(changes),
+        backfill_queue_url: Some(backfill.clone()),
+        ..reconcile_config(&s.queue_url, None)
+    };
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let grant = |n: u32| format!("arn:aws:license-manager::123456789012:grant:g-{n:032x}");
+    let event = |account: &str, n: u32, status: &str| {
+        json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+               "resources": [grant(n)],
+               "detail": {"grantArn": grant(n), "status": status,
+                          "granteePrincipal": format!("arn:aws:iam::{account}:root")}})
+        .to_string()
+    };
+    let records: Vec<Value> = [
+        (&prod, 1, "FAILED_WORKFLOW"),
+        (&prod, 2, "FAILED_WORKFLOW"),
+        (&dev, 3, "PENDING_ACCEPT"),
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, (account, n, status))| {
+        json!({"messageId": format!("m{i}"), "eventSource": "aws:sqs",
+               "eventSourceARN": changes_arn, "body": event(account, *n, status)})
+    })
+    .collect();
+    let batch = shared::changes::parse_batch(&json!({ "Records": records }), &config)
+        .unwrap()
+        .unwrap();
+    let (answer, report) = reconciler::change_batch(&engine, &config, &batch).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}), "{report:#?}");
+    assert_eq!(report.backfill, vec![prod.clone()], "{report:#?}");
+    assert_eq!(report.enqueued, 2, "{report:#?}");
+    let bodies = |url: String| {
+        let sqs = s.world.sqs();
+        async move {
+            let out = sqs
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages(10)
+                .send()
+                .await
+                .unwrap();
+            out.messages()
+                .iter()
+                .map(|m| serde_json::from_str::<Value>(m.body().unwrap()).unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    let on_backfill = bodies(backfill).await;
+    assert_eq!(on_backfill.len(), 1, "{on_backfill:?}");
+    assert_eq!(on_backfill[0]["accountId"], json!(prod));
+    assert_eq!(on_backfill[0]["backfill"], true);
+    assert_eq!(on_backfill[0]["reason"], "grant-change");
+    let onboarding = bodies(s.queue_url.clone()).await;
+    assert_eq!(onboarding.len(), 1, "{onboarding:?}");
+    assert_eq!(onboarding[0]["accountId"], json!(dev));
+    assert!(onboarding[0]["backfill"].is_null(), "{onboarding:?}");
+}
