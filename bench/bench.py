@@ -817,12 +817,16 @@ class ChangeEvents:
             records = records or self.take_backfill(wait=1)
             if not records:
                 continue
-            try:
-                inv = rt.submit({"Records": records}).wait(600)
-                if not inv.ok:
-                    self.errors.append(f"backfill lane: {(inv.body or b'')[:300]!r}")
-            except Exception as e:  # noqa: BLE001
-                self.errors.append(f"backfill lane: {e!r}")
+            self._run_batch(rt, records, "backfill lane")
+
+    def _run_batch(self, rt, records, what):
+        """One account-lifecycle invocation for `records`; a failure is kept in `errors`."""
+        try:
+            inv = rt.submit({"Records": records}).wait(600)
+            if not inv.ok:
+                self.errors.append(f"{what}: {(inv.body or b'')[:300]!r}")
+        except Exception as e:  # noqa: BLE001
+            self.errors.append(f"{what}: {e!r}")
 
     def _onboard(self, onboarding_rt):
         while not self.stopping.is_set():
@@ -847,12 +851,7 @@ class ChangeEvents:
                     self.runs[json.loads(m["Body"]).get("reason", "?")] += 1
                 self.stats["onboardingBatches"] += 1
             records = [sqs_record(m["Body"], message_id=m["MessageId"]) for m in messages]
-            try:
-                inv = onboarding_rt.submit({"Records": records}).wait(600)
-                if not inv.ok:
-                    self.errors.append(f"account-lifecycle: {(inv.body or b'')[:300]!r}")
-            except Exception as e:  # noqa: BLE001
-                self.errors.append(f"account-lifecycle: {e!r}")
+            self._run_batch(onboarding_rt, records, "account-lifecycle")
 
     def idle(self):
         """Nothing waiting to be delivered or worked (the onboarding queue's visible messages

@@ -471,18 +471,12 @@ async fn a_failed_workflow_runs_its_account_on_the_backfill_lane_and_a_completio
     assert_eq!(report.backfill, vec![prod.clone()], "{report:#?}");
     assert_eq!(report.enqueued, 2, "{report:#?}");
     let bodies = |url: String| {
-        let sqs = s.world.sqs();
+        let world = &s.world;
         async move {
-            let out = sqs
-                .receive_message()
-                .queue_url(url)
-                .max_number_of_messages(10)
-                .send()
+            common::take_bodies(world, &url)
                 .await
-                .unwrap();
-            out.messages()
                 .iter()
-                .map(|m| serde_json::from_str::<Value>(m.body().unwrap()).unwrap())
+                .map(|b| serde_json::from_str::<Value>(b).unwrap())
                 .collect::<Vec<_>>()
         }
     };
