@@ -1,4 +1,4 @@
-//! License Manager's change events a batch at a time. The `LicenseManagerChanges` rule puts
+//! License Manager's change events a batch at a time. The `LicenseManagerChangesRule` puts
 //! each event on the change-event queue (`CHANGE_EVENT_QUEUE_URL`); the reconciler takes them
 //! in SQS batches, so that a burst of events (a backfill makes several per grant) costs one
 //! look per grant and at most one run per account per batch, where one invocation per event
@@ -49,7 +49,7 @@ pub struct ChangeBatch {
     pub rejected: Vec<(usize, String)>,
 }
 
-/// The detail types the `LicenseManagerChanges` rule matches.
+/// The detail types `LicenseManagerChangesRule` matches.
 const DETAIL_TYPES: [&str; 2] = ["Grant Change", "License Change"];
 
 /// `Some` when `payload` is an SQS batch from the change-event queue (the first record's

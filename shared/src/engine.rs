@@ -157,12 +157,12 @@ impl Engine {
         &self.clients
     }
 
-    /// The organization (read once per container).
     /// The container's License Manager rate limiter (`LICENSE_MANAGER_CALLS_PER_SECOND`).
     pub fn limiter(&self) -> &RateLimiter {
         &self.limiter
     }
 
+    /// The organization (read once per container).
     pub async fn organization(&self, calls: &CallLog) -> Result<OrgInfo, Error> {
         self.org_info(calls).await
     }

@@ -38,7 +38,7 @@ pub struct ReconcileConfig {
     /// of them makes at most one reconcile per 5 minutes, each starting after the events it
     /// covers. Unset: such an event runs the configured scope at once.
     pub coalesce_queue_url: Option<String>,
-    /// `CHANGE_EVENT_QUEUE_URL`: the queue the `LicenseManagerChanges` rule delivers to; its
+    /// `CHANGE_EVENT_QUEUE_URL`: the queue `LicenseManagerChangesRule` delivers to; its
     /// records are triaged a batch at a time ([`crate::changes`]). Unset: records from any
     /// queue but the coalescing one are refused.
     pub change_queue_url: Option<String>,
