@@ -993,6 +993,58 @@ pub async fn send_coalesced(
     Ok(())
 }
 
+/// Makes SQS messages (`(message id, receipt handle)`) visible again in `seconds`
+/// (`ChangeMessageVisibilityBatch`, ten at a time). The first entry a batch could not change
+/// fails the call; the messages then keep the visibility they have.
+pub async fn change_visibility(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    entries: &[(String, String)],
+    seconds: i32,
+    calls: &CallLog,
+) -> Result<(), Error> {
+    use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
+    for chunk in entries.chunks(10) {
+        calls.record(Side::Own, "sqs:ChangeMessageVisibilityBatch", true);
+        let batch = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, (_, handle))| {
+                Entry::builder()
+                    .id(i.to_string())
+                    .receipt_handle(handle)
+                    .visibility_timeout(seconds)
+                    .build()
+                    .map_err(|e| Error::InvalidInput(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let out = sqs
+            .change_message_visibility_batch()
+            .queue_url(queue_url)
+            .set_entries(Some(batch))
+            .send()
+            .await
+            .map_err(|e| aws_error("sqs", "ChangeMessageVisibilityBatch", e))?;
+        if let Some(first) = out.failed().first() {
+            let id = first.id().parse::<usize>().ok().and_then(|i| chunk.get(i));
+            return Err(Error::Aws {
+                service: "sqs",
+                operation: "ChangeMessageVisibilityBatch",
+                code: first.code().to_string(),
+                message: format!(
+                    "{} of {} message(s) not changed, the first {}: {}",
+                    out.failed().len(),
+                    chunk.len(),
+                    id.map_or("?", |(m, _)| m.as_str()),
+                    first.message().unwrap_or_default()
+                ),
+                retry: Retry::Retryable,
+            });
+        }
+    }
+    Ok(())
+}
+
 pub async fn send_batch(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,

@@ -47,7 +47,16 @@ pub struct ChangeBatch {
     pub items: Vec<(usize, Item)>,
     /// Records refused, and why (by record index).
     pub rejected: Vec<(usize, String)>,
+    /// Each record's receipt handle, when it has one (by record index): a record to deliver
+    /// again is made visible again in [`RETRY_AFTER_SECONDS`] with it.
+    pub handles: Vec<Option<String>>,
 }
+
+/// How soon a record to deliver again (a throttled look, a failed send) comes back: its
+/// visibility is set to this many seconds (`ChangeMessageVisibility`) instead of the queue's
+/// visibility timeout (1,800 s, which a batch's longest run needs). A completion's run waits
+/// seconds, not half an hour.
+pub const RETRY_AFTER_SECONDS: i32 = 10;
 
 /// The detail types `LicenseManagerChangesRule` matches.
 const DETAIL_TYPES: [&str; 2] = ["Grant Change", "License Change"];
@@ -89,6 +98,7 @@ fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<Chan
         ids: Vec::new(),
         items: Vec::new(),
         rejected: Vec::new(),
+        handles: Vec::new(),
     };
     for (i, record) in records.iter().enumerate() {
         let field = |name: &str| record.get(name).and_then(Value::as_str);
@@ -99,6 +109,9 @@ fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<Chan
             )));
         };
         batch.ids.push(id.to_string());
+        batch
+            .handles
+            .push(field("receiptHandle").map(str::to_string));
         match record_item(field("body")) {
             Ok(items) => batch.items.extend(items.into_iter().map(|item| (i, item))),
             Err(why) => batch.rejected.push((i, why)),
@@ -282,6 +295,7 @@ pub async fn run(
     let views = t.look(&hints, &steps).await;
     let runs = t.verdicts(&steps, &views).await;
     t.queue(config, runs, dry_run).await;
+    t.soon(config, batch, dry_run).await;
     let mut report = t.report;
     report.retried = t.failed.iter().map(|i| batch.ids[*i].clone()).collect();
     report.accounts_listed = accounts.len();
@@ -360,6 +374,30 @@ impl Triage<'_> {
             }
         }
         (hints, coalesce)
+    }
+
+    /// The records to deliver again, made visible again in [`RETRY_AFTER_SECONDS`]. Best
+    /// effort: where it fails (or a record has no receipt handle) the queue's visibility
+    /// timeout brings the record back, later.
+    async fn soon(&mut self, config: &ReconcileConfig, batch: &ChangeBatch, dry_run: bool) {
+        let (Some(url), false) = (&config.change_queue_url, dry_run) else {
+            return;
+        };
+        let entries: Vec<(String, String)> = self
+            .failed
+            .iter()
+            .filter_map(|i| Some((batch.ids[*i].clone(), batch.handles.get(*i)?.clone()?)))
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        let sqs = &self.engine.clients().sqs;
+        if let Err(e) =
+            aws::change_visibility(sqs, url, &entries, RETRY_AFTER_SECONDS, &self.calls).await
+        {
+            tracing::warn!(error = %e, records = entries.len(),
+                "records to deliver again wait for the queue's visibility timeout");
+        }
     }
 
     /// The configured scope, asked for once for the whole batch on the coalescing queue.

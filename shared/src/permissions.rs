@@ -4,7 +4,13 @@
 //! the end-to-end tests check every call they observe against these lists.
 
 /// SDK operations whose IAM action has another name. All others: `service:Operation` is both.
-pub const IAM_ACTION_OF: &[(&str, &str)] = &[("sqs:SendMessageBatch", "sqs:SendMessage")];
+pub const IAM_ACTION_OF: &[(&str, &str)] = &[
+    ("sqs:SendMessageBatch", "sqs:SendMessage"),
+    (
+        "sqs:ChangeMessageVisibilityBatch",
+        "sqs:ChangeMessageVisibility",
+    ),
+];
 
 /// The IAM action an SDK operation (as `service:Operation`) needs.
 pub fn iam_action(operation: &str) -> &str {
@@ -51,6 +57,8 @@ pub const RECONCILER: &[&str] = &[
     "sqs:SendMessageBatch",
     // A change event that names no account: the coalescing queue.
     "sqs:SendMessage",
+    // A change-event record to deliver again comes back in seconds.
+    "sqs:ChangeMessageVisibilityBatch",
 ];
 
 /// org-bootstrap (custom resource at deploy, management account), with its own role.

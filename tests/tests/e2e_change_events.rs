@@ -489,4 +489,130 @@ async fn a_failed_workflow_runs_its_account_on_the_backfill_lane_and_a_completio
     assert_eq!(onboarding.len(), 1, "{onboarding:?}");
     assert_eq!(onboarding[0]["accountId"], json!(dev));
     assert!(onboarding[0]["backfill"].is_null(), "{onboarding:?}");
+
+    // account-lifecycle reads the backfill lane's message. The account was never onboarded:
+    // its listings are short, so the message runs.
+    let request = shared::event::parse_body(&on_backfill[0].to_string()).unwrap();
+    assert!(
+        shared::handler::covered(&engine, &request).await.is_none(),
+        "an account with no grant is run"
+    );
+    let run = engine.run(request.clone()).await;
+    assert!(run.write_calls > 0, "{run:#?}");
+    // The same message again (the backfill's own message ran first and did the work): its
+    // grants are ACTIVE or on their way, so no run is made, no role assumed, nothing written.
+    let skipped = shared::handler::covered(&engine, &request)
+        .await
+        .expect("an account whose grants are ACTIVE or on their way is not run again");
+    assert_eq!(skipped.outcome, shared::Outcome::Skipped);
+    assert!(
+        skipped
+            .reason
+            .as_deref()
+            .unwrap()
+            .starts_with(shared::handler::COVERED_REASON),
+        "{skipped:#?}"
+    );
+    assert_eq!(skipped.write_calls, 0, "{skipped:#?}");
+    assert!(
+        !skipped.api_calls.contains_key("AssumeRole"),
+        "{skipped:#?}"
+    );
+    assert!(
+        skipped.api_calls.values().sum::<u32>() < run.api_calls.values().sum::<u32>(),
+        "the look costs less than the run: {skipped:#?} / {run:#?}"
+    );
+    // The completion's message (the onboarding queue) is never held back by a look.
+    let completion = shared::event::parse_body(&onboarding[0].to_string()).unwrap();
+    assert!(shared::handler::covered(&engine, &completion)
+        .await
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_throttled_look_brings_its_record_back_in_seconds() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let engine = s.engine(&[]);
+    let (changes, changes_arn) = common::new_queue(&s.world, "changes").await;
+    let config = ReconcileConfig {
+        change_queue_url: Some(changes.clone()),
+        ..reconcile_config(&s.queue_url, None)
+    };
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let grant = format!("arn:aws:license-manager::123456789012:grant:g-{:032x}", 7);
+    // A DISABLED grant is looked at (GetGrant), and License Manager throttles every look.
+    let body = json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                      "resources": [grant], "detail": {"grantArn": grant, "status": "DISABLED",
+                      "granteePrincipal": format!("arn:aws:iam::{dev}:root")}})
+    .to_string();
+    let sqs = s.world.sqs();
+    sqs.send_message()
+        .queue_url(&changes)
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap();
+    let got = sqs
+        .receive_message()
+        .queue_url(&changes)
+        .visibility_timeout(1800)
+        .send()
+        .await
+        .unwrap();
+    let message = &got.messages()[0];
+    s.world
+        .control()
+        .configure(json!({"throttleProbability": 1.0, "seed": 3, "faultOperations": ["GetGrant"]}))
+        .await
+        .unwrap();
+    let records = json!({"Records": [{"messageId": message.message_id(), "eventSource": "aws:sqs",
+        "eventSourceARN": changes_arn, "receiptHandle": message.receipt_handle(), "body": body}]});
+    let batch = shared::changes::parse_batch(&records, &config)
+        .unwrap()
+        .unwrap();
+    let (answer, report) = reconciler::change_batch(&engine, &config, &batch).await;
+    assert_eq!(
+        answer,
+        json!({"batchItemFailures": [{"itemIdentifier": message.message_id()}]}),
+        "{report:#?}"
+    );
+    assert_eq!(report.enqueued, 0, "{report:#?}");
+    assert_eq!(
+        report.api_calls.get("sqs:ChangeMessageVisibilityBatch"),
+        Some(&1),
+        "the record's visibility is set to seconds: {report:#?}"
+    );
+    // The record is still on the queue, in flight (not deleted): SQS delivers it again when its
+    // visibility ends.
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&changes)
+        .attribute_names(
+            aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        attributes
+            .attributes()
+            .unwrap()
+            .values()
+            .next()
+            .map(String::as_str),
+        Some("1")
+    );
+    // Without a receipt handle (a hand-made record) nothing is asked: the queue's timeout stands.
+    let records = json!({"Records": [{"messageId": "m-hand", "eventSource": "aws:sqs",
+        "eventSourceARN": changes_arn, "body": body}]});
+    let batch = shared::changes::parse_batch(&records, &config)
+        .unwrap()
+        .unwrap();
+    let (answer, report) = reconciler::change_batch(&engine, &config, &batch).await;
+    assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 1);
+    assert!(!report
+        .api_calls
+        .contains_key("sqs:ChangeMessageVisibilityBatch"));
 }
