@@ -18,12 +18,12 @@ help:
 	@echo "make demo     run account-lifecycle locally against an emulated AWS organization"
 	@echo "make test     formatting, lints and every test (unit, emulator, end-to-end)"
 	@echo "make lint     cfn-lint, sam validate --lint and checkov on template.yaml (part of make test)"
-	@echo "make package  release build of the Lambda bootstraps (x86_64 here; see README for arm64)"
+	@echo "make package  release build of the Lambda bootstraps (x86_64 here; see docs/deploy.md for arm64)"
 	@echo "make sam-build  sam build of an x86_64 copy of the template (what CI can build here)"
 	@echo "make soak     reliability soak: faults through the queue path, then property tests at 20000 cases"
 	@echo "make readings  the emulator's readings of the undocumented x nine scenarios: the convergence matrix (issue 17)"
 	@echo "make scale    organization scale: 10,000 accounts (SCALE_ACCOUNTS), 50 OUs, mixed distribution modes"
-	@echo "make bench    benchmarks vs a Python 3.11 + boto3 peer: init, memory, onboarding, backfill, size (README, Performance)"
+	@echo "make bench    benchmarks vs a Python 3.11 + boto3 peer: init, memory, onboarding, backfill, size (docs/performance.md)"
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -61,7 +61,7 @@ test: venv lint fmt-check clippy unit
 readings: venv
 	cargo test --workspace --test readings -- --include-ignored --nocapture >target/readings.log
 
-# Reliability soak (README, Reliability): SOAK_ACCOUNTS accounts (default 200) x 3 licenses
+# Reliability soak (docs/reliability.md): SOAK_ACCOUNTS accounts (default 200) x 3 licenses
 # through the queue path under injected throttling, 5xx, faults after commit and latency spikes;
 # then every parser's property tests with PROPTEST_CASES cases each (make test runs 64).
 PROPTEST_CASES ?= 20000
@@ -87,14 +87,14 @@ package: venv
 	cargo lambda build --release --x86-64 --bin account-lifecycle --bin reconciler --bin org-bootstrap --bin catalog-provisioning --bin account-vending --bin notifier
 	@ls -l target/lambda/*/bootstrap
 
-# The template targets arm64; these machines build x86_64 only (README, Deploy).
+# The template targets arm64; these machines build x86_64 only (docs/deploy.md).
 sam-build: venv $(LINT_VENV)/.installed
 	sed 's/Architectures: \[arm64\]/Architectures: [x86_64]/' template.yaml > .template.x86_64.yaml
 	$(LINT_VENV)/bin/sam build --no-cached --template-file .template.x86_64.yaml --build-dir .aws-sam/build
 	@ls -l .aws-sam/build/*/bootstrap
 
 # Benchmarks, not tests: never part of `make test` or CI; fails only when a run errors.
-# Prints every figure with its ratio and writes target/bench/report.json (README, Performance).
+# Prints every figure with its ratio and writes target/bench/report.json (docs/performance.md).
 $(BENCH_VENV)/.installed: requirements-bench.txt
 	python3 -m venv $(BENCH_VENV)
 	$(BENCH_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-bench.txt
@@ -103,7 +103,7 @@ $(BENCH_VENV)/.installed: requirements-bench.txt
 bench: venv $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench.py $(BENCH_ARGS)
 
-# Organization scale (README, Performance): SCALE_ACCOUNTS members (default 10,000) in 50 OUs,
+# Organization scale (docs/performance.md): SCALE_ACCOUNTS members (default 10,000) in 50 OUs,
 # 5 licenses in the three distribution modes; long (not part of make bench or CI).
 scale: venv $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench.py --only scale $(BENCH_ARGS)

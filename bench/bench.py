@@ -4,7 +4,7 @@ size of the release Lambda functions, against the local world (moto + the emulat
 Python 3.11 + boto3 peer run through awslambdaric under the same runtime API server.
 
 Benchmarks, not tests: this fails only when a run errors, never for being slow. Prints each
-figure with its ratio and writes target/bench/report.json. See README.md, "Performance"."""
+figure with its ratio and writes target/bench/report.json. See docs/performance.md."""
 
 import argparse
 import collections
@@ -1203,10 +1203,10 @@ def bench_scale(args, lw, events=False, timed=False):
             world, proxies, selection, backfill_url, onboarding_url, f"{label}-reconcile-2.log")
         second_calls = sum(second_ops.values())
         licenses = 5
-        # What a reconcile with nothing changed needs (README, Backfill): DescribeOrganization,
-        # ListRoots, 2 calls per OU (accounts, child OUs; one page each here), ListReceivedLicenses,
-        # and per license one ListDistributedGrants page per 100 grants (+ the organization's
-        # received grants for licenses with a parent grant).
+        # What a reconcile with nothing changed needs (docs/operations.md, Backfill):
+        # DescribeOrganization, ListRoots, 2 calls per OU (accounts, child OUs; one page each
+        # here), ListReceivedLicenses, and per license one ListDistributedGrants page per 100
+        # grants (+ the organization's received grants for licenses with a parent grant).
         all_ous = len(world.seeded["ous"])
         r = {
             "accounts": n + len(world.seeded["accounts"]) - len(world.members()),

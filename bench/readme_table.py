@@ -1,5 +1,5 @@
-"""Prints the README's Performance table from target/bench/report.json (the figures of one
-`make bench` run, exactly as measured): `python3 bench/readme_table.py [report.json]`."""
+"""Prints the Performance table of docs/performance.md from target/bench/report.json (the
+figures of one `make bench` run, exactly as measured): `python3 bench/readme_table.py [report.json]`."""
 
 import json
 import sys
@@ -66,4 +66,7 @@ def main(path="target/bench/report.json"):
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+    else:
+        main(*sys.argv[1:])

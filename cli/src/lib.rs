@@ -21,7 +21,7 @@ pub const USAGE: &str = "usage: ct-entitlements <command>
                                        grant (named accounts: always), then progress until the
                                        queue drains
 
-Configuration: the account-lifecycle environment variables (README, Configuration); AWS
+Configuration: the account-lifecycle environment variables (docs/configuration.md); AWS
 credentials of the management account from the usual AWS settings.";
 
 /// A parsed command line.

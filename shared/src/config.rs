@@ -227,7 +227,7 @@ mod millis {
     }
 }
 
-/// Environment variable names, in one place for the template, the README and the tests.
+/// Environment variable names, in one place for the template, the docs and the tests.
 pub mod vars {
     pub const LICENSE_ARNS: &str = "LICENSE_ARNS";
     pub const PRODUCT_SKUS: &str = "PRODUCT_SKUS";

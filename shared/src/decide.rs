@@ -732,12 +732,13 @@ pub fn decide(o: &Observation<'_>) -> Next {
 mod tests {
     use super::*;
 
-    /// The README's limit, written out ("After `MAX_GRANT_GENERATIONS` (5) grants for one
-    /// account and license it stops with `GrantFailed`"): the expectations come from the
-    /// documentation, not from the constant under test.
+    /// The documented limit (docs/design.md, an account step by step), written out ("After
+    /// `MAX_GRANT_GENERATIONS` (5) grants for one account and license it stops with
+    /// `GrantFailed`"): the expectations come from the documentation, not from the constant
+    /// under test.
     const DOCUMENTED_GENERATIONS: usize = 5;
-    /// The README's wait on an activation another run requested: "two re-checks, then it
-    /// activates itself".
+    /// The documented wait on an activation another run requested (docs/development.md, the
+    /// emulator's table): "two re-checks, then it activates itself".
     const DOCUMENTED_ELSEWHERE_WAITS: u32 = 2;
 
     const LICENSE: &str = "arn:aws:license-manager::294406891311:license:l-1";

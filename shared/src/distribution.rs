@@ -368,7 +368,8 @@ async fn bulk(
 mod tests {
     use super::*;
 
-    /// The README's limit of grant generations ("`MAX_GRANT_GENERATIONS` (5)"), written out.
+    /// The limit of grant generations in docs/design.md ("`MAX_GRANT_GENERATIONS` (5)"), written
+    /// out.
     const DOCUMENTED_GENERATIONS: usize = 5;
 
     const L: &str = "arn:aws:license-manager::111122223333:license:l-1";

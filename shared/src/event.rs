@@ -578,7 +578,8 @@ mod tests {
         assert!(reason.len() < 1200);
     }
 
-    /// The shipped account-lifecycle events (README) still parse, directly and as SQS bodies.
+    /// The shipped account-lifecycle events (docs/operations.md, Try it) still parse, directly
+    /// and as SQS bodies.
     #[test]
     fn shipped_lifecycle_events_parse() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../events");

@@ -86,7 +86,7 @@ fn cut_at_char_boundary(text: &mut String, max_bytes: usize) {
     text.truncate(cut);
 }
 
-/// What to do about each kind of failure (README, Operations).
+/// What to do about each kind of failure (docs/operations.md).
 pub fn next_step(kind: &str) -> &'static str {
     match kind {
         "Configuration" => "fix the stack's license selection (LicenseArns, ProductSkus, OuLicenseRules) or the account's licenses tag, then redrive the dead-letter queue",

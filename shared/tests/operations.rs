@@ -110,24 +110,21 @@ fn dashboard_alarm_and_queries_use_what_the_report_lines_carry() {
     assert_eq!(line["type"], "accountReport");
 }
 
-/// The README section between `## {heading}` and the next `## ` heading.
-fn readme_section(readme: &str, heading: &str) -> String {
-    let start = readme
-        .find(&format!("\n## {heading}\n"))
-        .unwrap_or_else(|| panic!("README has no `## {heading}` section"));
-    let rest = &readme[start + 4..];
-    let end = rest.find("\n## ").unwrap_or(rest.len());
-    rest[..end].to_string()
+/// A document of docs/, where the README's sections now live.
+fn doc(name: &str) -> String {
+    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs")).join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// Issue 16 §3: every variable the template sets on catalog-provisioning is documented, the
-/// launch bounds and their parameters in Configuration (with their defaults), the member role
-/// as the default in Deploy, and a Security section says what is verified before acting.
+/// Issue 16 §3: every variable the template sets on catalog-provisioning is documented
+/// (docs/configuration.md, docs/service-catalog.md), the launch bounds and their parameters in
+/// docs/configuration.md (with their defaults), the member role as the default in
+/// docs/deploy.md, and docs/security.md says what is verified before acting.
 #[test]
-fn readme_documents_the_launch_bounds_security_and_the_member_role_default() {
+fn docs_document_the_launch_bounds_security_and_the_member_role_default() {
     let t = template();
-    let path = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"));
-    let readme = std::fs::read_to_string(path).unwrap();
+    let configuration = doc("configuration.md");
+    let catalog = doc("service-catalog.md");
     let vars = t["Resources"]["CatalogProvisioningFunction"]["Properties"]["Environment"]
         ["Variables"]
         .as_mapping()
@@ -136,11 +133,10 @@ fn readme_documents_the_launch_bounds_security_and_the_member_role_default() {
     for var in vars.keys() {
         let var = var.as_str().unwrap();
         assert!(
-            readme.contains(&format!("`{var}`")),
-            "README does not document {var}"
+            configuration.contains(&format!("`{var}`")) || catalog.contains(&format!("`{var}`")),
+            "docs/configuration.md and docs/service-catalog.md do not document {var}"
         );
     }
-    let configuration = readme_section(&readme, "Configuration");
     for (var, param) in [
         ("CATALOG_LICENSES", "CatalogLicenses"),
         ("CATALOG_SELECTION_RULES", "CatalogSelectionRules"),
@@ -150,7 +146,7 @@ fn readme_documents_the_launch_bounds_security_and_the_member_role_default() {
         let row = configuration
             .lines()
             .find(|l| l.starts_with(&format!("| `{var}` (`{param}`)")))
-            .unwrap_or_else(|| panic!("Configuration has no row for {var} ({param})"));
+            .unwrap_or_else(|| panic!("docs/configuration.md has no row for {var} ({param})"));
         let default = t["Parameters"][param]["Default"].as_str().unwrap();
         let shown = row.split(" | ").nth(1).unwrap();
         if default.is_empty() {
@@ -165,7 +161,7 @@ fn readme_documents_the_launch_bounds_security_and_the_member_role_default() {
             );
         }
     }
-    let deploy = readme_section(&readme, "Deploy");
+    let deploy = doc("deploy.md");
     let member = deploy.find("examples/member-role-stackset.yaml").unwrap();
     let fallback = deploy
         .find("**Fallback: `AWSControlTowerExecution`.**")
@@ -175,7 +171,7 @@ fn readme_documents_the_launch_bounds_security_and_the_member_role_default() {
         "Deploy: the member role first, the fallback after"
     );
     assert!(deploy.contains("MemberRoleTrustedRoleArns"));
-    let security = readme_section(&readme, "Security");
+    let security = doc("security.md");
     for needle in [
         "DescribeStackResource",
         "cloudformation-custom-resource-response-",
@@ -184,12 +180,18 @@ fn readme_documents_the_launch_bounds_security_and_the_member_role_default() {
         "errorCode",
         "aws:SecureTransport",
         "aws:ResourceOrgID",
-        "### What each role may do",
+        "## What each role may do",
     ] {
-        assert!(security.contains(needle), "Security section: {needle}");
+        assert!(security.contains(needle), "docs/security.md: {needle}");
     }
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let (security, launches) = (
+        readme.find("(docs/security.md)"),
+        readme.find("(docs/service-catalog.md)"),
+    );
     assert!(
-        readme.find("\n## Security\n") < readme.find("\n## Service Catalog product launches\n"),
-        "Security comes before Service Catalog product launches"
+        security.is_some() && launches.is_some() && security < launches,
+        "the README links docs/security.md before docs/service-catalog.md"
     );
 }

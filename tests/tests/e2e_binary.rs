@@ -197,9 +197,9 @@ async fn assumed_role_secrets(moto_url: &str) -> Vec<String> {
 
 /// Issue 8 item 10: under `cargo lambda watch` the runtime hands out a duration (600000) as
 /// `Lambda-Runtime-Deadline-Ms`; the custom resource must still work and answer its
-/// ResponseURL. This is the README's "Try it locally" run for catalog-provisioning: the local
-/// world's environment plus ALLOW_LOCAL_RESPONSE_URL, the shipped Create event pointed at a
-/// listener on 127.0.0.1, at a seeded account and license.
+/// ResponseURL. This is the "Try it locally" run for catalog-provisioning
+/// (docs/service-catalog.md): the local world's environment plus ALLOW_LOCAL_RESPONSE_URL, the
+/// shipped Create event pointed at a listener on 127.0.0.1, at a seeded account and license.
 #[tokio::test]
 async fn catalog_provisioning_binary_answers_its_response_url_under_cargo_lambda_watch() {
     let Some(world) = World::start_or_skip().await else {
@@ -212,8 +212,8 @@ async fn catalog_provisioning_binary_answers_its_response_url_under_cargo_lambda
 
     let mut env = world.env_vars();
     env.push(("ALLOW_LOCAL_RESPONSE_URL".into(), "true".into()));
-    // As the README's /tmp/world.env: the deployment selects every Marketplace license, which
-    // bounds what a launch may ask for (CATALOG_LICENSES empty).
+    // As /tmp/world.env in docs/operations.md (Try it): the deployment selects every
+    // Marketplace license, which bounds what a launch may ask for (CATALOG_LICENSES empty).
     env.push(("ALL_MARKETPLACE_LICENSES".into(), "true".into()));
     env.push(("RUST_LOG".into(), "debug".into()));
     let lambda = match LambdaEmulator::start(&env, Duration::from_secs(600)).await {

@@ -8,7 +8,7 @@ use local_world::World;
 use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions};
 
 /// moto 5.2 lists this principal with a trailing dot and so refuses to enable it; AWS accepts
-/// it. The test tolerates exactly this one refusal (see the README's notes on the local world).
+/// it. The test tolerates exactly this one refusal (see docs/development.md, The local AWS world).
 const MOTO_REFUSES: &str = "license-manager.member-account.amazonaws.com";
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn bootstrap_sets_up_the_organization_once_and_then_changes_nothing() {
         .unwrap();
     let mut paths: Vec<String> = roles.roles().iter().map(|r| r.path().to_string()).collect();
     paths.sort();
-    // The roles as AWS documents them (README, org-bootstrap: the member ones plus
+    // The roles as AWS documents them (docs/deploy.md, org-bootstrap: the member ones plus
     // `AWSServiceRoleForAWSLicenseManagerMasterAccountRole`), written out rather than taken from
     // the list under test. Compared by path: moto names service-linked roles its own way.
     let expected = vec![

@@ -98,8 +98,8 @@ const SINGLE_READINGS: &[Reading] = &[
     },
 ];
 
-/// The emulator's defaults: the harsher reading of every switch (README, "The local AWS
-/// world"), spelled out so that the matrix shows it whatever the defaults become.
+/// The emulator's defaults: the harsher reading of every switch (docs/development.md, "The
+/// local AWS world"), spelled out so that the matrix shows it whatever the defaults become.
 const ALL_HARSH: Reading = Reading {
     name: "all-harsh",
     patch: || {
@@ -1050,7 +1050,7 @@ async fn check(readings: &[&Reading], scenarios: &[Scenario], full: bool) {
                 cell.why,
                 if cell.outcome == "settled" {
                     " (remove the cell) and consider moving the switch's default to its harsher \
-                     reading (README, issue 17)"
+                     reading (docs/development.md, issue 17)"
                 } else {
                     " or fix the engine"
                 }

@@ -132,8 +132,8 @@ pub struct Switches {
     /// `false` only records what the models refuse and serves the request anyway (to see
     /// every violation of a flow at once, not just the first).
     pub refuse_model_violations: bool,
-    // Readings of what AWS leaves undocumented (README, "The local AWS world"; issue 17). Each
-    // default is the harsher reading; the engine converges under every one
+    // Readings of what AWS leaves undocumented (docs/development.md, "The local AWS world";
+    // issue 17). Each default is the harsher reading; the engine converges under every one
     // (tests/tests/readings.rs).
     /// A deleted account-level child of an organization/OU grant that had failed its workflow
     /// is handed out again to its member (`true`), or never (`false`, the harsher reading and
