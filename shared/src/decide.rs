@@ -3,7 +3,8 @@
 //! returning one `Next`; `engine` executes it, observes again and asks again, a few steps at
 //! most per invocation. The CLI's `plan` shows the first step of each license (dry run).
 //!
-//! Facts it follows (DESIGN.md §2): an organization or OU grant covers every account under it,
+//! Facts it follows (the AWS License Manager User Guide's managed entitlements and grant
+//! pages; each with its source in docs/development.md, The local AWS world): an organization or OU grant covers every account under it,
 //! and License Manager gives each covered account its own account-level grant (a "child") some
 //! time after; a grant is activated asynchronously, and the one-active-license conflict shows
 //! as the `StatusReason` of a grant that stays `DISABLED`; `REJECTED`/`DELETED` grants are

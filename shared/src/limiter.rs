@@ -1,7 +1,8 @@
 //! A per-operation rate limiter shared by everything one container runs: every license of an
 //! account is worked at once, and the limiter, not a fixed wave size, keeps License Manager
-//! below the rate it tolerates (it publishes none; DESIGN.md §2 says assume a few calls per
-//! second per operation and back off, which the SDK's retries still do on top).
+//! below the rate it tolerates (AWS publishes no request rate for License Manager's grant
+//! operations, so assume a few calls per second per operation and back off, which the SDK's
+//! retries still do on top; docs/design.md).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

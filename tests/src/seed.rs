@@ -11,7 +11,7 @@ use crate::emulator::LicenseSeed;
 use crate::world::{World, EXECUTION_ROLE};
 use crate::{sdk_error, Error};
 
-/// The service principals License Manager needs trusted access for (DESIGN.md §2).
+/// The service principals License Manager needs trusted access for (AWS License Manager User Guide, "Settings in License Manager").
 pub const LICENSE_MANAGER_PRINCIPALS: [&str; 3] = [
     "license-manager.amazonaws.com",
     "license-manager.member-account.amazonaws.com",

@@ -1,4 +1,5 @@
-//! The engine against the emulator behaving as AWS documents it (DESIGN.md §2), in the places
+//! The engine against the emulator behaving as AWS documents it (docs/development.md, each rule
+//! with its AWS source), in the places
 //! where a kinder emulator hid engine bugs: organization grants whose account-level children
 //! arrive later, bulk activation, grants that fail their workflow, operations the grantor does
 //! not hold. Each runs under both emulator profiles (`CT_EMULATOR_PROFILE`).

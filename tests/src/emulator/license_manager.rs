@@ -1,5 +1,6 @@
 //! AWS License Manager, the grant part: received licenses, grants and their state machine,
-//! service settings. Rules follow DESIGN.md §2; every shape follows aws-sdk-licensemanager.
+//! service settings. Rules follow the AWS License Manager User Guide and API reference (each
+//! with its source in docs/development.md); every shape follows aws-sdk-licensemanager.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -110,7 +111,8 @@ impl LicenseSeed {
 }
 
 /// The member-account service-linked roles License Manager needs in a grant's recipient
-/// (DESIGN.md §2): service name and AWS's role name.
+/// (AWS License Manager User Guide, "Using service-linked roles for AWS License Manager"):
+/// service name and AWS's role name.
 pub const MEMBER_SLRS: [(&str, &str); 3] = [
     (
         "license-manager.amazonaws.com",
@@ -1227,7 +1229,7 @@ impl LicenseManager {
         }
     }
 
-    /// A grant never passes on more than its grantor holds (DESIGN.md §2).
+    /// A grant never passes on more than its grantor holds (License Manager API reference, CreateGrant: AllowedOperations).
     fn check_held_operations(
         &self,
         caller: &str,
