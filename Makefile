@@ -12,7 +12,7 @@ export MOTO_SERVER := $(abspath $(VENV))/bin/moto_server
 export CARGO_LAMBDA := $(abspath $(VENV))/bin/cargo-lambda
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench scale clean soak readings
+.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench scale clean soak readings structure
 
 help:
 	@echo "make demo     run account-lifecycle locally against an emulated AWS organization"
@@ -23,6 +23,7 @@ help:
 	@echo "make soak     reliability soak: faults through the queue path, then property tests at 20000 cases"
 	@echo "make readings  the emulator's readings of the undocumented x nine scenarios: the convergence matrix (issue 17)"
 	@echo "make scale    organization scale: 10,000 accounts (SCALE_ACCOUNTS), 50 OUs, mixed distribution modes"
+	@echo "make structure  file and function sizes, shared's import cycles and pub items (issue 18; STRUCTURE_ARGS=--json)"
 	@echo "make bench    benchmarks vs a Python 3.11 + boto3 peer: init, memory, onboarding, backfill, size (docs/performance.md)"
 
 $(VENV)/.installed: requirements-dev.txt
@@ -107,6 +108,11 @@ bench: venv $(BENCH_VENV)/.installed
 # 5 licenses in the three distribution modes; long (not part of make bench or CI).
 scale: venv $(BENCH_VENV)/.installed
 	$(BENCH_VENV)/bin/python bench/bench.py --only scale $(BENCH_ARGS)
+
+# Sizes of the production sources: files over 600 lines, functions over 80, import cycles among
+# shared's modules, shared's pub/pub(crate) items. Stdlib Python; measures, never fails the build.
+structure:
+	@python3 bench/structure.py $(STRUCTURE_ARGS)
 
 clean:
 	cargo clean

@@ -67,45 +67,7 @@ impl VendingConfig {
                 ))),
             }
         };
-        let share = if parse_bool(get(SHARE_PORTFOLIO).as_deref(), SHARE_PORTFOLIO, false)? {
-            let portfolio_id = get(PORTFOLIO_ID).ok_or_else(|| {
-                Error::Config(format!(
-                    "{PORTFOLIO_ID} is required when {SHARE_PORTFOLIO}=true"
-                ))
-            })?;
-            let id_ok = portfolio_id.strip_prefix("port-").is_some_and(|rest| {
-                !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-            });
-            if !id_ok {
-                return Err(Error::Config(format!(
-                    "{PORTFOLIO_ID}: {portfolio_id:?} is not a portfolio id (port-…)"
-                )));
-            }
-            let principal_arn = get(PORTFOLIO_PRINCIPAL_ARN).ok_or_else(|| {
-                Error::Config(format!(
-                    "{PORTFOLIO_PRINCIPAL_ARN} is required when {SHARE_PORTFOLIO}=true"
-                ))
-            })?;
-            if !(principal_arn.starts_with("arn:") && principal_arn.contains(":iam::")) {
-                return Err(Error::Config(format!(
-                    "{PORTFOLIO_PRINCIPAL_ARN}: {principal_arn:?} is not an IAM ARN or pattern"
-                )));
-            }
-            let principal_type =
-                get(PORTFOLIO_PRINCIPAL_TYPE).unwrap_or_else(|| "IAM_PATTERN".into());
-            if principal_type != "IAM" && principal_type != "IAM_PATTERN" {
-                return Err(Error::Config(format!(
-                    "{PORTFOLIO_PRINCIPAL_TYPE}: {principal_type:?} must be IAM or IAM_PATTERN"
-                )));
-            }
-            Some(PortfolioShare {
-                portfolio_id,
-                principal_arn,
-                principal_type,
-            })
-        } else {
-            None
-        };
+        let share = share_settings(&get)?;
         Ok(VendingConfig {
             product_name: get(ACCOUNT_FACTORY_PRODUCT_NAME)
                 .unwrap_or_else(|| "AWS Control Tower Account Factory".into()),
@@ -143,6 +105,49 @@ impl VendingConfig {
             share,
         })
     }
+}
+
+/// `SHARE_PORTFOLIO=true`: the portfolio shared with each new account (`PORTFOLIO_ID`) and the
+/// principal associated with it there (`PORTFOLIO_PRINCIPAL_ARN`, `PORTFOLIO_PRINCIPAL_TYPE`).
+fn share_settings(get: &dyn Fn(&str) -> Option<String>) -> Result<Option<PortfolioShare>, Error> {
+    use vars::*;
+    if !parse_bool(get(SHARE_PORTFOLIO).as_deref(), SHARE_PORTFOLIO, false)? {
+        return Ok(None);
+    }
+    let portfolio_id = get(PORTFOLIO_ID).ok_or_else(|| {
+        Error::Config(format!(
+            "{PORTFOLIO_ID} is required when {SHARE_PORTFOLIO}=true"
+        ))
+    })?;
+    let id_ok = portfolio_id
+        .strip_prefix("port-")
+        .is_some_and(|rest| !rest.is_empty() && rest.bytes().all(|b| b.is_ascii_alphanumeric()));
+    if !id_ok {
+        return Err(Error::Config(format!(
+            "{PORTFOLIO_ID}: {portfolio_id:?} is not a portfolio id (port-…)"
+        )));
+    }
+    let principal_arn = get(PORTFOLIO_PRINCIPAL_ARN).ok_or_else(|| {
+        Error::Config(format!(
+            "{PORTFOLIO_PRINCIPAL_ARN} is required when {SHARE_PORTFOLIO}=true"
+        ))
+    })?;
+    if !(principal_arn.starts_with("arn:") && principal_arn.contains(":iam::")) {
+        return Err(Error::Config(format!(
+            "{PORTFOLIO_PRINCIPAL_ARN}: {principal_arn:?} is not an IAM ARN or pattern"
+        )));
+    }
+    let principal_type = get(PORTFOLIO_PRINCIPAL_TYPE).unwrap_or_else(|| "IAM_PATTERN".into());
+    if principal_type != "IAM" && principal_type != "IAM_PATTERN" {
+        return Err(Error::Config(format!(
+            "{PORTFOLIO_PRINCIPAL_TYPE}: {principal_type:?} must be IAM or IAM_PATTERN"
+        )));
+    }
+    Ok(Some(PortfolioShare {
+        portfolio_id,
+        principal_arn,
+        principal_type,
+    }))
 }
 
 #[cfg(test)]

@@ -57,7 +57,40 @@ const MAX_QUOTED_ENTITLEMENTS: usize = 2;
 /// Validates every field and reports every problem at once.
 /// `licenses_tag_key`: entitlements need the tag account-lifecycle reads.
 pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<Valid, Error> {
-    let r = AccountRequest {
+    let r = trimmed(raw);
+    let mut problems: Vec<String> = Vec::new();
+    check_people(&r, &mut problems);
+    if let Err(e) = parse_managed_ou(&r.managed_organizational_unit) {
+        problems.push(e);
+    }
+    let entitlements = check_entitlements(&r.entitlements, licenses_tag_key, &mut problems);
+    let provisioned_product_name = match &r.provisioned_product_name {
+        Some(name) if is_provisioned_product_name(name) => name.clone(),
+        Some(name) => {
+            problems.push(format!(
+                "ProvisionedProductName {} must start with a letter or digit and use only letters, digits, '.', '_', '-' (at most 128)",
+                echo(name)
+            ));
+            String::new()
+        }
+        None => default_product_name(&r.account_name),
+    };
+    if !problems.is_empty() {
+        return Err(Error::InvalidInput(format!(
+            "account request: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(Valid {
+        request: r,
+        provisioned_product_name,
+        entitlements,
+    })
+}
+
+/// The request with every field trimmed (an empty ProvisionedProductName: none).
+fn trimmed(raw: &AccountRequest) -> AccountRequest {
+    AccountRequest {
         account_name: raw.account_name.trim().to_string(),
         account_email: raw.account_email.trim().to_string(),
         managed_organizational_unit: raw.managed_organizational_unit.trim().to_string(),
@@ -74,8 +107,11 @@ pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<
             .as_ref()
             .map(|n| n.trim().to_string())
             .filter(|n| !n.is_empty()),
-    };
-    let mut problems: Vec<String> = Vec::new();
+    }
+}
+
+/// The account's name and email, and its SSO user's email and names.
+fn check_people(r: &AccountRequest, problems: &mut Vec<String>) {
     // Organizations: account names are 1-50 printable ASCII characters.
     if r.account_name.is_empty()
         || r.account_name.len() > 50
@@ -110,12 +146,18 @@ pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<
             ));
         }
     }
-    if let Err(e) = parse_managed_ou(&r.managed_organizational_unit) {
-        problems.push(e);
-    }
+}
+
+/// `Entitlements`, parsed and deduplicated: each entry a license ARN or SKU, the licenses tag
+/// key set, and the tag value within 256 characters.
+fn check_entitlements(
+    items: &[String],
+    licenses_tag_key: Option<&str>,
+    problems: &mut Vec<String>,
+) -> Vec<LicenseRef> {
     let mut entitlements = Vec::new();
     let mut bad_entitlements = 0usize;
-    for item in &r.entitlements {
+    for item in items {
         let problem = match LicenseRef::parse(item, "Entitlements") {
             Ok(parsed) if !entitlements.contains(&parsed) => {
                 entitlements.push(parsed);
@@ -152,28 +194,7 @@ pub fn validate(raw: &AccountRequest, licenses_tag_key: Option<&str>) -> Result<
             ));
         }
     }
-    let provisioned_product_name = match &r.provisioned_product_name {
-        Some(name) if is_provisioned_product_name(name) => name.clone(),
-        Some(name) => {
-            problems.push(format!(
-                "ProvisionedProductName {} must start with a letter or digit and use only letters, digits, '.', '_', '-' (at most 128)",
-                echo(name)
-            ));
-            String::new()
-        }
-        None => default_product_name(&r.account_name),
-    };
-    if !problems.is_empty() {
-        return Err(Error::InvalidInput(format!(
-            "account request: {}",
-            problems.join("; ")
-        )));
-    }
-    Ok(Valid {
-        request: r,
-        provisioned_product_name,
-        entitlements,
-    })
+    entitlements
 }
 
 /// The licenses tag value: space-separated SKUs and ARNs.

@@ -128,74 +128,12 @@ impl CatalogConfig {
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        let pending_response = match get(PENDING_GRANT_RESPONSE).as_deref() {
-            None | Some("WAIT") => PendingResponse::Wait,
-            Some("FAILED") => PendingResponse::Failed,
-            Some("SUCCESS") => PendingResponse::Success,
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "{PENDING_GRANT_RESPONSE}: {other:?} must be WAIT, FAILED or SUCCESS"
-                )))
-            }
-        };
-        let recheck_queue_url = get(CATALOG_RECHECK_QUEUE_URL);
-        if let Some(url) = &recheck_queue_url {
-            if !(url.starts_with("https://") || url.starts_with("http://")) {
-                return Err(Error::Config(format!(
-                    "{CATALOG_RECHECK_QUEUE_URL}: {url:?} is not a queue URL"
-                )));
-            }
-        }
-        if pending_response == PendingResponse::Success && recheck_queue_url.is_none() {
-            return Err(Error::Config(format!(
-                "{PENDING_GRANT_RESPONSE}=SUCCESS needs {CATALOG_RECHECK_QUEUE_URL}: without a re-check nothing would finish activating the grant"
-            )));
-        }
-        let licenses = match get(CATALOG_LICENSES).as_deref() {
-            None => LaunchLicenses::Selection,
-            Some("*") => LaunchLicenses::Any,
-            Some(raw) => {
-                let mut list = Vec::new();
-                for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
-                    let parsed = LicenseRef::parse(item, CATALOG_LICENSES)?;
-                    if !list.contains(&parsed) {
-                        list.push(parsed);
-                    }
-                }
-                LaunchLicenses::Listed(list)
-            }
-        };
-        let apply_selection_rules = match get(CATALOG_SELECTION_RULES).as_deref() {
-            None | Some("apply") => true,
-            Some("ignore") => false,
-            Some(other) => {
-                return Err(Error::Config(format!(
-                    "{CATALOG_SELECTION_RULES}: {} must be apply or ignore",
-                    echo(other)
-                )))
-            }
-        };
-        let mut share_portfolios = Vec::new();
-        for item in get(CATALOG_SHARE_PORTFOLIOS)
-            .as_deref()
-            .unwrap_or_default()
-            .split(',')
-            .map(str::trim)
-            .filter(|i| !i.is_empty())
-        {
-            let valid = item.strip_prefix("port-").is_some_and(|rest| {
-                !rest.is_empty()
-                    && rest.len() <= 96
-                    && rest.bytes().all(|b| b.is_ascii_alphanumeric())
-            });
-            if !valid {
-                return Err(Error::Config(format!(
-                    "{CATALOG_SHARE_PORTFOLIOS}: {} is not a portfolio id (port-…)",
-                    echo(item)
-                )));
-            }
-            share_portfolios.push(item.to_string());
-        }
+        let pending_response = pending_response(get(PENDING_GRANT_RESPONSE).as_deref())?;
+        let recheck_queue_url =
+            recheck_queue_url(get(CATALOG_RECHECK_QUEUE_URL), pending_response)?;
+        let licenses = launch_licenses(get(CATALOG_LICENSES).as_deref())?;
+        let apply_selection_rules = selection_rules(get(CATALOG_SELECTION_RULES).as_deref())?;
+        let share_portfolios = share_portfolios(get(CATALOG_SHARE_PORTFOLIOS).as_deref())?;
         Ok(CatalogConfig {
             licenses,
             apply_selection_rules,
@@ -249,6 +187,96 @@ impl CatalogConfig {
             )?),
         })
     }
+}
+
+/// `PENDING_GRANT_RESPONSE`: `WAIT` (the default), `FAILED` or `SUCCESS`.
+fn pending_response(raw: Option<&str>) -> Result<PendingResponse, Error> {
+    use vars::PENDING_GRANT_RESPONSE;
+    match raw {
+        None | Some("WAIT") => Ok(PendingResponse::Wait),
+        Some("FAILED") => Ok(PendingResponse::Failed),
+        Some("SUCCESS") => Ok(PendingResponse::Success),
+        Some(other) => Err(Error::Config(format!(
+            "{PENDING_GRANT_RESPONSE}: {other:?} must be WAIT, FAILED or SUCCESS"
+        ))),
+    }
+}
+
+/// `CATALOG_RECHECK_QUEUE_URL`: an http(s) URL; required by `PENDING_GRANT_RESPONSE=SUCCESS`.
+fn recheck_queue_url(
+    url: Option<String>,
+    pending_response: PendingResponse,
+) -> Result<Option<String>, Error> {
+    use vars::{CATALOG_RECHECK_QUEUE_URL, PENDING_GRANT_RESPONSE};
+    if let Some(url) = &url {
+        if !(url.starts_with("https://") || url.starts_with("http://")) {
+            return Err(Error::Config(format!(
+                "{CATALOG_RECHECK_QUEUE_URL}: {url:?} is not a queue URL"
+            )));
+        }
+    }
+    if pending_response == PendingResponse::Success && url.is_none() {
+        return Err(Error::Config(format!(
+            "{PENDING_GRANT_RESPONSE}=SUCCESS needs {CATALOG_RECHECK_QUEUE_URL}: without a re-check nothing would finish activating the grant"
+        )));
+    }
+    Ok(url)
+}
+
+/// `CATALOG_LICENSES`: unset (the deployment's selection), `*`, or a list of ARNs and SKUs.
+fn launch_licenses(raw: Option<&str>) -> Result<LaunchLicenses, Error> {
+    use vars::CATALOG_LICENSES;
+    Ok(match raw {
+        None => LaunchLicenses::Selection,
+        Some("*") => LaunchLicenses::Any,
+        Some(raw) => {
+            let mut list = Vec::new();
+            for item in raw.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                let parsed = LicenseRef::parse(item, CATALOG_LICENSES)?;
+                if !list.contains(&parsed) {
+                    list.push(parsed);
+                }
+            }
+            LaunchLicenses::Listed(list)
+        }
+    })
+}
+
+/// `CATALOG_SELECTION_RULES`: `apply` (the default) or `ignore`.
+fn selection_rules(raw: Option<&str>) -> Result<bool, Error> {
+    use vars::CATALOG_SELECTION_RULES;
+    match raw {
+        None | Some("apply") => Ok(true),
+        Some("ignore") => Ok(false),
+        Some(other) => Err(Error::Config(format!(
+            "{CATALOG_SELECTION_RULES}: {} must be apply or ignore",
+            echo(other)
+        ))),
+    }
+}
+
+/// `CATALOG_SHARE_PORTFOLIOS`: portfolio ids (`port-` and up to 96 letters and digits).
+fn share_portfolios(raw: Option<&str>) -> Result<Vec<String>, Error> {
+    use vars::CATALOG_SHARE_PORTFOLIOS;
+    let mut share_portfolios = Vec::new();
+    for item in raw
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|i| !i.is_empty())
+    {
+        let valid = item.strip_prefix("port-").is_some_and(|rest| {
+            !rest.is_empty() && rest.len() <= 96 && rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        });
+        if !valid {
+            return Err(Error::Config(format!(
+                "{CATALOG_SHARE_PORTFOLIOS}: {} is not a portfolio id (port-…)",
+                echo(item)
+            )));
+        }
+        share_portfolios.push(item.to_string());
+    }
+    Ok(share_portfolios)
 }
 
 #[cfg(test)]

@@ -180,49 +180,70 @@ pub async fn ensure(
         .map(|old| old.nodes)
         .unwrap_or_default();
     let calls = CallLog::default();
+    let tokens = match change_shares(catalog, &props, &old_nodes, &calls).await {
+        Ok(tokens) => tokens,
+        Err(e) => return Response::failed(target, physical, reason_of(&e)),
+    };
+    match follow_shares(catalog, &props, &tokens, poll, work_deadline, &calls).await {
+        Ok(pending) => shared(target, physical, &props, &pending),
+        Err(reason) => Response::failed(target, physical, reason),
+    }
+}
+
+/// Adds the shares that are new, then removes the ones no longer listed; the share tokens of
+/// the organization-node shares added.
+async fn change_shares(
+    catalog: &aws_sdk_servicecatalog::Client,
+    props: &ShareProperties,
+    old_nodes: &[Node],
+    calls: &CallLog,
+) -> Result<Vec<(Node, String)>, Error> {
     let mut tokens = Vec::new();
     for node in props.nodes.iter().filter(|n| !old_nodes.contains(n)) {
-        match create_share(
+        if let Some(token) = create_share(
             catalog,
             &props.portfolio_id,
             node,
             props.share_principals,
-            &calls,
+            calls,
         )
-        .await
+        .await?
         {
-            Ok(Some(token)) => tokens.push((node.clone(), token)),
-            Ok(None) => {}
-            Err(e) => return Response::failed(target, physical, reason_of(&e)),
+            tokens.push((node.clone(), token));
         }
     }
     for node in old_nodes.iter().filter(|n| !props.nodes.contains(n)) {
-        if let Err(e) = delete_share(catalog, &props.portfolio_id, node, &calls).await {
-            return Response::failed(target, physical, reason_of(&e));
-        }
+        delete_share(catalog, &props.portfolio_id, node, calls).await?;
     }
-    // Organization and OU shares complete asynchronously: follow them while time remains.
+    Ok(tokens)
+}
+
+/// Organization and OU shares complete asynchronously: follows them while time remains. `Ok`:
+/// the nodes still propagating when time was up; `Err`: why the share failed.
+async fn follow_shares(
+    catalog: &aws_sdk_servicecatalog::Client,
+    props: &ShareProperties,
+    tokens: &[(Node, String)],
+    poll: Duration,
+    work_deadline: Instant,
+    calls: &CallLog,
+) -> Result<Vec<String>, String> {
     let mut pending: Vec<String> = Vec::new();
-    for (node, token) in &tokens {
+    for (node, token) in tokens {
         loop {
-            let (status, errors) = match share_status(catalog, token, &calls).await {
-                Ok(s) => s,
-                Err(e) => return Response::failed(target, physical, reason_of(&e)),
-            };
+            let (status, errors) = share_status(catalog, token, calls)
+                .await
+                .map_err(|e| reason_of(&e))?;
             match status {
                 ShareStatus::Completed => break,
                 ShareStatus::CompletedWithErrors | ShareStatus::Error => {
-                    return Response::failed(
-                        target,
-                        physical,
-                        format!(
-                            "sharing {} with {} ended {}: {}",
-                            props.portfolio_id,
-                            node.value(),
-                            status.as_str(),
-                            errors.join("; ")
-                        ),
-                    )
+                    return Err(format!(
+                        "sharing {} with {} ended {}: {}",
+                        props.portfolio_id,
+                        node.value(),
+                        status.as_str(),
+                        errors.join("; ")
+                    ))
                 }
                 _ if Instant::now() + poll >= work_deadline => {
                     pending.push(node.value().to_string());
@@ -232,6 +253,17 @@ pub async fn ensure(
             }
         }
     }
+    Ok(pending)
+}
+
+/// SUCCESS: the portfolio is shared (`COMPLETED`), or still propagating to `pending`
+/// (`IN_PROGRESS`).
+fn shared(
+    target: &Target,
+    physical: String,
+    props: &ShareProperties,
+    pending: &[String],
+) -> Response {
     let shared_with: Vec<&str> = props.nodes.iter().map(Node::value).collect();
     let (status, reason) = if pending.is_empty() {
         (

@@ -40,64 +40,8 @@ pub fn classify(payload: &Value) -> Result<Incoming, Error> {
         .and_then(|r| r.get("EventSource").or_else(|| r.get("eventSource")))
         .and_then(Value::as_str);
     match source {
-        Some("aws:sns") => {
-            // Record by record, so that one garbage record never keeps its neighbours from
-            // being answered: a record whose Message is not a request is rejected on its own.
-            let records = payload
-                .get("Records")
-                .and_then(Value::as_array)
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let mut requests = Vec::new();
-            let mut rejected = Vec::new();
-            for (i, record) in records.iter().enumerate() {
-                let sns = record.get("Sns");
-                let id = sns
-                    .and_then(|s| s.get("MessageId"))
-                    .and_then(Value::as_str)
-                    .map(echo)
-                    .unwrap_or_else(|| format!("#{i}"));
-                match sns.and_then(|s| s.get("Message")) {
-                    Some(Value::String(message)) => match read_request(message) {
-                        Ok(request) => requests.push(request),
-                        Err(e) => rejected.push(invalid(format!(
-                            "SNS message {id}: Sns.Message is not a custom-resource request: {}",
-                            truncate(&e.to_string(), 4 * ECHO_MAX_CHARS)
-                        ))),
-                    },
-                    other => rejected.push(invalid(format!(
-                        "SNS message {id}: Sns.Message must be a string holding a custom-resource request, {}",
-                        got(other)
-                    ))),
-                }
-            }
-            Ok(Incoming::CustomResource {
-                requests,
-                rejected,
-                via_sns: true,
-            })
-        }
-        Some("aws:sqs") => {
-            let records = payload
-                .get("Records")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default();
-            Ok(Incoming::Rechecks(
-                records
-                    .iter()
-                    .map(|r| {
-                        let text = |k: &str| {
-                            r.get(k)
-                                .and_then(Value::as_str)
-                                .unwrap_or_default()
-                                .to_string()
-                        };
-                        (text("messageId"), text("body"))
-                    })
-                    .collect(),
-            ))
-        }
+        Some("aws:sns") => Ok(sns_requests(payload)),
+        Some("aws:sqs") => Ok(sqs_rechecks(payload)),
         Some(other) => Err(invalid(format!("unexpected event source {}", echo(other)))),
         // A request CloudFormation sent, even one without a usable RequestType: whatever names
         // where to answer is answered (FAILED naming the field), never left to time out.
@@ -112,6 +56,68 @@ pub fn classify(payload: &Value) -> Result<Incoming, Error> {
             "neither a custom-resource request (RequestType), an SNS event nor an SQS batch",
         )),
     }
+}
+
+/// An SNS event's requests, record by record, so that one garbage record never keeps its
+/// neighbours from being answered: a record whose Message is not a request is rejected on its
+/// own.
+fn sns_requests(payload: &Value) -> Incoming {
+    let records = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mut requests = Vec::new();
+    let mut rejected = Vec::new();
+    for (i, record) in records.iter().enumerate() {
+        let sns = record.get("Sns");
+        let id = sns
+            .and_then(|s| s.get("MessageId"))
+            .and_then(Value::as_str)
+            .map(echo)
+            .unwrap_or_else(|| format!("#{i}"));
+        match sns.and_then(|s| s.get("Message")) {
+            Some(Value::String(message)) => match read_request(message) {
+                Ok(request) => requests.push(request),
+                Err(e) => rejected.push(invalid(format!(
+                    "SNS message {id}: Sns.Message is not a custom-resource request: {}",
+                    truncate(&e.to_string(), 4 * ECHO_MAX_CHARS)
+                ))),
+            },
+            other => rejected.push(invalid(format!(
+                "SNS message {id}: Sns.Message must be a string holding a custom-resource request, {}",
+                got(other)
+            ))),
+        }
+    }
+    Incoming::CustomResource {
+        requests,
+        rejected,
+        via_sns: true,
+    }
+}
+
+/// An SQS batch's re-checks: (message id, body).
+fn sqs_rechecks(payload: &Value) -> Incoming {
+    let records = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    Incoming::Rechecks(
+        records
+            .iter()
+            .map(|r| {
+                let text = |k: &str| {
+                    r.get(k)
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                (text("messageId"), text("body"))
+            })
+            .collect(),
+    )
 }
 
 pub use shared::custom_resource::Target;
@@ -230,26 +236,7 @@ pub fn parse_properties(
             ))),
         }
     };
-    let license = match (text("LicenseArn")?, text("ProductSku")?) {
-        (Some(arn), None) if is_license_arn(&arn) => LicenseRef::Arn(arn),
-        (Some(arn), None) => {
-            return Err(invalid(format!(
-                "LicenseArn {} is not a License Manager license ARN (arn:aws:license-manager::<account>:license:l-<id>)",
-                echo(&arn)
-            )))
-        }
-        (None, Some(sku)) if is_product_sku(&sku) => LicenseRef::Sku(sku),
-        (None, Some(sku)) => {
-            return Err(invalid(format!(
-                "ProductSku {} is not a product SKU (letters, digits, '.', '_', '-')",
-                echo(&sku)
-            )))
-        }
-        (Some(_), Some(_)) => {
-            return Err(invalid("give exactly one of LicenseArn and ProductSku, not both"))
-        }
-        (None, None) => return Err(invalid("give exactly one of LicenseArn and ProductSku")),
-    };
+    let license = license_ref(text("LicenseArn")?, text("ProductSku")?)?;
     let stack_account = stack_account(stack_id)?;
     let account = match text("AccountId")? {
         None => stack_account,
@@ -270,17 +257,7 @@ pub fn parse_properties(
                 .map_err(|e| invalid(strip_prefix(&e)))
         })
         .transpose()?;
-    let deactivate_on_delete = match text("DeactivateOnDelete")?.map(|v| v.to_ascii_lowercase()) {
-        None => false,
-        Some(v) if v == "true" => true,
-        Some(v) if v == "false" => false,
-        Some(v) => {
-            return Err(invalid(format!(
-                "DeactivateOnDelete {} must be true or false",
-                echo(&v)
-            )))
-        }
-    };
+    let deactivate_on_delete = deactivate_on_delete(text("DeactivateOnDelete")?)?;
     Ok(Properties {
         license,
         account,
@@ -288,6 +265,39 @@ pub fn parse_properties(
         deactivate_on_delete,
         service_timeout: service_timeout(props)?,
     })
+}
+
+/// `LicenseArn` or `ProductSku`: exactly one, well-formed.
+fn license_ref(arn: Option<String>, sku: Option<String>) -> Result<LicenseRef, Error> {
+    match (arn, sku) {
+        (Some(arn), None) if is_license_arn(&arn) => Ok(LicenseRef::Arn(arn)),
+        (Some(arn), None) => Err(invalid(format!(
+            "LicenseArn {} is not a License Manager license ARN (arn:aws:license-manager::<account>:license:l-<id>)",
+            echo(&arn)
+        ))),
+        (None, Some(sku)) if is_product_sku(&sku) => Ok(LicenseRef::Sku(sku)),
+        (None, Some(sku)) => Err(invalid(format!(
+            "ProductSku {} is not a product SKU (letters, digits, '.', '_', '-')",
+            echo(&sku)
+        ))),
+        (Some(_), Some(_)) => Err(invalid(
+            "give exactly one of LicenseArn and ProductSku, not both",
+        )),
+        (None, None) => Err(invalid("give exactly one of LicenseArn and ProductSku")),
+    }
+}
+
+/// `DeactivateOnDelete`: `true` or `false` in any case; unset is false.
+fn deactivate_on_delete(raw: Option<String>) -> Result<bool, Error> {
+    match raw.map(|v| v.to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(v) if v == "true" => Ok(true),
+        Some(v) if v == "false" => Ok(false),
+        Some(v) => Err(invalid(format!(
+            "DeactivateOnDelete {} must be true or false",
+            echo(&v)
+        ))),
+    }
 }
 
 /// The account in a stack ARN: `arn:<partition>:cloudformation:<region>:<account>:stack/…`.
