@@ -11,6 +11,8 @@ export SAM_CLI_TELEMETRY := 0
 export MOTO_SERVER := $(abspath $(VENV))/bin/moto_server
 export CARGO_LAMBDA := $(abspath $(VENV))/bin/cargo-lambda
 export PATH := $(abspath $(VENV))/bin:$(PATH)
+# An end-to-end test that cannot start the local world fails here, as in CI (tests/src/world.rs).
+export CT_REQUIRE_WORLD := 1
 
 .PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench scale clean soak readings structure
 

@@ -65,10 +65,17 @@ pub struct AccountClients {
     pub service_catalog: aws_sdk_servicecatalog::Client,
 }
 
-/// `true` when running in CI (`CI=true` or `CI=1`).
+/// `true` when running in CI (`CI=true` or `CI=1`) or under the Makefile ([`REQUIRE_WORLD`]).
 pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1")
+    let set =
+        |name: &str| std::env::var(name).is_ok_and(|v| v.eq_ignore_ascii_case("true") || v == "1");
+    set("CI") || set(REQUIRE_WORLD)
 }
+
+/// Set by the Makefile (`make test`, which installs moto and cargo-lambda itself): a test that
+/// cannot start the local world (or a binary it needs) fails, as in CI, instead of passing
+/// without running behind a message cargo hides.
+pub const REQUIRE_WORLD: &str = "CT_REQUIRE_WORLD";
 
 impl World {
     /// Starts moto and its checking proxy, then the emulator pointed at moto.
@@ -103,7 +110,9 @@ impl World {
     pub async fn start_or_skip_with(opts: WorldOptions) -> Option<Self> {
         match Self::start(opts).await {
             Ok(world) => Some(world),
-            Err(e) if in_ci() => panic!("the local AWS world must start in CI, but: {e}"),
+            Err(e) if in_ci() => {
+                panic!("the local AWS world must start (CI or {REQUIRE_WORLD} set), but: {e}")
+            }
             Err(e) => {
                 eprintln!(
                     "\n!!!!!!!! SKIPPED: the local AWS world could not start: {e}\n\
