@@ -123,7 +123,7 @@ impl Engine {
         let parents = with_member_parents(view.parent_grants, &seen, &view.covering);
         let target = Target {
             account,
-            principal: principal.clone(),
+            principal,
             member: &view.member_clients,
             behavior,
             own_grant_name: self.own_grant_name(account),
