@@ -24,7 +24,7 @@ pub struct Departure {
 
 /// What Organizations says of an account now (`DescribeAccount`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Observed {
+pub(crate) enum Observed {
     /// Not in the organization (`AccountNotFoundException`).
     Gone,
     /// Its state: `ACTIVE`, `SUSPENDED`, `PENDING_CLOSURE`, `CLOSED`, `PENDING_ACTIVATION`, …
@@ -33,7 +33,7 @@ pub enum Observed {
 
 /// What to do about a [`Departure`], with the reason the report gives.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum DepartureAction {
+pub(crate) enum DepartureAction {
     /// Organizations confirms it: offboard (per OFFBOARD_MODE).
     Offboard(String),
     /// Still a member in use: the event is a hint to re-check the account, never to offboard.
@@ -45,7 +45,7 @@ pub enum DepartureAction {
 /// The part of [`decide_departure`] that needs no read: `Some(Ignore)` for an event the
 /// management account did not send, or one naming the management account or the account
 /// ct-entitlements runs in; `None` when Organizations must be asked.
-pub fn screen_departure(
+pub(crate) fn screen_departure(
     claim: &Departure,
     management: &str,
     self_account: Option<&str>,
@@ -80,7 +80,7 @@ pub fn screen_departure(
 /// account sent the event ([`screen_departure`]) and Organizations confirms it (gone from the
 /// organization, or SUSPENDED, PENDING_CLOSURE or CLOSED). An ACTIVE account is re-checked;
 /// PENDING_ACTIVATION or a state this code does not know is left alone.
-pub fn decide_departure(
+pub(crate) fn decide_departure(
     claim: &Departure,
     management: &str,
     self_account: Option<&str>,

@@ -34,7 +34,7 @@ impl GrantHint {
 
 /// What a change event's hint leads to, before any call ([`hint_action`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum HintAction {
+pub(crate) enum HintAction {
     /// The grant waits on ct-entitlements (a workflow completed: accept, or replace a failure).
     Run,
     /// Nothing to do: ACTIVE, or waiting on License Manager (a workflow, a deletion).
@@ -46,7 +46,7 @@ pub enum HintAction {
 }
 
 /// The first step for a `Grant Change` hint, from its status alone. Pure.
-pub fn hint_action(status: Option<&str>, grant_named: bool) -> HintAction {
+pub(crate) fn hint_action(status: Option<&str>, grant_named: bool) -> HintAction {
     use crate::decide::status::*;
     match status {
         Some(PENDING_ACCEPT | FAILED_WORKFLOW) => HintAction::Run,
@@ -60,7 +60,7 @@ pub fn hint_action(status: Option<&str>, grant_named: bool) -> HintAction {
 
 /// Whether a grant `GetGrant` showed (and its parent's, for an account-level grant under an
 /// organization/OU grant) leaves a run something to do now: `None` (run) or why not. Pure.
-pub fn after_look(grant: &GrantView, parent: Option<&GrantView>) -> Option<String> {
+pub(crate) fn after_look(grant: &GrantView, parent: Option<&GrantView>) -> Option<String> {
     use crate::decide::status::*;
     match grant.status.as_str() {
         // A failed workflow is replaced or repaired now. (Leaving a failed account-level grant

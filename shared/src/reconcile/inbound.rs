@@ -357,7 +357,7 @@ pub(crate) fn event_label(obj: &serde_json::Map<String, Value>) -> String {
 }
 
 /// The body of a message on the coalescing queue (written by the reconciler only).
-pub const COALESCED_BODY: &str = r#"{"reconcile":"coalesced"}"#;
+pub(crate) const COALESCED_BODY: &str = r#"{"reconcile":"coalesced"}"#;
 
 /// Accepts exactly what the coalescing queue's event source mapping delivers: `Records`, each
 /// an SQS record from the queue `RECONCILE_QUEUE_URL` names, whose body is

@@ -11,7 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 /// A warning when a license's live per-account grants (its own grants to accounts; children of
 /// organization/OU grants do not count) reach `grant_quota_warn_percent` of `grant_quota`.
 /// Children are told apart as in [`GrantIndex::add`] (by name, not by `ParentArn`).
-pub fn quota_warning(
+pub(crate) fn quota_warning(
     license: &str,
     grants: &[GrantView],
     prefix: &str,
@@ -51,7 +51,7 @@ pub(super) fn is_parent_principal(grantee: &str) -> bool {
 /// The account-level grants seen per (license, account), from grantor-side listings, and
 /// each license's distribution mode.
 #[derive(Debug, Default)]
-pub struct GrantIndex {
+pub(crate) struct GrantIndex {
     seen: HashMap<(String, String), Vec<Seen>>,
     read: BTreeSet<String>,
     /// Licenses with a live organization/OU grant in their listing.
@@ -146,7 +146,7 @@ impl GrantIndex {
 /// organization/OU mode the account-level grant under the parent, with no live per-account
 /// grant of ct-entitlements' left beside it). Pure: the reconciler's whole decision, tested
 /// case by case.
-pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<String> {
+pub(crate) fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<String> {
     short_of(account, wanted, index, false)
 }
 
@@ -155,7 +155,7 @@ pub fn needs_work(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<
 /// an activation ct-entitlements asked for) needs nothing yet. Its end sends a change event
 /// of its own, and the chain that waits for it re-checks anyway: an event in the middle of a
 /// run or a workflow adds no run.
-pub fn needs_run_now(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<String> {
+pub(crate) fn needs_run_now(account: &str, wanted: &Wanted, index: &GrantIndex) -> Option<String> {
     short_of(account, wanted, index, true)
 }
 

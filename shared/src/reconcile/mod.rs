@@ -13,11 +13,11 @@ mod report;
 mod run;
 
 pub use config::ReconcileConfig;
-pub use departures::{decide_departure, screen_departure, Departure, DepartureAction, Observed};
-pub use hints::{after_look, hint_action, GrantHint, HintAction};
-pub(crate) use inbound::{change_event, check_sqs_record, event_label};
-pub use inbound::{parse, Scope, COALESCED_BODY};
-pub use index::{needs_run_now, needs_work, quota_warning, GrantIndex};
+pub use departures::Departure;
+pub use hints::GrantHint;
+pub(crate) use hints::{after_look, hint_action, HintAction};
+pub(crate) use inbound::{change_event, check_sqs_record, event_label, COALESCED_BODY};
+pub use inbound::{parse, Scope};
 pub(crate) use listings::settled;
 pub use report::ReconcileReport;
 
