@@ -4,13 +4,14 @@
 use super::config::ReconcileConfig;
 use super::index::{is_parent_principal, needs_run_now, needs_work, quota_warning, GrantIndex};
 use super::report::ReconcileReport;
-use crate::aws::{self, GrantView, ListedAccount, OrgInfo};
-use crate::config::Mode;
+use crate::aws::{self, GrantView, HeldLicense, ListedAccount, OrgInfo};
+use crate::config::{Config, Mode};
 use crate::distribution::ParentReport;
 use crate::engine::{Engine, Wanted};
 use crate::error::Error;
 use crate::ids::AccountId;
 use crate::report::CallLog;
+use crate::Clients;
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -38,14 +39,7 @@ pub(crate) async fn settled(
         return Ok(None);
     };
     let held = engine.held_licenses_logged(calls).await?;
-    let modes: HashMap<String, Mode> = held
-        .iter()
-        .map(|l| {
-            let sku = l.sku.as_deref().unwrap_or_default();
-            (l.arn.clone(), config.mode_of(&l.arn, sku))
-        })
-        .filter(|(_, m)| *m != Mode::Account)
-        .collect();
+    let modes = distributed_modes(config, &held);
     let mut index = GrantIndex::new(modes.clone(), &config.grant_name_prefix);
     for license in arns {
         let mut grants: Vec<GrantView> = own
@@ -91,46 +85,10 @@ pub(super) async fn changed_accounts(
     let dry_run = report.dry_run;
     let clients = engine.clients();
     let held = engine.held_licenses_logged(calls).await?;
-    // Tags: no bulk read exists in Organizations, so this is one call per account, and only
-    // when ACCOUNT_TAG_FILTER or LICENSES_TAG_KEY is set.
-    let tags: Vec<Vec<(String, String)>> = if engine.reads_tags() {
-        futures::stream::iter(candidates.iter())
-            .map(|a| aws::account_tags(&clients.organizations, &a.id, calls))
-            .buffered(engine.config().max_concurrent_accounts)
-            .collect::<Vec<_>>()
-            .await
-            .into_iter()
-            .collect::<Result<_, _>>()?
-    } else {
-        vec![Vec::new(); candidates.len()]
-    };
-    // The OUs above each candidate's, where a nested OU inherits `ou`-mode licenses (each OU's
-    // parent read once per container; no call otherwise).
-    let mut above: HashMap<Option<String>, Vec<String>> = HashMap::new();
-    for a in candidates {
-        if !above.contains_key(&a.ou_id) {
-            let chain = engine.inherited_from(&a.ou_id, calls).await?;
-            above.insert(a.ou_id.clone(), chain);
-        }
-    }
-    let wanted: Vec<Wanted> = candidates
-        .iter()
-        .zip(&tags)
-        .map(|(a, t)| {
-            let ancestors = above.get(&a.ou_id).map(Vec::as_slice).unwrap_or_default();
-            engine.wanted(&a.ou_id, ancestors, t, &held)
-        })
-        .collect();
+    let wanted = selections(engine, candidates, &held, calls).await?;
     // Organization/OU-mode licenses are listed (and their parents kept) even when no
     // candidate wants them in this run.
-    let modes: HashMap<String, Mode> = held
-        .iter()
-        .map(|l| {
-            let sku = l.sku.as_deref().unwrap_or_default();
-            (l.arn.clone(), engine.config().mode_of(&l.arn, sku))
-        })
-        .filter(|(_, m)| *m != Mode::Account)
-        .collect();
+    let modes = distributed_modes(engine.config(), &held);
     let licenses: BTreeSet<&str> = wanted
         .iter()
         .filter_map(|w| match w {
@@ -146,20 +104,7 @@ pub(super) async fn changed_accounts(
         .chain(modes.keys().map(String::as_str))
         .collect();
     let mut index = GrantIndex::new(modes.clone(), &engine.config().grant_name_prefix);
-    let listings = futures::future::try_join_all(licenses.iter().map(|license| async move {
-        let mut grants = aws::license_grants(&clients.license_manager, license, calls).await?;
-        if grants.iter().any(|g| is_parent_principal(&g.grantee)) {
-            // Children of organization/OU grants; a delegated administrator may not see them,
-            // which leaves their accounts queued (their own run looks closer).
-            match aws::organization_license_grants(&clients.license_manager, license, calls).await {
-                Ok(children) => grants.extend(children),
-                Err(e) if e.aws_code().is_some_and(|c| c.starts_with("AccessDenied")) => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok::<_, Error>((license.to_string(), grants))
-    }))
-    .await?;
+    let listings = list_grants(clients, &licenses, calls).await?;
     for (license, grants) in &listings {
         index.add(license, grants);
         // In organization/OU mode the per-account grants are repairs (and a switch's leftovers):
@@ -182,15 +127,105 @@ pub(super) async fn changed_accounts(
         )
         .await;
     }
+    let needs = sort_needs(candidates, &wanted, &index, waiting_is_done, report);
+    let retiring = retiring_parents(engine, candidates, &wanted, &index, &listings);
+    Ok((needs, retiring))
+}
+
+/// What each candidate wants ([`Engine::wanted`]), from its OU in the listing, the OUs above
+/// it, and its tags.
+async fn selections(
+    engine: &Engine,
+    candidates: &[&ListedAccount],
+    held: &[HeldLicense],
+    calls: &CallLog,
+) -> Result<Vec<Wanted>, Error> {
+    let clients = engine.clients();
+    // Tags: no bulk read exists in Organizations, so this is one call per account, and only
+    // when ACCOUNT_TAG_FILTER or LICENSES_TAG_KEY is set.
+    let tags: Vec<Vec<(String, String)>> = if engine.reads_tags() {
+        futures::stream::iter(candidates.iter())
+            .map(|a| aws::account_tags(&clients.organizations, &a.id, calls))
+            .buffered(engine.config().max_concurrent_accounts)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<_, _>>()?
+    } else {
+        vec![Vec::new(); candidates.len()]
+    };
+    // The OUs above each candidate's, where a nested OU inherits `ou`-mode licenses (each OU's
+    // parent read once per container; no call otherwise).
+    let mut above: HashMap<Option<String>, Vec<String>> = HashMap::new();
+    for a in candidates {
+        if !above.contains_key(&a.ou_id) {
+            let chain = engine.inherited_from(&a.ou_id, calls).await?;
+            above.insert(a.ou_id.clone(), chain);
+        }
+    }
+    Ok(candidates
+        .iter()
+        .zip(&tags)
+        .map(|(a, t)| {
+            let ancestors = above.get(&a.ou_id).map(Vec::as_slice).unwrap_or_default();
+            engine.wanted(&a.ou_id, ancestors, t, held)
+        })
+        .collect())
+}
+
+/// The held licenses distributed to the organization or OUs (LICENSE_DISTRIBUTION), with
+/// their mode; licenses absent are in account mode.
+fn distributed_modes(config: &Config, held: &[HeldLicense]) -> HashMap<String, Mode> {
+    held.iter()
+        .map(|l| {
+            let sku = l.sku.as_deref().unwrap_or_default();
+            (l.arn.clone(), config.mode_of(&l.arn, sku))
+        })
+        .filter(|(_, m)| *m != Mode::Account)
+        .collect()
+}
+
+/// Every grant of each license the grantor sees, read concurrently: its distributed grants and,
+/// when an organization or OU grant is among them, that grant's children.
+async fn list_grants(
+    clients: &Clients,
+    licenses: &BTreeSet<&str>,
+    calls: &CallLog,
+) -> Result<Vec<(String, Vec<GrantView>)>, Error> {
+    futures::future::try_join_all(licenses.iter().map(|license| async move {
+        let mut grants = aws::license_grants(&clients.license_manager, license, calls).await?;
+        if grants.iter().any(|g| is_parent_principal(&g.grantee)) {
+            // Children of organization/OU grants; a delegated administrator may not see them,
+            // which leaves their accounts queued (their own run looks closer).
+            match aws::organization_license_grants(&clients.license_manager, license, calls).await {
+                Ok(children) => grants.extend(children),
+                Err(e) if e.aws_code().is_some_and(|c| c.starts_with("AccessDenied")) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok::<_, Error>((license.to_string(), grants))
+    }))
+    .await
+}
+
+/// The candidates that need a run, with the reason ([`needs_work`]); the others are counted up
+/// to date, or (a coalesced reconcile) waiting, or reported skipped (excluded).
+fn sort_needs(
+    candidates: &[&ListedAccount],
+    wanted: &[Wanted],
+    index: &GrantIndex,
+    waiting_is_done: bool,
+    report: &mut ReconcileReport,
+) -> BTreeMap<String, String> {
     let mut needs = BTreeMap::new();
-    for (account, wanted) in candidates.iter().zip(&wanted) {
-        match (wanted, needs_work(&account.id, wanted, &index)) {
+    for (account, wanted) in candidates.iter().zip(wanted) {
+        match (wanted, needs_work(&account.id, wanted, index)) {
             // Excluded (TARGET_OUS, ACCOUNT_TAG_FILTER): reported, not queued.
             (Wanted::Skip(reason), _) => {
                 report.skipped.insert(account.id.clone(), reason.clone());
             }
             (_, Some(_))
-                if waiting_is_done && needs_run_now(&account.id, wanted, &index).is_none() =>
+                if waiting_is_done && needs_run_now(&account.id, wanted, index).is_none() =>
             {
                 report.waiting += 1;
             }
@@ -200,26 +235,36 @@ pub(super) async fn changed_accounts(
             (_, None) => report.up_to_date += 1,
         }
     }
-    // Organization/OU grants of ct-entitlements' own for licenses now in account mode, each with
-    // the number of accounts that want the license and do not hold a grant of their own yet.
+    needs
+}
+
+/// Organization/OU grants of ct-entitlements' own for licenses now in account mode, each with
+/// the number of accounts that want the license and do not hold a grant of their own yet.
+fn retiring_parents(
+    engine: &Engine,
+    candidates: &[&ListedAccount],
+    wanted: &[Wanted],
+    index: &GrantIndex,
+    listings: &[(String, Vec<GrantView>)],
+) -> Vec<(GrantView, usize)> {
     let waiting = |license: &str| {
         candidates
             .iter()
-            .zip(&wanted)
+            .zip(wanted)
             .filter(|(account, w)| match w {
                 Wanted::Licenses { arns, .. } if arns.iter().any(|a| a == license) => {
                     let only = Wanted::Licenses {
                         arns: vec![license.to_string()],
                         unmatched: Vec::new(),
                     };
-                    needs_work(&account.id, &only, &index).is_some()
+                    needs_work(&account.id, &only, index).is_some()
                 }
                 Wanted::Unknown(_) => true,
                 _ => false,
             })
             .count()
     };
-    let retiring: Vec<(GrantView, usize)> = listings
+    listings
         .iter()
         .filter(|(license, _)| index.retiring.contains(license))
         .flat_map(|(_, grants)| grants.iter())
@@ -234,8 +279,7 @@ pub(super) async fn changed_accounts(
                     )
         })
         .map(|g| (g.clone(), waiting(&g.license_arn)))
-        .collect();
-    Ok((needs, retiring))
+        .collect()
 }
 
 /// A switch back from `organization`/`ou` to `account` mode, last step: once no account of the
