@@ -71,13 +71,6 @@ const REQUEST_FIELDS: &[&str] = &["accounts", "ous", "dryRun"];
 ///   (non-empty list of OU ids) and `dryRun` (boolean); `{}` is an on-demand run of the
 ///   configured scope.
 pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool), Error> {
-    let default_scope = || {
-        if config.ous.is_empty() {
-            Scope::Organization
-        } else {
-            Scope::Ous(config.ous.clone())
-        }
-    };
     let Some(obj) = payload.as_object() else {
         return Err(invalid(format!(
             "the reconciler takes an EventBridge Scheduled Event or a request object ({{\"accounts\": [...]}}, {{\"ous\": [...]}}, {{\"dryRun\": true}}, or {{}} for a full run), got {}",
@@ -86,7 +79,10 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
     };
     if obj.contains_key("Records") {
         check_coalesced_records(obj, config)?;
-        return Ok((Scope::Followup(Box::new(default_scope())), config.dry_run));
+        return Ok((
+            Scope::Followup(Box::new(default_scope(config))),
+            config.dry_run,
+        ));
     }
     if ["source", "detail-type", "detail"]
         .iter()
@@ -96,13 +92,30 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
             let scope = match scope {
                 Some(scope) => scope,
                 None if config.coalesce_queue_url.is_some() => Scope::Coalesced(event_label(obj)),
-                None => default_scope(),
+                None => default_scope(config),
             };
             return Ok((scope, config.dry_run));
         }
         check_scheduled_event(obj)?;
-        return Ok((default_scope(), config.dry_run));
+        return Ok((default_scope(config), config.dry_run));
     }
+    parse_request(obj, config)
+}
+
+/// The configured scope: RECONCILE_OUS, or the whole organization.
+fn default_scope(config: &ReconcileConfig) -> Scope {
+    if config.ous.is_empty() {
+        Scope::Organization
+    } else {
+        Scope::Ous(config.ous.clone())
+    }
+}
+
+/// An on-demand request object: only `accounts`, `ous` and `dryRun` ([`parse`]).
+fn parse_request(
+    obj: &serde_json::Map<String, Value>,
+    config: &ReconcileConfig,
+) -> Result<(Scope, bool), Error> {
     if let Some(unknown) = obj.keys().find(|k| !REQUEST_FIELDS.contains(&k.as_str())) {
         return Err(invalid(format!(
             "reconcile request: unknown field {}; expected accounts, ous or dryRun",
@@ -154,7 +167,7 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
                 })
                 .collect::<Result<_, _>>()?,
         ),
-        (None, None) => default_scope(),
+        (None, None) => default_scope(config),
     };
     Ok((scope, dry_run))
 }
@@ -192,78 +205,88 @@ pub(crate) fn change_event(obj: &serde_json::Map<String, Value>) -> Option<Optio
             ))));
         }
     }
-    let account_at = |pointer: &str| {
-        detail
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .and_then(|id| AccountId::parse(id).ok())
-    };
     let scope = match (source, detail_type) {
-        ("aws.organizations", "AWS API Call via CloudTrail") => {
-            match detail
-                .get("eventName")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-            {
-                "MoveAccount" => {
-                    account_at("/requestParameters/accountId").map(|a| Scope::Accounts(vec![a]))
-                }
-                "TagResource" | "UntagResource" => {
-                    match detail.pointer("/requestParameters/resourceId") {
-                        // Tags of an OU, a root or a policy select no licenses.
-                        Some(Value::String(id)) if AccountId::parse(id).is_err() => {
-                            Some(Scope::Accounts(Vec::new()))
-                        }
-                        _ => account_at("/requestParameters/resourceId")
-                            .map(|a| Scope::Accounts(vec![a])),
-                    }
-                }
-                event @ ("RemoveAccountFromOrganization" | "CloseAccount") => {
-                    account_at("/requestParameters/accountId").map(|account| {
-                        Scope::Departed(vec![Departure {
-                            account,
-                            event: event.to_string(),
-                            sender: obj
-                                .get("account")
-                                .and_then(Value::as_str)
-                                .map(str::to_string),
-                        }])
-                    })
-                }
-                _ => None,
-            }
-        }
-        ("aws.license-manager", "Grant Change") => {
-            // The grant: what `resources` names, else the detail's only grant ARN (a child's
-            // detail may name its parent too).
-            let mut named = Vec::new();
-            collect_grant_arns(obj.get("resources").unwrap_or(&Value::Null), &mut named);
-            let mut in_detail = Vec::new();
-            collect_grant_arns(&detail, &mut in_detail);
-            let grant = match (named.as_slice(), in_detail.as_slice()) {
-                ([one], _) | ([], [one]) => Some(one.clone()),
-                _ => None,
-            };
-            match grantee_account(&detail) {
-                Some(account) => Some(Scope::GrantChanged(vec![GrantHint {
-                    account,
-                    grant,
-                    status: grant_status_in(&detail),
-                    seen: None,
-                }])),
-                None => {
-                    for arn in in_detail {
-                        if !named.contains(&arn) {
-                            named.push(arn);
-                        }
-                    }
-                    (!named.is_empty()).then_some(Scope::GrantArns(named))
-                }
-            }
-        }
+        ("aws.organizations", "AWS API Call via CloudTrail") => organizations_call(obj, &detail),
+        ("aws.license-manager", "Grant Change") => grant_change(obj, &detail),
         _ => None,
     };
     Some(scope)
+}
+
+/// A CloudTrail record of an Organizations call ([`change_event`]): the account it names
+/// (`None`: nothing understood).
+fn organizations_call(obj: &serde_json::Map<String, Value>, detail: &Value) -> Option<Scope> {
+    match detail
+        .get("eventName")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+    {
+        "MoveAccount" => {
+            account_at(detail, "/requestParameters/accountId").map(|a| Scope::Accounts(vec![a]))
+        }
+        "TagResource" | "UntagResource" => {
+            match detail.pointer("/requestParameters/resourceId") {
+                // Tags of an OU, a root or a policy select no licenses.
+                Some(Value::String(id)) if AccountId::parse(id).is_err() => {
+                    Some(Scope::Accounts(Vec::new()))
+                }
+                _ => account_at(detail, "/requestParameters/resourceId")
+                    .map(|a| Scope::Accounts(vec![a])),
+            }
+        }
+        event @ ("RemoveAccountFromOrganization" | "CloseAccount") => {
+            account_at(detail, "/requestParameters/accountId").map(|account| {
+                Scope::Departed(vec![Departure {
+                    account,
+                    event: event.to_string(),
+                    sender: obj
+                        .get("account")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                }])
+            })
+        }
+        _ => None,
+    }
+}
+
+/// A License Manager `Grant Change` event ([`change_event`]): the account its detail names a
+/// grant of, else the grants it names by ARN (`None`: neither).
+fn grant_change(obj: &serde_json::Map<String, Value>, detail: &Value) -> Option<Scope> {
+    // The grant: what `resources` names, else the detail's only grant ARN (a child's
+    // detail may name its parent too).
+    let mut named = Vec::new();
+    collect_grant_arns(obj.get("resources").unwrap_or(&Value::Null), &mut named);
+    let mut in_detail = Vec::new();
+    collect_grant_arns(detail, &mut in_detail);
+    let grant = match (named.as_slice(), in_detail.as_slice()) {
+        ([one], _) | ([], [one]) => Some(one.clone()),
+        _ => None,
+    };
+    match grantee_account(detail) {
+        Some(account) => Some(Scope::GrantChanged(vec![GrantHint {
+            account,
+            grant,
+            status: grant_status_in(detail),
+            seen: None,
+        }])),
+        None => {
+            for arn in in_detail {
+                if !named.contains(&arn) {
+                    named.push(arn);
+                }
+            }
+            (!named.is_empty()).then_some(Scope::GrantArns(named))
+        }
+    }
+}
+
+/// The account id at `pointer` in an event's detail, when it is one.
+fn account_at(detail: &Value, pointer: &str) -> Option<AccountId> {
+    detail
+        .pointer(pointer)
+        .and_then(Value::as_str)
+        .and_then(|id| AccountId::parse(id).ok())
 }
 
 /// The account a License Manager event's detail names as a grantee (`arn:aws:iam::<id>:root`
