@@ -159,6 +159,8 @@ pub(crate) fn needs_run_now(account: &str, wanted: &Wanted, index: &GrantIndex) 
     short_of(account, wanted, index, true)
 }
 
+/// Why `account` needs a run ([`needs_work`]; with `waiting_is_done`, [`needs_run_now`]): the
+/// first license it is short of, and how many more.
 fn short_of(
     account: &str,
     wanted: &Wanted,
@@ -173,90 +175,119 @@ fn short_of(
     let own_name = format!("{}-{account}", index.prefix);
     let short: Vec<String> = arns
         .iter()
-        .filter_map(|license| {
-            if !index.read.contains(license) {
-                return Some(format!("{license}: not listed"));
-            }
-            if index.paused.contains(license) {
-                // Deactivated in bulk by an operator: a run would only report it.
-                return None;
-            }
-            let seen = index
-                .seen
-                .get(&(license.clone(), account.to_string()))
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let mode = index.modes.get(license).copied().unwrap_or_default();
-            if index.retiring.contains(license) {
-                // Switched back to account mode: the account's own grant is what counts.
-                let held = seen
-                    .iter()
-                    .any(|s| !s.child && s.name == own_name && s.status == "ACTIVE");
-                return (!held).then(|| {
-                    format!(
-                        "{license}: account mode again, a grant of its own to take over from the organization/OU grant's"
-                    )
-                });
-            }
-            if waiting_is_done && seen.iter().any(|s| s.in_flight) {
-                // A grant of the account's for this license waits on License Manager (a
-                // repair's workflow, an activation): its end sends its own event.
-                return None;
-            }
-            if waiting_is_done
-                && seen.iter().any(|s| s.child)
-                && seen.iter().all(|s| crate::engine::is_terminal(&s.status))
-            {
-                // Its account-level grant under an organization/OU grant was deleted (a failed
-                // one cleared by the account's run) and nothing replaced it yet: the run that
-                // cleared it re-checks for a new one and repairs after its re-checks; a run now
-                // would only wait too. The daily reconcile still queues it.
-                return None;
-            }
-            let counts = |s: &&Seen| mode == Mode::Account || s.child;
-            let ours_left = mode != Mode::Account
-                && seen.iter().any(|s| {
-                    !s.child && s.name == own_name && !crate::engine::is_terminal(&s.status)
-                });
-            // A repair (or an older grant of ours) ACTIVE under a parent, with no child beside it
-            // that could take over or needs clearing: nothing to do until one shows (its run
-            // looked and waited already; queueing it every day would restart that for ever).
-            // Before a parent exists (a migration planned), it is work.
-            let held_without_child = ours_left
-                && index.parented.contains(license)
-                && seen
-                    .iter()
-                    .any(|s| !s.child && s.name == own_name && s.status == "ACTIVE")
-                && !seen
-                    .iter()
-                    .any(|s| s.child && !crate::engine::is_terminal(&s.status));
-            if (seen.iter().filter(counts).any(|s| s.status == "ACTIVE") && !ours_left)
-                || held_without_child
-            {
-                None
-            } else if ours_left {
-                Some(format!(
-                    "{license}: {} mode, a per-account grant to replace",
-                    mode.as_str()
-                ))
-            } else if !seen.iter().any(|s| counts(&s)) {
-                Some(format!("{license}: no grant"))
-            } else if waiting_is_done && seen.iter().filter(counts).any(|s| s.in_flight) {
-                None
-            } else {
-                let statuses: Vec<&str> = seen
-                    .iter()
-                    .filter(counts)
-                    .map(|s| s.status.as_str())
-                    .collect();
-                Some(format!("{license}: grant {}", statuses.join("/")))
-            }
-        })
+        .filter_map(|license| license_short(license, account, &own_name, index, waiting_is_done))
         .collect();
     match short.len() {
         0 => None,
         1 => Some(short[0].clone()),
         n => Some(format!("{} (and {} more)", short[0], n - 1)),
+    }
+}
+
+/// Why `account` is short of `license` (`None`: it is not, or a run has nothing to do now).
+fn license_short(
+    license: &str,
+    account: &str,
+    own_name: &str,
+    index: &GrantIndex,
+    waiting_is_done: bool,
+) -> Option<String> {
+    if !index.read.contains(license) {
+        return Some(format!("{license}: not listed"));
+    }
+    if index.paused.contains(license) {
+        // Deactivated in bulk by an operator: a run would only report it.
+        return None;
+    }
+    let seen = index
+        .seen
+        .get(&(license.to_string(), account.to_string()))
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    let mode = index.modes.get(license).copied().unwrap_or_default();
+    if index.retiring.contains(license) {
+        // Switched back to account mode: the account's own grant is what counts.
+        let held = seen
+            .iter()
+            .any(|s| !s.child && s.name == own_name && s.status == "ACTIVE");
+        return (!held).then(|| {
+            format!(
+                "{license}: account mode again, a grant of its own to take over from the organization/OU grant's"
+            )
+        });
+    }
+    if waiting_is_done && seen.iter().any(|s| s.in_flight) {
+        // A grant of the account's for this license waits on License Manager (a
+        // repair's workflow, an activation): its end sends its own event.
+        return None;
+    }
+    if waiting_is_done
+        && seen.iter().any(|s| s.child)
+        && seen.iter().all(|s| crate::engine::is_terminal(&s.status))
+    {
+        // Its account-level grant under an organization/OU grant was deleted (a failed
+        // one cleared by the account's run) and nothing replaced it yet: the run that
+        // cleared it re-checks for a new one and repairs after its re-checks; a run now
+        // would only wait too. The daily reconcile still queues it.
+        return None;
+    }
+    grant_short(
+        license,
+        seen,
+        mode,
+        own_name,
+        index.parented.contains(license),
+        waiting_is_done,
+    )
+}
+
+/// What the account's grants of `license` (`seen`) leave a run to do in `mode` (`None`:
+/// nothing); `parented`: a live organization/OU grant of the license is listed.
+fn grant_short(
+    license: &str,
+    seen: &[Seen],
+    mode: Mode,
+    own_name: &str,
+    parented: bool,
+    waiting_is_done: bool,
+) -> Option<String> {
+    let counts = |s: &&Seen| mode == Mode::Account || s.child;
+    let ours_left = mode != Mode::Account
+        && seen
+            .iter()
+            .any(|s| !s.child && s.name == own_name && !crate::engine::is_terminal(&s.status));
+    // A repair (or an older grant of ours) ACTIVE under a parent, with no child beside it
+    // that could take over or needs clearing: nothing to do until one shows (its run
+    // looked and waited already; queueing it every day would restart that for ever).
+    // Before a parent exists (a migration planned), it is work.
+    let held_without_child = ours_left
+        && parented
+        && seen
+            .iter()
+            .any(|s| !s.child && s.name == own_name && s.status == "ACTIVE")
+        && !seen
+            .iter()
+            .any(|s| s.child && !crate::engine::is_terminal(&s.status));
+    if (seen.iter().filter(counts).any(|s| s.status == "ACTIVE") && !ours_left)
+        || held_without_child
+    {
+        None
+    } else if ours_left {
+        Some(format!(
+            "{license}: {} mode, a per-account grant to replace",
+            mode.as_str()
+        ))
+    } else if !seen.iter().any(|s| counts(&s)) {
+        Some(format!("{license}: no grant"))
+    } else if waiting_is_done && seen.iter().filter(counts).any(|s| s.in_flight) {
+        None
+    } else {
+        let statuses: Vec<&str> = seen
+            .iter()
+            .filter(counts)
+            .map(|s| s.status.as_str())
+            .collect();
+        Some(format!("{license}: grant {}", statuses.join("/")))
     }
 }
 
