@@ -26,22 +26,22 @@ pub async fn service_role_paths_as(
     calls: &CallLog,
 ) -> Result<Vec<String>, Error> {
     let mut paths = Vec::new();
-    let mut marker = None;
-    loop {
+    let mut pages = iam
+        .list_roles()
+        .path_prefix("/aws-service-role/")
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
         calls.record(side, "iam:ListRoles", false);
-        let out = iam
-            .list_roles()
-            .path_prefix("/aws-service-role/")
-            .set_marker(marker)
-            .send()
-            .await
-            .map_err(|e| aws_error("iam", "ListRoles", e))?;
-        paths.extend(out.roles().iter().map(|r| r.path().to_string()));
-        marker = out.marker().map(str::to_string);
-        if !out.is_truncated() || marker.is_none() {
-            return Ok(paths);
+        let page = page.map_err(|e| aws_error("iam", "ListRoles", e))?;
+        paths.extend(page.roles().iter().map(|r| r.path().to_string()));
+        // The paginator follows `Marker`; a page that says it is the last ends the listing
+        // even if it carries one, as the loop this replaced did.
+        if !page.is_truncated() {
+            break;
         }
     }
+    Ok(paths)
 }
 
 /// Creates one SLR; "already there" (AWS: InvalidInput "has been taken"; moto:

@@ -1,6 +1,10 @@
 //! Thin adapters around the AWS calls the engine makes, one file per service. Each records
 //! itself in the account's `CallLog` and turns SDK errors into classified `Error`s; no decisions
 //! are made here. Every adapter is re-exported here: callers name `crate::aws::X`.
+//!
+//! Listings read every page, one after another, and record one call per page: through the
+//! SDK's paginator where the SDK has one (Organizations, IAM), the page recorded as it comes
+//! back; License Manager's SDK has none, so its listings loop on `NextToken` themselves.
 
 mod iam;
 mod license_manager;

@@ -172,49 +172,38 @@ pub async fn list_accounts_under(
     let mut out = Vec::new();
     let mut pending = vec![parent_id.to_string()];
     while let Some(parent) = pending.pop() {
-        let mut token = None;
-        loop {
+        let ou = parent.starts_with("ou-").then(|| parent.clone());
+        let mut pages = org
+            .list_accounts_for_parent()
+            .parent_id(&parent)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
             calls.record(Side::Own, "organizations:ListAccountsForParent", false);
-            let page = org
-                .list_accounts_for_parent()
-                .parent_id(&parent)
-                .set_next_token(token)
-                .send()
-                .await
-                .map_err(|e| aws_error("organizations", "ListAccountsForParent", e))?;
-            let ou = parent.starts_with("ou-").then(|| parent.clone());
+            let page = page.map_err(|e| aws_error("organizations", "ListAccountsForParent", e))?;
             out.extend(page.accounts().iter().filter_map(listed).map(|mut a| {
                 a.ou_id = ou.clone();
                 a
             }));
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
         }
-        let mut token = None;
-        loop {
+        let mut pages = org
+            .list_organizational_units_for_parent()
+            .parent_id(&parent)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
             calls.record(
                 Side::Own,
                 "organizations:ListOrganizationalUnitsForParent",
                 false,
             );
-            let page = org
-                .list_organizational_units_for_parent()
-                .parent_id(&parent)
-                .set_next_token(token)
-                .send()
-                .await
+            let page = page
                 .map_err(|e| aws_error("organizations", "ListOrganizationalUnitsForParent", e))?;
             pending.extend(
                 page.organizational_units()
                     .iter()
                     .filter_map(|ou| ou.id().map(str::to_string)),
             );
-            token = page.next_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
         }
     }
     Ok(out)
@@ -248,26 +237,21 @@ pub async fn account_tags(
     calls: &CallLog,
 ) -> Result<Vec<(String, String)>, Error> {
     let mut tags = Vec::new();
-    let mut token = None;
-    loop {
+    let mut pages = org
+        .list_tags_for_resource()
+        .resource_id(account)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
         calls.record(Side::Own, "organizations:ListTagsForResource", false);
-        let out = org
-            .list_tags_for_resource()
-            .resource_id(account)
-            .set_next_token(token)
-            .send()
-            .await
-            .map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
+        let page = page.map_err(|e| aws_error("organizations", "ListTagsForResource", e))?;
         tags.extend(
-            out.tags()
+            page.tags()
                 .iter()
                 .map(|t| (t.key().to_string(), t.value().to_string())),
         );
-        token = out.next_token().map(str::to_string);
-        if token.is_none() {
-            return Ok(tags);
-        }
     }
+    Ok(tags)
 }
 
 /// What Organizations says of an account now, with `DescribeAccount` alone: `None` when it is
