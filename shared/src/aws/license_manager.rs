@@ -3,6 +3,8 @@
 
 use super::missing;
 use crate::error::{aws_error, Error, Retry};
+use crate::model::grant::{ACTIVATION_STATUS_REASON, BULK_ACTIVATION_STATUS_REASON};
+use crate::model::GrantView;
 use crate::report::{CallLog, Side};
 use aws_sdk_licensemanager::types::{
     ActivationOverrideBehavior, AllowedOperation, Filter, Grant, GrantStatus, Options,
@@ -18,22 +20,6 @@ pub struct HeldLicense {
     /// What the management account itself may pass on (`ReceivedMetadata.AllowedOperations`);
     /// `None` when License Manager did not say.
     pub allowed_operations: Option<Vec<String>>,
-}
-
-/// The parts of a grant the engine reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantView {
-    pub arn: String,
-    pub name: String,
-    pub license_arn: String,
-    pub status: String,
-    pub version: String,
-    pub parent_arn: String,
-    pub grantee: String,
-    pub status_reason: Option<String>,
-    /// `Options.ActivationOverrideBehavior`, set when the grant was activated with one (for an
-    /// organization grant: bulk-activated).
-    pub activation_behavior: Option<String>,
 }
 
 impl From<&Grant> for GrantView {
@@ -286,7 +272,7 @@ pub async fn activate_grant(
     behavior: Option<&str>,
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
-    let reason = crate::decide::ACTIVATION_STATUS_REASON;
+    let reason = ACTIVATION_STATUS_REASON;
     let how = (behavior, Side::Member, reason);
     activation(lm, grant_arn, source_version, client_token, how, calls)
         .await
@@ -305,7 +291,7 @@ pub async fn activate_grant_as_grantor(
     behavior: &str,
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
-    let reason = crate::decide::ACTIVATION_STATUS_REASON;
+    let reason = ACTIVATION_STATUS_REASON;
     let how = (Some(behavior), Side::Own, reason);
     activation(lm, grant_arn, source_version, client_token, how, calls)
         .await
@@ -333,11 +319,7 @@ pub async fn bulk_activate(
     behavior: &str,
     calls: &CallLog,
 ) -> Result<(String, String), Error> {
-    let how = (
-        Some(behavior),
-        Side::Own,
-        crate::decide::BULK_ACTIVATION_STATUS_REASON,
-    );
+    let how = (Some(behavior), Side::Own, BULK_ACTIVATION_STATUS_REASON);
     activation(lm, grant_arn, source_version, client_token, how, calls).await
 }
 

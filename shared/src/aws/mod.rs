@@ -19,7 +19,7 @@ pub use license_manager::{
     accept_grant, activate_grant, activate_grant_as_grantor, all_distributed_grants, bulk_activate,
     create_grant, deactivate_grant, delete_grant, distributed_grants, get_grant,
     grants_to_principal, license_grants, marketplace_licenses, organization_license_grants,
-    organization_received_grants, received_grants, GrantView, HeldLicense, NewGrant,
+    organization_received_grants, received_grants, HeldLicense, NewGrant,
 };
 pub use organizations::{
     account_state, account_tags, describe_member, describe_organization, list_accounts_under,
@@ -27,6 +27,9 @@ pub use organizations::{
 };
 pub use sqs::{change_visibility, send_batch, send_coalesced, send_recheck};
 pub use sts::assume_role;
+
+/// The grant model, named here too (`crate::aws::GrantView`).
+pub use crate::model::GrantView;
 
 use crate::error::{aws_error, Error, Retry};
 
