@@ -10,39 +10,19 @@
 //! as the `StatusReason` of a grant that stays `DISABLED`; `REJECTED`/`DELETED` grants are
 //! never revived; a `FAILED_WORKFLOW` grant is replaced by the grantor (delete, create again).
 
-use crate::aws::GrantView;
 use crate::config::Mode;
 use crate::event::ActivationMark;
+use crate::model::GrantView;
 
-/// Grant states, as License Manager spells them.
-pub mod status {
-    pub const ACTIVE: &str = "ACTIVE";
-    pub const DISABLED: &str = "DISABLED";
-    pub const PENDING_ACCEPT: &str = "PENDING_ACCEPT";
-    pub const PENDING_WORKFLOW: &str = "PENDING_WORKFLOW";
-    pub const WORKFLOW_COMPLETED: &str = "WORKFLOW_COMPLETED";
-    pub const PENDING_DELETE: &str = "PENDING_DELETE";
-    pub const FAILED_WORKFLOW: &str = "FAILED_WORKFLOW";
-    pub const REJECTED: &str = "REJECTED";
-    pub const DELETED: &str = "DELETED";
-}
+/// The grant model `decide` reasons over, named here too (`crate::decide::status`, …).
+pub use crate::model::grant::{
+    is_conflict_reason, is_terminal, status, ACTIVATION_STATUS_REASON,
+    BULK_ACTIVATION_STATUS_REASON,
+};
 
 /// How many grants one account may get for one license before a failing one is no longer
 /// replaced automatically (rejections and failed workflows both count).
 pub const MAX_GRANT_GENERATIONS: usize = 5;
-
-/// The words License Manager uses when a second license for a product cannot become active.
-const CONFLICT_MARKER: &str = "already has an active license";
-
-/// Terminal states: such a grant is never revived; the grantor makes a new one.
-pub fn is_terminal(status: &str) -> bool {
-    matches!(status, status::REJECTED | status::DELETED)
-}
-
-/// Whether a `StatusReason` reports the one-active-license-per-product conflict.
-pub fn is_conflict_reason(reason: Option<&str>) -> bool {
-    reason.is_some_and(|r| r.to_ascii_lowercase().contains(CONFLICT_MARKER))
-}
 
 /// Where the account's grant comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +41,6 @@ impl Source {
         }
     }
 }
-
-/// The `StatusReason` ct-entitlements sends with an activation. A `DISABLED` grant carrying it
-/// is being activated by some run (another container, an earlier chain): waited for, not
-/// activated again, for [`ELSEWHERE_ACTIVATION_WAITS`] re-checks. Re-activating it would
-/// restart the activation where License Manager restarts it, and concurrent runs would take
-/// turns restarting it for ever.
-pub const ACTIVATION_STATUS_REASON: &str = "ct-entitlements: activation requested";
 
 /// Re-checks a chain waits on an activation it did not request before requesting its own
 /// (a reason left over from an activation long done, e.g. after a manual deactivation that
@@ -309,11 +282,6 @@ pub fn activate_as(
         (false, _) => ActivateAs::Member(Some(configured.to_string())),
     }
 }
-
-/// The `StatusReason` ct-entitlements sends with a bulk activation (what a parent carries after
-/// it, and only after it).
-pub const BULK_ACTIVATION_STATUS_REASON: &str =
-    "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)";
 
 /// Whether an organization/OU grant was changed by someone other than ct-entitlements since it
 /// was made: a new version without ct-entitlements' bulk-activation reason. AWS shows a parent

@@ -18,6 +18,7 @@ pub mod ids;
 pub mod limiter;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod notify;
 pub mod permissions;
 pub mod reconcile;

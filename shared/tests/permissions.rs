@@ -122,17 +122,28 @@ fn no_wildcard_actions_and_assume_role_is_scoped_to_the_role_name() {
     }
 }
 
-/// Rust sources that record AWS calls: the library's, and the functions' own adapters.
+/// Rust sources that record AWS calls: the library's, and the functions' own adapters, with
+/// the files of directory modules (`shared/src/aws/`, …).
 fn sources() -> Vec<std::path::PathBuf> {
     let mut dirs = vec![root().join("shared/src")];
     for function in std::fs::read_dir(root().join("functions")).unwrap() {
         dirs.push(function.unwrap().path().join("src"));
     }
-    dirs.iter()
-        .filter(|d| d.is_dir())
-        .flat_map(|d| std::fs::read_dir(d).unwrap().map(|e| e.unwrap().path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        .collect()
+    let mut files = Vec::new();
+    while let Some(dir) = dirs.pop() {
+        if !dir.is_dir() {
+            continue;
+        }
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    files
 }
 
 /// Operations recorded in the sources, by the side named at the call site:

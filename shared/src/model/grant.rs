@@ -1,0 +1,57 @@
+//! A License Manager grant as ct-entitlements reads it, and the facts about grants that both
+//! the AWS adapters (`aws`) and the decisions (`decide`) rely on. Plain data: no AWS SDK types
+//! here (`aws` turns the SDK's `Grant` into a [`GrantView`]).
+
+/// Grant states, as License Manager spells them.
+pub mod status {
+    pub const ACTIVE: &str = "ACTIVE";
+    pub const DISABLED: &str = "DISABLED";
+    pub const PENDING_ACCEPT: &str = "PENDING_ACCEPT";
+    pub const PENDING_WORKFLOW: &str = "PENDING_WORKFLOW";
+    pub const WORKFLOW_COMPLETED: &str = "WORKFLOW_COMPLETED";
+    pub const PENDING_DELETE: &str = "PENDING_DELETE";
+    pub const FAILED_WORKFLOW: &str = "FAILED_WORKFLOW";
+    pub const REJECTED: &str = "REJECTED";
+    pub const DELETED: &str = "DELETED";
+}
+
+/// The parts of a grant the engine reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantView {
+    pub arn: String,
+    pub name: String,
+    pub license_arn: String,
+    pub status: String,
+    pub version: String,
+    pub parent_arn: String,
+    pub grantee: String,
+    pub status_reason: Option<String>,
+    /// `Options.ActivationOverrideBehavior`, set when the grant was activated with one (for an
+    /// organization grant: bulk-activated).
+    pub activation_behavior: Option<String>,
+}
+
+/// The words License Manager uses when a second license for a product cannot become active.
+const CONFLICT_MARKER: &str = "already has an active license";
+
+/// Terminal states: such a grant is never revived; the grantor makes a new one.
+pub fn is_terminal(status: &str) -> bool {
+    matches!(status, status::REJECTED | status::DELETED)
+}
+
+/// Whether a `StatusReason` reports the one-active-license-per-product conflict.
+pub fn is_conflict_reason(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| r.to_ascii_lowercase().contains(CONFLICT_MARKER))
+}
+
+/// The `StatusReason` ct-entitlements sends with an activation. A `DISABLED` grant carrying it
+/// is being activated by some run (another container, an earlier chain): waited for, not
+/// activated again, for [`crate::decide::ELSEWHERE_ACTIVATION_WAITS`] re-checks. Re-activating
+/// it would restart the activation where License Manager restarts it, and concurrent runs would
+/// take turns restarting it for ever.
+pub const ACTIVATION_STATUS_REASON: &str = "ct-entitlements: activation requested";
+
+/// The `StatusReason` ct-entitlements sends with a bulk activation (what a parent carries after
+/// it, and only after it).
+pub const BULK_ACTIVATION_STATUS_REASON: &str =
+    "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)";
