@@ -620,14 +620,10 @@ def run_backfill(args, world, proxies, records, spare, selection, label, recheck
 # The emulator's log of License Manager change events (EventBridge envelopes, per bus).
 CHANGE_EVENTS_PATH = "/_emulator/events"
 # From the code, so the bench follows it: how soon the reconciler has a record to deliver
-# again come back (changes::RETRY_AFTER_SECONDS), and the reason of a backfill-lane message its
-# account's listings showed covered (handler::COVERED_REASON).
+# again come back (changes::RETRY_AFTER_SECONDS).
 RETRY_AFTER_SECONDS = int(re.search(
     r"pub const RETRY_AFTER_SECONDS: i32 = (\d+);",
     (ROOT / "shared" / "src" / "changes.rs").read_text()).group(1))
-COVERED_REASON = re.search(
-    r'pub const COVERED_REASON: &str =\s*"([^"]+)"',
-    (ROOT / "shared" / "src" / "handler.rs").read_text()).group(1)
 
 
 def rule_pattern(rule):
@@ -959,10 +955,7 @@ class ChangeEvents:
         # The account reports of those runs (the onboarding containers' logs, the backfill
         # lane's during and after the first pass): a run that wrote nothing found nothing to
         # do, the events' only waste.
-        # A backfill-lane message whose account's listings showed nothing to do was not run
-        # (handler::covered: a look from the grantor's side, no role assumed): counted apart,
-        # with its calls.
-        reports, idle, covered, covered_calls = 0, 0, 0, 0
+        reports, idle = 0, 0
         for path in self.onboarding_logs + self.backfill_logs:
             with open(path) as f:
                 for line in f:
@@ -973,10 +966,6 @@ class ChangeEvents:
                     except ValueError:
                         continue
                     reports += 1
-                    if (report.get("reason") or "").startswith(COVERED_REASON):
-                        covered += 1
-                        covered_calls += sum(report.get("apiCalls", {}).values())
-                        continue
                     idle += report.get("writeCalls", 0) == 0
         return {
             "rulePattern": self.pattern,
@@ -991,10 +980,6 @@ class ChangeEvents:
             "eventRuns": event_runs,
             "eventRunsPerAccount": round(event_runs / accounts, 4),
             "eventRunReports": reports,
-            "eventRunsMade": reports - covered,
-            "eventRunsMadePerAccount": round((reports - covered) / accounts, 4),
-            "eventMessagesCoveredWithoutRun": covered,
-            "callsPerCoveredLook": round(covered_calls / covered, 1) if covered else None,
             "recordsDeliveredAgain": self.stats["recordsDeliveredAgain"],
             "eventRunsThatWroteNothing": idle,
             "eventRunsThatWroteNothingPerAccount": round(idle / accounts, 4),

@@ -113,10 +113,7 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
             let mut failed = Vec::new();
             let mut notices = Vec::new();
             for (id, request) in items {
-                let report = match covered(engine, &request).await {
-                    Some(report) => report,
-                    None => engine.run(request).await,
-                };
+                let report = engine.run(request).await;
                 log_report(&report);
                 if report.outcome == Outcome::Failed {
                     let count = counts.get(&id).copied().unwrap_or(1);
@@ -147,50 +144,6 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
     };
     failures.sort_by_key(order);
     batch_response(failures)
-}
-
-/// The reason of a `grant-change` message on the backfill lane not run ([`covered`]).
-pub const COVERED_REASON: &str =
-    "grant-change on the backfill lane: the account's listings show nothing for a run to do";
-
-/// Whether a `grant-change` message on the backfill lane needs no run. Such a message asks
-/// for the backfill's kind of work: a grant failed or went away, so the run makes a new one.
-/// During a backfill the account's own backfill message is ahead of it on that queue and
-/// usually did that work already (issue 17 §3: at 1,000 accounts, 44 % of these runs wrote
-/// nothing). So the account's listings are read first, from the grantor's side with no role
-/// assumed ([`crate::reconcile::settled`], a few calls where a run makes about fifteen): every
-/// selected license ACTIVE or on its way → a skipped report with [`COVERED_REASON`] and no
-/// run. Anything else (a license short, a read failed, any other message) → `None`: run.
-pub async fn covered(engine: &Engine, request: &Request) -> Option<AccountReport> {
-    let Request::Work(work) = request else {
-        return None;
-    };
-    let change = matches!(&work.trigger,
-        crate::event::Trigger::Onboard(reason) if reason == crate::event::GRANT_CHANGE_REASON);
-    if !(change && work.backfill && work.explicit.is_none()) {
-        return None;
-    }
-    let started = std::time::Instant::now();
-    let calls = crate::report::CallLog::default();
-    let org = engine.organization(&calls).await.ok()?;
-    let why = crate::reconcile::settled(engine, &org, &work.account_id, &calls)
-        .await
-        .ok()
-        .flatten()?;
-    let mut report = AccountReport::empty(
-        Some(work.account_id.to_string()),
-        format!("onboard:{}", crate::event::GRANT_CHANGE_REASON),
-        engine.config().dry_run,
-    );
-    report.outcome = Outcome::Skipped;
-    report.reason = Some(format!("{COVERED_REASON} ({why})"));
-    report.attempt = work.attempt;
-    report.first_seen = work.first_seen;
-    let snapshot = calls.snapshot();
-    report.api_calls = snapshot.own;
-    report.write_calls = snapshot.writes;
-    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Some(report)
 }
 
 /// One account's messages of a batch, less the `grant-change` runs another message of the

@@ -489,44 +489,6 @@ async fn a_failed_workflow_runs_its_account_on_the_backfill_lane_and_a_completio
     assert_eq!(onboarding.len(), 1, "{onboarding:?}");
     assert_eq!(onboarding[0]["accountId"], json!(dev));
     assert!(onboarding[0]["backfill"].is_null(), "{onboarding:?}");
-
-    // account-lifecycle reads the backfill lane's message. The account was never onboarded:
-    // its listings are short, so the message runs.
-    let request = shared::event::parse_body(&on_backfill[0].to_string()).unwrap();
-    assert!(
-        shared::handler::covered(&engine, &request).await.is_none(),
-        "an account with no grant is run"
-    );
-    let run = engine.run(request.clone()).await;
-    assert!(run.write_calls > 0, "{run:#?}");
-    // The same message again (the backfill's own message ran first and did the work): its
-    // grants are ACTIVE or on their way, so no run is made, no role assumed, nothing written.
-    let skipped = shared::handler::covered(&engine, &request)
-        .await
-        .expect("an account whose grants are ACTIVE or on their way is not run again");
-    assert_eq!(skipped.outcome, shared::Outcome::Skipped);
-    assert!(
-        skipped
-            .reason
-            .as_deref()
-            .unwrap()
-            .starts_with(shared::handler::COVERED_REASON),
-        "{skipped:#?}"
-    );
-    assert_eq!(skipped.write_calls, 0, "{skipped:#?}");
-    assert!(
-        !skipped.api_calls.contains_key("AssumeRole"),
-        "{skipped:#?}"
-    );
-    assert!(
-        skipped.api_calls.values().sum::<u32>() < run.api_calls.values().sum::<u32>(),
-        "the look costs less than the run: {skipped:#?} / {run:#?}"
-    );
-    // The completion's message (the onboarding queue) is never held back by a look.
-    let completion = shared::event::parse_body(&onboarding[0].to_string()).unwrap();
-    assert!(shared::handler::covered(&engine, &completion)
-        .await
-        .is_none());
 }
 
 #[tokio::test]
