@@ -52,17 +52,57 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let mut failures: Vec<String> = Vec::new();
     let max_receives = engine.config().max_receives;
-    let mut notices: Vec<Failure> = Vec::new();
-    // Group by account so two messages for one account never race each other.
-    let mut groups: Vec<(Option<String>, Messages)> = Vec::new();
-    for record in &records {
-        let id = record
-            .get("messageId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+    let Parsed {
+        groups,
+        mut failures,
+        mut notices,
+    } = parse_records(&records, max_receives);
+    let counts: std::collections::HashMap<String, u32> = records
+        .iter()
+        .map(|r| (message_id(r).to_string(), receive_count(r)))
+        .collect();
+    let counts = &counts;
+    let failed: Vec<(Vec<String>, Vec<Failure>)> = futures::stream::iter(groups)
+        .map(|(_, items)| work_group(engine, items, counts, max_receives))
+        .buffer_unordered(engine.config().max_concurrent_accounts)
+        .collect()
+        .await;
+    for (ids, found) in failed {
+        failures.extend(ids);
+        notices.extend(found);
+    }
+    notify_failures(engine, &notices).await;
+    // Keep SQS's order of identifiers for readable logs.
+    failures.sort_by_key(|id| records.iter().position(|r| message_id(r) == id));
+    batch_response(failures)
+}
+
+/// A record's SQS message id (empty when absent).
+fn message_id(record: &Value) -> &str {
+    record
+        .get("messageId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+}
+
+/// A batch's records read: the requests grouped by account (so two messages for one account
+/// never race each other), and the records refused, with the notices of those refused for the
+/// last time.
+struct Parsed {
+    groups: Vec<(Option<String>, Messages)>,
+    failures: Vec<String>,
+    notices: Vec<Failure>,
+}
+
+fn parse_records(records: &[Value], max_receives: u32) -> Parsed {
+    let mut parsed = Parsed {
+        groups: Vec::new(),
+        failures: Vec::new(),
+        notices: Vec::new(),
+    };
+    for record in records {
+        let id = message_id(record).to_string();
         let body = record
             .get("body")
             .and_then(Value::as_str)
@@ -71,7 +111,7 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
             Err(e) => {
                 log_rejected(&e);
                 if notify::is_final(receive_count(record), max_receives, e.retry()) {
-                    notices.push(Failure {
+                    parsed.notices.push(Failure {
                         account_id: "?".into(),
                         account_name: None,
                         ou_id: None,
@@ -82,68 +122,53 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
                         parked: receive_count(record) >= max_receives,
                     });
                 }
-                failures.push(id);
+                parsed.failures.push(id);
             }
             Ok(request) => {
                 let key = match &request {
                     Request::Work(w) => Some(w.account_id.to_string()),
                     Request::Skip { .. } => None,
                 };
-                match groups.iter_mut().find(|(k, _)| k.is_some() && *k == key) {
+                match parsed
+                    .groups
+                    .iter_mut()
+                    .find(|(k, _)| k.is_some() && *k == key)
+                {
                     Some((_, items)) => items.push((id, request)),
-                    None => groups.push((key, vec![(id, request)])),
+                    None => parsed.groups.push((key, vec![(id, request)])),
                 }
             }
         }
     }
-    let counts: std::collections::HashMap<String, u32> = records
-        .iter()
-        .map(|r| {
-            let id = r
-                .get("messageId")
-                .and_then(Value::as_str)
-                .unwrap_or_default();
-            (id.to_string(), receive_count(r))
-        })
-        .collect();
-    let counts = &counts;
-    let failed: Vec<(Vec<String>, Vec<Failure>)> = futures::stream::iter(groups)
-        .map(|(_, items)| async move {
-            let items = without_redundant_grant_changes(items);
-            let mut failed = Vec::new();
-            let mut notices = Vec::new();
-            for (id, request) in items {
-                let report = engine.run(request).await;
-                log_report(&report);
-                if report.outcome == Outcome::Failed {
-                    let count = counts.get(&id).copied().unwrap_or(1);
-                    let retry = report
-                        .deciding_error()
-                        .map_or(crate::Retry::Retryable, |e| e.retry);
-                    if notify::is_final(count, max_receives, retry) {
-                        notices.extend(notify::failures_of(&report, count >= max_receives));
-                    }
-                    failed.push(id);
-                }
+    parsed
+}
+
+/// One account's messages, in order: the failed message ids, and the notices of those failed
+/// for the last time.
+async fn work_group(
+    engine: &Engine,
+    items: Messages,
+    counts: &std::collections::HashMap<String, u32>,
+    max_receives: u32,
+) -> (Vec<String>, Vec<Failure>) {
+    let items = without_redundant_grant_changes(items);
+    let mut failed = Vec::new();
+    let mut notices = Vec::new();
+    for (id, request) in items {
+        let report = engine.run(request).await;
+        log_report(&report);
+        if report.outcome == Outcome::Failed {
+            let count = counts.get(&id).copied().unwrap_or(1);
+            let retry = report
+                .deciding_error()
+                .map_or(crate::Retry::Retryable, |e| e.retry);
+            if notify::is_final(count, max_receives, retry) {
+                notices.extend(notify::failures_of(&report, count >= max_receives));
             }
-            (failed, notices)
-        })
-        .buffer_unordered(engine.config().max_concurrent_accounts)
-        .collect()
-        .await;
-    for (ids, found) in failed {
-        failures.extend(ids);
-        notices.extend(found);
+            failed.push(id);
+        }
     }
-    notify_failures(engine, &notices).await;
-    // Keep SQS's order of identifiers for readable logs.
-    let order = |id: &String| {
-        records
-            .iter()
-            .position(|r| r.get("messageId").and_then(Value::as_str) == Some(id))
-    };
-    failures.sort_by_key(order);
-    batch_response(failures)
+    (failed, notices)
 }
 
 /// One account's messages of a batch, less the `grant-change` runs another message of the
