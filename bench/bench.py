@@ -623,7 +623,7 @@ CHANGE_EVENTS_PATH = "/_emulator/events"
 # again come back (changes::RETRY_AFTER_SECONDS).
 RETRY_AFTER_SECONDS = int(re.search(
     r"pub const RETRY_AFTER_SECONDS: i32 = (\d+);",
-    (ROOT / "shared" / "src" / "changes.rs").read_text()).group(1))
+    (ROOT / "shared" / "src" / "changes" / "mod.rs").read_text()).group(1))
 
 
 def rule_pattern(rule):

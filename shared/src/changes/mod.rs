@@ -1,0 +1,33 @@
+//! License Manager's change events a batch at a time. The `LicenseManagerChangesRule` puts
+//! each event on the change-event queue (`CHANGE_EVENT_QUEUE_URL`); the reconciler takes them
+//! in SQS batches, so that a burst of events (a backfill makes several per grant) costs one
+//! look per grant and at most one run per account per batch, where one invocation per event
+//! read the same parent grant and the same account again and again.
+//!
+//! The order: parse every record (a record that is not a License Manager change event is
+//! refused, alone); resolve the grants events name by ARN alone (one `GetGrant` per distinct
+//! grant); decide each account from its hints ([`plan`], pure); look at the grants the plan
+//! asks for (one `GetGrant` per distinct grant, then per distinct parent); read the accounts
+//! whose grants went away ([`crate::reconcile::settled`]); queue the accounts to run, once
+//! each, on the onboarding queue. A throttle fails only the records it touched: SQS delivers
+//! them again; the rest of the batch is done.
+
+mod parse;
+mod plan;
+mod triage;
+
+pub use parse::{parse_batch, ChangeBatch, Item};
+pub use plan::{after_looks, lane_of, plan, Lane, Step, Verdict};
+pub use triage::run;
+
+/// How soon a record to deliver again (a throttled look, a failed send) comes back: its
+/// visibility is set to this many seconds (`ChangeMessageVisibility`) instead of the queue's
+/// visibility timeout (1,800 s, which a batch's longest run needs). A completion's run waits
+/// seconds, not half an hour.
+pub const RETRY_AFTER_SECONDS: i32 = 10;
+
+/// The detail types `LicenseManagerChangesRule` matches.
+const DETAIL_TYPES: [&str; 2] = ["Grant Change", "License Change"];
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,119 @@
+//! A change-event batch parsed before any AWS call: every record's source and id checked,
+//! each body read into what it says ([`Item`]) or refused alone.
+
+use super::DETAIL_TYPES;
+use crate::error::{describe, echo, Error};
+use crate::reconcile::{GrantHint, ReconcileConfig, Scope};
+use serde_json::Value;
+
+/// What one understood record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Item {
+    /// A `Grant Change` naming an account's grant.
+    Hint(Box<GrantHint>),
+    /// A `Grant Change` naming grants by ARN alone.
+    Grants(Vec<String>),
+    /// An event naming no account (a `License Change`, a detail without a grant): the
+    /// configured scope, coalesced. The string says which event.
+    Coalesce(String),
+}
+
+/// A batch from the change-event queue, parsed before any AWS call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeBatch {
+    /// Every record's SQS message id, in order.
+    pub ids: Vec<String>,
+    /// What each understood record says (by record index).
+    pub items: Vec<(usize, Item)>,
+    /// Records refused, and why (by record index).
+    pub rejected: Vec<(usize, String)>,
+    /// Each record's receipt handle, when it has one (by record index): a record to deliver
+    /// again is made visible again in [`super::RETRY_AFTER_SECONDS`] with it.
+    pub handles: Vec<Option<String>>,
+}
+
+/// `Some` when `payload` is an SQS batch from the change-event queue (the first record's
+/// `eventSourceARN` names it); then every record must come from that queue and carry a message
+/// id, or the whole batch is refused (`InvalidInput`, no AWS call): the wiring is wrong. A
+/// record whose body is not a License Manager change event is refused alone.
+pub fn parse_batch(
+    payload: &Value,
+    config: &ReconcileConfig,
+) -> Option<Result<ChangeBatch, Error>> {
+    let queue = config.change_queue_url.as_deref()?.rsplit('/').next()?;
+    let records = payload.get("Records")?.as_array()?;
+    let from = |r: &Value| {
+        r.get("eventSourceARN")
+            .and_then(Value::as_str)
+            .and_then(|arn| arn.rsplit(':').next())
+            .map(str::to_string)
+    };
+    if from(records.first()?).as_deref() != Some(queue) {
+        return None;
+    }
+    Some(parse_records(payload, records, queue))
+}
+
+fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<ChangeBatch, Error> {
+    let invalid = |msg: String| Error::InvalidInput(msg);
+    if let Some(extra) = payload
+        .as_object()
+        .and_then(|o| o.keys().find(|k| k.as_str() != "Records"))
+    {
+        return Err(invalid(format!(
+            "SQS event: unknown field {} beside Records",
+            echo(extra)
+        )));
+    }
+    let mut batch = ChangeBatch {
+        ids: Vec::new(),
+        items: Vec::new(),
+        rejected: Vec::new(),
+        handles: Vec::new(),
+    };
+    for (i, record) in records.iter().enumerate() {
+        let field = |name: &str| record.get(name).and_then(Value::as_str);
+        crate::reconcile::check_sqs_record(record, i, queue, "the change-event queue")?;
+        let Some(id) = field("messageId").filter(|id| !id.is_empty()) else {
+            return Err(invalid(format!(
+                "SQS event: Records[{i}].messageId must be a non-empty string"
+            )));
+        };
+        batch.ids.push(id.to_string());
+        batch
+            .handles
+            .push(field("receiptHandle").map(str::to_string));
+        match record_item(field("body")) {
+            Ok(items) => batch.items.extend(items.into_iter().map(|item| (i, item))),
+            Err(why) => batch.rejected.push((i, why)),
+        }
+    }
+    Ok(batch)
+}
+
+/// What one record's body says, or why it is refused.
+fn record_item(body: Option<&str>) -> Result<Vec<Item>, String> {
+    let event: Value = body
+        .and_then(|b| serde_json::from_str(b).ok())
+        .ok_or("the body is not JSON")?;
+    let obj = event.as_object().ok_or("the body is not a JSON object")?;
+    let source = obj.get("source").and_then(Value::as_str);
+    let detail_type = obj.get("detail-type").and_then(Value::as_str);
+    if source != Some("aws.license-manager")
+        || !detail_type.is_some_and(|t| DETAIL_TYPES.contains(&t))
+    {
+        return Err(format!(
+            "not a License Manager Grant Change or License Change event (source {}, detail-type {})",
+            obj.get("source").map_or_else(|| "nothing".into(), describe),
+            obj.get("detail-type")
+                .map_or_else(|| "nothing".into(), describe)
+        ));
+    }
+    Ok(match crate::reconcile::change_event(obj) {
+        Some(Some(Scope::GrantChanged(hints))) => {
+            hints.into_iter().map(|h| Item::Hint(Box::new(h))).collect()
+        }
+        Some(Some(Scope::GrantArns(arns))) => vec![Item::Grants(arns)],
+        _ => vec![Item::Coalesce(crate::reconcile::event_label(obj))],
+    })
+}

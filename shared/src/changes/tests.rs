@@ -1,0 +1,342 @@
+#![allow(clippy::unwrap_used)]
+use super::*;
+use crate::aws::GrantView;
+use crate::error::Error;
+use crate::ids::AccountId;
+use crate::reconcile::{GrantHint, ReconcileConfig};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+
+const A: &str = "210987654321";
+const B: &str = "310987654321";
+const G1: &str = "arn:aws:license-manager::123456789012:grant:g-1";
+const G2: &str = "arn:aws:license-manager::123456789012:grant:g-2";
+const PARENT: &str = "arn:aws:license-manager::123456789012:grant:g-org";
+const QUEUE: &str = "https://sqs.us-east-1.amazonaws.com/123456789012/ct-change-events";
+const QUEUE_ARN: &str = "arn:aws:sqs:us-east-1:123456789012:ct-change-events";
+
+fn hint(account: &str, grant: Option<&str>, status: Option<&str>) -> GrantHint {
+    GrantHint {
+        account: AccountId::parse(account).unwrap(),
+        grant: grant.map(str::to_string),
+        status: status.map(str::to_string),
+        seen: None,
+    }
+}
+
+fn step(hints: &[GrantHint]) -> Step {
+    plan(&hints.iter().collect::<Vec<_>>())
+}
+
+/// One account's hints in a batch → its step: the table of [`plan`].
+#[test]
+fn an_accounts_step_comes_from_all_its_hints_in_the_batch() {
+    let look = |arns: &[&str]| Step::Look(arns.iter().map(|a| a.to_string()).collect());
+    let run = |arn: &str, status: &str| Step::Run(format!("{arn} {status}"), lane_of(status));
+    let nothing = |s: &str| Step::Nothing(format!("its grant is {s}"));
+    let cases: Vec<(&str, Vec<GrantHint>, Step)> = vec![
+        (
+            "completion",
+            vec![hint(A, Some(G1), Some("PENDING_ACCEPT"))],
+            run(G1, "PENDING_ACCEPT"),
+        ),
+        (
+            "failed workflow",
+            vec![hint(A, Some(G1), Some("FAILED_WORKFLOW"))],
+            run(G1, "FAILED_WORKFLOW"),
+        ),
+        (
+            "active",
+            vec![hint(A, Some(G1), Some("ACTIVE"))],
+            nothing("ACTIVE"),
+        ),
+        (
+            "created, then completed in the same batch",
+            vec![
+                hint(A, Some(G1), Some("PENDING_WORKFLOW")),
+                hint(A, Some(G1), Some("PENDING_ACCEPT")),
+            ],
+            run(G1, "PENDING_ACCEPT"),
+        ),
+        (
+            "completed and accepted in the same batch: the grant decides",
+            vec![
+                hint(A, Some(G1), Some("PENDING_ACCEPT")),
+                hint(A, Some(G1), Some("DISABLED")),
+            ],
+            look(&[G1]),
+        ),
+        (
+            "activated and completed (order unknown): the grant decides",
+            vec![
+                hint(A, Some(G1), Some("ACTIVE")),
+                hint(A, Some(G1), Some("DISABLED")),
+            ],
+            look(&[G1]),
+        ),
+        (
+            "two DISABLED events of one grant: one look",
+            vec![
+                hint(A, Some(G1), Some("DISABLED")),
+                hint(A, Some(G1), Some("DISABLED")),
+            ],
+            look(&[G1]),
+        ),
+        (
+            "a grant to run beside one to look at: run, no look",
+            vec![
+                hint(A, Some(G1), Some("DISABLED")),
+                hint(A, Some(G2), Some("PENDING_ACCEPT")),
+            ],
+            run(G2, "PENDING_ACCEPT"),
+        ),
+        (
+            "a failed grant beside a completed one: the completion's lane",
+            vec![
+                hint(A, Some(G1), Some("FAILED_WORKFLOW")),
+                hint(A, Some(G2), Some("PENDING_ACCEPT")),
+            ],
+            run(G2, "PENDING_ACCEPT"),
+        ),
+        (
+            "two grants to look at",
+            vec![hint(A, Some(G2), None), hint(A, Some(G1), Some("DISABLED"))],
+            look(&[G1, G2]),
+        ),
+        (
+            "a deleted grant: the listings",
+            vec![
+                hint(A, Some(G1), Some("DELETED")),
+                hint(A, Some(G2), Some("DISABLED")),
+            ],
+            Step::Read,
+        ),
+        ("no grant named", vec![hint(A, None, None)], Step::Read),
+        (
+            "waiting on License Manager",
+            vec![
+                hint(A, Some(G1), Some("PENDING_WORKFLOW")),
+                hint(A, Some(G2), Some("PENDING_DELETE")),
+            ],
+            nothing("PENDING_WORKFLOW"),
+        ),
+    ];
+    for (name, hints, want) in cases {
+        assert_eq!(step(&hints), want, "{name}");
+    }
+    // A grant read already (named by ARN alone): what it showed decides, as a look.
+    let mut seen = hint(A, Some(G1), Some("PENDING_ACCEPT"));
+    seen.seen = Some(view(G1, "PENDING_ACCEPT", ""));
+    assert_eq!(step(&[seen]), look(&[G1]));
+}
+
+/// A run to accept or activate is done within seconds; one that creates a grant (a
+/// failed or vanished one) is the backfill's kind of work.
+#[test]
+fn a_run_that_creates_a_grant_goes_to_the_backfill_lane() {
+    for (status, lane) in [
+        ("PENDING_ACCEPT", Lane::Now),
+        ("DISABLED", Lane::Now),
+        ("FAILED_WORKFLOW", Lane::Backfill),
+        ("DELETED", Lane::Backfill),
+        ("REJECTED", Lane::Backfill),
+    ] {
+        assert_eq!(lane_of(status), lane, "{status}");
+    }
+    assert_eq!(
+        step(&[hint(A, Some(G1), Some("FAILED_WORKFLOW"))]),
+        Step::Run(format!("{G1} FAILED_WORKFLOW"), Lane::Backfill)
+    );
+}
+
+fn view(arn: &str, status: &str, parent: &str) -> GrantView {
+    GrantView {
+        arn: arn.into(),
+        name: "ct-entitlements".into(),
+        license_arn: "arn:aws:license-manager::294406891311:license:l-1".into(),
+        status: status.into(),
+        version: "1".into(),
+        parent_arn: parent.into(),
+        grantee: format!("arn:aws:iam::{A}:root"),
+        status_reason: None,
+        activation_behavior: None,
+    }
+}
+
+/// The grants an account's looks read → its verdict: the table of [`after_looks`].
+#[test]
+fn looks_decide_from_the_grant_and_its_parent() {
+    let throttled = || Error::Aws {
+        service: "license-manager",
+        operation: "GetGrant",
+        code: "RateLimitExceededException".into(),
+        message: "slow down".into(),
+        retry: crate::Retry::Retryable,
+    };
+    let gone = || Error::Aws {
+        service: "license-manager",
+        operation: "GetGrant",
+        code: "ResourceNotFoundException".into(),
+        message: "no such grant".into(),
+        retry: crate::Retry::Permanent,
+    };
+    let mut bulk = view(PARENT, "WORKFLOW_COMPLETED", "");
+    bulk.grantee = "arn:aws:organizations::123456789012:organization/o-1".into();
+    bulk.activation_behavior = Some("ALL_GRANTS_PERMITTED_BY_ISSUER".into());
+    let mut ours = view(G2, "DISABLED", "");
+    ours.status_reason = Some(crate::decide::ACTIVATION_STATUS_REASON.into());
+    type Views = Vec<(&'static str, Result<GrantView, Error>)>;
+    let cases: Vec<(&str, Views, &str)> = vec![
+        (
+            "disabled, no parent: activate",
+            vec![(G1, Ok(view(G1, "DISABLED", "")))],
+            "run",
+        ),
+        (
+            "disabled under a bulk activation",
+            vec![
+                (G1, Ok(view(G1, "DISABLED", PARENT))),
+                (PARENT, Ok(bulk.clone())),
+            ],
+            "skip",
+        ),
+        (
+            "our activation proceeds",
+            vec![(G2, Ok(ours.clone()))],
+            "skip",
+        ),
+        ("active", vec![(G1, Ok(view(G1, "ACTIVE", "")))], "skip"),
+        ("deleted", vec![(G1, Ok(view(G1, "DELETED", "")))], "read"),
+        ("unreadable", vec![(G1, Err(gone()))], "read"),
+        ("throttled", vec![(G1, Err(throttled()))], "retry"),
+        (
+            "the parent throttled",
+            vec![
+                (G1, Ok(view(G1, "DISABLED", PARENT))),
+                (PARENT, Err(throttled())),
+            ],
+            "retry",
+        ),
+        (
+            "one to run beside one throttled: run",
+            vec![
+                (G1, Err(throttled())),
+                (G2, Ok(view(G2, "PENDING_ACCEPT", ""))),
+            ],
+            "run",
+        ),
+    ];
+    for (name, views, want) in cases {
+        let arns: Vec<String> = views
+            .iter()
+            .map(|(a, _)| a.to_string())
+            .filter(|a| a != PARENT)
+            .collect();
+        let views: HashMap<String, Result<GrantView, Error>> =
+            views.into_iter().map(|(a, v)| (a.to_string(), v)).collect();
+        let got = match after_looks(&arns, &views) {
+            Verdict::Run(..) => "run",
+            Verdict::Skip(_) => "skip",
+            Verdict::Read => "read",
+            Verdict::Retry(_) => "retry",
+        };
+        assert_eq!(got, want, "{name}");
+    }
+}
+
+fn config() -> ReconcileConfig {
+    ReconcileConfig::from_lookup(|k| match k {
+        "ONBOARDING_QUEUE_URL" => Some("https://sqs.us-east-1.amazonaws.com/1/q".into()),
+        "CHANGE_EVENT_QUEUE_URL" => Some(QUEUE.into()),
+        _ => None,
+    })
+    .unwrap()
+}
+
+fn record(id: &str, body: &Value) -> Value {
+    json!({"messageId": id, "eventSource": "aws:sqs", "eventSourceARN": QUEUE_ARN,
+           "body": body.to_string()})
+}
+
+fn grant_change(detail: Value) -> Value {
+    json!({"version": "0", "source": "aws.license-manager", "detail-type": "Grant Change",
+           "account": "123456789012", "resources": [], "detail": detail})
+}
+
+#[test]
+fn a_batch_is_parsed_record_by_record_and_a_stranger_is_refused_alone() {
+    let payload = json!({"Records": [
+        record("m1", &grant_change(json!({"grantArn": G1, "status": "PENDING_ACCEPT",
+                                           "granteePrincipal": format!("arn:aws:iam::{B}:root")}))),
+        record("m2", &grant_change(json!({"grantArn": G2}))),
+        record("m3", &json!({"source": "aws.organizations", "detail-type": "AWS API Call via CloudTrail",
+                              "detail": {"eventName": "CloseAccount"}})),
+        record("m4", &json!({"source": "aws.license-manager", "detail-type": "License Change", "detail": {}})),
+        {"messageId": "m5", "eventSource": "aws:sqs", "eventSourceARN": QUEUE_ARN, "body": "not json"},
+    ]});
+    let batch = parse_batch(&payload, &config())
+        .expect("from the queue")
+        .unwrap();
+    assert_eq!(batch.ids, ["m1", "m2", "m3", "m4", "m5"]);
+    assert_eq!(
+        batch.items,
+        vec![
+            (
+                0,
+                Item::Hint(Box::new(hint(B, Some(G1), Some("PENDING_ACCEPT"))))
+            ),
+            (1, Item::Grants(vec![G2.into()])),
+            (
+                3,
+                Item::Coalesce("aws.license-manager License Change".into())
+            ),
+        ]
+    );
+    let refused: Vec<usize> = batch.rejected.iter().map(|(i, _)| *i).collect();
+    assert_eq!(refused, [2, 4], "{:?}", batch.rejected);
+    assert!(
+        batch.rejected[0].1.contains("aws.organizations"),
+        "{:?}",
+        batch.rejected
+    );
+}
+
+#[test]
+fn a_batch_from_elsewhere_is_not_ours_and_a_mixed_one_is_refused_whole() {
+    let body = grant_change(json!({}));
+    // Another queue (the coalescing one), or no change-event queue configured: not a batch
+    // of change events (the reconciler's other parsers decide).
+    let other = json!({"Records": [{"messageId": "m1", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:ct-reconcile.fifo", "body": "{}"}]});
+    assert!(parse_batch(&other, &config()).is_none());
+    let ours = json!({"Records": [record("m1", &body)]});
+    let unset = ReconcileConfig {
+        change_queue_url: None,
+        ..config()
+    };
+    assert!(parse_batch(&ours, &unset).is_none());
+    for (name, payload) in [
+        (
+            "a record of another queue after one of ours",
+            json!({"Records": [record("m1", &body),
+            {"messageId": "m2", "eventSource": "aws:sqs", "eventSourceARN": "arn:aws:sqs:us-east-1:1:x", "body": "{}"}]}),
+        ),
+        (
+            "no message id",
+            json!({"Records": [{"eventSource": "aws:sqs", "eventSourceARN": QUEUE_ARN, "body": "{}"}]}),
+        ),
+        (
+            "not SQS",
+            json!({"Records": [{"messageId": "m1", "eventSource": "aws:sns", "eventSourceARN": QUEUE_ARN}]}),
+        ),
+        (
+            "a field beside Records",
+            json!({"Records": [record("m1", &body)], "extra": 1}),
+        ),
+    ] {
+        let err = parse_batch(&payload, &config())
+            .expect(name)
+            .expect_err(name);
+        assert_eq!(err.kind(), "InvalidInput", "{name}: {err}");
+    }
+}

@@ -1,0 +1,382 @@
+//! The effects of a batch's triage: the reads its plan asks for, the coalescing request, the
+//! runs queued, and the records to deliver again.
+
+use super::{after_looks, plan, ChangeBatch, Item, Lane, Step, Verdict, RETRY_AFTER_SECONDS};
+use crate::aws::{self, GrantView};
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::event::OnboardRequest;
+use crate::ids::{account_of_root_principal, AccountId};
+use crate::reconcile::{GrantHint, ReconcileConfig, ReconcileReport, COALESCED_BODY};
+use crate::report::{CallLog, ErrorReport};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Instant;
+
+/// Works one batch: see the module's doc. The report says what each account got; its
+/// `retried` and `rejected` are the records to answer as batch item failures.
+pub async fn run(
+    engine: &Engine,
+    config: &ReconcileConfig,
+    batch: &ChangeBatch,
+    dry_run: bool,
+) -> ReconcileReport {
+    let started = Instant::now();
+    let mut t = Triage {
+        engine,
+        calls: CallLog::default(),
+        report: ReconcileReport::empty(format!("change-events:{}", batch.ids.len()), dry_run),
+        failed: BTreeSet::new(),
+    };
+    for (i, why) in &batch.rejected {
+        tracing::error!(message_id = %batch.ids[*i], reason = %why, "change-event record refused");
+        t.report.rejected.insert(batch.ids[*i].clone(), why.clone());
+    }
+    let (hints, coalesce) = t.resolve(&batch.items).await;
+    t.coalesce(config, &coalesce, dry_run).await;
+    // Each account's step, from all its hints.
+    let mut accounts: BTreeMap<AccountId, (Vec<&GrantHint>, Vec<usize>)> = BTreeMap::new();
+    for (i, hint) in &hints {
+        let entry = accounts.entry(hint.account.clone()).or_default();
+        entry.0.push(hint);
+        entry.1.push(*i);
+    }
+    let steps: Vec<(&AccountId, Step, &[usize])> = accounts
+        .iter()
+        .map(|(account, (hints, records))| (account, plan(hints), records.as_slice()))
+        .collect();
+    let views = t.look(&hints, &steps).await;
+    let runs = t.verdicts(&steps, &views).await;
+    t.queue(config, runs, dry_run).await;
+    t.soon(config, batch, dry_run).await;
+    let mut report = t.report;
+    report.retried = t.failed.iter().map(|i| batch.ids[*i].clone()).collect();
+    report.accounts_listed = accounts.len();
+    report.api_calls = t.calls.snapshot().own;
+    report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+    report
+}
+
+/// One batch's triage under way: what it called, reported and must answer as failed.
+struct Triage<'a> {
+    engine: &'a Engine,
+    calls: CallLog,
+    report: ReconcileReport,
+    /// Record indexes to deliver again.
+    failed: BTreeSet<usize>,
+}
+
+impl Triage<'_> {
+    /// Keeps the first error in the report, and the records it touched for another delivery.
+    fn fail<'r>(&mut self, records: impl IntoIterator<Item = &'r usize>, e: ErrorReport) {
+        self.report.error.get_or_insert(e);
+        self.failed.extend(records);
+    }
+
+    /// The batch's hints, with the grants named by ARN alone read (once each) and turned into
+    /// hints (a grant to an account) or coalescing requests (to the organization or an OU, or
+    /// unreadable); and the coalescing requests.
+    async fn resolve(
+        &mut self,
+        items: &[(usize, Item)],
+    ) -> (Vec<(usize, GrantHint)>, Vec<(usize, String)>) {
+        let mut hints: Vec<(usize, GrantHint)> = Vec::new();
+        let mut coalesce: Vec<(usize, String)> = Vec::new();
+        let mut by_arn: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, item) in items {
+            match item {
+                Item::Hint(hint) => hints.push((*i, hint.as_ref().clone())),
+                Item::Coalesce(why) => coalesce.push((*i, why.clone())),
+                Item::Grants(arns) => arns
+                    .iter()
+                    .for_each(|arn| by_arn.entry(arn.as_str()).or_default().push(*i)),
+            }
+        }
+        let mut views = HashMap::new();
+        read_all(self.engine, by_arn.keys().copied(), &mut views, &self.calls).await;
+        for (arn, records) in &by_arn {
+            match views.remove(*arn) {
+                Some(Ok(grant)) => match account_of_root_principal(&grant.grantee)
+                    .and_then(|id| AccountId::parse(id).ok())
+                {
+                    Some(account) => hints.extend(records.iter().map(|i| {
+                        let hint = GrantHint {
+                            account: account.clone(),
+                            grant: Some((*arn).to_string()),
+                            status: Some(grant.status.clone()),
+                            seen: Some(grant.clone()),
+                        };
+                        (*i, hint)
+                    })),
+                    None => coalesce.extend(records.iter().map(|i| {
+                        (
+                            *i,
+                            format!("Grant Change of {arn}, granted to {}", grant.grantee),
+                        )
+                    })),
+                },
+                Some(Err(e)) if e.retry() == crate::Retry::Retryable => {
+                    self.fail(records, ErrorReport::from(&e));
+                }
+                Some(Err(e)) => coalesce.extend(
+                    records
+                        .iter()
+                        .map(|i| (*i, format!("Grant Change of {arn}, unreadable: {e}"))),
+                ),
+                None => {}
+            }
+        }
+        (hints, coalesce)
+    }
+
+    /// The records to deliver again, made visible again in [`RETRY_AFTER_SECONDS`]. Best
+    /// effort: where it fails (or a record has no receipt handle) the queue's visibility
+    /// timeout brings the record back, later.
+    async fn soon(&mut self, config: &ReconcileConfig, batch: &ChangeBatch, dry_run: bool) {
+        let (Some(url), false) = (&config.change_queue_url, dry_run) else {
+            return;
+        };
+        let entries: Vec<(String, String)> = self
+            .failed
+            .iter()
+            .filter_map(|i| Some((batch.ids[*i].clone(), batch.handles.get(*i)?.clone()?)))
+            .collect();
+        if entries.is_empty() {
+            return;
+        }
+        let sqs = &self.engine.clients().sqs;
+        if let Err(e) =
+            aws::change_visibility(sqs, url, &entries, RETRY_AFTER_SECONDS, &self.calls).await
+        {
+            tracing::warn!(error = %e, records = entries.len(),
+                "records to deliver again wait for the queue's visibility timeout");
+        }
+    }
+
+    /// The configured scope, asked for once for the whole batch on the coalescing queue.
+    async fn coalesce(
+        &mut self,
+        config: &ReconcileConfig,
+        requests: &[(usize, String)],
+        dry_run: bool,
+    ) {
+        let Some((_, why)) = requests.first() else {
+            return;
+        };
+        self.report.coalesced = Some(why.clone());
+        let sent = match &config.coalesce_queue_url {
+            _ if dry_run => Ok(()),
+            Some(url) => {
+                let sqs = &self.engine.clients().sqs;
+                aws::send_coalesced(sqs, url, COALESCED_BODY, &self.calls).await
+            }
+            None => Err(Error::Config(
+                "RECONCILE_QUEUE_URL: not set, so there is no queue to coalesce on".into(),
+            )),
+        };
+        if let Err(e) = sent {
+            self.fail(requests.iter().map(|(i, _)| i), ErrorReport::from(&e));
+        }
+    }
+
+    /// The grants the steps look at, read once each (those read already kept), then the
+    /// parents of the DISABLED ones, once each.
+    async fn look(
+        &mut self,
+        hints: &[(usize, GrantHint)],
+        steps: &[(&AccountId, Step, &[usize])],
+    ) -> HashMap<String, Result<GrantView, Error>> {
+        let mut views: HashMap<String, Result<GrantView, Error>> = HashMap::new();
+        for (_, hint) in hints {
+            if let (Some(arn), Some(seen)) = (&hint.grant, &hint.seen) {
+                views.insert(arn.clone(), Ok(seen.clone()));
+            }
+        }
+        let wanted: BTreeSet<&str> = steps
+            .iter()
+            .filter_map(|(_, step, _)| match step {
+                Step::Look(arns) => Some(arns.iter().map(String::as_str)),
+                _ => None,
+            })
+            .flatten()
+            .filter(|arn| !views.contains_key(*arn))
+            .collect();
+        read_all(self.engine, wanted, &mut views, &self.calls).await;
+        let parents: BTreeSet<String> = views
+            .values()
+            .filter_map(|v| v.as_ref().ok())
+            .filter(|g| g.status == crate::decide::status::DISABLED)
+            .map(|g| g.parent_arn.clone())
+            .filter(|p| crate::ids::is_grant_arn(p) && !views.contains_key(p))
+            .collect();
+        read_all(
+            self.engine,
+            parents.iter().map(String::as_str),
+            &mut views,
+            &self.calls,
+        )
+        .await;
+        views
+    }
+
+    /// Each account's verdict: run, nothing (reported), or, for grants gone, its listings
+    /// ([`crate::reconcile::settled`]). Returns the accounts to run.
+    async fn verdicts(
+        &mut self,
+        steps: &[(&AccountId, Step, &[usize])],
+        views: &HashMap<String, Result<GrantView, Error>>,
+    ) -> Vec<(AccountId, Vec<usize>, Lane)> {
+        let mut runs = Vec::new();
+        let mut org = None;
+        for (account, step, records) in steps {
+            let verdict = match step {
+                Step::Run(why, lane) => Verdict::Run(why.clone(), *lane),
+                Step::Nothing(why) => Verdict::Skip(why.clone()),
+                Step::Look(arns) => after_looks(arns, views),
+                Step::Read => Verdict::Read,
+            };
+            let outcome = match verdict {
+                Verdict::Run(why, lane) => Ok(Ok((why, lane))),
+                Verdict::Skip(why) => Ok(Err(why)),
+                Verdict::Retry(e) => Err(e),
+                Verdict::Read => self
+                    .read(&mut org, account)
+                    .await
+                    .map(|settled| match settled {
+                        None => Ok((
+                            "a selected license is short of an ACTIVE grant (listings)".into(),
+                            Lane::Backfill,
+                        )),
+                        Some(why) => Err(why),
+                    }),
+            };
+            match outcome {
+                Ok(Ok((why, lane))) => {
+                    self.report.needs.insert(account.to_string(), why);
+                    runs.push(((*account).clone(), records.to_vec(), lane));
+                }
+                Ok(Err(why)) => {
+                    self.report.skipped.insert(
+                        account.to_string(),
+                        format!("Grant Change event: nothing for a run to do now ({why}); no run"),
+                    );
+                }
+                Err(e) => self.fail(records.iter(), e),
+            }
+        }
+        runs
+    }
+
+    /// An account's listings ([`crate::reconcile::settled`]), the organization read once.
+    async fn read(
+        &mut self,
+        org: &mut Option<crate::aws::OrgInfo>,
+        account: &AccountId,
+    ) -> Result<Option<String>, ErrorReport> {
+        if org.is_none() {
+            *org = Some(
+                self.engine
+                    .organization(&self.calls)
+                    .await
+                    .map_err(|e| ErrorReport::from(&e))?,
+            );
+        }
+        let Some(org) = org.as_ref() else {
+            return Ok(None);
+        };
+        crate::reconcile::settled(self.engine, org, account, &self.calls)
+            .await
+            .map_err(|e| ErrorReport::from(&e))
+    }
+
+    /// The accounts to run, once each, on the onboarding queue (never the management account
+    /// or the one ct-entitlements runs in). A failed send retries their records.
+    async fn queue(
+        &mut self,
+        config: &ReconcileConfig,
+        runs: Vec<(AccountId, Vec<usize>, Lane)>,
+        dry_run: bool,
+    ) {
+        if runs.is_empty() {
+            return;
+        }
+        let own = [
+            self.engine
+                .organization(&self.calls)
+                .await
+                .ok()
+                .map(|o| o.management_account),
+            self.engine
+                .config()
+                .self_account_id
+                .as_ref()
+                .map(|a| a.to_string()),
+        ];
+        let mut lanes: BTreeMap<bool, (Vec<String>, Vec<usize>)> = BTreeMap::new();
+        for (account, of, lane) in runs {
+            if own.iter().flatten().any(|a| a == account.as_str()) {
+                self.report.skipped.insert(
+                    account.to_string(),
+                    "an account ct-entitlements does not run".into(),
+                );
+                continue;
+            }
+            self.report.onboard.push(account.to_string());
+            let backfill = lane == Lane::Backfill && config.backfill_queue_url.is_some();
+            if backfill {
+                self.report.backfill.push(account.to_string());
+            }
+            let entry = lanes.entry(backfill).or_default();
+            entry.0.push(account.to_string());
+            entry.1.extend(of);
+        }
+        if dry_run {
+            return;
+        }
+        for (backfill, (accounts, records)) in lanes {
+            let bodies: Vec<String> = accounts
+                .iter()
+                .filter_map(|id| {
+                    serde_json::to_string(&OnboardRequest {
+                        account_id: id.clone(),
+                        reason: Some(crate::event::GRANT_CHANGE_REASON.into()),
+                        attempt: 0,
+                        first_seen: None,
+                        activations: Vec::new(),
+                        ou_id: None,
+                        backfill,
+                    })
+                    .ok()
+                })
+                .collect();
+            let url = match (&config.backfill_queue_url, backfill) {
+                (Some(url), true) => url,
+                _ => &config.onboarding_queue_url,
+            };
+            let sqs = &self.engine.clients().sqs;
+            match aws::send_batch(sqs, url, &bodies, &self.calls).await {
+                Ok(n) => self.report.enqueued += n,
+                Err(e) => self.fail(records.iter(), ErrorReport::from(&e)),
+            }
+        }
+    }
+}
+
+/// `GetGrant` for each of `arns`, at once, each paced by the container's limiter (a batch's
+/// looks come in bursts), into `views`.
+async fn read_all<'a>(
+    engine: &Engine,
+    arns: impl IntoIterator<Item = &'a str>,
+    views: &mut HashMap<String, Result<GrantView, Error>>,
+    calls: &CallLog,
+) {
+    let lm = &engine.clients().license_manager;
+    let arns: Vec<&str> = arns.into_iter().collect();
+    let reads = futures::future::join_all(arns.iter().map(|arn| async move {
+        engine.limiter().acquire("GetGrant").await;
+        aws::get_grant(lm, arn, calls).await
+    }))
+    .await;
+    for (arn, read) in arns.into_iter().zip(reads) {
+        views.insert(arn.to_string(), read);
+    }
+}
