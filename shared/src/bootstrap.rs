@@ -71,50 +71,87 @@ pub async fn bootstrap(
     options: &BootstrapOptions,
 ) -> BootstrapReport {
     let calls = CallLog::default();
-    let mut steps = Vec::new();
-    let mut push = |step: &str, target: &str, result: Result<&str, Error>| {
+    let mut steps = Steps {
+        steps: Vec::new(),
+        change: if options.dry_run { "wouldChange" } else { "" },
+        dry_run: options.dry_run,
+    };
+    trusted_access(clients, &mut steps, &calls).await;
+    organization_integration(clients, &mut steps, &calls).await;
+    management_slrs(clients, &mut steps, &calls).await;
+    if let Some(admin) = &options.delegated_admin {
+        delegated_admin(clients, admin.as_str(), &mut steps, &calls).await;
+    }
+    let steps = steps.steps;
+    let changed = steps
+        .iter()
+        .filter(|s| !matches!(s.result.as_str(), "unchanged" | "failed" | "wouldChange"))
+        .count();
+    BootstrapReport {
+        steps,
+        changed,
+        api_calls: calls.snapshot().own,
+    }
+}
+
+/// The steps reported so far, and what a change is called on this run (`wouldChange` in a
+/// dry run).
+struct Steps {
+    steps: Vec<Step>,
+    change: &'static str,
+    dry_run: bool,
+}
+
+impl Steps {
+    fn push(&mut self, step: &str, target: &str, result: Result<&str, Error>) {
         let (result, error) = match result {
             Ok(r) => (r.to_string(), None),
             Err(e) => ("failed".to_string(), Some(ErrorReport::from(&e))),
         };
-        steps.push(Step {
+        self.steps.push(Step {
             step: step.into(),
             target: target.into(),
             result,
             error,
         });
-    };
-    let change = if options.dry_run { "wouldChange" } else { "" };
-
-    // 1. Trusted access.
-    match enabled_services(clients.organizations, &calls).await {
-        Err(e) => push("trustedAccess", "organizations", Err(e)),
-        Ok(enabled) => {
-            for service in TRUSTED_SERVICES {
-                let result = if enabled.iter().any(|e| e.trim_end_matches('.') == *service) {
-                    Ok("unchanged")
-                } else if options.dry_run {
-                    Ok(change)
-                } else {
-                    calls.record(Side::Own, "organizations:EnableAWSServiceAccess", true);
-                    aws_call(
-                        "organizations",
-                        "EnableAWSServiceAccess",
-                        clients
-                            .organizations
-                            .enable_aws_service_access()
-                            .service_principal(*service)
-                            .send(),
-                    )
-                    .await
-                    .map(|_| "enabled")
-                };
-                push("trustedAccess", service, result);
-            }
-        }
     }
+}
 
-    // 2. License Manager organization integration (auto-accept of grants).
+/// 1. Trusted access for each of [`TRUSTED_SERVICES`].
+async fn trusted_access(clients: &BootstrapClients<'_>, steps: &mut Steps, calls: &CallLog) {
+    let enabled = match enabled_services(clients.organizations, calls).await {
+        Err(e) => return steps.push("trustedAccess", "organizations", Err(e)),
+        Ok(enabled) => enabled,
+    };
+    for service in TRUSTED_SERVICES {
+        let result = if enabled.iter().any(|e| e.trim_end_matches('.') == *service) {
+            Ok("unchanged")
+        } else if steps.dry_run {
+            Ok(steps.change)
+        } else {
+            calls.record(Side::Own, "organizations:EnableAWSServiceAccess", true);
+            aws_call(
+                "organizations",
+                "EnableAWSServiceAccess",
+                clients
+                    .organizations
+                    .enable_aws_service_access()
+                    .service_principal(*service)
+                    .send(),
+            )
+            .await
+            .map(|_| "enabled")
+        };
+        steps.push("trustedAccess", service, result);
+    }
+}
+
+/// 2. License Manager's organization integration (auto-accept of grants).
+async fn organization_integration(
+    clients: &BootstrapClients<'_>,
+    steps: &mut Steps,
+    calls: &CallLog,
+) {
     calls.record(Side::Own, "license-manager:GetServiceSettings", false);
     let integration = aws_call(
         "license-manager",
@@ -131,7 +168,7 @@ pub async fn bootstrap(
         {
             Ok("unchanged")
         }
-        Ok(_) if options.dry_run => Ok(change),
+        Ok(_) if steps.dry_run => Ok(steps.change),
         Ok(_) => {
             calls.record(Side::Own, "license-manager:UpdateServiceSettings", true);
             let config = aws_sdk_licensemanager::types::OrganizationConfiguration::builder()
@@ -150,93 +187,96 @@ pub async fn bootstrap(
             .map(|_| "enabled")
         }
     };
-    push("organizationIntegration", "license-manager", result);
+    steps.push("organizationIntegration", "license-manager", result);
+}
 
-    // 3. Service-linked roles of the management account.
-    match aws::service_role_paths_as(clients.iam, Side::Own, &calls).await {
-        Err(e) => push("serviceLinkedRole", "iam", Err(e)),
-        Ok(paths) => {
-            for service in MANAGEMENT_SLR_SERVICES {
-                let result = if paths.contains(&format!("/aws-service-role/{service}/")) {
-                    Ok("unchanged")
-                } else if options.dry_run {
-                    Ok(change)
-                } else {
-                    aws::create_slr_as(clients.iam, service, Side::Own, &calls)
-                        .await
-                        .map(|created| if created { "created" } else { "unchanged" })
-                };
-                push("serviceLinkedRole", service, result);
-            }
-        }
-    }
-
-    // 4. Delegated administrator for License Manager (optional).
-    if let Some(admin) = &options.delegated_admin {
-        let principal = "license-manager.amazonaws.com";
-        calls.record(
-            Side::Own,
-            "organizations:ListDelegatedAdministrators",
-            false,
-        );
-        let listed = aws_call(
-            "organizations",
-            "ListDelegatedAdministrators",
-            clients
-                .organizations
-                .list_delegated_administrators()
-                .service_principal(principal)
-                .send(),
-        )
-        .await;
-        let result = match listed {
-            Err(e) => Err(e),
-            Ok(out)
-                if out
-                    .delegated_administrators()
-                    .iter()
-                    .any(|d| d.id() == Some(admin.as_str())) =>
-            {
-                Ok("unchanged")
-            }
-            Ok(_) if options.dry_run => Ok(change),
-            Ok(_) => {
-                calls.record(
-                    Side::Own,
-                    "organizations:RegisterDelegatedAdministrator",
-                    true,
-                );
-                match aws_call(
-                    "organizations",
-                    "RegisterDelegatedAdministrator",
-                    clients
-                        .organizations
-                        .register_delegated_administrator()
-                        .account_id(admin.as_str())
-                        .service_principal(principal)
-                        .send(),
-                )
+/// 3. The management account's service-linked roles ([`MANAGEMENT_SLR_SERVICES`]).
+async fn management_slrs(clients: &BootstrapClients<'_>, steps: &mut Steps, calls: &CallLog) {
+    let paths = match aws::service_role_paths_as(clients.iam, Side::Own, calls).await {
+        Err(e) => return steps.push("serviceLinkedRole", "iam", Err(e)),
+        Ok(paths) => paths,
+    };
+    for service in MANAGEMENT_SLR_SERVICES {
+        let result = if paths.contains(&format!("/aws-service-role/{service}/")) {
+            Ok("unchanged")
+        } else if steps.dry_run {
+            Ok(steps.change)
+        } else {
+            aws::create_slr_as(clients.iam, service, Side::Own, calls)
                 .await
-                {
-                    Ok(_) => Ok("registered"),
-                    Err(Error::Aws { code, .. }) if code == "AccountAlreadyRegisteredException" => {
-                        Ok("unchanged")
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+                .map(|created| if created { "created" } else { "unchanged" })
         };
-        push("delegatedAdministrator", admin.as_str(), result);
+        steps.push("serviceLinkedRole", service, result);
     }
+}
 
-    let changed = steps
-        .iter()
-        .filter(|s| !matches!(s.result.as_str(), "unchanged" | "failed" | "wouldChange"))
-        .count();
-    BootstrapReport {
-        steps,
-        changed,
-        api_calls: calls.snapshot().own,
+/// 4. `admin` registered as License Manager's delegated administrator.
+async fn delegated_admin(
+    clients: &BootstrapClients<'_>,
+    admin: &str,
+    steps: &mut Steps,
+    calls: &CallLog,
+) {
+    let principal = "license-manager.amazonaws.com";
+    calls.record(
+        Side::Own,
+        "organizations:ListDelegatedAdministrators",
+        false,
+    );
+    let listed = aws_call(
+        "organizations",
+        "ListDelegatedAdministrators",
+        clients
+            .organizations
+            .list_delegated_administrators()
+            .service_principal(principal)
+            .send(),
+    )
+    .await;
+    let result = match listed {
+        Err(e) => Err(e),
+        Ok(out)
+            if out
+                .delegated_administrators()
+                .iter()
+                .any(|d| d.id() == Some(admin)) =>
+        {
+            Ok("unchanged")
+        }
+        Ok(_) if steps.dry_run => Ok(steps.change),
+        Ok(_) => register_admin(clients, admin, principal, calls).await,
+    };
+    steps.push("delegatedAdministrator", admin, result);
+}
+
+async fn register_admin(
+    clients: &BootstrapClients<'_>,
+    admin: &str,
+    principal: &str,
+    calls: &CallLog,
+) -> Result<&'static str, Error> {
+    calls.record(
+        Side::Own,
+        "organizations:RegisterDelegatedAdministrator",
+        true,
+    );
+    match aws_call(
+        "organizations",
+        "RegisterDelegatedAdministrator",
+        clients
+            .organizations
+            .register_delegated_administrator()
+            .account_id(admin)
+            .service_principal(principal)
+            .send(),
+    )
+    .await
+    {
+        Ok(_) => Ok("registered"),
+        Err(Error::Aws { code, .. }) if code == "AccountAlreadyRegisteredException" => {
+            Ok("unchanged")
+        }
+        Err(e) => Err(e),
     }
 }
 
