@@ -1,7 +1,9 @@
 //! The per-account report: one structured JSON log line per account, and the function's return
 //! value for a direct invocation.
 
-use crate::error::{Error, Retry};
+pub use crate::error::ErrorReport;
+
+use crate::error::Retry;
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -75,28 +77,6 @@ pub enum Outcome {
     Failed,
     /// The account's per-account grants were deactivated or deleted (offboarding).
     Offboarded,
-}
-
-/// A failure as it appears in reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorReport {
-    pub kind: String,
-    pub retry: Retry,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl From<&Error> for ErrorReport {
-    fn from(e: &Error) -> Self {
-        ErrorReport {
-            kind: e.kind().to_string(),
-            retry: e.retry(),
-            code: e.aws_code().map(str::to_string),
-            message: e.to_string(),
-        }
-    }
 }
 
 /// One service-linked role in the member account.
