@@ -229,14 +229,37 @@ pub fn got(value: Option<&serde_json::Value>) -> String {
     }
 }
 
+/// A failure as it appears in reports ([`crate::report`] re-exports it); [`Error::from_report`]
+/// rebuilds the error from it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReport {
+    pub kind: String,
+    pub retry: Retry,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    pub message: String,
+}
+
+impl From<&Error> for ErrorReport {
+    fn from(e: &Error) -> Self {
+        ErrorReport {
+            kind: e.kind().to_string(),
+            retry: e.retry(),
+            code: e.aws_code().map(str::to_string),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl Error {
-    /// Rebuilds the error an [`ErrorReport`](crate::report::ErrorReport) was made from (same
+    /// Rebuilds the error an [`ErrorReport`] was made from (same
     /// `kind()`, `retry()` and, for every variant but `Aws`, the same text), so a function that
     /// fails because of a reported error says what it was, not `GrantFailed` with an empty ARN.
     /// An `Aws` error, or a kind this build does not know, comes back as an `Aws` error
     /// (`ct-entitlements:<operation>`) whose code is the original code (or kind) and whose
     /// message is the original text.
-    pub fn from_report(report: &crate::report::ErrorReport, operation: &'static str) -> Error {
+    pub fn from_report(report: &ErrorReport, operation: &'static str) -> Error {
         let msg = report.message.as_str();
         let rebuilt = match report.kind.as_str() {
             "InvalidInput" => msg
@@ -306,7 +329,6 @@ impl Error {
 #[cfg(test)]
 mod echo_tests {
     use super::*;
-    use crate::report::ErrorReport;
     use serde_json::json;
 
     #[test]

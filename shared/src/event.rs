@@ -139,76 +139,10 @@ const MAX_REASON_CHARS: usize = 128;
 /// An onboard request: field types checked one by one so errors name the field and say what
 /// was there, then deserialized (unknown fields rejected) for the rest.
 fn parse_onboard(payload: &Value) -> Result<Request, Error> {
-    let field = |k: &str| payload.get(k);
-    let account_id = AccountId::parse_field(field("accountId"), "onboard request: accountId")?;
-    match field("reason") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(r))
-            if r.chars().count() <= MAX_REASON_CHARS && !r.chars().any(char::is_control) => {}
-        Some(other) => {
-            return Err(invalid(&format!(
-                "onboard request: reason must be a string of at most {MAX_REASON_CHARS} characters without control characters, got {}",
-                describe(other)
-            )))
-        }
-    }
-    match field("attempt") {
-        None => {}
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|a| u32::try_from(a).is_ok()) => {}
-        Some(other) => {
-            return Err(invalid(&format!(
-                "onboard request: attempt must be a whole number from 0 to {}, got {}",
-                u32::MAX,
-                describe(other)
-            )))
-        }
-    }
-    match field("firstSeen") {
-        None | Some(Value::Null) => {}
-        Some(Value::Number(n)) if n.as_u64().is_some() => {}
-        Some(other) => {
-            return Err(invalid(&format!(
-                "onboard request: firstSeen must be a whole number of Unix seconds, got {}",
-                describe(other)
-            )))
-        }
-    }
-    match field("backfill") {
-        None | Some(Value::Null) | Some(Value::Bool(_)) => {}
-        Some(other) => {
-            return Err(invalid(&format!(
-                "onboard request: backfill must be true or false, got {}",
-                describe(other)
-            )))
-        }
-    }
-    match field("ouId") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(ou)) if crate::ids::is_ou_id(ou) => {}
-        Some(other) => {
-            return Err(invalid(&format!(
-                "onboard request: ouId must be an OU id (ou-xxxx-yyyyyyyy), got {}",
-                describe(other)
-            )))
-        }
-    }
-    match field("activations") {
-        None => {}
-        Some(Value::Array(items)) => {
-            if let Some((i, bad)) = items.iter().enumerate().find(|(_, m)| !m.is_object()) {
-                return Err(invalid(&format!(
-                    "onboard request: activations[{i}] must be an object, got {}",
-                    describe(bad)
-                )));
-            }
-        }
-        Some(other) => {
-            return Err(invalid(&format!(
-                "onboard request: activations must be an array, got {}",
-                describe(other)
-            )))
-        }
-    }
+    let account_id =
+        AccountId::parse_field(payload.get("accountId"), "onboard request: accountId")?;
+    check_onboard_fields(payload)?;
+    check_onboard_activations(payload.get("activations"))?;
     // Unknown fields and the activation marks' own shape: serde's message, bounded (it can
     // quote a field name the sender chose).
     let req: OnboardRequest = serde_json::from_value(payload.clone()).map_err(|e| {
@@ -217,18 +151,89 @@ fn parse_onboard(payload: &Value) -> Result<Request, Error> {
             truncate(&e.to_string(), 4 * ECHO_MAX_CHARS)
         ))
     })?;
-    Ok(Request::Work(Work {
-        account_id,
-        trigger: Trigger::Onboard(req.reason.unwrap_or_else(|| "onboard".to_string())),
-        account_name: None,
-        ou_id: req.ou_id,
-        ou_name: None,
-        attempt: req.attempt,
-        backfill: req.backfill,
-        first_seen: req.first_seen,
-        explicit: None,
-        activations: req.activations,
-    }))
+    Ok(Request::Work(req.into_work(account_id)))
+}
+
+/// The onboard request's optional scalar fields, in this order (the first bad one is
+/// reported): each may be absent, and must otherwise be what its check says.
+fn check_onboard_fields(payload: &Value) -> Result<(), Error> {
+    let check = |name: &str, accepts: fn(&Value) -> bool, must: &str| match payload.get(name) {
+        Some(bad) if !accepts(bad) => Err(onboard_field_error(name, must, bad)),
+        _ => Ok(()),
+    };
+    check(
+        "reason",
+        |v| match v {
+            Value::Null => true,
+            Value::String(r) => {
+                r.chars().count() <= MAX_REASON_CHARS && !r.chars().any(char::is_control)
+            }
+            _ => false,
+        },
+        &format!("a string of at most {MAX_REASON_CHARS} characters without control characters"),
+    )?;
+    check(
+        "attempt",
+        |v| v.as_u64().is_some_and(|a| u32::try_from(a).is_ok()),
+        &format!("a whole number from 0 to {}", u32::MAX),
+    )?;
+    check(
+        "firstSeen",
+        |v| v.is_null() || v.as_u64().is_some(),
+        "a whole number of Unix seconds",
+    )?;
+    check(
+        "backfill",
+        |v| v.is_null() || v.is_boolean(),
+        "true or false",
+    )?;
+    check(
+        "ouId",
+        |v| v.is_null() || v.as_str().is_some_and(crate::ids::is_ou_id),
+        "an OU id (ou-xxxx-yyyyyyyy)",
+    )
+}
+
+/// `activations`, when present: an array of objects (their own fields are serde's to check).
+fn check_onboard_activations(value: Option<&Value>) -> Result<(), Error> {
+    match value {
+        None => Ok(()),
+        Some(Value::Array(items)) => match items.iter().enumerate().find(|(_, m)| !m.is_object()) {
+            Some((i, bad)) => Err(onboard_field_error(
+                &format!("activations[{i}]"),
+                "an object",
+                bad,
+            )),
+            None => Ok(()),
+        },
+        Some(other) => Err(onboard_field_error("activations", "an array", other)),
+    }
+}
+
+/// `onboard request: <field> must be <must>, got <what was there>`.
+fn onboard_field_error(field: &str, must: &str, was: &Value) -> Error {
+    invalid(&format!(
+        "onboard request: {field} must be {must}, got {}",
+        describe(was)
+    ))
+}
+
+impl OnboardRequest {
+    /// The work an onboard request asks for (`account_id` parsed from it).
+    fn into_work(self, account_id: AccountId) -> Work {
+        Work {
+            account_id,
+            trigger: Trigger::Onboard(self.reason.unwrap_or_else(|| "onboard".to_string())),
+            account_name: None,
+            ou_id: self.ou_id,
+            ou_name: None,
+            attempt: self.attempt,
+            backfill: self.backfill,
+            first_seen: self.first_seen,
+            explicit: None,
+            activations: self.activations,
+        }
+    }
 }
 
 /// The string at `value`, which must be one of `allowed`; the error names the field path and

@@ -5,7 +5,6 @@
 //! crate (the EMF crates bring their own loggers and flush tasks, which these functions do not
 //! need). Dimensions are a small fixed set, the function and the outcome: never an account id.
 
-use crate::report::{AccountReport, Outcome};
 use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
@@ -24,68 +23,19 @@ pub fn function() -> &'static str {
     FUNCTION.get().copied().unwrap_or("unknown")
 }
 
-/// The outcome as the report line spells it (its serde name), so `Outcome` and `report.outcome`
-/// always agree.
-fn outcome_name(outcome: Outcome) -> String {
-    match serde_json::to_value(outcome) {
-        Ok(Value::String(name)) => name,
-        _ => format!("{outcome:?}").to_lowercase(),
-    }
-}
+/// One metric of a report line: its name, its value and its CloudWatch unit.
+pub type Metric<'a> = (&'a str, Value, &'a str);
 
-/// The EMF members of one account report at `now` (Unix seconds): the `_aws` directive, the
-/// `Function` and `Outcome` dimensions, and the metrics (only those that apply).
-pub fn account_metrics(report: &AccountReport, function: &str, now: u64) -> Map<String, Value> {
-    let actions = |name: &str| {
-        report
-            .licenses
-            .iter()
-            .flat_map(|l| &l.actions)
-            .filter(|a| *a == name)
-            .count()
-    };
-    let throttled = report
-        .licenses
-        .iter()
-        .filter_map(|l| l.error.as_ref())
-        .chain(report.error.as_ref())
-        .filter(|e| {
-            e.code
-                .as_deref()
-                .is_some_and(|c| c.contains("Throttl") || c.contains("RateLimit"))
-        })
-        .count();
-    let calls: u32 = report
-        .api_calls
-        .values()
-        .chain(report.member_api_calls.values())
-        .sum();
-    let since_first = report.first_seen.map(|f| now.saturating_sub(f));
-    let mut metrics: Vec<(&str, Value, &str)> = vec![
-        ("Accounts", json!(1), "Count"),
-        ("GrantsCreated", json!(actions("CreateGrant")), "Count"),
-        ("GrantsAccepted", json!(actions("AcceptGrant")), "Count"),
-        ("GrantsActivated", json!(actions("ActivateGrant")), "Count"),
-        (
-            "Rechecks",
-            json!(u8::from(report.recheck_in_seconds.is_some())),
-            "Count",
-        ),
-        ("ApiCalls", json!(calls), "Count"),
-        ("Throttled", json!(throttled), "Count"),
-        ("DurationMs", json!(report.duration_ms), "Milliseconds"),
-    ];
-    match report.outcome {
-        Outcome::Entitled => metrics.push((
-            "TimeToActiveSeconds",
-            json!(since_first.unwrap_or(report.duration_ms / 1000)),
-            "Seconds",
-        )),
-        Outcome::Pending => {
-            metrics.push(("PendingSeconds", json!(since_first.unwrap_or(0)), "Seconds"))
-        }
-        _ => {}
-    }
+/// The EMF members of one report line at `now` (Unix seconds): the `_aws` directive naming
+/// `metrics` under the `Function` and `Outcome` dimensions, the two dimensions, and the
+/// metrics' values. Which metrics an account report yields is the report's own business
+/// ([`crate::report::account_metrics`]).
+pub fn emf_members(
+    function: &str,
+    outcome: &str,
+    metrics: Vec<Metric<'_>>,
+    now: u64,
+) -> Map<String, Value> {
     let mut out = Map::new();
     out.insert(
         "_aws".into(),
@@ -102,7 +52,7 @@ pub fn account_metrics(report: &AccountReport, function: &str, now: u64) -> Map<
         }),
     );
     out.insert("Function".into(), json!(function));
-    out.insert("Outcome".into(), json!(outcome_name(report.outcome)));
+    out.insert("Outcome".into(), json!(outcome));
     for (name, value, _) in metrics {
         out.insert(name.into(), value);
     }

@@ -1,9 +1,12 @@
 //! The per-account report: one structured JSON log line per account, and the function's return
 //! value for a direct invocation.
 
-use crate::error::{Error, Retry};
+pub use crate::error::ErrorReport;
+
+use crate::error::Retry;
+use crate::metrics::{emf_members, Metric};
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -33,7 +36,7 @@ pub fn emit(kind: &str, fields: Value) {
 /// An `accountReport` line at `now` (Unix seconds): the report, the version and the report's
 /// metrics in CloudWatch's Embedded Metric Format ([`crate::metrics`]).
 pub fn account_report_line(report: &AccountReport, now: u64) -> String {
-    let mut fields = crate::metrics::account_metrics(report, crate::metrics::function(), now);
+    let mut fields = account_metrics(report, crate::metrics::function(), now);
     match serde_json::to_value(report) {
         Ok(value) => {
             fields.insert("report".into(), value);
@@ -41,6 +44,26 @@ pub fn account_report_line(report: &AccountReport, now: u64) -> String {
         Err(e) => tracing::error!(error = %e, "could not serialize a report"),
     }
     report_line("accountReport", Value::Object(fields))
+}
+
+/// The EMF members of one account report at `now` (Unix seconds): the `_aws` directive, the
+/// `Function` and `Outcome` dimensions, and the metrics (only those that apply).
+pub fn account_metrics(report: &AccountReport, function: &str, now: u64) -> Map<String, Value> {
+    emf_members(
+        function,
+        &outcome_name(report.outcome),
+        report.metrics(now),
+        now,
+    )
+}
+
+/// The outcome as the report line spells it (its serde name), so `Outcome` and `report.outcome`
+/// always agree.
+fn outcome_name(outcome: Outcome) -> String {
+    match serde_json::to_value(outcome) {
+        Ok(Value::String(name)) => name,
+        _ => format!("{outcome:?}").to_lowercase(),
+    }
 }
 
 /// Prints [`account_report_line`] now.
@@ -75,28 +98,6 @@ pub enum Outcome {
     Failed,
     /// The account's per-account grants were deactivated or deleted (offboarding).
     Offboarded,
-}
-
-/// A failure as it appears in reports.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorReport {
-    pub kind: String,
-    pub retry: Retry,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<String>,
-    pub message: String,
-}
-
-impl From<&Error> for ErrorReport {
-    fn from(e: &Error) -> Self {
-        ErrorReport {
-            kind: e.kind().to_string(),
-            retry: e.retry(),
-            code: e.aws_code().map(str::to_string),
-            message: e.to_string(),
-        }
-    }
 }
 
 /// One service-linked role in the member account.
@@ -220,6 +221,62 @@ impl AccountReport {
                 .find(|e| e.retry == Retry::Retryable)
                 .or_else(|| errors().next())
         })
+    }
+
+    /// The metrics this report yields at `now` (Unix seconds), in the order of the report
+    /// line: counts of accounts, grant steps, re-checks, calls and throttles, the duration,
+    /// and the time to ACTIVE (entitled) or spent pending.
+    fn metrics(&self, now: u64) -> Vec<Metric<'static>> {
+        let actions = |name: &str| {
+            self.licenses
+                .iter()
+                .flat_map(|l| &l.actions)
+                .filter(|a| *a == name)
+                .count()
+        };
+        let throttled = self
+            .licenses
+            .iter()
+            .filter_map(|l| l.error.as_ref())
+            .chain(self.error.as_ref())
+            .filter(|e| {
+                e.code
+                    .as_deref()
+                    .is_some_and(|c| c.contains("Throttl") || c.contains("RateLimit"))
+            })
+            .count();
+        let calls: u32 = self
+            .api_calls
+            .values()
+            .chain(self.member_api_calls.values())
+            .sum();
+        let since_first = self.first_seen.map(|f| now.saturating_sub(f));
+        let mut metrics: Vec<Metric<'static>> = vec![
+            ("Accounts", json!(1), "Count"),
+            ("GrantsCreated", json!(actions("CreateGrant")), "Count"),
+            ("GrantsAccepted", json!(actions("AcceptGrant")), "Count"),
+            ("GrantsActivated", json!(actions("ActivateGrant")), "Count"),
+            (
+                "Rechecks",
+                json!(u8::from(self.recheck_in_seconds.is_some())),
+                "Count",
+            ),
+            ("ApiCalls", json!(calls), "Count"),
+            ("Throttled", json!(throttled), "Count"),
+            ("DurationMs", json!(self.duration_ms), "Milliseconds"),
+        ];
+        match self.outcome {
+            Outcome::Entitled => metrics.push((
+                "TimeToActiveSeconds",
+                json!(since_first.unwrap_or(self.duration_ms / 1000)),
+                "Seconds",
+            )),
+            Outcome::Pending => {
+                metrics.push(("PendingSeconds", json!(since_first.unwrap_or(0)), "Seconds"))
+            }
+            _ => {}
+        }
+        metrics
     }
 }
 

@@ -1,0 +1,196 @@
+//! Distribution modes (`LICENSE_DISTRIBUTION`): how each license reaches the accounts that should
+//! hold it, checked against the selection settings, and the per-license answers the engine asks
+//! of a [`Config`].
+
+use super::env::split_list;
+use super::selection::{LicenseRef, Selected, Selection};
+use super::vars::*;
+use super::Config;
+use crate::error::{echo, Error};
+use std::collections::BTreeMap;
+
+/// How a license reaches the accounts that should hold it (`LICENSE_DISTRIBUTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// One grant per account (ct-entitlements creates, accepts and activates it).
+    #[default]
+    Account,
+    /// One grant to the organization, bulk-activated by the reconciler; License Manager gives
+    /// every member (and every later joiner) its own account-level grant.
+    Organization,
+    /// One grant per OU of the selection (OU rules naming the license, or TARGET_OUS), same
+    /// handling; an OU grant reaches the OU's nested OUs too.
+    Ou,
+}
+
+impl Mode {
+    pub fn parse(raw: &str, var: &str) -> Result<Self, Error> {
+        match raw.trim() {
+            "account" => Ok(Mode::Account),
+            "organization" => Ok(Mode::Organization),
+            "ou" => Ok(Mode::Ou),
+            other => Err(Error::Config(format!(
+                "{var}: {} must be account, organization or ou",
+                echo(other)
+            ))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Account => "account",
+            Mode::Organization => "organization",
+            Mode::Ou => "ou",
+        }
+    }
+}
+
+/// `LICENSE_DISTRIBUTION`: `<sku or license ARN>=<account|organization|ou>` items, separated
+/// by commas or spaces. Organization and OU grants reach accounts whatever their tags, so the
+/// settings that narrow a selection per account must agree with them: every conflict is an
+/// error naming both settings.
+pub(super) fn parse_distribution(
+    raw: Option<&str>,
+    selected: &Selected,
+) -> Result<BTreeMap<LicenseRef, Mode>, Error> {
+    let mut out = BTreeMap::new();
+    for item in split_list(raw) {
+        let (license, mode) = parse_item(item)?;
+        if out.insert(license.clone(), mode).is_some_and(|m| m != mode) {
+            return Err(Error::Config(format!(
+                "{LICENSE_DISTRIBUTION}: {license} is given two modes"
+            )));
+        }
+        if mode != Mode::Account {
+            check_shared_grant(&license, mode, selected)?;
+        }
+    }
+    Ok(out)
+}
+
+/// One `<sku or license ARN>=<mode>` item.
+fn parse_item(item: &str) -> Result<(LicenseRef, Mode), Error> {
+    let Some((license, mode)) = item.rsplit_once('=') else {
+        return Err(Error::Config(format!(
+            "{LICENSE_DISTRIBUTION}: {} must look like <sku or license ARN>=<account|organization|ou>",
+            echo(item)
+        )));
+    };
+    let license = LicenseRef::parse(license, LICENSE_DISTRIBUTION)?;
+    let mode = Mode::parse(mode, LICENSE_DISTRIBUTION)?;
+    Ok((license, mode))
+}
+
+/// An organization or OU grant (`mode`) for `license` must agree with the selection settings:
+/// the license is selected, no tag filter narrows it, and organization mode reaches exactly
+/// the accounts the selection does (OU mode: the selection names its OUs).
+fn check_shared_grant(license: &LicenseRef, mode: Mode, selected: &Selected) -> Result<(), Error> {
+    let Selected {
+        selection,
+        ou_rules,
+        target_ous,
+        account_tag_filter,
+        ..
+    } = selected;
+    let in_global = match selection {
+        Selection::AllMarketplace => true,
+        Selection::Listed(list) => list.contains(license),
+        Selection::PerRequest => false,
+    };
+    let in_rules = ou_rules.values().any(|refs| refs.contains(license));
+    if !in_global && !in_rules {
+        return Err(Error::Config(format!(
+            "{LICENSE_DISTRIBUTION}: {license} is not selected ({LICENSE_ARNS}, {PRODUCT_SKUS}, {ALL_MARKETPLACE_LICENSES} or {OU_LICENSE_RULES})"
+        )));
+    }
+    if account_tag_filter.is_some() {
+        return Err(Error::Config(format!(
+            "{LICENSE_DISTRIBUTION}: {license} is in {} mode, whose grants reach accounts whatever their tags; {ACCOUNT_TAG_FILTER} needs account mode",
+            mode.as_str()
+        )));
+    }
+    match mode {
+        Mode::Organization => {
+            if !target_ous.is_empty() {
+                return Err(Error::Config(format!(
+                    "{LICENSE_DISTRIBUTION}: {license} is in organization mode, which reaches every account, but {TARGET_OUS} narrows the selection: use ou mode"
+                )));
+            }
+            if let Some((ou, _)) = ou_rules.iter().find(|(_, refs)| !refs.contains(license)) {
+                return Err(Error::Config(format!(
+                    "{LICENSE_DISTRIBUTION}: {license} is in organization mode, which reaches every account, but the {OU_LICENSE_RULES} rule for {ou} does not list it: list it there or use ou mode"
+                )));
+            }
+            if !in_global {
+                return Err(Error::Config(format!(
+                    "{LICENSE_DISTRIBUTION}: {license} is in organization mode but only {OU_LICENSE_RULES} select it: use ou mode"
+                )));
+            }
+        }
+        Mode::Ou => {
+            if in_global && target_ous.is_empty() {
+                return Err(Error::Config(format!(
+                    "{LICENSE_DISTRIBUTION}: {license} is in ou mode but selected for every account (no {TARGET_OUS}): use organization mode, or name its OUs in {OU_LICENSE_RULES} or {TARGET_OUS}"
+                )));
+            }
+        }
+        Mode::Account => {}
+    }
+    Ok(())
+}
+
+/// Serialises the distribution with the references as written (JSON keys are strings).
+pub(super) fn distribution_map<S: serde::Serializer>(
+    map: &BTreeMap<LicenseRef, Mode>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeMap;
+    let mut out = s.serialize_map(Some(map.len()))?;
+    for (license, mode) in map {
+        let key = match license {
+            LicenseRef::Arn(v) | LicenseRef::Sku(v) => v,
+        };
+        out.serialize_entry(key, mode)?;
+    }
+    out.end()
+}
+
+impl Config {
+    /// The distribution mode of a held license (by its ARN, else its SKU; `account` otherwise).
+    pub fn mode_of(&self, arn: &str, sku: &str) -> Mode {
+        self.distribution
+            .get(&LicenseRef::Arn(arn.to_string()))
+            .or_else(|| self.distribution.get(&LicenseRef::Sku(sku.to_string())))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The OUs an `ou`-mode license is granted to: every OU rule naming it, and TARGET_OUS
+    /// when the global selection holds it.
+    pub fn ous_of(&self, arn: &str, sku: &str) -> Vec<String> {
+        let names = |r: &LicenseRef| match r {
+            LicenseRef::Arn(a) => a == arn,
+            LicenseRef::Sku(s) => s == sku,
+        };
+        let mut ous: Vec<String> = self
+            .ou_rules
+            .iter()
+            .filter(|(_, refs)| refs.iter().any(names))
+            .map(|(ou, _)| ou.clone())
+            .collect();
+        let global = match &self.selection {
+            Selection::AllMarketplace => true,
+            Selection::Listed(list) => list.iter().any(names),
+            Selection::PerRequest => false,
+        };
+        if global {
+            for ou in &self.target_ous {
+                if !ous.contains(ou) {
+                    ous.push(ou.clone());
+                }
+            }
+        }
+        ous
+    }
+}
