@@ -156,15 +156,7 @@ pub fn principals(config: &Config, org: &OrgInfo, license: &HeldLicense) -> Vec<
     }
 }
 
-/// The grant name of a parent: `<prefix>-organization` or `<prefix>-<ou id>`.
-pub fn parent_grant_name(prefix: &str, principal: &str) -> String {
-    let tail = principal.rsplit('/').next().unwrap_or_default();
-    if tail.starts_with("ou-") {
-        format!("{prefix}-{tail}")
-    } else {
-        format!("{prefix}-organization")
-    }
-}
+pub use crate::model::grant::parent_grant_name;
 
 fn token(seed: &str) -> String {
     let digest = Sha256::digest(seed.as_bytes());
@@ -239,17 +231,7 @@ async fn run_parent(
     report: &mut ParentReport,
 ) -> Result<(), Error> {
     let step = parent_step(&license.arn, principal, grants);
-    report.step = step.name().to_string();
-    let current = match &step {
-        ParentStep::Activate { grant }
-        | ParentStep::Wait { grant }
-        | ParentStep::Ready { grant }
-        | ParentStep::Fail { grant, .. }
-        | ParentStep::Replace { failed: grant, .. } => Some(grant),
-        ParentStep::Create { .. } => None,
-    };
-    report.grant_arn = current.map(|g| g.arn.clone());
-    report.status = current.map(|g| g.status.clone());
+    note_step(&step, report);
     if dry_run {
         return Ok(());
     }
@@ -310,6 +292,21 @@ async fn run_parent(
         ParentStep::Wait { .. } | ParentStep::Ready { .. } => {}
     }
     Ok(())
+}
+
+/// The step, and the grant it acts on, in the report.
+fn note_step(step: &ParentStep, report: &mut ParentReport) {
+    report.step = step.name().to_string();
+    let current = match step {
+        ParentStep::Activate { grant }
+        | ParentStep::Wait { grant }
+        | ParentStep::Ready { grant }
+        | ParentStep::Fail { grant, .. }
+        | ParentStep::Replace { failed: grant, .. } => Some(grant),
+        ParentStep::Create { .. } => None,
+    };
+    report.grant_arn = current.map(|g| g.arn.clone());
+    report.status = current.map(|g| g.status.clone());
 }
 
 /// After CreateGrant: one look (no waiting) when the grant is still in its workflow, and the

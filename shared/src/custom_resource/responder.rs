@@ -53,11 +53,20 @@ pub fn validate_response_url(url: &str, allow_local: bool) -> Result<(), Error> 
     if port.is_some_and(|p| p != "443") {
         return bad("not the default HTTPS port");
     }
+    if let Err(why) = s3_host(&host).and_then(|()| presigned_object(path_and_query)) {
+        return bad(why);
+    }
+    Ok(())
+}
+
+/// `host` is an S3 endpoint of `amazonaws.com` (or `amazonaws.com.cn`): well-formed labels,
+/// the S3 label, then at most a region (and "dualstack") after it.
+fn s3_host(host: &str) -> Result<(), &'static str> {
     let Some(prefix) = host
         .strip_suffix(".amazonaws.com")
         .or_else(|| host.strip_suffix(".amazonaws.com.cn"))
     else {
-        return bad("not an amazonaws.com host");
+        return Err("not an amazonaws.com host");
     };
     let labels: Vec<&str> = prefix.split('.').collect();
     let label_ok = |l: &&str| {
@@ -67,21 +76,24 @@ pub fn validate_response_url(url: &str, allow_local: bool) -> Result<(), Error> 
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
     if !labels.iter().all(label_ok) {
-        return bad("a malformed host name");
+        return Err("a malformed host name");
     }
-    // The S3 label, then at most a region (and "dualstack") after it.
     let s3_at = labels
         .iter()
         .position(|l| *l == "s3" || l.starts_with("s3-"));
     match s3_at {
-        Some(i) if labels.len() - i <= 3 => {}
-        _ => return bad("not an S3 endpoint"),
+        Some(i) if labels.len() - i <= 3 => Ok(()),
+        _ => Err("not an S3 endpoint"),
     }
+}
+
+/// An object key, and a pre-signed query (SigV4 or SigV2).
+fn presigned_object(path_and_query: &str) -> Result<(), &'static str> {
     let (path, query) = path_and_query
         .split_once('?')
         .unwrap_or((path_and_query, ""));
     if path.len() < 2 || !path.starts_with('/') {
-        return bad("no object key");
+        return Err("no object key");
     }
     let params: Vec<&str> = query
         .split('&')
@@ -91,7 +103,7 @@ pub fn validate_response_url(url: &str, allow_local: bool) -> Result<(), Error> 
     let sigv4 = has("X-Amz-Signature") && has("X-Amz-Credential");
     let sigv2 = has("Signature") && has("AWSAccessKeyId") && has("Expires");
     if !(sigv4 || sigv2) {
-        return bad("not pre-signed");
+        return Err("not pre-signed");
     }
     Ok(())
 }

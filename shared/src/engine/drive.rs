@@ -197,7 +197,7 @@ impl Engine {
                 && parents.iter().any(|p| {
                     !is_terminal(&p.status)
                         && p.name
-                            == crate::distribution::parent_grant_name(
+                            == crate::model::grant::parent_grant_name(
                                 &self.config.grant_name_prefix,
                                 &p.grantee,
                             )

@@ -55,3 +55,13 @@ pub const ACTIVATION_STATUS_REASON: &str = "ct-entitlements: activation requeste
 /// it, and only after it).
 pub const BULK_ACTIVATION_STATUS_REASON: &str =
     "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)";
+
+/// The grant name of a parent: `<prefix>-organization` or `<prefix>-<ou id>`.
+pub fn parent_grant_name(prefix: &str, principal: &str) -> String {
+    let tail = principal.rsplit('/').next().unwrap_or_default();
+    if tail.starts_with("ou-") {
+        format!("{prefix}-{tail}")
+    } else {
+        format!("{prefix}-organization")
+    }
+}
