@@ -37,6 +37,24 @@ impl Mode {
         }
     }
 
+    /// License Manager hands the account its grant (a child) from a grant of ct-entitlements
+    /// to the organization or an OU; in account mode ct-entitlements grants it directly.
+    /// Exhaustive, so a new mode must say.
+    pub fn has_parent_grant(self) -> bool {
+        match self {
+            Mode::Account => false,
+            Mode::Organization | Mode::Ou => true,
+        }
+    }
+
+    /// The parent grants are per OU (the selection's OU rules decide which OUs).
+    pub fn parents_per_ou(self) -> bool {
+        match self {
+            Mode::Ou => true,
+            Mode::Account | Mode::Organization => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Mode::Account => "account",
@@ -62,7 +80,7 @@ pub(super) fn parse_distribution(
                 "{LICENSE_DISTRIBUTION}: {license} is given two modes"
             )));
         }
-        if mode != Mode::Account {
+        if mode.has_parent_grant() {
             check_shared_grant(&license, mode, selected)?;
         }
     }

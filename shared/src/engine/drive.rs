@@ -101,7 +101,8 @@ impl Engine {
         if report
             .mode
             .as_deref()
-            .is_some_and(|m| m != Mode::Account.as_str())
+            .and_then(|m| Mode::parse(m, "mode").ok())
+            .is_some_and(Mode::has_parent_grant)
             && report.grant_source.as_deref() == Some(Source::Account.as_str())
         {
             report.grant_source = Some(REPAIR_SOURCE.to_string());
@@ -193,7 +194,7 @@ impl Engine {
             org_side_read: drive.org_side_read,
             replaced_this_run: drive.replaced,
             attempt: target.attempt,
-            retiring: mode == Mode::Account
+            retiring: !mode.has_parent_grant()
                 && parents.iter().any(|p| {
                     !is_terminal(&p.status)
                         && p.name

@@ -4,7 +4,7 @@
 
 use super::Engine;
 use crate::aws::{self, HeldLicense};
-use crate::config::{LicenseRef, Mode, Selection};
+use crate::config::{LicenseRef, Selection};
 use crate::error::Error;
 use crate::ids::AccountId;
 use crate::report::CallLog;
@@ -93,7 +93,11 @@ impl Engine {
     /// for it under every reading (a repair grants it where the OU grant does not reach).
     pub fn inherits_ou_rules(&self) -> bool {
         !self.config.ou_rules.is_empty()
-            && self.config.distribution.values().any(|m| *m == Mode::Ou)
+            && self
+                .config
+                .distribution
+                .values()
+                .any(|m| m.parents_per_ou())
     }
 
     /// The OUs above `ou` (its parents up to the root, nearest first; not `ou` itself) whose
@@ -128,7 +132,7 @@ impl Engine {
                 let mode = self
                     .config
                     .mode_of(&l.arn, l.sku.as_deref().unwrap_or_default());
-                if mode == Mode::Ou && !out.iter().any(|o| o.arn == l.arn) {
+                if mode.parents_per_ou() && !out.iter().any(|o| o.arn == l.arn) {
                     out.push(l);
                 }
             }

@@ -251,8 +251,8 @@ fn grant_short(
     parented: bool,
     waiting_is_done: bool,
 ) -> Option<String> {
-    let counts = |s: &&Seen| mode == Mode::Account || s.child;
-    let ours_left = mode != Mode::Account
+    let counts = |s: &&Seen| !mode.has_parent_grant() || s.child;
+    let ours_left = mode.has_parent_grant()
         && seen
             .iter()
             .any(|s| !s.child && s.name == own_name && !crate::engine::is_terminal(&s.status));

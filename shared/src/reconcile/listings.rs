@@ -181,7 +181,7 @@ fn distributed_modes(config: &Config, held: &[HeldLicense]) -> HashMap<String, M
             let sku = l.sku.as_deref().unwrap_or_default();
             (l.arn.clone(), config.mode_of(&l.arn, sku))
         })
-        .filter(|(_, m)| *m != Mode::Account)
+        .filter(|(_, m)| m.has_parent_grant())
         .collect()
 }
 
