@@ -9,13 +9,22 @@
 //! time after; a grant is activated asynchronously, and the one-active-license conflict shows
 //! as the `StatusReason` of a grant that stays `DISABLED`; `REJECTED`/`DELETED` grants are
 //! never revived; a `FAILED_WORKFLOW` grant is replaced by the grantor (delete, create again).
+//!
+//! Here: the types and `decide`, the outline of the decision. Its steps: `scene` (what is read
+//! off the observation once: the account's grants, the covering ones, where each comes from,
+//! dead generations), `children` (switching back, migration, a child that failed or never came),
+//! `drive` (one grant by its own status; no live grant at all). `facts` holds what is read off
+//! single grants (`source_of`, `changed_by_operator`, `looks_bulk_activated`, `activate_as`, …).
 
+mod children;
+mod drive;
 mod facts;
+mod scene;
 
 use crate::config::Mode;
 use crate::event::ActivationMark;
 use crate::model::GrantView;
-use facts::{at_version, covers, mark_of, paused_parent, rank};
+use scene::{Scene, Step};
 
 /// Facts read off grants, used by `decide` and elsewhere.
 pub use facts::{
@@ -231,18 +240,6 @@ impl Next {
 /// a grant nobody promised for longer than this.
 pub const CHILD_WAIT_RECHECKS: u32 = 2;
 
-/// A repair: a per-account grant of ct-entitlements' own, of the next generation.
-fn repair(generation: usize) -> Next {
-    if generation >= MAX_GRANT_GENERATIONS {
-        Next::Fail(Failure::TooManyGenerations {
-            grant: None,
-            count: generation,
-        })
-    } else {
-        Next::Create { generation }
-    }
-}
-
 /// How an activation is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ActivateAs {
@@ -253,351 +250,26 @@ pub enum ActivateAs {
 }
 
 /// The next step. Pure: the same observation always gives the same answer.
+///
+/// The steps, in order: switching back to account mode (a grant of our own over the child), or
+/// else the child beside or instead of a grant of our own (migration, repair); where neither
+/// decides, the chosen grant (or the strongest live one) is driven by its own status; with no
+/// live grant, the covering grant's child is awaited or a grant of our own is created.
 pub fn decide(o: &Observation<'_>) -> Next {
-    let parents: Vec<&GrantView> = o
-        .parents
-        .iter()
-        .filter(|p| p.license_arn == o.license_arn && covers(p))
-        .collect();
-    let all_parents: Vec<GrantView> = parents.iter().map(|p| (*p).clone()).collect();
-    let mine: Vec<&GrantView> = o
-        .own
-        .iter()
-        .filter(|g| g.license_arn == o.license_arn)
-        .collect();
-    // Where a child names its parent (one reading of ParentArn), the account's other grants of
-    // another name are not children but grants made to it by hand.
-    let names_parent = |g: &GrantView| all_parents.iter().any(|p| p.arn == g.parent_arn);
-    let child_named = mine.iter().any(|g| names_parent(g));
-    let source = |g: &GrantView| {
-        if child_named && !names_parent(g) {
-            Source::Account
-        } else {
-            source_of(g, &all_parents, o.own_grant_name)
-        }
+    let scene = Scene::new(o);
+    let step = if o.mode == Mode::Account && o.retiring {
+        scene.switching_back()
+    } else {
+        scene.beside_child()
     };
-    // Grants of ct-entitlements' own lineage that are dead: the next one is a new generation.
-    let generation = mine
-        .iter()
-        .filter(|g| is_terminal(&g.status) && source(g) == Source::Account)
-        .count();
-    let dead_children = mine
-        .iter()
-        .filter(|g| is_terminal(&g.status) && source(g) == Source::Organization)
-        .count();
-    let live = |g: &&&GrantView| !is_terminal(&g.status) && g.status != status::WORKFLOW_COMPLETED;
-    // ct-entitlements' own per-account grant, when it is the grant to drive.
-    let mut drive_ours: Option<&GrantView> = None;
-    let org_mode = o.mode != Mode::Account;
-    if !org_mode && o.retiring {
-        // Switching back: a grant of our own, activated over the child (the replacing
-        // behavior disables the child in the same step, so the account is never without one).
-        let ours = mine
-            .iter()
-            .filter(live)
-            .filter(|g| source(g) == Source::Account && g.name == o.own_grant_name)
-            .min_by_key(|g| rank(&g.status))
-            .copied();
-        let child_active = mine
-            .iter()
-            .filter(live)
-            .find(|g| source(g) == Source::Organization && g.status == status::ACTIVE)
-            .copied();
-        match (ours, child_active) {
-            (None, _) => return repair(generation),
-            (Some(ours), Some(child)) if ours.status == status::DISABLED => {
-                let requested =
-                    mark_of(o.activations, ours).is_some_and(|m| !m.bulk && at_version(m, ours));
-                return if requested {
-                    Next::Wait {
-                        grant: ours.clone(),
-                        source: Source::Account,
-                        reason: WaitReason::Activating,
-                    }
-                } else {
-                    Next::TakeOver {
-                        grant: ours.clone(),
-                        replaces: child.clone(),
-                    }
-                };
-            }
-            (Some(ours), _) => drive_ours = Some(ours),
-        }
-    }
-    if drive_ours.is_none() {
-        // In organization/OU mode the child under a parent is the account's grant. A grant of
-        // ct-entitlements' own keeps the account entitled where no working child is there (an
-        // older per-account grant during a migration, or a repair) until a child is ACTIVE;
-        // then it goes. In every mode a child that failed, or never came, is repaired by a grant
-        // of our own: AWS promises children to accounts that join the organization, not a
-        // re-issue after a failure nor a child in a nested OU, and the engine never waits for a
-        // grant nobody promised for longer than `CHILD_WAIT_RECHECKS` re-checks.
-        let ours = mine
-            .iter()
-            .filter(live)
-            .filter(|g| source(g) == Source::Account && g.name == o.own_grant_name)
-            .min_by_key(|g| rank(&g.status))
-            .copied();
-        let child = mine
-            .iter()
-            .filter(live)
-            .filter(|g| source(g) == Source::Organization)
-            .min_by_key(|g| rank(&g.status))
-            .copied();
-        let child_failed = child.is_some_and(|c| c.status == status::FAILED_WORKFLOW);
-        // A child handed out once and gone (deleted after failing) is not promised again.
-        let promised = o.child_promised && dead_children == 0;
-        let waited = o.org_side_read && (o.attempt >= CHILD_WAIT_RECHECKS || !promised);
-        let ours_active = ours.is_some_and(|g| g.status == status::ACTIVE);
-        match (child, ours) {
-            (Some(child), Some(ours)) if org_mode && child.status == status::ACTIVE => {
-                return Next::Retire {
-                    grant: ours.clone(),
-                }
-            }
-            (Some(child), Some(ours))
-                if org_mode && child.status == status::DISABLED && ours_active =>
-            {
-                if paused_parent(child, &parents).is_some() {
-                    // The parent's grants were deactivated in bulk: ours keeps the account
-                    // entitled; the child is not activated over that decision.
-                    return Next::Done {
-                        grant: ours.clone(),
-                        source: Source::Account,
-                    };
-                }
-                let requested =
-                    mark_of(o.activations, child).is_some_and(|m| !m.bulk && at_version(m, child));
-                return if requested {
-                    Next::Wait {
-                        grant: child.clone(),
-                        source: Source::Organization,
-                        reason: WaitReason::Activating,
-                    }
-                } else {
-                    Next::TakeOver {
-                        grant: child.clone(),
-                        replaces: ours.clone(),
-                    }
-                };
-            }
-            // Entitled by our own grant beside a failed child: the child is cleared (so that a
-            // re-issue, where AWS makes one, can come), a bounded number of times.
-            (Some(child), Some(ours)) if child_failed && ours_active => {
-                return if o.replaced_this_run || dead_children + 1 >= MAX_GRANT_GENERATIONS {
-                    Next::Done {
-                        grant: ours.clone(),
-                        source: Source::Account,
-                    }
-                } else {
-                    Next::DeleteChild {
-                        failed: child.clone(),
-                    }
-                };
-            }
-            (None, Some(ours)) if org_mode && ours_active => {
-                // Entitled by our own grant; the child is looked for, and waited for a bounded
-                // number of re-checks (a migration's child comes within minutes where it comes).
-                if parents.is_empty() || waited {
-                    return Next::Done {
-                        grant: ours.clone(),
-                        source: Source::Account,
-                    };
-                }
-                if !o.org_side_read {
-                    return Next::FindChild {
-                        parent: parents[0].clone(),
-                    };
-                }
-                return Next::Wait {
-                    grant: ours.clone(),
-                    source: Source::Account,
-                    reason: WaitReason::ChildNotYet,
-                };
-            }
-            (None, _) if org_mode && parents.is_empty() => return Next::AwaitParent,
-            // Our own grant not active yet, and no working child: it is driven like any grant.
-            (None, Some(ours)) if org_mode => drive_ours = Some(ours),
-            (Some(_), Some(ours)) if child_failed => drive_ours = Some(ours),
-            // A failed child is repaired at once by a grant of our own; a missing one once it
-            // has been looked for and waited for.
-            // No repair over an operator's bulk deactivation of the parent.
-            (c, None)
-                if (child_failed || (c.is_none() && waited))
-                    && parents.iter().any(|p| changed_by_operator(p)) =>
-            {
-                let parent = parents.iter().find(|p| changed_by_operator(p)).copied();
-                let parent = parent.cloned().unwrap_or_else(|| parents[0].clone());
-                return Next::Fail(Failure::OperatorDeactivated {
-                    grant: child.cloned().unwrap_or_else(|| parent.clone()),
-                    parent,
-                });
-            }
-            (Some(failed), None) if child_failed => {
-                if o.replaced_this_run {
-                    return Next::Wait {
-                        grant: failed.clone(),
-                        source: Source::Organization,
-                        reason: WaitReason::ReplacedAlready,
-                    };
-                }
-                return repair(generation);
-            }
-            (None, None)
-                if waited
-                    && !parents.is_empty()
-                    && !parents.iter().all(|p| p.status == status::FAILED_WORKFLOW) =>
-            {
-                return repair(generation);
-            }
-            _ => {}
-        }
-    }
-    let best = match drive_ours {
-        Some(ours) => Some(ours),
-        None => mine
-            .iter()
-            .filter(live)
-            .filter(|g| o.mode == Mode::Account || source(g) == Source::Organization)
-            .min_by_key(|g| (rank(&g.status), source(g) == Source::Account))
-            .copied(),
+    let chosen = match step {
+        Step::Decided(next) => return *next,
+        Step::Drive(grant) => Some(grant),
+        Step::Open => None,
     };
-
-    let Some(grant) = best else {
-        if let Some(parent) = parents.first() {
-            if parents.iter().all(|p| p.status == status::FAILED_WORKFLOW) {
-                return Next::Fail(Failure::ParentFailed {
-                    parent: (*parent).clone(),
-                });
-            }
-            let parent = parents
-                .iter()
-                .find(|p| p.status != status::FAILED_WORKFLOW)
-                .copied()
-                .unwrap_or(parent);
-            if !o.org_side_read {
-                return Next::FindChild {
-                    parent: parent.clone(),
-                };
-            }
-            return Next::Wait {
-                grant: parent.clone(),
-                source: Source::Organization,
-                reason: WaitReason::ChildNotYet,
-            };
-        }
-        if generation >= MAX_GRANT_GENERATIONS {
-            return Next::Fail(Failure::TooManyGenerations {
-                grant: None,
-                count: generation,
-            });
-        }
-        return Next::Create { generation };
-    };
-
-    let src = source(grant);
-    let g = grant.clone();
-    match grant.status.as_str() {
-        status::ACTIVE => Next::Done {
-            grant: g,
-            source: src,
-        },
-        status::PENDING_ACCEPT => Next::Accept {
-            grant: g,
-            source: src,
-        },
-        status::DISABLED => {
-            if src == Source::Organization {
-                if let Some(parent) = paused_parent(grant, &parents) {
-                    return Next::Fail(Failure::OperatorDeactivated {
-                        grant: g,
-                        parent: parent.clone(),
-                    });
-                }
-            }
-            let mark = mark_of(o.activations, grant);
-            let same_version = mark.is_some_and(|m| at_version(m, grant));
-            if is_conflict_reason(grant.status_reason.as_deref()) && mark.is_some_and(|m| !m.bulk) {
-                // Our activation came back with the conflict: re-activating would loop.
-                return Next::Fail(Failure::ActiveLicenseConflict {
-                    reason: grant.status_reason.clone().unwrap_or_default(),
-                    grant: g,
-                });
-            }
-            match mark {
-                Some(m) if same_version && !m.bulk => Next::Wait {
-                    grant: g,
-                    source: src,
-                    reason: WaitReason::Activating,
-                },
-                // A bulk activation was already waited for once at this version: do it here.
-                Some(m) if same_version && m.bulk => Next::Activate {
-                    grant: g,
-                    source: src,
-                },
-                _ => {
-                    let bulk_parent = parents
-                        .iter()
-                        .any(|p| p.arn == grant.parent_arn && looks_bulk_activated(p));
-                    let elsewhere = grant.status_reason.as_deref()
-                        == Some(ACTIVATION_STATUS_REASON)
-                        && o.attempt < ELSEWHERE_ACTIVATION_WAITS;
-                    if elsewhere {
-                        Next::Wait {
-                            grant: g,
-                            source: src,
-                            reason: WaitReason::ActivatingElsewhere,
-                        }
-                    } else if src == Source::Organization && bulk_parent {
-                        Next::Wait {
-                            grant: g,
-                            source: src,
-                            reason: WaitReason::BulkActivation,
-                        }
-                    } else {
-                        Next::Activate {
-                            grant: g,
-                            source: src,
-                        }
-                    }
-                }
-            }
-        }
-        status::FAILED_WORKFLOW => match src {
-            // The roles are in place by now: clear the failed child so License Manager hands
-            // out a new one, a bounded number of times.
-            Source::Organization if o.replaced_this_run => Next::Wait {
-                grant: g,
-                source: src,
-                reason: WaitReason::ReplacedAlready,
-            },
-            Source::Organization if dead_children + 1 >= MAX_GRANT_GENERATIONS => {
-                Next::Fail(Failure::ChildFailed { grant: g })
-            }
-            Source::Organization => Next::DeleteChild { failed: g },
-            Source::Account if o.replaced_this_run => Next::Wait {
-                grant: g,
-                source: src,
-                reason: WaitReason::ReplacedAlready,
-            },
-            Source::Account if generation + 1 >= MAX_GRANT_GENERATIONS => {
-                Next::Fail(Failure::TooManyGenerations {
-                    grant: Some(g),
-                    count: generation + 1,
-                })
-            }
-            // The failed grant becomes DELETED, so the replacement is one generation further.
-            Source::Account => Next::Replace {
-                failed: g,
-                generation: generation + 1,
-            },
-        },
-        // PENDING_WORKFLOW, PENDING_DELETE and anything new: only time moves it.
-        _ => Next::Wait {
-            grant: g,
-            source: src,
-            reason: WaitReason::Workflow,
-        },
+    match chosen.or_else(|| scene.best()) {
+        Some(grant) => scene.drive(grant),
+        None => scene.nothing_live(),
     }
 }
 
