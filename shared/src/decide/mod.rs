@@ -257,7 +257,7 @@ pub enum ActivateAs {
 /// live grant, the covering grant's child is awaited or a grant of our own is created.
 pub fn decide(o: &Observation<'_>) -> Next {
     let scene = Scene::new(o);
-    let step = if o.mode == Mode::Account && o.retiring {
+    let step = if !o.mode.has_parent_grant() && o.retiring {
         scene.switching_back()
     } else {
         scene.beside_child()

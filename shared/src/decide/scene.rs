@@ -8,7 +8,6 @@ use super::{
     is_terminal, status, Failure, Next, Observation, Source, WaitReason, CHILD_WAIT_RECHECKS,
     MAX_GRANT_GENERATIONS,
 };
-use crate::config::Mode;
 use crate::model::GrantView;
 
 /// One (account, license) as `decide` sees it.
@@ -102,7 +101,7 @@ impl<'a> Scene<'a> {
 
     /// In organization/OU mode the child under a parent is the account's grant.
     pub(super) fn org_mode(&self) -> bool {
-        self.o.mode != Mode::Account
+        self.o.mode.has_parent_grant()
     }
 
     /// The account's child has been looked for on the organization side and waited for as
@@ -148,7 +147,7 @@ impl<'a> Scene<'a> {
         self.mine
             .iter()
             .filter(|g| live(g))
-            .filter(|g| self.o.mode == Mode::Account || self.source(g) == Source::Organization)
+            .filter(|g| !self.o.mode.has_parent_grant() || self.source(g) == Source::Organization)
             .min_by_key(|g| (rank(&g.status), self.source(g) == Source::Account))
             .copied()
     }
