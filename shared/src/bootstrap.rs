@@ -76,11 +76,13 @@ pub async fn bootstrap(
         change: if options.dry_run { "wouldChange" } else { "" },
         dry_run: options.dry_run,
     };
-    trusted_access(clients, &mut steps, &calls).await;
-    organization_integration(clients, &mut steps, &calls).await;
-    management_slrs(clients, &mut steps, &calls).await;
+    // Boxed: each step's future stays out of the caller's type (the custom-resource runtime
+    // nests it deep enough to reach the compiler's layout depth limit otherwise).
+    Box::pin(trusted_access(clients, &mut steps, &calls)).await;
+    Box::pin(organization_integration(clients, &mut steps, &calls)).await;
+    Box::pin(management_slrs(clients, &mut steps, &calls)).await;
     if let Some(admin) = &options.delegated_admin {
-        delegated_admin(clients, admin.as_str(), &mut steps, &calls).await;
+        Box::pin(delegated_admin(clients, admin.as_str(), &mut steps, &calls)).await;
     }
     let steps = steps.steps;
     let changed = steps
