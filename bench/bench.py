@@ -621,9 +621,20 @@ def run_backfill(args, world, proxies, records, spare, selection, label, recheck
 CHANGE_EVENTS_PATH = "/_emulator/events"
 # From the code, so the bench follows it: how soon the reconciler has a record to deliver
 # again come back (changes::RETRY_AFTER_SECONDS).
-RETRY_AFTER_SECONDS = int(re.search(
-    r"pub const RETRY_AFTER_SECONDS: i32 = (\d+);",
-    (ROOT / "shared" / "src" / "changes" / "mod.rs").read_text()).group(1))
+_CHANGES = (ROOT / "shared" / "src" / "changes" / "mod.rs").read_text()
+RETRY_AFTER_SECONDS = int(re.search(r"pub const RETRY_AFTER_SECONDS: i32 = (\d+);",
+                                    _CHANGES).group(1))
+RETRY_AFTER_MAX_SECONDS = int(re.search(r"pub const RETRY_AFTER_MAX_SECONDS: i32 = (\d+);",
+                                        _CHANGES).group(1))
+# ChangeEventQueue's maxReceiveCount (template.yaml).
+CHANGE_QUEUE_MAX_RECEIVES = int(re.search(
+    r"ChangeEventQueue:.*?maxReceiveCount: (\d+)",
+    (ROOT / "template.yaml").read_text(), re.S).group(1))
+
+
+def retry_after(receives):
+    """changes::retry_after: seconds before a record delivered `receives` times comes back."""
+    return min(RETRY_AFTER_MAX_SECONDS, RETRY_AFTER_SECONDS * 2 ** max(0, receives - 1))
 
 
 def rule_pattern(rule):
@@ -745,7 +756,7 @@ class ChangeEvents:
                 self.stats[f"events:{event.get('detail-type')}"] += 1
                 if pattern_matches(self.pattern, event):
                     self.stats["delivered"] += 1
-                    self.inbox.put(event)
+                    self.inbox.put((event, 1))
             self.after = got["next"]
             self.stopping.wait(0.1)
 
@@ -767,8 +778,10 @@ class ChangeEvents:
                     events.append(self.inbox.get(timeout=left))
                 except queue.Empty:
                     break
-            records = [dict(sqs_record(json.dumps(e)), eventSourceARN=self.change_arn)
-                       for e in events]
+            # (event, deliveries so far, this one included)
+            records = [dict(sqs_record(json.dumps(e), receive_count=n),
+                            eventSourceARN=self.change_arn)
+                       for e, n in events]
             try:
                 inv = rt.submit({"Records": records}).wait(600)
                 answer = inv.json() if inv.ok else None
@@ -779,12 +792,18 @@ class ChangeEvents:
                 with self.lock:
                     self.stats["reconcilerRuns"] += 1
                     self.stats["recordsToRetry"] += len(failed)
-                # The reconciler sets a record to deliver again visible in RETRY_AFTER_SECONDS
-                # (ChangeMessageVisibility; here its call meets no such message), so SQS
-                # delivers it again then.
-                again = [e for e, r in zip(events, records) if r["messageId"] in failed]
-                if again:
-                    self.inbox_later(again, RETRY_AFTER_SECONDS)
+                # The reconciler sets a record to deliver again visible after retry_after(its
+                # deliveries) seconds (ChangeMessageVisibility; here its call meets no such
+                # message), so SQS delivers it again then; after the queue's maxReceiveCount
+                # deliveries it is parked (counted, not delivered).
+                for (e, n), r in zip(events, records):
+                    if r["messageId"] not in failed:
+                        continue
+                    if n >= CHANGE_QUEUE_MAX_RECEIVES:
+                        with self.lock:
+                            self.stats["recordsParked"] += 1
+                        continue
+                    self.inbox_later([(e, n + 1)], retry_after(n))
             except Exception as e:  # noqa: BLE001
                 self.errors.append(f"reconciler: {e!r}")
             finally:
@@ -981,6 +1000,7 @@ class ChangeEvents:
             "eventRunsPerAccount": round(event_runs / accounts, 4),
             "eventRunReports": reports,
             "recordsDeliveredAgain": self.stats["recordsDeliveredAgain"],
+            "recordsParked": self.stats["recordsParked"],
             "eventRunsThatWroteNothing": idle,
             "eventRunsThatWroteNothingPerAccount": round(idle / accounts, 4),
             "notRun": dict(self.skips.most_common(6)),

@@ -45,14 +45,13 @@ pub async fn send_coalesced(
     Ok(())
 }
 
-/// Makes SQS messages (`(message id, receipt handle)`) visible again in `seconds`
-/// (`ChangeMessageVisibilityBatch`, ten at a time). The first entry a batch could not change
+/// Makes SQS messages (`(message id, receipt handle, seconds)`) visible again after their
+/// seconds (`ChangeMessageVisibilityBatch`, ten at a time). The first entry a batch could not change
 /// fails the call; the messages then keep the visibility they have.
 pub async fn change_visibility(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
-    entries: &[(String, String)],
-    seconds: i32,
+    entries: &[(String, String, i32)],
     calls: &CallLog,
 ) -> Result<(), Error> {
     use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry as Entry;
@@ -61,11 +60,11 @@ pub async fn change_visibility(
         let batch = chunk
             .iter()
             .enumerate()
-            .map(|(i, (_, handle))| {
+            .map(|(i, (_, handle, seconds))| {
                 Entry::builder()
                     .id(i.to_string())
                     .receipt_handle(handle)
-                    .visibility_timeout(seconds)
+                    .visibility_timeout(*seconds)
                     .build()
                     .map_err(|e| Error::InvalidInput(e.to_string()))
             })
@@ -87,7 +86,7 @@ pub async fn change_visibility(
                     "{} of {} message(s) not changed, the first {}: {}",
                     out.failed().len(),
                     chunk.len(),
-                    id.map_or("?", |(m, _)| m.as_str()),
+                    id.map_or("?", |(m, _, _)| m.as_str()),
                     first.message().unwrap_or_default()
                 ),
                 retry: Retry::Retryable,

@@ -28,8 +28,12 @@ pub struct ChangeBatch {
     /// Records refused, and why (by record index).
     pub rejected: Vec<(usize, String)>,
     /// Each record's receipt handle, when it has one (by record index): a record to deliver
-    /// again is made visible again in [`super::RETRY_AFTER_SECONDS`] with it.
+    /// again is made visible again with it ([`super::retry_after`]).
     pub handles: Vec<Option<String>>,
+    /// How many times each record was delivered, this time included (SQS's
+    /// `ApproximateReceiveCount`; 1 when absent), by record index: how long a record to
+    /// deliver again waits ([`super::retry_after`]).
+    pub receives: Vec<u32>,
 }
 
 /// `Some` when `payload` is an SQS batch from the change-event queue (the first record's
@@ -70,6 +74,7 @@ fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<Chan
         items: Vec::new(),
         rejected: Vec::new(),
         handles: Vec::new(),
+        receives: Vec::new(),
     };
     for (i, record) in records.iter().enumerate() {
         let field = |name: &str| record.get(name).and_then(Value::as_str);
@@ -83,6 +88,14 @@ fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<Chan
         batch
             .handles
             .push(field("receiptHandle").map(str::to_string));
+        batch.receives.push(
+            record
+                .get("attributes")
+                .and_then(|a| a.get("ApproximateReceiveCount"))
+                .and_then(Value::as_str)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1),
+        );
         match record_item(field("body")) {
             Ok(items) => batch.items.extend(items.into_iter().map(|item| (i, item))),
             Err(why) => batch.rejected.push((i, why)),

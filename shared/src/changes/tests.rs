@@ -340,3 +340,26 @@ fn a_batch_from_elsewhere_is_not_ours_and_a_mixed_one_is_refused_whole() {
         assert_eq!(err.kind(), "InvalidInput", "{name}: {err}");
     }
 }
+
+#[test]
+fn a_record_to_deliver_again_waits_longer_each_time() {
+    // (deliveries so far, seconds before the next): 10 s, doubled per delivery, at most 300 s.
+    let cases = [
+        (0, 10),
+        (1, 10),
+        (2, 20),
+        (3, 40),
+        (4, 80),
+        (5, 160),
+        (6, 300),
+        (10, 300),
+        (u32::MAX, 300),
+    ];
+    for (receives, seconds) in cases {
+        assert_eq!(
+            retry_after(receives),
+            seconds,
+            "after {receives} deliveries"
+        );
+    }
+}

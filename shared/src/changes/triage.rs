@@ -1,7 +1,7 @@
 //! The effects of a batch's triage: the reads its plan asks for, the coalescing request, the
 //! runs queued, and the records to deliver again.
 
-use super::{after_looks, plan, ChangeBatch, Item, Lane, Step, Verdict, RETRY_AFTER_SECONDS};
+use super::{after_looks, plan, retry_after, ChangeBatch, Item, Lane, Step, Verdict};
 use crate::aws::{self, GrantView};
 use crate::engine::Engine;
 use crate::error::Error;
@@ -128,25 +128,27 @@ impl Triage<'_> {
         (hints, coalesce)
     }
 
-    /// The records to deliver again, made visible again in [`RETRY_AFTER_SECONDS`]. Best
+    /// The records to deliver again, made visible again in seconds ([`retry_after`]). Best
     /// effort: where it fails (or a record has no receipt handle) the queue's visibility
     /// timeout brings the record back, later.
     async fn soon(&mut self, config: &ReconcileConfig, batch: &ChangeBatch, dry_run: bool) {
         let (Some(url), false) = (&config.change_queue_url, dry_run) else {
             return;
         };
-        let entries: Vec<(String, String)> = self
+        let entries: Vec<(String, String, i32)> = self
             .failed
             .iter()
-            .filter_map(|i| Some((batch.ids[*i].clone(), batch.handles.get(*i)?.clone()?)))
+            .filter_map(|i| {
+                let handle = batch.handles.get(*i)?.clone()?;
+                let receives = batch.receives.get(*i).copied().unwrap_or(1);
+                Some((batch.ids[*i].clone(), handle, retry_after(receives)))
+            })
             .collect();
         if entries.is_empty() {
             return;
         }
         let sqs = &self.engine.clients().sqs;
-        if let Err(e) =
-            aws::change_visibility(sqs, url, &entries, RETRY_AFTER_SECONDS, &self.calls).await
-        {
+        if let Err(e) = aws::change_visibility(sqs, url, &entries, &self.calls).await {
             tracing::warn!(error = %e, records = entries.len(),
                 "records to deliver again wait for the queue's visibility timeout");
         }
