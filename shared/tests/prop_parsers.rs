@@ -293,7 +293,7 @@ proptest! {
         prop_assert!(is_role_name(&role), "{}", role);
     }
 
-    // ---------- configuration (config.rs) ----------
+    // ---------- configuration (config/) ----------
 
     #[test]
     fn configuration_from_any_environment_never_panics(
@@ -397,7 +397,7 @@ proptest! {
         prop_assert!(validate_response_url(&local, false).is_err(), "{}", local);
     }
 
-    // ---------- the reconciler's request (reconcile.rs) ----------
+    // ---------- the reconciler's request (reconcile/inbound.rs) ----------
 
     #[test]
     fn any_reconcile_payload_is_a_scope_or_a_bounded_error(v in json_value()) {
