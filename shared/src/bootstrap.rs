@@ -19,7 +19,7 @@ pub const TRUSTED_SERVICES: &[&str] = &[
 ];
 
 /// Service-linked roles of the management account (the member ones plus the master-account role).
-pub const MANAGEMENT_SLR_SERVICES: &[&str] = &[
+pub(crate) const MANAGEMENT_SLR_SERVICES: &[&str] = &[
     "license-manager.amazonaws.com",
     "license-manager.master-account.amazonaws.com",
     "license-manager.member-account.amazonaws.com",

@@ -17,12 +17,13 @@ use std::sync::Arc;
 /// of at init: building it loads the system's trusted certificates (a directory of files read
 /// at cold start), which an invocation that makes no AWS call never needs.
 #[derive(Debug, Default, Clone)]
-pub struct LazyHttpClient {
+pub(crate) struct LazyHttpClient {
     inner: Arc<std::sync::OnceLock<SharedHttpClient>>,
 }
 
 impl LazyHttpClient {
     /// Whether the real client (and its certificate store) has been built.
+    #[cfg(test)]
     pub fn is_built(&self) -> bool {
         self.inner.get().is_some()
     }
@@ -53,7 +54,7 @@ pub async fn load_sdk_config() -> SdkConfig {
 }
 
 /// [`load_sdk_config`] with a given lazy client.
-pub async fn load_sdk_config_with(http: LazyHttpClient) -> SdkConfig {
+pub(crate) async fn load_sdk_config_with(http: LazyHttpClient) -> SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(SharedHttpClient::new(http))
         .load()
@@ -85,7 +86,7 @@ pub trait MemberClientFactory: Send + Sync {
 
 /// The production factory: the shared SDK config with the member's credentials.
 #[derive(Clone, Debug)]
-pub struct SdkMemberClients {
+pub(crate) struct SdkMemberClients {
     base: SdkConfig,
     home_region: String,
 }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 /// The next step for one (license, principal) parent grant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ParentStep {
+pub(crate) enum ParentStep {
     /// No live grant to the principal: CreateGrant with the token of this generation.
     Create { generation: usize },
     /// Workflow completed, not bulk-activated yet: CreateGrantVersion Status=ACTIVE (bulk).
@@ -48,7 +48,7 @@ impl ParentStep {
 /// What to do about the parent grant of `license_arn` to `principal`, given every grant of the
 /// license the grantor sees. Any live grant to the principal counts (one made by hand too):
 /// never a second one beside it.
-pub fn parent_step(license_arn: &str, principal: &str, grants: &[GrantView]) -> ParentStep {
+pub(crate) fn parent_step(license_arn: &str, principal: &str, grants: &[GrantView]) -> ParentStep {
     let to_principal: Vec<&GrantView> = grants
         .iter()
         .filter(|g| g.license_arn == license_arn && g.grantee == principal)
@@ -104,7 +104,7 @@ pub fn parent_step(license_arn: &str, principal: &str, grants: &[GrantView]) -> 
 /// grant in the same step, from the grantor's side: a grantee's own behavior may be ignored or
 /// refused where the grantor set one (undocumented: `granteeOverride`). Otherwise the configured
 /// `OVERRIDE_BEHAVIOR`.
-pub fn bulk_behavior<'a>(
+pub(crate) fn bulk_behavior<'a>(
     configured: &'a str,
     license_arn: &str,
     grants: &[GrantView],
@@ -156,7 +156,7 @@ pub fn principals(config: &Config, org: &OrgInfo, license: &HeldLicense) -> Vec<
     }
 }
 
-pub use crate::model::grant::parent_grant_name;
+pub(crate) use crate::model::grant::parent_grant_name;
 
 fn token(seed: &str) -> String {
     let digest = Sha256::digest(seed.as_bytes());
@@ -166,7 +166,7 @@ fn token(seed: &str) -> String {
 /// Executes the parent steps of every organization/OU-mode license in `held`, given the
 /// grantor's listing of each license's grants (`listings`, read once by the caller); a license
 /// without a listing is reported, never acted on. Returns one report per (license, principal).
-pub async fn ensure_parents(
+pub(crate) async fn ensure_parents(
     lm: &aws_sdk_licensemanager::Client,
     config: &Config,
     org: &OrgInfo,

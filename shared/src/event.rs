@@ -21,7 +21,7 @@ pub enum Trigger {
 /// run does what can be done now and starts no re-check chain of its own: a chain already
 /// waiting for that grant keeps its start time and its lane, and an account nobody waits on is
 /// the reconciler's (at most one live chain per account, whatever the events).
-pub const GRANT_CHANGE_REASON: &str = "grant-change";
+pub(crate) const GRANT_CHANGE_REASON: &str = "grant-change";
 
 /// One account to bring to the entitled state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

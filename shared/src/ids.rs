@@ -68,7 +68,7 @@ pub fn account_of_root_principal(arn: &str) -> Option<&str> {
 }
 
 /// True for a partition name as ARNs spell it: 1 to 32 lowercase letters, digits or `-`.
-pub fn is_partition(raw: &str) -> bool {
+pub(crate) fn is_partition(raw: &str) -> bool {
     (1..=32).contains(&raw.len())
         && raw
             .bytes()
@@ -77,7 +77,7 @@ pub fn is_partition(raw: &str) -> bool {
 
 /// The partition of a region: `cn-*` → `aws-cn`, `us-gov-*` → `aws-us-gov`, the isolated
 /// regions → `aws-iso`, `aws-iso-b`, `aws-iso-e`, `aws-iso-f`; anything else → `aws`.
-pub fn partition_of_region(region: &str) -> &'static str {
+pub(crate) fn partition_of_region(region: &str) -> &'static str {
     // Longer prefixes first: `us-isob-` and `us-isof-` also start with `us-iso`.
     const PREFIXES: &[(&str, &str)] = &[
         ("cn-", "aws-cn"),
@@ -96,7 +96,7 @@ pub fn partition_of_region(region: &str) -> &'static str {
 /// The partition ARNs are built in, read through `lookup` (the environment in production):
 /// `AWS_PARTITION` when set (validated), else the partition of `AWS_REGION` (which Lambda
 /// sets) or `AWS_DEFAULT_REGION`, else `aws`. Blank values count as unset.
-pub fn partition_from(lookup: impl Fn(&str) -> Option<String>) -> Result<String, Error> {
+pub(crate) fn partition_from(lookup: impl Fn(&str) -> Option<String>) -> Result<String, Error> {
     let get = |k: &str| {
         lookup(k)
             .map(|v| v.trim().to_string())

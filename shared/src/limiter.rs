@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// How many seconds of calls one burst may hold.
-pub const BURST_SECONDS: f64 = 3.0;
+pub(crate) const BURST_SECONDS: f64 = 3.0;
 
 /// One operation's token bucket: `tokens` may go below zero (calls already promised a slot).
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -14,7 +14,7 @@ pub const NAMESPACE: &str = "ct-entitlements";
 static FUNCTION: OnceLock<&'static str> = OnceLock::new();
 
 /// Names the function (its binary) for the `Function` dimension; set once at init.
-pub fn set_function(name: &'static str) {
+pub(crate) fn set_function(name: &'static str) {
     let _ = FUNCTION.set(name);
 }
 
@@ -30,7 +30,7 @@ pub type Metric<'a> = (&'a str, Value, &'a str);
 /// `metrics` under the `Function` and `Outcome` dimensions, the two dimensions, and the
 /// metrics' values. Which metrics an account report yields is the report's own business
 /// ([`crate::report::account_metrics`]).
-pub fn emf_members(
+pub(crate) fn emf_members(
     function: &str,
     outcome: &str,
     metrics: Vec<Metric<'_>>,

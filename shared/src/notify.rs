@@ -34,12 +34,12 @@ pub struct Failure {
 /// Whether this delivery's failure is the one to report: a permanent error on the first
 /// delivery (it will fail the same way each time), or any error on the last delivery before
 /// the dead-letter queue. Never twice for one message.
-pub fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
+pub(crate) fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
     (retry == Retry::Permanent && receive_count <= 1) || receive_count >= max_receives
 }
 
 /// The records of a failed report: one per failing license, or one for the account's error.
-pub fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
+pub(crate) fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
     let base = |license: Option<String>, e: &crate::report::ErrorReport| Failure {
         account_id: report.account_id.clone().unwrap_or_else(|| "?".into()),
         account_name: report.account_name.clone(),
@@ -87,7 +87,7 @@ fn cut_at_char_boundary(text: &mut String, max_bytes: usize) {
 }
 
 /// What to do about each kind of failure (docs/operations.md).
-pub fn next_step(kind: &str) -> &'static str {
+pub(crate) fn next_step(kind: &str) -> &'static str {
     match kind {
         "Configuration" => "fix the stack's license selection (LicenseArns, ProductSkus, OuLicenseRules) or the account's licenses tag, then redrive the dead-letter queue",
         "ActiveLicenseConflict" => "the account already has an active license for this product from another subscription: deactivate one, or set ActivationOverrideBehavior, then redrive",

@@ -4,7 +4,7 @@
 //! the end-to-end tests check every call they observe against these lists.
 
 /// SDK operations whose IAM action has another name. All others: `service:Operation` is both.
-pub const IAM_ACTION_OF: &[(&str, &str)] = &[
+pub(crate) const IAM_ACTION_OF: &[(&str, &str)] = &[
     ("sqs:SendMessageBatch", "sqs:SendMessage"),
     (
         "sqs:ChangeMessageVisibilityBatch",
@@ -75,7 +75,7 @@ pub const ORG_BOOTSTRAP: &[&str] = &[
 
 /// catalog-provisioning (Custom::MarketplaceEntitlement, Custom::MarketplacePortfolioShare),
 /// with its own role: the engine's onboarding and offboarding calls, portfolio shares, re-checks.
-pub const CATALOG_PROVISIONING: &[&str] = &[
+pub(crate) const CATALOG_PROVISIONING: &[&str] = &[
     "organizations:DescribeOrganization",
     "organizations:DescribeAccount",
     "organizations:ListParents",
@@ -129,7 +129,7 @@ pub const MEMBER_ROLE: &[&str] = &[
 
 /// Every function's table, by the binary name the template builds.
 /// notifier (the notification queue's consumer), with its own role.
-pub const NOTIFIER: &[&str] = &["sns:Publish"];
+pub(crate) const NOTIFIER: &[&str] = &["sns:Publish"];
 
 pub const FUNCTIONS: &[(&str, &[&str])] = &[
     ("account-lifecycle", ACCOUNT_LIFECYCLE),

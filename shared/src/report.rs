@@ -48,7 +48,11 @@ pub fn account_report_line(report: &AccountReport, now: u64) -> String {
 
 /// The EMF members of one account report at `now` (Unix seconds): the `_aws` directive, the
 /// `Function` and `Outcome` dimensions, and the metrics (only those that apply).
-pub fn account_metrics(report: &AccountReport, function: &str, now: u64) -> Map<String, Value> {
+pub(crate) fn account_metrics(
+    report: &AccountReport,
+    function: &str,
+    now: u64,
+) -> Map<String, Value> {
     emf_members(
         function,
         &outcome_name(report.outcome),

@@ -5,7 +5,7 @@ use crate::report::{CallLog, Side};
 
 /// The service-linked roles every member account needs, looked up by path (names differ
 /// between implementations; paths do not).
-pub const MEMBER_SLR_SERVICES: &[&str] = &[
+pub(crate) const MEMBER_SLR_SERVICES: &[&str] = &[
     "license-manager.amazonaws.com",
     "license-manager.member-account.amazonaws.com",
     "license-management.marketplace.amazonaws.com",
@@ -46,7 +46,7 @@ pub async fn service_role_paths_as(
 
 /// Creates one SLR; "already there" (AWS: InvalidInput "has been taken"; moto:
 /// EntityAlreadyExists) is success. Returns true when it was created now.
-pub async fn create_slr(
+pub(crate) async fn create_slr(
     iam: &aws_sdk_iam::Client,
     service: &str,
     calls: &CallLog,
@@ -55,7 +55,7 @@ pub async fn create_slr(
 }
 
 /// [`create_slr`] in the account `iam` acts in, recorded as `side`.
-pub async fn create_slr_as(
+pub(crate) async fn create_slr_as(
     iam: &aws_sdk_iam::Client,
     service: &str,
     side: Side,

@@ -42,7 +42,7 @@ impl From<&Grant> for GrantView {
 }
 
 /// Every AVAILABLE license issued by AWS/Marketplace that the caller holds.
-pub async fn marketplace_licenses(
+pub(crate) async fn marketplace_licenses(
     lm: &aws_sdk_licensemanager::Client,
     calls: &CallLog,
 ) -> Result<Vec<HeldLicense>, Error> {
@@ -81,7 +81,7 @@ pub async fn marketplace_licenses(
 }
 
 /// Every grant the member account received (all licenses: one listing per account).
-pub async fn received_grants(
+pub(crate) async fn received_grants(
     lm: &aws_sdk_licensemanager::Client,
     calls: &CallLog,
 ) -> Result<Vec<GrantView>, Error> {
@@ -107,31 +107,13 @@ pub async fn received_grants(
 /// The account-level grants of `principal` (an account's root) for `license_arn` that the
 /// organization's members received, as the management account sees them
 /// (`ListReceivedGrantsForOrganization`): children of organization/OU grants included.
-pub async fn organization_received_grants(
+pub(crate) async fn organization_received_grants(
     lm: &aws_sdk_licensemanager::Client,
     license_arn: &str,
     principal: &str,
     calls: &CallLog,
 ) -> Result<Vec<GrantView>, Error> {
     organization_grants(lm, license_arn, Some(principal), calls).await
-}
-
-/// Grants the management account distributed for `license_arn` to `principal`.
-pub async fn distributed_grants(
-    lm: &aws_sdk_licensemanager::Client,
-    license_arn: &str,
-    principal: &str,
-    calls: &CallLog,
-) -> Result<Vec<GrantView>, Error> {
-    list_distributed(
-        lm,
-        vec![
-            filter("LicenseArn", license_arn),
-            filter("GranteePrincipalARN", principal),
-        ],
-        calls,
-    )
-    .await
 }
 
 /// ListDistributedGrants with `filters`, every page.
@@ -264,7 +246,7 @@ pub async fn accept_grant(
 }
 
 /// CreateGrantVersion with Status=ACTIVE; returns (status, version).
-pub async fn activate_grant(
+pub(crate) async fn activate_grant(
     lm: &aws_sdk_licensemanager::Client,
     grant_arn: &str,
     source_version: &str,
@@ -283,7 +265,7 @@ pub async fn activate_grant(
 /// grantor's own override behavior: how a migration's takeover is done where the grantor already
 /// set a behavior on the grant that a grantee's cannot replace (AWS: a grantee may specify one
 /// only if the grantor does not).
-pub async fn activate_grant_as_grantor(
+pub(crate) async fn activate_grant_as_grantor(
     lm: &aws_sdk_licensemanager::Client,
     grant_arn: &str,
     source_version: &str,
@@ -311,7 +293,7 @@ fn as_conflict(e: Error) -> Error {
 /// Bulk activation of an organization/OU grant (grantor side): CreateGrantVersion
 /// Status=ACTIVE on the parent; License Manager activates every account-level grant under it,
 /// and those of accounts that join later.
-pub async fn bulk_activate(
+pub(crate) async fn bulk_activate(
     lm: &aws_sdk_licensemanager::Client,
     grant_arn: &str,
     source_version: &str,
@@ -341,7 +323,7 @@ async fn activation(
 }
 
 /// CreateGrantVersion with Status=DISABLED (deactivation; the grant can be activated again).
-pub async fn deactivate_grant(
+pub(crate) async fn deactivate_grant(
     lm: &aws_sdk_licensemanager::Client,
     grant_arn: &str,
     source_version: &str,
@@ -430,7 +412,7 @@ fn filter(name: &str, value: &str) -> Filter {
 
 /// Every grant the management account distributed for `license_arn` (any principal, any
 /// state): one listing per license for a whole organization.
-pub async fn license_grants(
+pub(crate) async fn license_grants(
     lm: &aws_sdk_licensemanager::Client,
     license_arn: &str,
     calls: &CallLog,
@@ -440,7 +422,7 @@ pub async fn license_grants(
 
 /// Every account-level grant for `license_arn` the organization's members received
 /// (children of organization/OU grants included), as the management account sees them.
-pub async fn organization_license_grants(
+pub(crate) async fn organization_license_grants(
     lm: &aws_sdk_licensemanager::Client,
     license_arn: &str,
     calls: &CallLog,

@@ -12,20 +12,38 @@ mod organizations;
 mod sqs;
 mod sts;
 
-pub use iam::{
-    create_slr, create_slr_as, service_role_paths, service_role_paths_as, MEMBER_SLR_SERVICES,
-};
+pub(crate) use iam::create_slr;
+pub(crate) use iam::create_slr_as;
+pub(crate) use iam::MEMBER_SLR_SERVICES;
+pub use iam::{service_role_paths, service_role_paths_as};
+pub(crate) use license_manager::activate_grant;
+pub(crate) use license_manager::activate_grant_as_grantor;
+pub(crate) use license_manager::bulk_activate;
+pub(crate) use license_manager::deactivate_grant;
+pub(crate) use license_manager::license_grants;
+pub(crate) use license_manager::marketplace_licenses;
+pub(crate) use license_manager::organization_license_grants;
+pub(crate) use license_manager::organization_received_grants;
+pub(crate) use license_manager::received_grants;
+pub(crate) use license_manager::HeldLicense;
+pub(crate) use license_manager::NewGrant;
 pub use license_manager::{
-    accept_grant, activate_grant, activate_grant_as_grantor, all_distributed_grants, bulk_activate,
-    create_grant, deactivate_grant, delete_grant, distributed_grants, get_grant,
-    grants_to_principal, license_grants, marketplace_licenses, organization_license_grants,
-    organization_received_grants, received_grants, HeldLicense, NewGrant,
+    accept_grant, all_distributed_grants, create_grant, delete_grant, get_grant,
+    grants_to_principal,
 };
+pub(crate) use organizations::account_state;
+pub(crate) use organizations::describe_member;
+pub(crate) use organizations::list_organization;
+pub(crate) use organizations::parent_ou;
+pub(crate) use organizations::MemberHints;
+pub(crate) use organizations::MemberInfo;
 pub use organizations::{
-    account_state, account_tags, describe_member, describe_organization, list_accounts_under,
-    list_organization, parent_ou, ListedAccount, MemberHints, MemberInfo, OrgInfo,
+    account_tags, describe_organization, list_accounts_under, ListedAccount, OrgInfo,
 };
-pub use sqs::{change_visibility, send_batch, send_coalesced, send_recheck};
+pub(crate) use sqs::change_visibility;
+pub(crate) use sqs::send_batch;
+pub(crate) use sqs::send_coalesced;
+pub use sqs::send_recheck;
 pub use sts::assume_role;
 
 /// The grant model, named here too (`crate::aws::GrantView`).

@@ -23,7 +23,7 @@ impl OrgInfo {
 
 /// A member account as Organizations sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberInfo {
+pub(crate) struct MemberInfo {
     pub name: Option<String>,
     pub state: String,
     /// The direct parent OU (none when the account sits in the root).
@@ -53,7 +53,7 @@ pub async fn describe_organization(
 
 /// What the caller already knows about an account, so `describe_member` need not ask.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct MemberHints<'a> {
+pub(crate) struct MemberHints<'a> {
     /// The account's OU as a Control Tower event named it: no `ListParents`.
     pub ou_id: Option<&'a str>,
     /// No selection rule reads tags: no `ListTagsForResource` (the tags come back empty).
@@ -63,7 +63,7 @@ pub struct MemberHints<'a> {
 /// DescribeAccount + ListParents + ListTagsForResource, at once, each only when the hints leave
 /// it needed. DescribeAccount decides: an account outside the organization is
 /// `NotInOrganization` whatever the others answered.
-pub async fn describe_member(
+pub(crate) async fn describe_member(
     org: &aws_sdk_organizations::Client,
     account: &AccountId,
     hints: MemberHints<'_>,
@@ -112,7 +112,7 @@ pub async fn describe_member(
 }
 
 /// The parent OU of an account or an OU (`None` when its parent is the root).
-pub async fn parent_ou(
+pub(crate) async fn parent_ou(
     org: &aws_sdk_organizations::Client,
     child_id: &str,
     calls: &CallLog,
@@ -211,7 +211,7 @@ pub async fn list_accounts_under(
 
 /// Every account of the organization with its OU: the tree walked from the root
 /// (`ListRoots`, then per OU `ListAccountsForParent` and `ListOrganizationalUnitsForParent`).
-pub async fn list_organization(
+pub(crate) async fn list_organization(
     org: &aws_sdk_organizations::Client,
     calls: &CallLog,
 ) -> Result<Vec<ListedAccount>, Error> {
@@ -258,7 +258,7 @@ pub async fn account_tags(
 /// not in the organization (`AccountNotFoundException`), else its state (`ACTIVE`, `SUSPENDED`,
 /// `PENDING_CLOSURE`, `CLOSED`, `PENDING_ACTIVATION`; empty when the answer has none). Any
 /// other error comes back classified (a throttle stays retryable).
-pub async fn account_state(
+pub(crate) async fn account_state(
     org: &aws_sdk_organizations::Client,
     account: &AccountId,
     calls: &CallLog,

@@ -27,7 +27,7 @@ pub async fn send_recheck(
 /// for every message, so SQS accepts at most one per 5-minute deduplication interval (Amazon
 /// SQS Developer Guide, "Exactly-once processing": a message with a deduplication id sent
 /// within 5 minutes of one accepted with it is accepted and not delivered).
-pub async fn send_coalesced(
+pub(crate) async fn send_coalesced(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     body: &str,
@@ -48,7 +48,7 @@ pub async fn send_coalesced(
 /// Makes SQS messages (`(message id, receipt handle, seconds)`) visible again after their
 /// seconds (`ChangeMessageVisibilityBatch`, ten at a time). The first entry a batch could not change
 /// fails the call; the messages then keep the visibility they have.
-pub async fn change_visibility(
+pub(crate) async fn change_visibility(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     entries: &[(String, String, i32)],
@@ -98,7 +98,7 @@ pub async fn change_visibility(
 
 /// Sends bodies to a queue, ten per SendMessageBatch; entries SQS rejects are retried once.
 /// Returns how many were sent.
-pub async fn send_batch(
+pub(crate) async fn send_batch(
     sqs: &aws_sdk_sqs::Client,
     queue_url: &str,
     bodies: &[String],

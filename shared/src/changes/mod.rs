@@ -17,7 +17,10 @@ mod plan;
 mod triage;
 
 pub use parse::{parse_batch, ChangeBatch, Item};
-pub use plan::{after_looks, lane_of, plan, Lane, Step, Verdict};
+pub(crate) use plan::after_looks;
+pub(crate) use plan::Lane;
+pub(crate) use plan::Step;
+pub use plan::{plan, Verdict};
 pub use triage::run;
 
 /// How soon a record to deliver again (a throttled look, a failed send) comes back the first

@@ -23,7 +23,7 @@ pub enum Lane {
 }
 
 /// The lane of a run asked for by a grant in `status`. Pure.
-pub fn lane_of(status: &str) -> Lane {
+pub(crate) fn lane_of(status: &str) -> Lane {
     use crate::decide::status::{DELETED, FAILED_WORKFLOW, REJECTED};
     match status {
         FAILED_WORKFLOW | REJECTED | DELETED => Lane::Backfill,
@@ -135,7 +135,10 @@ pub enum Verdict {
 /// The verdict for an account from the grants it asked to look at, as read (and their parents,
 /// for a DISABLED grant): any grant a run acts on → run ([`after_look`]); else a failed read →
 /// retry; else a grant gone → the listings; else nothing, with the first grant's reason. Pure.
-pub fn after_looks(arns: &[String], views: &HashMap<String, Result<GrantView, Error>>) -> Verdict {
+pub(crate) fn after_looks(
+    arns: &[String],
+    views: &HashMap<String, Result<GrantView, Error>>,
+) -> Verdict {
     use crate::decide::status::{DELETED, DISABLED, REJECTED};
     let (mut retry, mut read, mut skip) = (None, false, None);
     for arn in arns {

@@ -1,4 +1,5 @@
 #![allow(clippy::unwrap_used)]
+use super::plan::lane_of;
 use super::*;
 use crate::aws::GrantView;
 use crate::error::Error;

@@ -50,7 +50,7 @@ pub fn parse_bool(raw: Option<&str>, var: &str, default: bool) -> Result<bool, E
 }
 
 /// An optional queue URL setting: absent, or an `http(s)://` URL (the error names `var`).
-pub fn parse_queue_url(raw: Option<String>, var: &str) -> Result<Option<String>, Error> {
+pub(crate) fn parse_queue_url(raw: Option<String>, var: &str) -> Result<Option<String>, Error> {
     match raw {
         Some(url) if !(url.starts_with("https://") || url.starts_with("http://")) => Err(
             Error::Config(format!("{var}: {} is not a queue URL", echo(&url))),

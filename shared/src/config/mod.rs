@@ -13,9 +13,10 @@ mod runtime;
 mod selection;
 pub mod vars;
 
-pub use env::{parse_bool, parse_num, parse_queue_url};
+pub(crate) use env::parse_queue_url;
+pub use env::{parse_bool, parse_num};
 pub use grants::{OverrideBehavior, ALLOWED_OPERATIONS};
-pub use modes::Mode;
+pub(crate) use modes::Mode;
 pub use selection::{LicenseRef, Selection};
 
 use crate::error::Error;

@@ -5,10 +5,8 @@
 mod responder;
 mod response;
 
-pub use responder::{
-    check_response_target, validate_response_url, Responder, RESPONSE_BUCKET_PREFIX,
-};
-pub use response::{Response, MAX_BODY_BYTES};
+pub use responder::{validate_response_url, Responder};
+pub use response::Response;
 
 use crate::error::Error;
 use serde_json::Value;
@@ -60,7 +58,7 @@ pub const DEADLINE_FALLBACK_VAR: &str = "DEADLINE_FALLBACK_SECONDS";
 /// Time left before a Lambda deadline given in milliseconds since the epoch, or `None` when
 /// the value cannot be one: before 2020, or further away than the longest Lambda invocation.
 /// (`cargo lambda watch` hands out a duration, 600000, where AWS gives an epoch time.)
-pub fn time_left(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
+pub(crate) fn time_left(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
     if deadline_ms < PLAUSIBLE_AFTER_MS
         || deadline_ms > now_ms.saturating_add(LONGEST_INVOCATION_MS)
     {
@@ -123,7 +121,7 @@ fn unix_ms() -> u64 {
 }
 
 /// The `ServiceTimeout` property name (CloudFormation's own, inside `ResourceProperties`).
-pub const SERVICE_TIMEOUT: &str = "ServiceTimeout";
+pub(crate) const SERVICE_TIMEOUT: &str = "ServiceTimeout";
 /// CloudFormation's default and longest wait for a custom resource's answer.
 pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(3600);
 

@@ -109,14 +109,14 @@ fn presigned_object(path_and_query: &str) -> Result<(), &'static str> {
 }
 
 /// The bucket prefix of CloudFormation's response objects (`…-useast1`, `…-euwest1`, …).
-pub const RESPONSE_BUCKET_PREFIX: &str = "cloudformation-custom-resource-response-";
+pub(crate) const RESPONSE_BUCKET_PREFIX: &str = "cloudformation-custom-resource-response-";
 
 /// Checks that a (validated) `url` is CloudFormation's answer slot for the stack the request
 /// names: a `cloudformation-custom-resource-response-*` bucket (virtual-hosted or path style)
 /// and an object key that starts with the stack ARN (URL-encoded in the key). Any other
 /// pre-signed URL would let a publisher collect the response (its reason and data) in its own
 /// bucket. Loopback URLs (local tests, admitted only by `allow_local`) carry no bucket.
-pub fn check_response_target(url: &str, stack_id: &str) -> Result<(), Error> {
+pub(crate) fn check_response_target(url: &str, stack_id: &str) -> Result<(), Error> {
     let bad = |why: String| {
         Err(Error::InvalidInput(format!(
             "ResponseURL is not CloudFormation's response URL for this stack ({why}), so no response is sent to it"

@@ -23,7 +23,7 @@ pub(super) fn rank(status: &str) -> u8 {
 
 /// `ALL_GRANTS_PERMITTED_BY_ISSUER`, the behavior that replaces the account's other active
 /// grants of the product in the same activation.
-pub const REPLACING_BEHAVIOR: &str = "ALL_GRANTS_PERMITTED_BY_ISSUER";
+pub(crate) const REPLACING_BEHAVIOR: &str = "ALL_GRANTS_PERMITTED_BY_ISSUER";
 
 /// Who activates `grant`, with which override behavior. AWS lets a grantee specify a behavior
 /// only "if the grantor … doesn't specify", and does not document what happens when it does
@@ -31,7 +31,7 @@ pub const REPLACING_BEHAVIOR: &str = "ALL_GRANTS_PERMITTED_BY_ISSUER";
 /// a behavior (set by the grantor's bulk activation of its parent) the grantee sends none, and a
 /// takeover (`replacing`: the account's older grant must go in the same step) that needs a
 /// behavior the grant does not carry is sent by the grantor, whose own behavior always applies.
-pub fn activate_as(
+pub(crate) fn activate_as(
     grant: &GrantView,
     source: Source,
     configured: &str,
@@ -52,7 +52,7 @@ pub fn activate_as(
 /// `WORKFLOW_COMPLETED` after a bulk activation and after a bulk deactivation alike, so this is
 /// the only trace of an operator's bulk deactivation (or of a bulk change by hand); either way
 /// its account-level grants are left as that change left them.
-pub fn changed_by_operator(parent: &GrantView) -> bool {
+pub(crate) fn changed_by_operator(parent: &GrantView) -> bool {
     parent.version.parse::<u64>().is_ok_and(|v| v > 1)
         && parent.status_reason.as_deref() != Some(BULK_ACTIVATION_STATUS_REASON)
 }
@@ -74,7 +74,7 @@ pub(super) fn paused_parent<'a>(
 /// field saying it happened; a parent with activation options, or one changed by a new version
 /// since it was created, is taken as bulk-activated. Wrong either way costs little: one re-check
 /// before an individual activation, or one activation that was not needed.
-pub fn looks_bulk_activated(parent: &GrantView) -> bool {
+pub(crate) fn looks_bulk_activated(parent: &GrantView) -> bool {
     parent.activation_behavior.is_some() || parent.version.parse::<u64>().is_ok_and(|v| v > 1)
 }
 
@@ -105,7 +105,7 @@ pub(super) fn covers(parent: &GrantView) -> bool {
 ///   account (`parents`): the account-level grant License Manager made under it;
 /// - otherwise, with no covering grant: a grant made to the account by hand (`Account`), unless
 ///   its `ParentArn` names a grant (a child whose parent is gone or not read).
-pub fn source_of(grant: &GrantView, parents: &[GrantView], own_grant_name: &str) -> Source {
+pub(crate) fn source_of(grant: &GrantView, parents: &[GrantView], own_grant_name: &str) -> Source {
     if grant.name == own_grant_name {
         return Source::Account;
     }

@@ -27,19 +27,22 @@ use crate::model::GrantView;
 use scene::{Scene, Step};
 
 /// Facts read off grants, used by `decide` and elsewhere.
-pub use facts::{
-    activate_as, changed_by_operator, looks_bulk_activated, source_of, REPLACING_BEHAVIOR,
-};
+pub(crate) use facts::activate_as;
+pub(crate) use facts::changed_by_operator;
+pub(crate) use facts::looks_bulk_activated;
+pub(crate) use facts::source_of;
+pub(crate) use facts::REPLACING_BEHAVIOR;
 
+pub(crate) use crate::model::grant::is_conflict_reason;
+pub(crate) use crate::model::grant::is_terminal;
 /// The grant model `decide` reasons over, named here too (`crate::decide::status`, …).
-pub use crate::model::grant::{
-    is_conflict_reason, is_terminal, status, ACTIVATION_STATUS_REASON,
-    BULK_ACTIVATION_STATUS_REASON,
-};
+pub use crate::model::grant::status;
+pub(crate) use crate::model::grant::ACTIVATION_STATUS_REASON;
+pub(crate) use crate::model::grant::BULK_ACTIVATION_STATUS_REASON;
 
 /// How many grants one account may get for one license before a failing one is no longer
 /// replaced automatically (rejections and failed workflows both count).
-pub const MAX_GRANT_GENERATIONS: usize = 5;
+pub(crate) const MAX_GRANT_GENERATIONS: usize = 5;
 
 /// Where the account's grant comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,7 +65,7 @@ impl Source {
 /// Re-checks a chain waits on an activation it did not request before requesting its own
 /// (a reason left over from an activation long done, e.g. after a manual deactivation that
 /// kept it, costs this many re-checks, no more).
-pub const ELSEWHERE_ACTIVATION_WAITS: u32 = 2;
+pub(crate) const ELSEWHERE_ACTIVATION_WAITS: u32 = 2;
 
 /// Everything known about one (account, license) when deciding.
 #[derive(Debug, Clone, Copy)]
@@ -238,11 +241,11 @@ impl Next {
 /// gap with a grant of its own. AWS promises a child to accounts that join the organization, not
 /// a re-issue after a failure nor one to accounts in nested OUs, and the engine never waits for
 /// a grant nobody promised for longer than this.
-pub const CHILD_WAIT_RECHECKS: u32 = 2;
+pub(crate) const CHILD_WAIT_RECHECKS: u32 = 2;
 
 /// How an activation is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ActivateAs {
+pub(crate) enum ActivateAs {
     /// By the member account (the grantee), with this override behavior or none.
     Member(Option<String>),
     /// By the management account (the grantor), with this override behavior.

@@ -18,7 +18,7 @@ const MAX_STEPS: usize = 8;
 /// The report's `grantSource` for a grant of ct-entitlements' own to an account whose license
 /// is distributed to the organization or OUs (a stop-gap until the account-level grant under
 /// the parent works: an older per-account grant during a migration, or a repair).
-pub const REPAIR_SOURCE: &str = "repair";
+pub(crate) const REPAIR_SOURCE: &str = "repair";
 
 /// DeleteGrant's reason for our grant, retired by a migration.
 const RETIRE_REASON: &str = "ct-entitlements: replaced by the account's grant under an organization/OU grant (LICENSE_DISTRIBUTION)";

@@ -28,20 +28,20 @@ mod tokens;
 use crate::aws::{GrantView, HeldLicense, OrgInfo};
 use crate::clients::Clients;
 use crate::config::Config;
-pub use crate::decide::{is_terminal, status};
+pub(crate) use crate::decide::is_terminal;
+pub use crate::decide::status;
 use crate::error::Error;
 use crate::event::ActivationMark;
 use crate::ids::AccountId;
 use crate::limiter::RateLimiter;
 use crate::report::CallLog;
-pub use drive::REPAIR_SOURCE;
 pub use offboard::OffboardMode;
 pub use selection::Wanted;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
-pub use steps::grant_operations;
-pub use tokens::{activation_client_token, grant_client_token};
+pub(crate) use steps::grant_operations;
+pub use tokens::grant_client_token;
 use tokio::sync::{Mutex, OnceCell};
 
 /// A value and when it was read.

@@ -397,7 +397,7 @@ fn too_many_generations_error(
 
 /// The configured operations the management account may pass on for this license: a grant
 /// never carries more than its grantor holds. None left is a configuration error.
-pub fn grant_operations(
+pub(crate) fn grant_operations(
     configured: &[String],
     license: &HeldLicense,
 ) -> Result<Vec<String>, Error> {

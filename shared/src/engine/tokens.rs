@@ -13,7 +13,7 @@ pub fn grant_client_token(account: &AccountId, license_arn: &str, generation: us
 }
 
 /// Deterministic `ClientToken` for an activation of one grant version.
-pub fn activation_client_token(grant_arn: &str, source_version: &str) -> String {
+pub(crate) fn activation_client_token(grant_arn: &str, source_version: &str) -> String {
     token(&format!("activate|{grant_arn}|{source_version}"))
 }
 

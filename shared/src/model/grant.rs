@@ -35,12 +35,12 @@ pub struct GrantView {
 const CONFLICT_MARKER: &str = "already has an active license";
 
 /// Terminal states: such a grant is never revived; the grantor makes a new one.
-pub fn is_terminal(status: &str) -> bool {
+pub(crate) fn is_terminal(status: &str) -> bool {
     matches!(status, status::REJECTED | status::DELETED)
 }
 
 /// Whether a `StatusReason` reports the one-active-license-per-product conflict.
-pub fn is_conflict_reason(reason: Option<&str>) -> bool {
+pub(crate) fn is_conflict_reason(reason: Option<&str>) -> bool {
     reason.is_some_and(|r| r.to_ascii_lowercase().contains(CONFLICT_MARKER))
 }
 
@@ -49,15 +49,15 @@ pub fn is_conflict_reason(reason: Option<&str>) -> bool {
 /// activated again, for [`crate::decide::ELSEWHERE_ACTIVATION_WAITS`] re-checks. Re-activating
 /// it would restart the activation where License Manager restarts it, and concurrent runs would
 /// take turns restarting it for ever.
-pub const ACTIVATION_STATUS_REASON: &str = "ct-entitlements: activation requested";
+pub(crate) const ACTIVATION_STATUS_REASON: &str = "ct-entitlements: activation requested";
 
 /// The `StatusReason` ct-entitlements sends with a bulk activation (what a parent carries after
 /// it, and only after it).
-pub const BULK_ACTIVATION_STATUS_REASON: &str =
+pub(crate) const BULK_ACTIVATION_STATUS_REASON: &str =
     "ct-entitlements: bulk activation (LICENSE_DISTRIBUTION)";
 
 /// The grant name of a parent: `<prefix>-organization` or `<prefix>-<ou id>`.
-pub fn parent_grant_name(prefix: &str, principal: &str) -> String {
+pub(crate) fn parent_grant_name(prefix: &str, principal: &str) -> String {
     let tail = principal.rsplit('/').next().unwrap_or_default();
     if tail.starts_with("ou-") {
         format!("{prefix}-{tail}")

@@ -13,8 +13,7 @@ mod report;
 mod run;
 
 pub use config::ReconcileConfig;
-pub use departures::Departure;
-pub use hints::GrantHint;
+pub(crate) use hints::GrantHint;
 pub(crate) use hints::{after_look, hint_action, HintAction};
 pub(crate) use inbound::{change_event, check_sqs_record, event_label, COALESCED_BODY};
 pub use inbound::{parse, Scope};
