@@ -324,6 +324,15 @@ fn invalid(msg: &str) -> Error {
     Error::InvalidInput(msg.to_string())
 }
 
+/// SQS's `ApproximateReceiveCount` of a record (1 when absent).
+pub(crate) fn receive_count(record: &Value) -> u32 {
+    record
+        .pointer("/attributes/ApproximateReceiveCount")
+        .and_then(Value::as_str)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

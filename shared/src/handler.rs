@@ -3,7 +3,7 @@
 
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::event::{parse_body, parse_request, Request};
+use crate::event::{parse_body, parse_request, receive_count, Request};
 use crate::notify::{self, Failure};
 use crate::report::{AccountReport, ErrorReport, Outcome};
 use futures::StreamExt;
@@ -221,15 +221,6 @@ pub fn batch_response(failed: Vec<String>) -> Value {
     serde_json::to_value(&response).unwrap_or_else(|_| {
         json!({ "batchItemFailures": failed.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>() })
     })
-}
-
-/// SQS's `ApproximateReceiveCount` of a record (1 when absent).
-fn receive_count(record: &Value) -> u32 {
-    record
-        .pointer("/attributes/ApproximateReceiveCount")
-        .and_then(Value::as_str)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1)
 }
 
 /// Puts the batch's final failures on the notification queue (when one is configured). Best

@@ -88,14 +88,7 @@ fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<Chan
         batch
             .handles
             .push(field("receiptHandle").map(str::to_string));
-        batch.receives.push(
-            record
-                .get("attributes")
-                .and_then(|a| a.get("ApproximateReceiveCount"))
-                .and_then(Value::as_str)
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1),
-        );
+        batch.receives.push(crate::event::receive_count(record));
         match record_item(field("body")) {
             Ok(items) => batch.items.extend(items.into_iter().map(|item| (i, item))),
             Err(why) => batch.rejected.push((i, why)),
