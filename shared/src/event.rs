@@ -83,6 +83,15 @@ pub enum Request {
     },
 }
 
+impl Request {
+    /// True for a run a License Manager `Grant Change` event asked for (it asks for nothing
+    /// else than a fresh look at the account).
+    pub fn is_grant_change(&self) -> bool {
+        matches!(self, Request::Work(w) if matches!(&w.trigger,
+            Trigger::Onboard(reason) if reason == GRANT_CHANGE_REASON))
+    }
+}
+
 /// The body of an "onboard account" message on the onboarding queue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -322,15 +331,6 @@ fn parse_lifecycle(event: &Value) -> Result<Request, Error> {
 
 fn invalid(msg: &str) -> Error {
     Error::InvalidInput(msg.to_string())
-}
-
-/// SQS's `ApproximateReceiveCount` of a record (1 when absent).
-pub(crate) fn receive_count(record: &Value) -> u32 {
-    record
-        .pointer("/attributes/ApproximateReceiveCount")
-        .and_then(Value::as_str)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(1)
 }
 
 #[cfg(test)]

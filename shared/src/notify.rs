@@ -34,12 +34,12 @@ pub struct Failure {
 /// Whether this delivery's failure is the one to report: a permanent error on the first
 /// delivery (it will fail the same way each time), or any error on the last delivery before
 /// the dead-letter queue. Never twice for one message.
-pub(crate) fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
+pub fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
     (retry == Retry::Permanent && receive_count <= 1) || receive_count >= max_receives
 }
 
 /// The records of a failed report: one per failing license, or one for the account's error.
-pub(crate) fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
+pub fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
     let base = |license: Option<String>, e: &crate::report::ErrorReport| Failure {
         account_id: report.account_id.clone().unwrap_or_else(|| "?".into()),
         account_name: report.account_name.clone(),
@@ -179,6 +179,22 @@ pub fn summarize(failures: &[Failure], stack: &str) -> (String, String) {
          | sort @timestamp desc\n",
     );
     (subject, message)
+}
+
+/// Puts final failures on the notification queue. Best effort: the messages themselves are
+/// still failed and parked as usual if this fails, so an error is logged, not returned.
+pub async fn queue_failures(sqs: &aws_sdk_sqs::Client, queue: &str, notices: &[Failure]) {
+    if notices.is_empty() {
+        return;
+    }
+    let bodies: Vec<String> = notices
+        .iter()
+        .filter_map(|n| serde_json::to_string(n).ok())
+        .collect();
+    let calls = crate::report::CallLog::default();
+    if let Err(e) = crate::aws::send_batch(sqs, queue, &bodies, &calls).await {
+        tracing::error!(error = %e, failures = notices.len(), "could not queue failure notifications");
+    }
 }
 
 #[cfg(test)]

@@ -71,6 +71,14 @@ fn outcome_name(outcome: Outcome) -> String {
 }
 
 /// Prints [`account_report_line`] now.
+/// One JSON line per account (for CloudWatch Logs Insights), and a warning for a failed one.
+pub fn log_report(report: &AccountReport) {
+    emit_account_report(report);
+    if report.outcome == Outcome::Failed {
+        tracing::warn!(account = ?report.account_id, error = ?report.deciding_error(), "account not entitled");
+    }
+}
+
 pub fn emit_account_report(report: &AccountReport) {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

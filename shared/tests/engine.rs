@@ -1105,7 +1105,7 @@ async fn sqs_batch_reports_only_failed_messages() {
         {"messageId": "bad-json", "eventSource": "aws:sqs", "body": "{"},
         {"messageId": "bad-account", "eventSource": "aws:sqs", "body": json!({"accountId": "12"}).to_string()},
     ]});
-    let out = shared::handler::handle(&engine, batch)
+    let out = account_lifecycle::handle(&engine, batch)
         .await
         .expect("batch response");
     assert_eq!(
@@ -1119,12 +1119,12 @@ async fn sqs_batch_reports_only_failed_messages() {
 async fn direct_invocation_returns_the_report_or_a_classified_error() {
     let world = World::healthy();
     let engine = world.engine(&[]);
-    let out = shared::handler::handle(&engine, create_event())
+    let out = account_lifecycle::handle(&engine, create_event())
         .await
         .expect("report");
     assert_eq!(out["outcome"], "entitled");
     assert_eq!(out["licenses"][0]["statusAfter"], "ACTIVE");
-    let err = shared::handler::handle(&engine, json!({"source": "aws.s3"}))
+    let err = account_lifecycle::handle(&engine, json!({"source": "aws.s3"}))
         .await
         .expect_err("bad input");
     assert_eq!(
@@ -1153,7 +1153,7 @@ async fn every_shipped_event_parses_and_runs_through_the_handler() {
         let text = std::fs::read_to_string(&path).unwrap();
         let payload: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let world = World::healthy();
-        let out = shared::handler::handle(&world.engine(&[]), payload.clone()).await;
+        let out = account_lifecycle::handle(&world.engine(&[]), payload.clone()).await;
         if name.starts_with("sqs-") {
             // The typed SQS event of aws_lambda_events accepts it too.
             let typed: aws_lambda_events::sqs::SqsEvent =

@@ -138,7 +138,7 @@ async fn crash_after(operation: &str, extra: Value) {
             }
         };
         tokio::select! {
-            out = shared::handler::handle(&engine, batch_of(&message)) => {
+            out = account_lifecycle::handle(&engine, batch_of(&message)) => {
                 assert_eq!(out.unwrap()["batchItemFailures"], json!([]));
                 s.world.sqs().delete_message().queue_url(&s.queue_url)
                     .receipt_handle(message.receipt_handle().unwrap()).send().await.unwrap();
@@ -199,7 +199,7 @@ async fn crash_after_the_recheck_is_sent_before_the_batch_answers() {
     s.enqueue(&s.create_event(&account, &ou)).await;
     let message = receive_one(&s).await;
     let engine = s.engine(&[]);
-    let answer = shared::handler::handle(&engine, batch_of(&message))
+    let answer = account_lifecycle::handle(&engine, batch_of(&message))
         .await
         .unwrap();
     assert_eq!(answer["batchItemFailures"], json!([]), "{answer}");

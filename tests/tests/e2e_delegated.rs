@@ -306,7 +306,7 @@ async fn delegated_administrator_grants_its_own_licenses_through_the_member_role
 }
 
 async fn run(engine: &Engine, event: Value) -> Value {
-    let out = shared::handler::handle(engine, event)
+    let out = account_lifecycle::handle(engine, event)
         .await
         .unwrap_or_else(|e| panic!("handler failed: {e}"));
     assert_least_privilege(&out, ACCOUNT_LIFECYCLE);

@@ -64,14 +64,14 @@ async fn final_failures_become_one_summary_per_batch() {
     let read_notifications = || common::take_bodies(&s.world, &notify_url);
 
     // First delivery: permanent failures are reported at once, one record per account.
-    let answer = shared::handler::handle(&engine, batch(1)).await.unwrap();
+    let answer = account_lifecycle::handle(&engine, batch(1)).await.unwrap();
     assert_eq!(answer["batchItemFailures"].as_array().unwrap().len(), 3);
     let first = read_notifications().await;
     assert_eq!(first.len(), 3, "{first:?}");
     // The redeliveries in between report nothing again; the last one before the DLQ does.
-    shared::handler::handle(&engine, batch(2)).await.unwrap();
+    account_lifecycle::handle(&engine, batch(2)).await.unwrap();
     assert!(read_notifications().await.is_empty(), "reported once");
-    shared::handler::handle(&engine, batch(5)).await.unwrap();
+    account_lifecycle::handle(&engine, batch(5)).await.unwrap();
     let parked = read_notifications().await;
     assert_eq!(parked.len(), 3);
     let f: shared::notify::Failure = serde_json::from_str(&parked[0]).unwrap();

@@ -208,7 +208,7 @@ fn apps(endpoint: &str) -> Apps {
 async fn invoke(apps: &Apps, entry: &str, payload: Value) -> Result<Value, Error> {
     let deadline = Instant::now() + Duration::from_secs(60);
     match entry {
-        "account-lifecycle" => shared::handler::handle(&apps.lifecycle, payload).await,
+        "account-lifecycle" => account_lifecycle::handle(&apps.lifecycle, payload).await,
         "reconciler" => reconciler::handle(&apps.reconciler.0, &apps.reconciler.1, &payload).await,
         "org-bootstrap" => org_bootstrap::handle(&apps.bootstrap, payload, deadline).await,
         "catalog-provisioning" => {

@@ -320,7 +320,7 @@ impl Run {
             // the management account (e2e_delegated.rs).
             event["account"] = json!(self.s.org.management_account);
         }
-        let answer = shared::handler::handle(&self.engine, event).await;
+        let answer = account_lifecycle::handle(&self.engine, event).await;
         if let Some(q) = self.quota.as_mut().filter(|q| q.joiner == account) {
             q.event = Some(answer.map_err(|e| (e.to_string(), e.retry())));
         }
@@ -357,7 +357,7 @@ impl Run {
                 .await
                 .unwrap();
         }
-        let answer = shared::handler::handle(&self.engine, json!({ "Records": records })).await;
+        let answer = account_lifecycle::handle(&self.engine, json!({ "Records": records })).await;
         if let Some(q) = &mut self.quota {
             let failed: Vec<&str> = answer
                 .as_ref()

@@ -20,7 +20,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let engine = engine.clone();
         async move {
-            shared::handler::handle(&engine, event.payload)
+            account_lifecycle::handle(&engine, event.payload)
                 .await
                 .map_err(FunctionError)
         }

@@ -14,7 +14,7 @@ use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use serde::Serialize;
 use serde_json::{json, Value};
-use shared::handler::is_sqs_batch;
+use shared::lambda::is_sqs_batch;
 use shared::report::{CallLog, ErrorReport};
 use shared::{Error, Retry};
 use std::collections::BTreeMap;
@@ -244,7 +244,7 @@ async fn handle_batch(app: &App, payload: &Value) -> Value {
             failures.push(id);
         }
     }
-    shared::handler::batch_response(failures)
+    shared::lambda::batch_response(failures)
 }
 
 /// Works one queue message; false when SQS should deliver it again.

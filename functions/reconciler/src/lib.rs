@@ -24,7 +24,7 @@ pub async fn handle(
     })?;
     let report = reconcile::reconcile(engine, config, scope, dry_run).await;
     for offboarded in &report.offboarded {
-        shared::handler::log_report(offboarded);
+        shared::report::log_report(offboarded);
     }
     let value = serde_json::to_value(&report).map_err(|e| Error::InvalidInput(e.to_string()))?;
     shared::report::emit(

@@ -88,7 +88,7 @@ fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<Chan
         batch
             .handles
             .push(field("receiptHandle").map(str::to_string));
-        batch.receives.push(crate::event::receive_count(record));
+        batch.receives.push(crate::lambda::receive_count(record));
         match record_item(field("body")) {
             Ok(items) => batch.items.extend(items.into_iter().map(|item| (i, item))),
             Err(why) => batch.rejected.push((i, why)),

@@ -217,7 +217,7 @@ pub fn shipped_event(file: &str, account: &str, ou_id: &str) -> Value {
 }
 
 pub async fn handle(engine: &Engine, event: Value) -> Value {
-    let out = shared::handler::handle(engine, event)
+    let out = account_lifecycle::handle(engine, event)
         .await
         .unwrap_or_else(|e| panic!("handler failed: {e}"));
     if out.get("apiCalls").is_some() {
@@ -229,7 +229,7 @@ pub async fn handle(engine: &Engine, event: Value) -> Value {
 /// Like `handle`, but a failed account (an error for a direct invocation) comes back as
 /// `{"outcome": "failed", "error": {"message", "retry"}}` instead of a panic.
 pub async fn try_handle(engine: &Engine, event: Value) -> Value {
-    match shared::handler::handle(engine, event).await {
+    match account_lifecycle::handle(engine, event).await {
         Ok(out) => {
             if out.get("apiCalls").is_some() {
                 assert_least_privilege(&out, shared::permissions::ACCOUNT_LIFECYCLE);
@@ -622,7 +622,7 @@ impl Setup {
                     .map(|m| json!({"messageId": m.message_id(), "eventSource": "aws:sqs", "body": m.body()}))
                     .collect();
                 async move {
-                    shared::handler::handle(engine, json!({ "Records": records }))
+                    account_lifecycle::handle(engine, json!({ "Records": records }))
                         .await
                         .unwrap()
                 }

@@ -52,7 +52,7 @@ pub(in crate::handler) async fn handle_rechecks(
             failures.push(id);
         }
     }
-    shared::handler::batch_response(failures)
+    shared::lambda::batch_response(failures)
 }
 
 async fn recheck_one(app: &App, body: &str, deadline: Instant) -> Result<(), Error> {

@@ -1,13 +1,14 @@
-//! The account-lifecycle invocation: a direct EventBridge event or onboard request, or an SQS
+//! The account-lifecycle function's handler (the binary in `main.rs` only starts it): one
+//! invocation is a direct EventBridge event or onboard request, or an SQS
 //! batch answered with a partial batch response so one bad account never fails its neighbours.
 
-use crate::engine::Engine;
-use crate::error::Error;
-use crate::event::{parse_body, parse_request, receive_count, Request};
-use crate::notify::{self, Failure};
-use crate::report::{AccountReport, ErrorReport, Outcome};
 use futures::StreamExt;
-use serde_json::{json, Value};
+use serde_json::Value;
+use shared::event::{parse_body, parse_request, Request};
+use shared::lambda::{batch_response, is_sqs_batch, message_id, receive_count};
+use shared::notify::{self, Failure};
+use shared::report::{log_report, ErrorReport, Outcome};
+use shared::{Engine, Error};
 
 /// Handles one invocation payload.
 ///
@@ -34,17 +35,6 @@ pub async fn handle(engine: &Engine, payload: Value) -> Result<Value, Error> {
 
 /// (SQS message id, request) pairs, in arrival order.
 type Messages = Vec<(String, Request)>;
-
-/// True for an SQS event (its first record comes from `aws:sqs`).
-pub fn is_sqs_batch(payload: &Value) -> bool {
-    payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .and_then(|r| r.first())
-        .and_then(|r| r.get("eventSource"))
-        .and_then(Value::as_str)
-        == Some("aws:sqs")
-}
 
 async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
     let records = payload
@@ -76,14 +66,6 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
     // Keep SQS's order of identifiers for readable logs.
     failures.sort_by_key(|id| records.iter().position(|r| message_id(r) == id));
     batch_response(failures)
-}
-
-/// A record's SQS message id (empty when absent).
-fn message_id(record: &Value) -> &str {
-    record
-        .get("messageId")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
 }
 
 /// A batch's records read: the requests grouped by account (so two messages for one account
@@ -161,7 +143,7 @@ async fn work_group(
             let count = counts.get(&id).copied().unwrap_or(1);
             let retry = report
                 .deciding_error()
-                .map_or(crate::Retry::Retryable, |e| e.retry);
+                .map_or(shared::Retry::Retryable, |e| e.retry);
             if notify::is_final(count, max_receives, retry) {
                 notices.extend(notify::failures_of(&report, count >= max_receives));
             }
@@ -177,10 +159,7 @@ async fn work_group(
 /// runs the account. (Change events come in bursts, one per grant and status; the dropped
 /// messages are done, not failed.)
 fn without_redundant_grant_changes(items: Messages) -> Messages {
-    let is_change = |r: &Request| {
-        matches!(r, Request::Work(w) if matches!(&w.trigger,
-            crate::event::Trigger::Onboard(reason) if reason == crate::event::GRANT_CHANGE_REASON))
-    };
+    let is_change = |r: &Request| r.is_grant_change();
     let others = items.iter().any(|(_, r)| !is_change(r));
     let mut kept_one = false;
     let before = items.len();
@@ -204,41 +183,10 @@ fn without_redundant_grant_changes(items: Messages) -> Messages {
     kept
 }
 
-/// The SQS partial batch response (`aws_lambda_events`' type) naming the failed messages.
-pub fn batch_response(failed: Vec<String>) -> Value {
-    use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse};
-    let mut response = SqsBatchResponse::default();
-    response.batch_item_failures = failed
-        .iter()
-        .map(|id| {
-            let mut item = BatchItemFailure::default();
-            item.item_identifier = id.clone();
-            item
-        })
-        .collect();
-    // Serializing two strings cannot fail; if it ever did, the same answer by hand (never an
-    // empty one, which would delete the failed messages).
-    serde_json::to_value(&response).unwrap_or_else(|_| {
-        json!({ "batchItemFailures": failed.iter().map(|id| json!({"itemIdentifier": id})).collect::<Vec<_>>() })
-    })
-}
-
-/// Puts the batch's final failures on the notification queue (when one is configured). Best
-/// effort: the messages themselves are still failed and parked as usual if this fails.
+/// Puts the batch's final failures on the notification queue (when one is configured).
 async fn notify_failures(engine: &Engine, notices: &[Failure]) {
-    let Some(queue) = &engine.config().notify_queue_url else {
-        return;
-    };
-    if notices.is_empty() {
-        return;
-    }
-    let bodies: Vec<String> = notices
-        .iter()
-        .filter_map(|n| serde_json::to_string(n).ok())
-        .collect();
-    let calls = crate::report::CallLog::default();
-    if let Err(e) = crate::aws::send_batch(&engine.clients().sqs, queue, &bodies, &calls).await {
-        tracing::error!(error = %e, failures = notices.len(), "could not queue failure notifications");
+    if let Some(queue) = &engine.config().notify_queue_url {
+        notify::queue_failures(&engine.clients().sqs, queue, notices).await;
     }
 }
 
@@ -271,14 +219,6 @@ fn failure_error(account: Option<&str>, err: &ErrorReport) -> Error {
     }
 }
 
-/// One JSON line per account, for CloudWatch Logs Insights.
-pub fn log_report(report: &AccountReport) {
-    crate::report::emit_account_report(report);
-    if report.outcome == Outcome::Failed {
-        tracing::warn!(account = ?report.account_id, error = ?report.deciding_error(), "account not entitled");
-    }
-}
-
 fn log_rejected(e: &Error) {
     tracing::error!(kind = e.kind(), retry = %e.retry(), error = %e, "input rejected before any AWS call");
 }
@@ -286,7 +226,8 @@ fn log_rejected(e: &Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::Retry;
+    use serde_json::json;
+    use shared::Retry;
 
     #[test]
     fn a_burst_of_grant_changes_for_one_account_is_one_run() {
