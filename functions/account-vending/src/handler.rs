@@ -231,11 +231,7 @@ async fn handle_batch(app: &App, payload: &Value) -> Value {
     let mut slots = Slots::default();
     let mut failures = Vec::new();
     for record in &records {
-        let id = record
-            .get("messageId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string();
+        let id = shared::lambda::message_id(record).to_string();
         let body = record
             .get("body")
             .and_then(Value::as_str)

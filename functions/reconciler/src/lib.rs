@@ -47,13 +47,13 @@ pub async fn change_batch(
 ) -> (Value, ReconcileReport) {
     let report = shared::changes::run(engine, config, batch, config.dry_run).await;
     shared::report::emit("reconcileReport", serde_json::json!({ "report": report }));
-    let failures: Vec<Value> = report
+    let failures: Vec<String> = report
         .rejected
         .keys()
         .chain(report.retried.iter())
-        .map(|id| serde_json::json!({ "itemIdentifier": id }))
+        .cloned()
         .collect();
-    (serde_json::json!({ "batchItemFailures": failures }), report)
+    (shared::lambda::batch_response(failures), report)
 }
 
 /// The error a reconcile report fails the invocation with, if any: the run's own error as it
