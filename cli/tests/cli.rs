@@ -647,3 +647,103 @@ async fn backfill_wait_running_out_is_not_success() {
         show(&o)
     );
 }
+
+/// A stack in moto shaped like the template where the CLI reads it: an
+/// `AccountLifecycleFunction` with `environment`, and the two queue outputs. moto creates the
+/// function without Docker (it only cannot invoke it).
+async fn deploy_stack(s: &common::Setup, name: &str, environment: Value) -> (String, String) {
+    let cfn = aws_sdk_cloudformation::Client::from_conf(
+        aws_sdk_cloudformation::config::Builder::from(s.world.sdk_config())
+            .endpoint_url(s.world.moto_url())
+            .build(),
+    );
+    let template = serde_json::json!({
+        "Resources": {
+            "OnboardingQueue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": format!("{name}-onboarding")}},
+            "BackfillQueue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": format!("{name}-backfill")}},
+            "LifecycleRole": {"Type": "AWS::IAM::Role", "Properties": {
+                "RoleName": format!("{name}-lifecycle"),
+                "AssumeRolePolicyDocument": {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+            }},
+            "AccountLifecycleFunction": {"Type": "AWS::Lambda::Function", "Properties": {
+                "Runtime": "provided.al2023",
+                "Handler": "bootstrap",
+                "Role": {"Fn::GetAtt": ["LifecycleRole", "Arn"]},
+                "Code": {"ZipFile": "bootstrap"},
+                "Environment": {"Variables": environment}
+            }}
+        },
+        "Outputs": {
+            "OnboardingQueueUrl": {"Value": {"Ref": "OnboardingQueue"}},
+            "BackfillQueueUrl": {"Value": {"Ref": "BackfillQueue"}}
+        }
+    });
+    cfn.create_stack()
+        .stack_name(name)
+        .template_body(template.to_string())
+        .send()
+        .await
+        .unwrap();
+    let outputs = ct_entitlements::deployed::stack_outputs(&cfn, name).await.unwrap();
+    (
+        outputs["OnboardingQueueUrl"].clone(),
+        outputs["BackfillQueueUrl"].clone(),
+    )
+}
+
+#[tokio::test]
+async fn stack_name_plans_and_queues_with_the_deployed_configuration() {
+    let Some(s) = common::setup(demo_spec()).await else {
+        return;
+    };
+    let (onboarding, backfill) = deploy_stack(
+        &s,
+        "ct-entitlements",
+        serde_json::json!({
+            "PRODUCT_SKUS": "prod-demo-firewall",
+            "ASSUME_ROLE_BACKOFF_MS": "10",
+            "GRANT_NAME_PREFIX": "deployed"
+        }),
+    )
+    .await;
+    let sandbox = s.org.account("sandbox-1").unwrap().clone();
+    let moto = s.world.moto_url().to_string();
+    // The shell's environment selects every license; the stack's function selects one.
+    let mut env = world_env(&s, &[("ALL_MARKETPLACE_LICENSES", "true")]);
+    env.push(("AWS_ENDPOINT_URL_CLOUDFORMATION".into(), moto.clone()));
+    env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), moto.clone()));
+
+    let o = bare(&["plan", &sandbox.id, "--stack-name", "ct-entitlements", "-o", "json"], &env)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let doc = json_of(&o);
+    let licenses = doc["accounts"][0]["licenses"].as_array().unwrap();
+    assert_eq!(licenses.len(), 1, "{doc}");
+    assert_eq!(licenses[0]["productSku"], "prod-demo-firewall", "{doc}");
+    // Without the stack, the shell's selection: all three.
+    let o = bare(&["plan", &sandbox.id, "-o", "json"], &env).output().await.unwrap();
+    assert_eq!(json_of(&o)["accounts"][0]["licenses"].as_array().unwrap().len(), 3, "{}", show(&o));
+
+    // backfill takes the stack's queues: an OU run goes to its backfill queue, named accounts
+    // to its onboarding queue, as the reconciler sends them.
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let o = bare(&["backfill", "--stack-name", "ct-entitlements", "--ous", &workloads, "--wait-seconds", "0"], &env)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(common::take_bodies(&s.world, &backfill).await.len(), 2, "{}", show(&o));
+    let o = bare(&["backfill", "--stack-name", "ct-entitlements", "--accounts", &sandbox.id, "--wait-seconds", "0"], &env)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert_eq!(common::take_bodies(&s.world, &onboarding).await.len(), 1, "{}", show(&o));
+
+    // A stack that does not exist: a usage error naming it.
+    let o = bare(&["plan", &sandbox.id, "--stack-name", "no-such-stack"], &env).output().await.unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(text(&o.stderr).contains("--stack-name no-such-stack"), "{}", show(&o));
+}
