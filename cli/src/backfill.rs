@@ -345,7 +345,7 @@ fn progress_bar(total: u64, visible: bool) -> ProgressBar {
     }
     let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
     let style = ProgressStyle::with_template(
-        "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} accounts settled, {per_sec}, ETA {eta} ({msg})",
+        "{spinner} {elapsed} [{bar:20}] {pos}/{len} settled, {per_sec}, ETA {eta}: {msg}",
     )
     .unwrap_or_else(|_| ProgressStyle::default_bar())
     .progress_chars("#>-");

@@ -684,7 +684,9 @@ async fn deploy_stack(s: &common::Setup, name: &str, environment: Value) -> (Str
         .send()
         .await
         .unwrap();
-    let outputs = ct_entitlements::deployed::stack_outputs(&cfn, name).await.unwrap();
+    let outputs = ct_entitlements::deployed::stack_outputs(&cfn, name)
+        .await
+        .unwrap();
     (
         outputs["OnboardingQueueUrl"].clone(),
         outputs["BackfillQueueUrl"].clone(),
@@ -713,37 +715,100 @@ async fn stack_name_plans_and_queues_with_the_deployed_configuration() {
     env.push(("AWS_ENDPOINT_URL_CLOUDFORMATION".into(), moto.clone()));
     env.push(("AWS_ENDPOINT_URL_LAMBDA".into(), moto.clone()));
 
-    let o = bare(&["plan", &sandbox.id, "--stack-name", "ct-entitlements", "-o", "json"], &env)
-        .output()
-        .await
-        .unwrap();
+    let o = bare(
+        &[
+            "plan",
+            &sandbox.id,
+            "--stack-name",
+            "ct-entitlements",
+            "-o",
+            "json",
+        ],
+        &env,
+    )
+    .output()
+    .await
+    .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let doc = json_of(&o);
     let licenses = doc["accounts"][0]["licenses"].as_array().unwrap();
     assert_eq!(licenses.len(), 1, "{doc}");
     assert_eq!(licenses[0]["productSku"], "prod-demo-firewall", "{doc}");
     // Without the stack, the shell's selection: all three.
-    let o = bare(&["plan", &sandbox.id, "-o", "json"], &env).output().await.unwrap();
-    assert_eq!(json_of(&o)["accounts"][0]["licenses"].as_array().unwrap().len(), 3, "{}", show(&o));
+    let o = bare(&["plan", &sandbox.id, "-o", "json"], &env)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(
+        json_of(&o)["accounts"][0]["licenses"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3,
+        "{}",
+        show(&o)
+    );
 
     // backfill takes the stack's queues: an OU run goes to its backfill queue, named accounts
     // to its onboarding queue, as the reconciler sends them.
     let workloads = s.org.ou("Workloads").unwrap().id.clone();
-    let o = bare(&["backfill", "--stack-name", "ct-entitlements", "--ous", &workloads, "--wait-seconds", "0"], &env)
-        .output()
-        .await
-        .unwrap();
+    let o = bare(
+        &[
+            "backfill",
+            "--stack-name",
+            "ct-entitlements",
+            "--ous",
+            &workloads,
+            "--wait-seconds",
+            "0",
+        ],
+        &env,
+    )
+    .output()
+    .await
+    .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(common::take_bodies(&s.world, &backfill).await.len(), 2, "{}", show(&o));
-    let o = bare(&["backfill", "--stack-name", "ct-entitlements", "--accounts", &sandbox.id, "--wait-seconds", "0"], &env)
-        .output()
-        .await
-        .unwrap();
+    assert_eq!(
+        common::take_bodies(&s.world, &backfill).await.len(),
+        2,
+        "{}",
+        show(&o)
+    );
+    let o = bare(
+        &[
+            "backfill",
+            "--stack-name",
+            "ct-entitlements",
+            "--accounts",
+            &sandbox.id,
+            "--wait-seconds",
+            "0",
+        ],
+        &env,
+    )
+    .output()
+    .await
+    .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
-    assert_eq!(common::take_bodies(&s.world, &onboarding).await.len(), 1, "{}", show(&o));
+    assert_eq!(
+        common::take_bodies(&s.world, &onboarding).await.len(),
+        1,
+        "{}",
+        show(&o)
+    );
 
     // A stack that does not exist: a usage error naming it.
-    let o = bare(&["plan", &sandbox.id, "--stack-name", "no-such-stack"], &env).output().await.unwrap();
+    let o = bare(
+        &["plan", &sandbox.id, "--stack-name", "no-such-stack"],
+        &env,
+    )
+    .output()
+    .await
+    .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-    assert!(text(&o.stderr).contains("--stack-name no-such-stack"), "{}", show(&o));
+    assert!(
+        text(&o.stderr).contains("--stack-name no-such-stack"),
+        "{}",
+        show(&o)
+    );
 }
