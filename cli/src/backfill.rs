@@ -237,6 +237,23 @@ impl BackfillDocument {
     }
 }
 
+/// Adds the accounts' names (Organizations); without them when they cannot be read.
+pub async fn name_accounts(engine: &Engine, doc: &mut BackfillDocument) {
+    let ids: Vec<AccountId> = doc
+        .accounts
+        .iter()
+        .filter_map(|a| AccountId::parse(&a.account_id).ok())
+        .collect();
+    if ids.is_empty() {
+        return;
+    }
+    if let Ok(names) = crate::status::account_names(&engine.clients().organizations, &ids).await {
+        for a in &mut doc.accounts {
+            a.account_name = names.get(&a.account_id).cloned();
+        }
+    }
+}
+
 /// Runs the reconcile for `scope` (queueing unless `dry_run`).
 pub async fn queue(
     engine: &Engine,

@@ -56,13 +56,10 @@ pub async fn run(cli: Cli) -> Result<Done, Error> {
         Command::Status { accounts } => {
             let ctx = Context::load(&global, Selection::Unused).await?;
             let grants = status::grants(&ctx.engine, &accounts).await?;
-            let wanted: Vec<shared::ids::AccountId> = if accounts.is_empty() {
-                Vec::new()
-            } else {
-                accounts.clone()
-            };
-            let names = status::account_names(&ctx.engine.clients().organizations, &wanted).await?;
-            let doc = status::StatusDocument::of(&grants, &names);
+            let names =
+                status::account_names(&ctx.engine.clients().organizations, &accounts).await?;
+            let skus = status::license_skus(&ctx.engine).await;
+            let doc = status::StatusDocument::of(&grants, &names, &skus);
             let stdout = if json {
                 render::json(&doc)
             } else {
@@ -96,6 +93,7 @@ pub async fn run(cli: Cli) -> Result<Done, Error> {
             let scope = backfill::scope(&args, &config)?;
             let report = backfill::queue(&ctx.engine, &config, scope, args.dry_run).await?;
             let mut doc = backfill::BackfillDocument::of(&report, &queues.backfill);
+            backfill::name_accounts(&ctx.engine, &mut doc).await;
             if !args.dry_run && args.wait_seconds > 0 && !doc.accounts.is_empty() {
                 backfill::follow(
                     &ctx.engine,
@@ -127,11 +125,10 @@ pub async fn run(cli: Cli) -> Result<Done, Error> {
 /// document on stdout (`--output json`), and the full detail on stderr with `--verbose`.
 pub fn report_error(e: &Error, output: Output, verbose: bool) -> Done {
     let exit = Exit::of(e);
-    let problem = Problem::from_error(e, verbose);
-    let mut stdout = String::new();
-    if output == Output::Json {
-        stdout = render::json(&serde_json::json!({ "error": problem }));
-    }
-    let _ = verbose;
+    let stdout = if output == Output::Json {
+        render::json(&serde_json::json!({ "error": Problem::from_error(e, verbose) }))
+    } else {
+        String::new()
+    };
     Done { stdout, exit }
 }

@@ -48,6 +48,18 @@ pub async fn account_names(
     Ok(names)
 }
 
+/// License ARN → product SKU of the licenses the management account holds (empty when they
+/// cannot be read: the SKUs only label the rows).
+pub async fn license_skus(engine: &Engine) -> BTreeMap<String, String> {
+    match engine.held_marketplace_licenses().await {
+        Ok(held) => held
+            .iter()
+            .filter_map(|l| Some((l.arn.clone(), l.sku.clone()?)))
+            .collect(),
+        Err(_) => BTreeMap::new(),
+    }
+}
+
 /// Grants distributed to each account (every grant when none is named).
 pub async fn grants(engine: &Engine, accounts: &[AccountId]) -> Result<Vec<GrantView>, Error> {
     let lm = &engine.clients().license_manager;
@@ -72,6 +84,8 @@ pub struct GrantRow {
     pub account_name: Option<String>,
     pub grantee: String,
     pub license_arn: String,
+    /// The license's product SKU, when the management account holds it.
+    pub product_sku: Option<String>,
     pub grant_arn: String,
     pub grant_name: String,
     pub status: String,
@@ -99,7 +113,12 @@ pub struct StatusDocument {
 }
 
 impl StatusDocument {
-    pub fn of(grants: &[GrantView], names: &BTreeMap<String, String>) -> Self {
+    /// `names`: account id → name; `skus`: license ARN → product SKU.
+    pub fn of(
+        grants: &[GrantView],
+        names: &BTreeMap<String, String>,
+        skus: &BTreeMap<String, String>,
+    ) -> Self {
         let mut rows: Vec<GrantRow> = grants
             .iter()
             .map(|g| {
@@ -109,6 +128,7 @@ impl StatusDocument {
                     account_id: account,
                     grantee: g.grantee.clone(),
                     license_arn: g.license_arn.clone(),
+                    product_sku: skus.get(&g.license_arn).cloned(),
                     grant_arn: g.arn.clone(),
                     grant_name: g.name.clone(),
                     status: g.status.clone(),
@@ -178,7 +198,9 @@ impl StatusDocument {
                 [
                     g.account_id.clone().unwrap_or_else(|| g.grantee.clone()),
                     g.account_name.clone().unwrap_or_default(),
-                    short(&g.license_arn),
+                    g.product_sku
+                        .clone()
+                        .unwrap_or_else(|| short(&g.license_arn)),
                     short(&g.grant_arn),
                     g.status.clone(),
                 ]

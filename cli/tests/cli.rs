@@ -304,8 +304,9 @@ async fn status_names_accounts_and_sums_up() {
     let rows: Vec<&str> = stdout.lines().filter(|l| l.starts_with(&dev.id)).collect();
     assert_eq!(rows.len(), 3, "{stdout}");
     assert!(
-        rows.iter()
-            .all(|r| r.contains("workload-dev") && r.ends_with("ACTIVE")),
+        rows.iter().all(|r| r.contains("workload-dev")
+            && r.contains("  prod-demo-")
+            && r.ends_with("ACTIVE")),
         "{stdout}"
     );
     assert_eq!(
@@ -326,6 +327,10 @@ async fn status_names_accounts_and_sums_up() {
     for g in doc["grants"].as_array().unwrap() {
         assert_eq!(g["accountId"], dev.id.as_str(), "{doc}");
         assert_eq!(g["accountName"], "workload-dev", "{doc}");
+        assert!(
+            g["productSku"].as_str().unwrap().starts_with("prod-demo-"),
+            "{doc}"
+        );
         assert!(
             g["grantArn"]
                 .as_str()
@@ -628,7 +633,7 @@ async fn backfill_wait_running_out_is_not_success() {
             .as_array()
             .unwrap()
             .iter()
-            .all(|a| a["outcome"] == "wouldQueue"),
+            .all(|a| a["outcome"] == "wouldQueue" && a["accountName"].is_string()),
         "{doc}"
     );
     assert!(common::take_bodies(&s.world, &backfill_url)
