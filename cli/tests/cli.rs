@@ -480,7 +480,7 @@ async fn backfill_follows_the_accounts_it_queued_until_entitled() {
             "--ous",
             &workloads,
             "--wait-seconds",
-            "600",
+            "120",
             "--poll-seconds",
             "1",
             "-o",
@@ -541,8 +541,9 @@ async fn backfill_follows_the_accounts_it_queued_until_entitled() {
             .all(|a| a["outcome"] == "entitled" && a["accountName"].is_string()),
         "{doc}"
     );
-    // Not a terminal: no progress drawn on stderr.
+    // Not a terminal: no progress drawn, no carriage returns anywhere.
     assert!(o.stderr.is_empty(), "{}", show(&o));
+    assert!(!o.stdout.contains(&b'\r'), "{}", show(&o));
 
     // Run again: nothing is short of a grant, nothing is queued or followed.
     let o = bare(
