@@ -89,7 +89,8 @@ pub struct BackfillArgs {
     /// Only the accounts under these OUs (recursively), comma-separated
     #[arg(long, value_name = "OU_ID,...", value_delimiter = ',', value_parser = ou_id)]
     pub ous: Vec<String>,
-    /// Only these accounts (always queued, whatever their grants), comma-separated
+    /// Only these accounts (always queued, whatever their grants; with --stack-name they go to its
+    /// onboarding queue, as the reconciler sends them), comma-separated
     #[arg(long, value_name = "ACCOUNT_ID,...", value_delimiter = ',', value_parser = account_id, conflicts_with = "ous")]
     pub accounts: Vec<AccountId>,
     /// List the accounts that would be queued; queue nothing
