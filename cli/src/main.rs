@@ -1,102 +1,32 @@
-//! ct-entitlements: the operator CLI. Thin: arguments, configuration and clients, then the
-//! library's commands.
+//! ct-entitlements: the operator CLI. Arguments (clap), then the library's command, then one
+//! exit status (see `--help`).
 
-use ct_entitlements::{
-    parse, plan, progress_bar, queue_depth, render_plan, render_status, status, Command,
-};
-use shared::reconcile;
-use shared::{Clients, Config, Engine};
+use clap::Parser;
+use ct_entitlements::args::{uses_deprecated_queue_url, Cli};
+use ct_entitlements::{fail, report_error, run};
 use std::io::Write;
-use std::time::{Duration, Instant};
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Err(e) = run(&args).await {
-        eprintln!("ct-entitlements: {e}");
-        std::process::exit(
-            if e.kind() == "InvalidInput" || e.kind() == "Configuration" {
-                2
-            } else {
-                1
-            },
-        );
+    let raw: Vec<String> = std::env::args().collect();
+    // clap prints help and version on stdout (exit 0) and usage errors on stderr (exit 2).
+    let cli = Cli::try_parse_from(&raw).unwrap_or_else(|e| e.exit());
+    if uses_deprecated_queue_url(&raw) {
+        eprintln!("ct-entitlements: note: --queue-url is deprecated; it means the backfill queue now (--backfill-queue-url)");
     }
-}
-
-async fn run(args: &[String]) -> Result<(), shared::Error> {
-    let command = parse(args)?;
-    let dry = matches!(command, Command::Plan(_));
-    let sdk = shared::clients::load_sdk_config().await;
-    // The environment, with the region the SDK resolved (a profile's, say) standing in for an
-    // unset AWS_REGION: ARNs are built in that region's partition.
-    let env = |k: &str| {
-        std::env::var(k).ok().or_else(|| {
-            (k == "AWS_REGION")
-                .then(|| sdk.region().map(|r| r.to_string()))
-                .flatten()
-        })
+    let (output, verbose) = (cli.global.output, cli.global.verbose);
+    let done = match run(cli).await {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("ct-entitlements: {}", fail::describe(&e));
+            if verbose {
+                eprintln!("ct-entitlements: detail: {e:?}");
+            }
+            report_error(&e, output, verbose)
+        }
     };
-    let config = Config::from_lookup(|k| {
-        if dry && k == "DRY_RUN" {
-            return Some("true".into());
-        }
-        env(k)
-    })
-    .or_else(|_| Config::from_lookup_per_request(env))?;
-    let engine = Engine::new(
-        config.clone(),
-        Clients::from_sdk_config(&sdk, &config.license_home_region),
-    );
-    match command {
-        Command::Plan(accounts) => print!("{}", render_plan(&plan(&engine, &accounts).await)),
-        Command::Status(accounts) => {
-            print!("{}", render_status(&status(&engine, &accounts).await?))
-        }
-        Command::Backfill {
-            queue_url,
-            scope,
-            dry_run,
-            wait,
-        } => {
-            let rc = ct_entitlements::reconcile_config(&queue_url)?;
-            let report = reconcile::reconcile(&engine, &rc, scope, dry_run).await;
-            if let Some(err) = &report.error {
-                return Err(shared::Error::InvalidInput(err.message.clone()));
-            }
-            println!(
-                "{} account(s) to onboard, {} enqueued, {} up to date, {} skipped",
-                report.onboard.len(),
-                report.enqueued,
-                report.up_to_date,
-                report.skipped.len()
-            );
-            if dry_run || report.enqueued == 0 {
-                for id in &report.onboard {
-                    match report.needs.get(id) {
-                        Some(why) => println!("  {id}  {why}"),
-                        None => println!("  {id}"),
-                    }
-                }
-                return Ok(());
-            }
-            let sqs = engine.clients().sqs.clone();
-            let total = report.enqueued as u64;
-            let started = Instant::now();
-            loop {
-                let left = queue_depth(&sqs, &queue_url).await?;
-                print!("\r{}", progress_bar(total.saturating_sub(left), total));
-                let _ = std::io::stdout().flush();
-                if left == 0 || started.elapsed() > wait {
-                    println!();
-                    break;
-                }
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-            println!(
-                "see the accountReport log lines of account-lifecycle for each account's result"
-            );
-        }
-    }
-    Ok(())
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(done.stdout.as_bytes());
+    let _ = stdout.flush();
+    std::process::exit(done.exit.code());
 }
