@@ -4,6 +4,9 @@
 //! runtime API (the protocol of "Using the Lambda runtime API for custom runtimes",
 //! https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html).
 //!
+//! Five answer an event that needs no AWS call (AWS endpoints point at a closed local port); the
+//! reconciler also runs a dry run against the local AWS world (moto and the emulator).
+//!
 //! The last test reads `dist/ct-entitlements-<version>/`; without it the test says SKIPPED,
 //! unless `CT_REQUIRE_RELEASE=1` (CI, after `make release`) makes the absence a failure.
 #![allow(clippy::unwrap_used)]
@@ -15,6 +18,8 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use local_world::lambda::workspace_root;
+use local_world::seed::{self, demo_spec};
+use local_world::World;
 use serde_json::{json, Value};
 use shared::report::VERSION;
 use std::collections::{BTreeMap, VecDeque};
@@ -658,55 +663,124 @@ async fn each_released_bootstrap_answers_an_event_under_the_runtime_api() {
     let work = temp_dir("bootstraps");
     let mut failures = Vec::new();
     for case in cases() {
-        let dir = work.join(case.binary);
-        std::fs::create_dir_all(&dir).unwrap();
-        unzip_to(&release.join(format!("{}.zip", case.binary)), &dir);
-        let mut api = RuntimeApi::start().await;
-        let request_id = format!("00000000-0000-4000-8000-{:012}", case.binary.len());
-        api.push(&request_id, case.event.clone());
-        let log = dir.join("function.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let mut child = tokio::process::Command::new(dir.join("bootstrap"))
-            .env_clear()
-            .envs(base_env(case.binary, &dead_endpoint))
-            .envs(case.env.iter().copied())
-            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log_file.try_clone().unwrap()))
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        // Generous: a bound on a hang, not a measurement. A function that exits first (its
-        // configuration refused) has answered nothing.
-        let (answer, exited) = tokio::select! {
-            answer = api.answer(Duration::from_secs(60)) => (answer, None),
-            status = child.wait() => (None, status.ok()),
-        };
-        let _ = child.kill().await;
-        let logs = std::fs::read_to_string(&log).unwrap_or_default();
-        let verdict = match &answer {
-            None => Err(match exited {
-                Some(status) => format!("exited ({status}) without answering"),
-                None => "no answer within 60 s".to_string(),
-            }),
-            Some(a @ Answer::InitError { .. }) => Err(format!("initialization failed: {a:?}")),
-            Some(
-                a
-                @ (Answer::Response { request_id: id, .. } | Answer::Error { request_id: id, .. }),
-            ) => {
-                if id == &request_id {
-                    (case.expect)(a)
-                } else {
-                    Err(format!("answered request {id}, not {request_id}"))
-                }
+        let env: Vec<(String, String)> = base_env(case.binary, &dead_endpoint)
+            .into_iter()
+            .chain(case.env.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        let run = run_released(&release, &work, case.binary, &env, &case.event, case.expect);
+        if let Err(e) = run.await {
+            failures.push(e);
+        }
+    }
+
+    // One bootstrap against the local AWS world: the reconciler's dry run reads the organization
+    // and the licenses through the SDK as deployed (HTTP client, credentials and endpoints from
+    // the environment), and queues nothing.
+    if let Some(world) = World::start_or_skip().await {
+        seed::seed(&world, &demo_spec()).await.unwrap();
+        let mut queues = Vec::new();
+        for name in ["onboarding", "backfill"] {
+            let created = world.sqs().create_queue().queue_name(name).send().await;
+            queues.push(created.unwrap().queue_url().unwrap().to_string());
+        }
+        let mut env = base_env("reconciler", &dead_endpoint);
+        env.extend(world.env_vars());
+        env.extend(
+            [
+                ("ALL_MARKETPLACE_LICENSES", "true"),
+                ("ONBOARDING_QUEUE_URL", queues[0].as_str()),
+                ("BACKFILL_QUEUE_URL", queues[1].as_str()),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        let event = json!({"dryRun": true});
+        let run = run_released(&release, &work, "reconciler", &env, &event, |a| match a {
+            Answer::Response { body, .. }
+                if body["dryRun"] == true
+                    && body["accountsListed"].as_u64() > Some(0)
+                    && body["enqueued"] == 0
+                    && body["apiCalls"]["organizations:ListRoots"] == 1 =>
+            {
+                Ok(())
             }
-        };
-        match verdict {
-            Ok(()) => eprintln!("{}: {answer:?}", case.binary),
-            Err(e) => failures.push(format!("{}: {e}\n--- its logs:\n{logs}", case.binary)),
+            other => Err(format!("expected a dry-run report, got {other:?}")),
+        });
+        if let Err(e) = run.await {
+            failures.push(format!("(local world) {e}"));
+        }
+        for url in &queues {
+            let left = world
+                .sqs()
+                .receive_message()
+                .queue_url(url)
+                .send()
+                .await
+                .unwrap();
+            assert!(left.messages().is_empty(), "a dry run queued {left:?}");
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Unzips `binary`'s bootstrap from the release, runs it with exactly `env` (and the runtime
+/// API's address) under a fresh runtime API holding `event`, and judges its one answer.
+async fn run_released(
+    release: &Path,
+    work: &Path,
+    binary: &str,
+    env: &[(String, String)],
+    event: &Value,
+    expect: fn(&Answer) -> Result<(), String>,
+) -> Result<(), String> {
+    // Per run: the reconciler runs twice, with different environments.
+    let dir = work.join(format!("{binary}-{}", env.len()));
+    std::fs::create_dir_all(&dir).unwrap();
+    unzip_to(&release.join(format!("{binary}.zip")), &dir);
+    let mut api = RuntimeApi::start().await;
+    let request_id = format!("00000000-0000-4000-8000-{:012}", binary.len());
+    api.push(&request_id, event.clone());
+    let log = dir.join("function.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut child = tokio::process::Command::new(dir.join("bootstrap"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Generous: a bound on a hang, not a measurement. A function that exits first (its
+    // configuration refused) has answered nothing.
+    let (answer, exited) = tokio::select! {
+        answer = api.answer(Duration::from_secs(60)) => (answer, None),
+        status = child.wait() => (None, status.ok()),
+    };
+    let _ = child.kill().await;
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    let verdict = match &answer {
+        None => Err(match exited {
+            Some(status) => format!("exited ({status}) without answering"),
+            None => "no answer within 60 s".to_string(),
+        }),
+        Some(a @ Answer::InitError { .. }) => Err(format!("initialization failed: {a:?}")),
+        Some(
+            a @ (Answer::Response { request_id: id, .. } | Answer::Error { request_id: id, .. }),
+        ) => {
+            if id == &request_id {
+                expect(a)
+            } else {
+                Err(format!("answered request {id}, not {request_id}"))
+            }
+        }
+    };
+    match verdict {
+        Ok(()) => {
+            eprintln!("{binary}: {answer:?}");
+            Ok(())
+        }
+        Err(e) => Err(format!("{binary}: {e}\n--- its logs:\n{logs}")),
+    }
 }
