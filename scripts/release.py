@@ -235,7 +235,8 @@ def release(root: Path, version: str, lambda_dir: Path, out: Path) -> Path:
     (dest / "RELEASE-NOTES.md").write_text(
         f"# ct-entitlements {version} ({arch})\n\n"
         f"The functions in this release are built for {arch}; {template_name} defaults the\n"
-        f"Architecture parameter to {arch}. Deploy it as docs/deploy.md says.\n\n"
+        f"Architecture parameter to {arch}. docs/deploy.md in the repository says how to deploy it\n"
+        "and how to roll back.\n\n"
         + notes.replace(f"## {version}", f"## Changes in {version}", 1),
         encoding="utf-8",
     )
