@@ -11,7 +11,8 @@ dist/ct-entitlements-<version>/:
   README.md             a copy (the template's AWS::ServerlessRepo::Application ReadmeUrl)
   SHA256SUMS            `sha256sum -c` format, every file above
 
-and dist/ct-entitlements-<version>-<arch>.tar.gz holding that directory. Zips and tarball are
+and dist/ct-entitlements-<version>-<arch>.tar.gz holding that directory (its checksum beside it,
+.tar.gz.sha256). Zips and tarball are
 deterministic (fixed timestamps, owners, modes and order), so two runs over the same bootstraps
 give the same checksums. <arch> is read from the bootstraps' ELF headers, never assumed.
 
@@ -247,6 +248,7 @@ def release(root: Path, version: str, lambda_dir: Path, out: Path) -> Path:
     (dest / "SHA256SUMS").write_text(sums, encoding="utf-8")
     tarball = out / f"ct-entitlements-{version}-{arch}.tar.gz"
     write_tarball(dest, tarball)
+    (out / f"{tarball.name}.sha256").write_text(f"{sha256(tarball)}  {tarball.name}\n")
     return dest
 
 
@@ -271,6 +273,8 @@ def main() -> int:
     for path in sorted(dest.iterdir()):
         print(f"{path.stat().st_size:>10}  {path}")
     print((dest / "SHA256SUMS").read_text(), end="")
+    for tarball in sorted(dest.parent.glob(f"{dest.name}-*.tar.gz.sha256")):
+        print(tarball.read_text(), end="")
     return 0
 
 
