@@ -14,14 +14,15 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # An end-to-end test that cannot start the local world fails here, as in CI (tests/src/world.rs).
 export CT_REQUIRE_WORLD := 1
 
-.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench scale clean soak readings structure
+.PHONY: help venv demo test lint fmt-check clippy unit package sam-build bench scale clean soak readings structure release
 
 help:
 	@echo "make demo     run account-lifecycle locally against an emulated AWS organization"
 	@echo "make test     formatting, lints and every test (unit, emulator, end-to-end)"
 	@echo "make lint     cfn-lint, sam validate --lint and checkov on template.yaml (part of make test)"
 	@echo "make package  release build of the Lambda bootstraps (x86_64 here; see docs/deploy.md for arm64)"
-	@echo "make sam-build  sam build of an x86_64 copy of the template (what CI can build here)"
+	@echo "make sam-build  sam build for x86_64, Architecture=x86_64 (what CI can build here)"
+	@echo "make release VERSION=x.y.z  versioned artifacts in dist/ for a team without Rust (docs/deploy.md)"
 	@echo "make soak     reliability soak: faults through the queue path, then property tests at 20000 cases"
 	@echo "make readings  the emulator's readings of the undocumented x nine scenarios: the convergence matrix (issue 17)"
 	@echo "make scale    organization scale: 10,000 accounts (SCALE_ACCOUNTS), 50 OUs, mixed distribution modes"
@@ -90,11 +91,22 @@ package: venv
 	cargo lambda build --release --x86-64 --bin account-lifecycle --bin reconciler --bin org-bootstrap --bin catalog-provisioning --bin account-vending --bin notifier
 	@ls -l target/lambda/*/bootstrap
 
-# The template targets arm64; these machines build x86_64 only (docs/deploy.md).
+# The template's Architecture parameter defaults to arm64; these machines build x86_64 only
+# (docs/deploy.md). sam build reads Globals' Architectures through the parameter override.
 sam-build: venv $(LINT_VENV)/.installed
-	sed 's/Architectures: \[arm64\]/Architectures: [x86_64]/' template.yaml > .template.x86_64.yaml
-	$(LINT_VENV)/bin/sam build --no-cached --template-file .template.x86_64.yaml --build-dir .aws-sam/build
+	$(LINT_VENV)/bin/sam build --no-cached --template-file template.yaml --parameter-overrides Architecture=x86_64 --build-dir .aws-sam/build
 	@ls -l .aws-sam/build/*/bootstrap
+
+# A release a team deploys without Rust (docs/deploy.md): dist/ct-entitlements-$(VERSION)/ holds
+# each function's zipped bootstrap, a template pointing at the zips, RELEASE-NOTES.md (the
+# CHANGELOG entry) and SHA256SUMS; dist/ct-entitlements-$(VERSION)-<arch>.tar.gz holds the
+# directory. VERSION must be Cargo.toml's workspace version and have a CHANGELOG.md entry
+# (checked before building). Deterministic: the same bootstraps give the same checksums.
+release:
+	@test -n "$(VERSION)" || { echo "usage: make release VERSION=x.y.z (Cargo.toml's workspace version)" >&2; exit 2; }
+	python3 scripts/release.py --check $(VERSION)
+	$(MAKE) --no-print-directory package
+	python3 scripts/release.py $(VERSION)
 
 # Benchmarks, not tests: never part of `make test` or CI; fails only when a run errors.
 # Prints every figure with its ratio and writes target/bench/report.json (docs/performance.md).
@@ -118,4 +130,4 @@ structure:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) $(LINT_VENV) $(CHECKOV_VENV) $(BENCH_VENV) .aws-sam .template.x86_64.yaml
+	rm -rf $(VENV) $(LINT_VENV) $(CHECKOV_VENV) $(BENCH_VENV) .aws-sam .template.x86_64.yaml dist
