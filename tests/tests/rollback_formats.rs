@@ -226,7 +226,7 @@ async fn the_report_keeps_every_field_of_each_release() {
         &std::fs::read_to_string(workspace_root().join("events/create-failed.json")).unwrap(),
     )
     .unwrap();
-    let report = shared::handler::handle(&engine, event).await.unwrap();
+    let report = account_lifecycle::handle(&engine, event).await.unwrap();
     let mut today = BTreeSet::new();
     key_paths(&report, "", &mut today);
     for version in VERSIONS {
