@@ -1,7 +1,11 @@
 //! The configuration document: the license selection (licenses, OU rules, distribution modes,
-//! target OUs, account tag filter, licenses tag key) as one JSON object, read from one version
-//! of an S3 object instead of the selection's environment variables, which Lambda caps at 4 KB
-//! for all of a function's variables together.
+//! target OUs, account tag filter) as one JSON object, read from one version of an S3 object
+//! instead of the selection's environment variables, which Lambda caps at 4 KB for all of a
+//! function's variables together.
+//!
+//! The licenses tag key (`LICENSES_TAG_KEY`) stays a variable: it is one short value that does
+//! not grow with the organization, and account-vending, which reads no document, tags new
+//! accounts with it.
 //!
 //! The document is checked by the validators the environment's selection goes through, so
 //! both accept the same values; errors name the field's path (`ouLicenseRules["ou-…"][2]`).
@@ -24,9 +28,6 @@ pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 /// Lambda's limit on a function's environment variables, all together (bytes).
 pub const LAMBDA_ENVIRONMENT_LIMIT: usize = 4096;
 
-/// The licenses tag key when the document does not name one (the template's default too).
-pub const DEFAULT_LICENSES_TAG_KEY: &str = "ct-entitlements:licenses";
-
 /// The environment variables the document replaces, with the value each has in the template
 /// when its parameter is left at its default. With a document, each must be unset (in a
 /// function's environment) or at this default (as a stack parameter).
@@ -38,7 +39,6 @@ pub const SELECTION_VARIABLES: &[(&str, &str)] = &[
     (LICENSE_DISTRIBUTION, ""),
     (TARGET_OUS, ""),
     (ACCOUNT_TAG_FILTER, ""),
-    (LICENSES_TAG_KEY, DEFAULT_LICENSES_TAG_KEY),
 ];
 
 /// The document's fields, in the order they are checked.
@@ -49,7 +49,6 @@ const FIELDS: &[&str] = &[
     "ouLicenseRules",
     "targetOus",
     "accountTagFilter",
-    "licensesTagKey",
     "licenseDistribution",
 ];
 
@@ -82,7 +81,6 @@ pub struct Summary {
     pub distribution_modes: usize,
     pub target_ous: usize,
     pub account_tag_filter: Option<String>,
-    pub licenses_tag_key: Option<String>,
 }
 
 /// Checks a configuration document's text as the functions read it, without any AWS call.
@@ -121,7 +119,8 @@ impl Document {
             ou_rules: ou_rules(fields.get("ouLicenseRules"))?,
             target_ous: target_ous(fields.get("targetOus"))?,
             account_tag_filter: account_tag_filter(fields.get("accountTagFilter"))?,
-            licenses_tag_key: licenses_tag_key(fields.get("licensesTagKey"))?,
+            // The environment's (`LICENSES_TAG_KEY`), set by the reader.
+            licenses_tag_key: None,
         };
         let items = distribution_items(fields.get("licenseDistribution"))?;
         let distribution = modes::distribution(items, &selected, &NAMES)?;
@@ -149,7 +148,6 @@ impl Document {
                 .account_tag_filter
                 .as_ref()
                 .map(|(k, v)| format!("{k}={v}")),
-            licenses_tag_key: s.licenses_tag_key.clone(),
         }
     }
 }
@@ -292,19 +290,6 @@ fn account_tag_filter(value: Option<&Value>) -> Result<Option<(String, String)>,
         ));
     }
     Ok(Some((key, text("value")?)))
-}
-
-/// `licensesTagKey`: absent gives [`DEFAULT_LICENSES_TAG_KEY`]; an empty string turns it off.
-fn licenses_tag_key(value: Option<&Value>) -> Result<Option<String>, Error> {
-    match value {
-        None => Ok(Some(DEFAULT_LICENSES_TAG_KEY.to_string())),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
-        Some(other) => Err(Error::Config(format!(
-            "licensesTagKey: expected a string (\"\" turns it off), got {}",
-            describe(other)
-        ))),
-    }
 }
 
 /// `licenseDistribution`: license (SKU or ARN) → `account`, `organization` or `ou`.

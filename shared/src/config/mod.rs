@@ -157,7 +157,9 @@ impl Config {
         let (selected, distribution) = match document {
             Some(document) => {
                 document::refuse_selection_variables(&env)?;
-                (document.selected.clone(), document.distribution.clone())
+                let mut selected = document.selected.clone();
+                selected.licenses_tag_key = env.get(vars::LICENSES_TAG_KEY);
+                (selected, document.distribution.clone())
             }
             None => {
                 let selected = Selected::parse(&env, require_selection)?;

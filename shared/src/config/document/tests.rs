@@ -19,11 +19,14 @@ fn a_full_document_reads_like_the_environment() {
             "ouLicenseRules": {{"{OU_A}": ["sku-b"], "{OU_B}": []}},
             "licenseDistribution": {{"sku-a": "account"}},
             "targetOus": ["{OU_A}"],
-            "accountTagFilter": {{"key": " env ", "value": "prod"}},
-            "licensesTagKey": "licenses"}}"#
+            "accountTagFilter": {{"key": " env ", "value": "prod"}}}}"#
     );
     let doc = Document::parse(&text).expect("valid");
-    let from_doc = crate::Config::from_lookup_with_document(|_| None, Some(&doc)).expect("valid");
+    let from_doc = crate::Config::from_lookup_with_document(
+        |k| (k == "LICENSES_TAG_KEY").then(|| "licenses".to_string()),
+        Some(&doc),
+    )
+    .expect("valid");
     let env: BTreeMap<&str, String> = BTreeMap::from([
         ("LICENSE_ARNS", ARN.to_string()),
         ("PRODUCT_SKUS", "sku-a".to_string()),
@@ -56,17 +59,22 @@ fn a_full_document_reads_like_the_environment() {
 }
 
 #[test]
-fn defaults_of_a_minimal_document() {
+fn a_minimal_document_and_the_licenses_tag_key_of_the_environment() {
     let doc = Document::parse(r#"{"version": 1, "allMarketplaceLicenses": true}"#).expect("ok");
     assert_eq!(doc.selected.selection, Selection::AllMarketplace);
+    let config = crate::Config::from_lookup_with_document(
+        |k| (k == "LICENSES_TAG_KEY").then(|| "ct-entitlements:licenses".to_string()),
+        Some(&doc),
+    )
+    .expect("the tag key is no selection variable");
     assert_eq!(
-        doc.selected.licenses_tag_key.as_deref(),
-        Some(DEFAULT_LICENSES_TAG_KEY),
-        "the template parameter's default"
+        config.licenses_tag_key.as_deref(),
+        Some("ct-entitlements:licenses")
     );
-    let off =
-        Document::parse(r#"{"version": 1, "licenses": ["s"], "licensesTagKey": ""}"#).expect("ok");
-    assert_eq!(off.selected.licenses_tag_key, None);
+    assert!(
+        refused(r#"{"version": 1, "licenses": ["s"], "licensesTagKey": "k"}"#)
+            .starts_with("\"licensesTagKey\": unknown field")
+    );
 }
 
 #[test]
@@ -133,10 +141,6 @@ fn errors_name_the_field_path() {
         (
             r#"{"version": 1, "licenses": ["s"], "accountTagFilter": {"key": "k", "value": "v", "op": "="}}"#.to_string(),
             "accountTagFilter.op: unknown field",
-        ),
-        (
-            r#"{"version": 1, "licenses": ["s"], "licensesTagKey": 7}"#.to_string(),
-            "licensesTagKey: expected a string",
         ),
         (
             r#"{"version": 1, "licenses": ["s"], "licenseDistribution": {"s": "org"}}"#.to_string(),
