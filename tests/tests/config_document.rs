@@ -11,6 +11,7 @@ mod common;
 
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use common::{setup, LocalMembers};
+use local_world::lambda::{workspace_root, LambdaEmulator};
 use local_world::receiver::Receiver;
 use local_world::seed::{self, demo_spec};
 use org_bootstrap::check::CheckApp;
@@ -273,6 +274,77 @@ async fn an_unversioned_or_missing_document_is_refused_with_s3s_reason() {
         body["Reason"].as_str().unwrap().contains("NoSuchBucket"),
         "{body}"
     );
+    s.world.shutdown().await.unwrap();
+}
+
+/// The compiled account-lifecycle binary under the Lambda runtime emulator, configured as the
+/// template configures it on the document path: it reads the pinned version from S3 at cold
+/// start and applies its OU rule.
+#[tokio::test]
+async fn the_binary_reads_the_pinned_document_at_cold_start() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let s3 = s3(&s.world);
+    bucket(&s3, BUCKET, true).await;
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let arn = |sku: &str| s.org.license(sku).unwrap().arn.clone();
+    let document = json!({
+        "version": 1,
+        "licenses": ["prod-demo-analytics"],
+        "ouLicenseRules": {&workloads: [arn("prod-demo-firewall"), arn("prod-demo-observability")]},
+    })
+    .to_string();
+    let version = put(&s3, BUCKET, &document).await.unwrap();
+    let mut env = s.world.env_vars();
+    env.extend(
+        [
+            ("AWS_ENDPOINT_URL_S3", s.world.moto_url()),
+            ("CONFIG_DOCUMENT", &format!("s3://{BUCKET}/{KEY}")),
+            ("CONFIG_DOCUMENT_VERSION", &version),
+            ("ONBOARDING_QUEUE_URL", &s.queue_url),
+            ("RECHECK_DELAY_SECONDS", "0"),
+            ("LICENSES_TAG_KEY", "ct-entitlements:licenses"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    let lambda = match LambdaEmulator::start(&env, Duration::from_secs(900)).await {
+        Ok(l) => l,
+        Err(e) if !local_world::world::in_ci() => {
+            eprintln!("SKIPPED the_binary_reads_the_pinned_document_at_cold_start: {e}");
+            return;
+        }
+        Err(e) => panic!("cargo lambda watch did not start: {e}"),
+    };
+    let account = s.org.account("workload-prod").unwrap();
+    let event = s.create_event(&account.id, &workloads);
+    let dir = std::env::temp_dir().join(format!("ct-config-document-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("create-managed-account.json");
+    std::fs::write(&file, serde_json::to_vec(&event).unwrap()).unwrap();
+    assert!(workspace_root().join("events").is_dir());
+    let out = lambda.invoke("account-lifecycle", &file).await.unwrap();
+    assert!(out.ok, "invoke failed: {}\n{}", out.raw, lambda.log_text());
+    let mut held: Vec<String> = out.output["licenses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["licenseArn"].as_str().unwrap().to_string())
+        .collect();
+    held.sort();
+    let mut ruled = vec![arn("prod-demo-firewall"), arn("prod-demo-observability")];
+    ruled.sort();
+    assert_eq!(
+        held, ruled,
+        "the OU rule of the document decides: {:#}",
+        out.output
+    );
+    assert!(
+        lambda.log_text().contains("configuration document read"),
+        "{}",
+        lambda.log_text()
+    );
+    lambda.stop();
     s.world.shutdown().await.unwrap();
 }
 
