@@ -163,6 +163,14 @@ fn errors_name_the_field_path() {
             "licenseDistribution: product SKU s is in organization mode, which reaches every account, but targetOus narrows",
         ),
         (
+            format!(r#"{{"version": 1, "licenses": ["s"], "ouLicenseRules": {{"{OU_A}": ["s"], "{OU_A}": []}}}}"#),
+            "configuration document: duplicate key \"ou-ab12-aaaaaaaa\" at line 1 column",
+        ),
+        (
+            r#"{"version": 1, "version": 1, "licenses": ["s"]}"#.to_string(),
+            "configuration document: duplicate key \"version\"",
+        ),
+        (
             format!(r#"{{"version": 1, "licenses": ["{long}"]}}"#),
             "licenses[0]: \"xxxx",
         ),
