@@ -300,3 +300,33 @@ fn the_environment_limit_is_4096_bytes_inclusive() {
     let quoted = BTreeMap::from([("A".to_string(), "\"".to_string())]);
     assert_eq!(environment_size(&quoted), 10);
 }
+
+proptest::proptest! {
+    /// Any text is read or refused as a configuration error; never a panic.
+    #[test]
+    fn any_text_is_read_or_refused(text in "\\PC{0,300}") {
+        match Document::parse(&text) {
+            Ok(_) | Err(Error::Config(_)) => {}
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+
+    /// A valid document with one character changed anywhere: read or refused as a
+    /// configuration error naming where, never a panic.
+    #[test]
+    fn a_valid_document_with_one_character_changed(at in 0usize..400, with in proptest::sample::select(vec!['"', '{', '}', '[', ']', ',', ':', '1', 'x', ' ', '\\', '-'])) {
+        let text = format!(
+            r#"{{"version": 1, "licenses": ["sku-a", "{ARN}"], "ouLicenseRules": {{"{OU_A}": ["sku-a"]}}, "licenseDistribution": {{"sku-a": "account"}}, "targetOus": ["{OU_B}"], "accountTagFilter": {{"key": "k", "value": "v"}}}}"#
+        );
+        Document::parse(&text).expect("the base document is valid");
+        let mut chars: Vec<char> = text.chars().collect();
+        let at = at % chars.len();
+        chars[at] = with;
+        let changed: String = chars.into_iter().collect();
+        match Document::parse(&changed) {
+            Ok(_) => {}
+            Err(Error::Config(msg)) => proptest::prop_assert!(!msg.is_empty() && msg.len() < 600, "{}", msg),
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
