@@ -330,3 +330,75 @@ proptest::proptest! {
         }
     }
 }
+
+/// The cold-start loader refuses what it can before reading the document: an SDK pointed at a
+/// closed loopback port shows whether it tried (an `s3` error) or not (a configuration error).
+#[tokio::test]
+async fn the_loader_refuses_what_it_can_without_reading() {
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .endpoint_url("http://127.0.0.1:9")
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new("a", "b", None, None, "test"),
+            ),
+        )
+        .retry_config(aws_config::retry::RetryConfig::disabled())
+        .build();
+    let doc = ("CONFIG_DOCUMENT", "s3://bucket-x/c.json");
+    let version = ("CONFIG_DOCUMENT_VERSION", "v1");
+    let load = |pairs: Vec<(&'static str, &'static str)>| {
+        let sdk = sdk.clone();
+        async move {
+            let map: BTreeMap<&str, &str> = pairs.into_iter().collect();
+            crate::config::load(|k| map.get(k).map(|v| v.to_string()), &sdk).await
+        }
+    };
+    for (pairs, starts) in [
+        (
+            vec![doc, version, ("LICENSE_ARNS", ARN)],
+            "CONFIG_DOCUMENT and LICENSE_ARNS are both set",
+        ),
+        (
+            vec![doc],
+            "CONFIG_DOCUMENT_VERSION: required with CONFIG_DOCUMENT",
+        ),
+        (
+            vec![version, ("PRODUCT_SKUS", "s")],
+            "CONFIG_DOCUMENT_VERSION: set without CONFIG_DOCUMENT",
+        ),
+        (
+            vec![doc, ("CONFIG_DOCUMENT_VERSION", "null")],
+            "CONFIG_DOCUMENT_VERSION: \"null\"",
+        ),
+        (
+            vec![doc, version, ("RECHECK_DELAY_SECONDS", "901")],
+            "RECHECK_DELAY_SECONDS",
+        ),
+    ] {
+        match load(pairs.clone()).await {
+            Err(Error::Config(msg)) => assert!(msg.starts_with(starts), "{pairs:?}: {msg}"),
+            other => panic!("{pairs:?}: {other:?}"),
+        }
+    }
+    // Without a document the environment path needs no SDK at all.
+    load(vec![("PRODUCT_SKUS", "s")])
+        .await
+        .expect("environment path");
+    // A valid environment does try the read: S3's failure, classified as such.
+    match load(vec![doc, version]).await {
+        Err(Error::Aws {
+            service: "s3",
+            operation: "GetObject",
+            message,
+            ..
+        }) => {
+            assert!(
+                message.contains("s3://bucket-x/c.json (version \"v1\")"),
+                "{message}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+}
