@@ -36,6 +36,8 @@ pub const ACCOUNT_LIFECYCLE: &[&str] = &[
     "license-manager:DeleteGrant",
     "sqs:SendMessage",
     "sqs:SendMessageBatch",
+    // The configuration document's pinned version, read at cold start when one is set.
+    "s3:GetObjectVersion",
 ];
 
 /// reconciler, with its own role.
@@ -59,9 +61,12 @@ pub const RECONCILER: &[&str] = &[
     "sqs:SendMessage",
     // A change-event record to deliver again comes back in seconds.
     "sqs:ChangeMessageVisibilityBatch",
+    // The configuration document's pinned version, read at cold start when one is set.
+    "s3:GetObjectVersion",
 ];
 
-/// org-bootstrap (custom resource at deploy, management account), with its own role.
+/// org-bootstrap (the stack's custom resources at deploy: the organization set-up, in the
+/// management account, and the configuration check), with its own role.
 pub const ORG_BOOTSTRAP: &[&str] = &[
     "organizations:ListAWSServiceAccessForOrganization",
     "organizations:EnableAWSServiceAccess",
@@ -71,6 +76,8 @@ pub const ORG_BOOTSTRAP: &[&str] = &[
     "license-manager:UpdateServiceSettings",
     "iam:ListRoles",
     "iam:CreateServiceLinkedRole",
+    // The configuration check reads the document's version it is given.
+    "s3:GetObjectVersion",
 ];
 
 /// catalog-provisioning (Custom::MarketplaceEntitlement, Custom::MarketplacePortfolioShare),
@@ -92,6 +99,8 @@ pub(crate) const CATALOG_PROVISIONING: &[&str] = &[
     "servicecatalog:DeletePortfolioShare",
     "servicecatalog:DescribePortfolioShareStatus",
     "sqs:SendMessage",
+    // The configuration document's pinned version, read at cold start when one is set.
+    "s3:GetObjectVersion",
 ];
 
 /// account-vending, with its own role. (Control Tower also requires Account Factory requesters

@@ -195,3 +195,53 @@ fn docs_document_the_launch_bounds_security_and_the_member_role_default() {
         "the README links docs/security.md before docs/service-catalog.md"
     );
 }
+
+/// The reserved concurrency the README and docs/deploy.md state (and the quota it needs, 100
+/// more: Lambda keeps 100 unreserved) is the template's: every function's
+/// `ReservedConcurrentExecutions`, a parameter's default where it is a `!Ref`.
+#[test]
+fn docs_state_the_templates_reserved_concurrency() {
+    let t = template();
+    let mut total = 0;
+    let mut functions = 0;
+    for (name, resource) in t["Resources"].as_mapping().unwrap() {
+        let reserved = &resource["Properties"]["ReservedConcurrentExecutions"];
+        let n = match reserved {
+            Value::Number(n) => n.as_u64().unwrap(),
+            Value::Tagged(tag) if tag.tag == "!Ref" => {
+                let param = tag.value.as_str().unwrap();
+                let default = &t["Parameters"][param]["Default"];
+                default
+                    .as_u64()
+                    .or_else(|| default.as_str().and_then(|s| s.parse().ok()))
+                    .unwrap_or_else(|| panic!("{param} has no numeric default"))
+            }
+            Value::Null => continue,
+            other => panic!("{name:?}: ReservedConcurrentExecutions {other:?}"),
+        };
+        total += n;
+        functions += 1;
+    }
+    assert!(functions >= 7, "{functions} functions reserve concurrency");
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let deploy = doc("deploy.md")
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(
+        readme.contains(&format!("functions reserve {total} concurrent executions"))
+            && readme.contains(&format!("must be at least {}", total + 100)),
+        "README: not {total} / {}",
+        total + 100
+    );
+    assert!(
+        deploy.contains(&format!("{total} by default"))
+            && deploy.contains(&format!("must be at least {}", total + 100)),
+        "docs/deploy.md: not {total} / {}",
+        total + 100
+    );
+}

@@ -1,19 +1,20 @@
 //! account-lifecycle: entitles each account Control Tower vends (or that a re-check or backfill
 //! names) to the configured AWS Marketplace licenses. `main` only wires: logging, configuration
-//! (validated once, no AWS call), one SDK config and its clients, then the handler.
+//! (validated once; the configuration document, when set, read once), one SDK config and its clients, then the handler.
 
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use shared::function::FunctionError;
-use shared::{Clients, Config, Engine};
+use shared::{Clients, Engine};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init("account-lifecycle");
-    let config =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk_config = shared::clients::load_sdk_config().await;
+    let config = shared::config::load(|k| std::env::var(k).ok(), &sdk_config)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let clients = Clients::from_sdk_config(&sdk_config, &config.license_home_region);
     let engine = Arc::new(Engine::new(config, clients));
 

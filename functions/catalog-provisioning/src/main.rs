@@ -8,19 +8,20 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::value::RawValue;
 use shared::custom_resource::deadline_instant_or;
 use shared::function::FunctionError;
-use shared::{Clients, Config, Engine};
+use shared::{Clients, Engine};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init("catalog-provisioning");
-    let shared_config = Config::from_env_per_request()
-        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let config = CatalogConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let responder = Responder::new(config.allow_local_response_url);
     let fallback = config.deadline_fallback;
     let sdk_config = shared::clients::load_sdk_config().await;
+    let shared_config = shared::config::load_per_request(|k| std::env::var(k).ok(), &sdk_config)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let clients = Clients::from_sdk_config(&sdk_config, &shared_config.license_home_region);
     let stacks =
         StackReader::from_sdk_config(&sdk_config, &shared_config.execution_role_name, None);

@@ -1,6 +1,9 @@
 //! The org-bootstrap custom resource: Create/Update run the idempotent bootstrap and answer
 //! with what changed; Delete changes nothing (trusted access and integration stay on). It always
 //! answers CloudFormation before the deadline — on success, on error, on bad input, on panic.
+//! The same function answers the stack's configuration check ([`check`]).
+
+pub mod check;
 
 use futures::FutureExt;
 use serde_json::Value;
@@ -32,21 +35,54 @@ pub struct App {
 /// The work is bounded by the Lambda `deadline` and by the request's `ServiceTimeout` (both
 /// minus [`SAFETY_MARGIN`]); whatever happens, an answer is PUT before the deadline.
 pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Value, Error> {
+    answer_request(
+        &app.responder,
+        payload,
+        deadline,
+        Work {
+            what: "organization set-up",
+            physical_id: PHYSICAL_ID,
+        },
+        |payload, target| async move { respond(app, &payload, &target).await },
+    )
+    .await
+}
+
+/// What a resource's work is called in a timeout's message, and its physical id.
+pub(crate) struct Work {
+    pub(crate) what: &'static str,
+    pub(crate) physical_id: &'static str,
+}
+
+/// Answers one custom-resource request with what `work` responds (FAILED on a bad
+/// `ServiceTimeout`, a panic, or the deadline); returns the response it sent.
+pub(crate) async fn answer_request<F, Fut>(
+    responder: &Responder,
+    payload: Value,
+    deadline: Instant,
+    kind: Work,
+    work: F,
+) -> Result<Value, Error>
+where
+    F: FnOnce(Value, Target) -> Fut,
+    Fut: std::future::Future<Output = Response>,
+{
     let target = Target::from_request(&payload)?;
-    app.responder
-        .validate_for(&target.response_url, &target.stack_id)?;
+    responder.validate_for(&target.response_url, &target.stack_id)?;
     let started = Instant::now();
+    let physical = |target: &Target| {
+        target
+            .physical_resource_id
+            .clone()
+            .unwrap_or_else(|| kind.physical_id.to_string())
+    };
     let properties = payload
         .get("ResourceProperties")
         .cloned()
         .unwrap_or(Value::Null);
     let (response, timeout) = match service_timeout(&properties) {
         Err(e) => (
-            Some(Response::failed(
-                &target,
-                physical_id(&target),
-                e.to_string(),
-            )),
+            Some(Response::failed(&target, physical(&target), e.to_string())),
             None,
         ),
         Ok(t) => (None, Some(t)),
@@ -59,7 +95,7 @@ pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Valu
                 .map(|t| started + t.saturating_sub(SAFETY_MARGIN.min(t / 2)))
                 .unwrap_or(by_deadline);
             let work_until = by_deadline.min(by_timeout);
-            let work = AssertUnwindSafe(respond(app, &payload, &target)).catch_unwind();
+            let work = AssertUnwindSafe(work(payload, target.clone())).catch_unwind();
             match tokio::time::timeout_at(work_until, work).await {
                 Ok(Ok(response)) => response,
                 Ok(Err(panic)) => {
@@ -71,7 +107,7 @@ pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Valu
                     tracing::error!(panic = %what, "org-bootstrap panicked");
                     Response::failed(
                         &target,
-                        physical_id(&target),
+                        physical(&target),
                         format!("internal error (panic): {what}"),
                     )
                 }
@@ -86,14 +122,14 @@ pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Valu
                     };
                     Response::failed(
                         &target,
-                        physical_id(&target),
-                        format!("organization set-up did not finish before {limit}; it is idempotent, so retry the stack operation"),
+                        physical(&target),
+                        format!("{} did not finish before {limit}; it is idempotent, so retry the stack operation", kind.what),
                     )
                 }
             }
         }
     };
-    app.responder
+    responder
         .put(&target.response_url, &response.body(), deadline)
         .await?;
     serde_json::to_value(&response).map_err(|e| Error::InvalidInput(e.to_string()))

@@ -1,6 +1,8 @@
-//! org-bootstrap: the custom resource that sets up the organization at deploy. `main` only wires.
+//! org-bootstrap: the custom resources of the stack itself, the organization set-up and the
+//! configuration check, told apart by `ResourceType`. `main` only wires.
 
 use lambda_runtime::{service_fn, LambdaEvent};
+use org_bootstrap::check::{self, CheckApp};
 use org_bootstrap::{handle, App};
 use serde_json::Value;
 use shared::custom_resource::{deadline_fallback_from_env, deadline_instant_or, Responder};
@@ -25,13 +27,23 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         iam: aws_sdk_iam::Client::new(&sdk_config),
         responder: Responder::new(allow_local),
     });
+    let check_app = Arc::new(CheckApp {
+        s3: aws_sdk_s3::Client::new(&sdk_config),
+        responder: Responder::new(allow_local),
+    });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let app = app.clone();
+        let (app, check_app) = (app.clone(), check_app.clone());
         let deadline = deadline_instant_or(event.context.deadline, fallback);
         async move {
-            handle(&app, event.payload, deadline)
-                .await
-                .map_err(FunctionError)
+            let is_check = event.payload.get("ResourceType").and_then(Value::as_str)
+                == Some(check::RESOURCE_TYPE);
+            // Boxed: the two handlers' futures are deep types, kept out of this one's layout.
+            let answered = if is_check {
+                Box::pin(check::handle(&check_app, event.payload, deadline)).await
+            } else {
+                Box::pin(handle(&app, event.payload, deadline)).await
+            };
+            answered.map_err(FunctionError)
         }
     }))
     .await

@@ -6,17 +6,18 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use shared::function::FunctionError;
 use shared::reconcile::ReconcileConfig;
-use shared::{Clients, Config, Engine};
+use shared::{Clients, Engine};
 use std::sync::Arc;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init("reconciler");
-    let config =
-        Config::from_env().inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let reconcile_config = ReconcileConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk_config = shared::clients::load_sdk_config().await;
+    let config = shared::config::load(|k| std::env::var(k).ok(), &sdk_config)
+        .await
+        .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let clients = Clients::from_sdk_config(&sdk_config, &config.license_home_region);
     let engine = Arc::new(Engine::new(config, clients));
     let reconcile_config = Arc::new(reconcile_config);

@@ -9,6 +9,7 @@
 mod iam;
 mod license_manager;
 mod organizations;
+mod s3;
 mod sqs;
 mod sts;
 
@@ -40,6 +41,7 @@ pub(crate) use organizations::MemberInfo;
 pub use organizations::{
     account_tags, describe_organization, list_accounts_under, ListedAccount, OrgInfo,
 };
+pub use s3::read_document;
 pub(crate) use sqs::change_visibility;
 pub(crate) use sqs::send_batch;
 pub(crate) use sqs::send_coalesced;

@@ -5,7 +5,12 @@
 //! share), `selection` the license selection, OU rules and tag settings, `modes` the
 //! distribution modes, `grants` the grant settings, `runtime` queues, limits and timings, and
 //! [`vars`] names the variables. This file holds [`Config`] and runs the steps in order.
+//!
+//! The selection can come from a configuration document instead ([`document`]: one version of
+//! an S3 object, named by `CONFIG_DOCUMENT` and `CONFIG_DOCUMENT_VERSION`); [`load`] reads it
+//! once per container, at cold start.
 
+pub mod document;
 mod env;
 mod grants;
 mod modes;
@@ -13,6 +18,7 @@ mod runtime;
 mod selection;
 pub mod vars;
 
+pub use document::{check_document, Document, DocumentSource, Summary};
 pub(crate) use env::parse_queue_url;
 pub use env::{parse_bool, parse_num};
 pub use grants::{OverrideBehavior, ALLOWED_OPERATIONS};
@@ -119,18 +125,51 @@ impl Config {
         Self::parse(lookup, false)
     }
 
-    /// Parses every setting. The steps run in a fixed order, so that of several bad settings
-    /// the same one is always reported: the selection (with OU rules, target OUs and tags),
-    /// the distribution modes, the grant settings, the queues, the stack's own account, then
-    /// the dry-run switch, limits and timings.
+    /// Reads configuration through `lookup` with the selection from `document` (parsed by
+    /// [`Document::parse`]) when given: the environment's selection variables must then be
+    /// unset. Without a document it is [`Config::from_lookup`]. No AWS call: the document's
+    /// text is read by [`load`] (in a function) or by the caller (the CLI).
+    pub fn from_lookup_with_document(
+        lookup: impl Fn(&str) -> Option<String>,
+        document: Option<&Document>,
+    ) -> Result<Self, Error> {
+        Self::parse_with(lookup, true, document)
+    }
+
     fn parse(
         lookup: impl Fn(&str) -> Option<String>,
         require_selection: bool,
     ) -> Result<Self, Error> {
+        Self::parse_with(lookup, require_selection, None)
+    }
+
+    /// Parses every setting. The steps run in a fixed order, so that of several bad settings
+    /// the same one is always reported: the selection (with OU rules, target OUs and tags),
+    /// the distribution modes, the grant settings, the queues, the stack's own account, then
+    /// the dry-run switch, limits and timings. With a `document`, the selection and the
+    /// distribution modes are the document's.
+    fn parse_with(
+        lookup: impl Fn(&str) -> Option<String>,
+        require_selection: bool,
+        document: Option<&Document>,
+    ) -> Result<Self, Error> {
         let env = Env::new(&lookup);
-        let selected = Selected::parse(&env, require_selection)?;
-        let distribution =
-            modes::parse_distribution(env.get(vars::LICENSE_DISTRIBUTION).as_deref(), &selected)?;
+        let (selected, distribution) = match document {
+            Some(document) => {
+                document::refuse_selection_variables(&env)?;
+                let mut selected = document.selected.clone();
+                selected.licenses_tag_key = env.get(vars::LICENSES_TAG_KEY);
+                (selected, document.distribution.clone())
+            }
+            None => {
+                let selected = Selected::parse(&env, require_selection)?;
+                let distribution = modes::parse_distribution(
+                    env.get(vars::LICENSE_DISTRIBUTION).as_deref(),
+                    &selected,
+                )?;
+                (selected, distribution)
+            }
+        };
         let grants = Grants::parse(&env)?;
         let queues = Queues::parse(&env)?;
         let self_account_id = runtime::self_account_id(&env)?;
@@ -182,6 +221,55 @@ impl Config {
             self_account_id,
         }
     }
+}
+
+/// Loads a deciding function's configuration at cold start: from the environment (`lookup`),
+/// and, when `CONFIG_DOCUMENT` names one, from the configuration document's pinned version,
+/// read once with `sdk`'s credentials (a pinned version never changes, so the container never
+/// reads it again; a new document comes with a deploy, which replaces the containers).
+///
+/// Every setting the environment holds is checked before the document is read: a bad setting,
+/// or a selection set both ways, fails without any AWS call. A document S3 refuses to give is
+/// an [`Error::Aws`] (`s3:GetObject`, with S3's code, `AccessDenied` for one); a document that
+/// does not parse is an [`Error::Config`] naming the field.
+pub async fn load(
+    lookup: impl Fn(&str) -> Option<String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Config, Error> {
+    load_with(lookup, sdk, true).await
+}
+
+/// [`load`] for functions whose requests name their own licenses (no selection required).
+pub async fn load_per_request(
+    lookup: impl Fn(&str) -> Option<String>,
+    sdk: &aws_config::SdkConfig,
+) -> Result<Config, Error> {
+    load_with(lookup, sdk, false).await
+}
+
+async fn load_with(
+    lookup: impl Fn(&str) -> Option<String>,
+    sdk: &aws_config::SdkConfig,
+    require_selection: bool,
+) -> Result<Config, Error> {
+    let source = DocumentSource::from_env(&Env::new(&lookup))?;
+    let Some(source) = source else {
+        return Config::parse(lookup, require_selection);
+    };
+    // Everything but the selection first, and the selection set only once.
+    document::refuse_selection_variables(&Env::new(&lookup))?;
+    Config::parse(&lookup, false)?;
+    let s3 = aws_sdk_s3::Client::new(sdk);
+    let text = crate::aws::read_document(&s3, &source, &crate::report::CallLog::default()).await?;
+    let document = Document::parse(&text)?;
+    let config = Config::parse_with(&lookup, require_selection, Some(&document))?;
+    tracing::info!(
+        document = %source.url(),
+        version = %source.version_id,
+        summary = ?document.summary(),
+        "configuration document read"
+    );
+    Ok(config)
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! of a [`Config`].
 
 use super::env::split_list;
-use super::selection::{LicenseRef, Selected, Selection};
+use super::selection::{LicenseRef, Names, Selected, Selection, ENV_NAMES};
 use super::vars::*;
 use super::Config;
 use crate::error::{echo, Error};
@@ -65,23 +65,36 @@ impl Mode {
 }
 
 /// `LICENSE_DISTRIBUTION`: `<sku or license ARN>=<account|organization|ou>` items, separated
-/// by commas or spaces. Organization and OU grants reach accounts whatever their tags, so the
-/// settings that narrow a selection per account must agree with them: every conflict is an
-/// error naming both settings.
+/// by commas or spaces, checked by [`distribution`].
 pub(super) fn parse_distribution(
     raw: Option<&str>,
     selected: &Selected,
 ) -> Result<BTreeMap<LicenseRef, Mode>, Error> {
+    let items = split_list(raw)
+        .map(parse_item)
+        .collect::<Result<Vec<_>, _>>()?;
+    distribution(items, selected, &ENV_NAMES)
+}
+
+/// The distribution modes of `items`, each license at most one mode. Organization and OU
+/// grants reach accounts whatever their tags, so the settings that narrow a selection per
+/// account must agree with them: every conflict is an error naming both settings (as `names`
+/// calls them).
+pub(super) fn distribution(
+    items: Vec<(LicenseRef, Mode)>,
+    selected: &Selected,
+    names: &Names,
+) -> Result<BTreeMap<LicenseRef, Mode>, Error> {
     let mut out = BTreeMap::new();
-    for item in split_list(raw) {
-        let (license, mode) = parse_item(item)?;
+    for (license, mode) in items {
         if out.insert(license.clone(), mode).is_some_and(|m| m != mode) {
             return Err(Error::Config(format!(
-                "{LICENSE_DISTRIBUTION}: {license} is given two modes"
+                "{}: {license} is given two modes",
+                names.distribution
             )));
         }
         if mode.has_parent_grant() {
-            check_shared_grant(&license, mode, selected)?;
+            check_shared_grant(&license, mode, selected, names)?;
         }
     }
     Ok(out)
@@ -103,7 +116,12 @@ fn parse_item(item: &str) -> Result<(LicenseRef, Mode), Error> {
 /// An organization or OU grant (`mode`) for `license` must agree with the selection settings:
 /// the license is selected, no tag filter narrows it, and organization mode reaches exactly
 /// the accounts the selection does (OU mode: the selection names its OUs).
-fn check_shared_grant(license: &LicenseRef, mode: Mode, selected: &Selected) -> Result<(), Error> {
+fn check_shared_grant(
+    license: &LicenseRef,
+    mode: Mode,
+    selected: &Selected,
+    names: &Names,
+) -> Result<(), Error> {
     let Selected {
         selection,
         ou_rules,
@@ -111,6 +129,15 @@ fn check_shared_grant(license: &LicenseRef, mode: Mode, selected: &Selected) -> 
         account_tag_filter,
         ..
     } = selected;
+    let Names {
+        listed_all,
+        all_marketplace,
+        ou_rules: rules_name,
+        distribution: var,
+        target_ous: targets_name,
+        account_tag_filter: filter_name,
+        ..
+    } = names;
     let in_global = match selection {
         Selection::AllMarketplace => true,
         Selection::Listed(list) => list.contains(license),
@@ -119,12 +146,12 @@ fn check_shared_grant(license: &LicenseRef, mode: Mode, selected: &Selected) -> 
     let in_rules = ou_rules.values().any(|refs| refs.contains(license));
     if !in_global && !in_rules {
         return Err(Error::Config(format!(
-            "{LICENSE_DISTRIBUTION}: {license} is not selected ({LICENSE_ARNS}, {PRODUCT_SKUS}, {ALL_MARKETPLACE_LICENSES} or {OU_LICENSE_RULES})"
+            "{var}: {license} is not selected ({listed_all}, {all_marketplace} or {rules_name})"
         )));
     }
     if account_tag_filter.is_some() {
         return Err(Error::Config(format!(
-            "{LICENSE_DISTRIBUTION}: {license} is in {} mode, whose grants reach accounts whatever their tags; {ACCOUNT_TAG_FILTER} needs account mode",
+            "{var}: {license} is in {} mode, whose grants reach accounts whatever their tags; {filter_name} needs account mode",
             mode.as_str()
         )));
     }
@@ -132,24 +159,24 @@ fn check_shared_grant(license: &LicenseRef, mode: Mode, selected: &Selected) -> 
         Mode::Organization => {
             if !target_ous.is_empty() {
                 return Err(Error::Config(format!(
-                    "{LICENSE_DISTRIBUTION}: {license} is in organization mode, which reaches every account, but {TARGET_OUS} narrows the selection: use ou mode"
+                    "{var}: {license} is in organization mode, which reaches every account, but {targets_name} narrows the selection: use ou mode"
                 )));
             }
             if let Some((ou, _)) = ou_rules.iter().find(|(_, refs)| !refs.contains(license)) {
                 return Err(Error::Config(format!(
-                    "{LICENSE_DISTRIBUTION}: {license} is in organization mode, which reaches every account, but the {OU_LICENSE_RULES} rule for {ou} does not list it: list it there or use ou mode"
+                    "{var}: {license} is in organization mode, which reaches every account, but the {rules_name} rule for {ou} does not list it: list it there or use ou mode"
                 )));
             }
             if !in_global {
                 return Err(Error::Config(format!(
-                    "{LICENSE_DISTRIBUTION}: {license} is in organization mode but only {OU_LICENSE_RULES} select it: use ou mode"
+                    "{var}: {license} is in organization mode but only {rules_name} select it: use ou mode"
                 )));
             }
         }
         Mode::Ou => {
             if in_global && target_ous.is_empty() {
                 return Err(Error::Config(format!(
-                    "{LICENSE_DISTRIBUTION}: {license} is in ou mode but selected for every account (no {TARGET_OUS}): use organization mode, or name its OUs in {OU_LICENSE_RULES} or {TARGET_OUS}"
+                    "{var}: {license} is in ou mode but selected for every account (no {targets_name}): use organization mode, or name its OUs in {rules_name} or {targets_name}"
                 )));
             }
         }

@@ -64,6 +64,7 @@ pub enum Selection {
 }
 
 /// The selection settings, parsed (the fields of [`super::Config`] of the same names).
+#[derive(Debug, Clone)]
 pub(super) struct Selected {
     pub(super) selection: Selection,
     pub(super) ou_rules: BTreeMap<String, Vec<LicenseRef>>,
@@ -71,6 +72,31 @@ pub(super) struct Selected {
     pub(super) account_tag_filter: Option<(String, String)>,
     pub(super) licenses_tag_key: Option<String>,
 }
+
+/// What the selection settings are called where they were read: environment variables, or the
+/// fields of a configuration document. Errors name the setting as its reader wrote it.
+pub(super) struct Names {
+    /// The selection by name, for "set X or Y": `LICENSE_ARNS, PRODUCT_SKUS` or `licenses`.
+    pub(super) listed_all: &'static str,
+    /// The same, for "X or Y": `LICENSE_ARNS or PRODUCT_SKUS` or `licenses`.
+    pub(super) listed_any: &'static str,
+    pub(super) all_marketplace: &'static str,
+    pub(super) ou_rules: &'static str,
+    pub(super) distribution: &'static str,
+    pub(super) target_ous: &'static str,
+    pub(super) account_tag_filter: &'static str,
+}
+
+/// The environment's names.
+pub(super) const ENV_NAMES: Names = Names {
+    listed_all: "LICENSE_ARNS, PRODUCT_SKUS",
+    listed_any: "LICENSE_ARNS or PRODUCT_SKUS",
+    all_marketplace: ALL_MARKETPLACE_LICENSES,
+    ou_rules: OU_LICENSE_RULES,
+    distribution: LICENSE_DISTRIBUTION,
+    target_ous: TARGET_OUS,
+    account_tag_filter: ACCOUNT_TAG_FILTER,
+};
 
 impl Selected {
     /// Parses the selection settings, in this order: the selection, the OU rules, the target
@@ -116,37 +142,49 @@ fn selection(env: &Env<'_>, require_selection: bool) -> Result<Selection, Error>
         ALL_MARKETPLACE_LICENSES,
         false,
     )?;
+    choose(all, listed, require_selection, &ENV_NAMES)
+}
+
+/// The selection of `all` (every Marketplace license) or `listed`: one of them, not both; with
+/// neither, [`Selection::PerRequest`] unless `require_selection`.
+pub(super) fn choose(
+    all: bool,
+    listed: Vec<LicenseRef>,
+    require_selection: bool,
+    names: &Names,
+) -> Result<Selection, Error> {
+    let Names {
+        all_marketplace,
+        listed_all,
+        listed_any,
+        ..
+    } = names;
     match (all, listed.is_empty()) {
         (true, true) => Ok(Selection::AllMarketplace),
         (true, false) => Err(Error::Config(format!(
-            "{ALL_MARKETPLACE_LICENSES}=true cannot be combined with {LICENSE_ARNS} or {PRODUCT_SKUS}: choose one"
+            "{all_marketplace}=true cannot be combined with {listed_any}: choose one"
         ))),
         (false, false) => Ok(Selection::Listed(listed)),
         (false, true) if !require_selection => Ok(Selection::PerRequest),
         (false, true) => Err(Error::Config(format!(
-            "no licenses selected: set {LICENSE_ARNS}, {PRODUCT_SKUS} or {ALL_MARKETPLACE_LICENSES}=true"
+            "no licenses selected: set {listed_all} or {all_marketplace}=true"
         ))),
     }
 }
 
 /// `OU_LICENSE_RULES`: a JSON object from OU id to the licenses of accounts directly in it.
 fn ou_rules(env: &Env<'_>) -> Result<BTreeMap<String, Vec<LicenseRef>>, Error> {
-    let mut ou_rules = BTreeMap::new();
     let Some(raw) = env.get(OU_LICENSE_RULES) else {
-        return Ok(ou_rules);
+        return Ok(BTreeMap::new());
     };
     let parsed: BTreeMap<String, Vec<String>> = serde_json::from_str(&raw).map_err(|e| {
         Error::Config(format!(
             "{OU_LICENSE_RULES}: expected a JSON object {{\"ou-…\": [\"sku or license ARN\", …]}}: {e}"
         ))
     })?;
+    let mut ou_rules = BTreeMap::new();
     for (ou, refs) in parsed {
-        if !is_ou_id(&ou) {
-            return Err(Error::Config(format!(
-                "{OU_LICENSE_RULES}: {} is not an OU id (ou-xxxx-yyyyyyyy)",
-                echo(&ou)
-            )));
-        }
+        ou_id(&ou, OU_LICENSE_RULES)?;
         let refs = refs
             .iter()
             .map(|r| LicenseRef::parse(r, OU_LICENSE_RULES))
@@ -156,16 +194,25 @@ fn ou_rules(env: &Env<'_>) -> Result<BTreeMap<String, Vec<LicenseRef>>, Error> {
     Ok(ou_rules)
 }
 
+/// An OU id (the error names `var`).
+pub(super) fn ou_id(raw: &str, var: &str) -> Result<(), Error> {
+    if is_ou_id(raw) {
+        Ok(())
+    } else {
+        Err(Error::Config(format!(
+            "{var}: {} is not an OU id (ou-xxxx-yyyyyyyy)",
+            echo(raw)
+        )))
+    }
+}
+
 /// `TARGET_OUS`: OU ids.
 fn target_ous(env: &Env<'_>) -> Result<Vec<String>, Error> {
     let target_ous: Vec<String> = split_list(env.get(TARGET_OUS).as_deref())
         .map(str::to_string)
         .collect();
-    if let Some(bad) = target_ous.iter().find(|ou| !is_ou_id(ou)) {
-        return Err(Error::Config(format!(
-            "{TARGET_OUS}: {} is not an OU id (ou-xxxx-yyyyyyyy)",
-            echo(bad)
-        )));
+    for ou in &target_ous {
+        ou_id(ou, TARGET_OUS)?;
     }
     Ok(target_ous)
 }

@@ -28,3 +28,8 @@ pub const ASSUME_ROLE_BACKOFF_MS: &str = "ASSUME_ROLE_BACKOFF_MS";
 pub const SELF_ACCOUNT_ID: &str = "SELF_ACCOUNT_ID";
 /// Optional: the partition, when not the one of `AWS_REGION` (see [`crate::ids::partition_from`]).
 pub const AWS_PARTITION: &str = "AWS_PARTITION";
+/// Optional: `s3://bucket/key` of the configuration document that holds the selection
+/// (see [`crate::config::document`]); set, the selection variables above must be unset.
+pub const CONFIG_DOCUMENT: &str = "CONFIG_DOCUMENT";
+/// The S3 version id of [`CONFIG_DOCUMENT`] to read (required with it).
+pub const CONFIG_DOCUMENT_VERSION: &str = "CONFIG_DOCUMENT_VERSION";
