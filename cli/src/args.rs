@@ -78,6 +78,20 @@ pub enum Command {
     /// Queue an onboarding run on the backfill queue for each account short of an ACTIVE grant
     /// (named accounts: always), then follow those accounts until they are entitled
     Backfill(BackfillArgs),
+    /// The configuration document (docs/configuration.md): `config check FILE`
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Check a configuration document as the deploy-time check and the functions read it (no
+    /// AWS call): exit 0 and what it selects, or exit 2 and the parser's message
+    Check {
+        /// The JSON document (`-`: standard input)
+        #[arg(value_name = "FILE")]
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Args)]

@@ -40,7 +40,13 @@ impl Context {
             None => None,
         };
         let region = sdk.region().map(|r| r.to_string());
-        let config = configure(deployed.as_ref().map(|d| &d.environment), region, selection)?;
+        let config = configure(
+            deployed.as_ref().map(|d| &d.environment),
+            region,
+            selection,
+            &sdk,
+        )
+        .await?;
         let engine = Engine::new(
             config.clone(),
             Clients::from_sdk_config(&sdk, &config.license_home_region),
@@ -63,11 +69,14 @@ impl Context {
 
 /// The configuration from `deployed` (the stack's function environment) or the process
 /// environment, with the SDK's region standing in for an unset `AWS_REGION` (ARNs are built in
-/// its partition). `DRY_RUN` is always on: the CLI's engine only reads.
-pub fn configure(
+/// its partition). `DRY_RUN` is always on: the CLI's engine only reads. Read as the functions
+/// read it at cold start (`shared::config::load`): when the environment names a configuration
+/// document (`CONFIG_DOCUMENT`, its pinned version), the selection comes from that document.
+pub async fn configure(
     deployed: Option<&BTreeMap<String, String>>,
     region: Option<String>,
     selection: Selection,
+    sdk: &SdkConfig,
 ) -> Result<Config, Error> {
     let lookup = |k: &str| -> Option<String> {
         if k == "DRY_RUN" {
@@ -80,7 +89,7 @@ pub fn configure(
         value.or_else(|| (k == "AWS_REGION").then(|| region.clone()).flatten())
     };
     match selection {
-        Selection::Required => Config::from_lookup(lookup),
-        Selection::Unused => Config::from_lookup_per_request(lookup),
+        Selection::Required => shared::config::load(lookup, sdk).await,
+        Selection::Unused => shared::config::load_per_request(lookup, sdk).await,
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod args;
 pub mod backfill;
+pub mod check;
 pub mod context;
 pub mod coverage;
 pub mod deployed;
@@ -13,7 +14,7 @@ pub mod plan;
 pub mod render;
 pub mod status;
 
-use args::{BackfillArgs, Cli, Command, Global, Output};
+use args::{BackfillArgs, Cli, Command, ConfigCommand, Global, Output};
 use context::{Context, Selection};
 use fail::{Exit, Problem};
 use shared::ids::AccountId;
@@ -40,6 +41,14 @@ pub async fn run(cli: Cli) -> Result<Done, Error> {
         Command::Status { accounts } => run_status(&global, &accounts).await,
         Command::Coverage { accounts, ous } => run_coverage(&global, &accounts, &ous).await,
         Command::Backfill(args) => run_backfill(&global, &args).await,
+        Command::Config(ConfigCommand::Check { file }) => {
+            let doc = check::check_file(&file)?;
+            let stdout = printed(&global, &doc, check::CheckDocument::table);
+            Ok(Done {
+                stdout,
+                exit: Exit::Ok,
+            })
+        }
     }
 }
 

@@ -818,3 +818,174 @@ async fn stack_name_plans_and_queues_with_the_deployed_configuration() {
         show(&o)
     );
 }
+
+/// A temporary file holding `text`, named for the test.
+fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("ct-cli-{}-{name}", std::process::id()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn config_check_refuses_what_the_deploy_check_refuses() {
+    let rules: serde_json::Map<String, Value> = (0..200)
+        .map(|i| {
+            (
+                format!("ou-ab12-{i:08}"),
+                serde_json::json!(["prod-demo-analytics", "prod-demo-firewall"]),
+            )
+        })
+        .collect();
+    let good = serde_json::json!({
+        "version": 1,
+        "licenses": ["prod-demo-observability"],
+        "ouLicenseRules": rules,
+        "licenseDistribution": {"prod-demo-analytics": "ou"},
+    })
+    .to_string();
+    let good_path = temp_file("good.json", &good);
+    let path = good_path.to_str().unwrap();
+
+    let o = bare(&["config", "check", path], &[])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let stdout = text(&o.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("OU rules ") && l.split_whitespace().last() == Some("200")),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.lines().last().unwrap(),
+        format!("config check: {path} is valid ({} bytes)", good.len())
+    );
+    let o = bare(&["config", "check", path, "-o", "json"], &[])
+        .output()
+        .await
+        .unwrap();
+    let doc = json_of(&o);
+    assert_eq!(
+        (
+            &doc["valid"],
+            &doc["summary"]["ouRules"],
+            &doc["summary"]["licenses"]
+        ),
+        (&Value::Bool(true), &Value::from(200), &Value::from(1)),
+        "{doc}"
+    );
+
+    // Refused: exit 2 and the very message the deploy-time check answers FAILED with.
+    for (name, bad) in [
+        (
+            "unknown-field.json",
+            r#"{"version": 1, "licenses": ["prod-a"], "licence": []}"#,
+        ),
+        (
+            "bad-ou.json",
+            r#"{"version": 1, "ouLicenseRules": {"ou-x": ["prod-a"]}}"#,
+        ),
+        ("no-selection.json", r#"{"version": 1}"#),
+        ("not-json.json", "licenses: [prod-a]"),
+    ] {
+        let expected = shared::config::check_document(bad).unwrap_err().to_string();
+        let bad_path = temp_file(name, bad);
+        let o = bare(&["config", "check", bad_path.to_str().unwrap()], &[])
+            .output()
+            .await
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{name}: {}", show(&o));
+        let stderr = text(&o.stderr);
+        let message = expected
+            .strip_prefix("configuration error: ")
+            .unwrap_or(&expected);
+        assert!(stderr.contains(message), "{name}: {stderr} lacks {message}");
+        assert!(stdout_is_empty(&o), "{name}: {}", show(&o));
+        std::fs::remove_file(bad_path).unwrap();
+    }
+    let o = bare(&["config", "check", "/nonexistent/ct.json"], &[])
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(text(&o.stderr).contains("cannot read /nonexistent/ct.json"));
+    std::fs::remove_file(good_path).unwrap();
+}
+
+fn stdout_is_empty(o: &Output) -> bool {
+    o.stdout.is_empty()
+}
+
+#[tokio::test]
+async fn plan_reads_the_configuration_document_its_environment_names() {
+    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+    let Some(s) = common::setup(demo_spec()).await else {
+        return;
+    };
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(s.world.sdk_config())
+            .endpoint_url(s.world.moto_url())
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket("ct-cli-config")
+        .send()
+        .await
+        .unwrap();
+    s3.put_bucket_versioning()
+        .bucket("ct-cli-config")
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Enabled)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let version = s3
+        .put_object()
+        .bucket("ct-cli-config")
+        .key("selection.json")
+        .body(
+            br#"{"version": 1, "licenses": ["prod-demo-firewall"]}"#
+                .to_vec()
+                .into(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .version_id()
+        .unwrap()
+        .to_string();
+    let sandbox = s.org.account("sandbox-1").unwrap().clone();
+    let moto = s.world.moto_url().to_string();
+    let env = world_env(
+        &s,
+        &[
+            ("AWS_ENDPOINT_URL_S3", moto.as_str()),
+            ("CONFIG_DOCUMENT", "s3://ct-cli-config/selection.json"),
+            ("CONFIG_DOCUMENT_VERSION", version.as_str()),
+        ],
+    );
+    let o = bare(&["plan", &sandbox.id, "-o", "json"], &env)
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let doc = json_of(&o);
+    let licenses = doc["accounts"][0]["licenses"].as_array().unwrap();
+    assert_eq!(licenses.len(), 1, "the document selects one license: {doc}");
+    let firewall = s.org.license("prod-demo-firewall").unwrap();
+    assert_eq!(licenses[0]["licenseArn"], firewall.arn.as_str(), "{doc}");
+
+    // A version that is not there: a clear failure, no plan.
+    let mut gone = env.clone();
+    gone.retain(|(k, _)| k != "CONFIG_DOCUMENT_VERSION");
+    gone.push(("CONFIG_DOCUMENT_VERSION".into(), "no-such-version".into()));
+    let o = bare(&["plan", &sandbox.id], &gone).output().await.unwrap();
+    assert_ne!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(text(&o.stdout).is_empty(), "{}", show(&o));
+}

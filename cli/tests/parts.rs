@@ -179,7 +179,9 @@ async fn the_deployed_environment_is_the_lifecycle_functions() {
         Some(&env),
         Some("us-east-1".into()),
         ct_entitlements::context::Selection::Required,
+        &aws_config::SdkConfig::builder().build(),
     )
+    .await
     .unwrap();
     assert_eq!(config.target_ous, ["ou-ab12-cdef3456"]);
     assert!(config.dry_run, "the CLI's engine never writes");
