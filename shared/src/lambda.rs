@@ -1,6 +1,8 @@
-//! What every function's edge repeats about Lambda's SQS event source: whether a payload is an
+//! What every function's edge repeats: about Lambda's SQS event source, whether a payload is an
 //! SQS batch, a record's message id and delivery count, and the partial batch response that
-//! names the failed messages (so SQS deletes the rest and delivers only those again).
+//! names the failed messages (so SQS deletes the rest and delivers only those again); and, for
+//! the handlers that must answer whatever happens (a CloudFormation custom resource), work run
+//! with its panic caught and told as a message.
 
 use serde_json::{json, Value};
 
@@ -51,6 +53,25 @@ pub fn batch_response(failed: Vec<String>) -> Value {
     })
 }
 
+/// Runs `work`, catching a panic in it: `Err` holds the panic's message. For handlers that owe
+/// an answer whatever happens (a custom resource left unanswered blocks its stack for an hour).
+pub async fn guarded<F: std::future::Future>(work: F) -> Result<F::Output, String> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(work)
+        .catch_unwind()
+        .await
+        .map_err(|panic| panic_message(&*panic))
+}
+
+/// The message of a panic payload (`panic!` gives a `&str` or a `String`).
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic payload".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +95,21 @@ mod tests {
             json!({"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-7"}]})
         );
         assert_eq!(batch_response(vec![]), json!({"batchItemFailures": []}));
+    }
+
+    #[tokio::test]
+    async fn guarded_work_answers_with_its_output_or_its_panic() {
+        assert_eq!(guarded(async { 7 }).await, Ok(7));
+        let n = 3;
+        let boom = guarded(async move {
+            if n == 3 {
+                panic!("grant {n} vanished");
+            }
+            1
+        })
+        .await;
+        assert_eq!(boom, Err("grant 3 vanished".to_string()));
+        let fixed: Result<(), String> = guarded(async { panic!("fixed text") }).await;
+        assert_eq!(fixed, Err("fixed text".to_string()));
     }
 }

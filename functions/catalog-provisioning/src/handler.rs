@@ -15,13 +15,11 @@ use crate::config::CatalogConfig;
 use crate::portfolio;
 use crate::request::{answer_margin, classify, parse_request, stack_account, Incoming, Target};
 use crate::verify::StackReader;
-use futures::FutureExt;
 use serde_json::{json, Value};
 use shared::custom_resource::{service_timeout, Responder, Response, DEFAULT_SERVICE_TIMEOUT};
 use shared::ids::AccountId;
 use shared::report::ErrorReport;
 use shared::{Engine, Error};
-use std::panic::AssertUnwindSafe;
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
 
@@ -128,10 +126,10 @@ async fn answer(app: &App, raw: &Value, deadline: Instant, via_sns: bool) -> Res
         .inspect_err(log_rejected)?;
     let bounds = Bounds::of(app, raw, deadline);
     let known = entitlement::Known::default();
-    let work = AssertUnwindSafe(respond(app, raw, &target, &known, bounds, via_sns)).catch_unwind();
+    let work = shared::lambda::guarded(respond(app, raw, &target, &known, bounds, via_sns));
     let reply = match tokio::time::timeout_at(bounds.work_deadline, work).await {
         Ok(Ok(reply)) => reply,
-        Ok(Err(panic)) => panicked(&target, &*panic),
+        Ok(Err(message)) => panicked(&target, &message),
         Err(_) => entitlement::late_reply(app, &target, &known, bounds, deadline).await,
     };
     match reply {
@@ -144,8 +142,7 @@ async fn answer(app: &App, raw: &Value, deadline: Instant, via_sns: bool) -> Res
 }
 
 /// FAILED for a request whose handling panicked.
-fn panicked(target: &Target, panic: &(dyn std::any::Any + Send)) -> Reply {
-    let message = panic_message(panic);
+fn panicked(target: &Target, message: &str) -> Reply {
     tracing::error!(request_id = %target.request_id, panic = %message, "the handler panicked; answering FAILED");
     Reply::Answer(Response::failed(
         target,
@@ -275,14 +272,6 @@ fn unix_now() -> u64 {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
-    panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "unknown panic payload".into())
 }
 
 fn log_response(target: &Target, response: &Response) {

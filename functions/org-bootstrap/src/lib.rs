@@ -5,7 +5,6 @@
 
 pub mod check;
 
-use futures::FutureExt;
 use serde_json::Value;
 use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, BootstrapReport};
 use shared::custom_resource::{service_timeout, Responder, Response, Target};
@@ -13,7 +12,6 @@ use shared::error::{describe, echo};
 use shared::ids::AccountId;
 use shared::Error;
 use std::collections::BTreeMap;
-use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -95,15 +93,10 @@ where
                 .map(|t| started + t.saturating_sub(SAFETY_MARGIN.min(t / 2)))
                 .unwrap_or(by_deadline);
             let work_until = by_deadline.min(by_timeout);
-            let work = AssertUnwindSafe(work(payload, target.clone())).catch_unwind();
+            let work = shared::lambda::guarded(work(payload, target.clone()));
             match tokio::time::timeout_at(work_until, work).await {
                 Ok(Ok(response)) => response,
-                Ok(Err(panic)) => {
-                    let what = panic
-                        .downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| panic.downcast_ref::<String>().cloned())
-                        .unwrap_or_default();
+                Ok(Err(what)) => {
                     tracing::error!(panic = %what, "org-bootstrap panicked");
                     Response::failed(
                         &target,
