@@ -920,46 +920,22 @@ fn stdout_is_empty(o: &Output) -> bool {
 
 #[tokio::test]
 async fn plan_reads_the_configuration_document_its_environment_names() {
-    use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
     let Some(s) = common::setup(demo_spec()).await else {
         return;
     };
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(s.world.sdk_config())
-            .endpoint_url(s.world.moto_url())
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket()
-        .bucket("ct-cli-config")
-        .send()
+    let s3 = local_world::s3::client(&s.world);
+    local_world::s3::bucket(&s3, "ct-cli-config", true)
         .await
         .unwrap();
-    s3.put_bucket_versioning()
-        .bucket("ct-cli-config")
-        .versioning_configuration(
-            VersioningConfiguration::builder()
-                .status(BucketVersioningStatus::Enabled)
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap();
-    let version = s3
-        .put_object()
-        .bucket("ct-cli-config")
-        .key("selection.json")
-        .body(
-            br#"{"version": 1, "licenses": ["prod-demo-firewall"]}"#
-                .to_vec()
-                .into(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .version_id()
-        .unwrap()
-        .to_string();
+    let version = local_world::s3::put(
+        &s3,
+        "ct-cli-config",
+        "selection.json",
+        r#"{"version": 1, "licenses": ["prod-demo-firewall"]}"#,
+    )
+    .await
+    .unwrap()
+    .unwrap();
     let sandbox = s.org.account("sandbox-1").unwrap().clone();
     let moto = s.world.moto_url().to_string();
     let env = world_env(

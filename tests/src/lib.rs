@@ -15,6 +15,7 @@ pub mod lambda;
 pub mod model_proxy;
 pub mod moto;
 pub mod receiver;
+pub mod s3;
 pub mod seed;
 pub mod stacks;
 pub mod world;

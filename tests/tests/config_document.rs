@@ -9,7 +9,6 @@
 
 mod common;
 
-use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use common::{setup, LocalMembers};
 use local_world::lambda::{workspace_root, LambdaEmulator};
 use local_world::receiver::Receiver;
@@ -29,41 +28,16 @@ const BUCKET: &str = "ct-entitlements-config";
 const KEY: &str = "selection/configuration.json";
 
 fn s3(world: &local_world::World) -> aws_sdk_s3::Client {
-    aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(world.sdk_config())
-            .endpoint_url(world.moto_url())
-            .force_path_style(true)
-            .build(),
-    )
+    local_world::s3::client(world)
 }
 
 async fn bucket(s3: &aws_sdk_s3::Client, name: &str, versioned: bool) {
-    s3.create_bucket().bucket(name).send().await.unwrap();
-    if versioned {
-        s3.put_bucket_versioning()
-            .bucket(name)
-            .versioning_configuration(
-                VersioningConfiguration::builder()
-                    .status(BucketVersioningStatus::Enabled)
-                    .build(),
-            )
-            .send()
-            .await
-            .unwrap();
-    }
+    local_world::s3::bucket(s3, name, versioned).await.unwrap();
 }
 
 /// Puts `text` at `bucket`/[`KEY`]; the version id S3 gave it.
 async fn put(s3: &aws_sdk_s3::Client, bucket: &str, text: &str) -> Option<String> {
-    s3.put_object()
-        .bucket(bucket)
-        .key(KEY)
-        .body(text.as_bytes().to_vec().into())
-        .send()
-        .await
-        .unwrap()
-        .version_id()
-        .map(str::to_string)
+    local_world::s3::put(s3, bucket, KEY, text).await.unwrap()
 }
 
 /// The deciding function's environment (engine test defaults) on the document path.
