@@ -70,7 +70,7 @@ impl Context {
 /// The configuration from `deployed` (the stack's function environment) or the process
 /// environment, with the SDK's region standing in for an unset `AWS_REGION` (ARNs are built in
 /// its partition). `DRY_RUN` is always on: the CLI's engine only reads. Read as the functions
-/// read it at cold start (`shared::config::load`): when the environment names a configuration
+/// read it at cold start (`shared::startup::load`): when the environment names a configuration
 /// document (`CONFIG_DOCUMENT`, its pinned version), the selection comes from that document.
 pub async fn configure(
     deployed: Option<&BTreeMap<String, String>>,
@@ -89,7 +89,7 @@ pub async fn configure(
         value.or_else(|| (k == "AWS_REGION").then(|| region.clone()).flatten())
     };
     match selection {
-        Selection::Required => shared::config::load(lookup, sdk).await,
-        Selection::Unused => shared::config::load_per_request(lookup, sdk).await,
+        Selection::Required => shared::startup::load(lookup, sdk).await,
+        Selection::Unused => shared::startup::load_per_request(lookup, sdk).await,
     }
 }

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod permissions;
 pub mod reconcile;
 pub mod report;
+pub mod startup;
 
 pub use clients::{Clients, MemberClientFactory, MemberClients};
 pub use config::Config;

@@ -2,7 +2,7 @@
 //! Organizations, SQS, and the License Manager emulator): a document of 200 OU rules of three
 //! license ARNs is put in a versioned bucket, passes the deploy-time check
 //! (`Custom::ConfigurationCheck`, answered to a local receiver), is loaded as the functions
-//! load it at cold start (`shared::config::load`), and decides an onboarding. A bad version
+//! load it at cold start (`shared::startup::load`), and decides an onboarding. A bad version
 //! fails the check with the parser's message; the previous version passes again (a rollback).
 //! And the template wires it so: the check sees each deciding function's environment.
 #![allow(clippy::unwrap_used)]
@@ -139,7 +139,7 @@ async fn a_document_of_200_ou_rules_is_checked_loaded_and_decides_onboarding() {
         .endpoint_url(s.world.moto_url())
         .build();
     let env = environment(&s.queue_url, Some((&url, &v1)));
-    let config = shared::config::load(|k| env.get(k).cloned(), &sdk)
+    let config = shared::startup::load(|k| env.get(k).cloned(), &sdk)
         .await
         .unwrap();
     assert_eq!(config.ou_rules.len(), 200);
@@ -196,7 +196,7 @@ async fn a_document_of_200_ou_rules_is_checked_loaded_and_decides_onboarding() {
         "{body}"
     );
     let env2 = environment(&s.queue_url, Some((&url, &v2)));
-    match shared::config::load(|k| env2.get(k).cloned(), &sdk).await {
+    match shared::startup::load(|k| env2.get(k).cloned(), &sdk).await {
         Err(Error::Config(msg)) => assert!(
             format!("configuration error: {msg}").starts_with(&expected),
             "{msg}"

@@ -19,7 +19,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let responder = Responder::new(config.allow_local_response_url);
     let fallback = config.deadline_fallback;
     let sdk_config = shared::clients::load_sdk_config().await;
-    let shared_config = shared::config::load_per_request(|k| std::env::var(k).ok(), &sdk_config)
+    let shared_config = shared::startup::load_per_request(|k| std::env::var(k).ok(), &sdk_config)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let clients = Clients::from_sdk_config(&sdk_config, &shared_config.license_home_region);

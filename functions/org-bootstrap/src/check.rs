@@ -140,6 +140,53 @@ async fn run(app: &CheckApp, payload: &Value) -> Result<(String, BTreeMap<String
     Ok((reason, data))
 }
 
+/// `Environments`: function → its variables (at least one function; CloudFormation passes
+/// every scalar as a string, numbers and booleans are taken as their text).
+fn environments_of(props: &Value) -> Result<BTreeMap<String, BTreeMap<String, String>>, Error> {
+    let Some(Value::Object(functions)) = props.get("Environments") else {
+        return Err(Error::InvalidInput(format!(
+            "Environments must be an object (function → its environment variables), got {}",
+            props
+                .get("Environments")
+                .map_or_else(|| "nothing".to_string(), describe)
+        )));
+    };
+    if functions.is_empty() {
+        return Err(Error::InvalidInput(
+            "Environments names no function".to_string(),
+        ));
+    }
+    let mut environments = BTreeMap::new();
+    for (function, vars) in functions {
+        let Value::Object(vars) = vars else {
+            return Err(Error::InvalidInput(format!(
+                "Environments.{}: expected an object of variables, got {}",
+                echo(function),
+                describe(vars)
+            )));
+        };
+        let mut env = BTreeMap::new();
+        for (name, value) in vars {
+            let value = match value {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                Value::Bool(b) => b.to_string(),
+                other => {
+                    return Err(Error::InvalidInput(format!(
+                        "Environments.{}.{}: expected a string, got {}",
+                        echo(function),
+                        echo(name),
+                        describe(other)
+                    )))
+                }
+            };
+            env.insert(name.clone(), value);
+        }
+        environments.insert(function.clone(), env);
+    }
+    Ok(environments)
+}
+
 impl CheckRequest {
     /// Reads the properties: `ConfigurationDocument` (empty, or `s3://bucket/key`),
     /// `ConfigurationDocumentVersion`, and `Environments` (function → variables, at least one
@@ -180,47 +227,7 @@ impl CheckRequest {
                 "ConfigurationDocumentVersion",
             )?)
         };
-        let Some(Value::Object(functions)) = props.get("Environments") else {
-            return Err(Error::InvalidInput(format!(
-                "Environments must be an object (function → its environment variables), got {}",
-                props
-                    .get("Environments")
-                    .map_or_else(|| "nothing".to_string(), describe)
-            )));
-        };
-        if functions.is_empty() {
-            return Err(Error::InvalidInput(
-                "Environments names no function".to_string(),
-            ));
-        }
-        let mut environments = BTreeMap::new();
-        for (function, vars) in functions {
-            let Value::Object(vars) = vars else {
-                return Err(Error::InvalidInput(format!(
-                    "Environments.{}: expected an object of variables, got {}",
-                    echo(function),
-                    describe(vars)
-                )));
-            };
-            let mut env = BTreeMap::new();
-            for (name, value) in vars {
-                let value = match value {
-                    Value::String(s) => s.clone(),
-                    Value::Number(n) => n.to_string(),
-                    Value::Bool(b) => b.to_string(),
-                    other => {
-                        return Err(Error::InvalidInput(format!(
-                            "Environments.{}.{}: expected a string, got {}",
-                            echo(function),
-                            echo(name),
-                            describe(other)
-                        )))
-                    }
-                };
-                env.insert(name.clone(), value);
-            }
-            environments.insert(function.clone(), env);
-        }
+        let environments = environments_of(props)?;
         Ok(CheckRequest {
             document,
             environments,

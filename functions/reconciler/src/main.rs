@@ -15,7 +15,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let reconcile_config = ReconcileConfig::from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let sdk_config = shared::clients::load_sdk_config().await;
-    let config = shared::config::load(|k| std::env::var(k).ok(), &sdk_config)
+    let config = shared::startup::load(|k| std::env::var(k).ok(), &sdk_config)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let clients = Clients::from_sdk_config(&sdk_config, &config.license_home_region);

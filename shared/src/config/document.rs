@@ -9,7 +9,7 @@
 //!
 //! The document is checked by the validators the environment's selection goes through, so
 //! both accept the same values; errors name the field's path (`ouLicenseRules["ou-…"][2]`).
-//! Parsing makes no AWS call. Reading the object is [`crate::aws::read_document`].
+//! Parsing makes no AWS call. Reading the object is `aws::read_document`, at cold start `startup::load`.
 
 use super::env::Env;
 use super::modes::{self, Mode};

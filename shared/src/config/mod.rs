@@ -223,53 +223,38 @@ impl Config {
     }
 }
 
-/// Loads a deciding function's configuration at cold start: from the environment (`lookup`),
-/// and, when `CONFIG_DOCUMENT` names one, from the configuration document's pinned version,
-/// read once with `sdk`'s credentials (a pinned version never changes, so the container never
-/// reads it again; a new document comes with a deploy, which replaces the containers).
-///
-/// Every setting the environment holds is checked before the document is read: a bad setting,
-/// or a selection set both ways, fails without any AWS call. A document S3 refuses to give is
-/// an [`Error::Aws`] (`s3:GetObject`, with S3's code, `AccessDenied` for one); a document that
-/// does not parse is an [`Error::Config`] naming the field.
-pub async fn load(
-    lookup: impl Fn(&str) -> Option<String>,
-    sdk: &aws_config::SdkConfig,
-) -> Result<Config, Error> {
-    load_with(lookup, sdk, true).await
+/// The first step of loading a configuration at cold start (`crate::startup::load`): it is
+/// complete from the environment, or it needs the configuration document `CONFIG_DOCUMENT`
+/// names, every other setting checked already (a bad setting, or a selection set both ways,
+/// fails here, before any AWS call).
+pub(crate) enum Loading {
+    Ready(Box<Config>),
+    NeedsDocument(DocumentSource),
 }
 
-/// [`load`] for functions whose requests name their own licenses (no selection required).
-pub async fn load_per_request(
+pub(crate) fn begin_load(
     lookup: impl Fn(&str) -> Option<String>,
-    sdk: &aws_config::SdkConfig,
-) -> Result<Config, Error> {
-    load_with(lookup, sdk, false).await
-}
-
-async fn load_with(
-    lookup: impl Fn(&str) -> Option<String>,
-    sdk: &aws_config::SdkConfig,
     require_selection: bool,
-) -> Result<Config, Error> {
+) -> Result<Loading, Error> {
     let source = DocumentSource::from_env(&Env::new(&lookup))?;
     let Some(source) = source else {
-        return Config::parse(lookup, require_selection);
+        return Config::parse(lookup, require_selection).map(|c| Loading::Ready(Box::new(c)));
     };
     // Everything but the selection first, and the selection set only once.
     document::refuse_selection_variables(&Env::new(&lookup))?;
     Config::parse(&lookup, false)?;
-    let s3 = aws_sdk_s3::Client::new(sdk);
-    let text = crate::aws::read_document(&s3, &source, &crate::report::CallLog::default()).await?;
-    let document = Document::parse(&text)?;
+    Ok(Loading::NeedsDocument(source))
+}
+
+/// The second step: the configuration with the document's `text` as its selection.
+pub(crate) fn finish_load(
+    lookup: impl Fn(&str) -> Option<String>,
+    require_selection: bool,
+    text: &str,
+) -> Result<(Config, Document), Error> {
+    let document = Document::parse(text)?;
     let config = Config::parse_with(&lookup, require_selection, Some(&document))?;
-    tracing::info!(
-        document = %source.url(),
-        version = %source.version_id,
-        summary = ?document.summary(),
-        "configuration document read"
-    );
-    Ok(config)
+    Ok((config, document))
 }
 
 #[cfg(test)]

@@ -352,7 +352,7 @@ async fn the_loader_refuses_what_it_can_without_reading() {
         let sdk = sdk.clone();
         async move {
             let map: BTreeMap<&str, &str> = pairs.into_iter().collect();
-            crate::config::load(|k| map.get(k).map(|v| v.to_string()), &sdk).await
+            crate::startup::load(|k| map.get(k).map(|v| v.to_string()), &sdk).await
         }
     };
     for (pairs, starts) in [
