@@ -4,7 +4,7 @@
 use crate::plan::{look, AccountRow, LicenseRow, Verdict};
 use crate::render;
 use serde::Serialize;
-use shared::aws::{self, aws_call, ListedAccount};
+use shared::aws::{self, ListedAccount};
 use shared::ids::AccountId;
 use shared::report::CallLog;
 use shared::{Engine, Error};
@@ -31,20 +31,16 @@ pub async fn scope_accounts(
     }
     let orgs = &engine.clients().organizations;
     let calls = CallLog::default();
-    let parents: Vec<String> = if ous.is_empty() {
-        let roots = aws_call("organizations", "ListRoots", orgs.list_roots().send()).await?;
-        roots
-            .roots()
-            .iter()
-            .filter_map(|r| r.id().map(str::to_string))
-            .collect()
-    } else {
-        ous.to_vec()
-    };
+    if ous.is_empty() {
+        let mut out = aws::list_organization(orgs, &calls).await?;
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        return Ok(out);
+    }
+    // OUs may nest: an account under two of them is listed once.
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
-    for parent in parents {
-        for account in aws::list_accounts_under(orgs, &parent, &calls).await? {
+    for parent in ous {
+        for account in aws::list_accounts_under(orgs, parent, &calls).await? {
             if seen.insert(account.id.clone()) {
                 out.push(account);
             }

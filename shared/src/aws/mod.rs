@@ -34,7 +34,7 @@ pub use license_manager::{
 };
 pub(crate) use organizations::account_state;
 pub(crate) use organizations::describe_member;
-pub(crate) use organizations::list_organization;
+pub use organizations::list_organization;
 pub(crate) use organizations::parent_ou;
 pub(crate) use organizations::MemberHints;
 pub(crate) use organizations::MemberInfo;

@@ -211,7 +211,7 @@ pub async fn list_accounts_under(
 
 /// Every account of the organization with its OU: the tree walked from the root
 /// (`ListRoots`, then per OU `ListAccountsForParent` and `ListOrganizationalUnitsForParent`).
-pub(crate) async fn list_organization(
+pub async fn list_organization(
     org: &aws_sdk_organizations::Client,
     calls: &CallLog,
 ) -> Result<Vec<ListedAccount>, Error> {
