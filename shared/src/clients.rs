@@ -69,6 +69,8 @@ pub struct Clients {
     /// License Manager in the license home region.
     pub license_manager: aws_sdk_licensemanager::Client,
     pub sqs: aws_sdk_sqs::Client,
+    /// The chains table (`CHAIN_TABLE`, [`crate::chain`]).
+    pub dynamodb: aws_sdk_dynamodb::Client,
     pub members: Arc<dyn MemberClientFactory>,
 }
 
@@ -115,6 +117,7 @@ impl Clients {
             sts: aws_sdk_sts::Client::new(config),
             license_manager: license_manager_client(config, home_region),
             sqs: aws_sdk_sqs::Client::new(config),
+            dynamodb: aws_sdk_dynamodb::Client::new(config),
             members: Arc::new(SdkMemberClients {
                 base: config.clone(),
                 home_region: home_region.to_string(),

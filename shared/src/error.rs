@@ -125,6 +125,9 @@ const RETRYABLE_CODES: &[&str] = &[
     "ConcurrentModificationException",
     "ConcurrentModification",
     "RequestLimitExceeded",
+    // DynamoDB (the chains table).
+    "ProvisionedThroughputExceededException",
+    "InternalServerError",
 ];
 
 /// Classifies any SDK error into our error, keeping AWS's code and message.

@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod bootstrap;
+pub mod chain;
 pub mod changes;
 pub mod clients;
 pub mod config;

@@ -38,6 +38,9 @@ pub const ACCOUNT_LIFECYCLE: &[&str] = &[
     "sqs:SendMessageBatch",
     // The configuration document's pinned version, read at cold start when one is set.
     "s3:GetObjectVersion",
+    // The account's chain (CHAIN_TABLE): claimed, left waiting or ended, marked queued.
+    "dynamodb:UpdateItem",
+    "dynamodb:BatchWriteItem",
 ];
 
 /// reconciler, with its own role.
@@ -63,6 +66,11 @@ pub const RECONCILER: &[&str] = &[
     "sqs:ChangeMessageVisibilityBatch",
     // The configuration document's pinned version, read at cold start when one is set.
     "s3:GetObjectVersion",
+    // The accounts' chains (CHAIN_TABLE): read before queuing, marked queued, a running one
+    // marked, a waiting one brought forward.
+    "dynamodb:BatchGetItem",
+    "dynamodb:BatchWriteItem",
+    "dynamodb:UpdateItem",
 ];
 
 /// org-bootstrap (the stack's custom resources at deploy: the organization set-up, in the

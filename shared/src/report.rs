@@ -194,8 +194,19 @@ pub struct AccountReport {
     /// request them again while the grant is still being activated.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub activations_requested: Vec<crate::event::ActivationMark>,
+    /// What the run did with the account's chain (`CHAIN_TABLE`, [`crate::chain`]):
+    /// `superseded` (a later message of the chain exists: nothing else done), `waiting`,
+    /// `forwarded` (a change came while it ran: its re-check was sent at once), `ended`,
+    /// `followed` (a change came while it ran: one more run queued), `kept` (failed: the
+    /// message comes again), or `unavailable: <error>` (the table could not be read or
+    /// written; the run went on without it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chain: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
+    /// The re-check this run queued, as `(chain sequence, body)`, for the chain's item.
+    #[serde(skip)]
+    pub(crate) recheck_sent: Option<(u64, String)>,
 }
 
 impl AccountReport {
@@ -220,7 +231,9 @@ impl AccountReport {
             duration_ms: 0,
             first_seen: None,
             activations_requested: Vec::new(),
+            chain: None,
             error: None,
+            recheck_sent: None,
         }
     }
 

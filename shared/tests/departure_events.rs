@@ -113,6 +113,7 @@ impl World {
                 sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &[]),
                 license_manager: mock_client!(aws_sdk_licensemanager, RuleMode::MatchAny, &self.lm),
                 sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &self.sqs),
+                dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
                 members: Arc::new(NoMembers),
             },
         )

@@ -402,6 +402,8 @@ impl World {
                 lm_conf
             ),
             sqs: mock_client!(aws_sdk_sqs, RuleMode::MatchAny, &self.sqs),
+            // No CHAIN_TABLE here: any call to it would fail the test.
+            dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
             members: Arc::new(Fixed(MemberClients {
                 iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &self.iam),
                 license_manager: mock_client!(

@@ -85,6 +85,14 @@ pub fn sts_from(config: &SdkConfig, endpoint: &str) -> aws_sdk_sts::Client {
     aws_sdk_sts::Client::from_conf(conf)
 }
 
+/// A DynamoDB client against moto (the chains table).
+pub fn dynamodb_from(config: &SdkConfig, endpoint: &str) -> aws_sdk_dynamodb::Client {
+    let conf = aws_sdk_dynamodb::config::Builder::from(config)
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
+}
+
 pub fn sqs_from(config: &SdkConfig, endpoint: &str) -> aws_sdk_sqs::Client {
     let conf = aws_sdk_sqs::config::Builder::from(config)
         .endpoint_url(endpoint)

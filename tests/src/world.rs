@@ -195,6 +195,10 @@ impl World {
         clients::sqs_from(&self.config, self.moto_url())
     }
 
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        clients::dynamodb_from(&self.config, self.moto_url())
+    }
+
     /// SDK configuration with the credentials of `role` assumed in `account` (moto STS).
     pub async fn assume_role(&self, account: &str, role: &str) -> Result<SdkConfig, Error> {
         let out = self

@@ -150,6 +150,7 @@ async fn a_document_of_200_ou_rules_is_checked_loaded_and_decides_onboarding() {
             sts: s.world.sts(),
             license_manager: s.world.license_manager(),
             sqs: s.world.sqs(),
+            dynamodb: s.world.dynamodb(),
             members: Arc::new(LocalMembers::of(&s.world)),
         },
     );

@@ -181,6 +181,7 @@ async fn delegated_administrator_grants_its_own_licenses_through_the_member_role
             sts: clients::sts_from(&as_function, world.moto_url()),
             license_manager: clients::license_manager_from(&as_function, &world.emulator_url()),
             sqs: sqs.clone(),
+            dynamodb: world.dynamodb(),
             members: Arc::new(common::LocalMembers::of(world)),
         },
     );

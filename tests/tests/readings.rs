@@ -728,6 +728,7 @@ fn delegated_engine(
             sts: clients::sts_from(config, s.world.moto_url()),
             license_manager: clients::license_manager_from(config, &s.world.emulator_url()),
             sqs: s.world.sqs(),
+            dynamodb: s.world.dynamodb(),
             members: Arc::new(common::LocalMembers::of(&s.world)),
         },
     )

@@ -53,8 +53,14 @@ async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
         .map(|r| (message_id(r).to_string(), receive_count(r)))
         .collect();
     let counts = &counts;
+    // The chain sequence each message carries (shared::chain).
+    let chains: std::collections::HashMap<String, u64> = records
+        .iter()
+        .filter_map(|r| Some((message_id(r).to_string(), shared::chain::of_record(r)?)))
+        .collect();
+    let chains = &chains;
     let failed: Vec<(Vec<String>, Vec<Failure>)> = futures::stream::iter(groups)
-        .map(|(_, items)| work_group(engine, items, counts, max_receives))
+        .map(|(_, items)| work_group(engine, items, (counts, chains), max_receives))
         .buffer_unordered(engine.config().max_concurrent_accounts)
         .collect()
         .await;
@@ -130,14 +136,17 @@ fn parse_records(records: &[Value], max_receives: u32) -> Parsed {
 async fn work_group(
     engine: &Engine,
     items: Messages,
-    counts: &std::collections::HashMap<String, u32>,
+    (counts, chains): (
+        &std::collections::HashMap<String, u32>,
+        &std::collections::HashMap<String, u64>,
+    ),
     max_receives: u32,
 ) -> (Vec<String>, Vec<Failure>) {
     let items = without_redundant_grant_changes(items);
     let mut failed = Vec::new();
     let mut notices = Vec::new();
     for (id, request) in items {
-        let report = engine.run(request).await;
+        let report = engine.run_chained(request, chains.get(&id).copied()).await;
         log_report(&report);
         if report.outcome == Outcome::Failed {
             let count = counts.get(&id).copied().unwrap_or(1);

@@ -44,6 +44,8 @@ pub use organizations::{
 pub use s3::read_document;
 pub(crate) use sqs::change_visibility;
 pub(crate) use sqs::send_batch;
+pub(crate) use sqs::send_batch_chained;
+pub(crate) use sqs::send_chained;
 pub(crate) use sqs::send_coalesced;
 pub use sqs::send_recheck;
 pub use sts::assume_role;

@@ -12,15 +12,42 @@ pub async fn send_recheck(
     delay: Duration,
     calls: &CallLog,
 ) -> Result<(), Error> {
+    send_chained(sqs, queue_url, body, delay, None, calls).await
+}
+
+/// [`send_recheck`], the message carrying chain sequence `chain` (the message attribute
+/// [`crate::chain::ATTRIBUTE`]) when given.
+pub(crate) async fn send_chained(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    body: &str,
+    delay: Duration,
+    chain: Option<u64>,
+    calls: &CallLog,
+) -> Result<(), Error> {
     calls.record(Side::Own, "sqs:SendMessage", true);
     sqs.send_message()
         .queue_url(queue_url)
         .message_body(body)
         .delay_seconds(i32::try_from(delay.as_secs().min(900)).unwrap_or(900))
+        .set_message_attributes(chain.map(chain_attribute))
         .send()
         .await
         .map_err(|e| aws_error("sqs", "SendMessage", e))?;
     Ok(())
+}
+
+/// The message attributes that carry chain sequence `seq`.
+fn chain_attribute(
+    seq: u64,
+) -> std::collections::HashMap<String, aws_sdk_sqs::types::MessageAttributeValue> {
+    let value = aws_sdk_sqs::types::MessageAttributeValue::builder()
+        .data_type("Number")
+        .string_value(seq.to_string())
+        .build();
+    value
+        .map(|v| std::collections::HashMap::from([(crate::chain::ATTRIBUTE.to_string(), v)]))
+        .unwrap_or_default()
 }
 
 /// One message on the coalescing FIFO queue: one message group, and one deduplication id
@@ -104,10 +131,21 @@ pub(crate) async fn send_batch(
     bodies: &[String],
     calls: &CallLog,
 ) -> Result<usize, Error> {
+    let bodies: Vec<(String, Option<u64>)> = bodies.iter().map(|b| (b.clone(), None)).collect();
+    send_batch_chained(sqs, queue_url, &bodies, calls).await
+}
+
+/// [`send_batch`], each body with the chain sequence its message carries, if any.
+pub(crate) async fn send_batch_chained(
+    sqs: &aws_sdk_sqs::Client,
+    queue_url: &str,
+    bodies: &[(String, Option<u64>)],
+    calls: &CallLog,
+) -> Result<usize, Error> {
     use aws_sdk_sqs::types::SendMessageBatchRequestEntry;
     let mut sent = 0;
     for chunk in bodies.chunks(10) {
-        let mut entries: Vec<(String, &String)> = chunk
+        let mut entries: Vec<(String, &(String, Option<u64>))> = chunk
             .iter()
             .enumerate()
             .map(|(i, b)| (i.to_string(), b))
@@ -116,10 +154,11 @@ pub(crate) async fn send_batch(
             calls.record(Side::Own, "sqs:SendMessageBatch", true);
             let batch = entries
                 .iter()
-                .map(|(id, body)| {
+                .map(|(id, (body, chain))| {
                     SendMessageBatchRequestEntry::builder()
                         .id(id)
                         .message_body(body.as_str())
+                        .set_message_attributes(chain.map(chain_attribute))
                         .build()
                         .map_err(|e| Error::InvalidInput(e.to_string()))
                 })

@@ -12,6 +12,7 @@
 //! each, on the onboarding queue. A throttle fails only the records it touched: SQS delivers
 //! them again; the rest of the batch is done.
 
+mod gate;
 mod parse;
 mod plan;
 mod triage;

@@ -1,11 +1,10 @@
 //! The effects of a batch's triage: the reads its plan asks for, the coalescing request, the
 //! runs queued, and the records to deliver again.
 
-use super::{after_looks, plan, retry_after, ChangeBatch, Item, Lane, Step, Verdict};
+use super::{after_looks, gate, plan, retry_after, ChangeBatch, Item, Lane, Step, Verdict};
 use crate::aws::{self, GrantView};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::event::OnboardRequest;
 use crate::ids::{account_of_root_principal, AccountId};
 use crate::reconcile::{GrantHint, ReconcileConfig, ReconcileReport, COALESCED_BODY};
 use crate::report::{CallLog, ErrorReport};
@@ -313,7 +312,7 @@ impl Triage<'_> {
                 .as_ref()
                 .map(|a| a.to_string()),
         ];
-        let mut lanes: BTreeMap<bool, (Vec<String>, Vec<usize>)> = BTreeMap::new();
+        let mut kept = Vec::new();
         for (account, of, lane) in runs {
             if own.iter().flatten().any(|a| a == account.as_str()) {
                 self.report.skipped.insert(
@@ -322,42 +321,50 @@ impl Triage<'_> {
                 );
                 continue;
             }
-            self.report.onboard.push(account.to_string());
-            let backfill = lane == Lane::Backfill && config.backfill_queue_url.is_some();
-            if backfill {
-                self.report.backfill.push(account.to_string());
-            }
-            let entry = lanes.entry(backfill).or_default();
-            entry.0.push(account.to_string());
-            entry.1.extend(of);
+            kept.push((account, of, lane));
         }
         if dry_run {
+            for (account, _, lane) in kept {
+                self.report.onboard.push(account.to_string());
+                if lane == Lane::Backfill && config.backfill_queue_url.is_some() {
+                    self.report.backfill.push(account.to_string());
+                }
+            }
             return;
         }
-        for (backfill, (accounts, records)) in lanes {
-            let bodies: Vec<String> = accounts
-                .iter()
-                .filter_map(|id| {
-                    serde_json::to_string(&OnboardRequest {
-                        account_id: id.clone(),
-                        reason: Some(crate::event::GRANT_CHANGE_REASON.into()),
-                        attempt: 0,
-                        first_seen: None,
-                        activations: Vec::new(),
-                        ou_id: None,
-                        backfill,
-                    })
-                    .ok()
-                })
-                .collect();
+        let backfill_queue = config.backfill_queue_url.is_some();
+        let messages = gate::messages(
+            self.engine,
+            kept,
+            backfill_queue,
+            &self.calls,
+            &mut self.report,
+        )
+        .await;
+        let mut lanes: BTreeMap<bool, Vec<gate::Outgoing>> = BTreeMap::new();
+        for (backfill, message) in messages {
+            lanes.entry(backfill).or_default().push(message);
+        }
+        for (backfill, sent) in lanes {
+            let bodies: Vec<(String, Option<u64>)> =
+                sent.iter().map(|o| (o.body.clone(), o.seq)).collect();
             let url = match (&config.backfill_queue_url, backfill) {
                 (Some(url), true) => url,
                 _ => &config.onboarding_queue_url,
             };
             let sqs = &self.engine.clients().sqs;
-            match aws::send_batch(sqs, url, &bodies, &self.calls).await {
-                Ok(n) => self.report.enqueued += n,
-                Err(e) => self.fail(records.iter(), ErrorReport::from(&e)),
+            match aws::send_batch_chained(sqs, url, &bodies, &self.calls).await {
+                Ok(n) => {
+                    self.report.enqueued += n;
+                    gate::mark_sent(self.engine, &sent, &self.calls).await;
+                }
+                Err(e) => {
+                    let records: Vec<usize> = sent
+                        .iter()
+                        .flat_map(|o| o.records.iter().copied())
+                        .collect();
+                    self.fail(records.iter(), ErrorReport::from(&e));
+                }
             }
         }
     }

@@ -70,6 +70,8 @@ pub struct Config {
     pub backfill_queue_url: Option<String>,
     /// Final failures go here (the notification queue), when set.
     pub notify_queue_url: Option<String>,
+    /// The accounts' live chains ([`crate::chain`]), when set.
+    pub chain_table: Option<String>,
     /// The queues' maxReceiveCount: the delivery after which SQS parks a message.
     pub max_receives: u32,
     #[serde(with = "secs")]
@@ -213,6 +215,7 @@ impl Config {
             onboarding_queue_url: queues.onboarding_queue_url,
             backfill_queue_url: queues.backfill_queue_url,
             notify_queue_url: queues.notify_queue_url,
+            chain_table: queues.chain_table,
             max_receives: limits.max_receives,
             recheck_delay: limits.recheck_delay,
             workflow_deadline: limits.workflow_deadline,

@@ -12,6 +12,7 @@ pub(super) struct Queues {
     pub(super) onboarding_queue_url: Option<String>,
     pub(super) backfill_queue_url: Option<String>,
     pub(super) notify_queue_url: Option<String>,
+    pub(super) chain_table: Option<String>,
 }
 
 impl Queues {
@@ -24,7 +25,28 @@ impl Queues {
             )?,
             backfill_queue_url: parse_queue_url(env.get(BACKFILL_QUEUE_URL), BACKFILL_QUEUE_URL)?,
             notify_queue_url: parse_queue_url(env.get(NOTIFY_QUEUE_URL), NOTIFY_QUEUE_URL)?,
+            chain_table: parse_table_name(env.get(CHAIN_TABLE))?,
         })
+    }
+}
+
+/// `CHAIN_TABLE`, when set: a DynamoDB table name (3 to 255 of `a-z A-Z 0-9 _ - .`, the
+/// DynamoDB API Reference's `TableName` constraint).
+fn parse_table_name(raw: Option<String>) -> Result<Option<String>, Error> {
+    let Some(raw) = raw.filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    let ok = (3..=255).contains(&raw.len())
+        && raw
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(Some(raw))
+    } else {
+        Err(Error::Config(format!(
+            "{CHAIN_TABLE}: {} is not a DynamoDB table name (3 to 255 letters, digits, '_', '-' or '.')",
+            echo(&raw)
+        )))
     }
 }
 

@@ -20,6 +20,8 @@ pub const LICENSE_MANAGER_CALLS_PER_SECOND: &str = "LICENSE_MANAGER_CALLS_PER_SE
 pub const ONBOARDING_QUEUE_URL: &str = "ONBOARDING_QUEUE_URL";
 pub const BACKFILL_QUEUE_URL: &str = "BACKFILL_QUEUE_URL";
 pub const NOTIFY_QUEUE_URL: &str = "NOTIFY_QUEUE_URL";
+/// Optional: the DynamoDB table of the accounts' live chains ([`crate::chain`]).
+pub const CHAIN_TABLE: &str = "CHAIN_TABLE";
 pub(crate) const MAX_RECEIVE_COUNT: &str = "MAX_RECEIVE_COUNT";
 pub const RECHECK_DELAY_SECONDS: &str = "RECHECK_DELAY_SECONDS";
 pub const WORKFLOW_DEADLINE_SECONDS: &str = "WORKFLOW_DEADLINE_SECONDS";

@@ -12,10 +12,12 @@
 //! - `steps`: the grant writes a decision executes (create, activate, delete, find a child) and
 //!   the failures a decision reports;
 //! - `offboard`: a departed account's grants;
+//! - `chained`: a run as one step of its account's chain (`CHAIN_TABLE`);
 //! - `recheck`: what carries over to a later look (remembered activations, re-check messages);
 //! - `tokens`: deterministic client tokens; `reporting`: building an account's report.
 
 mod cache;
+mod chained;
 mod drive;
 mod offboard;
 mod onboard;
@@ -84,6 +86,11 @@ impl Engine {
     pub fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
         self.now = now;
         self
+    }
+
+    /// The engine's clock (chain sequences, [`crate::chain::sequence`]).
+    pub(crate) fn now(&self) -> SystemTime {
+        (self.now)()
     }
 
     pub fn config(&self) -> &Config {

@@ -44,8 +44,29 @@ impl Engine {
     /// Works one request to completion and reports it. Never panics on input; every failure is
     /// in the report's `error` (or a license's), classified retryable or permanent.
     pub async fn run(&self, request: Request) -> AccountReport {
+        self.run_chained(request, None).await
+    }
+
+    /// [`Engine::run`] for a message of an account's chain with sequence `chain` (an SQS
+    /// record's [`crate::chain::ATTRIBUTE`]): with `CHAIN_TABLE` set, the run first claims the
+    /// account's chain (a superseded message ends there, skipped) and leaves it waiting or
+    /// ended ([`crate::chain`]).
+    pub async fn run_chained(&self, request: Request, chain: Option<u64>) -> AccountReport {
         let started = Instant::now();
         let calls = CallLog::default();
+        let mut claimed = empty_report(None, String::new(), self.config.dry_run);
+        let Some(mine) = self
+            .claim_chain(&request, chain, &calls, &mut claimed)
+            .await
+        else {
+            if let Request::Work(work) = &request {
+                claimed.account_id = Some(work.account_id.to_string());
+                claimed.trigger = trigger_name(&work.trigger);
+                claimed.attempt = work.attempt;
+                claimed.first_seen = work.first_seen;
+            }
+            return finish(claimed, &calls, started);
+        };
         let report = match &request {
             Request::Skip { account_id, reason } => {
                 let mut r = empty_report(
@@ -91,6 +112,10 @@ impl Engine {
                     Err(e) => r.error = Some(ErrorReport::from(&e)),
                 }
                 r.outcome = outcome(&r);
+                r.chain = claimed.chain;
+                if let Some(mine) = mine {
+                    self.settle_chain(work, mine, &calls, &mut r).await;
+                }
                 r
             }
         };

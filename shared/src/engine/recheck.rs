@@ -96,21 +96,24 @@ impl Engine {
             backfill: work.backfill,
         };
         let body = serde_json::to_string(&body).map_err(|e| Error::InvalidInput(e.to_string()))?;
-        aws::send_recheck(
+        let seq = self.chained().then(|| crate::chain::sequence((self.now)()));
+        aws::send_chained(
             &self.clients.sqs,
             queue_url,
             &body,
             self.config.recheck_delay,
+            seq,
             calls,
         )
         .await?;
         report.recheck_in_seconds = Some(self.config.recheck_delay.as_secs());
+        report.recheck_sent = seq.map(|s| (s, body));
         Ok(())
     }
 
     /// The queue a re-check of `work` goes to. Backfill work re-checks on the backfill queue
     /// (when there is one): a slow backfill never puts its re-checks in front of new accounts.
-    fn recheck_queue(&self, work: &Work) -> Option<&String> {
+    pub(super) fn recheck_queue(&self, work: &Work) -> Option<&String> {
         if work.backfill {
             self.config
                 .backfill_queue_url

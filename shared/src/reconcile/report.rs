@@ -57,6 +57,14 @@ pub struct ReconcileReport {
     /// ([`crate::changes::Lane::Backfill`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub backfill: Vec<String>,
+    /// Of `onboard`, the accounts whose waiting chain's re-check was sent again now (a change
+    /// event brought it forward, [`crate::chain`]): their runs replace the delayed re-checks.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub forwarded: Vec<String>,
+    /// Accounts not queued because their chain is live (`CHAIN_TABLE`): queued, running or
+    /// waiting on a re-check. They are on their way; following a backfill follows them too.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub in_flight: Vec<String>,
     pub api_calls: BTreeMap<String, u32>,
     pub duration_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,6 +94,8 @@ impl ReconcileReport {
             rejected: BTreeMap::new(),
             retried: Vec::new(),
             backfill: Vec::new(),
+            forwarded: Vec::new(),
+            in_flight: Vec::new(),
             api_calls: BTreeMap::new(),
             duration_ms: 0,
             error: None,

@@ -312,6 +312,7 @@ impl Pass<'_> {
             _ => &config.onboarding_queue_url,
         };
         if !self.dry_run {
+            let seq = self.live_chains_aside(report).await;
             let bodies = report
                 .onboard
                 .iter()
@@ -332,13 +333,65 @@ impl Pass<'_> {
                         ou_id: ou_of.get(id.as_str()).map(|ou| (*ou).to_string()),
                         backfill,
                     })
+                    .map(|body| (body, seq))
                     .map_err(|e| Error::InvalidInput(e.to_string()))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             let sqs = &self.engine.clients().sqs;
-            report.enqueued = aws::send_batch(sqs, queue_url, &bodies, self.calls).await?;
+            report.enqueued = aws::send_batch_chained(sqs, queue_url, &bodies, self.calls).await?;
+            if let Some(seq) = seq {
+                self.mark_queued(&report.onboard, seq).await;
+            }
         }
         Ok(())
+    }
+
+    /// With `CHAIN_TABLE`: the accounts to onboard whose chain is live move to `in_flight`
+    /// (their runs are on their way; queuing them again would start a second chain), and the
+    /// sequence the others' messages carry. Without a table, or when it cannot be read, every
+    /// account is queued (`None`: no sequence).
+    async fn live_chains_aside(&self, report: &mut ReconcileReport) -> Option<u64> {
+        let table = self.engine.config().chain_table.as_ref()?;
+        let db = &self.engine.clients().dynamodb;
+        let accounts: Vec<&str> = report.onboard.iter().map(String::as_str).collect();
+        let items = match crate::chain::read_items(db, table, &accounts, self.calls).await {
+            Ok(items) => items,
+            Err(e) => {
+                tracing::warn!(error = %e, "chains table unreadable; every account is queued");
+                return None;
+            }
+        };
+        let now = self.engine.now();
+        let now_secs = now
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let (queue, live): (Vec<String>, Vec<String>) = std::mem::take(&mut report.onboard)
+            .into_iter()
+            .partition(|a| crate::chain::may_queue(items.get(a.as_str()), now_secs));
+        report.onboard = queue;
+        report.in_flight = live;
+        Some(crate::chain::sequence(now))
+    }
+
+    /// Marks the chains of the accounts just queued (messages with sequence `seq`). Best
+    /// effort: an unmarked account only lets an event through to a second run.
+    async fn mark_queued(&self, accounts: &[String], seq: u64) {
+        let Some(table) = self.engine.config().chain_table.as_ref() else {
+            return;
+        };
+        let expires = self
+            .engine
+            .now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+            + crate::chain::QUEUED_SECONDS;
+        let queued: Vec<(String, u64)> = accounts.iter().map(|a| (a.clone(), seq)).collect();
+        let db = &self.engine.clients().dynamodb;
+        if let Err(e) = crate::chain::mark_queued(db, table, &queued, expires, self.calls).await {
+            tracing::warn!(error = %e, "queued accounts' chains not marked");
+        }
     }
 
     /// Offboards the accounts that left (in a dry run, only reports them): `departed`, and on

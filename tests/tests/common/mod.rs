@@ -168,6 +168,7 @@ impl Setup {
             sts: self.world.sts(),
             license_manager,
             sqs: self.world.sqs(),
+            dynamodb: self.world.dynamodb(),
             members,
         };
         Engine::new(config, clients)

@@ -1,0 +1,338 @@
+//! The chains table's calls: one item per account (`account`, the partition key), its
+//! `seq`, `state`, `expires` (the table's TTL attribute), and a waiting chain's `body`, or a
+//! running one's `poked`. Every call is recorded in the caller's `CallLog` as the IAM action
+//! it needs; none counts as a write (the table is ct-entitlements' own bookkeeping, not a change
+//! to the organization).
+
+use super::{Item, State, RUNNING_SECONDS};
+use crate::error::{aws_error, Error};
+use crate::report::{CallLog, Side};
+use aws_sdk_dynamodb::types::{AttributeValue, KeysAndAttributes, PutRequest, WriteRequest};
+use aws_sdk_dynamodb::Client;
+use std::collections::HashMap;
+
+const CONDITION_FAILED: &str = "ConditionalCheckFailedException";
+
+fn s(v: &str) -> AttributeValue {
+    AttributeValue::S(v.to_string())
+}
+
+fn n(v: u64) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn key(account: &str) -> HashMap<String, AttributeValue> {
+    HashMap::from([("account".to_string(), s(account))])
+}
+
+/// The item DynamoDB answered, when it has the attributes of one.
+fn item_of(attrs: &HashMap<String, AttributeValue>) -> Option<Item> {
+    let num = |k: &str| attrs.get(k)?.as_n().ok()?.parse::<u64>().ok();
+    Some(Item {
+        seq: num("seq")?,
+        state: State::parse(attrs.get("state")?.as_s().ok()?)?,
+        expires: num("expires")?,
+        body: attrs.get("body").and_then(|b| b.as_s().ok()).cloned(),
+        poked: attrs
+            .get("poked")
+            .and_then(|p| p.as_bool().ok())
+            .copied()
+            .unwrap_or(false),
+    })
+}
+
+/// What a run's claim found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Claim {
+    /// The run is the chain's current one (the item now says running, under its sequence).
+    Mine,
+    /// A later message of the chain exists: this one is stale.
+    Superseded,
+}
+
+/// Claims `account`'s chain for a run of the message with sequence `seq`: unless a live item
+/// names a later sequence, the item becomes `running` under `seq` (its mark and body
+/// cleared).
+pub(crate) async fn claim(
+    db: &Client,
+    table: &str,
+    account: &str,
+    seq: u64,
+    now: u64,
+    calls: &CallLog,
+) -> Result<Claim, Error> {
+    calls.record(Side::Own, "dynamodb:UpdateItem", false);
+    let out = db
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(account)))
+        .update_expression(
+            "SET #seq = :seq, #state = :running, #expires = :expires REMOVE #body, #poked",
+        )
+        .condition_expression("attribute_not_exists(#seq) OR #seq <= :seq OR #expires <= :now")
+        .expression_attribute_names("#seq", "seq")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#expires", "expires")
+        .expression_attribute_names("#body", "body")
+        .expression_attribute_names("#poked", "poked")
+        .expression_attribute_values(":seq", n(seq))
+        .expression_attribute_values(":running", s(State::Running.as_str()))
+        .expression_attribute_values(":expires", n(now + RUNNING_SECONDS))
+        .expression_attribute_values(":now", n(now))
+        .send()
+        .await;
+    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
+        Ok(_) => Ok(Claim::Mine),
+        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(Claim::Superseded),
+        Err(e) => Err(e),
+    }
+}
+
+/// The run under `mine` queued its re-check (`body`, sequence `next`): the item becomes
+/// `waiting` under `next` until `expires`. Whether a change marked the chain while it ran
+/// (then the caller brings the re-check forward). A later sequence in the item leaves it as
+/// it is: `Ok(false)`.
+pub(crate) async fn wait(
+    db: &Client,
+    table: &str,
+    account: &str,
+    (mine, next): (u64, u64),
+    body: &str,
+    expires: u64,
+    calls: &CallLog,
+) -> Result<bool, Error> {
+    calls.record(Side::Own, "dynamodb:UpdateItem", false);
+    let out = db
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(account)))
+        .update_expression(
+            "SET #seq = :next, #state = :waiting, #expires = :expires, #body = :body REMOVE #poked",
+        )
+        .condition_expression("#seq = :mine")
+        .expression_attribute_names("#seq", "seq")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#expires", "expires")
+        .expression_attribute_names("#body", "body")
+        .expression_attribute_names("#poked", "poked")
+        .expression_attribute_values(":next", n(next))
+        .expression_attribute_values(":mine", n(mine))
+        .expression_attribute_values(":waiting", s(State::Waiting.as_str()))
+        .expression_attribute_values(":expires", n(expires))
+        .expression_attribute_values(":body", s(body))
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+        .send()
+        .await;
+    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
+        Ok(out) => Ok(out
+            .attributes()
+            .and_then(item_of)
+            .is_some_and(|old| old.poked)),
+        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The run under `mine` ended the chain (nothing left to wait for, or it failed for good):
+/// the item becomes `ended` until `expires`. Whether a change marked the chain while it ran
+/// (then the caller queues one more run). A later sequence in the item leaves it: `Ok(false)`.
+pub(crate) async fn end(
+    db: &Client,
+    table: &str,
+    account: &str,
+    mine: u64,
+    expires: u64,
+    calls: &CallLog,
+) -> Result<bool, Error> {
+    calls.record(Side::Own, "dynamodb:UpdateItem", false);
+    let out = db
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(account)))
+        .update_expression("SET #state = :ended, #expires = :expires REMOVE #body, #poked")
+        .condition_expression("#seq = :mine")
+        .expression_attribute_names("#seq", "seq")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#expires", "expires")
+        .expression_attribute_names("#body", "body")
+        .expression_attribute_names("#poked", "poked")
+        .expression_attribute_values(":mine", n(mine))
+        .expression_attribute_values(":ended", s(State::Ended.as_str()))
+        .expression_attribute_values(":expires", n(expires))
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
+        .send()
+        .await;
+    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
+        Ok(out) => Ok(out
+            .attributes()
+            .and_then(item_of)
+            .is_some_and(|old| old.poked)),
+        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// Marks a running chain (sequence `seq`) so its run goes on at once when it ends. A chain
+/// that moved on meanwhile is left as it is.
+pub(crate) async fn poke(
+    db: &Client,
+    table: &str,
+    account: &str,
+    seq: u64,
+    calls: &CallLog,
+) -> Result<(), Error> {
+    calls.record(Side::Own, "dynamodb:UpdateItem", false);
+    let out = db
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(account)))
+        .update_expression("SET #poked = :yes")
+        .condition_expression("#seq = :seq AND #state = :running")
+        .expression_attribute_names("#seq", "seq")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#poked", "poked")
+        .expression_attribute_values(":seq", n(seq))
+        .expression_attribute_values(":running", s(State::Running.as_str()))
+        .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        .send()
+        .await;
+    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// A waiting chain's re-check (sequence `old`) was sent again now under `next`: the item
+/// becomes `queued` under it, so the delayed one is stale when it comes. A chain that moved on
+/// meanwhile is left as it is.
+pub(crate) async fn forward(
+    db: &Client,
+    table: &str,
+    account: &str,
+    (old, next): (u64, u64),
+    expires: u64,
+    calls: &CallLog,
+) -> Result<(), Error> {
+    calls.record(Side::Own, "dynamodb:UpdateItem", false);
+    let out = db
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(account)))
+        .update_expression(
+            "SET #seq = :next, #state = :queued, #expires = :expires REMOVE #body, #poked",
+        )
+        .condition_expression("#seq = :old")
+        .expression_attribute_names("#seq", "seq")
+        .expression_attribute_names("#state", "state")
+        .expression_attribute_names("#expires", "expires")
+        .expression_attribute_names("#body", "body")
+        .expression_attribute_names("#poked", "poked")
+        .expression_attribute_values(":next", n(next))
+        .expression_attribute_values(":old", n(old))
+        .expression_attribute_values(":queued", s(State::Queued.as_str()))
+        .expression_attribute_values(":expires", n(expires))
+        .send()
+        .await;
+    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Marks accounts' chains queued (`(account, sequence of the message sent)`), 25 per
+/// `BatchWriteItem`; what DynamoDB leaves unprocessed is written once more, then left (an
+/// unmarked account only lets an event through to a second run).
+pub(crate) async fn mark_queued(
+    db: &Client,
+    table: &str,
+    queued: &[(String, u64)],
+    expires: u64,
+    calls: &CallLog,
+) -> Result<(), Error> {
+    for chunk in queued.chunks(25) {
+        let mut requests = chunk
+            .iter()
+            .map(|(account, seq)| {
+                let mut item = key(account);
+                item.insert("seq".into(), n(*seq));
+                item.insert("state".into(), s(State::Queued.as_str()));
+                item.insert("expires".into(), n(expires));
+                PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map(|p| WriteRequest::builder().put_request(p).build())
+                    .map_err(|e| Error::InvalidInput(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        for _ in 0..2 {
+            if requests.is_empty() {
+                break;
+            }
+            calls.record(Side::Own, "dynamodb:BatchWriteItem", false);
+            let out = db
+                .batch_write_item()
+                .request_items(table, requests)
+                .send()
+                .await
+                .map_err(|e| aws_error("dynamodb", "BatchWriteItem", e))?;
+            requests = out
+                .unprocessed_items()
+                .and_then(|u| u.get(table))
+                .cloned()
+                .unwrap_or_default();
+        }
+    }
+    Ok(())
+}
+
+/// The items of `accounts` (100 per `BatchGetItem`, consistent reads); keys DynamoDB leaves
+/// unprocessed are asked once more, then counted as no item.
+pub(crate) async fn read_items(
+    db: &Client,
+    table: &str,
+    accounts: &[&str],
+    calls: &CallLog,
+) -> Result<HashMap<String, Item>, Error> {
+    let mut items = HashMap::new();
+    for chunk in accounts.chunks(100) {
+        let mut keys: Vec<HashMap<String, AttributeValue>> = chunk.iter().map(|a| key(a)).collect();
+        for _ in 0..2 {
+            if keys.is_empty() {
+                break;
+            }
+            let request = KeysAndAttributes::builder()
+                .set_keys(Some(keys))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| Error::InvalidInput(e.to_string()))?;
+            calls.record(Side::Own, "dynamodb:BatchGetItem", false);
+            let out = db
+                .batch_get_item()
+                .request_items(table, request)
+                .send()
+                .await
+                .map_err(|e| aws_error("dynamodb", "BatchGetItem", e))?;
+            for attrs in out
+                .responses()
+                .and_then(|r| r.get(table))
+                .into_iter()
+                .flatten()
+            {
+                if let (Some(account), Some(item)) = (
+                    attrs.get("account").and_then(|a| a.as_s().ok()),
+                    item_of(attrs),
+                ) {
+                    items.insert(account.clone(), item);
+                }
+            }
+            keys = out
+                .unprocessed_keys()
+                .and_then(|u| u.get(table))
+                .map(|k| k.keys().to_vec())
+                .unwrap_or_default();
+        }
+    }
+    Ok(items)
+}

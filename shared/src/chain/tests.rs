@@ -1,0 +1,141 @@
+use super::*;
+use serde_json::json;
+
+fn item(state: State, expires: u64, body: Option<&str>, poked: bool) -> Item {
+    Item {
+        seq: 7,
+        state,
+        expires,
+        body: body.map(str::to_string),
+        poked,
+    }
+}
+
+#[test]
+fn a_change_event_runs_an_account_only_where_its_chain_does_not_cover_it() {
+    let now = 1_000;
+    let body = r#"{"accountId":"210987654321","reason":"recheck"}"#;
+    // (case, the account's item, what the event's run does)
+    let cases: Vec<(&str, Option<Item>, Gate)> = vec![
+        ("no chain", None, Gate::Start),
+        (
+            "a queued chain reads the account afresh",
+            Some(item(State::Queued, now + 1, None, false)),
+            Gate::Skip("its chain's run is queued and reads the account afresh"),
+        ),
+        (
+            "a running chain is marked",
+            Some(item(State::Running, now + 1, None, false)),
+            Gate::Poke(7),
+        ),
+        (
+            "a running chain marked already",
+            Some(item(State::Running, now + 1, None, true)),
+            Gate::Skip("its chain's running run is marked to go on at once already"),
+        ),
+        (
+            "a waiting chain's re-check comes forward, the same body",
+            Some(item(State::Waiting, now + 1, Some(body), false)),
+            Gate::Forward {
+                seq: 7,
+                body: body.to_string(),
+            },
+        ),
+        (
+            "a waiting chain without its body: a new run",
+            Some(item(State::Waiting, now + 1, None, false)),
+            Gate::Start,
+        ),
+        (
+            "an ended chain",
+            Some(item(State::Ended, now + 1, None, false)),
+            Gate::Start,
+        ),
+        (
+            "an expired item holds nothing back (DynamoDB deletes it later)",
+            Some(item(State::Queued, now, None, false)),
+            Gate::Start,
+        ),
+        (
+            "an expired waiting item neither",
+            Some(item(State::Waiting, now - 1, Some(body), false)),
+            Gate::Start,
+        ),
+    ];
+    for (case, item, expected) in cases {
+        assert_eq!(gate(item.as_ref(), now), expected, "{case}");
+    }
+}
+
+#[test]
+fn the_reconciler_queues_no_account_whose_chain_is_live() {
+    let now = 1_000;
+    assert!(may_queue(None, now));
+    assert!(may_queue(
+        Some(&item(State::Ended, now + 1, None, false)),
+        now
+    ));
+    for state in [State::Queued, State::Running, State::Waiting] {
+        assert!(
+            !may_queue(Some(&item(state, now + 1, None, false)), now),
+            "{state:?}"
+        );
+        assert!(
+            may_queue(Some(&item(state, now, None, false)), now),
+            "{state:?} expired"
+        );
+    }
+}
+
+#[test]
+fn states_read_back_as_written_and_nothing_else_parses() {
+    for state in [State::Queued, State::Running, State::Waiting, State::Ended] {
+        assert_eq!(State::parse(state.as_str()), Some(state));
+    }
+    assert_eq!(State::parse("Queued"), None);
+    assert_eq!(State::parse(""), None);
+}
+
+#[test]
+fn a_record_carries_its_sequence_in_a_message_attribute() {
+    let record = |attrs: serde_json::Value| json!({"messageId": "1", "body": "{}", "messageAttributes": attrs});
+    // (case, record, sequence)
+    let cases = [
+        (
+            "a Number attribute",
+            record(json!({"chainSeq": {"stringValue": "1733390000123", "dataType": "Number"}})),
+            Some(1_733_390_000_123),
+        ),
+        (
+            "no attributes",
+            json!({"messageId": "1", "body": "{}"}),
+            None,
+        ),
+        (
+            "other attributes",
+            record(json!({"other": {"stringValue": "5"}})),
+            None,
+        ),
+        (
+            "not a number",
+            record(json!({"chainSeq": {"stringValue": "soon", "dataType": "Number"}})),
+            None,
+        ),
+        (
+            "negative",
+            record(json!({"chainSeq": {"stringValue": "-4", "dataType": "Number"}})),
+            None,
+        ),
+    ];
+    for (case, r, expected) in cases {
+        assert_eq!(of_record(&r), expected, "{case}");
+    }
+}
+
+#[test]
+fn sequences_are_milliseconds_and_grow() {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(1_733_390_000_123);
+    assert_eq!(sequence(t), 1_733_390_000_123);
+    assert!(sequence(t + std::time::Duration::from_millis(1)) > sequence(t));
+    assert_eq!(sequence(std::time::UNIX_EPOCH), 0);
+}

@@ -1,0 +1,164 @@
+//! The runs a batch asks for, against the accounts' chains (`CHAIN_TABLE`, [`crate::chain`]):
+//! one `BatchGetItem` per 100 accounts, then per account [`crate::chain::gate`]. Without a
+//! table (or when it cannot be read) every run starts, as it would without chains.
+
+use super::Lane;
+use crate::chain::{self, Gate};
+use crate::engine::Engine;
+use crate::event::{OnboardRequest, GRANT_CHANGE_REASON};
+use crate::ids::AccountId;
+use crate::reconcile::ReconcileReport;
+use crate::report::CallLog;
+
+/// One message to send for an account: its body, its chain sequence and, for a re-check
+/// brought forward, the sequence the item had (the update is conditional on it).
+pub(super) struct Outgoing {
+    pub(super) account: String,
+    pub(super) body: String,
+    pub(super) seq: Option<u64>,
+    pub(super) forwarded_from: Option<u64>,
+    pub(super) records: Vec<usize>,
+}
+
+/// The messages for `runs` (account, records, lane), by lane (`true`: the backfill queue):
+/// a new `grant-change` run where no chain is live, the waiting re-check's body where one
+/// waits; nothing where a chain is queued, and a mark where one runs (both reported as
+/// skipped, with why).
+pub(super) async fn messages(
+    engine: &Engine,
+    runs: Vec<(AccountId, Vec<usize>, Lane)>,
+    backfill_queue: bool,
+    calls: &CallLog,
+    report: &mut ReconcileReport,
+) -> Vec<(bool, Outgoing)> {
+    let table = engine
+        .config()
+        .chain_table
+        .as_ref()
+        .filter(|_| !engine.config().dry_run);
+    let items = match table {
+        Some(table) => {
+            let accounts: Vec<&str> = runs.iter().map(|(a, _, _)| a.as_str()).collect();
+            let db = &engine.clients().dynamodb;
+            match chain::read_items(db, table, &accounts, calls).await {
+                Ok(items) => Some(items),
+                Err(e) => {
+                    tracing::warn!(error = %e, "chains table unreadable; every run starts");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let now_secs = engine
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let seq = items.as_ref().map(|_| chain::sequence(engine.now()));
+    let mut out = Vec::new();
+    for (account, records, lane) in runs {
+        let backfill = lane == Lane::Backfill && backfill_queue;
+        let gate = items.as_ref().map_or(Gate::Start, |i| {
+            chain::gate(i.get(account.as_str()), now_secs)
+        });
+        let outgoing = match gate {
+            Gate::Start => Outgoing {
+                account: account.to_string(),
+                body: run_body(&account, backfill),
+                seq,
+                forwarded_from: None,
+                records,
+            },
+            Gate::Forward { seq: old, body } => {
+                report.forwarded.push(account.to_string());
+                Outgoing {
+                    account: account.to_string(),
+                    body,
+                    seq: seq.map(|s| s.max(old + 1)),
+                    forwarded_from: Some(old),
+                    records,
+                }
+            }
+            Gate::Skip(why) => {
+                report.needs.remove(account.as_str());
+                report.skipped.insert(
+                    account.to_string(),
+                    format!("Grant Change event: {why}; no run"),
+                );
+                continue;
+            }
+            Gate::Poke(running) => {
+                report.needs.remove(account.as_str());
+                if let Some(table) = table {
+                    let db = &engine.clients().dynamodb;
+                    if let Err(e) = chain::poke(db, table, account.as_str(), running, calls).await {
+                        tracing::warn!(error = %e, account = %account, "running chain not marked; its re-check comes at its time");
+                    }
+                }
+                report.skipped.insert(
+                    account.to_string(),
+                    "Grant Change event: its chain is running; marked to go on at once when the run ends; no run".into(),
+                );
+                continue;
+            }
+        };
+        report.onboard.push(account.to_string());
+        if backfill {
+            report.backfill.push(account.to_string());
+        }
+        out.push((backfill, outgoing));
+    }
+    out
+}
+
+/// A `grant-change` run's body.
+fn run_body(account: &AccountId, backfill: bool) -> String {
+    serde_json::to_string(&OnboardRequest {
+        account_id: account.to_string(),
+        reason: Some(GRANT_CHANGE_REASON.into()),
+        attempt: 0,
+        first_seen: None,
+        activations: Vec::new(),
+        ou_id: None,
+        backfill,
+    })
+    .unwrap_or_default()
+}
+
+/// After a lane's messages were sent: the chains of the new runs marked queued (one
+/// `BatchWriteItem` per 25), the re-checks brought forward each marked queued under their new
+/// sequence. Best effort: an unwritten mark only lets a later event through to a second run.
+pub(super) async fn mark_sent(engine: &Engine, sent: &[Outgoing], calls: &CallLog) {
+    let Some(table) = &engine.config().chain_table else {
+        return;
+    };
+    let db = &engine.clients().dynamodb;
+    let now_secs = engine
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let expires = now_secs + chain::QUEUED_SECONDS;
+    let started: Vec<(String, u64)> = sent
+        .iter()
+        .filter(|o| o.forwarded_from.is_none())
+        .filter_map(|o| Some((o.account.clone(), o.seq?)))
+        .collect();
+    if let Err(e) = chain::mark_queued(db, table, &started, expires, calls).await {
+        tracing::warn!(error = %e, "new runs' chains not marked queued");
+    }
+    let forwards = sent.iter().filter_map(|o| {
+        let (old, next) = (o.forwarded_from?, o.seq?);
+        Some(async move {
+            chain::forward(db, table, &o.account, (old, next), expires, calls)
+                .await
+                .map_err(|e| (o.account.clone(), e))
+        })
+    });
+    for result in futures::future::join_all(forwards).await {
+        if let Err((account, e)) = result {
+            tracing::warn!(error = %e, account, "brought-forward chain not marked queued");
+        }
+    }
+}

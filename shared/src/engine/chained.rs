@@ -1,0 +1,171 @@
+//! A run as one step of its account's chain (`CHAIN_TABLE`, [`crate::chain`]): the claim
+//! before any other call, and what the run leaves in the item when it ends.
+
+use super::Engine;
+use crate::aws;
+use crate::chain::{self, Claim};
+use crate::error::Error;
+use crate::event::{OnboardRequest, Request, Work, GRANT_CHANGE_REASON};
+use crate::report::{AccountReport, CallLog, Outcome};
+use std::time::{Duration, SystemTime};
+
+impl Engine {
+    /// Whether runs keep the chains table: a table is configured and the run may write.
+    pub(super) fn chained(&self) -> bool {
+        self.config.chain_table.is_some() && !self.config.dry_run
+    }
+
+    fn unix_now(&self) -> u64 {
+        (self.now)()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    /// Claims the chain of `request`'s account for a run of the message with sequence
+    /// `chain` (a new one when the message carries none): `Some(sequence)` to go on under,
+    /// `None` when the message was superseded (`report` says so). Without a table, or when
+    /// the table cannot be reached (`report` says so), the run goes on.
+    pub(super) async fn claim_chain(
+        &self,
+        request: &Request,
+        chain: Option<u64>,
+        calls: &CallLog,
+        report: &mut AccountReport,
+    ) -> Option<Option<u64>> {
+        let (Some(table), Request::Work(work)) = (&self.config.chain_table, request) else {
+            return Some(None);
+        };
+        if !self.chained() {
+            return Some(None);
+        }
+        let mine = chain.unwrap_or_else(|| chain::sequence((self.now)()));
+        let db = &self.clients.dynamodb;
+        let account = work.account_id.as_str();
+        match chain::claim(db, table, account, mine, self.unix_now(), calls).await {
+            Ok(Claim::Mine) => Some(Some(mine)),
+            Ok(Claim::Superseded) => {
+                report.outcome = Outcome::Skipped;
+                report.reason = Some(
+                    "superseded: a later message of this account's chain was sent (a change event brought its re-check forward, or a newer run started); nothing to do"
+                        .into(),
+                );
+                report.chain = Some("superseded".into());
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, account, "chains table unavailable; the run goes on without it");
+                report.chain = Some(format!("unavailable: {e}"));
+                Some(Some(mine))
+            }
+        }
+    }
+
+    /// What the run under `mine` leaves in its chain's item: `waiting` with the re-check it
+    /// queued, else (unless it failed, when its message comes again) `ended`. A change that
+    /// marked the chain while it ran gets its run at once: the re-check sent again now, or one
+    /// more run queued.
+    pub(super) async fn settle_chain(
+        &self,
+        work: &Work,
+        mine: u64,
+        calls: &CallLog,
+        report: &mut AccountReport,
+    ) {
+        let Some(table) = &self.config.chain_table else {
+            return;
+        };
+        if report.outcome == Outcome::Failed {
+            report.chain.get_or_insert_with(|| "kept".into());
+            return;
+        }
+        let db = &self.clients.dynamodb;
+        let account = work.account_id.as_str();
+        let now = self.unix_now();
+        let result = match report.recheck_sent.clone() {
+            Some((next, body)) => {
+                let expires = now + self.config.recheck_delay.as_secs() + chain::WAITING_SECONDS;
+                match chain::wait(db, table, account, (mine, next), &body, expires, calls).await {
+                    Ok(true) => self
+                        .send_now(work, &body, Some(next), calls)
+                        .await
+                        .map(|()| "forwarded"),
+                    Ok(false) => Ok("waiting"),
+                    Err(e) => Err(e),
+                }
+            }
+            None => {
+                let expires = now + self.config.recheck_delay.as_secs() + chain::WAITING_SECONDS;
+                match chain::end(db, table, account, mine, expires, calls).await {
+                    Ok(true) => self.follow(work, report, calls).await.map(|()| "followed"),
+                    Ok(false) => Ok("ended"),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match result {
+            Ok(what) => {
+                report.chain.get_or_insert_with(|| what.into());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, account, "chains table not updated; the chain's messages still run");
+                report.chain = Some(format!("unavailable: {e}"));
+            }
+        }
+    }
+
+    /// Sends `body` on the chain's queue now under a new sequence, and marks the chain queued
+    /// under it (conditional on `old`, the sequence the item has, when given).
+    async fn send_now(
+        &self,
+        work: &Work,
+        body: &str,
+        old: Option<u64>,
+        calls: &CallLog,
+    ) -> Result<(), Error> {
+        let (Some(table), Some(queue)) = (&self.config.chain_table, self.recheck_queue(work))
+        else {
+            return Ok(());
+        };
+        let next = chain::sequence((self.now)()).max(old.unwrap_or(0) + 1);
+        aws::send_chained(
+            &self.clients.sqs,
+            queue,
+            body,
+            Duration::ZERO,
+            Some(next),
+            calls,
+        )
+        .await?;
+        let expires = self.unix_now() + chain::QUEUED_SECONDS;
+        let db = &self.clients.dynamodb;
+        let account = work.account_id.as_str();
+        match old {
+            Some(old) => chain::forward(db, table, account, (old, next), expires, calls).await,
+            None => {
+                chain::mark_queued(db, table, &[(account.to_string(), next)], expires, calls).await
+            }
+        }
+    }
+
+    /// One more run of the account (a change came while this one ran and the chain ended):
+    /// a `grant-change` run on the chain's queue.
+    async fn follow(
+        &self,
+        work: &Work,
+        report: &AccountReport,
+        calls: &CallLog,
+    ) -> Result<(), Error> {
+        let body = OnboardRequest {
+            account_id: work.account_id.to_string(),
+            reason: Some(GRANT_CHANGE_REASON.into()),
+            attempt: 0,
+            first_seen: report.first_seen.or(work.first_seen),
+            activations: report.activations_requested.clone(),
+            ou_id: report.ou_id.clone(),
+            backfill: work.backfill,
+        };
+        let body = serde_json::to_string(&body).map_err(|e| Error::InvalidInput(e.to_string()))?;
+        self.send_now(work, &body, None, calls).await
+    }
+}
