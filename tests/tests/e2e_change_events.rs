@@ -34,6 +34,11 @@ struct Pipeline {
     /// account-lifecycle invocations for messages the reconciler queued, and their messages.
     batches: usize,
     messages: usize,
+    /// Whether the engine keeps chains (`CHAIN_TABLE`): the runs it asks for may then be
+    /// re-checks brought forward, and carry their chain sequence.
+    chained: bool,
+    /// Of `messages`, re-checks brought forward.
+    forwarded: usize,
 }
 
 impl Pipeline {
@@ -103,6 +108,8 @@ impl Pipeline {
             reports: Vec::new(),
             batches: 0,
             messages: 0,
+            chained: false,
+            forwarded: 0,
         }
     }
 
@@ -175,18 +182,38 @@ impl Pipeline {
             .receive_message()
             .queue_url(&s.queue_url)
             .max_number_of_messages(10)
+            .message_attribute_names("All")
             .send()
             .await
             .unwrap();
         if !out.messages().is_empty() {
+            // Lambda's record: the message attributes as SQS sent them.
             let records: Vec<Value> = out
                 .messages()
                 .iter()
-                .map(|m| json!({"messageId": m.message_id(), "eventSource": "aws:sqs", "body": m.body()}))
+                .map(|m| {
+                    let attributes: serde_json::Map<String, Value> = m
+                        .message_attributes()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                json!({"stringValue": v.string_value(), "dataType": v.data_type()}),
+                            )
+                        })
+                        .collect();
+                    json!({"messageId": m.message_id(), "eventSource": "aws:sqs", "body": m.body(),
+                           "messageAttributes": attributes})
+                })
                 .collect();
             for m in out.messages() {
                 let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-                assert_eq!(body["reason"], "grant-change", "{body}");
+                if self.chained && body["reason"] == "recheck" {
+                    self.forwarded += 1;
+                } else {
+                    assert_eq!(body["reason"], "grant-change", "{body}");
+                }
                 sqs.delete_message()
                     .queue_url(&s.queue_url)
                     .receipt_handle(m.receipt_handle().unwrap())
@@ -577,4 +604,184 @@ async fn a_throttled_look_brings_its_record_back_in_seconds() {
     assert!(!report
         .api_calls
         .contains_key("sqs:ChangeMessageVisibilityBatch"));
+}
+
+/// With the chains table (`CHAIN_TABLE`, as the template deploys it): a workflow's completion
+/// brings the waiting chain's re-check forward (its own body: the same start time, the next
+/// attempt), no second run; the delayed re-check it replaced, when it comes, ends without any
+/// other call; a change while the chain runs marks it instead of a run; a daily reconcile
+/// leaves an account whose chain is live to it and marks the chains of those it queues.
+#[tokio::test]
+async fn a_completion_brings_the_waiting_chain_forward_and_its_delayed_recheck_is_stale() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    s.world
+        .control()
+        .configure(
+            json!({"pendingWorkflowMs": 2000, "activationMs": 2000, "changeEvents": true,
+                   "grantChangeDetail": "grantee", "changeEventsTo": "both"}),
+        )
+        .await
+        .unwrap();
+    let table = common::chain_table(&s.world, "ct-entitlements-chains").await;
+    let mut pipe = Pipeline::new(&s).await;
+    pipe.chained = true;
+    let engine = s.engine(&[("RECHECK_DELAY_SECONDS", "300"), ("CHAIN_TABLE", &table)]);
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let licenses = s.org.licenses.len();
+
+    // The new account's first run: its chain waits on the re-check, whose body the item keeps.
+    let report = common::try_handle(&engine, s.create_event(&prod, &workloads)).await;
+    assert_eq!(report["outcome"], "pending", "{report:#}");
+    assert_eq!(report["chain"], "waiting", "{report:#}");
+    let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    assert_eq!(item["state"], "waiting", "{item:?}");
+    let first_seq: u64 = item["seq"].parse().unwrap();
+    let first_body = item["body"].clone();
+    let body: Value = serde_json::from_str(&first_body).unwrap();
+    assert_eq!(
+        (&body["reason"], &body["attempt"], &body["firstSeen"]),
+        (&json!("recheck"), &json!(1), &report["firstSeen"]),
+        "{body}"
+    );
+
+    let mut seconds = 0;
+    while seconds < 12 {
+        pipe.step(&s, &engine).await;
+        seconds += 1;
+        let grants = s.grants_in(&prod).await;
+        if grants.len() == licenses && grants.iter().all(|(_, st)| st == "ACTIVE") {
+            break;
+        }
+    }
+    let grants = s.grants_in(&prod).await;
+    assert!(
+        grants.len() == licenses && grants.iter().all(|(_, st)| st == "ACTIVE"),
+        "after {seconds} s: {grants:?}; reports {:#?}",
+        pipe.reports
+    );
+    assert!(seconds <= 6, "ACTIVE after {seconds} emulated seconds");
+    // The completions' runs were the chain's re-check, brought forward once: no grant-change
+    // run beside it.
+    assert_eq!(
+        (pipe.messages, pipe.forwarded),
+        (1, 1),
+        "{:#?}",
+        pipe.reports
+    );
+    let forwarded: Vec<&Value> = pipe
+        .reports
+        .iter()
+        .filter(|r| {
+            r["forwarded"]
+                .as_array()
+                .is_some_and(|f| f.contains(&json!(prod)))
+        })
+        .collect();
+    assert_eq!(forwarded.len(), 1, "{:#?}", pipe.reports);
+    // The brought-forward run queued the next re-check: the chain waits again, later in its
+    // sequence, on the same start time.
+    let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    assert_eq!(item["state"], "waiting", "{item:?}");
+    assert!(item["seq"].parse::<u64>().unwrap() > first_seq, "{item:?}");
+    let body: Value = serde_json::from_str(&item["body"]).unwrap();
+    assert_eq!(
+        (&body["attempt"], &body["firstSeen"]),
+        (&json!(2), &report["firstSeen"]),
+        "{body}"
+    );
+    // On the queue: the first run's delayed re-check and the second's, nothing else.
+    assert_eq!(Pipeline::waiting(&s, &s.queue_url).await, 2);
+
+    // The first run's re-check when it comes: superseded, and nothing but the claim.
+    let stale = json!({"Records": [{
+        "messageId": "the-delayed-recheck", "eventSource": "aws:sqs", "body": first_body,
+        "messageAttributes": {"chainSeq": {"stringValue": first_seq.to_string(), "dataType": "Number"}}}]});
+    let answer = common::handle(&engine, stale.clone()).await;
+    assert_eq!(answer, json!({"batchItemFailures": []}));
+    let request = shared::event::parse_body(&first_body).unwrap();
+    let report = engine.run_chained(request, Some(first_seq)).await;
+    assert_eq!(
+        (report.outcome, report.chain.as_deref()),
+        (shared::Outcome::Skipped, Some("superseded")),
+        "{report:#?}"
+    );
+    assert_eq!(
+        serde_json::to_value(&report.api_calls).unwrap(),
+        json!({"dynamodb:UpdateItem": 1}),
+        "{report:#?}"
+    );
+    assert!(report.member_api_calls.is_empty(), "{report:#?}");
+
+    // A change while the chain runs: the item is marked, no run. (The item is set running by
+    // hand, as a run's claim leaves it.)
+    let running = first_seq + 1_000_000;
+    s.world
+        .dynamodb()
+        .update_item()
+        .table_name(&table)
+        .key(
+            "account",
+            aws_sdk_dynamodb::types::AttributeValue::S(prod.clone()),
+        )
+        .update_expression("SET #s = :running, #q = :seq REMOVE #b")
+        .expression_attribute_names("#s", "state")
+        .expression_attribute_names("#q", "seq")
+        .expression_attribute_names("#b", "body")
+        .expression_attribute_values(
+            ":running",
+            aws_sdk_dynamodb::types::AttributeValue::S("running".into()),
+        )
+        .expression_attribute_values(
+            ":seq",
+            aws_sdk_dynamodb::types::AttributeValue::N(running.to_string()),
+        )
+        .send()
+        .await
+        .unwrap();
+    common::deactivate_by_hand(&s.world, &prod, "while-running").await;
+    let (reports, messages) = (pipe.reports.len(), pipe.messages);
+    for _ in 0..3 {
+        pipe.step(&s, &engine).await;
+    }
+    assert_eq!(pipe.messages, messages, "{:#?}", &pipe.reports[reports..]);
+    assert!(
+        pipe.reports[reports..].iter().any(|r| r["skipped"][&prod]
+            .as_str()
+            .is_some_and(|why| why.contains("its chain is running"))),
+        "{:#?}",
+        &pipe.reports[reports..]
+    );
+    let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    assert_eq!(
+        (
+            item["state"].as_str(),
+            item.get("poked").map(String::as_str)
+        ),
+        ("running", Some("true")),
+        "{item:?}"
+    );
+
+    // A daily reconcile: an account whose chain is live is left to it; those it queues are
+    // marked queued, their messages carrying the sequence.
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let report = common::try_handle(&engine, s.create_event(&dev, &workloads)).await;
+    assert_eq!(report["chain"], "waiting", "{report:#}");
+    let daily = shared::reconcile::reconcile(
+        &engine,
+        &reconcile_config(&s.queue_url, None),
+        shared::reconcile::Scope::Organization,
+        false,
+    )
+    .await;
+    assert!(daily.in_flight.contains(&dev), "{daily:#?}");
+    assert!(daily.in_flight.contains(&prod), "{daily:#?}");
+    assert!(!daily.onboard.contains(&dev), "{daily:#?}");
+    assert!(!daily.onboard.is_empty(), "{daily:#?}");
+    for account in &daily.onboard {
+        let item = common::chain_item(&s.world, &table, account).await.unwrap();
+        assert_eq!(item["state"], "queued", "{account}: {item:?}");
+    }
 }

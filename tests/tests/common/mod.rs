@@ -67,6 +67,70 @@ pub struct Setup {
 }
 
 /// A new SQS queue in the world's moto: (URL, ARN).
+/// A chains table in moto as the template's `ChainTable` declares it (partition key
+/// `account`, on demand); its name, for `CHAIN_TABLE`.
+#[allow(dead_code)] // not every test binary that includes common keeps chains
+pub async fn chain_table(world: &World, name: &str) -> String {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    world
+        .dynamodb()
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("account")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("account")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    name.to_string()
+}
+
+/// An account's item in the chains table, as strings (`seq`, `state`, `body`, `poked`,
+/// `expires`), if any.
+#[allow(dead_code)]
+pub async fn chain_item(
+    world: &World,
+    table: &str,
+    account: &str,
+) -> Option<HashMap<String, String>> {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let out = world
+        .dynamodb()
+        .get_item()
+        .table_name(table)
+        .key("account", AttributeValue::S(account.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .unwrap();
+    out.item().map(|item| {
+        item.iter()
+            .map(|(k, v)| {
+                let text = match v {
+                    AttributeValue::S(s) | AttributeValue::N(s) => s.clone(),
+                    AttributeValue::Bool(b) => b.to_string(),
+                    other => format!("{other:?}"),
+                };
+                (k.clone(), text)
+            })
+            .collect()
+    })
+}
+
 pub async fn new_queue(world: &World, name: &str) -> (String, String) {
     let sqs = world.sqs();
     let url = sqs
