@@ -104,7 +104,8 @@ def base_env(runtime_api, endpoints=None):
         "RUST_LOG": "info",
         "LANG": "C.UTF-8",
     }
-    for var in ("IAM", "STS", "ORGANIZATIONS", "SQS", "LICENSE_MANAGER", "SERVICE_CATALOG"):
+    for var in ("IAM", "STS", "ORGANIZATIONS", "SQS", "LICENSE_MANAGER", "SERVICE_CATALOG",
+                "DYNAMODB"):
         env[f"AWS_ENDPOINT_URL_{var}"] = CLOSED
     env.update(endpoints or {})
     return env
@@ -342,6 +343,16 @@ def bench_onboarding(args, lw):
 
 # ---------------------------------------------------------------- 4. backfill
 
+def record_of(message):
+    """The Lambda SQS record of a message boto3 received (its message attributes as Lambda
+    delivers them: a chain sequence, shared::chain::ATTRIBUTE)."""
+    record = sqs_record(message["Body"], message_id=message["MessageId"])
+    record["messageAttributes"] = {
+        name: {"stringValue": a.get("StringValue"), "dataType": a.get("DataType")}
+        for name, a in (message.get("MessageAttributes") or {}).items()}
+    return record
+
+
 def sqs_record(body, receive_count=1, message_id=None):
     return {
         "messageId": message_id or str(uuid.uuid4()),
@@ -410,11 +421,11 @@ def run_backfill(args, world, proxies, records, spare, selection, label, recheck
         def drain_queue():
             """Messages the function itself put on the onboarding queue (re-checks)."""
             out = []
-            resp = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10,
+            resp = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, MessageAttributeNames=["All"],
                                        WaitTimeSeconds=0, VisibilityTimeout=30)
             for m in resp.get("Messages", []):
                 sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=m["ReceiptHandle"])
-                out.append(sqs_record(m["Body"], message_id=m["MessageId"]))
+                out.append(record_of(m))
             state["requeued"] += len(out)
             return out
 
@@ -830,6 +841,7 @@ class ChangeEvents:
         """Messages on the backfill queue (runs the reconciler put there), as SQS records,
         deleted from the queue."""
         got = self.sqs.receive_message(QueueUrl=self.backfill_url, MaxNumberOfMessages=10,
+                                       MessageAttributeNames=["All"],
                                        WaitTimeSeconds=wait).get("Messages", [])
         if got:
             self.sqs.delete_message_batch(QueueUrl=self.backfill_url, Entries=[
@@ -837,7 +849,7 @@ class ChangeEvents:
             with self.lock:
                 for m in got:
                     self.runs[json.loads(m["Body"]).get("reason", "?") + " (backfill)"] += 1
-        return [sqs_record(m["Body"], message_id=m["MessageId"]) for m in got]
+        return [record_of(m) for m in got]
 
     def backfill_lane(self, containers):
         """Once the backfill's first pass is done, its lane (`containers` account-lifecycle
@@ -876,6 +888,7 @@ class ChangeEvents:
     def _onboard(self, onboarding_rt):
         while not self.stopping.is_set():
             got = self.sqs.receive_message(QueueUrl=self.onboarding_url, MaxNumberOfMessages=5,
+                                           MessageAttributeNames=["All"],
                                            WaitTimeSeconds=1, VisibilityTimeout=120)
             messages = got.get("Messages", [])
             if not messages:
@@ -885,7 +898,7 @@ class ChangeEvents:
             while len(messages) < 5 and time.monotonic() - first < 1:
                 time.sleep(0.1)
                 more = self.sqs.receive_message(
-                    QueueUrl=self.onboarding_url, MaxNumberOfMessages=5 - len(messages),
+                    QueueUrl=self.onboarding_url, MessageAttributeNames=["All"], MaxNumberOfMessages=5 - len(messages),
                     WaitTimeSeconds=0, VisibilityTimeout=120).get("Messages", [])
                 messages += more
             self.sqs.delete_message_batch(QueueUrl=self.onboarding_url, Entries=[
@@ -895,7 +908,7 @@ class ChangeEvents:
                 for m in messages:
                     self.runs[json.loads(m["Body"]).get("reason", "?")] += 1
                 self.stats["onboardingBatches"] += 1
-            records = [sqs_record(m["Body"], message_id=m["MessageId"]) for m in messages]
+            records = [record_of(m) for m in messages]
             self._run_batch(onboarding_rt, records, "account-lifecycle")
 
     def idle(self):
@@ -1147,12 +1160,13 @@ def bench_scale(args, lw, events=False, timed=False):
         records = []
         while True:
             got = sqs.receive_message(QueueUrl=backfill_url, MaxNumberOfMessages=10,
+                                      MessageAttributeNames=["All"],
                                       VisibilityTimeout=600).get("Messages", [])
             if not got:
                 break
             sqs.delete_message_batch(QueueUrl=backfill_url, Entries=[
                 {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(got)])
-            records += [sqs_record(m["Body"], message_id=m["MessageId"]) for m in got
+            records += [record_of(m) for m in got
                         if json.loads(m["Body"]).get("accountId") not in spare_ids]
         converged = None
         if events:

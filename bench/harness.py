@@ -380,6 +380,7 @@ class Proxies:
         return {
             "AWS_ENDPOINT_URL_IAM": m, "AWS_ENDPOINT_URL_STS": m,
             "AWS_ENDPOINT_URL_ORGANIZATIONS": m, "AWS_ENDPOINT_URL_SQS": m,
+            "AWS_ENDPOINT_URL_DYNAMODB": m,
             "AWS_ENDPOINT_URL_LICENSE_MANAGER": e, "AWS_ENDPOINT_URL_SERVICE_CATALOG": e,
         }
 

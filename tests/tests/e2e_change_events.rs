@@ -209,7 +209,7 @@ impl Pipeline {
                 .collect();
             for m in out.messages() {
                 let body: Value = serde_json::from_str(m.body().unwrap()).unwrap();
-                if self.chained && body["reason"] == "recheck" {
+                if self.chained && body["reason"] == "early-recheck" {
                     self.forwarded += 1;
                 } else {
                     assert_eq!(body["reason"], "grant-change", "{body}");

@@ -32,6 +32,23 @@ pub(crate) use store::{claim, end, forward, mark_queued, poke, read_items, wait,
 /// The SQS message attribute carrying a message's chain sequence number (a Number).
 pub const ATTRIBUTE: &str = "chainSeq";
 
+/// The reason a re-check brought forward carries (its report's trigger says
+/// `onboard:early-recheck`); the re-checks it queues are plain `recheck`s again.
+pub const EARLY_RECHECK_REASON: &str = "early-recheck";
+
+/// A waiting re-check's body, to send now: the same request (start time, attempt, lane,
+/// activations) with the reason [`EARLY_RECHECK_REASON`]. A body that is not an onboard
+/// request is sent as it is.
+pub fn early(body: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(mut request)) => {
+            request.insert("reason".into(), EARLY_RECHECK_REASON.into());
+            serde_json::Value::Object(request).to_string()
+        }
+        _ => body.to_string(),
+    }
+}
+
 /// How long a queued chain holds events back: a backfill of 10,000 accounts at License
 /// Manager's rate bound (about 2.5 accounts a second) takes about 70 minutes to reach its last
 /// account; six hours leave room for a slower one.
@@ -112,8 +129,8 @@ pub enum Gate {
     Skip(&'static str),
     /// The chain is running: mark it (the sequence it runs under), so its run goes on at once.
     Poke(u64),
-    /// The chain waits on a delayed re-check: send its body now under a new sequence (the
-    /// sequence the item has, which the update is conditional on).
+    /// The chain waits on a delayed re-check: send its body now ([`early`]) under a new
+    /// sequence (`seq`: the sequence the item has, which the update is conditional on).
     Forward { seq: u64, body: String },
 }
 
@@ -130,7 +147,7 @@ pub fn gate(item: Option<&Item>, now: u64) -> Gate {
         (State::Running, _) => Gate::Poke(item.seq),
         (State::Waiting, Some(body)) => Gate::Forward {
             seq: item.seq,
-            body: body.clone(),
+            body: early(body),
         },
         // A waiting item without its body cannot be brought forward: a new run.
         (State::Waiting, None) | (State::Ended, _) => Gate::Start,

@@ -14,7 +14,8 @@ fn item(state: State, expires: u64, body: Option<&str>, poked: bool) -> Item {
 #[test]
 fn a_change_event_runs_an_account_only_where_its_chain_does_not_cover_it() {
     let now = 1_000;
-    let body = r#"{"accountId":"210987654321","reason":"recheck"}"#;
+    let body =
+        r#"{"accountId":"210987654321","reason":"recheck","attempt":2,"firstSeen":1700000000}"#;
     // (case, the account's item, what the event's run does)
     let cases: Vec<(&str, Option<Item>, Gate)> = vec![
         ("no chain", None, Gate::Start),
@@ -38,7 +39,9 @@ fn a_change_event_runs_an_account_only_where_its_chain_does_not_cover_it() {
             Some(item(State::Waiting, now + 1, Some(body), false)),
             Gate::Forward {
                 seq: 7,
-                body: body.to_string(),
+                body: json!({"accountId": "210987654321", "reason": "early-recheck", "attempt": 2,
+                             "firstSeen": 1_700_000_000u64})
+                .to_string(),
             },
         ),
         (
@@ -62,8 +65,19 @@ fn a_change_event_runs_an_account_only_where_its_chain_does_not_cover_it() {
             Gate::Start,
         ),
     ];
+    // Bodies compared as JSON (the order of their fields is not the point).
+    let parsed = |g: Gate| match g {
+        Gate::Forward { seq, body } => (
+            Gate::Forward {
+                seq,
+                body: String::new(),
+            },
+            serde_json::from_str::<serde_json::Value>(&body).ok(),
+        ),
+        other => (other, None),
+    };
     for (case, item, expected) in cases {
-        assert_eq!(gate(item.as_ref(), now), expected, "{case}");
+        assert_eq!(parsed(gate(item.as_ref(), now)), parsed(expected), "{case}");
     }
 }
 
@@ -138,4 +152,19 @@ fn sequences_are_milliseconds_and_grow() {
     assert_eq!(sequence(t), 1_733_390_000_123);
     assert!(sequence(t + std::time::Duration::from_millis(1)) > sequence(t));
     assert_eq!(sequence(std::time::UNIX_EPOCH), 0);
+}
+
+#[test]
+fn an_early_recheck_is_the_same_request_under_its_own_reason() {
+    let body = r#"{"accountId":"210987654321","reason":"recheck","attempt":3,"firstSeen":1700000000,"backfill":true,"activations":[{"grantArn":"g","version":"2"}]}"#;
+    let early: serde_json::Value = serde_json::from_str(&early(body)).unwrap();
+    let mut expected: serde_json::Value = serde_json::from_str(body).unwrap();
+    expected["reason"] = json!("early-recheck");
+    assert_eq!(early, expected);
+    // It parses as an onboard request, as every earlier release reads it.
+    let request = crate::event::parse_body(&early.to_string()).expect("an onboard request");
+    assert!(matches!(request, crate::event::Request::Work(w)
+        if matches!(&w.trigger, crate::event::Trigger::Onboard(r) if r == "early-recheck")));
+    // Not an onboard request: as it is.
+    assert_eq!(super::early("[1]"), "[1]");
 }

@@ -9,6 +9,44 @@ use crate::event::{OnboardRequest, Request, Work, GRANT_CHANGE_REASON};
 use crate::report::{AccountReport, CallLog, Outcome};
 use std::time::{Duration, SystemTime};
 
+/// What a run's claim on its account's chain found.
+#[derive(Debug)]
+pub(super) enum Claimed {
+    /// No chains table (or a dry run): the run goes on.
+    Off,
+    /// The run is the chain's current step, under this sequence.
+    Mine(u64),
+    /// A later message of the chain exists: the run ends here.
+    Superseded,
+    /// The table could not be reached (why): the run goes on under this sequence.
+    Unavailable(u64, String),
+}
+
+/// The report of a superseded message's run: skipped, nothing done but the claim.
+pub(super) fn superseded(request: &Request) -> AccountReport {
+    let (account, trigger, attempt, first_seen) = match request {
+        Request::Work(w) => (
+            Some(w.account_id.to_string()),
+            super::reporting::trigger_name(&w.trigger),
+            w.attempt,
+            w.first_seen,
+        ),
+        Request::Skip { account_id, .. } => {
+            (account_id.clone(), "controlTowerFailed".into(), 0, None)
+        }
+    };
+    let mut report = AccountReport::empty(account, trigger, false);
+    report.outcome = Outcome::Skipped;
+    report.reason = Some(
+        "superseded: a later message of this account's chain was sent (a change event brought its re-check forward, or a newer run started); nothing to do"
+            .into(),
+    );
+    report.chain = Some("superseded".into());
+    report.attempt = attempt;
+    report.first_seen = first_seen;
+    report
+}
+
 impl Engine {
     /// Whether runs keep the chains table: a table is configured and the run may write.
     pub(super) fn chained(&self) -> bool {
@@ -23,40 +61,27 @@ impl Engine {
     }
 
     /// Claims the chain of `request`'s account for a run of the message with sequence
-    /// `chain` (a new one when the message carries none): `Some(sequence)` to go on under,
-    /// `None` when the message was superseded (`report` says so). Without a table, or when
-    /// the table cannot be reached (`report` says so), the run goes on.
+    /// `chain` (a new one when the message carries none).
     pub(super) async fn claim_chain(
         &self,
         request: &Request,
         chain: Option<u64>,
         calls: &CallLog,
-        report: &mut AccountReport,
-    ) -> Option<Option<u64>> {
-        let (Some(table), Request::Work(work)) = (&self.config.chain_table, request) else {
-            return Some(None);
+    ) -> Claimed {
+        let (Some(table), Request::Work(work), true) =
+            (&self.config.chain_table, request, self.chained())
+        else {
+            return Claimed::Off;
         };
-        if !self.chained() {
-            return Some(None);
-        }
         let mine = chain.unwrap_or_else(|| chain::sequence((self.now)()));
         let db = &self.clients.dynamodb;
         let account = work.account_id.as_str();
         match chain::claim(db, table, account, mine, self.unix_now(), calls).await {
-            Ok(Claim::Mine) => Some(Some(mine)),
-            Ok(Claim::Superseded) => {
-                report.outcome = Outcome::Skipped;
-                report.reason = Some(
-                    "superseded: a later message of this account's chain was sent (a change event brought its re-check forward, or a newer run started); nothing to do"
-                        .into(),
-                );
-                report.chain = Some("superseded".into());
-                None
-            }
+            Ok(Claim::Mine) => Claimed::Mine(mine),
+            Ok(Claim::Superseded) => Claimed::Superseded,
             Err(e) => {
                 tracing::warn!(error = %e, account, "chains table unavailable; the run goes on without it");
-                report.chain = Some(format!("unavailable: {e}"));
-                Some(Some(mine))
+                Claimed::Unavailable(mine, e.to_string())
             }
         }
     }
@@ -87,7 +112,7 @@ impl Engine {
                 let expires = now + self.config.recheck_delay.as_secs() + chain::WAITING_SECONDS;
                 match chain::wait(db, table, account, (mine, next), &body, expires, calls).await {
                     Ok(true) => self
-                        .send_now(work, &body, Some(next), calls)
+                        .send_now(work, &chain::early(&body), Some(next), calls)
                         .await
                         .map(|()| "forwarded"),
                     Ok(false) => Ok("waiting"),

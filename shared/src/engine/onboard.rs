@@ -2,6 +2,7 @@
 //! the held licenses; then its roles and grants from both sides, at once), choose its
 //! licenses, drive each of them (concurrently, bounded) and queue a re-check while any waits.
 
+use super::chained::{superseded, Claimed};
 use super::drive::{LicenseRun, Target};
 use super::recheck::put_mark;
 use super::reporting::{empty_report, finish, outcome, trigger_name};
@@ -54,20 +55,31 @@ impl Engine {
     pub async fn run_chained(&self, request: Request, chain: Option<u64>) -> AccountReport {
         let started = Instant::now();
         let calls = CallLog::default();
-        let mut claimed = empty_report(None, String::new(), self.config.dry_run);
-        let Some(mine) = self
-            .claim_chain(&request, chain, &calls, &mut claimed)
-            .await
-        else {
-            if let Request::Work(work) = &request {
-                claimed.account_id = Some(work.account_id.to_string());
-                claimed.trigger = trigger_name(&work.trigger);
-                claimed.attempt = work.attempt;
-                claimed.first_seen = work.first_seen;
-            }
-            return finish(claimed, &calls, started);
+        let claim = self.claim_chain(&request, chain, &calls);
+        // A message without a sequence claims under a new one, which no item can be ahead of:
+        // its claim goes beside the run's first calls. One with a sequence is claimed first,
+        // so a superseded message makes no other call.
+        let (claimed, mut report) = match chain {
+            None => futures::join!(claim, self.work(&request, &calls)),
+            Some(_) => match claim.await {
+                Claimed::Superseded => return finish(superseded(&request), &calls, started),
+                claimed => (claimed, self.work(&request, &calls).await),
+            },
         };
-        let report = match &request {
+        if let Claimed::Unavailable(_, why) = &claimed {
+            report.chain = Some(format!("unavailable: {why}"));
+        }
+        if let (Claimed::Mine(mine) | Claimed::Unavailable(mine, _), Request::Work(work)) =
+            (claimed, &request)
+        {
+            self.settle_chain(work, mine, &calls, &mut report).await;
+        }
+        finish(report, &calls, started)
+    }
+
+    /// The report of one request, worked.
+    async fn work(&self, request: &Request, calls: &CallLog) -> AccountReport {
+        match request {
             Request::Skip { account_id, reason } => {
                 let mut r = empty_report(
                     account_id.clone(),
@@ -90,7 +102,7 @@ impl Engine {
                 r.attempt = work.attempt;
                 r.first_seen = work.first_seen;
                 // Boxed: the whole onboarding future is deep; keep it off the caller's stack type.
-                let mut result = Box::pin(self.onboard(work, &calls, &mut r)).await;
+                let mut result = Box::pin(self.onboard(work, calls, &mut r)).await;
                 // The OU an event or a queued message names is a claim that may no longer hold
                 // (the account moved, the OU was deleted): a failure it caused is never the
                 // end; the truth is read again (no hint) and the work goes on.
@@ -104,7 +116,7 @@ impl Engine {
                         r.ou_id = None;
                         r.ou_name = None;
                         r.licenses.clear();
-                        result = Box::pin(self.onboard(&fresh, &calls, &mut r)).await;
+                        result = Box::pin(self.onboard(&fresh, calls, &mut r)).await;
                     }
                 }
                 match result {
@@ -112,14 +124,9 @@ impl Engine {
                     Err(e) => r.error = Some(ErrorReport::from(&e)),
                 }
                 r.outcome = outcome(&r);
-                r.chain = claimed.chain;
-                if let Some(mine) = mine {
-                    self.settle_chain(work, mine, &calls, &mut r).await;
-                }
                 r
             }
-        };
-        finish(report, &calls, started)
+        }
     }
 
     async fn onboard(
