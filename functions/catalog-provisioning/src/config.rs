@@ -1,6 +1,7 @@
 //! catalog-provisioning settings (on top of the common `shared::Config`): parsed once at init,
 //! no AWS call, every error names its variable.
 
+use crate::clock::Clock;
 use shared::config::{parse_bool, parse_num, LicenseRef};
 use shared::custom_resource::{DEADLINE_FALLBACK_VAR, DEFAULT_DEADLINE_FALLBACK};
 use shared::error::echo;
@@ -94,6 +95,9 @@ pub struct CatalogConfig {
     /// Portfolios `Custom::MarketplacePortfolioShare` may share (`CATALOG_SHARE_PORTFOLIOS`);
     /// empty: none.
     pub share_portfolios: Vec<String>,
+    /// The clock answer-by times, the wait budget and the pauses between re-checks are on:
+    /// the system clock (no variable); tests set their own.
+    pub clock: Clock,
 }
 
 impl Default for CatalogConfig {
@@ -112,6 +116,7 @@ impl Default for CatalogConfig {
             licenses: LaunchLicenses::Selection,
             apply_selection_rules: true,
             share_portfolios: Vec::new(),
+            clock: Clock::system(),
         }
     }
 }
@@ -185,6 +190,7 @@ impl CatalogConfig {
                 10,
                 900,
             )?),
+            clock: Clock::system(),
         })
     }
 }

@@ -20,7 +20,7 @@ use shared::custom_resource::{service_timeout, Responder, Response, DEFAULT_SERV
 use shared::ids::AccountId;
 use shared::report::ErrorReport;
 use shared::{Engine, Error};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// Everything built once at init and shared by invocations.
@@ -34,6 +34,13 @@ pub struct App {
     pub responder: Responder,
     /// Reads claimed stacks in their own accounts (requests that must be verified).
     pub stacks: StackReader,
+}
+
+impl App {
+    /// Now in Unix seconds, on the configuration's clock.
+    fn unix_now(&self) -> u64 {
+        self.config.clock.unix_secs()
+    }
 }
 
 /// Handles one invocation. `deadline` is the Lambda deadline.
@@ -84,9 +91,14 @@ enum Reply {
 
 /// How long a request may take: the work stops at `work_deadline` (the Lambda deadline minus
 /// the safety margin, and the ServiceTimeout); a waiting request is answered by `answer_by`.
+/// The ServiceTimeout's bounds are on the app's clock (`answer_at`, `answer_by`) as well as in
+/// `work_deadline`, which cuts off work that hangs.
 #[derive(Debug, Clone, Copy)]
 struct Bounds {
     work_deadline: Instant,
+    /// When the ServiceTimeout leaves no more time to wait, on the app's clock (time since
+    /// the Unix epoch): `answer_by` to the sub-second.
+    answer_at: Duration,
     /// Unix seconds.
     answer_by: u64,
     service_timeout: Duration,
@@ -96,13 +108,14 @@ impl Bounds {
     /// The bounds of a request arriving now, invoked with the Lambda deadline `deadline`.
     fn of(app: &App, raw: &Value, deadline: Instant) -> Bounds {
         let now = Instant::now();
+        let epoch_now = app.config.clock.now();
         // A bad ServiceTimeout is reported by the property checks; until then, the default.
         let timeout = raw
             .get("ResourceProperties")
             .map(|p| service_timeout(p).unwrap_or(DEFAULT_SERVICE_TIMEOUT))
             .unwrap_or(DEFAULT_SERVICE_TIMEOUT);
         let answer_within = timeout.saturating_sub(answer_margin(timeout));
-        let answer_by = unix_now() + answer_within.as_secs();
+        let answer_by = epoch_now.as_secs() + answer_within.as_secs();
         let work_deadline = deadline
             .checked_sub(app.config.safety_margin)
             .filter(|d| *d > now)
@@ -110,6 +123,7 @@ impl Bounds {
             .min(now + answer_within);
         Bounds {
             work_deadline,
+            answer_at: epoch_now + answer_within,
             answer_by,
             service_timeout: timeout,
         }
@@ -265,13 +279,6 @@ fn error_text(e: &ErrorReport) -> String {
 
 fn reason_of(e: &Error) -> String {
     error_text(&ErrorReport::from(e))
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 fn log_response(target: &Target, response: &Response) {

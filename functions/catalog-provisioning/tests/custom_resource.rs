@@ -26,7 +26,8 @@ use aws_sdk_sqs::operation::send_message::SendMessageOutput;
 use aws_sdk_sts::operation::assume_role::AssumeRoleOutput;
 use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use catalog_provisioning::{
-    handle, App, CatalogConfig, LaunchLicenses, PendingResponse, Responder, StackReader,
+    handle, App, CatalogConfig, LaunchLicenses, ManualClock, PendingResponse, Responder,
+    StackReader,
 };
 use local_world::receiver::Receiver;
 use serde_json::{json, Value};
@@ -1568,6 +1569,23 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
+/// Where the manual clocks of the tests of waiting requests start (Unix seconds): the
+/// ServiceTimeout's answer-by time is on the function's clock, which these tests set and move
+/// instead of waiting for it.
+const T0: u64 = 1_800_000_000;
+
+fn manual_clock() -> ManualClock {
+    ManualClock::at(Duration::from_secs(T0))
+}
+
+/// [`default_config`] on `clock`.
+fn default_config_on(clock: &ManualClock) -> CatalogConfig {
+    CatalogConfig {
+        clock: clock.clock(),
+        ..default_config()
+    }
+}
+
 /// The configuration a deployment gets by default (only the stack's queue set).
 fn default_config() -> CatalogConfig {
     let vars: HashMap<&str, &str> = HashMap::from([
@@ -1593,8 +1611,8 @@ async fn pending_grant_by_default_waits_on_the_recheck_queue_and_is_answered_suc
     let (send, sent) = sent_bodies();
     world.sqs.push(send);
     let rx = Receiver::start(vec![]).await;
-    let app = world.app(default_config());
-    let started = unix_now();
+    let clock = manual_clock();
+    let app = world.app(default_config_on(&clock));
     let out = handle(
         &app,
         request("Create", &rx.url, props_arn()),
@@ -1603,6 +1621,11 @@ async fn pending_grant_by_default_waits_on_the_recheck_queue_and_is_answered_suc
     .await
     .unwrap();
     assert_eq!(out["responses"][0]["status"], "WAITING", "{out:#}");
+    assert_eq!(
+        clock.now(),
+        Duration::from_secs(T0 + 1),
+        "re-checked for WAIT_FOR_ACTIVE_SECONDS on the function's clock before handing over"
+    );
     assert!(
         rx.bodies().is_empty(),
         "no answer yet: the launch is neither failed nor let go with an unlicensed product"
@@ -1613,9 +1636,10 @@ async fn pending_grant_by_default_waits_on_the_recheck_queue_and_is_answered_suc
     assert_eq!((queue.as_str(), *delay), (RECHECK_QUEUE, 60));
     let message: Value = serde_json::from_str(body).unwrap();
     let answer_by = message["respond"]["answerBy"].as_u64().unwrap();
-    assert!(
-        (started + 3540..=unix_now() + 3540).contains(&answer_by),
-        "one hour (CloudFormation's default ServiceTimeout) minus a minute: {message:#}"
+    assert_eq!(
+        answer_by,
+        T0 + 3540,
+        "one hour (CloudFormation's default ServiceTimeout) minus a minute from the request's arrival: {message:#}"
     );
     assert_eq!(
         message["respond"],
@@ -1639,12 +1663,13 @@ async fn pending_grant_by_default_waits_on_the_recheck_queue_and_is_answered_suc
         (&json!(ACCOUNT), &json!(LICENSE), &json!(0))
     );
 
-    // Still in workflow at the first re-check: queued again, still no answer.
+    // Still in workflow at the first re-check, a minute on: queued again, still no answer.
+    clock.advance(Duration::from_secs(60));
     let mut world = World::healthy();
     world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
     let (send, again) = sent_bodies();
     world.sqs.push(send);
-    let app = world.app(default_config());
+    let app = world.app(default_config_on(&clock));
     let out = handle(&app, sqs_batch("m-1", &message), in_seconds(30))
         .await
         .unwrap();
@@ -1652,14 +1677,16 @@ async fn pending_grant_by_default_waits_on_the_recheck_queue_and_is_answered_suc
     assert!(rx.bodies().is_empty());
     let again = again.lock().unwrap().clone();
     assert_eq!(again.len(), 1);
+    assert_eq!(again[0].2, 60);
     let next: Value = serde_json::from_str(&again[0].1).unwrap();
     assert_eq!(next["attempt"], 1);
     assert_eq!(next["respond"], message["respond"]);
 
     // ACTIVE at the next one: SUCCESS, with the grant as the physical id.
+    clock.advance(Duration::from_secs(60));
     let mut world = World::healthy();
     world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::Active, "3")]);
-    let app = world.app(default_config());
+    let app = world.app(default_config_on(&clock));
     let out = handle(&app, sqs_batch("m-2", &next), in_seconds(30))
         .await
         .unwrap();
@@ -1679,40 +1706,39 @@ async fn pending_grant_by_default_waits_on_the_recheck_queue_and_is_answered_suc
 #[tokio::test]
 async fn waiting_request_is_answered_failed_when_its_service_timeout_is_near() {
     let rx = Receiver::start(vec![]).await;
-    let waiting = |answer_by: u64| {
-        json!({
-            "accountId": ACCOUNT, "licenseArn": LICENSE, "firstSeen": unix_now(), "attempt": 4,
-            "respond": {
-                "requestType": "Create", "responseURL": rx.url, "stackId": STACK,
-                "requestId": "req-create", "logicalResourceId": "Entitlement",
-                "serviceTimeout": 600, "answerBy": answer_by,
-            }
-        })
-    };
+    let clock = manual_clock();
+    let waiting = json!({
+        "accountId": ACCOUNT, "licenseArn": LICENSE, "firstSeen": T0, "attempt": 4,
+        "respond": {
+            "requestType": "Create", "responseURL": rx.url, "stackId": STACK,
+            "requestId": "req-create", "logicalResourceId": "Entitlement",
+            "serviceTimeout": 600, "answerBy": T0 + 20,
+        }
+    });
     // 20 s left: the next re-check comes after 20 s, not the usual 60.
     let mut world = World::healthy();
     world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
     let (send, sent) = sent_bodies();
     world.sqs.push(send);
-    let app = world.app(default_config());
-    handle(
-        &app,
-        sqs_batch("m-1", &waiting(unix_now() + 20)),
-        in_seconds(30),
-    )
-    .await
-    .unwrap();
-    let delay = sent.lock().unwrap()[0].2;
-    assert!((19..=20).contains(&delay), "{delay}");
+    let app = world.app(default_config_on(&clock));
+    handle(&app, sqs_batch("m-1", &waiting), in_seconds(30))
+        .await
+        .unwrap();
+    let (_, body, delay) = sent.lock().unwrap()[0].clone();
+    assert_eq!(delay, 20);
     assert!(rx.bodies().is_empty());
+    let next: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(next["respond"], waiting["respond"]);
 
-    // Time is up: FAILED with the grant and its status, and nothing queued.
+    // That re-check, 20 s on: time is up: FAILED with the grant and its status, and nothing
+    // queued.
+    clock.advance(Duration::from_secs(20));
     let mut world = World::healthy();
     world.member_lm[0] = received(vec![grant(GRANT, GrantStatus::PendingWorkflow, "1")]);
     let (send, sent) = sent_bodies();
     world.sqs.push(send);
-    let app = world.app(default_config());
-    let out = handle(&app, sqs_batch("m-2", &waiting(unix_now())), in_seconds(30))
+    let app = world.app(default_config_on(&clock));
+    let out = handle(&app, sqs_batch("m-2", &next), in_seconds(30))
         .await
         .unwrap();
     assert_eq!(out, json!({"batchItemFailures": []}));
@@ -1763,11 +1789,10 @@ async fn waiting_answer_that_cannot_be_delivered_is_retried_by_sqs_unless_refuse
     assert_eq!(rx.bodies().len(), 1);
 }
 
-// The real clock: whether time is left to queue a re-check is decided on the wall clock (the
-// ServiceTimeout's answer-by time is epoch seconds), which tokio's paused clock does not move.
-// So no stopwatch either: the answer's reason and the absence of a re-check say the
-// ServiceTimeout bounded the wait (the Lambda deadline and the wait budget, a minute away,
-// would give another answer).
+// The function's clock is a manual one: the pauses between re-checks move it, so the
+// ServiceTimeout's seconds pass at once. The answer's reason, the absence of a re-check and
+// where the clock stopped say the ServiceTimeout bounded the wait (the Lambda deadline and the
+// wait budget, a minute away, would give another answer).
 #[tokio::test]
 async fn service_timeout_property_is_accepted_and_bounds_the_wait() {
     let mut world = World::healthy();
@@ -1775,16 +1800,27 @@ async fn service_timeout_property_is_accepted_and_bounds_the_wait() {
     let (send, sent) = sent_bodies();
     world.sqs.push(send);
     let rx = Receiver::start(vec![]).await;
-    let app = world.app(CatalogConfig {
+    let clock = manual_clock();
+    // A re-check a second: six runs of the engine, not sixty (the runs take the test's time).
+    let config = CatalogConfig {
         wait_for_active: Duration::from_secs(60),
-        ..default_config()
-    });
+        poll_interval: Duration::from_secs(1),
+        ..default_config_on(&clock)
+    };
+    let poll = config.poll_interval;
+    let app = world.app(config);
     // ServiceTimeout 8 s (a string, as CloudFormation passes it): answered by 6 s, although the
     // Lambda deadline and the wait budget are a minute away.
     let props = json!({"LicenseArn": LICENSE, "ServiceTimeout": "8"});
     handle(&app, request("Create", &rx.url, props), in_seconds(60))
         .await
         .unwrap();
+    let waited = clock.now() - Duration::from_secs(T0);
+    let answer_within = Duration::from_secs(6);
+    assert!(
+        waited < answer_within && waited + poll >= answer_within,
+        "re-checked until the last poll before the answer-by time: {waited:?}"
+    );
     assert!(sent.lock().unwrap().is_empty(), "no time left to wait");
     assert_eq!(
         rx.only().body,

@@ -174,7 +174,10 @@ async fn ensure(
         activations: Vec::new(),
         rechecks: 0,
     };
-    let started = Instant::now();
+    // The wait's own schedule (its budget, the ServiceTimeout, the pauses) is on the app's
+    // clock; the Lambda deadline on the runtime's.
+    let clock = &app.config.clock;
+    let started = clock.now();
     let poll = app.config.poll_interval;
     loop {
         let report = Box::pin(app.engine.run(work_for(&attempt))).await;
@@ -184,11 +187,14 @@ async fn ensure(
             return Reply::Answer(done);
         }
         *known.lock().unwrap_or_else(|p| p.into_inner()) = Some((attempt.clone(), report.clone()));
-        let next = Instant::now() + poll;
-        if next >= bounds.work_deadline || started.elapsed() + poll > app.config.wait_for_active {
+        let now = clock.now();
+        if Instant::now() + poll >= bounds.work_deadline
+            || now + poll >= bounds.answer_at
+            || now.saturating_sub(started) + poll > app.config.wait_for_active
+        {
             return pending_reply(app, target, &attempt, &report, bounds).await;
         }
-        tokio::time::sleep(poll).await;
+        clock.sleep(poll).await;
     }
 }
 

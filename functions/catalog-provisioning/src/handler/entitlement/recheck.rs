@@ -5,7 +5,7 @@
 
 use super::reply::{data, pending_reason, physical_id, settled, timed_out};
 use super::{log_report, work_for, Attempt};
-use crate::handler::{fallback_physical_id, log_rejected, log_response, unix_now, App};
+use crate::handler::{fallback_physical_id, log_rejected, log_response, App};
 use crate::request::{Recheck, Target, Waiting};
 use serde_json::Value;
 use shared::custom_resource::Response;
@@ -15,12 +15,12 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// The first re-check of an attempt (`respond`: the launch still waiting for its answer).
-pub(super) fn first_recheck(attempt: &Attempt, respond: Option<Waiting>) -> Recheck {
+pub(super) fn first_recheck(app: &App, attempt: &Attempt, respond: Option<Waiting>) -> Recheck {
     Recheck {
         account_id: attempt.account.to_string(),
         license_arn: attempt.license_arn.clone(),
         override_behavior: attempt.override_behavior.map(|b| b.as_str().to_string()),
-        first_seen: unix_now(),
+        first_seen: app.unix_now(),
         attempt: 0,
         activations: attempt.activations.clone(),
         respond,
@@ -75,7 +75,7 @@ async fn recheck_one(app: &App, body: &str, deadline: Instant) -> Result<(), Err
     match report.outcome {
         Outcome::Pending => {
             let deadline = app.engine.config().workflow_deadline;
-            if unix_now().saturating_sub(recheck.first_seen) >= deadline.as_secs() {
+            if app.unix_now().saturating_sub(recheck.first_seen) >= deadline.as_secs() {
                 return Err(Error::WorkflowDeadline {
                     grant_arn: physical_id(&attempt, &report),
                     status: report
@@ -172,7 +172,7 @@ async fn wait_on(app: &App, recheck: Recheck, now: Unsettled<'_>) -> Option<Resp
         report,
     } = now;
     let service_timeout = Duration::from_secs(waiting.service_timeout);
-    let left = waiting.answer_by.saturating_sub(unix_now());
+    let left = waiting.answer_by.saturating_sub(app.unix_now());
     let queued = match &app.config.recheck_queue_url {
         Some(queue) if left > 0 => {
             let next = Recheck {

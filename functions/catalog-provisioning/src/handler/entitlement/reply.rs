@@ -6,7 +6,7 @@
 use super::recheck::{first_recheck, send_recheck};
 use super::{keys, Attempt, Known};
 use crate::config::PendingResponse;
-use crate::handler::{error_text, fallback_physical_id, unix_now, App, Bounds, Reply};
+use crate::handler::{error_text, fallback_physical_id, App, Bounds, Reply};
 use crate::request::{Target, Waiting};
 use shared::custom_resource::Response;
 use shared::decide::{Source, WaitReason};
@@ -194,7 +194,7 @@ async fn wait_for_active(
     reason: String,
 ) -> Reply {
     let physical = physical_id(attempt, report);
-    let left = bounds.answer_by.saturating_sub(unix_now());
+    let left = bounds.answer_by.saturating_sub(app.unix_now());
     if left < 2 {
         return Reply::Answer(timed_out(target, attempt, report, bounds.service_timeout));
     }
@@ -203,6 +203,7 @@ async fn wait_for_active(
         .pending_recheck_interval
         .min(Duration::from_secs(left));
     let body = first_recheck(
+        app,
         attempt,
         Some(Waiting::new(
             target,
@@ -241,7 +242,7 @@ async fn succeed_pending(
     reason: String,
 ) -> Response {
     let physical = physical_id(attempt, report);
-    let body = first_recheck(attempt, None);
+    let body = first_recheck(app, attempt, None);
     let delay = app.engine.config().recheck_delay;
     match send_recheck(app, queue, &body, delay).await {
         Ok(()) => Response::success(
