@@ -338,6 +338,7 @@ impl World {
             sts: mock_client!(aws_sdk_sts, RuleMode::MatchAny, &self.sts),
             license_manager: mock_client!(aws_sdk_licensemanager, RuleMode::MatchAny, &lm_rules),
             sqs: sqs.clone(),
+            dynamodb: mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, &[]),
             members: Arc::new(Fixed(MemberClients {
                 iam: mock_client!(aws_sdk_iam, RuleMode::MatchAny, &self.iam),
                 license_manager: mock_client!(

@@ -55,15 +55,17 @@ impl Engine {
     pub async fn run_chained(&self, request: Request, chain: Option<u64>) -> AccountReport {
         let started = Instant::now();
         let calls = CallLog::default();
-        let claim = self.claim_chain(&request, chain, &calls);
+        // Boxed: the run's future is deep; keep it off the callers' stack types.
+        let claim = Box::pin(self.claim_chain(&request, chain, &calls));
+        let work = Box::pin(self.work(&request, &calls));
         // A message without a sequence claims under a new one, which no item can be ahead of:
         // its claim goes beside the run's first calls. One with a sequence is claimed first,
         // so a superseded message makes no other call.
         let (claimed, mut report) = match chain {
-            None => futures::join!(claim, self.work(&request, &calls)),
+            None => futures::join!(claim, work),
             Some(_) => match claim.await {
                 Claimed::Superseded => return finish(superseded(&request), &calls, started),
-                claimed => (claimed, self.work(&request, &calls).await),
+                claimed => (claimed, work.await),
             },
         };
         if let Claimed::Unavailable(_, why) = &claimed {
@@ -72,7 +74,7 @@ impl Engine {
         if let (Claimed::Mine(mine) | Claimed::Unavailable(mine, _), Request::Work(work)) =
             (claimed, &request)
         {
-            self.settle_chain(work, mine, &calls, &mut report).await;
+            Box::pin(self.settle_chain(work, mine, &calls, &mut report)).await;
         }
         finish(report, &calls, started)
     }
