@@ -205,6 +205,18 @@ def create_queue(world, name):
     return sqs, sqs.create_queue(QueueName=name)["QueueUrl"]
 
 
+def create_chain_table(world, name):
+    """The template's ChainTable in moto (partition key `account`, on demand); its name, for
+    CHAIN_TABLE."""
+    import boto3
+    db = boto3.client("dynamodb", endpoint_url=world.moto_url, region_name=REGION,
+                      aws_access_key_id="testing", aws_secret_access_key="testing")
+    db.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                    AttributeDefinitions=[{"AttributeName": "account", "AttributeType": "S"}],
+                    KeySchema=[{"AttributeName": "account", "KeyType": "HASH"}])
+    return name
+
+
 def lifecycle_env(rt, world, proxies, queue_url, extra=None):
     env = base_env(rt.address, proxies.env())
     env.update({"ALL_MARKETPLACE_LICENSES": "true", "RECHECK_DELAY_SECONDS": "0",
@@ -974,6 +986,7 @@ class ChangeEvents:
                     except ValueError:
                         continue
                     self.stats["accountsQueued"] += report.get("enqueued", 0)
+                    self.stats["forwarded"] += len(report.get("forwarded", []))
                     if report.get("coalesced"):
                         self.stats["coalesceRequests"] += 1
                     for op, count in report.get("apiCalls", {}).items():
@@ -982,23 +995,34 @@ class ChangeEvents:
                         self.skips[why.split(";")[0][:60]] += 1
                     for why in report.get("needs", {}).values():
                         self.run_reasons[re.sub(r"arn:\S+ ?", "", why)[:60]] += 1
+        # Runs events asked for: new runs (`grant-change`), and chains' re-checks brought
+        # forward (`early-recheck`: the chain's own next step, sent now instead of after the
+        # re-check delay; the delayed one it replaces ends superseded).
         event_runs = (self.runs.get("grant-change", 0)
                       + self.runs.get("grant-change (backfill)", 0))
+        early_runs = (self.runs.get("early-recheck", 0)
+                      + self.runs.get("early-recheck (backfill)", 0))
         # The account reports of those runs (the onboarding containers' logs, the backfill
         # lane's during and after the first pass): a run that wrote nothing found nothing to
-        # do, the events' only waste.
-        reports, idle = 0, 0
+        # do, the events' only waste. Superseded messages: every account-lifecycle log.
+        reports, idle, early_idle, superseded = 0, 0, 0, 0
         for path in self.onboarding_logs + self.backfill_logs:
             with open(path) as f:
                 for line in f:
-                    if '"accountReport"' not in line or "grant-change" not in line:
+                    if '"accountReport"' not in line:
                         continue
                     try:
                         report = json.loads(line).get("report", {})
                     except ValueError:
                         continue
-                    reports += 1
-                    idle += report.get("writeCalls", 0) == 0
+                    trigger = report.get("trigger", "")
+                    if report.get("chain") == "superseded":
+                        superseded += 1
+                    elif trigger == "onboard:grant-change":
+                        reports += 1
+                        idle += report.get("writeCalls", 0) == 0
+                    elif trigger == "onboard:early-recheck":
+                        early_idle += report.get("writeCalls", 0) == 0
         return {
             "rulePattern": self.pattern,
             "events": {k.split(":", 1)[1]: v for k, v in self.stats.items()
@@ -1016,6 +1040,14 @@ class ChangeEvents:
             "recordsParked": self.stats["recordsParked"],
             "eventRunsThatWroteNothing": idle,
             "eventRunsThatWroteNothingPerAccount": round(idle / accounts, 4),
+            "earlyRechecks": early_runs,
+            "earlyRechecksThatWroteNothing": early_idle,
+            "rechecksBroughtForward": self.stats["forwarded"],
+            "supersededMessages": superseded,
+            # Runs that would not have happened without events: the new runs, and the
+            # brought-forward re-checks that found nothing to do.
+            "extraRuns": event_runs + early_idle,
+            "extraRunsPerAccount": round((event_runs + early_idle) / accounts, 4),
             "notRun": dict(self.skips.most_common(6)),
             "runReasons": dict(self.run_reasons.most_common(8)),
             "coalesceRequests": self.stats["coalesceRequests"],
@@ -1145,6 +1177,9 @@ def bench_scale(args, lw, events=False, timed=False):
         world.control("POST", "/_emulator/config",
                       {"rateLimitPerSecond": args.rate, "orgCacheMs": args.org_cache_ms})
         selection = scale_selection(world, ous)
+        if not args.no_scale_chains:
+            # As deployed: the template's ChainTable, for every function that keeps chains.
+            selection["CHAIN_TABLE"] = create_chain_table(world, f"{label}-chains")
         sqs, backfill_url = create_queue(world, "scale-backfill")
         _, onboarding_url = create_queue(world, "scale-onboarding")
         spare = world.members()[n:n + 3]
@@ -1212,6 +1247,10 @@ def bench_scale(args, lw, events=False, timed=False):
                 f"({100 * figures['eventRunsPerAccount']:.2f} % of {members} accounts), "
                 f"{figures['eventRunsThatWroteNothing']} of them wrote nothing "
                 f"({100 * figures['eventRunsThatWroteNothingPerAccount']:.2f} %); "
+                f"{figures['earlyRechecks']} re-checks brought forward "
+                f"({figures['earlyRechecksThatWroteNothing']} wrote nothing), "
+                f"{figures['supersededMessages']} superseded messages; extra runs "
+                f"{figures['extraRuns']} ({100 * figures['extraRunsPerAccount']:.2f} %); "
                 f"{figures['reconcilerRuns']} reconciler runs for "
                 f"{figures['deliveredToReconciler']} events; completion -> ACTIVE "
                 f"{figures['completionToActiveSeconds']}; completion -> next step "
@@ -1293,6 +1332,9 @@ def main():
     p.add_argument("--scale-runs", default="plain,events,quiet",
                    help="make scale: which runs (plain: events off, no workflow time; events: "
                         "change events on; quiet: events off, the events run's timings)")
+    p.add_argument("--no-scale-chains", action="store_true",
+                   help="make scale: no CHAIN_TABLE (the functions without the chains table, "
+                        "as before it)")
     p.add_argument("--no-scale-events", action="store_true",
                    help="make scale: skip the second run with change events on")
     p.add_argument("--skip-build", action="store_true")
