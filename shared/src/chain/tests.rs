@@ -157,8 +157,8 @@ fn sequences_are_milliseconds_and_grow() {
 #[test]
 fn an_early_recheck_is_the_same_request_under_its_own_reason() {
     let body = r#"{"accountId":"210987654321","reason":"recheck","attempt":3,"firstSeen":1700000000,"backfill":true,"activations":[{"grantArn":"g","version":"2"}]}"#;
-    let early: serde_json::Value = serde_json::from_str(&early(body)).unwrap();
-    let mut expected: serde_json::Value = serde_json::from_str(body).unwrap();
+    let early: serde_json::Value = serde_json::from_str(&early(body)).expect("JSON");
+    let mut expected: serde_json::Value = serde_json::from_str(body).expect("JSON");
     expected["reason"] = json!("early-recheck");
     assert_eq!(early, expected);
     // It parses as an onboard request, as every earlier release reads it.
