@@ -1,0 +1,148 @@
+//! An account's chain when a change comes while its run is under way (`CHAIN_TABLE`,
+//! docs/design.md, *One live chain per account*): the change event's triage marks the running
+//! chain (`poked`), and the run, when it ends, goes on at once instead of after the re-check
+//! delay. The mark is set here as the triage sets it, once the run's claim shows in the table;
+//! the emulator's latency keeps the run going meanwhile.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::setup;
+use local_world::seed::demo_spec;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Runs `account`'s `CreateManagedAccount` under the engine while marking its chain as soon
+/// as the run's claim shows (`running`); the run's report and the messages then visible on
+/// the onboarding queue (body, chain sequence).
+async fn run_while_marked(
+    s: &common::Setup,
+    engine: &shared::Engine,
+    table: &str,
+    account: &str,
+) -> (shared::AccountReport, Vec<(Value, Option<u64>)>) {
+    let ou = s.org.ou("Workloads").unwrap().id.clone();
+    let request = shared::event::parse_request(&s.create_event(account, &ou)).unwrap();
+    let mark = async {
+        // Bounded: the run's first License Manager call alone takes the emulator's latency.
+        for _ in 0..500 {
+            let item = common::chain_item(&s.world, table, account).await;
+            if item.is_some_and(|i| i.get("state").is_some_and(|s| s == "running")) {
+                s.world
+                    .dynamodb()
+                    .update_item()
+                    .table_name(table)
+                    .key("account", AttributeValue::S(account.to_string()))
+                    .update_expression("SET poked = :yes")
+                    .condition_expression("#s = :running")
+                    .expression_attribute_names("#s", "state")
+                    .expression_attribute_values(":yes", AttributeValue::Bool(true))
+                    .expression_attribute_values(":running", AttributeValue::S("running".into()))
+                    .send()
+                    .await
+                    .unwrap();
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        false
+    };
+    let (report, marked) = tokio::join!(engine.run(request), mark);
+    assert!(marked, "the run's claim never showed: {report:#?}");
+    let out = s
+        .world
+        .sqs()
+        .receive_message()
+        .queue_url(&s.queue_url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .unwrap();
+    let visible = out
+        .messages()
+        .iter()
+        .map(|m| {
+            let seq = m
+                .message_attributes()
+                .and_then(|a| a.get(shared::chain::ATTRIBUTE))
+                .and_then(|v| v.string_value())
+                .and_then(|v| v.parse().ok());
+            (serde_json::from_str(m.body().unwrap()).unwrap(), seq)
+        })
+        .collect();
+    (report, visible)
+}
+
+#[tokio::test]
+async fn a_change_while_the_chain_runs_sends_its_recheck_at_once() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    // The workflows outlast the run (so it queues a re-check); each call takes 50 ms.
+    s.world
+        .control()
+        .configure(json!({"pendingWorkflowMs": 60_000, "latencyMs": 50}))
+        .await
+        .unwrap();
+    let table = common::chain_table(&s.world, "chains").await;
+    let engine = s.engine(&[("RECHECK_DELAY_SECONDS", "300"), ("CHAIN_TABLE", &table)]);
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+
+    let (report, visible) = run_while_marked(&s, &engine, &table, &prod).await;
+    assert_eq!(report.outcome, shared::Outcome::Pending, "{report:#?}");
+    assert_eq!(report.chain.as_deref(), Some("forwarded"), "{report:#?}");
+    // The re-check, sent again at once as an early re-check under a later sequence, which the
+    // item now names (queued); the delayed one waits its 300 s and will be stale.
+    assert_eq!(visible.len(), 1, "{visible:?}");
+    let (body, seq) = &visible[0];
+    assert_eq!(body["reason"], "early-recheck", "{body}");
+    assert_eq!(body["attempt"], 1, "{body}");
+    assert_eq!(body["firstSeen"], json!(report.first_seen), "{body}");
+    let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    assert_eq!(item["state"], "queued", "{item:?}");
+    assert_eq!(Some(item["seq"].parse::<u64>().unwrap()), *seq, "{item:?}");
+    assert!(!item.contains_key("poked"), "{item:?}");
+}
+
+#[tokio::test]
+async fn a_change_while_the_chains_last_run_ends_it_queues_one_more_run() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    // No workflow time: the run entitles the account and the chain ends; each call 50 ms.
+    s.world
+        .control()
+        .configure(json!({"latencyMs": 50}))
+        .await
+        .unwrap();
+    let table = common::chain_table(&s.world, "chains").await;
+    let engine = s.engine(&[("RECHECK_DELAY_SECONDS", "300"), ("CHAIN_TABLE", &table)]);
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+
+    let (report, visible) = run_while_marked(&s, &engine, &table, &prod).await;
+    assert_eq!(report.outcome, shared::Outcome::Entitled, "{report:#?}");
+    assert_eq!(report.chain.as_deref(), Some("followed"), "{report:#?}");
+    // One more run of the account, now, as a change event's run; the chain queued under it.
+    assert_eq!(visible.len(), 1, "{visible:?}");
+    let (body, seq) = &visible[0];
+    assert_eq!(body["reason"], "grant-change", "{body}");
+    assert_eq!(body["accountId"], json!(prod), "{body}");
+    let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    assert_eq!(item["state"], "queued", "{item:?}");
+    assert_eq!(Some(item["seq"].parse::<u64>().unwrap()), *seq, "{item:?}");
+
+    // Without a mark, the same run ends its chain and queues nothing.
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let ou = s.org.ou("Workloads").unwrap().id.clone();
+    let request = shared::event::parse_request(&s.create_event(&dev, &ou)).unwrap();
+    let report = engine.run(request).await;
+    assert_eq!(
+        (report.outcome, report.chain.as_deref()),
+        (shared::Outcome::Entitled, Some("ended")),
+        "{report:#?}"
+    );
+    let item = common::chain_item(&s.world, &table, &dev).await.unwrap();
+    assert_eq!(item["state"], "ended", "{item:?}");
+}
