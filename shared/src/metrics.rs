@@ -19,12 +19,12 @@ pub(crate) fn set_function(name: &'static str) {
 }
 
 /// The `Function` dimension: the binary name set at init.
-pub fn function() -> &'static str {
+pub(crate) fn function() -> &'static str {
     FUNCTION.get().copied().unwrap_or("unknown")
 }
 
 /// One metric of a report line: its name, its value and its CloudWatch unit.
-pub type Metric<'a> = (&'a str, Value, &'a str);
+pub(crate) type Metric<'a> = (&'a str, Value, &'a str);
 
 /// The EMF members of one report line at `now` (Unix seconds): the `_aws` directive naming
 /// `metrics` under the `Function` and `Outcome` dimensions, the two dimensions, and the

@@ -28,19 +28,16 @@ pub(crate) use license_manager::organization_received_grants;
 pub(crate) use license_manager::received_grants;
 pub(crate) use license_manager::HeldLicense;
 pub(crate) use license_manager::NewGrant;
-pub use license_manager::{
-    accept_grant, all_distributed_grants, create_grant, delete_grant, get_grant,
-    grants_to_principal,
-};
+pub(crate) use license_manager::{accept_grant, create_grant, delete_grant, get_grant};
+pub use license_manager::{all_distributed_grants, grants_to_principal};
 pub(crate) use organizations::account_state;
 pub(crate) use organizations::describe_member;
 pub use organizations::list_organization;
 pub(crate) use organizations::parent_ou;
 pub(crate) use organizations::MemberHints;
 pub(crate) use organizations::MemberInfo;
-pub use organizations::{
-    account_tags, describe_organization, list_accounts_under, ListedAccount, OrgInfo,
-};
+pub use organizations::{account_tags, list_accounts_under, ListedAccount};
+pub(crate) use organizations::{describe_organization, OrgInfo};
 pub use s3::read_document;
 pub(crate) use sqs::change_visibility;
 pub(crate) use sqs::send_batch;
