@@ -46,7 +46,7 @@ pub use sqs::send_recheck;
 pub use sts::assume_role;
 
 /// The grant model, named here too (`crate::aws::GrantView`).
-pub use crate::model::GrantView;
+pub use crate::model::grant::GrantView;
 
 use crate::error::{aws_error, Error, Retry};
 

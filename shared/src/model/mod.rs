@@ -3,4 +3,4 @@
 
 pub(crate) mod grant;
 
-pub use grant::GrantView;
+pub(crate) use grant::GrantView;
