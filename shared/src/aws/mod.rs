@@ -16,7 +16,7 @@ mod sts;
 pub(crate) use iam::create_slr;
 pub(crate) use iam::create_slr_as;
 pub(crate) use iam::MEMBER_SLR_SERVICES;
-pub use iam::{service_role_paths, service_role_paths_as};
+pub(crate) use iam::{service_role_paths, service_role_paths_as};
 pub(crate) use license_manager::activate_grant;
 pub(crate) use license_manager::activate_grant_as_grantor;
 pub(crate) use license_manager::bulk_activate;
@@ -74,3 +74,6 @@ fn missing(operation: &str, field: &str) -> Error {
         retry: Retry::Retryable,
     }
 }
+
+#[cfg(test)]
+mod tests;
