@@ -231,7 +231,7 @@ pub async fn list_organization(
 }
 
 /// An account's tags (every page).
-pub async fn account_tags(
+pub(crate) async fn account_tags(
     org: &aws_sdk_organizations::Client,
     account: &str,
     calls: &CallLog,

@@ -21,7 +21,7 @@ pub mod vars;
 pub use document::{check_document, Document, DocumentSource, Summary};
 pub(crate) use env::parse_queue_url;
 pub use env::{parse_bool, parse_num};
-pub use grants::{OverrideBehavior, ALLOWED_OPERATIONS};
+pub use grants::OverrideBehavior;
 pub(crate) use modes::Mode;
 pub use selection::{LicenseRef, Selection};
 
