@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
 /// The CloudWatch namespace of every metric.
-pub const NAMESPACE: &str = "ct-entitlements";
+pub(crate) const NAMESPACE: &str = "ct-entitlements";
 
 static FUNCTION: OnceLock<&'static str> = OnceLock::new();
 
@@ -58,3 +58,6 @@ pub(crate) fn emf_members(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;
