@@ -16,7 +16,8 @@ mod parse;
 mod plan;
 mod triage;
 
-pub use parse::{parse_batch, ChangeBatch, Item};
+pub(crate) use parse::Item;
+pub use parse::{parse_batch, ChangeBatch};
 pub(crate) use plan::after_looks;
 pub(crate) use plan::Lane;
 pub(crate) use plan::Step;
