@@ -17,7 +17,7 @@ pub mod ids;
 pub mod lambda;
 mod limiter;
 pub mod logging;
-pub mod metrics;
+mod metrics;
 mod model;
 pub mod notify;
 pub mod permissions;
