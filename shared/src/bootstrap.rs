@@ -45,8 +45,10 @@ pub struct BootstrapReport {
     pub api_calls: BTreeMap<String, u32>,
 }
 
+#[cfg(test)]
 impl BootstrapReport {
-    pub fn failed(&self) -> Option<&Step> {
+    /// The first step that failed (only tests ask).
+    pub(crate) fn failed(&self) -> Option<&Step> {
         self.steps.iter().find(|s| s.error.is_some())
     }
 }
@@ -313,3 +315,6 @@ async fn enabled_services(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -24,7 +24,7 @@ pub(crate) struct LazyHttpClient {
 impl LazyHttpClient {
     /// Whether the real client (and its certificate store) has been built.
     #[cfg(test)]
-    pub fn is_built(&self) -> bool {
+    pub(crate) fn is_built(&self) -> bool {
         self.inner.get().is_some()
     }
 

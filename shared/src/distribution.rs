@@ -33,7 +33,7 @@ pub(crate) enum ParentStep {
 }
 
 impl ParentStep {
-    pub fn name(&self) -> &'static str {
+    pub(crate) fn name(&self) -> &'static str {
         match self {
             ParentStep::Create { .. } => "CreateGrant+ActivateGrant(bulk)",
             ParentStep::Activate { .. } => "ActivateGrant(bulk)",
@@ -128,7 +128,7 @@ pub(crate) fn bulk_behavior<'a>(
 #[serde(rename_all = "camelCase")]
 pub struct ParentReport {
     pub license_arn: String,
-    pub mode: Mode,
+    pub(crate) mode: Mode,
     pub principal: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grant_arn: Option<String>,
@@ -143,7 +143,7 @@ pub struct ParentReport {
 }
 
 /// The principals a held license is granted to in its mode (none in `account` mode).
-pub fn principals(config: &Config, org: &OrgInfo, license: &HeldLicense) -> Vec<String> {
+pub(crate) fn principals(config: &Config, org: &OrgInfo, license: &HeldLicense) -> Vec<String> {
     let sku = license.sku.as_deref().unwrap_or_default();
     match config.mode_of(&license.arn, sku) {
         Mode::Account => Vec::new(),

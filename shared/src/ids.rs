@@ -130,7 +130,7 @@ pub fn is_license_arn(raw: &str) -> bool {
 }
 
 /// True for a License Manager grant ARN: `arn:<partition>:license-manager::<12 digits>:grant:g-<id>`.
-pub fn is_grant_arn(raw: &str) -> bool {
+pub(crate) fn is_grant_arn(raw: &str) -> bool {
     is_license_manager_arn(raw, "grant", "g-")
 }
 

@@ -14,7 +14,7 @@ pub(crate) const BURST_SECONDS: f64 = 3.0;
 
 /// One operation's token bucket: `tokens` may go below zero (calls already promised a slot).
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Bucket {
+pub(crate) struct Bucket {
     pub tokens: f64,
     pub at: Instant,
 }
@@ -22,7 +22,7 @@ pub struct Bucket {
 /// Takes one token from `bucket` at `now` (refilled at `per_second`, holding at most `burst`)
 /// and returns how long the caller must wait before its call. Pure: the arithmetic of the
 /// limiter, tested without clocks.
-pub fn take(bucket: &mut Bucket, now: Instant, per_second: f64, burst: f64) -> Duration {
+pub(crate) fn take(bucket: &mut Bucket, now: Instant, per_second: f64, burst: f64) -> Duration {
     let elapsed = now.saturating_duration_since(bucket.at).as_secs_f64();
     bucket.tokens = (bucket.tokens + elapsed * per_second).min(burst);
     bucket.at = now;
@@ -36,7 +36,7 @@ pub fn take(bucket: &mut Bucket, now: Instant, per_second: f64, burst: f64) -> D
 
 /// Token buckets by operation name.
 #[derive(Debug)]
-pub struct RateLimiter {
+pub(crate) struct RateLimiter {
     per_second: f64,
     burst: f64,
     buckets: Mutex<HashMap<&'static str, Bucket>>,
@@ -46,7 +46,7 @@ impl RateLimiter {
     /// `per_second` calls of each operation per second on average, in bursts of up to
     /// [`BURST_SECONDS`] seconds' worth: one account's licenses go out at once (25 licenses
     /// at the default 10/s), a backfill settles at the rate.
-    pub fn new(per_second: u32) -> Self {
+    pub(crate) fn new(per_second: u32) -> Self {
         let per_second = f64::from(per_second.max(1));
         RateLimiter {
             per_second,
@@ -56,7 +56,7 @@ impl RateLimiter {
     }
 
     /// Waits until `operation` may be called once more.
-    pub async fn acquire(&self, operation: &'static str) {
+    pub(crate) async fn acquire(&self, operation: &'static str) {
         let now = Instant::now();
         let wait = match self.buckets.lock() {
             Ok(mut buckets) => {

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use std::sync::OnceLock;
 
 /// The CloudWatch namespace of every metric.
-pub const NAMESPACE: &str = "ct-entitlements";
+pub(crate) const NAMESPACE: &str = "ct-entitlements";
 
 static FUNCTION: OnceLock<&'static str> = OnceLock::new();
 
@@ -19,12 +19,12 @@ pub(crate) fn set_function(name: &'static str) {
 }
 
 /// The `Function` dimension: the binary name set at init.
-pub fn function() -> &'static str {
+pub(crate) fn function() -> &'static str {
     FUNCTION.get().copied().unwrap_or("unknown")
 }
 
 /// One metric of a report line: its name, its value and its CloudWatch unit.
-pub type Metric<'a> = (&'a str, Value, &'a str);
+pub(crate) type Metric<'a> = (&'a str, Value, &'a str);
 
 /// The EMF members of one report line at `now` (Unix seconds): the `_aws` directive naming
 /// `metrics` under the `Function` and `Outcome` dimensions, the two dimensions, and the
@@ -58,3 +58,6 @@ pub(crate) fn emf_members(
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

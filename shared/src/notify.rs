@@ -102,8 +102,6 @@ pub(crate) fn next_step(kind: &str) -> &'static str {
 
 /// Longest SNS message this builds before its closing lines (SNS allows 256 KB).
 const MAX_MESSAGE_BYTES: usize = 200_000;
-/// SNS's limit on a message: 256 KB.
-pub const SNS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 /// Accounts named per group; the rest are counted.
 const NAMED_PER_GROUP: usize = 20;
 
@@ -200,6 +198,9 @@ pub async fn queue_failures(sqs: &aws_sdk_sqs::Client, queue: &str, notices: &[F
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// SNS's limit on a message: 256 KB.
+    const SNS_MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
     fn failure(account: usize, kind: &str, license: &str) -> Failure {
         Failure {

@@ -27,7 +27,7 @@ async fn bootstrap_sets_up_the_organization_once_and_then_changes_nothing() {
         iam: &iam,
     };
     // moto's delegated-administrator list lacks License Manager (AWS supports it), so that step
-    // is covered by the mocked unit tests in shared/tests/bootstrap.rs instead.
+    // is covered by the mocked unit tests in shared/src/bootstrap/tests.rs instead.
     let _ = &org;
     let options = BootstrapOptions {
         delegated_admin: None,

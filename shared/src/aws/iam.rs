@@ -12,7 +12,7 @@ pub(crate) const MEMBER_SLR_SERVICES: &[&str] = &[
 ];
 
 /// Paths of the service-linked roles present in the member account.
-pub async fn service_role_paths(
+pub(crate) async fn service_role_paths(
     iam: &aws_sdk_iam::Client,
     calls: &CallLog,
 ) -> Result<Vec<String>, Error> {
@@ -20,7 +20,7 @@ pub async fn service_role_paths(
 }
 
 /// Paths of the service-linked roles present in the account `iam` acts in.
-pub async fn service_role_paths_as(
+pub(crate) async fn service_role_paths_as(
     iam: &aws_sdk_iam::Client,
     side: Side,
     calls: &CallLog,

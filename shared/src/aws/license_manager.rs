@@ -143,7 +143,7 @@ async fn list_distributed(
 }
 
 /// What CreateGrant needs.
-pub struct NewGrant<'a> {
+pub(crate) struct NewGrant<'a> {
     pub client_token: &'a str,
     pub name: &'a str,
     pub license_arn: &'a str,
@@ -152,7 +152,7 @@ pub struct NewGrant<'a> {
     pub allowed_operations: &'a [String],
 }
 
-pub async fn create_grant(
+pub(crate) async fn create_grant(
     lm: &aws_sdk_licensemanager::Client,
     grant: &NewGrant<'_>,
     calls: &CallLog,
@@ -207,7 +207,7 @@ pub async fn create_grant(
 }
 
 /// GetGrant (either side).
-pub async fn get_grant(
+pub(crate) async fn get_grant(
     lm: &aws_sdk_licensemanager::Client,
     grant_arn: &str,
     calls: &CallLog,
@@ -225,7 +225,7 @@ pub async fn get_grant(
 }
 
 /// AcceptGrant as the member account; returns (status, version).
-pub async fn accept_grant(
+pub(crate) async fn accept_grant(
     lm: &aws_sdk_licensemanager::Client,
     grant_arn: &str,
     calls: &CallLog,
@@ -375,7 +375,7 @@ async fn new_grant_version(
 }
 
 /// DeleteGrant (terminal: a later onboarding creates a new grant).
-pub async fn delete_grant(
+pub(crate) async fn delete_grant(
     lm: &aws_sdk_licensemanager::Client,
     grant_arn: &str,
     version: &str,

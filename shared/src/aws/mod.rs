@@ -16,7 +16,7 @@ mod sts;
 pub(crate) use iam::create_slr;
 pub(crate) use iam::create_slr_as;
 pub(crate) use iam::MEMBER_SLR_SERVICES;
-pub use iam::{service_role_paths, service_role_paths_as};
+pub(crate) use iam::{service_role_paths, service_role_paths_as};
 pub(crate) use license_manager::activate_grant;
 pub(crate) use license_manager::activate_grant_as_grantor;
 pub(crate) use license_manager::bulk_activate;
@@ -28,19 +28,17 @@ pub(crate) use license_manager::organization_received_grants;
 pub(crate) use license_manager::received_grants;
 pub(crate) use license_manager::HeldLicense;
 pub(crate) use license_manager::NewGrant;
-pub use license_manager::{
-    accept_grant, all_distributed_grants, create_grant, delete_grant, get_grant,
-    grants_to_principal,
-};
+pub(crate) use license_manager::{accept_grant, create_grant, delete_grant, get_grant};
+pub use license_manager::{all_distributed_grants, grants_to_principal};
 pub(crate) use organizations::account_state;
+pub(crate) use organizations::account_tags;
 pub(crate) use organizations::describe_member;
 pub use organizations::list_organization;
 pub(crate) use organizations::parent_ou;
 pub(crate) use organizations::MemberHints;
 pub(crate) use organizations::MemberInfo;
-pub use organizations::{
-    account_tags, describe_organization, list_accounts_under, ListedAccount, OrgInfo,
-};
+pub(crate) use organizations::{describe_organization, OrgInfo};
+pub use organizations::{list_accounts_under, ListedAccount};
 pub use s3::read_document;
 pub(crate) use sqs::change_visibility;
 pub(crate) use sqs::send_batch;
@@ -51,7 +49,7 @@ pub use sqs::send_recheck;
 pub use sts::assume_role;
 
 /// The grant model, named here too (`crate::aws::GrantView`).
-pub use crate::model::GrantView;
+pub use crate::model::grant::GrantView;
 
 use crate::error::{aws_error, Error, Retry};
 
@@ -79,3 +77,6 @@ fn missing(operation: &str, field: &str) -> Error {
         retry: Retry::Retryable,
     }
 }
+
+#[cfg(test)]
+mod tests;

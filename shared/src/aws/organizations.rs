@@ -7,7 +7,7 @@ use crate::report::{CallLog, Side};
 
 /// The organization as the management account sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrgInfo {
+pub(crate) struct OrgInfo {
     pub id: String,
     pub arn: String,
     pub management_account: String,
@@ -15,7 +15,7 @@ pub struct OrgInfo {
 
 impl OrgInfo {
     /// `arn:aws:organizations::<mgmt>:ou/o-…/ou-…`, the principal of an OU grant.
-    pub fn ou_arn(&self, ou_id: &str) -> String {
+    pub(crate) fn ou_arn(&self, ou_id: &str) -> String {
         let prefix = self.arn.split(":organization/").next().unwrap_or_default();
         format!("{prefix}:ou/{}/{ou_id}", self.id)
     }
@@ -31,7 +31,7 @@ pub(crate) struct MemberInfo {
     pub tags: Vec<(String, String)>,
 }
 
-pub async fn describe_organization(
+pub(crate) async fn describe_organization(
     org: &aws_sdk_organizations::Client,
     calls: &CallLog,
 ) -> Result<OrgInfo, Error> {
@@ -231,7 +231,7 @@ pub async fn list_organization(
 }
 
 /// An account's tags (every page).
-pub async fn account_tags(
+pub(crate) async fn account_tags(
     org: &aws_sdk_organizations::Client,
     account: &str,
     calls: &CallLog,

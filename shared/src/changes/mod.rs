@@ -17,11 +17,12 @@ mod parse;
 mod plan;
 mod triage;
 
-pub use parse::{parse_batch, ChangeBatch, Item};
+pub(crate) use parse::Item;
+pub use parse::{parse_batch, ChangeBatch};
 pub(crate) use plan::after_looks;
 pub(crate) use plan::Lane;
 pub(crate) use plan::Step;
-pub use plan::{plan, Verdict};
+pub(crate) use plan::{plan, Verdict};
 pub use triage::run;
 
 /// How soon a record to deliver again (a throttled look, a failed send) comes back the first
@@ -30,17 +31,17 @@ pub use triage::run;
 /// run waits seconds, not half an hour. Each later delivery waits twice as long
 /// ([`retry_after`]), up to [`RETRY_AFTER_MAX_SECONDS`]: under a sustained throttle the records
 /// back off instead of coming back every few seconds to be throttled again.
-pub const RETRY_AFTER_SECONDS: i32 = 10;
+pub(crate) const RETRY_AFTER_SECONDS: i32 = 10;
 
 /// The longest wait before a record is delivered again ([`retry_after`]). With the queue's
 /// `maxReceiveCount` of 10, a record keeps being retried for about 25 minutes before it goes
 /// to the dead-letter queue.
-pub const RETRY_AFTER_MAX_SECONDS: i32 = 300;
+pub(crate) const RETRY_AFTER_MAX_SECONDS: i32 = 300;
 
 /// The visibility, in seconds, for a record delivered `receive_count` times so far (1 on its
 /// first delivery): [`RETRY_AFTER_SECONDS`] doubled per delivery, at most
 /// [`RETRY_AFTER_MAX_SECONDS`]. Pure.
-pub fn retry_after(receive_count: u32) -> i32 {
+pub(crate) fn retry_after(receive_count: u32) -> i32 {
     let doublings = receive_count.saturating_sub(1).min(16);
     RETRY_AFTER_SECONDS
         .saturating_mul(1 << doublings)

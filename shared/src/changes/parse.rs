@@ -8,7 +8,7 @@ use serde_json::Value;
 
 /// What one understood record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
+pub(crate) enum Item {
     /// A `Grant Change` naming an account's grant.
     Hint(Box<GrantHint>),
     /// A `Grant Change` naming grants by ARN alone.
@@ -22,18 +22,18 @@ pub enum Item {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChangeBatch {
     /// Every record's SQS message id, in order.
-    pub ids: Vec<String>,
+    pub(crate) ids: Vec<String>,
     /// What each understood record says (by record index).
-    pub items: Vec<(usize, Item)>,
+    pub(crate) items: Vec<(usize, Item)>,
     /// Records refused, and why (by record index).
-    pub rejected: Vec<(usize, String)>,
+    pub(crate) rejected: Vec<(usize, String)>,
     /// Each record's receipt handle, when it has one (by record index): a record to deliver
     /// again is made visible again with it ([`super::retry_after`]).
-    pub handles: Vec<Option<String>>,
+    pub(crate) handles: Vec<Option<String>>,
     /// How many times each record was delivered, this time included (SQS's
     /// `ApproximateReceiveCount`; 1 when absent), by record index: how long a record to
     /// deliver again waits ([`super::retry_after`]).
-    pub receives: Vec<u32>,
+    pub(crate) receives: Vec<u32>,
 }
 
 /// `Some` when `payload` is an SQS batch from the change-event queue (the first record's

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// The queue a run goes to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Lane {
+pub(crate) enum Lane {
     /// The onboarding queue: a grant completed its workflow and waits on ct-entitlements (an
     /// acceptance, an activation), to be done within seconds.
     Now,
@@ -33,7 +33,7 @@ pub(crate) fn lane_of(status: &str) -> Lane {
 
 /// What a batch's hints about one account lead to. Pure.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub(crate) enum Step {
     /// A grant waits on ct-entitlements: run the account, no call needed. Why (a grant and
     /// its status), and on which queue.
     Run(String, Lane),
@@ -52,7 +52,7 @@ pub enum Step {
 /// queue's messages proves nothing. A hint whose grant was read already (`seen`) is a look
 /// answered from it. Then the account: any grant to run → run; any grant gone or unnamed → the
 /// listings; any grant to look at → those; else nothing.
-pub fn plan(hints: &[&GrantHint]) -> Step {
+pub(crate) fn plan(hints: &[&GrantHint]) -> Step {
     use crate::decide::status::PENDING_WORKFLOW;
     let mut by_grant: BTreeMap<Option<&str>, BTreeSet<Option<&str>>> = BTreeMap::new();
     let mut seen: BTreeSet<&str> = BTreeSet::new();
@@ -122,7 +122,7 @@ pub fn plan(hints: &[&GrantHint]) -> Step {
 
 /// What an account's looks decide.
 #[derive(Debug)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     /// Run the account, why, and on which queue.
     Run(String, Lane),
     Skip(String),

@@ -20,10 +20,10 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
 /// The document format this release reads (`"version": 1`).
-pub const FORMAT_VERSION: u64 = 1;
+pub(crate) const FORMAT_VERSION: u64 = 1;
 
 /// The largest document read (bytes): a thousand OU rules of three ARNs take about 300 KB.
-pub const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 
 /// Lambda's limit on a function's environment variables, all together (bytes).
 pub const LAMBDA_ENVIRONMENT_LIMIT: usize = 4096;

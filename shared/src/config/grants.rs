@@ -41,7 +41,7 @@ impl OverrideBehavior {
 }
 
 /// The operations License Manager accepts in `AllowedOperations`.
-pub const ALLOWED_OPERATIONS: &[&str] = &[
+pub(crate) const ALLOWED_OPERATIONS: &[&str] = &[
     "CreateGrant",
     "CheckoutLicense",
     "CheckoutBorrowLicense",

@@ -21,7 +21,7 @@ pub mod vars;
 pub use document::{check_document, Document, DocumentSource, Summary};
 pub(crate) use env::parse_queue_url;
 pub use env::{parse_bool, parse_num};
-pub use grants::{OverrideBehavior, ALLOWED_OPERATIONS};
+pub use grants::OverrideBehavior;
 pub(crate) use modes::Mode;
 pub use selection::{LicenseRef, Selection};
 
@@ -43,7 +43,7 @@ pub struct Config {
     pub ou_rules: BTreeMap<String, Vec<LicenseRef>>,
     /// License → distribution mode; licenses not named here are distributed per account.
     #[serde(serialize_with = "modes::distribution_map")]
-    pub distribution: BTreeMap<LicenseRef, Mode>,
+    pub(crate) distribution: BTreeMap<LicenseRef, Mode>,
     /// When non-empty, only accounts directly in one of these OUs are entitled.
     pub target_ous: Vec<String>,
     /// When set, only accounts carrying this tag key (and value) are entitled.
@@ -88,7 +88,7 @@ pub struct Config {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(
+    pub(crate) fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -97,7 +97,7 @@ mod secs {
 }
 
 mod millis {
-    pub fn serialize<S: serde::Serializer>(
+    pub(crate) fn serialize<S: serde::Serializer>(
         d: &std::time::Duration,
         s: S,
     ) -> Result<S::Ok, S::Error> {
@@ -106,11 +106,6 @@ mod millis {
 }
 
 impl Config {
-    /// Reads the process environment; a license selection is required.
-    pub fn from_env() -> Result<Self, Error> {
-        Self::from_lookup(|k| std::env::var(k).ok())
-    }
-
     /// Reads the process environment for functions whose requests name their own licenses:
     /// no selection is required (and none is used).
     pub fn from_env_per_request() -> Result<Self, Error> {

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 /// How a license reaches the accounts that should hold it (`LICENSE_DISTRIBUTION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Mode {
+pub(crate) enum Mode {
     /// One grant per account (ct-entitlements creates, accepts and activates it).
     #[default]
     Account,
@@ -25,7 +25,7 @@ pub enum Mode {
 }
 
 impl Mode {
-    pub fn parse(raw: &str, var: &str) -> Result<Self, Error> {
+    pub(crate) fn parse(raw: &str, var: &str) -> Result<Self, Error> {
         match raw.trim() {
             "account" => Ok(Mode::Account),
             "organization" => Ok(Mode::Organization),
@@ -40,7 +40,7 @@ impl Mode {
     /// License Manager hands the account its grant (a child) from a grant of ct-entitlements
     /// to the organization or an OU; in account mode ct-entitlements grants it directly.
     /// Exhaustive, so a new mode must say.
-    pub fn has_parent_grant(self) -> bool {
+    pub(crate) fn has_parent_grant(self) -> bool {
         match self {
             Mode::Account => false,
             Mode::Organization | Mode::Ou => true,
@@ -48,14 +48,14 @@ impl Mode {
     }
 
     /// The parent grants are per OU (the selection's OU rules decide which OUs).
-    pub fn parents_per_ou(self) -> bool {
+    pub(crate) fn parents_per_ou(self) -> bool {
         match self {
             Mode::Ou => true,
             Mode::Account | Mode::Organization => false,
         }
     }
 
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Mode::Account => "account",
             Mode::Organization => "organization",
@@ -203,7 +203,7 @@ pub(super) fn distribution_map<S: serde::Serializer>(
 
 impl Config {
     /// The distribution mode of a held license (by its ARN, else its SKU; `account` otherwise).
-    pub fn mode_of(&self, arn: &str, sku: &str) -> Mode {
+    pub(crate) fn mode_of(&self, arn: &str, sku: &str) -> Mode {
         self.distribution
             .get(&LicenseRef::Arn(arn.to_string()))
             .or_else(|| self.distribution.get(&LicenseRef::Sku(sku.to_string())))
@@ -213,7 +213,7 @@ impl Config {
 
     /// The OUs an `ou`-mode license is granted to: every OU rule naming it, and TARGET_OUS
     /// when the global selection holds it.
-    pub fn ous_of(&self, arn: &str, sku: &str) -> Vec<String> {
+    pub(crate) fn ous_of(&self, arn: &str, sku: &str) -> Vec<String> {
         let names = |r: &LicenseRef| match r {
             LicenseRef::Arn(a) => a == arn,
             LicenseRef::Sku(s) => s == sku,

@@ -67,12 +67,6 @@ pub(crate) fn time_left(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
     Some(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
-/// The invocation deadline as a monotonic instant, with [`DEFAULT_DEADLINE_FALLBACK`] as the
-/// budget when the runtime's deadline is implausible (see [`time_left`]).
-pub fn deadline_instant(deadline_ms: u64) -> Instant {
-    deadline_instant_or(deadline_ms, DEFAULT_DEADLINE_FALLBACK)
-}
-
 /// The invocation deadline as a monotonic instant; `fallback` from now when the runtime's
 /// deadline is implausible (logged as a warning: it never happens in AWS).
 pub fn deadline_instant_or(deadline_ms: u64, fallback: Duration) -> Instant {

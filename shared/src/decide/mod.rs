@@ -36,7 +36,7 @@ pub(crate) use facts::REPLACING_BEHAVIOR;
 pub(crate) use crate::model::grant::is_conflict_reason;
 pub(crate) use crate::model::grant::is_terminal;
 /// The grant model `decide` reasons over, named here too (`crate::decide::status`, …).
-pub use crate::model::grant::status;
+pub(crate) use crate::model::grant::status;
 pub(crate) use crate::model::grant::ACTIVATION_STATUS_REASON;
 pub(crate) use crate::model::grant::BULK_ACTIVATION_STATUS_REASON;
 
@@ -69,7 +69,7 @@ pub(crate) const ELSEWHERE_ACTIVATION_WAITS: u32 = 2;
 
 /// Everything known about one (account, license) when deciding.
 #[derive(Debug, Clone, Copy)]
-pub struct Observation<'a> {
+pub(crate) struct Observation<'a> {
     /// The license.
     pub license_arn: &'a str,
     /// Grants whose grantee is this account, for this license, from every side that was read
@@ -148,7 +148,7 @@ impl WaitReason {
 
 /// Why nothing more can be done automatically.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Activation cannot apply: the account has an active license for the product from another
     /// subscription. `reason` is License Manager's StatusReason.
     ActiveLicenseConflict { grant: GrantView, reason: String },
@@ -169,7 +169,7 @@ pub enum Failure {
 
 /// The next step for one (account, license).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Next {
+pub(crate) enum Next {
     /// The account's grant is ACTIVE.
     Done { grant: GrantView, source: Source },
     /// AcceptGrant, as the account.
@@ -215,7 +215,7 @@ impl Next {
     /// The write steps this decision leads to when nothing surprising happens (what a dry run
     /// reports, in order). Accepting is usually automatic in a linked organization, so a new
     /// grant plans CreateGrant + ActivateGrant.
-    pub fn planned_actions(&self) -> Vec<String> {
+    pub(crate) fn planned_actions(&self) -> Vec<String> {
         let steps: &[&str] = match self {
             Next::Accept { .. } => &["AcceptGrant", "ActivateGrant"],
             Next::Activate { .. } => &["ActivateGrant"],
@@ -258,7 +258,7 @@ pub(crate) enum ActivateAs {
 /// else the child beside or instead of a grant of our own (migration, repair); where neither
 /// decides, the chosen grant (or the strongest live one) is driven by its own status; with no
 /// live grant, the covering grant's child is awaited or a grant of our own is created.
-pub fn decide(o: &Observation<'_>) -> Next {
+pub(crate) fn decide(o: &Observation<'_>) -> Next {
     let scene = Scene::new(o);
     let step = if !o.mode.has_parent_grant() && o.retiring {
         scene.switching_back()

@@ -31,7 +31,6 @@ use crate::aws::{GrantView, HeldLicense, OrgInfo};
 use crate::clients::Clients;
 use crate::config::Config;
 pub(crate) use crate::decide::is_terminal;
-pub use crate::decide::status;
 use crate::error::Error;
 use crate::event::ActivationMark;
 use crate::ids::AccountId;
@@ -82,12 +81,6 @@ impl Engine {
         }
     }
 
-    /// The same engine with another clock (tests of the workflow deadline).
-    pub fn with_clock(mut self, now: fn() -> SystemTime) -> Self {
-        self.now = now;
-        self
-    }
-
     /// The engine's clock (chain sequences, [`crate::chain::sequence`]).
     pub(crate) fn now(&self) -> SystemTime {
         (self.now)()
@@ -104,7 +97,7 @@ impl Engine {
     }
 
     /// [`Engine::held_marketplace_licenses`], its calls recorded in `calls`.
-    pub async fn held_licenses_logged(
+    pub(crate) async fn held_licenses_logged(
         &self,
         calls: &CallLog,
     ) -> Result<Arc<Vec<HeldLicense>>, Error> {
@@ -116,12 +109,12 @@ impl Engine {
     }
 
     /// The container's License Manager rate limiter (`LICENSE_MANAGER_CALLS_PER_SECOND`).
-    pub fn limiter(&self) -> &RateLimiter {
+    pub(crate) fn limiter(&self) -> &RateLimiter {
         &self.limiter
     }
 
     /// The organization (read once per container).
-    pub async fn organization(&self, calls: &CallLog) -> Result<OrgInfo, Error> {
+    pub(crate) async fn organization(&self, calls: &CallLog) -> Result<OrgInfo, Error> {
         self.org_info(calls).await
     }
 

@@ -67,7 +67,7 @@ impl Engine {
     }
 
     /// Whether any setting selects accounts or licenses by account tag.
-    pub fn reads_tags(&self) -> bool {
+    pub(crate) fn reads_tags(&self) -> bool {
         self.config.account_tag_filter.is_some() || self.config.licenses_tag_key.is_some()
     }
 
@@ -91,7 +91,7 @@ impl Engine {
     /// license is distributed in `ou` mode. Its OU grant reaches the nested OUs' accounts under
     /// one reading of AWS's guide (undocumented: `ouGrantsReachNestedOus`), so they are selected
     /// for it under every reading (a repair grants it where the OU grant does not reach).
-    pub fn inherits_ou_rules(&self) -> bool {
+    pub(crate) fn inherits_ou_rules(&self) -> bool {
         !self.config.ou_rules.is_empty()
             && self
                 .config
@@ -103,7 +103,7 @@ impl Engine {
     /// The OUs above `ou` (its parents up to the root, nearest first; not `ou` itself) whose
     /// `ou`-mode licenses an account in `ou` inherits; none (and no call) when nothing can be
     /// inherited. Each OU's parent is read once per container.
-    pub async fn inherited_from(
+    pub(crate) async fn inherited_from(
         &self,
         ou: &Option<String>,
         calls: &CallLog,
@@ -143,7 +143,7 @@ impl Engine {
     /// What the configured selection asks for an account in `ou_id` with `tags`, resolved
     /// against the held licenses: the same rules an account's own run applies.
     /// `ancestors`: the OUs above the account's ([`Engine::inherited_from`]).
-    pub fn wanted(
+    pub(crate) fn wanted(
         &self,
         ou_id: &Option<String>,
         ancestors: &[String],

@@ -3,16 +3,16 @@
 //! here (`aws` turns the SDK's `Grant` into a [`GrantView`]).
 
 /// Grant states, as License Manager spells them.
-pub mod status {
-    pub const ACTIVE: &str = "ACTIVE";
-    pub const DISABLED: &str = "DISABLED";
-    pub const PENDING_ACCEPT: &str = "PENDING_ACCEPT";
-    pub const PENDING_WORKFLOW: &str = "PENDING_WORKFLOW";
-    pub const WORKFLOW_COMPLETED: &str = "WORKFLOW_COMPLETED";
-    pub const PENDING_DELETE: &str = "PENDING_DELETE";
-    pub const FAILED_WORKFLOW: &str = "FAILED_WORKFLOW";
-    pub const REJECTED: &str = "REJECTED";
-    pub const DELETED: &str = "DELETED";
+pub(crate) mod status {
+    pub(crate) const ACTIVE: &str = "ACTIVE";
+    pub(crate) const DISABLED: &str = "DISABLED";
+    pub(crate) const PENDING_ACCEPT: &str = "PENDING_ACCEPT";
+    pub(crate) const PENDING_WORKFLOW: &str = "PENDING_WORKFLOW";
+    pub(crate) const WORKFLOW_COMPLETED: &str = "WORKFLOW_COMPLETED";
+    pub(crate) const PENDING_DELETE: &str = "PENDING_DELETE";
+    pub(crate) const FAILED_WORKFLOW: &str = "FAILED_WORKFLOW";
+    pub(crate) const REJECTED: &str = "REJECTED";
+    pub(crate) const DELETED: &str = "DELETED";
 }
 
 /// The parts of a grant the engine reads.

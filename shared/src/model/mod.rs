@@ -1,6 +1,6 @@
 //! The ground floor: plain data and facts the other modules share, depending on none of them
 //! (and on no AWS SDK type), so that no two of them need each other for it.
 
-pub mod grant;
+pub(crate) mod grant;
 
-pub use grant::GrantView;
+pub(crate) use grant::GrantView;

@@ -21,8 +21,9 @@ pub struct GrantHint {
     pub seen: Option<GrantView>,
 }
 
+#[cfg(test)]
 impl GrantHint {
-    pub fn account(account: AccountId) -> Self {
+    pub(crate) fn account(account: AccountId) -> Self {
         GrantHint {
             account,
             grant: None,

@@ -82,7 +82,7 @@ struct Seen {
 impl GrantIndex {
     /// An index for licenses distributed per `modes` (licenses absent: account mode), whose
     /// own grants are named `<prefix>-<account>`.
-    pub fn new(modes: HashMap<String, Mode>, prefix: &str) -> Self {
+    pub(crate) fn new(modes: HashMap<String, Mode>, prefix: &str) -> Self {
         GrantIndex {
             modes,
             prefix: prefix.to_string(),
@@ -91,7 +91,7 @@ impl GrantIndex {
     }
 
     /// Records the listing of one license (every grant of it that the grantor sees).
-    pub fn add(&mut self, license: &str, grants: &[GrantView]) {
+    pub(crate) fn add(&mut self, license: &str, grants: &[GrantView]) {
         self.read.insert(license.to_string());
         // Children are told from ct-entitlements' own grants by name, never by `ParentArn`
         // (`decide::source_of`); an organization grant covers every account, and the OU

@@ -3,6 +3,8 @@
 //! not stop the others.
 #![allow(clippy::unwrap_used)]
 
+use crate::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, BootstrapReport};
+use crate::ids::AccountId;
 use aws_sdk_iam::operation::create_service_linked_role::CreateServiceLinkedRoleOutput;
 use aws_sdk_iam::operation::list_roles::ListRolesOutput;
 use aws_sdk_licensemanager::operation::get_service_settings::GetServiceSettingsOutput;
@@ -17,8 +19,6 @@ use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, BootstrapReport};
-use shared::ids::AccountId;
 
 const ADMIN: &str = "222222222222";
 

@@ -2,6 +2,8 @@
 //! reports carry and tests assert), against mocked SDK clients that answer page by page.
 #![allow(clippy::unwrap_used)]
 
+use crate::aws::{self, ListedAccount};
+use crate::report::{CallLog, Side};
 use aws_sdk_iam::operation::list_roles::ListRolesOutput;
 use aws_sdk_iam::types::Role;
 use aws_sdk_organizations::operation::list_accounts_for_parent::ListAccountsForParentOutput;
@@ -12,8 +14,6 @@ use aws_smithy_mocks::{mock, mock_client, Rule, RuleMode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
-use shared::aws::{self, ListedAccount};
-use shared::report::{CallLog, Side};
 
 fn account(id: &str) -> Account {
     Account::builder()
