@@ -52,6 +52,9 @@ pub const RECONCILER: &[&str] = &[
     "organizations:ListAccountsForParent",
     "organizations:ListOrganizationalUnitsForParent",
     "organizations:ListTagsForResource",
+    // The OUs above an account (OU rules inherited down nested OUs; the OU grants that cover
+    // an account whose grant went away).
+    "organizations:ListParents",
     "license-manager:ListReceivedLicenses",
     "license-manager:ListDistributedGrants",
     "license-manager:ListReceivedGrantsForOrganization",

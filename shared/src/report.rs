@@ -197,8 +197,8 @@ pub struct AccountReport {
     /// What the run did with the account's chain (`CHAIN_TABLE`, [`crate::chain`]):
     /// `superseded` (a later message of the chain exists: nothing else done), `waiting`,
     /// `forwarded` (a change came while it ran: its re-check was sent at once), `ended`,
-    /// `followed` (a change came while it ran: one more run queued), `kept` (failed: the
-    /// message comes again), or `unavailable: <error>` (the table could not be read or
+    /// `followed` (a change came while it ran: one more run queued), `released` (failed: the
+    /// message comes again, and the chain holds nothing back meanwhile), or `unavailable: <error>` (the table could not be read or
     /// written; the run went on without it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chain: Option<String>,

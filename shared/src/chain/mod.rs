@@ -15,7 +15,9 @@
 //!   the re-check delay; for a waiting chain it brings the re-check forward once: the same body
 //!   (so the same start time, attempt count and lane) sent now with a newer sequence, which
 //!   makes the delayed one stale;
-//! * the reconciler queues no account whose chain is live, and marks those it queues.
+//! * the reconciler queues no account whose chain is live, and marks those it queues;
+//! * a failed run releases the chain (its item expires at once): its message comes again,
+//!   and meanwhile every message and event of the account runs as without chains.
 //!
 //! Writes follow the sends they describe: an item never names a sequence no message carries,
 //! so a lost write can only let two runs through (each reads the account afresh), never drop
@@ -27,19 +29,19 @@
 
 mod store;
 
-pub(crate) use store::{claim, end, forward, mark_queued, poke, read_items, wait, Claim};
+pub(crate) use store::{claim, end, forward, mark_queued, poke, read_items, release, wait, Claim};
 
 /// The SQS message attribute carrying a message's chain sequence number (a Number).
 pub const ATTRIBUTE: &str = "chainSeq";
 
 /// The reason a re-check brought forward carries (its report's trigger says
 /// `onboard:early-recheck`); the re-checks it queues are plain `recheck`s again.
-pub const EARLY_RECHECK_REASON: &str = "early-recheck";
+pub(crate) const EARLY_RECHECK_REASON: &str = "early-recheck";
 
 /// A waiting re-check's body, to send now: the same request (start time, attempt, lane,
 /// activations) with the reason [`EARLY_RECHECK_REASON`]. A body that is not an onboard
 /// request is sent as it is.
-pub fn early(body: &str) -> String {
+pub(crate) fn early(body: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(body) {
         Ok(serde_json::Value::Object(mut request)) => {
             request.insert("reason".into(), EARLY_RECHECK_REASON.into());
@@ -52,19 +54,19 @@ pub fn early(body: &str) -> String {
 /// How long a queued chain holds events back: a backfill of 10,000 accounts at License
 /// Manager's rate bound (about 2.5 accounts a second) takes about 70 minutes to reach its last
 /// account; six hours leave room for a slower one.
-pub const QUEUED_SECONDS: u64 = 6 * 3600;
+pub(crate) const QUEUED_SECONDS: u64 = 6 * 3600;
 
 /// How long a running chain holds events back: longer than a run (the function's timeout is
 /// 15 minutes at most) and its message's redelivery after a crash.
-pub const RUNNING_SECONDS: u64 = 3600;
+pub(crate) const RUNNING_SECONDS: u64 = 3600;
 
 /// How long a waiting chain holds events back beyond its re-check's delay: the re-check may
 /// wait behind a backfill on its queue.
-pub const WAITING_SECONDS: u64 = 6 * 3600;
+pub(crate) const WAITING_SECONDS: u64 = 6 * 3600;
 
 /// Where an account's chain is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum State {
+pub(crate) enum State {
     /// A message is on a queue; its run will read the account afresh.
     Queued,
     /// A run is working the account.
@@ -100,29 +102,29 @@ impl State {
 
 /// An account's item, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Item {
-    pub seq: u64,
-    pub state: State,
+pub(crate) struct Item {
+    pub(crate) seq: u64,
+    pub(crate) state: State,
     /// Unix seconds after which the item holds nothing back.
-    pub expires: u64,
+    pub(crate) expires: u64,
     /// The waiting re-check's body.
-    pub body: Option<String>,
+    pub(crate) body: Option<String>,
     /// A change came while the chain was running.
-    pub poked: bool,
+    pub(crate) poked: bool,
 }
 
 impl Item {
     /// Whether the item still describes a live chain at `now` (Unix seconds): not ended, not
     /// expired (DynamoDB deletes expired items only eventually, so readers check the time
     /// themselves).
-    pub fn live(&self, now: u64) -> bool {
+    pub(crate) fn live(&self, now: u64) -> bool {
         self.state != State::Ended && self.expires > now
     }
 }
 
 /// What a change event that asks for a run does, given the account's chain.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Gate {
+pub(crate) enum Gate {
     /// No live chain: queue a run, and mark the account's chain queued.
     Start,
     /// The chain covers it; why.
@@ -135,7 +137,7 @@ pub enum Gate {
 }
 
 /// The gate for a change event's run: see the module's doc. Pure.
-pub fn gate(item: Option<&Item>, now: u64) -> Gate {
+pub(crate) fn gate(item: Option<&Item>, now: u64) -> Gate {
     let Some(item) = item.filter(|i| i.live(now)) else {
         return Gate::Start;
     };
@@ -156,14 +158,14 @@ pub fn gate(item: Option<&Item>, now: u64) -> Gate {
 
 /// Whether the reconciler may queue an account with this item: not while a chain is live.
 /// Pure.
-pub fn may_queue(item: Option<&Item>, now: u64) -> bool {
+pub(crate) fn may_queue(item: Option<&Item>, now: u64) -> bool {
     !item.is_some_and(|i| i.live(now))
 }
 
 /// A new sequence number: milliseconds since the Unix epoch at `now`. Later messages of a
 /// chain carry larger numbers (runs are seconds apart; Lambda hosts keep their clocks
 /// synchronised far closer than that).
-pub fn sequence(now: std::time::SystemTime) -> u64 {
+pub(crate) fn sequence(now: std::time::SystemTime) -> u64 {
     now.duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .unwrap_or(0)

@@ -172,6 +172,38 @@ pub(crate) async fn end(
     }
 }
 
+/// The run under `mine` failed: its message comes again, and the chain holds nothing back
+/// meanwhile (the item expires now). Every message of the account then runs, the delayed
+/// re-check it may have superseded included, as without chains: a failure never waits on the
+/// queue's visibility timeout alone. A later sequence in the item leaves it as it is.
+pub(crate) async fn release(
+    db: &Client,
+    table: &str,
+    account: &str,
+    mine: u64,
+    now: u64,
+    calls: &CallLog,
+) -> Result<(), Error> {
+    calls.record(Side::Own, "dynamodb:UpdateItem", false);
+    let out = db
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(account)))
+        .update_expression("SET #expires = :now")
+        .condition_expression("#seq = :mine")
+        .expression_attribute_names("#seq", "seq")
+        .expression_attribute_names("#expires", "expires")
+        .expression_attribute_values(":mine", n(mine))
+        .expression_attribute_values(":now", n(now))
+        .send()
+        .await;
+    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Marks a running chain (sequence `seq`) so its run goes on at once when it ends. A chain
 /// that moved on meanwhile is left as it is.
 pub(crate) async fn poke(

@@ -87,7 +87,7 @@ impl Engine {
     }
 
     /// What the run under `mine` leaves in its chain's item: `waiting` with the re-check it
-    /// queued, else (unless it failed, when its message comes again) `ended`. A change that
+    /// queued, `ended`, or, when it failed (its message comes again), released. A change that
     /// marked the chain while it ran gets its run at once: the re-check sent again now, or one
     /// more run queued.
     pub(super) async fn settle_chain(
@@ -100,13 +100,17 @@ impl Engine {
         let Some(table) = &self.config.chain_table else {
             return;
         };
-        if report.outcome == Outcome::Failed {
-            report.chain.get_or_insert_with(|| "kept".into());
-            return;
-        }
         let db = &self.clients.dynamodb;
         let account = work.account_id.as_str();
         let now = self.unix_now();
+        if report.outcome == Outcome::Failed {
+            let released = chain::release(db, table, account, mine, now, calls).await;
+            report.chain = Some(match released {
+                Ok(()) => "released".into(),
+                Err(e) => format!("unavailable: {e}"),
+            });
+            return;
+        }
         let result = match report.recheck_sent.clone() {
             Some((next, body)) => {
                 let expires = now + self.config.recheck_delay.as_secs() + chain::WAITING_SECONDS;

@@ -341,7 +341,7 @@ impl Engine {
 
     /// The principals whose grants cover the account: the organization and every OU above
     /// it (the organization's are read while the OUs above are walked), and their grants.
-    async fn covering_side(
+    pub(super) async fn covering_side(
         &self,
         org: &OrgInfo,
         member: &MemberInfo,

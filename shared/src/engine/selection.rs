@@ -87,6 +87,34 @@ impl Engine {
         Ok(self.wanted(&member.ou_id, &ancestors, &member.tags, &held))
     }
 
+    /// The account's selection and the organization/OU grants that cover it (the OUs above
+    /// it included, from the container's cache): what the grantor-side listings weigh its own
+    /// grants against ([`crate::reconcile::settled`]). The organization's grants alone would
+    /// miss an OU-mode parent, and call a repair under it "to replace".
+    pub(crate) async fn selection_and_covering(
+        &self,
+        org: &crate::aws::OrgInfo,
+        account: &AccountId,
+        calls: &CallLog,
+    ) -> Result<(Wanted, Vec<crate::aws::GrantView>), Error> {
+        let hints = aws::MemberHints {
+            ou_id: None,
+            skip_tags: !self.reads_tags(),
+        };
+        let (member, held) = futures::try_join!(
+            aws::describe_member(&self.clients.organizations, account, hints, calls),
+            self.held_licenses(calls),
+        )?;
+        let (ancestors, (_, covering)) = futures::try_join!(
+            self.inherited_from(&member.ou_id, calls),
+            self.covering_side(org, &member, calls),
+        )?;
+        Ok((
+            self.wanted(&member.ou_id, &ancestors, &member.tags, &held),
+            covering,
+        ))
+    }
+
     /// Whether an account in a nested OU can inherit licenses from the OU rules above it: some
     /// license is distributed in `ou` mode. Its OU grant reaches the nested OUs' accounts under
     /// one reading of AWS's guide (undocumented: `ouGrantsReachNestedOus`), so they are selected

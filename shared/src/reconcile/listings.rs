@@ -30,10 +30,9 @@ pub(crate) async fn settled(
     let lm = &engine.clients().license_manager;
     let config = engine.config();
     let principal = account.root_principal(&config.partition);
-    let (wanted, own, org_grants) = futures::try_join!(
-        engine.selection_of(account),
+    let ((wanted, org_grants), own) = futures::try_join!(
+        engine.selection_and_covering(org, account, calls),
         aws::grants_to_principal(lm, &principal, calls),
-        aws::grants_to_principal(lm, &org.arn, calls),
     )?;
     let Wanted::Licenses { arns, .. } = &wanted else {
         return Ok(None);
