@@ -645,9 +645,9 @@ CHANGE_EVENTS_PATH = "/_emulator/events"
 # From the code, so the bench follows it: how soon the reconciler has a record to deliver
 # again come back (changes::RETRY_AFTER_SECONDS).
 _CHANGES = (ROOT / "shared" / "src" / "changes" / "mod.rs").read_text()
-RETRY_AFTER_SECONDS = int(re.search(r"pub const RETRY_AFTER_SECONDS: i32 = (\d+);",
+RETRY_AFTER_SECONDS = int(re.search(r"pub(?:\(crate\))? const RETRY_AFTER_SECONDS: i32 = (\d+);",
                                     _CHANGES).group(1))
-RETRY_AFTER_MAX_SECONDS = int(re.search(r"pub const RETRY_AFTER_MAX_SECONDS: i32 = (\d+);",
+RETRY_AFTER_MAX_SECONDS = int(re.search(r"pub(?:\(crate\))? const RETRY_AFTER_MAX_SECONDS: i32 = (\d+);",
                                         _CHANGES).group(1))
 # OnboardingQueue's visibility timeout (template.yaml; BackfillQueue's is the same): a record an
 # account-lifecycle batch answers as failed comes back after it.

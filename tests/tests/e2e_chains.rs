@@ -146,3 +146,59 @@ async fn a_change_while_the_chains_last_run_ends_it_queues_one_more_run() {
     let item = common::chain_item(&s.world, &table, &dev).await.unwrap();
     assert_eq!(item["state"], "ended", "{item:?}");
 }
+
+/// A run that fails releases its chain: the item expires at once, so the messages it had
+/// superseded run again (each reads the account afresh) instead of waiting for the failed
+/// message's redelivery after the queue's visibility timeout.
+#[tokio::test]
+async fn a_failed_run_releases_its_chain() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    s.world
+        .control()
+        .configure(json!({"pendingWorkflowMs": 60_000}))
+        .await
+        .unwrap();
+    let table = common::chain_table(&s.world, "chains").await;
+    let engine = s.engine(&[("RECHECK_DELAY_SECONDS", "300"), ("CHAIN_TABLE", &table)]);
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let ou = s.org.ou("Workloads").unwrap().id.clone();
+    let first = engine
+        .run(shared::event::parse_request(&s.create_event(&prod, &ou)).unwrap())
+        .await;
+    assert_eq!(first.chain.as_deref(), Some("waiting"), "{first:#?}");
+    let waiting = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    let delayed: u64 = waiting["seq"].parse().unwrap();
+    let body = waiting["body"].clone();
+
+    // An early re-check under a later sequence, every License Manager call throttled: it
+    // fails, retryable, and releases the chain.
+    s.world
+        .control()
+        .configure(json!({"throttleProbability": 1.0, "seed": 3}))
+        .await
+        .unwrap();
+    let early = shared::event::parse_body(&body).unwrap();
+    let report = engine.run_chained(early, Some(delayed + 1)).await;
+    assert_eq!(report.outcome, shared::Outcome::Failed, "{report:#?}");
+    assert_eq!(report.chain.as_deref(), Some("released"), "{report:#?}");
+    let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(item["expires"].parse::<u64>().unwrap() <= now, "{item:?}");
+
+    // The delayed re-check it had superseded runs when it comes.
+    s.world
+        .control()
+        .configure(json!({"throttleProbability": 0.0}))
+        .await
+        .unwrap();
+    let report = engine
+        .run_chained(shared::event::parse_body(&body).unwrap(), Some(delayed))
+        .await;
+    assert_ne!(report.chain.as_deref(), Some("superseded"), "{report:#?}");
+    assert_eq!(report.outcome, shared::Outcome::Pending, "{report:#?}");
+}
