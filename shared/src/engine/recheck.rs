@@ -52,7 +52,7 @@ impl Engine {
         calls: &CallLog,
         report: &mut AccountReport,
     ) -> Result<(), Error> {
-        if pending && queues_recheck(work) {
+        if pending && queues_recheck(work, self.chained()) {
             let mut carried = work.activations.clone();
             for mark in marks {
                 put_mark(&mut carried, mark.clone());
@@ -125,11 +125,14 @@ impl Engine {
     }
 }
 
-/// Whether `work` may queue a re-check: not when its request said not to, not for a
-/// grant-change message.
-fn queues_recheck(work: &Work) -> bool {
+/// Whether `work` may queue a re-check: not when its request said not to; a grant-change run
+/// only when runs keep chains (`chained`): it is then its account's one chain (the change
+/// event's triage started it for want of a live one), which goes on until its grants are
+/// ACTIVE; without chains it would start a second re-check chain beside the account's own.
+fn queues_recheck(work: &Work, chained: bool) -> bool {
     work.explicit.as_ref().is_none_or(|e| e.queue_recheck)
-        && !matches!(&work.trigger, Trigger::Onboard(r) if r == crate::event::GRANT_CHANGE_REASON)
+        && (chained
+            || !matches!(&work.trigger, Trigger::Onboard(r) if r == crate::event::GRANT_CHANGE_REASON))
 }
 
 /// Past the workflow deadline: every license not failed already that is still waiting, or not
