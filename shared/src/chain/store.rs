@@ -50,6 +50,42 @@ pub(crate) enum Claim {
     Superseded,
 }
 
+/// One conditional `UpdateItem` of `account`'s item: `update` when `condition` holds, the
+/// attribute names `#<name>` standing for themselves and `values` bound as given. The item as
+/// it was (`Some`, when it had one), or `None` when the condition failed.
+async fn update(
+    (db, table, calls): (&Client, &str, &CallLog),
+    account: &str,
+    (update, condition): (&str, &str),
+    values: &[(&str, AttributeValue)],
+) -> Result<Option<Option<Item>>, Error> {
+    calls.record(Side::Own, "dynamodb:UpdateItem", false);
+    let mut request = db
+        .update_item()
+        .table_name(table)
+        .set_key(Some(key(account)))
+        .update_expression(update)
+        .condition_expression(condition)
+        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld);
+    for name in ["seq", "state", "expires", "body", "poked"] {
+        if update.contains(&format!("#{name}")) || condition.contains(&format!("#{name}")) {
+            request = request.expression_attribute_names(format!("#{name}"), name);
+        }
+    }
+    for (name, value) in values {
+        request = request.expression_attribute_values(*name, value.clone());
+    }
+    match request
+        .send()
+        .await
+        .map_err(|e| aws_error("dynamodb", "UpdateItem", e))
+    {
+        Ok(out) => Ok(Some(out.attributes().and_then(item_of))),
+        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// Claims `account`'s chain for a run of the message with sequence `seq`: unless a live item
 /// names a later sequence, the item becomes `running` under `seq` (its mark and body
 /// cleared).
@@ -61,31 +97,31 @@ pub(crate) async fn claim(
     now: u64,
     calls: &CallLog,
 ) -> Result<Claim, Error> {
-    calls.record(Side::Own, "dynamodb:UpdateItem", false);
-    let out = db
-        .update_item()
-        .table_name(table)
-        .set_key(Some(key(account)))
-        .update_expression(
+    let found = update(
+        (db, table, calls),
+        account,
+        (
             "SET #seq = :seq, #state = :running, #expires = :expires REMOVE #body, #poked",
-        )
-        .condition_expression("attribute_not_exists(#seq) OR #seq <= :seq OR #expires <= :now")
-        .expression_attribute_names("#seq", "seq")
-        .expression_attribute_names("#state", "state")
-        .expression_attribute_names("#expires", "expires")
-        .expression_attribute_names("#body", "body")
-        .expression_attribute_names("#poked", "poked")
-        .expression_attribute_values(":seq", n(seq))
-        .expression_attribute_values(":running", s(State::Running.as_str()))
-        .expression_attribute_values(":expires", n(now + RUNNING_SECONDS))
-        .expression_attribute_values(":now", n(now))
-        .send()
-        .await;
-    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
-        Ok(_) => Ok(Claim::Mine),
-        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(Claim::Superseded),
-        Err(e) => Err(e),
-    }
+            "attribute_not_exists(#seq) OR #seq <= :seq OR #expires <= :now",
+        ),
+        &[
+            (":seq", n(seq)),
+            (":running", s(State::Running.as_str())),
+            (":expires", n(now + RUNNING_SECONDS)),
+            (":now", n(now)),
+        ],
+    )
+    .await?;
+    Ok(if found.is_some() {
+        Claim::Mine
+    } else {
+        Claim::Superseded
+    })
+}
+
+/// Whether the item `update` answered was marked (`poked`).
+fn was_poked(found: Option<Option<Item>>) -> bool {
+    found.flatten().is_some_and(|old| old.poked)
 }
 
 /// The run under `mine` queued its re-check (`body`, sequence `next`): the item becomes
@@ -101,41 +137,28 @@ pub(crate) async fn wait(
     expires: u64,
     calls: &CallLog,
 ) -> Result<bool, Error> {
-    calls.record(Side::Own, "dynamodb:UpdateItem", false);
-    let out = db
-        .update_item()
-        .table_name(table)
-        .set_key(Some(key(account)))
-        .update_expression(
+    let found = update(
+        (db, table, calls),
+        account,
+        (
             "SET #seq = :next, #state = :waiting, #expires = :expires, #body = :body REMOVE #poked",
-        )
-        .condition_expression("#seq = :mine")
-        .expression_attribute_names("#seq", "seq")
-        .expression_attribute_names("#state", "state")
-        .expression_attribute_names("#expires", "expires")
-        .expression_attribute_names("#body", "body")
-        .expression_attribute_names("#poked", "poked")
-        .expression_attribute_values(":next", n(next))
-        .expression_attribute_values(":mine", n(mine))
-        .expression_attribute_values(":waiting", s(State::Waiting.as_str()))
-        .expression_attribute_values(":expires", n(expires))
-        .expression_attribute_values(":body", s(body))
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-        .send()
-        .await;
-    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
-        Ok(out) => Ok(out
-            .attributes()
-            .and_then(item_of)
-            .is_some_and(|old| old.poked)),
-        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(false),
-        Err(e) => Err(e),
-    }
+            "#seq = :mine",
+        ),
+        &[
+            (":next", n(next)),
+            (":mine", n(mine)),
+            (":waiting", s(State::Waiting.as_str())),
+            (":expires", n(expires)),
+            (":body", s(body)),
+        ],
+    )
+    .await?;
+    Ok(was_poked(found))
 }
 
-/// The run under `mine` ended the chain (nothing left to wait for, or it failed for good):
-/// the item becomes `ended` until `expires`. Whether a change marked the chain while it ran
-/// (then the caller queues one more run). A later sequence in the item leaves it: `Ok(false)`.
+/// The run under `mine` ended the chain (nothing left to wait for): the item becomes `ended`
+/// until `expires`. Whether a change marked the chain while it ran (then the caller queues one
+/// more run). A later sequence in the item leaves it: `Ok(false)`.
 pub(crate) async fn end(
     db: &Client,
     table: &str,
@@ -144,32 +167,21 @@ pub(crate) async fn end(
     expires: u64,
     calls: &CallLog,
 ) -> Result<bool, Error> {
-    calls.record(Side::Own, "dynamodb:UpdateItem", false);
-    let out = db
-        .update_item()
-        .table_name(table)
-        .set_key(Some(key(account)))
-        .update_expression("SET #state = :ended, #expires = :expires REMOVE #body, #poked")
-        .condition_expression("#seq = :mine")
-        .expression_attribute_names("#seq", "seq")
-        .expression_attribute_names("#state", "state")
-        .expression_attribute_names("#expires", "expires")
-        .expression_attribute_names("#body", "body")
-        .expression_attribute_names("#poked", "poked")
-        .expression_attribute_values(":mine", n(mine))
-        .expression_attribute_values(":ended", s(State::Ended.as_str()))
-        .expression_attribute_values(":expires", n(expires))
-        .return_values(aws_sdk_dynamodb::types::ReturnValue::AllOld)
-        .send()
-        .await;
-    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
-        Ok(out) => Ok(out
-            .attributes()
-            .and_then(item_of)
-            .is_some_and(|old| old.poked)),
-        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(false),
-        Err(e) => Err(e),
-    }
+    let found = update(
+        (db, table, calls),
+        account,
+        (
+            "SET #state = :ended, #expires = :expires REMOVE #body, #poked",
+            "#seq = :mine",
+        ),
+        &[
+            (":mine", n(mine)),
+            (":ended", s(State::Ended.as_str())),
+            (":expires", n(expires)),
+        ],
+    )
+    .await?;
+    Ok(was_poked(found))
 }
 
 /// The run under `mine` failed: its message comes again, and the chain holds nothing back
@@ -184,24 +196,10 @@ pub(crate) async fn release(
     now: u64,
     calls: &CallLog,
 ) -> Result<(), Error> {
-    calls.record(Side::Own, "dynamodb:UpdateItem", false);
-    let out = db
-        .update_item()
-        .table_name(table)
-        .set_key(Some(key(account)))
-        .update_expression("SET #expires = :now")
-        .condition_expression("#seq = :mine")
-        .expression_attribute_names("#seq", "seq")
-        .expression_attribute_names("#expires", "expires")
-        .expression_attribute_values(":mine", n(mine))
-        .expression_attribute_values(":now", n(now))
-        .send()
-        .await;
-    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
-        Ok(_) => Ok(()),
-        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(()),
-        Err(e) => Err(e),
-    }
+    let values = [(":mine", n(mine)), (":now", n(now))];
+    let updated = ("SET #expires = :now", "#seq = :mine");
+    update((db, table, calls), account, updated, &values).await?;
+    Ok(())
 }
 
 /// Marks a running chain (sequence `seq`) so its run goes on at once when it ends. A chain
@@ -213,26 +211,14 @@ pub(crate) async fn poke(
     seq: u64,
     calls: &CallLog,
 ) -> Result<(), Error> {
-    calls.record(Side::Own, "dynamodb:UpdateItem", false);
-    let out = db
-        .update_item()
-        .table_name(table)
-        .set_key(Some(key(account)))
-        .update_expression("SET #poked = :yes")
-        .condition_expression("#seq = :seq AND #state = :running")
-        .expression_attribute_names("#seq", "seq")
-        .expression_attribute_names("#state", "state")
-        .expression_attribute_names("#poked", "poked")
-        .expression_attribute_values(":seq", n(seq))
-        .expression_attribute_values(":running", s(State::Running.as_str()))
-        .expression_attribute_values(":yes", AttributeValue::Bool(true))
-        .send()
-        .await;
-    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
-        Ok(_) => Ok(()),
-        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(()),
-        Err(e) => Err(e),
-    }
+    let values = [
+        (":seq", n(seq)),
+        (":running", s(State::Running.as_str())),
+        (":yes", AttributeValue::Bool(true)),
+    ];
+    let updated = ("SET #poked = :yes", "#seq = :seq AND #state = :running");
+    update((db, table, calls), account, updated, &values).await?;
+    Ok(())
 }
 
 /// A waiting chain's re-check (sequence `old`) was sent again now under `next`: the item
@@ -246,31 +232,18 @@ pub(crate) async fn forward(
     expires: u64,
     calls: &CallLog,
 ) -> Result<(), Error> {
-    calls.record(Side::Own, "dynamodb:UpdateItem", false);
-    let out = db
-        .update_item()
-        .table_name(table)
-        .set_key(Some(key(account)))
-        .update_expression(
-            "SET #seq = :next, #state = :queued, #expires = :expires REMOVE #body, #poked",
-        )
-        .condition_expression("#seq = :old")
-        .expression_attribute_names("#seq", "seq")
-        .expression_attribute_names("#state", "state")
-        .expression_attribute_names("#expires", "expires")
-        .expression_attribute_names("#body", "body")
-        .expression_attribute_names("#poked", "poked")
-        .expression_attribute_values(":next", n(next))
-        .expression_attribute_values(":old", n(old))
-        .expression_attribute_values(":queued", s(State::Queued.as_str()))
-        .expression_attribute_values(":expires", n(expires))
-        .send()
-        .await;
-    match out.map_err(|e| aws_error("dynamodb", "UpdateItem", e)) {
-        Ok(_) => Ok(()),
-        Err(e) if e.aws_code() == Some(CONDITION_FAILED) => Ok(()),
-        Err(e) => Err(e),
-    }
+    let values = [
+        (":next", n(next)),
+        (":old", n(old)),
+        (":queued", s(State::Queued.as_str())),
+        (":expires", n(expires)),
+    ];
+    let updated = (
+        "SET #seq = :next, #state = :queued, #expires = :expires REMOVE #body, #poked",
+        "#seq = :old",
+    );
+    update((db, table, calls), account, updated, &values).await?;
+    Ok(())
 }
 
 /// Marks accounts' chains queued (`(account, sequence of the message sent)`), 25 per
