@@ -36,20 +36,7 @@ pub(super) async fn messages(
         .chain_table
         .as_ref()
         .filter(|_| !engine.config().dry_run);
-    let items = match table {
-        Some(table) => {
-            let accounts: Vec<&str> = runs.iter().map(|(a, _, _)| a.as_str()).collect();
-            let db = &engine.clients().dynamodb;
-            match chain::read_items(db, table, &accounts, calls).await {
-                Ok(items) => Some(items),
-                Err(e) => {
-                    tracing::warn!(error = %e, "chains table unreadable; every run starts");
-                    None
-                }
-            }
-        }
-        None => None,
-    };
+    let items = read_chains(engine, table, &runs, calls).await;
     let now_secs = engine
         .now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -90,12 +77,7 @@ pub(super) async fn messages(
             }
             Gate::Poke(running) => {
                 report.needs.remove(account.as_str());
-                if let Some(table) = table {
-                    let db = &engine.clients().dynamodb;
-                    if let Err(e) = chain::poke(db, table, account.as_str(), running, calls).await {
-                        tracing::warn!(error = %e, account = %account, "running chain not marked; its re-check comes at its time");
-                    }
-                }
+                mark_running(engine, table, &account, running, calls).await;
                 report.skipped.insert(
                     account.to_string(),
                     "Grant Change event: its chain is running; marked to go on at once when the run ends; no run".into(),
@@ -110,6 +92,43 @@ pub(super) async fn messages(
         out.push((backfill, outgoing));
     }
     out
+}
+
+/// The chains of `runs`' accounts (one `BatchGetItem` per 100), or `None` without a table or
+/// when it cannot be read (every run then starts).
+async fn read_chains(
+    engine: &Engine,
+    table: Option<&String>,
+    runs: &[(AccountId, Vec<usize>, Lane)],
+    calls: &CallLog,
+) -> Option<std::collections::HashMap<String, chain::Item>> {
+    let accounts: Vec<&str> = runs.iter().map(|(a, _, _)| a.as_str()).collect();
+    let db = &engine.clients().dynamodb;
+    match chain::read_items(db, table?, &accounts, calls).await {
+        Ok(items) => Some(items),
+        Err(e) => {
+            tracing::warn!(error = %e, "chains table unreadable; every run starts");
+            None
+        }
+    }
+}
+
+/// Marks `account`'s running chain (sequence `running`). Best effort: unmarked, its
+/// re-check comes at its time.
+async fn mark_running(
+    engine: &Engine,
+    table: Option<&String>,
+    account: &AccountId,
+    running: u64,
+    calls: &CallLog,
+) {
+    let Some(table) = table else {
+        return;
+    };
+    let db = &engine.clients().dynamodb;
+    if let Err(e) = chain::poke(db, table, account.as_str(), running, calls).await {
+        tracing::warn!(error = %e, account = %account, "running chain not marked; its re-check comes at its time");
+    }
 }
 
 /// A `grant-change` run's body.
