@@ -37,11 +37,7 @@ pub(super) async fn messages(
         .as_ref()
         .filter(|_| !engine.config().dry_run);
     let items = read_chains(engine, table, &runs, calls).await;
-    let now_secs = engine
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now_secs = engine.unix_now();
     let seq = items.as_ref().map(|_| chain::sequence(engine.now()));
     let mut out = Vec::new();
     for (account, records, lane) in runs {
@@ -153,11 +149,7 @@ pub(super) async fn mark_sent(engine: &Engine, sent: &[Outgoing], calls: &CallLo
         return;
     };
     let db = &engine.clients().dynamodb;
-    let now_secs = engine
-        .now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
+    let now_secs = engine.unix_now();
     let expires = now_secs + chain::QUEUED_SECONDS;
     let started: Vec<(String, u64)> = sent
         .iter()

@@ -7,7 +7,7 @@ use crate::chain::{self, Claim};
 use crate::error::Error;
 use crate::event::{OnboardRequest, Request, Work, GRANT_CHANGE_REASON};
 use crate::report::{AccountReport, CallLog, Outcome};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// What a run's claim on its account's chain found.
 #[derive(Debug)]
@@ -51,13 +51,6 @@ impl Engine {
     /// Whether runs keep the chains table: a table is configured and the run may write.
     pub(super) fn chained(&self) -> bool {
         self.config.chain_table.is_some() && !self.config.dry_run
-    }
-
-    fn unix_now(&self) -> u64 {
-        (self.now)()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
     }
 
     /// Claims the chain of `request`'s account for a run of the message with sequence

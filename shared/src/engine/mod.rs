@@ -86,6 +86,14 @@ impl Engine {
         (self.now)()
     }
 
+    /// The engine's clock in Unix seconds (0 before the epoch).
+    pub(crate) fn unix_now(&self) -> u64 {
+        self.now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
     pub fn config(&self) -> &Config {
         &self.config
     }

@@ -8,7 +8,6 @@ use crate::decide::status;
 use crate::error::Error;
 use crate::event::{ActivationMark, OnboardRequest, Trigger, Work};
 use crate::report::{AccountReport, CallLog, ErrorReport};
-use std::time::SystemTime;
 
 /// Activations remembered by one container (beyond it, re-check messages carry them).
 const MAX_REMEMBERED_ACTIVATIONS: usize = 10_000;
@@ -70,10 +69,7 @@ impl Engine {
         calls: &CallLog,
         report: &mut AccountReport,
     ) -> Result<(), Error> {
-        let now = (self.now)()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now = self.unix_now();
         let first_seen = work.first_seen.unwrap_or(now);
         report.first_seen = Some(first_seen);
         let deadline = self.config.workflow_deadline.as_secs();

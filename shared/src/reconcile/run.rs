@@ -362,10 +362,7 @@ impl Pass<'_> {
             }
         };
         let now = self.engine.now();
-        let now_secs = now
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0);
+        let now_secs = self.engine.unix_now();
         let (queue, live): (Vec<String>, Vec<String>) = std::mem::take(&mut report.onboard)
             .into_iter()
             .partition(|a| crate::chain::may_queue(items.get(a.as_str()), now_secs));
@@ -380,13 +377,7 @@ impl Pass<'_> {
         let Some(table) = self.engine.config().chain_table.as_ref() else {
             return;
         };
-        let expires = self
-            .engine
-            .now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-            + crate::chain::QUEUED_SECONDS;
+        let expires = self.engine.unix_now() + crate::chain::QUEUED_SECONDS;
         let queued: Vec<(String, u64)> = accounts.iter().map(|a| (a.clone(), seq)).collect();
         let db = &self.engine.clients().dynamodb;
         if let Err(e) = crate::chain::mark_queued(db, table, &queued, expires, self.calls).await {
