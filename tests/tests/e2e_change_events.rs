@@ -785,3 +785,79 @@ async fn a_completion_brings_the_waiting_chain_forward_and_its_delayed_recheck_i
         assert_eq!(item["state"], "queued", "{account}: {item:?}");
     }
 }
+
+/// A change for an account whose chain's run is queued already: the triage reads the chain
+/// before any look, and sets the account aside without a License Manager call (the queued run
+/// reads the account afresh). Under a backfill, such accounts were about half of those events
+/// named, and their looks were throttled beside the completions'.
+#[tokio::test]
+async fn a_change_for_an_account_whose_run_is_queued_costs_no_look() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    s.world
+        .control()
+        .configure(
+            json!({"changeEvents": true, "grantChangeDetail": "grantee", "changeEventsTo": "both"}),
+        )
+        .await
+        .unwrap();
+    let table = common::chain_table(&s.world, "ct-entitlements-chains").await;
+    let engine = s.engine(&[("RECHECK_DELAY_SECONDS", "300"), ("CHAIN_TABLE", &table)]);
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let report = common::try_handle(&engine, s.create_event(&prod, &workloads)).await;
+    assert_eq!(
+        (&report["outcome"], &report["chain"]),
+        (&json!("entitled"), &json!("ended")),
+        "{report:#}"
+    );
+    let mut pipe = Pipeline::new(&s).await;
+    pipe.chained = true;
+
+    // A run of the account is queued (as a reconcile or an earlier event leaves the item);
+    // then an operator deactivates one of its grants: a DISABLED grant, which without the
+    // chain takes a look at it and its parent.
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    s.world
+        .dynamodb()
+        .put_item()
+        .table_name(&table)
+        .item("account", A::S(prod.clone()))
+        .item("state", A::S("queued".into()))
+        .item("seq", A::N("1".into()))
+        .item("expires", A::N(expires.to_string()))
+        .send()
+        .await
+        .unwrap();
+    common::deactivate_by_hand(&s.world, &prod, "queued-run").await;
+    let mut delivered = 0;
+    for _ in 0..3 {
+        delivered += pipe.step(&s, &engine).await;
+    }
+    assert!(
+        delivered > 0,
+        "the deactivation's events reached the reconciler"
+    );
+    assert_eq!(pipe.messages, 0, "{:#?}", pipe.reports);
+    for r in &pipe.reports {
+        assert!(
+            r["skipped"][&prod]
+                .as_str()
+                .is_some_and(|why| why.contains("its chain's run is queued")),
+            "{r:#}"
+        );
+        let calls: Vec<&String> = r["apiCalls"].as_object().unwrap().keys().collect();
+        assert!(
+            calls.iter().all(|op| op.starts_with("dynamodb:")),
+            "no look, only the chains read: {r:#}"
+        );
+    }
+    let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    assert_eq!(item["state"], "queued", "{item:?}");
+}

@@ -1,6 +1,8 @@
 //! The runs a batch asks for, against the accounts' chains (`CHAIN_TABLE`, [`crate::chain`]):
-//! one `BatchGetItem` per 100 accounts, then per account [`crate::chain::gate`]. Without a
-//! table (or when it cannot be read) every run starts, as it would without chains.
+//! one `BatchGetItem` per 100 accounts ([`read_chains`], before the batch's looks: an account
+//! whose chain covers any run is set aside without a License Manager call, [`covered`]), then
+//! per account [`crate::chain::gate`]. Without a table (or when it cannot be read) every run
+//! starts, as it would without chains.
 
 use super::Lane;
 use crate::chain::{self, Gate};
@@ -9,6 +11,7 @@ use crate::event::{OnboardRequest, GRANT_CHANGE_REASON};
 use crate::ids::AccountId;
 use crate::reconcile::ReconcileReport;
 use crate::report::CallLog;
+use std::collections::HashMap;
 
 /// One message to send for an account: its body, its chain sequence and, for a re-check
 /// brought forward, the sequence the item had (the update is conditional on it).
@@ -27,22 +30,18 @@ pub(super) struct Outgoing {
 pub(super) async fn messages(
     engine: &Engine,
     runs: Vec<(AccountId, Vec<usize>, Lane)>,
+    items: Option<&Chains>,
     backfill_queue: bool,
     calls: &CallLog,
     report: &mut ReconcileReport,
 ) -> Vec<(bool, Outgoing)> {
-    let table = engine
-        .config()
-        .chain_table
-        .as_ref()
-        .filter(|_| !engine.config().dry_run);
-    let items = read_chains(engine, table, &runs, calls).await;
+    let table = table(engine);
     let now_secs = engine.unix_now();
     let seq = items.as_ref().map(|_| chain::sequence(engine.now()));
     let mut out = Vec::new();
     for (account, records, lane) in runs {
         let backfill = lane == Lane::Backfill && backfill_queue;
-        let gate = items.as_ref().map_or(Gate::Start, |i| {
+        let gate = items.map_or(Gate::Start, |i| {
             chain::gate(i.get(account.as_str()), now_secs)
         });
         let outgoing = match gate {
@@ -90,22 +89,47 @@ pub(super) async fn messages(
     out
 }
 
-/// The chains of `runs`' accounts (one `BatchGetItem` per 100), or `None` without a table or
-/// when it cannot be read (every run then starts).
-async fn read_chains(
+/// The chains read for a batch, by account.
+pub(super) type Chains = HashMap<String, chain::Item>;
+
+/// The chains table, when runs are gated by it (never in a dry run, which sends nothing).
+fn table(engine: &Engine) -> Option<&String> {
+    engine
+        .config()
+        .chain_table
+        .as_ref()
+        .filter(|_| !engine.config().dry_run)
+}
+
+/// The chains of `accounts` (one `BatchGetItem` per 100), or `None` without a table, in a dry
+/// run, or when it cannot be read (every run then starts).
+pub(super) async fn read_chains(
     engine: &Engine,
-    table: Option<&String>,
-    runs: &[(AccountId, Vec<usize>, Lane)],
+    accounts: &[&str],
     calls: &CallLog,
-) -> Option<std::collections::HashMap<String, chain::Item>> {
-    let accounts: Vec<&str> = runs.iter().map(|(a, _, _)| a.as_str()).collect();
+) -> Option<Chains> {
+    let table = table(engine)?;
     let db = &engine.clients().dynamodb;
-    match chain::read_items(db, table?, &accounts, calls).await {
+    match chain::read_items(db, table, accounts, calls).await {
         Ok(items) => Some(items),
         Err(e) => {
             tracing::warn!(error = %e, "chains table unreadable; every run starts");
             None
         }
+    }
+}
+
+/// Why `account`'s chain covers any run an event could ask for (its run is queued and reads
+/// the account afresh, or its running run is marked already), or `None`. Such an account needs
+/// no look: whatever the looks said, no run would start. Pure.
+pub(super) fn covered(
+    items: Option<&Chains>,
+    account: &str,
+    now_secs: u64,
+) -> Option<&'static str> {
+    match chain::gate(items?.get(account), now_secs) {
+        Gate::Skip(why) => Some(why),
+        _ => None,
     }
 }
 

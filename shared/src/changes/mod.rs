@@ -6,10 +6,11 @@
 //!
 //! The order: parse every record (a record that is not a License Manager change event is
 //! refused, alone); resolve the grants events name by ARN alone (one `GetGrant` per distinct
-//! grant); decide each account from its hints ([`plan`], pure); look at the grants the plan
-//! asks for (one `GetGrant` per distinct grant, then per distinct parent); read the accounts
-//! whose grants went away ([`crate::reconcile::settled`]); queue the accounts to run, once
-//! each, on the onboarding queue. A throttle fails only the records it touched: SQS delivers
+//! grant); decide each account from its hints ([`plan`], pure); read the accounts' chains and
+//! set aside, without a look, those whose run is queued already ([`gate`]); look at the grants
+//! the plan asks for (one `GetGrant` per distinct grant, then per distinct parent); read the
+//! accounts whose grants went away ([`crate::reconcile::settled`]); queue the accounts to run,
+//! once each, on the onboarding queue. A throttle fails only the records it touched: SQS delivers
 //! them again; the rest of the batch is done.
 
 mod gate;

@@ -43,9 +43,11 @@ pub async fn run(
         .iter()
         .map(|(account, (hints, records))| (account, plan(hints), records.as_slice()))
         .collect();
+    let chains = t.chains(&steps).await;
+    let steps = t.aside(steps, chains.as_ref());
     let views = t.look(&hints, &steps).await;
     let runs = t.verdicts(&steps, &views).await;
-    t.queue(config, runs, dry_run).await;
+    t.queue(config, runs, chains.as_ref(), dry_run).await;
     t.soon(config, batch, dry_run).await;
     let mut report = t.report;
     report.retried = t.failed.iter().map(|i| batch.ids[*i].clone()).collect();
@@ -125,6 +127,43 @@ impl Triage<'_> {
             }
         }
         (hints, coalesce)
+    }
+
+    /// The chains of the accounts whose steps could start a run ([`gate::read_chains`]).
+    async fn chains(&self, steps: &[(&AccountId, Step, &[usize])]) -> Option<gate::Chains> {
+        let accounts: Vec<&str> = steps
+            .iter()
+            .filter(|(_, step, _)| !matches!(step, Step::Nothing(_)))
+            .map(|(account, _, _)| account.as_str())
+            .collect();
+        gate::read_chains(self.engine, &accounts, &self.calls).await
+    }
+
+    /// The steps without the accounts whose chain covers any run ([`gate::covered`]), which
+    /// are reported skipped: they cost no look (at 1,000 accounts, a backfill's events named
+    /// about as many accounts whose run was queued already as accounts to run).
+    fn aside<'s>(
+        &mut self,
+        steps: Vec<(&'s AccountId, Step, &'s [usize])>,
+        chains: Option<&gate::Chains>,
+    ) -> Vec<(&'s AccountId, Step, &'s [usize])> {
+        let now_secs = self.engine.unix_now();
+        steps
+            .into_iter()
+            .filter(|(account, step, _)| {
+                let why = match step {
+                    Step::Nothing(_) => None,
+                    _ => gate::covered(chains, account.as_str(), now_secs),
+                };
+                if let Some(why) = why {
+                    self.report.skipped.insert(
+                        account.to_string(),
+                        format!("Grant Change event: {why}; no run"),
+                    );
+                }
+                why.is_none()
+            })
+            .collect()
     }
 
     /// The records to deliver again, made visible again in seconds ([`retry_after`]). Best
@@ -295,6 +334,7 @@ impl Triage<'_> {
         &mut self,
         config: &ReconcileConfig,
         runs: Vec<(AccountId, Vec<usize>, Lane)>,
+        chains: Option<&gate::Chains>,
         dry_run: bool,
     ) {
         if runs.is_empty() {
@@ -336,6 +376,7 @@ impl Triage<'_> {
         let messages = gate::messages(
             self.engine,
             kept,
+            chains,
             backfill_queue,
             &self.calls,
             &mut self.report,
