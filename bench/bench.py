@@ -682,6 +682,25 @@ def rule_pattern(rule):
     return fields
 
 
+def batching_window(function, event):
+    """The MaximumBatchingWindowInSeconds of one of template.yaml's functions' SQS events."""
+    text = (ROOT / "template.yaml").read_text()
+    head = f"\n  {function}:\n"
+    if head not in text:
+        raise RuntimeError(f"template.yaml: no resource {function}")
+    block = re.split(r"\n {0,2}\S", text.split(head, 1)[1], maxsplit=1)[0]
+    found = re.search(rf"\n {{8}}{event}:\n(?: {{10,}}.*\n)*? {{12}}MaximumBatchingWindowInSeconds: (\d+)",
+                      block)
+    if not found:
+        raise RuntimeError(f"template.yaml: {function}: no batching window for {event}")
+    return int(found.group(1))
+
+
+# The onboarding queue's and the change-event queue's batching windows (template.yaml).
+ONBOARDING_WINDOW_SECONDS = batching_window("AccountLifecycleFunction", "Onboarding")
+CHANGE_WINDOW_SECONDS = batching_window("ReconcilerFunction", "ChangeEvents")
+
+
 def pattern_matches(pattern, event):
     return all(event.get(field) in values for field, values in pattern.items())
 
@@ -691,11 +710,12 @@ class ChangeEvents:
     emulator's change events on the management account's bus, polled every 0.1 s; those the
     rule's pattern (read from template.yaml) takes wait as the rule's queue (ChangeEventQueue)
     would hold them, and two reconciler containers take them as its event source mapping
-    delivers them (MaximumConcurrency 2, up to 100 records gathered for at most 1 s;
-    RECONCILE_QUEUE_URL a FIFO queue as the template's); the runs they queue go to an
+    delivers them (MaximumConcurrency 2, up to 100 records gathered for at most its batching
+    window; RECONCILE_QUEUE_URL a FIFO queue as the template's); the runs they queue go to an
     onboarding queue worked by four account-lifecycle containers (the template's
-    AccountLifecycleFunction: batches of up to 5, 1 s window, ReservedConcurrency 5 of which
-    the bench's new-account lane stands for one). Every grant's status changes are timed as
+    AccountLifecycleFunction: batches of up to 5 within its batching window, ReservedConcurrency
+    5 of which the bench's new-account lane stands for one); both windows are read from
+    template.yaml. Every grant's status changes are timed as
     the poll sees them."""
 
     def __init__(self, world, proxies, selection, label, recheck_delay):
@@ -790,14 +810,14 @@ class ChangeEvents:
 
     def _deliver(self, rt):
         """One reconciler container as the queue's event source mapping feeds it: up to 100
-        records gathered for at most 1 s (the template's batching window), one invocation,
+        records gathered for at most the template's batching window, one invocation,
         the partial batch response."""
         while not (self.stopping.is_set() and self.inbox.empty()):
             try:
                 events = [self.inbox.get(timeout=0.2)]
             except queue.Empty:
                 continue
-            window_ends = time.monotonic() + 1
+            window_ends = time.monotonic() + CHANGE_WINDOW_SECONDS
             while len(events) < 100:
                 left = window_ends - time.monotonic()
                 if left <= 0:
@@ -929,9 +949,9 @@ class ChangeEvents:
             messages = got.get("Messages", [])
             if not messages:
                 continue
-            # The template's batching window: up to 5 messages or 1 s.
+            # The template's batching window: up to 5 messages or its seconds.
             first = time.monotonic()
-            while len(messages) < 5 and time.monotonic() - first < 1:
+            while len(messages) < 5 and time.monotonic() - first < ONBOARDING_WINDOW_SECONDS:
                 time.sleep(0.1)
                 more = self.sqs.receive_message(
                     QueueUrl=self.onboarding_url, MessageAttributeNames=["All"], MaxNumberOfMessages=5 - len(messages),
