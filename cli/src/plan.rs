@@ -5,8 +5,8 @@ use crate::fail::Problem;
 use crate::render;
 use futures::StreamExt;
 use serde::Serialize;
-use shared::event::{Request, Trigger, Work};
 use shared::ids::AccountId;
+use shared::inbound::{Request, Trigger, Work};
 use shared::report::LicenseReport;
 use shared::{AccountReport, Engine, Outcome};
 

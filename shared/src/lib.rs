@@ -12,9 +12,9 @@ pub mod decide;
 pub mod distribution;
 pub mod engine;
 pub mod error;
-pub mod event;
 pub mod function;
 pub mod ids;
+pub mod inbound;
 pub mod lambda;
 mod limiter;
 pub mod logging;
@@ -25,6 +25,9 @@ pub mod permissions;
 pub mod reconcile;
 pub mod report;
 pub mod startup;
+
+/// The old path of [`inbound::lifecycle`], for the modules that still name it.
+pub(crate) use inbound::lifecycle as event;
 
 pub use clients::{Clients, MemberClientFactory, MemberClients};
 pub use config::Config;

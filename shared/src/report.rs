@@ -193,7 +193,7 @@ pub struct AccountReport {
     /// Activations requested in this run (grant, version they made): a re-check does not
     /// request them again while the grant is still being activated.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub activations_requested: Vec<crate::event::ActivationMark>,
+    pub activations_requested: Vec<crate::inbound::ActivationMark>,
     /// What the run did with the account's chain (`CHAIN_TABLE`, [`crate::chain`]):
     /// `superseded` (a later message of the chain exists: nothing else done), `waiting`,
     /// `forwarded` (a change came while it ran: its re-check was sent at once), `ended`,

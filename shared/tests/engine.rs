@@ -32,7 +32,7 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use serde_json::{json, Value};
 use shared::clients::LicenseManagerThrottling;
-use shared::event::{parse_request, Request};
+use shared::inbound::{parse_request, Request};
 use shared::{AccountReport, Clients, Config, Engine, MemberClientFactory, MemberClients, Outcome};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -1469,7 +1469,7 @@ async fn asynchronous_activation_is_remembered_and_not_requested_again() {
     world.member_lm[0] = received(vec![account_grant(GRANT, GrantStatus::Disabled, "2")]);
     let report = world
         .engine(&[])
-        .run(shared::event::parse_body(&body).unwrap())
+        .run(shared::inbound::parse_body(&body).unwrap())
         .await;
     assert_eq!(report.outcome, Outcome::Pending, "{report:#?}");
     assert_eq!(

@@ -23,7 +23,7 @@ async fn run_while_marked(
     account: &str,
 ) -> (shared::AccountReport, Vec<(Value, Option<u64>)>) {
     let ou = s.org.ou("Workloads").unwrap().id.clone();
-    let request = shared::event::parse_request(&s.create_event(account, &ou)).unwrap();
+    let request = shared::inbound::parse_request(&s.create_event(account, &ou)).unwrap();
     let mark = async {
         // Bounded: the run's first License Manager call alone takes the emulator's latency.
         for _ in 0..500 {
@@ -136,7 +136,7 @@ async fn a_change_while_the_chains_last_run_ends_it_queues_one_more_run() {
     // Without a mark, the same run ends its chain and queues nothing.
     let dev = s.org.account("workload-dev").unwrap().id.clone();
     let ou = s.org.ou("Workloads").unwrap().id.clone();
-    let request = shared::event::parse_request(&s.create_event(&dev, &ou)).unwrap();
+    let request = shared::inbound::parse_request(&s.create_event(&dev, &ou)).unwrap();
     let report = engine.run(request).await;
     assert_eq!(
         (report.outcome, report.chain.as_deref()),
@@ -165,7 +165,7 @@ async fn a_failed_run_releases_its_chain() {
     let prod = s.org.account("workload-prod").unwrap().id.clone();
     let ou = s.org.ou("Workloads").unwrap().id.clone();
     let first = engine
-        .run(shared::event::parse_request(&s.create_event(&prod, &ou)).unwrap())
+        .run(shared::inbound::parse_request(&s.create_event(&prod, &ou)).unwrap())
         .await;
     assert_eq!(first.chain.as_deref(), Some("waiting"), "{first:#?}");
     let waiting = common::chain_item(&s.world, &table, &prod).await.unwrap();
@@ -179,7 +179,7 @@ async fn a_failed_run_releases_its_chain() {
         .configure(json!({"throttleProbability": 1.0, "seed": 3}))
         .await
         .unwrap();
-    let early = shared::event::parse_body(&body).unwrap();
+    let early = shared::inbound::parse_body(&body).unwrap();
     let report = engine.run_chained(early, Some(delayed + 1)).await;
     assert_eq!(report.outcome, shared::Outcome::Failed, "{report:#?}");
     assert_eq!(report.chain.as_deref(), Some("released"), "{report:#?}");
@@ -197,7 +197,7 @@ async fn a_failed_run_releases_its_chain() {
         .await
         .unwrap();
     let report = engine
-        .run_chained(shared::event::parse_body(&body).unwrap(), Some(delayed))
+        .run_chained(shared::inbound::parse_body(&body).unwrap(), Some(delayed))
         .await;
     assert_ne!(report.chain.as_deref(), Some("superseded"), "{report:#?}");
     assert_eq!(report.outcome, shared::Outcome::Pending, "{report:#?}");

@@ -701,7 +701,7 @@ async fn a_completion_brings_the_waiting_chain_forward_and_its_delayed_recheck_i
         "messageAttributes": {"chainSeq": {"stringValue": first_seq.to_string(), "dataType": "Number"}}}]});
     let answer = common::handle(&engine, stale.clone()).await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
-    let request = shared::event::parse_body(&first_body).unwrap();
+    let request = shared::inbound::parse_body(&first_body).unwrap();
     let report = engine.run_chained(request, Some(first_seq)).await;
     assert_eq!(
         (report.outcome, report.chain.as_deref()),

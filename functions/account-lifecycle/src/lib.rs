@@ -4,7 +4,7 @@
 
 use futures::StreamExt;
 use serde_json::Value;
-use shared::event::{parse_body, parse_request, Request};
+use shared::inbound::{parse_body, parse_request, Request};
 use shared::lambda::{batch_response, is_sqs_batch, message_id, receive_count};
 use shared::notify::{self, Failure};
 use shared::report::{log_report, ErrorReport, Outcome};
