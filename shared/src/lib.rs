@@ -29,8 +29,8 @@ pub mod startup;
 /// The old path of [`inbound::lifecycle`], for the modules that still name it.
 pub(crate) use inbound::lifecycle as event;
 
-pub use clients::{Clients, MemberClientFactory, MemberClients};
-pub use config::Config;
-pub use engine::Engine;
-pub use error::{Error, Retry};
-pub use report::{AccountReport, Outcome};
+// Short paths the modules `changes` and `config` (tests) still name; other crates use the
+// modules' own paths (`shared::error::Retry`, `shared::config::Config`).
+#[cfg(test)]
+pub(crate) use config::Config;
+pub(crate) use error::Retry;

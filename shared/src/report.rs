@@ -1,7 +1,7 @@
 //! The per-account report: one structured JSON log line per account, and the function's return
 //! value for a direct invocation.
 
-pub use crate::error::ErrorReport;
+pub(crate) use crate::error::ErrorReport;
 
 use crate::error::Retry;
 use crate::metrics::{emf_members, Metric};

@@ -10,7 +10,7 @@ use shared::custom_resource::{service_timeout, validate_response_url, Target};
 use shared::ids::{is_license_arn, is_ou_id, is_product_sku, is_role_name, AccountId};
 use shared::inbound::{parse_body, parse_request, Request};
 use shared::reconcile::{self, ReconcileConfig, Scope};
-use shared::{Config, Error};
+use shared::{config::Config, error::Error};
 use std::collections::HashMap;
 
 #[path = "prop_support/mod.rs"]

@@ -117,7 +117,7 @@ impl Pipeline {
     /// account's bus put on moto's bus, what the rule delivers handed to the reconciler, and
     /// the runs it queued handed to account-lifecycle as one SQS batch. Returns the number of
     /// events the rule delivered.
-    async fn step(&mut self, s: &common::Setup, engine: &shared::Engine) -> usize {
+    async fn step(&mut self, s: &common::Setup, engine: &shared::engine::Engine) -> usize {
         let control = s.world.control();
         control.advance_clock(Duration::from_secs(1)).await.unwrap();
         let (got, next) = control
@@ -705,7 +705,7 @@ async fn a_completion_brings_the_waiting_chain_forward_and_its_delayed_recheck_i
     let report = engine.run_chained(request, Some(first_seq)).await;
     assert_eq!(
         (report.outcome, report.chain.as_deref()),
-        (shared::Outcome::Skipped, Some("superseded")),
+        (shared::report::Outcome::Skipped, Some("superseded")),
         "{report:#?}"
     );
     assert_eq!(

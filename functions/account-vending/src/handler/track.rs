@@ -10,7 +10,7 @@ use serde_json::json;
 use shared::ids::AccountId;
 use shared::inbound::OnboardRequest;
 use shared::report::CallLog;
-use shared::{Error, Retry};
+use shared::{error::Error, error::Retry};
 use std::time::Duration;
 
 /// Moves a request as far as it goes now.

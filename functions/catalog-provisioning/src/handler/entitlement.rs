@@ -25,7 +25,7 @@ use shared::engine::OffboardMode;
 use shared::ids::AccountId;
 use shared::inbound::{ActivationMark, Explicit, Request, Trigger, Work};
 use shared::report::{AccountReport, CallLog};
-use shared::{Error, Outcome};
+use shared::{error::Error, report::Outcome};
 use std::sync::Mutex;
 use tokio::time::Instant;
 
