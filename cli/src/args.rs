@@ -120,7 +120,7 @@ pub struct BackfillArgs {
 
 fn account_id(raw: &str) -> Result<AccountId, String> {
     AccountId::parse(raw).map_err(|e| match e {
-        shared::Error::InvalidInput(message) => message,
+        shared::error::Error::InvalidInput(message) => message,
         other => other.to_string(),
     })
 }

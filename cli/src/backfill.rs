@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use shared::ids::AccountId;
 use shared::reconcile::{self, ReconcileConfig, ReconcileReport, Scope};
-use shared::{Engine, Error};
+use shared::{engine::Engine, error::Error};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
@@ -327,7 +327,7 @@ pub async fn follow(
 }
 
 /// Where an account stands after a look.
-fn standing(report: &shared::AccountReport, verbose: bool) -> (Standing, Option<String>) {
+fn standing(report: &shared::report::AccountReport, verbose: bool) -> (Standing, Option<String>) {
     let row = crate::plan::AccountRow::of(report, verbose);
     match row.result {
         Verdict::Entitled => (Standing::Entitled, None),

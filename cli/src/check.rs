@@ -4,7 +4,7 @@
 
 use serde::Serialize;
 use shared::config::{check_document, Summary};
-use shared::Error;
+use shared::error::Error;
 use std::io::Read;
 use std::path::Path;
 

@@ -4,7 +4,7 @@
 use crate::args::Global;
 use crate::deployed::{read_stack, Deployed};
 use aws_config::SdkConfig;
-use shared::{Clients, Config, Engine, Error};
+use shared::{clients::Clients, config::Config, engine::Engine, error::Error};
 use std::collections::BTreeMap;
 
 /// A command's starting point.

@@ -7,7 +7,7 @@ use serde::Serialize;
 use shared::aws::{self, ListedAccount};
 use shared::ids::AccountId;
 use shared::report::CallLog;
-use shared::{Engine, Error};
+use shared::{engine::Engine, error::Error};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The accounts of a scope: named ones (their state is the run's to find), the accounts under

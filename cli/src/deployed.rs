@@ -3,7 +3,7 @@
 //! they would.
 
 use shared::aws::aws_call;
-use shared::Error;
+use shared::error::Error;
 use std::collections::BTreeMap;
 
 /// The template's logical id of the function whose environment is the configuration.
@@ -15,7 +15,7 @@ pub const ONBOARDING_QUEUE_OUTPUT: &str = "OnboardingQueueUrl";
 /// A deployed stack as the CLI reads it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Deployed {
-    /// The configuration: what `shared::Config::from_lookup` reads.
+    /// The configuration: what `shared::config::Config::from_lookup` reads.
     pub environment: BTreeMap<String, String>,
     /// The stack's outputs, by key.
     pub outputs: BTreeMap<String, String>,

@@ -3,8 +3,8 @@
 //! to what they mean. The full text is printed only with `--verbose`.
 
 use serde::Serialize;
-use shared::report::ErrorReport;
-use shared::Error;
+use shared::error::Error;
+use shared::error::ErrorReport;
 
 /// The process exit statuses (documented under `--help` and in docs/operations.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +53,7 @@ impl Problem {
         Problem {
             kind: e.kind.clone(),
             code: e.code.clone(),
-            retryable: e.retry == shared::Retry::Retryable,
+            retryable: e.retry == shared::error::Retry::Retryable,
             detail: (verbose && message != e.message).then(|| e.message.clone()),
             message,
         }

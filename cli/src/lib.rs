@@ -17,8 +17,8 @@ pub mod status;
 use args::{BackfillArgs, Cli, Command, ConfigCommand, Global, Output};
 use context::{Context, Selection};
 use fail::{Exit, Problem};
+use shared::error::Error;
 use shared::ids::AccountId;
-use shared::Error;
 use std::time::Duration;
 
 /// What a command printed and how the process ends.

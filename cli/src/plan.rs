@@ -5,10 +5,10 @@ use crate::fail::Problem;
 use crate::render;
 use futures::StreamExt;
 use serde::Serialize;
-use shared::event::{Request, Trigger, Work};
 use shared::ids::AccountId;
+use shared::inbound::{Request, Trigger, Work};
 use shared::report::LicenseReport;
-use shared::{AccountReport, Engine, Outcome};
+use shared::{engine::Engine, report::AccountReport, report::Outcome};
 
 /// The grant status License Manager calls usable.
 pub const ACTIVE: &str = "ACTIVE";

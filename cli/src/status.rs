@@ -5,7 +5,7 @@ use serde::Serialize;
 use shared::aws::{self, aws_call, GrantView};
 use shared::ids::{account_of_root_principal, AccountId};
 use shared::report::CallLog;
-use shared::{Engine, Error};
+use shared::{engine::Engine, error::Error};
 use std::collections::BTreeMap;
 
 /// Account names: `ListAccounts` for the whole organization, `DescribeAccount` for a few named

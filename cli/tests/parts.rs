@@ -9,7 +9,7 @@ use ct_entitlements::fail::{one_line, Exit};
 use ct_entitlements::plan::{AccountRow, PlanDocument, Verdict};
 use ct_entitlements::render;
 use shared::report::LicenseReport;
-use shared::{AccountReport, Outcome};
+use shared::{report::AccountReport, report::Outcome};
 
 /// The SDK's Debug of a dispatch failure without credentials, as the binary got it (IMDS off).
 const DISPATCH: &str = r#"organizations:DescribeOrganization failed: DispatchFailure: DispatchFailure { source: ConnectorError { kind: Other(None), source: CredentialsNotLoaded(CredentialsNotLoaded { source: Some(ProviderChainError { attempts: [ProviderAttempt { name: "Environment", error: CredentialsNotLoaded(CredentialsNotLoaded { source: Some("environment variable not set") }) }, ProviderAttempt { name: "Profile", error: CredentialsNotLoaded(CredentialsNotLoaded { source: None }) }, ProviderAttempt { name: "WebIdentityToken", error: CredentialsNotLoaded(CredentialsNotLoaded { source: Some("$AWS_WEB_IDENTITY_TOKEN_FILE was not set") }) }, ProviderAttempt { name: "EcsContainer", error: CredentialsNotLoaded(CredentialsNotLoaded { source: Some("ECS provider not configured") }) }, ProviderAttempt { name: "Ec2InstanceMetadata", error: CredentialsNotLoaded(CredentialsNotLoaded { source: Some("IMDS disabled by AWS_EC2_METADATA_DISABLED env var set to `true`") }) }] }) }), connection: Unknown } }"#;
@@ -40,14 +40,20 @@ fn sdk_dumps_become_one_line() {
 
 #[test]
 fn exit_statuses_follow_the_error_kind() {
-    assert_eq!(Exit::of(&shared::Error::Config("x".into())).code(), 2);
-    assert_eq!(Exit::of(&shared::Error::InvalidInput("x".into())).code(), 2);
-    let aws = shared::Error::Aws {
+    assert_eq!(
+        Exit::of(&shared::error::Error::Config("x".into())).code(),
+        2
+    );
+    assert_eq!(
+        Exit::of(&shared::error::Error::InvalidInput("x".into())).code(),
+        2
+    );
+    let aws = shared::error::Error::Aws {
         service: "sqs",
         operation: "SendMessage",
         code: "AccessDenied".into(),
         message: "no".into(),
-        retry: shared::Retry::Permanent,
+        retry: shared::error::Retry::Permanent,
     };
     assert_eq!(Exit::of(&aws).code(), 1);
     assert_eq!(Exit::Pending.code(), 3);

@@ -375,8 +375,8 @@ mod echo_tests {
             parse_bool(Some(&huge), "DRY_RUN", false).err(),
             parse_num(Some(huge.clone()), "MAX", 1, 1, 2).err(),
             crate::ids::AccountId::parse(&huge).err(),
-            crate::event::parse_request(&json!({ "accountId": huge })).err(),
-            crate::event::parse_request(&json!({ "source": huge })).err(),
+            crate::inbound::parse_request(&json!({ "accountId": huge })).err(),
+            crate::inbound::parse_request(&json!({ "source": huge })).err(),
         ];
         for m in messages {
             let m = m.map(|e| e.to_string()).unwrap_or_default();

@@ -12,9 +12,9 @@ pub mod decide;
 pub mod distribution;
 pub mod engine;
 pub mod error;
-pub mod event;
 pub mod function;
 pub mod ids;
+pub mod inbound;
 pub mod lambda;
 mod limiter;
 pub mod logging;
@@ -26,8 +26,11 @@ pub mod reconcile;
 pub mod report;
 pub mod startup;
 
-pub use clients::{Clients, MemberClientFactory, MemberClients};
-pub use config::Config;
-pub use engine::Engine;
-pub use error::{Error, Retry};
-pub use report::{AccountReport, Outcome};
+/// The old path of [`inbound::lifecycle`], for the modules that still name it.
+pub(crate) use inbound::lifecycle as event;
+
+// Short paths the modules `changes` and `config` (tests) still name; other crates use the
+// modules' own paths (`shared::error::Retry`, `shared::config::Config`).
+#[cfg(test)]
+pub(crate) use config::Config;
+pub(crate) use error::Retry;

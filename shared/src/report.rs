@@ -1,7 +1,7 @@
 //! The per-account report: one structured JSON log line per account, and the function's return
 //! value for a direct invocation.
 
-pub use crate::error::ErrorReport;
+pub(crate) use crate::error::ErrorReport;
 
 use crate::error::Retry;
 use crate::metrics::{emf_members, Metric};
@@ -193,7 +193,7 @@ pub struct AccountReport {
     /// Activations requested in this run (grant, version they made): a re-check does not
     /// request them again while the grant is still being activated.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub activations_requested: Vec<crate::event::ActivationMark>,
+    pub activations_requested: Vec<crate::inbound::ActivationMark>,
     /// What the run did with the account's chain (`CHAIN_TABLE`, [`crate::chain`]):
     /// `superseded` (a later message of the chain exists: nothing else done), `waiting`,
     /// `forwarded` (a change came while it ran: its re-check was sent at once), `ended`,

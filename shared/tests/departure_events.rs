@@ -18,7 +18,10 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use serde_json::{json, Value};
 use shared::reconcile::{self, ReconcileConfig, ReconcileReport};
-use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients, Retry};
+use shared::{
+    clients::Clients, clients::MemberClientFactory, clients::MemberClients, config::Config,
+    engine::Engine, error::Retry,
+};
 use std::sync::Arc;
 
 const MGMT: &str = "111111111111";

@@ -32,8 +32,11 @@ use aws_smithy_runtime_api::http::StatusCode;
 use aws_smithy_types::body::SdkBody;
 use serde_json::{json, Value};
 use shared::clients::LicenseManagerThrottling;
-use shared::event::{parse_request, Request};
-use shared::{AccountReport, Clients, Config, Engine, MemberClientFactory, MemberClients, Outcome};
+use shared::inbound::{parse_request, Request};
+use shared::{
+    clients::Clients, clients::MemberClientFactory, clients::MemberClients, config::Config,
+    engine::Engine, report::AccountReport, report::Outcome,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -715,7 +718,7 @@ async fn active_license_conflict_is_a_classified_permanent_failure() {
     assert_eq!(report.outcome, Outcome::Failed);
     let err = report.licenses[0].error.as_ref().expect("license error");
     assert_eq!(err.kind, "ActiveLicenseConflict");
-    assert_eq!(err.retry, shared::Retry::Permanent);
+    assert_eq!(err.retry, shared::error::Retry::Permanent);
     assert!(err.message.contains("ALL_GRANTS_PERMITTED_BY_ISSUER"));
 }
 
@@ -807,7 +810,7 @@ async fn throttling_that_persists_is_reported_retryable() {
     let report = run(&world.engine(&[])).await;
     assert_eq!(report.outcome, Outcome::Failed);
     let err = report.deciding_error().expect("error");
-    assert_eq!(err.retry, shared::Retry::Retryable);
+    assert_eq!(err.retry, shared::error::Retry::Retryable);
     assert_eq!(err.code.as_deref(), Some("RateLimitExceededException"));
 }
 
@@ -855,7 +858,7 @@ async fn role_never_assumable_is_retryable_after_the_configured_attempts() {
     let err = report.error.as_ref().expect("account error");
     assert_eq!(
         (err.kind.as_str(), err.retry),
-        ("AssumeRole", shared::Retry::Retryable)
+        ("AssumeRole", shared::error::Retry::Retryable)
     );
     assert_eq!(world.lm[2].num_calls(), 0);
 }
@@ -1070,7 +1073,7 @@ async fn account_outside_the_organization_is_permanent_and_touches_nothing() {
     assert_eq!(report.outcome, Outcome::Failed);
     assert_eq!(
         report.error.as_ref().map(|e| (e.kind.as_str(), e.retry)),
-        Some(("NotInOrganization", shared::Retry::Permanent))
+        Some(("NotInOrganization", shared::error::Retry::Permanent))
     );
     assert_eq!(calls(&report, "sts:AssumeRole"), 0);
 
@@ -1131,7 +1134,7 @@ async fn direct_invocation_returns_the_report_or_a_classified_error() {
         .expect_err("bad input");
     assert_eq!(
         (err.kind(), err.retry()),
-        ("InvalidInput", shared::Retry::Permanent)
+        ("InvalidInput", shared::error::Retry::Permanent)
     );
 }
 
@@ -1469,7 +1472,7 @@ async fn asynchronous_activation_is_remembered_and_not_requested_again() {
     world.member_lm[0] = received(vec![account_grant(GRANT, GrantStatus::Disabled, "2")]);
     let report = world
         .engine(&[])
-        .run(shared::event::parse_body(&body).unwrap())
+        .run(shared::inbound::parse_body(&body).unwrap())
         .await;
     assert_eq!(report.outcome, Outcome::Pending, "{report:#?}");
     assert_eq!(
@@ -1513,7 +1516,7 @@ async fn conflict_as_a_status_reason_is_a_permanent_conflict_naming_the_other_li
     assert_eq!(report.outcome, Outcome::Failed, "{report:#?}");
     let err = report.licenses[0].error.as_ref().expect("license error");
     assert_eq!(err.kind, "ActiveLicenseConflict");
-    assert_eq!(err.retry, shared::Retry::Permanent);
+    assert_eq!(err.retry, shared::error::Retry::Permanent);
     assert!(err.message.contains(OTHER_LICENSE), "{}", err.message);
     assert_eq!(
         world.member_lm[2].num_calls(),
@@ -1697,22 +1700,22 @@ async fn account_states_other_than_active_suspended_closing_are_retryable() {
         (
             AccountState::PendingActivation,
             "AccountNotReady",
-            shared::Retry::Retryable,
+            shared::error::Retry::Retryable,
         ),
         (
             AccountState::from("SOMETHING_NEW"),
             "AccountNotReady",
-            shared::Retry::Retryable,
+            shared::error::Retry::Retryable,
         ),
         (
             AccountState::Suspended,
             "NotInOrganization",
-            shared::Retry::Permanent,
+            shared::error::Retry::Permanent,
         ),
         (
             AccountState::PendingClosure,
             "NotInOrganization",
-            shared::Retry::Permanent,
+            shared::error::Retry::Permanent,
         ),
     ] {
         let mut world = World::healthy();
@@ -1998,7 +2001,7 @@ async fn grant_quota_reached_is_a_permanent_error_that_names_the_way_out() {
         error.code.as_deref(),
         Some("ResourceLimitExceededException")
     );
-    assert_eq!(error.retry, shared::Retry::Permanent);
+    assert_eq!(error.retry, shared::error::Retry::Permanent);
     for part in ["L-55F04DE6", "organization", "OUs", LICENSE] {
         assert!(error.message.contains(part), "{part}: {}", error.message);
     }

@@ -7,10 +7,10 @@
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use shared::custom_resource::{service_timeout, validate_response_url, Target};
-use shared::event::{parse_body, parse_request, Request};
 use shared::ids::{is_license_arn, is_ou_id, is_product_sku, is_role_name, AccountId};
+use shared::inbound::{parse_body, parse_request, Request};
 use shared::reconcile::{self, ReconcileConfig, Scope};
-use shared::{Config, Error};
+use shared::{config::Config, error::Error};
 use std::collections::HashMap;
 
 #[path = "prop_support/mod.rs"]
@@ -397,7 +397,7 @@ proptest! {
         prop_assert!(validate_response_url(&local, false).is_err(), "{}", local);
     }
 
-    // ---------- the reconciler's request (reconcile/inbound.rs) ----------
+    // ---------- the reconciler's request (inbound/reconcile.rs) ----------
 
     #[test]
     fn any_reconcile_payload_is_a_scope_or_a_bounded_error(v in json_value()) {

@@ -46,7 +46,7 @@ fn deployment_env(s: &Setup) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn engine(s: &Setup) -> shared::Engine {
+fn engine(s: &Setup) -> shared::engine::Engine {
     let env = deployment_env(s);
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     s.engine(&env)
@@ -60,7 +60,7 @@ fn app(s: &Setup, pending_response: PendingResponse, wait: Duration) -> App {
 
 fn app_with(
     s: &Setup,
-    engine: shared::Engine,
+    engine: shared::engine::Engine,
     pending_response: PendingResponse,
     wait: Duration,
 ) -> App {

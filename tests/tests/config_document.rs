@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 use serde_yaml::Value as Yaml;
 use shared::config::document::SELECTION_VARIABLES;
 use shared::custom_resource::Responder;
-use shared::{Clients, Engine, Error};
+use shared::{clients::Clients, engine::Engine, error::Error};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;

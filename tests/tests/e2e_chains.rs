@@ -18,12 +18,12 @@ use std::time::Duration;
 /// the onboarding queue (body, chain sequence).
 async fn run_while_marked(
     s: &common::Setup,
-    engine: &shared::Engine,
+    engine: &shared::engine::Engine,
     table: &str,
     account: &str,
-) -> (shared::AccountReport, Vec<(Value, Option<u64>)>) {
+) -> (shared::report::AccountReport, Vec<(Value, Option<u64>)>) {
     let ou = s.org.ou("Workloads").unwrap().id.clone();
-    let request = shared::event::parse_request(&s.create_event(account, &ou)).unwrap();
+    let request = shared::inbound::parse_request(&s.create_event(account, &ou)).unwrap();
     let mark = async {
         // Bounded: the run's first License Manager call alone takes the emulator's latency.
         for _ in 0..500 {
@@ -91,7 +91,11 @@ async fn a_change_while_the_chain_runs_sends_its_recheck_at_once() {
     let prod = s.org.account("workload-prod").unwrap().id.clone();
 
     let (report, visible) = run_while_marked(&s, &engine, &table, &prod).await;
-    assert_eq!(report.outcome, shared::Outcome::Pending, "{report:#?}");
+    assert_eq!(
+        report.outcome,
+        shared::report::Outcome::Pending,
+        "{report:#?}"
+    );
     assert_eq!(report.chain.as_deref(), Some("forwarded"), "{report:#?}");
     // The re-check, sent again at once as an early re-check under a later sequence, which the
     // item now names (queued); the delayed one waits its 300 s and will be stale.
@@ -122,7 +126,11 @@ async fn a_change_while_the_chains_last_run_ends_it_queues_one_more_run() {
     let prod = s.org.account("workload-prod").unwrap().id.clone();
 
     let (report, visible) = run_while_marked(&s, &engine, &table, &prod).await;
-    assert_eq!(report.outcome, shared::Outcome::Entitled, "{report:#?}");
+    assert_eq!(
+        report.outcome,
+        shared::report::Outcome::Entitled,
+        "{report:#?}"
+    );
     assert_eq!(report.chain.as_deref(), Some("followed"), "{report:#?}");
     // One more run of the account, now, as a change event's run; the chain queued under it.
     assert_eq!(visible.len(), 1, "{visible:?}");
@@ -136,11 +144,11 @@ async fn a_change_while_the_chains_last_run_ends_it_queues_one_more_run() {
     // Without a mark, the same run ends its chain and queues nothing.
     let dev = s.org.account("workload-dev").unwrap().id.clone();
     let ou = s.org.ou("Workloads").unwrap().id.clone();
-    let request = shared::event::parse_request(&s.create_event(&dev, &ou)).unwrap();
+    let request = shared::inbound::parse_request(&s.create_event(&dev, &ou)).unwrap();
     let report = engine.run(request).await;
     assert_eq!(
         (report.outcome, report.chain.as_deref()),
-        (shared::Outcome::Entitled, Some("ended")),
+        (shared::report::Outcome::Entitled, Some("ended")),
         "{report:#?}"
     );
     let item = common::chain_item(&s.world, &table, &dev).await.unwrap();
@@ -165,7 +173,7 @@ async fn a_failed_run_releases_its_chain() {
     let prod = s.org.account("workload-prod").unwrap().id.clone();
     let ou = s.org.ou("Workloads").unwrap().id.clone();
     let first = engine
-        .run(shared::event::parse_request(&s.create_event(&prod, &ou)).unwrap())
+        .run(shared::inbound::parse_request(&s.create_event(&prod, &ou)).unwrap())
         .await;
     assert_eq!(first.chain.as_deref(), Some("waiting"), "{first:#?}");
     let waiting = common::chain_item(&s.world, &table, &prod).await.unwrap();
@@ -179,9 +187,13 @@ async fn a_failed_run_releases_its_chain() {
         .configure(json!({"throttleProbability": 1.0, "seed": 3}))
         .await
         .unwrap();
-    let early = shared::event::parse_body(&body).unwrap();
+    let early = shared::inbound::parse_body(&body).unwrap();
     let report = engine.run_chained(early, Some(delayed + 1)).await;
-    assert_eq!(report.outcome, shared::Outcome::Failed, "{report:#?}");
+    assert_eq!(
+        report.outcome,
+        shared::report::Outcome::Failed,
+        "{report:#?}"
+    );
     assert_eq!(report.chain.as_deref(), Some("released"), "{report:#?}");
     let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
     let now = std::time::SystemTime::now()
@@ -197,8 +209,12 @@ async fn a_failed_run_releases_its_chain() {
         .await
         .unwrap();
     let report = engine
-        .run_chained(shared::event::parse_body(&body).unwrap(), Some(delayed))
+        .run_chained(shared::inbound::parse_body(&body).unwrap(), Some(delayed))
         .await;
     assert_ne!(report.chain.as_deref(), Some("superseded"), "{report:#?}");
-    assert_eq!(report.outcome, shared::Outcome::Pending, "{report:#?}");
+    assert_eq!(
+        report.outcome,
+        shared::report::Outcome::Pending,
+        "{report:#?}"
+    );
 }

@@ -117,7 +117,7 @@ impl Pipeline {
     /// account's bus put on moto's bus, what the rule delivers handed to the reconciler, and
     /// the runs it queued handed to account-lifecycle as one SQS batch. Returns the number of
     /// events the rule delivered.
-    async fn step(&mut self, s: &common::Setup, engine: &shared::Engine) -> usize {
+    async fn step(&mut self, s: &common::Setup, engine: &shared::engine::Engine) -> usize {
         let control = s.world.control();
         control.advance_clock(Duration::from_secs(1)).await.unwrap();
         let (got, next) = control
@@ -701,11 +701,11 @@ async fn a_completion_brings_the_waiting_chain_forward_and_its_delayed_recheck_i
         "messageAttributes": {"chainSeq": {"stringValue": first_seq.to_string(), "dataType": "Number"}}}]});
     let answer = common::handle(&engine, stale.clone()).await;
     assert_eq!(answer, json!({"batchItemFailures": []}));
-    let request = shared::event::parse_body(&first_body).unwrap();
+    let request = shared::inbound::parse_body(&first_body).unwrap();
     let report = engine.run_chained(request, Some(first_seq)).await;
     assert_eq!(
         (report.outcome, report.chain.as_deref()),
-        (shared::Outcome::Skipped, Some("superseded")),
+        (shared::report::Outcome::Skipped, Some("superseded")),
         "{report:#?}"
     );
     assert_eq!(

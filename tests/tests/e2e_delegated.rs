@@ -26,7 +26,7 @@ use local_world::emulator::LicenseSeed;
 use local_world::seed::{self, demo_spec};
 use serde_json::{json, Value};
 use shared::permissions::ACCOUNT_LIFECYCLE;
-use shared::{Clients, Config, Engine};
+use shared::{clients::Clients, config::Config, engine::Engine};
 use std::collections::HashMap;
 use std::sync::Arc;
 

@@ -10,7 +10,7 @@ use common::{reconcile_config, setup};
 use local_world::seed::demo_spec;
 use shared::engine::OffboardMode;
 use shared::reconcile::{self, ReconcileConfig, Scope};
-use shared::Outcome;
+use shared::report::Outcome;
 
 #[tokio::test]
 async fn backfill_entitles_every_account_and_a_second_run_changes_nothing() {

@@ -87,7 +87,8 @@ impl Vending {
             vars.insert(k.to_string(), v.to_string());
         }
         let config = VendingConfig::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let shared = shared::Config::from_lookup_per_request(|k| vars.get(k).cloned()).unwrap();
+        let shared =
+            shared::config::Config::from_lookup_per_request(|k| vars.get(k).cloned()).unwrap();
         let clients = VendingClients {
             catalog: s.world.service_catalog(),
             organizations: s.world.organizations(),

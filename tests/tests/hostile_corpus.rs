@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use shared::custom_resource::Responder;
 use shared::reconcile::ReconcileConfig;
-use shared::{Clients, Config, Engine, Error};
+use shared::{clients::Clients, config::Config, engine::Engine, error::Error};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -24,7 +24,7 @@ use local_world::world::WorldOptions;
 use local_world::World;
 use serde_json::{json, Value};
 use shared::reconcile::{self, Scope};
-use shared::{Clients, Config, Engine, Retry};
+use shared::{clients::Clients, config::Config, engine::Engine, error::Retry};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -19,9 +19,9 @@ use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
 use local_world::lambda::workspace_root;
 use serde_json::{json, Value};
-use shared::event::{parse_body, OnboardRequest, Request};
+use shared::inbound::{parse_body, OnboardRequest, Request};
 use shared::notify::Failure;
-use shared::{Clients, Config, Engine};
+use shared::{clients::Clients, config::Config, engine::Engine};
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 

@@ -4,11 +4,12 @@
 
 use futures::StreamExt;
 use serde_json::Value;
-use shared::event::{parse_body, parse_request, Request};
+use shared::error::ErrorReport;
+use shared::inbound::{parse_body, parse_request, Request};
 use shared::lambda::{batch_response, is_sqs_batch, message_id, receive_count};
 use shared::notify::{self, Failure};
-use shared::report::{log_report, ErrorReport, Outcome};
-use shared::{Engine, Error};
+use shared::report::{log_report, Outcome};
+use shared::{engine::Engine, error::Error};
 
 /// Handles one invocation payload.
 ///
@@ -152,7 +153,7 @@ async fn work_group(
             let count = counts.get(&id).copied().unwrap_or(1);
             let retry = report
                 .deciding_error()
-                .map_or(shared::Retry::Retryable, |e| e.retry);
+                .map_or(shared::error::Retry::Retryable, |e| e.retry);
             if notify::is_final(count, max_receives, retry) {
                 notices.extend(notify::failures_of(&report, count >= max_receives));
             }
@@ -236,7 +237,7 @@ fn log_rejected(e: &Error) {
 mod tests {
     use super::*;
     use serde_json::json;
-    use shared::Retry;
+    use shared::error::Retry;
 
     #[test]
     fn a_burst_of_grant_changes_for_one_account_is_one_run() {

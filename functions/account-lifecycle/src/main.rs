@@ -5,7 +5,7 @@
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
 use shared::function::FunctionError;
-use shared::{Clients, Engine};
+use shared::{clients::Clients, engine::Engine};
 use std::sync::Arc;
 
 #[tokio::main]

@@ -9,7 +9,7 @@ use aws_sdk_servicecatalog::types::{
 use aws_sdk_servicecatalog::Client as Catalog;
 use shared::error::aws_error;
 use shared::report::{CallLog, Side};
-use shared::{Error, Retry};
+use shared::{error::Error, error::Retry};
 
 /// The Account Factory product and the provisioning artifact to launch.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,9 +1,9 @@
-//! account-vending settings (on top of the common `shared::Config`, which gives
+//! account-vending settings (on top of the common `shared::config::Config`, which gives
 //! `EXECUTION_ROLE_NAME`, `LICENSES_TAG_KEY`, `ONBOARDING_QUEUE_URL` and the AssumeRole retry
 //! settings): parsed once at init, no AWS call, every error names its variable.
 
 use shared::config::{parse_bool, parse_num};
-use shared::Error;
+use shared::error::Error;
 use std::time::Duration;
 
 pub mod vars {

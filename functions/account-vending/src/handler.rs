@@ -14,9 +14,10 @@ use aws_config::SdkConfig;
 use aws_credential_types::Credentials;
 use serde::Serialize;
 use serde_json::{json, Value};
+use shared::error::ErrorReport;
 use shared::lambda::is_sqs_batch;
-use shared::report::{CallLog, ErrorReport};
-use shared::{Error, Retry};
+use shared::report::CallLog;
+use shared::{error::Error, error::Retry};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -73,13 +74,17 @@ pub struct App {
     pub clients: VendingClients,
     pub config: VendingConfig,
     /// The common settings: EXECUTION_ROLE_NAME, LICENSES_TAG_KEY, ONBOARDING_QUEUE_URL, …
-    pub shared: shared::Config,
+    pub shared: shared::config::Config,
     product: tokio::sync::Mutex<Option<(Instant, Product)>>,
     now: fn() -> u64,
 }
 
 impl App {
-    pub fn new(clients: VendingClients, config: VendingConfig, shared: shared::Config) -> Self {
+    pub fn new(
+        clients: VendingClients,
+        config: VendingConfig,
+        shared: shared::config::Config,
+    ) -> Self {
         App {
             clients,
             config,

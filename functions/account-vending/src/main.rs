@@ -5,8 +5,8 @@
 use account_vending::{handle, App, VendingClients, VendingConfig};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::Value;
+use shared::config::Config;
 use shared::function::FunctionError;
-use shared::Config;
 use std::sync::Arc;
 
 #[tokio::main]

@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use shared::config::LicenseRef;
+use shared::error::Error;
 use shared::error::{describe, echo, truncate, ECHO_MAX_CHARS};
 use shared::ids::is_ou_id;
-use shared::Error;
 
 /// An account request, named like the Account Factory's parameters.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -313,7 +313,8 @@ impl World {
             vars.insert(k.to_string(), v.to_string());
         }
         let config = VendingConfig::from_lookup(|k| vars.get(k).cloned()).unwrap();
-        let shared = shared::Config::from_lookup_per_request(|k| vars.get(k).cloned()).unwrap();
+        let shared =
+            shared::config::Config::from_lookup_per_request(|k| vars.get(k).cloned()).unwrap();
         let no_retries = |c: aws_sdk_servicecatalog::config::Builder| {
             c.retry_config(aws_smithy_types::retry::RetryConfig::disabled())
         };

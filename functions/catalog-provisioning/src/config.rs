@@ -1,11 +1,11 @@
-//! catalog-provisioning settings (on top of the common `shared::Config`): parsed once at init,
+//! catalog-provisioning settings (on top of the common `shared::config::Config`): parsed once at init,
 //! no AWS call, every error names its variable.
 
 use crate::clock::Clock;
 use shared::config::{parse_bool, parse_num, LicenseRef};
 use shared::custom_resource::{DEADLINE_FALLBACK_VAR, DEFAULT_DEADLINE_FALLBACK};
 use shared::error::echo;
-use shared::Error;
+use shared::error::Error;
 use std::time::Duration;
 
 /// Environment variable names.

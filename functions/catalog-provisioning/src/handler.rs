@@ -17,9 +17,9 @@ use crate::request::{answer_margin, classify, parse_request, stack_account, Inco
 use crate::verify::StackReader;
 use serde_json::{json, Value};
 use shared::custom_resource::{service_timeout, Responder, Response, DEFAULT_SERVICE_TIMEOUT};
+use shared::error::ErrorReport;
 use shared::ids::AccountId;
-use shared::report::ErrorReport;
-use shared::{Engine, Error};
+use shared::{engine::Engine, error::Error};
 use std::time::Duration;
 use tokio::time::Instant;
 

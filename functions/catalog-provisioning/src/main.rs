@@ -8,7 +8,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::value::RawValue;
 use shared::custom_resource::deadline_instant_or;
 use shared::function::FunctionError;
-use shared::{Clients, Engine};
+use shared::{clients::Clients, engine::Engine};
 use std::sync::Arc;
 
 #[tokio::main]
@@ -42,7 +42,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         let deadline = deadline_instant_or(event.context.deadline, fallback);
         async move {
             let payload = read_request(event.payload.get()).map_err(|e| {
-                FunctionError(shared::Error::InvalidInput(format!(
+                FunctionError(shared::error::Error::InvalidInput(format!(
                     "the payload is not JSON: {e}"
                 )))
             })?;

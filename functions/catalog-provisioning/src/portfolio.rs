@@ -8,9 +8,10 @@ use aws_sdk_servicecatalog::types::{OrganizationNode, OrganizationNodeType, Shar
 use serde_json::Value;
 use shared::custom_resource::{Response, Target};
 use shared::error::aws_error;
+use shared::error::Error;
+use shared::error::ErrorReport;
 use shared::ids::is_ou_id;
-use shared::report::{CallLog, ErrorReport, Side};
-use shared::Error;
+use shared::report::{CallLog, Side};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;

@@ -7,10 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use shared::config::{LicenseRef, OverrideBehavior};
 use shared::custom_resource::service_timeout;
+use shared::error::Error;
 use shared::error::{describe, echo, got, truncate, ECHO_MAX_CHARS};
-use shared::event::ActivationMark;
 use shared::ids::{is_license_arn, is_product_sku, AccountId};
-use shared::Error;
+use shared::inbound::ActivationMark;
 use std::time::Duration;
 
 /// The custom resource type this function serves.

@@ -11,10 +11,10 @@
 
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_credential_types::Credentials;
+use shared::error::Error;
 use shared::error::{aws_error, echo};
 use shared::ids::AccountId;
 use shared::report::CallLog;
-use shared::Error;
 use std::sync::Arc;
 
 /// What `DescribeStackResource` shows of the claimed resource.

@@ -31,7 +31,10 @@ use catalog_provisioning::{
 };
 use local_world::receiver::Receiver;
 use serde_json::{json, Value};
-use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients};
+use shared::{
+    clients::Clients, clients::MemberClientFactory, clients::MemberClients, config::Config,
+    engine::Engine,
+};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

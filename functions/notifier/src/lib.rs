@@ -4,9 +4,9 @@
 //! Insights query).
 
 use serde_json::{json, Value};
+use shared::error::Error;
 use shared::notify::{summarize, Failure};
 use shared::report::{CallLog, Side};
-use shared::Error;
 
 /// What the notifier needs.
 pub struct App {

@@ -3,7 +3,7 @@
 //! so that a bad selection fails the stack operation instead of every message at run time.
 //!
 //! * Environment path (no document): each function's environment, as the template gives it,
-//!   goes through [`shared::Config::from_lookup`] and is measured against Lambda's 4 KB limit.
+//!   goes through [`shared::config::Config::from_lookup`] and is measured against Lambda's 4 KB limit.
 //! * Document path: the selection parameters must be at their defaults; the document's
 //!   pinned version is read (`s3:GetObjectVersion`) and checked with
 //!   [`shared::config::Document::parse`]; every function's remaining environment is checked
@@ -20,7 +20,7 @@ use shared::config::{Document, DocumentSource};
 use shared::custom_resource::{Responder, Response, Target};
 use shared::error::{describe, echo};
 use shared::report::CallLog;
-use shared::{Config, Error};
+use shared::{config::Config, error::Error};
 use std::collections::BTreeMap;
 use tokio::time::Instant;
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init("org-bootstrap");
-    let config = shared::Config::from_env_per_request()
+    let config = shared::config::Config::from_env_per_request()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let fallback = deadline_fallback_from_env()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 use shared::reconcile::{self, ReconcileConfig, ReconcileReport};
-use shared::{Engine, Error, Outcome, Retry};
+use shared::{engine::Engine, error::Error, error::Retry, report::Outcome};
 
 /// Handles one invocation: the report is the return value; a failed run is an error (so an
 /// asynchronous invocation is retried, then sent to its failure destination).
@@ -98,7 +98,7 @@ pub fn failure(report: &ReconcileReport) -> Option<Error> {
 mod tests {
     use super::*;
     use serde_json::json;
-    use shared::report::ErrorReport;
+    use shared::error::ErrorReport;
 
     /// An engine whose clients point at a closed port: any AWS call would fail with an `Aws`
     /// error, so an `InvalidInput` answer proves the payload was rejected before any call.
@@ -108,8 +108,11 @@ mod tests {
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url("http://127.0.0.1:9")
             .build();
-        let config = shared::Config::from_lookup_per_request(|_| None).expect("defaults");
-        Engine::new(config, shared::Clients::from_sdk_config(&sdk, "us-east-1"))
+        let config = shared::config::Config::from_lookup_per_request(|_| None).expect("defaults");
+        Engine::new(
+            config,
+            shared::clients::Clients::from_sdk_config(&sdk, "us-east-1"),
+        )
     }
 
     fn config() -> ReconcileConfig {

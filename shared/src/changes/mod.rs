@@ -14,12 +14,11 @@
 //! them again; the rest of the batch is done.
 
 mod gate;
-mod parse;
 mod plan;
 mod triage;
 
-pub(crate) use parse::Item;
-pub use parse::{parse_batch, ChangeBatch};
+pub use crate::inbound::change::ChangeBatch;
+pub(crate) use crate::inbound::Item;
 pub(crate) use plan::after_looks;
 pub(crate) use plan::Lane;
 pub(crate) use plan::Step;
@@ -49,8 +48,14 @@ pub(crate) fn retry_after(receive_count: u32) -> i32 {
         .min(RETRY_AFTER_MAX_SECONDS)
 }
 
-/// The detail types `LicenseManagerChangesRule` matches.
-const DETAIL_TYPES: [&str; 2] = ["Grant Change", "License Change"];
+/// `Some` when `payload` is an SQS batch from the change-event queue `CHANGE_EVENT_QUEUE_URL`
+/// names, parsed before any AWS call ([`crate::inbound::change`]).
+pub fn parse_batch(
+    payload: &serde_json::Value,
+    config: &crate::reconcile::ReconcileConfig,
+) -> Option<Result<ChangeBatch, crate::error::Error>> {
+    crate::inbound::parse_batch(payload, config.change_queue_url.as_deref())
+}
 
 #[cfg(test)]
 mod tests;

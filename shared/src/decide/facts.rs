@@ -5,7 +5,7 @@
 //! use the public ones too (as `crate::decide::…`).
 
 use super::{is_terminal, status, ActivateAs, Source, BULK_ACTIVATION_STATUS_REASON};
-use crate::event::ActivationMark;
+use crate::inbound::ActivationMark;
 use crate::model::GrantView;
 
 /// Preference among several live grants for one account and license.

@@ -22,7 +22,7 @@ mod facts;
 mod scene;
 
 use crate::config::Mode;
-use crate::event::ActivationMark;
+use crate::inbound::ActivationMark;
 use crate::model::GrantView;
 use scene::{Scene, Step};
 

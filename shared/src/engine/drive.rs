@@ -8,8 +8,8 @@ use crate::clients::MemberClients;
 use crate::config::{Mode, OverrideBehavior};
 use crate::decide::{self, is_terminal, Failure, Next, Observation, Source, WaitReason};
 use crate::error::Error;
-use crate::event::ActivationMark;
 use crate::ids::AccountId;
+use crate::inbound::ActivationMark;
 use crate::report::{CallLog, ErrorReport, LicenseReport};
 
 /// Decide/execute rounds per license and invocation (create, accept, activate, look: four).

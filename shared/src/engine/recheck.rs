@@ -6,7 +6,7 @@ use super::Engine;
 use crate::aws;
 use crate::decide::status;
 use crate::error::Error;
-use crate::event::{ActivationMark, OnboardRequest, Trigger, Work};
+use crate::inbound::{ActivationMark, OnboardRequest, Trigger, Work};
 use crate::report::{AccountReport, CallLog, ErrorReport};
 
 /// Activations remembered by one container (beyond it, re-check messages carry them).
@@ -128,7 +128,7 @@ impl Engine {
 fn queues_recheck(work: &Work, chained: bool) -> bool {
     work.explicit.as_ref().is_none_or(|e| e.queue_recheck)
         && (chained
-            || !matches!(&work.trigger, Trigger::Onboard(r) if r == crate::event::GRANT_CHANGE_REASON))
+            || !matches!(&work.trigger, Trigger::Onboard(r) if r == crate::inbound::GRANT_CHANGE_REASON))
 }
 
 /// Past the workflow deadline: every license not failed already that is still waiting, or not

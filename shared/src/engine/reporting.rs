@@ -1,7 +1,7 @@
 //! Building an account's report: its start, its trigger's name, its outcome, its call counts.
 
 use crate::decide::status;
-use crate::event::Trigger;
+use crate::inbound::Trigger;
 use crate::report::{AccountReport, CallLog, Outcome};
 use std::time::Instant;
 

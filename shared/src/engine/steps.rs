@@ -8,7 +8,7 @@ use super::Engine;
 use crate::aws::{self, GrantView, HeldLicense, NewGrant};
 use crate::decide::{self, status, Failure, Source};
 use crate::error::Error;
-use crate::event::ActivationMark;
+use crate::inbound::ActivationMark;
 use crate::report::{CallLog, LicenseReport};
 
 impl Engine {

@@ -6,21 +6,9 @@ use crate::aws::{self, OrgInfo};
 use crate::engine::{Engine, OffboardMode};
 use crate::error::{echo, Error};
 use crate::ids::AccountId;
+use crate::inbound::Departure;
 use crate::report::{AccountReport, CallLog};
 use futures::StreamExt;
-
-/// What an Organizations event (`RemoveAccountFromOrganization`, `CloseAccount`) claims: this
-/// account left or is closing. CloudTrail records denied calls too, and anyone allowed to
-/// invoke the reconciler can write such an event, so it is only a reason to look.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Departure {
-    pub account: AccountId,
-    /// The CloudTrail event name.
-    pub event: String,
-    /// The envelope's `account`: for a real Organizations event, the management account that
-    /// made the call (`None` when the event has none).
-    pub sender: Option<String>,
-}
 
 /// What Organizations says of an account now (`DescribeAccount`).
 #[derive(Debug, Clone, PartialEq, Eq)]

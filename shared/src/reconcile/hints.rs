@@ -6,32 +6,8 @@ use super::listings::settled;
 use crate::aws::{self, GrantView, OrgInfo};
 use crate::engine::Engine;
 use crate::error::Error;
-use crate::ids::AccountId;
+use crate::inbound::GrantHint;
 use crate::report::CallLog;
-
-/// What a `Grant Change` event says of one grant: hints, since its detail is undocumented.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantHint {
-    pub account: AccountId,
-    /// The grant's ARN (the event's `resources`, or the one grant ARN of its detail).
-    pub grant: Option<String>,
-    /// Its new status (the one grant status among the detail's strings).
-    pub status: Option<String>,
-    /// The grant as `GetGrant` showed it, when the event named only the grant.
-    pub seen: Option<GrantView>,
-}
-
-#[cfg(test)]
-impl GrantHint {
-    pub(crate) fn account(account: AccountId) -> Self {
-        GrantHint {
-            account,
-            grant: None,
-            status: None,
-            seen: None,
-        }
-    }
-}
 
 /// What a change event's hint leads to, before any call ([`hint_action`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -5,13 +5,13 @@ use super::config::ReconcileConfig;
 use super::index::{is_parent_principal, needs_run_now, needs_work, quota_warning, GrantIndex};
 use super::report::ReconcileReport;
 use crate::aws::{self, GrantView, HeldLicense, ListedAccount, OrgInfo};
+use crate::clients::Clients;
 use crate::config::{Config, Mode};
 use crate::distribution::ParentReport;
 use crate::engine::{Engine, Wanted};
 use crate::error::Error;
 use crate::ids::AccountId;
 use crate::report::CallLog;
-use crate::Clients;
 use futures::StreamExt;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 

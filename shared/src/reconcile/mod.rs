@@ -4,25 +4,39 @@
 //! closed, or gone from the organization) have their per-account grants offboarded.
 
 mod config;
-mod departures;
+pub(crate) mod departures;
 mod hints;
-mod inbound;
 mod index;
 mod listings;
 mod report;
 mod run;
 
+pub use crate::inbound::reconcile::Scope;
+pub(crate) use crate::inbound::{GrantHint, COALESCED_BODY};
 pub use config::ReconcileConfig;
-pub(crate) use hints::GrantHint;
 pub(crate) use hints::{after_look, hint_action, HintAction};
-pub(crate) use inbound::{change_event, check_sqs_record, event_label, COALESCED_BODY};
-pub use inbound::{parse, Scope};
 pub(crate) use listings::settled;
 pub use report::ReconcileReport;
 
 use crate::engine::Engine;
+use crate::error::Error;
+use crate::inbound::ScopeDefaults;
 use crate::report::{CallLog, ErrorReport};
+use serde_json::Value;
 use std::time::Instant;
+
+/// Parses the reconciler's invocation payload into what to reconcile and whether to dry-run
+/// ([`crate::inbound::reconcile`]), with `config`'s scope, dry run and coalescing queue.
+pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool), Error> {
+    crate::inbound::reconcile::parse(
+        payload,
+        &ScopeDefaults {
+            ous: &config.ous,
+            dry_run: config.dry_run,
+            coalesce_queue_url: config.coalesce_queue_url.as_deref(),
+        },
+    )
+}
 
 /// Runs one reconcile.
 pub async fn reconcile(

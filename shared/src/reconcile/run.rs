@@ -3,15 +3,14 @@
 
 use super::config::ReconcileConfig;
 use super::departures::{confirm_departures, offboard_all};
-use super::hints::{triage, GrantHint};
-use super::inbound::{Scope, COALESCED_BODY};
+use super::hints::triage;
 use super::listings::{changed_accounts, retire_parents};
 use super::report::ReconcileReport;
 use crate::aws::{self, ListedAccount, OrgInfo};
 use crate::engine::{Engine, OffboardMode};
 use crate::error::Error;
-use crate::event::OnboardRequest;
 use crate::ids::{account_of_root_principal, AccountId};
+use crate::inbound::{GrantHint, OnboardRequest, Scope, COALESCED_BODY};
 use crate::report::CallLog;
 use std::collections::{BTreeSet, HashMap};
 
@@ -321,7 +320,7 @@ impl Pass<'_> {
                         account_id: id.clone(),
                         reason: Some(
                             if matches!(scope, Scope::GrantChanged(_)) {
-                                crate::event::GRANT_CHANGE_REASON
+                                crate::inbound::GRANT_CHANGE_REASON
                             } else {
                                 "reconcile"
                             }

@@ -5,7 +5,7 @@
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
-use shared::Error;
+use shared::error::Error;
 
 /// Longest error text any parser may produce for hostile input.
 pub const MAX_ERROR_BYTES: usize = 1024;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 /// The function with `engine` and `config`, answering a local receiver, verifying claimed
 /// stacks in moto's CloudFormation through the member role.
-pub fn app(s: &Setup, engine: shared::Engine, config: CatalogConfig) -> App {
+pub fn app(s: &Setup, engine: shared::engine::Engine, config: CatalogConfig) -> App {
     App {
         engine,
         sqs: s.world.sqs(),

@@ -6,7 +6,10 @@ use aws_credential_types::Credentials;
 use local_world::seed::{self, OrgSpec, SeededOrg};
 use local_world::{clients, World};
 use serde_json::{json, Value};
-use shared::{Clients, Config, Engine, MemberClientFactory, MemberClients};
+use shared::{
+    clients::Clients, clients::MemberClientFactory, clients::MemberClients, config::Config,
+    engine::Engine,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 

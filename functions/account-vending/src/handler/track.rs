@@ -7,10 +7,10 @@ use crate::catalog::{self, Provision, Record};
 use crate::config::PortfolioShare;
 use crate::request::{generation_name, provision_token, tag_value, validate, Tracked, Valid};
 use serde_json::json;
-use shared::event::OnboardRequest;
 use shared::ids::AccountId;
+use shared::inbound::OnboardRequest;
 use shared::report::CallLog;
-use shared::{Error, Retry};
+use shared::{error::Error, error::Retry};
 use std::time::Duration;
 
 /// Moves a request as far as it goes now.

@@ -22,10 +22,10 @@ use serde_json::{json, Value};
 use shared::config::{LicenseRef, OverrideBehavior};
 use shared::custom_resource::Response;
 use shared::engine::OffboardMode;
-use shared::event::{ActivationMark, Explicit, Request, Trigger, Work};
 use shared::ids::AccountId;
+use shared::inbound::{ActivationMark, Explicit, Request, Trigger, Work};
 use shared::report::{AccountReport, CallLog};
-use shared::{Error, Outcome};
+use shared::{error::Error, report::Outcome};
 use std::sync::Mutex;
 use tokio::time::Instant;
 

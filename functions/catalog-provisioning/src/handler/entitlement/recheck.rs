@@ -10,7 +10,7 @@ use crate::request::{Recheck, Target, Waiting};
 use serde_json::Value;
 use shared::custom_resource::Response;
 use shared::report::{AccountReport, CallLog};
-use shared::{Error, Outcome, Retry};
+use shared::{error::Error, error::Retry, report::Outcome};
 use std::time::Duration;
 use tokio::time::Instant;
 

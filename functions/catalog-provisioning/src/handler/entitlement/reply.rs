@@ -11,7 +11,7 @@ use crate::request::{Target, Waiting};
 use shared::custom_resource::Response;
 use shared::decide::{Source, WaitReason};
 use shared::report::{AccountReport, LicenseReport};
-use shared::{Outcome, Retry};
+use shared::{error::Retry, report::Outcome};
 use std::collections::BTreeMap;
 use std::time::Duration;
 use tokio::time::Instant;

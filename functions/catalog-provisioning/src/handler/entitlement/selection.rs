@@ -5,7 +5,7 @@ use crate::handler::{reason_of, App};
 use shared::config::{LicenseRef, Selection};
 use shared::engine::Wanted;
 use shared::ids::AccountId;
-use shared::{Engine, Error};
+use shared::{engine::Engine, error::Error};
 
 /// What a launch may ask for: `CATALOG_LICENSES`, and (`CATALOG_SELECTION_RULES=apply`) the
 /// account-level rules of the deployment's selection (`TARGET_OUS`, `ACCOUNT_TAG_FILTER`, OU

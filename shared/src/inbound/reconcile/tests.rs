@@ -1,5 +1,6 @@
 use super::*;
 use crate::reconcile::departures::{decide_departure, screen_departure, DepartureAction, Observed};
+use crate::reconcile::{parse, ReconcileConfig};
 use serde_json::json;
 
 fn config() -> ReconcileConfig {

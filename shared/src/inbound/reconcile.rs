@@ -1,12 +1,22 @@
 //! What reaches the reconciler: a scheduled event, an on-demand request, a change event, or the
-//! coalescing queue's records, each parsed into a [`Scope`] or refused naming the field.
+//! coalescing queue's records, each parsed into a [`Scope`] or refused naming the field. What a
+//! change event names ([`GrantHint`], [`Departure`]) is a claim the reconciler checks.
 
-use super::config::ReconcileConfig;
-use super::departures::Departure;
-use super::hints::GrantHint;
 use crate::error::{describe, echo, got, Error};
 use crate::ids::{account_of_root_principal, is_ou_id, AccountId};
+use crate::model::GrantView;
 use serde_json::Value;
+
+/// What of the reconciler's settings (`ReconcileConfig`) parsing needs: the configured scope,
+/// the default dry run, and the coalescing queue.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ScopeDefaults<'a> {
+    /// RECONCILE_OUS: the configured scope's OUs (empty: the whole organization).
+    pub(crate) ous: &'a [String],
+    pub(crate) dry_run: bool,
+    /// RECONCILE_QUEUE_URL.
+    pub(crate) coalesce_queue_url: Option<&'a str>,
+}
 
 /// What to reconcile, validated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,7 +25,7 @@ pub enum Scope {
     Ous(Vec<String>),
     Accounts(Vec<AccountId>),
     /// What License Manager `Grant Change` events say of accounts' grants: each account is run
-    /// only when a run could act now ([`triage`](super::hints::triage)), told from the event's status where it says
+    /// only when a run could act now (the reconciler's `hints::triage`), told from the event's status where it says
     /// enough (no call), else from the grant (`GetGrant`) or the account's listings.
     GrantChanged(Vec<GrantHint>),
     /// Grants a `Grant Change` event names by ARN alone (no account in it): each is read with
@@ -35,11 +45,48 @@ pub enum Scope {
     /// Accounts an Organizations event says left the organization or closed. A claim, not a
     /// fact: each is confirmed with `DescribeAccount` before it is offboarded (per
     /// OFFBOARD_MODE); one Organizations still calls ACTIVE is re-checked instead
-    /// ([`decide_departure`](super::departures::decide_departure)). Nothing is listed.
+    /// (the reconciler's `departures::decide_departure`). Nothing is listed.
     Departed(Vec<Departure>),
     /// An event that asks for nothing, and why (a denied or failed Organizations call: its
     /// CloudTrail record carries `errorCode`). No AWS call is made.
     Ignored(String),
+}
+
+/// What a `Grant Change` event says of one grant: hints, since its detail is undocumented.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantHint {
+    pub account: AccountId,
+    /// The grant's ARN (the event's `resources`, or the one grant ARN of its detail).
+    pub grant: Option<String>,
+    /// Its new status (the one grant status among the detail's strings).
+    pub status: Option<String>,
+    /// The grant as `GetGrant` showed it, when the event named only the grant.
+    pub seen: Option<GrantView>,
+}
+
+#[cfg(test)]
+impl GrantHint {
+    pub(crate) fn account(account: AccountId) -> Self {
+        GrantHint {
+            account,
+            grant: None,
+            status: None,
+            seen: None,
+        }
+    }
+}
+
+/// What an Organizations event (`RemoveAccountFromOrganization`, `CloseAccount`) claims: this
+/// account left or is closing. CloudTrail records denied calls too, and anyone allowed to
+/// invoke the reconciler can write such an event, so it is only a reason to look.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Departure {
+    pub account: AccountId,
+    /// The CloudTrail event name.
+    pub event: String,
+    /// The envelope's `account`: for a real Organizations event, the management account that
+    /// made the call (`None` when the event has none).
+    pub sender: Option<String>,
 }
 
 /// Sources of the change events the template's rules send (issue 12): Organizations' CloudTrail
@@ -70,7 +117,7 @@ const REQUEST_FIELDS: &[&str] = &["accounts", "ous", "dryRun"];
 /// * an on-demand request object with only `accounts` (non-empty list of account ids), `ous`
 ///   (non-empty list of OU ids) and `dryRun` (boolean); `{}` is an on-demand run of the
 ///   configured scope.
-pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool), Error> {
+pub(crate) fn parse(payload: &Value, config: &ScopeDefaults<'_>) -> Result<(Scope, bool), Error> {
     let Some(obj) = payload.as_object() else {
         return Err(invalid(format!(
             "the reconciler takes an EventBridge Scheduled Event or a request object ({{\"accounts\": [...]}}, {{\"ous\": [...]}}, {{\"dryRun\": true}}, or {{}} for a full run), got {}",
@@ -103,18 +150,18 @@ pub fn parse(payload: &Value, config: &ReconcileConfig) -> Result<(Scope, bool),
 }
 
 /// The configured scope: RECONCILE_OUS, or the whole organization.
-fn default_scope(config: &ReconcileConfig) -> Scope {
+fn default_scope(config: &ScopeDefaults<'_>) -> Scope {
     if config.ous.is_empty() {
         Scope::Organization
     } else {
-        Scope::Ous(config.ous.clone())
+        Scope::Ous(config.ous.to_vec())
     }
 }
 
 /// An on-demand request object: only `accounts`, `ous` and `dryRun` ([`parse`]).
 fn parse_request(
     obj: &serde_json::Map<String, Value>,
-    config: &ReconcileConfig,
+    config: &ScopeDefaults<'_>,
 ) -> Result<(Scope, bool), Error> {
     if let Some(unknown) = obj.keys().find(|k| !REQUEST_FIELDS.contains(&k.as_str())) {
         return Err(invalid(format!(
@@ -316,7 +363,7 @@ fn strings_in(v: &Value) -> Vec<&str> {
 
 /// The one grant status among the strings of an event's detail (`None` when none or several).
 fn grant_status_in(detail: &Value) -> Option<String> {
-    use crate::decide::status::*;
+    use crate::model::grant::status::*;
     const ALL: [&str; 9] = [
         ACTIVE,
         DISABLED,
@@ -387,9 +434,9 @@ pub(crate) const COALESCED_BODY: &str = r#"{"reconcile":"coalesced"}"#;
 /// [`COALESCED_BODY`]. It asks for the configured scope and claims nothing else.
 fn check_coalesced_records(
     obj: &serde_json::Map<String, Value>,
-    config: &ReconcileConfig,
+    config: &ScopeDefaults<'_>,
 ) -> Result<(), Error> {
-    let Some(url) = &config.coalesce_queue_url else {
+    let Some(url) = config.coalesce_queue_url else {
         return Err(invalid(
             "SQS records reached the reconciler, but RECONCILE_QUEUE_URL is not set",
         ));

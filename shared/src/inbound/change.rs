@@ -1,10 +1,12 @@
 //! A change-event batch parsed before any AWS call: every record's source and id checked,
 //! each body read into what it says ([`Item`]) or refused alone.
 
-use super::DETAIL_TYPES;
+use super::reconcile::{change_event, check_sqs_record, event_label, GrantHint, Scope};
 use crate::error::{describe, echo, Error};
-use crate::reconcile::{GrantHint, ReconcileConfig, Scope};
 use serde_json::Value;
+
+/// The detail types `LicenseManagerChangesRule` matches.
+const DETAIL_TYPES: [&str; 2] = ["Grant Change", "License Change"];
 
 /// What one understood record says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,23 +30,23 @@ pub struct ChangeBatch {
     /// Records refused, and why (by record index).
     pub(crate) rejected: Vec<(usize, String)>,
     /// Each record's receipt handle, when it has one (by record index): a record to deliver
-    /// again is made visible again with it ([`super::retry_after`]).
+    /// again is made visible again with it ([`crate::changes::retry_after`]).
     pub(crate) handles: Vec<Option<String>>,
     /// How many times each record was delivered, this time included (SQS's
     /// `ApproximateReceiveCount`; 1 when absent), by record index: how long a record to
-    /// deliver again waits ([`super::retry_after`]).
+    /// deliver again waits ([`crate::changes::retry_after`]).
     pub(crate) receives: Vec<u32>,
 }
 
-/// `Some` when `payload` is an SQS batch from the change-event queue (the first record's
-/// `eventSourceARN` names it); then every record must come from that queue and carry a message
+/// `Some` when `payload` is an SQS batch from the change-event queue `change_queue_url` (the
+/// reconciler's `CHANGE_EVENT_QUEUE_URL`; the first record's `eventSourceARN` names it); then every record must come from that queue and carry a message
 /// id, or the whole batch is refused (`InvalidInput`, no AWS call): the wiring is wrong. A
 /// record whose body is not a License Manager change event is refused alone.
-pub fn parse_batch(
+pub(crate) fn parse_batch(
     payload: &Value,
-    config: &ReconcileConfig,
+    change_queue_url: Option<&str>,
 ) -> Option<Result<ChangeBatch, Error>> {
-    let queue = config.change_queue_url.as_deref()?.rsplit('/').next()?;
+    let queue = change_queue_url?.rsplit('/').next()?;
     let records = payload.get("Records")?.as_array()?;
     let from = |r: &Value| {
         r.get("eventSourceARN")
@@ -78,7 +80,7 @@ fn parse_records(payload: &Value, records: &[Value], queue: &str) -> Result<Chan
     };
     for (i, record) in records.iter().enumerate() {
         let field = |name: &str| record.get(name).and_then(Value::as_str);
-        crate::reconcile::check_sqs_record(record, i, queue, "the change-event queue")?;
+        check_sqs_record(record, i, queue, "the change-event queue")?;
         let Some(id) = field("messageId").filter(|id| !id.is_empty()) else {
             return Err(invalid(format!(
                 "SQS event: Records[{i}].messageId must be a non-empty string"
@@ -115,11 +117,14 @@ fn record_item(body: Option<&str>) -> Result<Vec<Item>, String> {
                 .map_or_else(|| "nothing".into(), describe)
         ));
     }
-    Ok(match crate::reconcile::change_event(obj) {
+    Ok(match change_event(obj) {
         Some(Some(Scope::GrantChanged(hints))) => {
             hints.into_iter().map(|h| Item::Hint(Box::new(h))).collect()
         }
         Some(Some(Scope::GrantArns(arns))) => vec![Item::Grants(arns)],
-        _ => vec![Item::Coalesce(crate::reconcile::event_label(obj))],
+        _ => vec![Item::Coalesce(event_label(obj))],
     })
 }
+
+#[cfg(test)]
+mod tests;
