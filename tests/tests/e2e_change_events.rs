@@ -786,12 +786,13 @@ async fn a_completion_brings_the_waiting_chain_forward_and_its_delayed_recheck_i
     }
 }
 
-/// A change for an account whose chain's run is queued already: the triage reads the chain
-/// before any look, and sets the account aside without a License Manager call (the queued run
-/// reads the account afresh). Under a backfill, such accounts were about half of those events
-/// named, and their looks were throttled beside the completions'.
+/// A change its account's chain makes moot costs no License Manager call: the triage reads the
+/// chain before any look (`changes::set_aside`). A queued run reads the account afresh; a
+/// waiting chain's re-check reads the listings a gone grant would ask for. Under a backfill,
+/// such accounts were about half of those events named, and their looks and listings were
+/// throttled beside the completions'.
 #[tokio::test]
-async fn a_change_for_an_account_whose_run_is_queued_costs_no_look() {
+async fn a_change_its_accounts_chain_makes_moot_costs_no_license_manager_call() {
     use aws_sdk_dynamodb::types::AttributeValue as A;
     let Some(s) = setup(demo_spec()).await else {
         return;
@@ -860,4 +861,61 @@ async fn a_change_for_an_account_whose_run_is_queued_costs_no_look() {
     }
     let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
     assert_eq!(item["state"], "queued", "{item:?}");
+
+    // The chain waits on a re-check; a grant of the account is deleted (a grant gone: without
+    // the chain, the account's listings). The re-check reads them when it comes: no read now,
+    // nothing brought forward.
+    let body = json!({"accountId": prod, "reason": "recheck", "attempt": 1}).to_string();
+    s.world
+        .dynamodb()
+        .put_item()
+        .table_name(&table)
+        .item("account", A::S(prod.clone()))
+        .item("state", A::S("waiting".into()))
+        .item("seq", A::N("2".into()))
+        .item("body", A::S(body))
+        .item("expires", A::N(expires.to_string()))
+        .send()
+        .await
+        .unwrap();
+    let lm = s.world.license_manager();
+    let grant = lm
+        .list_distributed_grants()
+        .filters(
+            aws_sdk_licensemanager::types::Filter::builder()
+                .name("GranteePrincipalARN")
+                .values(format!("arn:aws:iam::{prod}:root"))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .grants()[0]
+        .clone();
+    let reports = pipe.reports.len();
+    lm.delete_grant()
+        .grant_arn(grant.grant_arn())
+        .version(grant.version())
+        .send()
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        pipe.step(&s, &engine).await;
+    }
+    let deleted: Vec<&Value> = pipe.reports[reports..]
+        .iter()
+        .filter(|r| {
+            r["skipped"][&prod]
+                .as_str()
+                .is_some_and(|why| why.contains("re-check is due"))
+        })
+        .collect();
+    assert!(!deleted.is_empty(), "{:#?}", &pipe.reports[reports..]);
+    for r in deleted {
+        let calls: Vec<&String> = r["apiCalls"].as_object().unwrap().keys().collect();
+        assert!(
+            calls.iter().all(|op| op.starts_with("dynamodb:")),
+            "no listing, only the chains read: {r:#}"
+        );
+    }
 }

@@ -1,7 +1,7 @@
 //! The runs a batch asks for, against the accounts' chains (`CHAIN_TABLE`, [`crate::chain`]):
 //! one `BatchGetItem` per 100 accounts ([`read_chains`], before the batch's looks: an account
-//! whose chain covers any run is set aside without a License Manager call, [`covered`]), then
-//! per account [`crate::chain::gate`]. Without a table (or when it cannot be read) every run
+//! whose chain makes its step moot is set aside without a License Manager call,
+//! [`super::plan::set_aside`]), then per account [`crate::chain::gate`]. Without a table (or when it cannot be read) every run
 //! starts, as it would without chains.
 
 use super::Lane;
@@ -119,18 +119,9 @@ pub(super) async fn read_chains(
     }
 }
 
-/// Why `account`'s chain covers any run an event could ask for (its run is queued and reads
-/// the account afresh, or its running run is marked already), or `None`. Such an account needs
-/// no look: whatever the looks said, no run would start. Pure.
-pub(super) fn covered(
-    items: Option<&Chains>,
-    account: &str,
-    now_secs: u64,
-) -> Option<&'static str> {
-    match chain::gate(items?.get(account), now_secs) {
-        Gate::Skip(why) => Some(why),
-        _ => None,
-    }
+/// The gate `account`'s chain sets for an event's run, or `None` without chains. Pure.
+pub(super) fn gate_of(items: Option<&Chains>, account: &str, now_secs: u64) -> Option<Gate> {
+    Some(chain::gate(items?.get(account), now_secs))
 }
 
 /// Marks `account`'s running chain (sequence `running`). Best effort: unmarked, its

@@ -7,11 +7,11 @@
 //! The order: parse every record (a record that is not a License Manager change event is
 //! refused, alone); resolve the grants events name by ARN alone (one `GetGrant` per distinct
 //! grant); decide each account from its hints ([`plan`], pure); read the accounts' chains and
-//! set aside, without a look, those whose run is queued already ([`gate`]); look at the grants
-//! the plan asks for (one `GetGrant` per distinct grant, then per distinct parent); read the
-//! accounts whose grants went away ([`crate::reconcile::settled`]); queue the accounts to run,
-//! once each, on the onboarding queue. A throttle fails only the records it touched: SQS delivers
-//! them again; the rest of the batch is done.
+//! set aside, without a call, those whose chain makes the step moot ([`set_aside`]); look at
+//! the grants the plan asks for (one `GetGrant` per distinct grant, then per distinct parent);
+//! read the accounts whose grants went away ([`crate::reconcile::settled`]); queue the accounts
+//! to run, once each, on the onboarding queue. A throttle fails only the records it touched:
+//! SQS delivers them again; the rest of the batch is done.
 
 mod gate;
 mod plan;
@@ -22,7 +22,7 @@ pub(crate) use crate::inbound::Item;
 pub(crate) use plan::after_looks;
 pub(crate) use plan::Lane;
 pub(crate) use plan::Step;
-pub(crate) use plan::{plan, Verdict};
+pub(crate) use plan::{plan, set_aside, Verdict};
 pub use triage::run;
 
 /// How soon a record to deliver again (a throttled look, a failed send) comes back the first

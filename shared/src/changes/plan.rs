@@ -120,6 +120,29 @@ pub(crate) fn plan(hints: &[&GrantHint]) -> Step {
     }
 }
 
+/// Why an account's chain makes its step moot before any call, or `None` (the step goes on:
+/// its looks or listings decide, then [`crate::chain::gate`]). Pure.
+///
+/// - A queued run, or a running run marked already: no event starts anything beside them, so
+///   whatever the looks said, nothing would be sent.
+/// - A waiting chain and a step that reads the listings (a grant deleted, rejected or unnamed):
+///   the chain's re-check reads the account afresh, so the listings would only bring that
+///   re-check forward to find the gone grant replaced already or waiting on the same
+///   workflow. At 1,000 accounts nearly all such reads came after the engine's own deletion of
+///   a failed child and found nothing to do. (A completion, which a look tells, still brings
+///   the re-check forward.)
+pub(crate) fn set_aside(gate: &crate::chain::Gate, step: &Step) -> Option<&'static str> {
+    use crate::chain::Gate;
+    match (gate, step) {
+        (_, Step::Nothing(_)) => None,
+        (Gate::Skip(why), _) => Some(why),
+        (Gate::Forward { .. }, Step::Read) => {
+            Some("its chain's re-check is due and reads the account afresh")
+        }
+        _ => None,
+    }
+}
+
 /// What an account's looks decide.
 #[derive(Debug)]
 pub(crate) enum Verdict {

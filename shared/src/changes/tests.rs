@@ -263,3 +263,48 @@ fn a_record_to_deliver_again_waits_longer_each_time() {
         );
     }
 }
+
+/// A chain and a step → set aside before any call, or not: the table of [`set_aside`].
+#[test]
+fn a_chain_sets_aside_the_steps_it_makes_moot() {
+    use crate::chain::Gate;
+    let queued = Gate::Skip("its chain's run is queued and reads the account afresh");
+    let waiting = Gate::Forward {
+        seq: 7,
+        body: "{}".into(),
+    };
+    let run = Step::Run("g-1 PENDING_ACCEPT".into(), Lane::Now);
+    let look = Step::Look(vec![G1.into()]);
+    let nothing = Step::Nothing("its grant is ACTIVE".into());
+    let cases: [(&Gate, &Step, bool); 13] = [
+        // A queued run (or a running one marked already) makes every step moot…
+        (&queued, &run, true),
+        (&queued, &look, true),
+        (&queued, &Step::Read, true),
+        // …but a step with nothing to do keeps its own reason.
+        (&queued, &nothing, false),
+        // A waiting chain: its re-check reads the listings anyway; a completion (a run, or a
+        // look that may find one) still brings it forward.
+        (&waiting, &Step::Read, true),
+        (&waiting, &run, false),
+        (&waiting, &look, false),
+        (&waiting, &nothing, false),
+        // No live chain, or a running one to mark: the step decides.
+        (&Gate::Start, &Step::Read, false),
+        (&Gate::Start, &look, false),
+        (&Gate::Start, &run, false),
+        (&Gate::Poke(7), &Step::Read, false),
+        (&Gate::Poke(7), &look, false),
+    ];
+    for (gate, step, aside) in cases {
+        assert_eq!(
+            set_aside(gate, step).is_some(),
+            aside,
+            "{gate:?} / {step:?}"
+        );
+    }
+    assert_eq!(
+        set_aside(&queued, &Step::Read),
+        Some("its chain's run is queued and reads the account afresh")
+    );
+}

@@ -1,7 +1,9 @@
 //! The effects of a batch's triage: the reads its plan asks for, the coalescing request, the
 //! runs queued, and the records to deliver again.
 
-use super::{after_looks, gate, plan, retry_after, ChangeBatch, Item, Lane, Step, Verdict};
+use super::{
+    after_looks, gate, plan, retry_after, set_aside, ChangeBatch, Item, Lane, Step, Verdict,
+};
 use crate::aws::{self, GrantView};
 use crate::engine::Engine;
 use crate::error::Error;
@@ -139,9 +141,9 @@ impl Triage<'_> {
         gate::read_chains(self.engine, &accounts, &self.calls).await
     }
 
-    /// The steps without the accounts whose chain covers any run ([`gate::covered`]), which
-    /// are reported skipped: they cost no look (at 1,000 accounts, a backfill's events named
-    /// about as many accounts whose run was queued already as accounts to run).
+    /// The steps without the accounts whose chain makes them moot ([`set_aside`]), which are
+    /// reported skipped: they cost no look and no listing (at 1,000 accounts, a backfill's
+    /// events named about as many accounts whose run was queued already as accounts to run).
     fn aside<'s>(
         &mut self,
         steps: Vec<(&'s AccountId, Step, &'s [usize])>,
@@ -151,10 +153,8 @@ impl Triage<'_> {
         steps
             .into_iter()
             .filter(|(account, step, _)| {
-                let why = match step {
-                    Step::Nothing(_) => None,
-                    _ => gate::covered(chains, account.as_str(), now_secs),
-                };
+                let why = gate::gate_of(chains, account.as_str(), now_secs)
+                    .and_then(|gate| set_aside(&gate, step));
                 if let Some(why) = why {
                     self.report.skipped.insert(
                         account.to_string(),
