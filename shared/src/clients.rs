@@ -127,7 +127,8 @@ impl Clients {
 }
 
 /// License Manager client in its home region that treats `RateLimitExceededException` as
-/// throttling, so the SDK's standard retry (exponential backoff with jitter) covers it.
+/// throttling, so the SDK's standard retry (exponential backoff with jitter) covers it, with
+/// at least [`LICENSE_MANAGER_MIN_ATTEMPTS`] attempts ([`license_manager_retry`]).
 pub fn license_manager_client(
     config: &SdkConfig,
     home_region: &str,
@@ -137,8 +138,30 @@ pub fn license_manager_client(
             home_region.to_string(),
         ))
         .retry_classifier(LicenseManagerThrottling)
+        .retry_config(license_manager_retry(config.retry_config()))
         .build();
     aws_sdk_licensemanager::Client::from_conf(conf)
+}
+
+/// The fewest attempts a License Manager call gets. The SDK's default (3: backoffs of up to 1
+/// and 2 s) gives up within about 3 s, and under a backfill's sustained throttling a run's call
+/// then failed the whole run, whose message came back 300-720 s later (`make scale` at 1,000
+/// accounts: 67-128 failed runs, the long tail of completion → ACTIVE). Six attempts wait up to
+/// 1 + 2 + 4 + 8 + 16 s (with jitter, about half that on average), well inside the functions'
+/// timeouts, and outlast a throttled second.
+pub(crate) const LICENSE_MANAGER_MIN_ATTEMPTS: u32 = 6;
+
+/// The retry configuration of License Manager clients: the loaded one (the SDK's standard
+/// mode unless the environment says otherwise, e.g. `AWS_MAX_ATTEMPTS`), with at least
+/// [`LICENSE_MANAGER_MIN_ATTEMPTS`] attempts. Pure.
+pub(crate) fn license_manager_retry(
+    loaded: Option<&aws_smithy_types::retry::RetryConfig>,
+) -> aws_smithy_types::retry::RetryConfig {
+    let loaded = loaded
+        .cloned()
+        .unwrap_or_else(aws_smithy_types::retry::RetryConfig::standard);
+    let attempts = loaded.max_attempts().max(LICENSE_MANAGER_MIN_ATTEMPTS);
+    loaded.with_max_attempts(attempts)
 }
 
 /// License Manager reports throttling as `RateLimitExceededException`, a code the SDK's default
@@ -182,6 +205,27 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 #[cfg(test)]
 mod lazy_tests {
     use super::*;
+
+    #[test]
+    fn license_manager_calls_get_at_least_six_attempts_and_keep_a_larger_setting() {
+        use aws_smithy_types::retry::{RetryConfig, RetryMode};
+        let cases = [
+            (None, 6),
+            (Some(RetryConfig::standard()), 6),
+            (Some(RetryConfig::standard().with_max_attempts(1)), 6),
+            (Some(RetryConfig::standard().with_max_attempts(10)), 10),
+        ];
+        for (loaded, attempts) in cases {
+            let got = license_manager_retry(loaded.as_ref());
+            assert_eq!(got.max_attempts(), attempts, "{loaded:?}");
+            assert_eq!(got.mode(), RetryMode::Standard, "{loaded:?}");
+        }
+        let adaptive = license_manager_retry(Some(&RetryConfig::adaptive()));
+        assert_eq!(
+            (adaptive.mode(), adaptive.max_attempts()),
+            (RetryMode::Adaptive, 6)
+        );
+    }
 
     #[tokio::test]
     async fn init_builds_no_https_client_the_first_request_does() {
