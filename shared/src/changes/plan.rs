@@ -123,22 +123,15 @@ pub(crate) fn plan(hints: &[&GrantHint]) -> Step {
 /// Why an account's chain makes its step moot before any call, or `None` (the step goes on:
 /// its looks or listings decide, then [`crate::chain::gate`]). Pure.
 ///
-/// - A queued run, or a running run marked already: no event starts anything beside them, so
-///   whatever the looks said, nothing would be sent.
-/// - A waiting chain and a step that reads the listings (a grant deleted, rejected or unnamed):
-///   the chain's re-check reads the account afresh, so the listings would only bring that
-///   re-check forward to find the gone grant replaced already or waiting on the same
-///   workflow. At 1,000 accounts nearly all such reads came after the engine's own deletion of
-///   a failed child and found nothing to do. (A completion, which a look tells, still brings
-///   the re-check forward.)
+/// A queued run, or a running run marked already: no event starts anything beside them, so
+/// whatever the looks said, nothing would be sent. A waiting chain is not enough: the grant an
+/// event says is gone may be what it waits on (a failed child's deletion, before its repair),
+/// and the listings then bring its re-check forward. (Setting those aside was measured at
+/// 1,000 accounts: 100 reads saved, 10 grants left to the 300 s re-check.)
 pub(crate) fn set_aside(gate: &crate::chain::Gate, step: &Step) -> Option<&'static str> {
-    use crate::chain::Gate;
     match (gate, step) {
         (_, Step::Nothing(_)) => None,
-        (Gate::Skip(why), _) => Some(why),
-        (Gate::Forward { .. }, Step::Read) => {
-            Some("its chain's re-check is due and reads the account afresh")
-        }
+        (crate::chain::Gate::Skip(why), _) => Some(why),
         _ => None,
     }
 }

@@ -283,9 +283,9 @@ fn a_chain_sets_aside_the_steps_it_makes_moot() {
         (&queued, &Step::Read, true),
         // …but a step with nothing to do keeps its own reason.
         (&queued, &nothing, false),
-        // A waiting chain: its re-check reads the listings anyway; a completion (a run, or a
-        // look that may find one) still brings it forward.
-        (&waiting, &Step::Read, true),
+        // A waiting chain: the step decides (a gone grant may be what it waits on; a
+        // completion brings its re-check forward).
+        (&waiting, &Step::Read, false),
         (&waiting, &run, false),
         (&waiting, &look, false),
         (&waiting, &nothing, false),
