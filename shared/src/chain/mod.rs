@@ -29,7 +29,10 @@
 
 mod store;
 
-pub(crate) use store::{claim, end, forward, mark_queued, poke, read_items, release, wait, Claim};
+pub(crate) use store::{
+    claim, end, forward, mark_queued, mark_queued_best_effort, poke, read_or_none, release, wait,
+    Claim,
+};
 
 /// The SQS message attribute carrying a message's chain sequence number (a Number).
 pub const ATTRIBUTE: &str = "chainSeq";

@@ -341,3 +341,36 @@ pub(crate) async fn read_items(
     }
     Ok(items)
 }
+
+/// [`read_items`] for callers that go on without chains when the table cannot be read (every
+/// run then starts, as without a table): the items, or `None`, the error logged.
+pub(crate) async fn read_or_none(
+    db: &Client,
+    table: &str,
+    accounts: &[&str],
+    calls: &CallLog,
+) -> Option<HashMap<String, Item>> {
+    match read_items(db, table, accounts, calls).await {
+        Ok(items) => Some(items),
+        Err(e) => {
+            tracing::warn!(error = %e, "chains table unreadable; going on without chains");
+            None
+        }
+    }
+}
+
+/// [`mark_queued`] as every sender needs it: queued until `now_secs` + [`super::QUEUED_SECONDS`],
+/// best effort (an unmarked account only lets a later event through to a second run; the error
+/// is logged).
+pub(crate) async fn mark_queued_best_effort(
+    db: &Client,
+    table: &str,
+    queued: &[(String, u64)],
+    now_secs: u64,
+    calls: &CallLog,
+) {
+    let expires = now_secs + super::QUEUED_SECONDS;
+    if let Err(e) = mark_queued(db, table, queued, expires, calls).await {
+        tracing::warn!(error = %e, accounts = queued.len(), "queued accounts' chains not marked");
+    }
+}

@@ -1,8 +1,8 @@
 //! The runs a batch asks for, against the accounts' chains (`CHAIN_TABLE`, [`crate::chain`]):
 //! one `BatchGetItem` per 100 accounts ([`read_chains`], before the batch's looks: an account
 //! whose chain makes its step moot is set aside without a License Manager call,
-//! [`super::plan::set_aside`]), then per account [`crate::chain::gate`]. Without a table (or when it cannot be read) every run
-//! starts, as it would without chains.
+//! [`super::plan::set_aside`]), then per account [`crate::chain::gate`]. Without a table (or
+//! when it cannot be read) every run starts, as it would without chains.
 
 use super::Lane;
 use crate::chain::{self, Gate};
@@ -108,15 +108,8 @@ pub(super) async fn read_chains(
     accounts: &[&str],
     calls: &CallLog,
 ) -> Option<Chains> {
-    let table = table(engine)?;
     let db = &engine.clients().dynamodb;
-    match chain::read_items(db, table, accounts, calls).await {
-        Ok(items) => Some(items),
-        Err(e) => {
-            tracing::warn!(error = %e, "chains table unreadable; every run starts");
-            None
-        }
-    }
+    chain::read_or_none(db, table(engine)?, accounts, calls).await
 }
 
 /// The gate `account`'s chain sets for an event's run, or `None` without chains. Pure.
@@ -171,9 +164,7 @@ pub(super) async fn mark_sent(engine: &Engine, sent: &[Outgoing], calls: &CallLo
         .filter(|o| o.forwarded_from.is_none())
         .filter_map(|o| Some((o.account.clone(), o.seq?)))
         .collect();
-    if let Err(e) = chain::mark_queued(db, table, &started, expires, calls).await {
-        tracing::warn!(error = %e, "new runs' chains not marked queued");
-    }
+    chain::mark_queued_best_effort(db, table, &started, now_secs, calls).await;
     let forwards = sent.iter().filter_map(|o| {
         let (old, next) = (o.forwarded_from?, o.seq?);
         Some(async move {

@@ -353,13 +353,7 @@ impl Pass<'_> {
         let table = self.engine.config().chain_table.as_ref()?;
         let db = &self.engine.clients().dynamodb;
         let accounts: Vec<&str> = report.onboard.iter().map(String::as_str).collect();
-        let items = match crate::chain::read_items(db, table, &accounts, self.calls).await {
-            Ok(items) => items,
-            Err(e) => {
-                tracing::warn!(error = %e, "chains table unreadable; every account is queued");
-                return None;
-            }
-        };
+        let items = crate::chain::read_or_none(db, table, &accounts, self.calls).await?;
         let now = self.engine.now();
         let now_secs = self.engine.unix_now();
         let (queue, live): (Vec<String>, Vec<String>) = std::mem::take(&mut report.onboard)
@@ -376,12 +370,10 @@ impl Pass<'_> {
         let Some(table) = self.engine.config().chain_table.as_ref() else {
             return;
         };
-        let expires = self.engine.unix_now() + crate::chain::QUEUED_SECONDS;
         let queued: Vec<(String, u64)> = accounts.iter().map(|a| (a.clone(), seq)).collect();
         let db = &self.engine.clients().dynamodb;
-        if let Err(e) = crate::chain::mark_queued(db, table, &queued, expires, self.calls).await {
-            tracing::warn!(error = %e, "queued accounts' chains not marked");
-        }
+        let now_secs = self.engine.unix_now();
+        crate::chain::mark_queued_best_effort(db, table, &queued, now_secs, self.calls).await;
     }
 
     /// Offboards the accounts that left (in a dry run, only reports them): `departed`, and on
