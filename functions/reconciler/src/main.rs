@@ -18,7 +18,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let config = shared::startup::load(|k| std::env::var(k).ok(), &sdk_config)
         .await
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let clients = Clients::from_sdk_config(&sdk_config, &config.license_home_region);
+    let clients = Clients::from_sdk_config(&sdk_config, &config.license_home_region)
+        .with_license_manager_attempts(shared::clients::TRIAGE_ATTEMPTS);
     let engine = Arc::new(Engine::new(config, clients));
     let reconcile_config = Arc::new(reconcile_config);
 
