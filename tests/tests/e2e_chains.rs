@@ -218,3 +218,97 @@ async fn a_failed_run_releases_its_chain() {
         "{report:#?}"
     );
 }
+
+/// A change whose mark meets the end of its account's run: the triage read the chain running,
+/// the run ended (waiting on a re-check) before the mark; the mark finds the chain moved on,
+/// reads it again and brings the re-check forward, where the lost mark left the completion to
+/// the 300 s re-check. (The run's end is written here while the triage's look waits out the
+/// emulator's latency.)
+#[tokio::test]
+async fn a_mark_that_meets_the_runs_end_brings_the_recheck_forward() {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    s.world
+        .control()
+        .configure(
+            json!({"changeEvents": true, "grantChangeDetail": "grantee", "changeEventsTo": "both"}),
+        )
+        .await
+        .unwrap();
+    let table = common::chain_table(&s.world, "chains").await;
+    let engine = s.engine(&[("RECHECK_DELAY_SECONDS", "300"), ("CHAIN_TABLE", &table)]);
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let ou = s.org.ou("Workloads").unwrap().id.clone();
+    let report = engine
+        .run(shared::inbound::parse_request(&s.create_event(&prod, &ou)).unwrap())
+        .await;
+    assert_eq!(report.chain.as_deref(), Some("ended"), "{report:#?}");
+    let mgmt = s.org.management_account.clone();
+    let (_, after) = s
+        .world
+        .control()
+        .license_manager_events(0, Some(&mgmt))
+        .await
+        .unwrap();
+
+    // The account's run is under way (sequence 5); an operator deactivates one of its grants.
+    let put = |state: &'static str, body: Option<String>| {
+        let mut put = s
+            .world
+            .dynamodb()
+            .put_item()
+            .table_name(&table)
+            .item("account", A::S(prod.clone()))
+            .item("state", A::S(state.into()))
+            .item("seq", A::N("5".into()))
+            .item("expires", A::N("4000000000".into()));
+        if let Some(body) = body {
+            put = put.item("body", A::S(body));
+        }
+        put.send()
+    };
+    put("running", None).await.unwrap();
+    common::deactivate_by_hand(&s.world, &prod, "meets-the-end").await;
+    let (events, _) = s
+        .world
+        .control()
+        .license_manager_events(after, Some(&mgmt))
+        .await
+        .unwrap();
+    assert!(!events.is_empty());
+    let (queue_url, queue_arn) = common::new_queue(&s.world, "change-events").await;
+    let records: Vec<Value> = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            json!({"messageId": format!("m-{i}"), "eventSource": "aws:sqs",
+                   "eventSourceARN": queue_arn, "body": e.to_string()})
+        })
+        .collect();
+    let config = shared::reconcile::ReconcileConfig {
+        change_queue_url: Some(queue_url),
+        ..common::reconcile_config(&s.queue_url, None)
+    };
+    let batch = shared::changes::parse_batch(&json!({ "Records": records }), &config)
+        .unwrap()
+        .unwrap();
+    // Each License Manager call now takes 3 s: the triage reads the chain (running), then
+    // looks; meanwhile the run ends, waiting on its re-check.
+    s.world
+        .control()
+        .configure(json!({"latencyMs": 3000}))
+        .await
+        .unwrap();
+    let body = json!({"accountId": prod, "reason": "recheck", "attempt": 1}).to_string();
+    let end = async {
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        put("waiting", Some(body.clone())).await.unwrap();
+    };
+    let ((_, report), ()) = tokio::join!(reconciler::change_batch(&engine, &config, &batch), end);
+    assert_eq!(report.forwarded, vec![prod.clone()], "{report:#?}");
+    assert!(report.onboard.contains(&prod), "{report:#?}");
+    let item = common::chain_item(&s.world, &table, &prod).await.unwrap();
+    assert_eq!(item["state"], "queued", "{item:?}");
+}

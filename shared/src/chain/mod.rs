@@ -159,6 +159,21 @@ pub(crate) fn gate(item: Option<&Item>, now: u64) -> Gate {
     }
 }
 
+/// The gate for an event whose mark on a running chain found the chain moved on (its run
+/// ended, or another began), from the item read again. Pure.
+///
+/// The run may have ended between the event's read and its mark: a waiting chain then has its
+/// re-check brought forward and an ended one a new run, as if the event had come a moment
+/// later (without this, a completion that met the end of its account's run waited for the
+/// 300 s re-check). A chain running again runs a message sent after the event's completion,
+/// which it observes: nothing, as for a queued one.
+pub(crate) fn gate_after_moved(item: Option<&Item>, now: u64) -> Gate {
+    match gate(item, now) {
+        Gate::Poke(_) => Gate::Skip("its chain's run began after the change and reads it"),
+        other => other,
+    }
+}
+
 /// Whether the reconciler may queue an account with this item: not while a chain is live.
 /// Pure.
 pub(crate) fn may_queue(item: Option<&Item>, now: u64) -> bool {

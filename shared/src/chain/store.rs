@@ -202,23 +202,25 @@ pub(crate) async fn release(
     Ok(())
 }
 
-/// Marks a running chain (sequence `seq`) so its run goes on at once when it ends. A chain
-/// that moved on meanwhile is left as it is.
+/// Marks a running chain (sequence `seq`) so its run goes on at once when it ends: `true`. A
+/// chain that moved on meanwhile is left as it is: `false` (its run ended, or another began;
+/// the caller reads it again).
 pub(crate) async fn poke(
     db: &Client,
     table: &str,
     account: &str,
     seq: u64,
     calls: &CallLog,
-) -> Result<(), Error> {
+) -> Result<bool, Error> {
     let values = [
         (":seq", n(seq)),
         (":running", s(State::Running.as_str())),
         (":yes", AttributeValue::Bool(true)),
     ];
     let updated = ("SET #poked = :yes", "#seq = :seq AND #state = :running");
-    update((db, table, calls), account, updated, &values).await?;
-    Ok(())
+    Ok(update((db, table, calls), account, updated, &values)
+        .await?
+        .is_some())
 }
 
 /// A waiting chain's re-check (sequence `old`) was sent again now under `next`: the item

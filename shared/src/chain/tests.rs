@@ -168,3 +168,40 @@ fn an_early_recheck_is_the_same_request_under_its_own_reason() {
     // Not an onboard request: as it is.
     assert_eq!(super::early("[1]"), "[1]");
 }
+
+/// A mark on a running chain that found it moved on: the item read again decides, and a chain
+/// running again is left to its run.
+#[test]
+fn a_mark_that_found_the_run_ended_goes_by_the_item_read_again() {
+    let now = 1_000;
+    let body = r#"{"accountId":"210987654321","reason":"recheck","attempt":1}"#;
+    let cases: Vec<(&str, Option<Item>, Gate)> = vec![
+        (
+            "the run ended waiting: its re-check comes forward",
+            Some(item(State::Waiting, now + 1, Some(body), false)),
+            Gate::Forward {
+                seq: 7,
+                body: early(body),
+            },
+        ),
+        (
+            "the run ended the chain: a new run",
+            Some(item(State::Ended, now + 1, None, false)),
+            Gate::Start,
+        ),
+        ("the item is gone: a new run", None, Gate::Start),
+        (
+            "another run began after the change: it reads it",
+            Some(item(State::Running, now + 1, None, false)),
+            Gate::Skip("its chain's run began after the change and reads it"),
+        ),
+        (
+            "a run is queued: it reads the account afresh",
+            Some(item(State::Queued, now + 1, None, false)),
+            Gate::Skip("its chain's run is queued and reads the account afresh"),
+        ),
+    ];
+    for (case, item, want) in cases {
+        assert_eq!(gate_after_moved(item.as_ref(), now), want, "{case}");
+    }
+}

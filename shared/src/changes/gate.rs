@@ -41,9 +41,29 @@ pub(super) async fn messages(
     let mut out = Vec::new();
     for (account, records, lane) in runs {
         let backfill = lane == Lane::Backfill && backfill_queue;
-        let gate = items.map_or(Gate::Start, |i| {
+        let mut gate = items.map_or(Gate::Start, |i| {
             chain::gate(i.get(account.as_str()), now_secs)
         });
+        if let Gate::Poke(running) = gate {
+            gate = match mark_running(engine, table, &account, running, calls).await {
+                Marked::Yes => {
+                    report.needs.remove(account.as_str());
+                    report.skipped.insert(
+                        account.to_string(),
+                        "Grant Change event: its chain is running; marked to go on at once when the run ends; no run".into(),
+                    );
+                    continue;
+                }
+                Marked::Moved => {
+                    let again = read_chains(engine, &[account.as_str()], calls).await;
+                    let item = again.as_ref().and_then(|i| i.get(account.as_str()));
+                    chain::gate_after_moved(item, now_secs)
+                }
+                Marked::Unknown => {
+                    Gate::Skip("its chain is running (not marked: its re-check comes at its time)")
+                }
+            };
+        }
         let outgoing = match gate {
             Gate::Start => Outgoing {
                 account: account.to_string(),
@@ -70,15 +90,8 @@ pub(super) async fn messages(
                 );
                 continue;
             }
-            Gate::Poke(running) => {
-                report.needs.remove(account.as_str());
-                mark_running(engine, table, &account, running, calls).await;
-                report.skipped.insert(
-                    account.to_string(),
-                    "Grant Change event: its chain is running; marked to go on at once when the run ends; no run".into(),
-                );
-                continue;
-            }
+            // Marked above: never left here.
+            Gate::Poke(_) => continue,
         };
         report.onboard.push(account.to_string());
         if backfill {
@@ -117,21 +130,34 @@ pub(super) fn gate_of(items: Option<&Chains>, account: &str, now_secs: u64) -> O
     Some(chain::gate(items?.get(account), now_secs))
 }
 
-/// Marks `account`'s running chain (sequence `running`). Best effort: unmarked, its
-/// re-check comes at its time.
+/// What marking a running chain came to.
+enum Marked {
+    Yes,
+    /// The chain moved on between the read and the mark (its run ended, or another began).
+    Moved,
+    /// No table, or the write failed: its re-check comes at its time.
+    Unknown,
+}
+
+/// Marks `account`'s running chain (sequence `running`).
 async fn mark_running(
     engine: &Engine,
     table: Option<&String>,
     account: &AccountId,
     running: u64,
     calls: &CallLog,
-) {
+) -> Marked {
     let Some(table) = table else {
-        return;
+        return Marked::Unknown;
     };
     let db = &engine.clients().dynamodb;
-    if let Err(e) = chain::poke(db, table, account.as_str(), running, calls).await {
-        tracing::warn!(error = %e, account = %account, "running chain not marked; its re-check comes at its time");
+    match chain::poke(db, table, account.as_str(), running, calls).await {
+        Ok(true) => Marked::Yes,
+        Ok(false) => Marked::Moved,
+        Err(e) => {
+            tracing::warn!(error = %e, account = %account, "running chain not marked; its re-check comes at its time");
+            Marked::Unknown
+        }
     }
 }
 
