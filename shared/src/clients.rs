@@ -112,8 +112,8 @@ impl MemberClientFactory for SdkMemberClients {
 impl Clients {
     /// The same clients with License Manager's own calls given `attempts` attempts in all
     /// instead of [`LICENSE_MANAGER_MIN_ATTEMPTS`] (its quota still spared by throttles). For
-    /// the reconciler ([`TRIAGE_ATTEMPTS`]): a change-event batch answers its completions only
-    /// once every look is done, so one look waiting out a throttle for up to 31 s held every
+    /// the reconciler's change-event batches ([`TRIAGE_ATTEMPTS`]; its full reconciles keep
+    /// the default): a batch answers its completions only once every look is done, so one look waiting out a throttle for up to 31 s held every
     /// completion in the batch (`make scale` at 1,000 accounts: completion → next step median
     /// 7.4 s with three attempts, 37.1 s with six), where a record whose look stays throttled
     /// comes back alone in 10 s.
@@ -188,8 +188,8 @@ fn license_manager_retry_partition() -> aws_smithy_runtime::client::retries::Ret
         .build()
 }
 
-/// The attempts the reconciler's License Manager calls get ([`Clients::with_license_manager_attempts`]):
-/// the SDK's default.
+/// The attempts the License Manager calls of the reconciler's change-event batches get
+/// ([`Clients::with_license_manager_attempts`]): the SDK's default.
 pub const TRIAGE_ATTEMPTS: u32 = 3;
 
 /// The retry configuration of License Manager clients: the loaded one (the SDK's standard

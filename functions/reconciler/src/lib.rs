@@ -6,6 +6,12 @@ use serde_json::Value;
 use shared::reconcile::{self, ReconcileConfig, ReconcileReport};
 use shared::{engine::Engine, error::Error, error::Retry, report::Outcome};
 
+/// Whether `payload` is a batch from the change-event queue (which `handle` triages), as
+/// opposed to a reconcile request. No AWS call.
+pub fn is_change_batch(payload: &Value, config: &ReconcileConfig) -> bool {
+    shared::changes::parse_batch(payload, config).is_some()
+}
+
 /// Handles one invocation: the report is the return value; a failed run is an error (so an
 /// asynchronous invocation is retried, then sent to its failure destination).
 pub async fn handle(
