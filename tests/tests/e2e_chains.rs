@@ -226,7 +226,6 @@ async fn a_failed_run_releases_its_chain() {
 /// emulator's latency.)
 #[tokio::test]
 async fn a_mark_that_meets_the_runs_end_brings_the_recheck_forward() {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
     let Some(s) = setup(demo_spec()).await else {
         return;
     };
@@ -254,22 +253,7 @@ async fn a_mark_that_meets_the_runs_end_brings_the_recheck_forward() {
         .unwrap();
 
     // The account's run is under way (sequence 5); an operator deactivates one of its grants.
-    let put = |state: &'static str, body: Option<String>| {
-        let mut put = s
-            .world
-            .dynamodb()
-            .put_item()
-            .table_name(&table)
-            .item("account", A::S(prod.clone()))
-            .item("state", A::S(state.into()))
-            .item("seq", A::N("5".into()))
-            .item("expires", A::N("4000000000".into()));
-        if let Some(body) = body {
-            put = put.item("body", A::S(body));
-        }
-        put.send()
-    };
-    put("running", None).await.unwrap();
+    common::put_chain_item(&s.world, &table, &prod, ("running", 5), None).await;
     common::deactivate_by_hand(&s.world, &prod, "meets-the-end").await;
     let (events, _) = s
         .world
@@ -304,7 +288,7 @@ async fn a_mark_that_meets_the_runs_end_brings_the_recheck_forward() {
     let body = json!({"accountId": prod, "reason": "recheck", "attempt": 1}).to_string();
     let end = async {
         tokio::time::sleep(Duration::from_millis(1000)).await;
-        put("waiting", Some(body.clone())).await.unwrap();
+        common::put_chain_item(&s.world, &table, &prod, ("waiting", 5), Some(&body)).await;
     };
     let ((_, report), ()) = tokio::join!(reconciler::change_batch(&engine, &config, &batch), end);
     assert_eq!(report.forwarded, vec![prod.clone()], "{report:#?}");

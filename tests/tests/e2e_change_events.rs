@@ -789,7 +789,6 @@ async fn a_completion_brings_the_waiting_chain_forward_and_its_delayed_recheck_i
 /// throttled beside the completions'.
 #[tokio::test]
 async fn a_change_its_accounts_chain_makes_moot_costs_no_license_manager_call() {
-    use aws_sdk_dynamodb::types::AttributeValue as A;
     let Some(s) = setup(demo_spec()).await else {
         return;
     };
@@ -816,22 +815,7 @@ async fn a_change_its_accounts_chain_makes_moot_costs_no_license_manager_call() 
     // A run of the account is queued (as a reconcile or an earlier event leaves the item);
     // then an operator deactivates one of its grants: a DISABLED grant, which without the
     // chain takes a look at it and its parent.
-    let expires = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        + 3600;
-    s.world
-        .dynamodb()
-        .put_item()
-        .table_name(&table)
-        .item("account", A::S(prod.clone()))
-        .item("state", A::S("queued".into()))
-        .item("seq", A::N("1".into()))
-        .item("expires", A::N(expires.to_string()))
-        .send()
-        .await
-        .unwrap();
+    common::put_chain_item(&s.world, &table, &prod, ("queued", 1), None).await;
     common::deactivate_by_hand(&s.world, &prod, "queued-run").await;
     let mut delivered = 0;
     for _ in 0..3 {
@@ -862,35 +846,13 @@ async fn a_change_its_accounts_chain_makes_moot_costs_no_license_manager_call() 
     // on, so the account's listings are read and, the account short of a grant, its re-check
     // comes at once.
     let body = json!({"accountId": prod, "reason": "recheck", "attempt": 1}).to_string();
-    s.world
-        .dynamodb()
-        .put_item()
-        .table_name(&table)
-        .item("account", A::S(prod.clone()))
-        .item("state", A::S("waiting".into()))
-        .item("seq", A::N("2".into()))
-        .item("body", A::S(body))
-        .item("expires", A::N(expires.to_string()))
-        .send()
+    common::put_chain_item(&s.world, &table, &prod, ("waiting", 2), Some(&body)).await;
+    let grant = common::distributed_grants_to(&s.world, &prod)
         .await
+        .into_iter()
+        .find(|g| g.grant_status() == &aws_sdk_licensemanager::types::GrantStatus::Active)
         .unwrap();
     let lm = s.world.license_manager();
-    let grant = lm
-        .list_distributed_grants()
-        .filters(
-            aws_sdk_licensemanager::types::Filter::builder()
-                .name("GranteePrincipalARN")
-                .values(format!("arn:aws:iam::{prod}:root"))
-                .build(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .grants()
-        .iter()
-        .find(|g| g.grant_status() == &aws_sdk_licensemanager::types::GrantStatus::Active)
-        .unwrap()
-        .clone();
     let reports = pipe.reports.len();
     lm.delete_grant()
         .grant_arn(grant.grant_arn())

@@ -816,16 +816,13 @@ pub async fn futures_join_all<F: std::future::Future>(
     out
 }
 
-/// What an operator does by hand: the first grant the management account distributed to
-/// `account`, deactivated (`CreateGrantVersion Status=DISABLED`, no reason). Returns the grant
-/// as it was before.
-pub async fn deactivate_by_hand(
+/// The grants the management account distributed to `account` (one page).
+pub async fn distributed_grants_to(
     world: &World,
     account: &str,
-    token: &str,
-) -> aws_sdk_licensemanager::types::Grant {
-    let lm = world.license_manager();
-    let grant = lm
+) -> Vec<aws_sdk_licensemanager::types::Grant> {
+    world
+        .license_manager()
         .list_distributed_grants()
         .filters(
             aws_sdk_licensemanager::types::Filter::builder()
@@ -836,8 +833,49 @@ pub async fn deactivate_by_hand(
         .send()
         .await
         .unwrap()
-        .grants()[0]
-        .clone();
+        .grants()
+        .to_vec()
+}
+
+/// Puts `account`'s chain item as a run or a triage leaves it: `state` under sequence `seq`,
+/// with the waiting re-check's `body` if any, expiring in an hour.
+pub async fn put_chain_item(
+    world: &World,
+    table: &str,
+    account: &str,
+    (state, seq): (&str, u64),
+    body: Option<&str>,
+) {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let mut put = world
+        .dynamodb()
+        .put_item()
+        .table_name(table)
+        .item("account", A::S(account.to_string()))
+        .item("state", A::S(state.to_string()))
+        .item("seq", A::N(seq.to_string()))
+        .item("expires", A::N(expires.to_string()));
+    if let Some(body) = body {
+        put = put.item("body", A::S(body.to_string()));
+    }
+    put.send().await.unwrap();
+}
+
+/// What an operator does by hand: the first grant the management account distributed to
+/// `account`, deactivated (`CreateGrantVersion Status=DISABLED`, no reason). Returns the grant
+/// as it was before.
+pub async fn deactivate_by_hand(
+    world: &World,
+    account: &str,
+    token: &str,
+) -> aws_sdk_licensemanager::types::Grant {
+    let lm = world.license_manager();
+    let grant = distributed_grants_to(world, account).await[0].clone();
     let current = lm
         .get_grant()
         .grant_arn(grant.grant_arn())
