@@ -123,7 +123,11 @@ impl Clients {
             .config()
             .to_builder()
             .retry_config(
-                license_manager_retry(self.license_manager.config().retry_config())
+                self.license_manager
+                    .config()
+                    .retry_config()
+                    .cloned()
+                    .unwrap_or_else(aws_smithy_types::retry::RetryConfig::standard)
                     .with_max_attempts(attempts.max(1)),
             )
             .build();

@@ -47,12 +47,7 @@ pub(super) async fn messages(
         if let Gate::Poke(running) = gate {
             gate = match mark_running(engine, table, &account, running, calls).await {
                 Marked::Yes => {
-                    report.needs.remove(account.as_str());
-                    report.skipped.insert(
-                        account.to_string(),
-                        "Grant Change event: its chain is running; marked to go on at once when the run ends; no run".into(),
-                    );
-                    continue;
+                    Gate::Skip("its chain is running; marked to go on at once when the run ends")
                 }
                 Marked::Moved => {
                     let again = read_chains(engine, &[account.as_str()], calls).await;
@@ -90,7 +85,7 @@ pub(super) async fn messages(
                 );
                 continue;
             }
-            // Marked above: never left here.
+            // Marked above, which settles it as one of the others.
             Gate::Poke(_) => continue,
         };
         report.onboard.push(account.to_string());
