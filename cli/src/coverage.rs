@@ -4,11 +4,10 @@
 use crate::plan::{look, AccountRow, LicenseRow, Verdict};
 use crate::render;
 use serde::Serialize;
-use shared::aws::{self, ListedAccount};
+use shared::aws::ListedAccount;
 use shared::ids::AccountId;
-use shared::report::CallLog;
 use shared::{engine::Engine, error::Error};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The accounts of a scope: named ones (their state is the run's to find), the accounts under
 /// some OUs, or the whole organization, listed the way the reconciler lists them (the OU tree
@@ -29,25 +28,7 @@ pub async fn scope_accounts(
             })
             .collect());
     }
-    let orgs = &engine.clients().organizations;
-    let calls = CallLog::default();
-    if ous.is_empty() {
-        let mut out = aws::list_organization(orgs, &calls).await?;
-        out.sort_by(|a, b| a.id.cmp(&b.id));
-        return Ok(out);
-    }
-    // OUs may nest: an account under two of them is listed once.
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for parent in ous {
-        for account in aws::list_accounts_under(orgs, parent, &calls).await? {
-            if seen.insert(account.id.clone()) {
-                out.push(account);
-            }
-        }
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(out)
+    engine.listed_accounts(ous).await
 }
 
 /// Totals of one license.

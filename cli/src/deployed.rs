@@ -2,7 +2,7 @@
 //! (CloudFormation) and the account-lifecycle function (Lambda), so the CLI plans exactly what
 //! they would.
 
-use shared::aws::aws_call;
+use shared::error::aws_error;
 use shared::error::Error;
 use std::collections::BTreeMap;
 
@@ -45,16 +45,14 @@ pub async fn deployed_environment(
     lambda: &aws_sdk_lambda::Client,
     stack_name: &str,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let resource = aws_call(
-        "cloudformation",
-        "DescribeStackResource",
-        cfn.describe_stack_resource()
-            .stack_name(stack_name)
-            .logical_resource_id(LIFECYCLE_FUNCTION)
-            .send(),
-    )
-    .await
-    .map_err(|e| not_found_is_usage(e, stack_name))?;
+    let resource = cfn
+        .describe_stack_resource()
+        .stack_name(stack_name)
+        .logical_resource_id(LIFECYCLE_FUNCTION)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation", "DescribeStackResource", e))
+        .map_err(|e| not_found_is_usage(e, stack_name))?;
     let function = resource
         .stack_resource_detail()
         .and_then(|d| d.physical_resource_id())
@@ -65,15 +63,12 @@ pub async fn deployed_environment(
             ))
         })?
         .to_string();
-    let configuration = aws_call(
-        "lambda",
-        "GetFunctionConfiguration",
-        lambda
-            .get_function_configuration()
-            .function_name(&function)
-            .send(),
-    )
-    .await?;
+    let configuration = lambda
+        .get_function_configuration()
+        .function_name(&function)
+        .send()
+        .await
+        .map_err(|e| aws_error("lambda", "GetFunctionConfiguration", e))?;
     Ok(environment_of(&configuration))
 }
 
@@ -93,13 +88,13 @@ pub async fn stack_outputs(
     cfn: &aws_sdk_cloudformation::Client,
     stack_name: &str,
 ) -> Result<BTreeMap<String, String>, Error> {
-    let out = aws_call(
-        "cloudformation",
-        "DescribeStacks",
-        cfn.describe_stacks().stack_name(stack_name).send(),
-    )
-    .await
-    .map_err(|e| not_found_is_usage(e, stack_name))?;
+    let out = cfn
+        .describe_stacks()
+        .stack_name(stack_name)
+        .send()
+        .await
+        .map_err(|e| aws_error("cloudformation", "DescribeStacks", e))
+        .map_err(|e| not_found_is_usage(e, stack_name))?;
     Ok(out
         .stacks()
         .iter()

@@ -2,9 +2,9 @@
 
 use crate::render;
 use serde::Serialize;
-use shared::aws::{self, aws_call, GrantView};
+use shared::aws::GrantView;
+use shared::error::aws_error;
 use shared::ids::{account_of_root_principal, AccountId};
-use shared::report::CallLog;
 use shared::{engine::Engine, error::Error};
 use std::collections::BTreeMap;
 
@@ -29,12 +29,12 @@ pub async fn account_names(
         return Ok(names);
     }
     for id in only {
-        match aws_call(
-            "organizations",
-            "DescribeAccount",
-            orgs.describe_account().account_id(id.as_str()).send(),
-        )
-        .await
+        match orgs
+            .describe_account()
+            .account_id(id.as_str())
+            .send()
+            .await
+            .map_err(|e| aws_error("organizations", "DescribeAccount", e))
         {
             Ok(out) => {
                 if let Some(name) = out.account().and_then(|a| a.name()) {
@@ -62,17 +62,7 @@ pub async fn license_skus(engine: &Engine) -> BTreeMap<String, String> {
 
 /// Grants distributed to each account (every grant when none is named).
 pub async fn grants(engine: &Engine, accounts: &[AccountId]) -> Result<Vec<GrantView>, Error> {
-    let lm = &engine.clients().license_manager;
-    let calls = CallLog::default();
-    if accounts.is_empty() {
-        return aws::all_distributed_grants(lm, &calls).await;
-    }
-    let mut out = Vec::new();
-    for a in accounts {
-        let principal = a.root_principal(&engine.config().partition);
-        out.extend(aws::grants_to_principal(lm, &principal, &calls).await?);
-    }
-    Ok(out)
+    engine.distributed_grants(accounts).await
 }
 
 /// One grant, as the JSON document shows it.

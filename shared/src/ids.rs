@@ -47,7 +47,7 @@ impl AccountId {
 
     /// The principal ARN License Manager uses for a grant to this account, in `partition`
     /// (`aws`, `aws-us-gov`, `aws-cn`, …: see [`partition_of_region`]).
-    pub fn root_principal(&self, partition: &str) -> String {
+    pub(crate) fn root_principal(&self, partition: &str) -> String {
         format!("arn:{partition}:iam::{}:root", self.0)
     }
 
@@ -340,6 +340,18 @@ mod tests {
                 Some("210987654321"),
                 "{principal}"
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// Any valid account's root principal, written in any partition, reads back as that
+        /// account (moved from `tests/prop_parsers.rs` when `root_principal` became crate-only).
+        #[test]
+        fn a_root_principal_reads_back_as_its_account(raw in "[0-9]{12}", partition in proptest::sample::select(vec!["aws", "aws-cn", "aws-us-gov", "aws-iso-b"])) {
+            let id = AccountId::parse(&raw).map_err(|e| proptest::test_runner::TestCaseError::fail(e.to_string()))?;
+            let principal = id.root_principal(partition);
+            proptest::prop_assert_eq!(&principal, &format!("arn:{partition}:iam::{raw}:root"));
+            proptest::prop_assert_eq!(account_of_root_principal(&principal), Some(raw.as_str()));
         }
     }
 

@@ -398,7 +398,7 @@ pub(crate) async fn delete_grant(
 }
 
 /// Every grant the management account distributed to `principal`, for any license.
-pub async fn grants_to_principal(
+pub(crate) async fn grants_to_principal(
     lm: &aws_sdk_licensemanager::Client,
     principal: &str,
     calls: &CallLog,
@@ -463,7 +463,7 @@ async fn organization_grants(
 }
 
 /// Every grant the management account distributed (any license, any principal).
-pub async fn all_distributed_grants(
+pub(crate) async fn all_distributed_grants(
     lm: &aws_sdk_licensemanager::Client,
     calls: &CallLog,
 ) -> Result<Vec<GrantView>, Error> {

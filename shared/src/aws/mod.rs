@@ -29,16 +29,17 @@ pub(crate) use license_manager::received_grants;
 pub(crate) use license_manager::HeldLicense;
 pub(crate) use license_manager::NewGrant;
 pub(crate) use license_manager::{accept_grant, create_grant, delete_grant, get_grant};
-pub use license_manager::{all_distributed_grants, grants_to_principal};
+pub(crate) use license_manager::{all_distributed_grants, grants_to_principal};
 pub(crate) use organizations::account_state;
 pub(crate) use organizations::account_tags;
 pub(crate) use organizations::describe_member;
-pub use organizations::list_organization;
+pub(crate) use organizations::list_accounts_under;
+pub(crate) use organizations::list_organization;
 pub(crate) use organizations::parent_ou;
+pub use organizations::ListedAccount;
 pub(crate) use organizations::MemberHints;
 pub(crate) use organizations::MemberInfo;
 pub(crate) use organizations::{describe_organization, OrgInfo};
-pub use organizations::{list_accounts_under, ListedAccount};
 pub use s3::read_document;
 pub(crate) use sqs::change_visibility;
 pub(crate) use sqs::send_batch;
@@ -54,7 +55,7 @@ pub use crate::model::grant::GrantView;
 use crate::error::{aws_error, Error, Retry};
 
 /// Awaits an SDK call and classifies its error.
-pub async fn aws_call<T, E, R>(
+pub(crate) async fn aws_call<T, E, R>(
     service: &'static str,
     operation: &'static str,
     call: impl std::future::Future<

@@ -164,7 +164,7 @@ fn listed(a: &aws_sdk_organizations::types::Account) -> Option<ListedAccount> {
 }
 
 /// Every account under `parent_id` (an OU or root), descending into child OUs.
-pub async fn list_accounts_under(
+pub(crate) async fn list_accounts_under(
     org: &aws_sdk_organizations::Client,
     parent_id: &str,
     calls: &CallLog,
@@ -211,7 +211,7 @@ pub async fn list_accounts_under(
 
 /// Every account of the organization with its OU: the tree walked from the root
 /// (`ListRoots`, then per OU `ListAccountsForParent` and `ListOrganizationalUnitsForParent`).
-pub async fn list_organization(
+pub(crate) async fn list_organization(
     org: &aws_sdk_organizations::Client,
     calls: &CallLog,
 ) -> Result<Vec<ListedAccount>, Error> {

@@ -12,6 +12,7 @@
 //! - `steps`: the grant writes a decision executes (create, activate, delete, find a child) and
 //!   the failures a decision reports;
 //! - `offboard`: a departed account's grants;
+//! - `listing`: read-only listings for the operator's CLI (distributed grants, a scope's accounts);
 //! - `chained`: a run as one step of its account's chain (`CHAIN_TABLE`);
 //! - `recheck`: what carries over to a later look (remembered activations, re-check messages);
 //! - `tokens`: deterministic client tokens; `reporting`: building an account's report.
@@ -19,6 +20,7 @@
 mod cache;
 mod chained;
 mod drive;
+mod listing;
 mod offboard;
 mod onboard;
 mod recheck;
