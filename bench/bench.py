@@ -696,6 +696,23 @@ def batching_window(function, event):
     return int(found.group(1))
 
 
+def async_retries(function):
+    """The MaximumRetryAttempts of one of template.yaml's functions' EventInvokeConfig (how
+    often Lambda retries a failed asynchronous invocation)."""
+    text = (ROOT / "template.yaml").read_text()
+    head = f"\n  {function}:\n"
+    if head not in text:
+        raise RuntimeError(f"template.yaml: no resource {function}")
+    block = re.split(r"\n {0,2}\S", text.split(head, 1)[1], maxsplit=1)[0]
+    found = re.search(r"\n {6}EventInvokeConfig:\n(?: {8,}.*\n)*? {8}MaximumRetryAttempts: (\d+)", block)
+    if not found:
+        raise RuntimeError(f"template.yaml: {function}: no EventInvokeConfig MaximumRetryAttempts")
+    return int(found.group(1))
+
+
+# How often Lambda retries the scheduled reconcile (template.yaml).
+RECONCILER_ASYNC_RETRIES = async_retries("ReconcilerFunction")
+
 # The onboarding queue's and the change-event queue's batching windows (template.yaml).
 ONBOARDING_WINDOW_SECONDS = batching_window("AccountLifecycleFunction", "Onboarding")
 CHANGE_WINDOW_SECONDS = batching_window("ReconcilerFunction", "ChangeEvents")
@@ -1183,10 +1200,15 @@ def reconcile_once(world, proxies, selection, backfill_url, onboarding_url, log_
         proxies.reset()
         t0 = time.monotonic()
         inv = rt.submit({}).wait(1800)
-        if not inv.ok and b"retryable" in (inv.body or b""):
+        retries = 0
+        while (not inv.ok and b"retryable" in (inv.body or b"")
+               and retries < RECONCILER_ASYNC_RETRIES):
             # A throttle the SDK's retries did not outlast: the schedule's asynchronous
-            # invocation is retried by Lambda (the template's MaximumRetryAttempts 2).
-            log(f"  reconciler failed, retryable: {(inv.body or b'')[:200]!r}; invoked again")
+            # invocation is retried by Lambda, as often as the template's EventInvokeConfig
+            # allows (Lambda waits about 1 then 2 minutes; the bench, 2 s).
+            retries += 1
+            log(f"  reconciler failed, retryable: {(inv.body or b'')[:200]!r}; "
+                f"invoked again ({retries} of {RECONCILER_ASYNC_RETRIES})")
             time.sleep(2)
             inv = rt.submit({}).wait(1800)
         seconds = time.monotonic() - t0
