@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 /// The release, one source of truth: the workspace's `version` in Cargo.toml (the template's
 /// `SemanticVersion` and `Version` output and CHANGELOG.md are tested to match it).
-pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub(crate) const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// One structured log line: `{"type": kind, "version": VERSION, ...fields}`.
 pub fn report_line(kind: &str, fields: Value) -> String {

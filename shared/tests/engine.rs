@@ -1949,7 +1949,7 @@ async fn report_lines_carry_their_metrics_as_cloudwatch_reads_them() {
     let line = shared::report::account_report_line(&report, 1_800_000_000);
     let doc: Value = serde_json::from_str(&line).unwrap();
     assert_eq!(doc["type"], "accountReport");
-    assert_eq!(doc["version"], shared::report::VERSION);
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
     assert_eq!(doc["Outcome"], "entitled");
     assert_eq!(doc["report"]["accountId"], ACCOUNT);
     let m = cloudwatch_metrics(&line);

@@ -1,11 +1,13 @@
-//! One version (issue 12): Cargo.toml's workspace version is what every report line says
-//! (`shared::report::VERSION`), the template's `SemanticVersion` and `Version` output, and a
+//! One version (issue 12): Cargo.toml's workspace version is what every report line says,
+//! the template's `SemanticVersion` and `Version` output, and a
 //! heading of CHANGELOG.md.
 #![allow(clippy::unwrap_used)]
 
 use serde_yaml::Value;
-use shared::report::VERSION;
 use std::path::Path;
+
+/// The workspace's version (Cargo.toml's `version`, which every crate inherits).
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))

@@ -108,7 +108,7 @@ async fn binary_onboards_an_account_from_the_shipped_events() {
     assert!(
         lambda
             .log_text()
-            .contains(&format!(r#""version":"{}""#, shared::report::VERSION)),
+            .contains(&format!(r#""version":"{}""#, env!("CARGO_PKG_VERSION"))),
         "report lines name the release"
     );
     assert!(

@@ -21,7 +21,6 @@ use local_world::lambda::workspace_root;
 use local_world::seed::{self, demo_spec};
 use local_world::World;
 use serde_json::{json, Value};
-use shared::report::VERSION;
 use std::collections::{BTreeMap, VecDeque};
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -29,6 +28,10 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, Notify};
+
+/// The workspace's version (Cargo.toml's `version`, which this crate inherits): the release must
+/// carry it everywhere.
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// The six binaries of template.yaml (AccountBackfillFunction runs account-lifecycle's).
 const BINARIES: [&str; 6] = [
