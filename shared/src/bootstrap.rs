@@ -12,7 +12,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Services whose trusted access License Manager's managed entitlements need.
-pub const TRUSTED_SERVICES: &[&str] = &[
+pub(crate) const TRUSTED_SERVICES: &[&str] = &[
     "license-manager.amazonaws.com",
     "license-manager.member-account.amazonaws.com",
     "license-management.marketplace.amazonaws.com",

@@ -28,8 +28,8 @@ pub(crate) const WORKFLOW_DEADLINE_SECONDS: &str = "WORKFLOW_DEADLINE_SECONDS";
 pub(crate) const ASSUME_ROLE_ATTEMPTS: &str = "ASSUME_ROLE_ATTEMPTS";
 pub(crate) const ASSUME_ROLE_BACKOFF_MS: &str = "ASSUME_ROLE_BACKOFF_MS";
 pub(crate) const SELF_ACCOUNT_ID: &str = "SELF_ACCOUNT_ID";
-/// Optional: the partition, when not the one of `AWS_REGION` (see [`crate::ids::partition_from`]).
-pub const AWS_PARTITION: &str = "AWS_PARTITION";
+// `AWS_PARTITION` (optional: the partition, when not the one of `AWS_REGION`) is read by
+// [`crate::ids::partition_from`] itself, which must not depend on this module.
 /// Optional: `s3://bucket/key` of the configuration document that holds the selection
 /// (see [`crate::config::document`]); set, the selection variables above must be unset.
 pub const CONFIG_DOCUMENT: &str = "CONFIG_DOCUMENT";

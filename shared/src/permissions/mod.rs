@@ -93,6 +93,7 @@ pub const ORG_BOOTSTRAP: &[&str] = &[
 
 /// catalog-provisioning (Custom::MarketplaceEntitlement, Custom::MarketplacePortfolioShare),
 /// with its own role: the engine's onboarding and offboarding calls, portfolio shares, re-checks.
+#[cfg_attr(not(test), allow(dead_code))] // only checked against the template (tests.rs)
 pub(crate) const CATALOG_PROVISIONING: &[&str] = &[
     "organizations:DescribeOrganization",
     "organizations:DescribeAccount",
@@ -147,11 +148,13 @@ pub const MEMBER_ROLE: &[&str] = &[
     "cloudformation:DescribeStackResource",
 ];
 
-/// Every function's table, by the binary name the template builds.
 /// notifier (the notification queue's consumer), with its own role.
+#[cfg_attr(not(test), allow(dead_code))] // only checked against the template (tests.rs)
 pub(crate) const NOTIFIER: &[&str] = &["sns:Publish"];
 
-pub const FUNCTIONS: &[(&str, &[&str])] = &[
+/// Every function's table, by the binary name the template builds.
+#[cfg_attr(not(test), allow(dead_code))] // only checked against the template (tests.rs)
+pub(crate) const FUNCTIONS: &[(&str, &[&str])] = &[
     ("account-lifecycle", ACCOUNT_LIFECYCLE),
     ("reconciler", RECONCILER),
     ("org-bootstrap", ORG_BOOTSTRAP),
@@ -159,3 +162,6 @@ pub const FUNCTIONS: &[(&str, &[&str])] = &[
     ("account-vending", ACCOUNT_VENDING),
     ("notifier", NOTIFIER),
 ];
+
+#[cfg(test)]
+mod tests;
