@@ -65,7 +65,7 @@ where
 type Lane<'a, T> = Vec<(&'a Value, T)>;
 
 /// True for an SQS event (its first record comes from `aws:sqs`).
-pub fn is_sqs_batch(payload: &Value) -> bool {
+fn is_sqs_batch(payload: &Value) -> bool {
     payload
         .get("Records")
         .and_then(Value::as_array)
@@ -84,7 +84,7 @@ pub fn message_id(record: &Value) -> &str {
 }
 
 /// SQS's `ApproximateReceiveCount` of a record (1 when absent).
-pub fn receive_count(record: &Value) -> u32 {
+pub(crate) fn receive_count(record: &Value) -> u32 {
     record
         .pointer("/attributes/ApproximateReceiveCount")
         .and_then(Value::as_str)

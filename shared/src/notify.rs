@@ -41,12 +41,12 @@ pub struct Failure {
 /// Whether this delivery's failure is the one to report: a permanent error on the first
 /// delivery (it will fail the same way each time), or any error on the last delivery before
 /// the dead-letter queue. Never twice for one message.
-pub fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
+fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
     (retry == Retry::Permanent && receive_count <= 1) || receive_count >= max_receives
 }
 
 /// The records of a failed report: one per failing license, or one for the account's error.
-pub fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
+fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
     let base = |license: Option<String>, e: &crate::report::ErrorReport| Failure {
         account_id: report.account_id.clone().unwrap_or_else(|| "?".into()),
         account_name: report.account_name.clone(),
@@ -188,7 +188,7 @@ pub fn summarize(failures: &[Failure], stack: &str) -> (String, String) {
 
 /// Puts final failures on the notification queue. Best effort: the messages themselves are
 /// still failed and parked as usual if this fails, so an error is logged, not returned.
-pub async fn queue_failures(sqs: &aws_sdk_sqs::Client, queue: &str, notices: &[Failure]) {
+async fn queue_failures(sqs: &aws_sdk_sqs::Client, queue: &str, notices: &[Failure]) {
     if notices.is_empty() {
         return;
     }
