@@ -1,13 +1,71 @@
-//! What every function's edge repeats: about Lambda's SQS event source, whether a payload is an
-//! SQS batch, a record's message id and delivery count, and the partial batch response that
-//! names the failed messages (so SQS deletes the rest and delivers only those again); and, for
-//! the handlers that must answer whatever happens (a CloudFormation custom resource), work run
-//! with its panic caught and told as a message.
+//! What every function's edge repeats: about Lambda's SQS event source, the walk of an SQS
+//! batch ([`each_record`]: its records read, worked, and answered with the partial batch
+//! response that names the failed messages, so SQS deletes the rest and delivers only those
+//! again); and, for the handlers that must answer whatever happens (a CloudFormation custom
+//! resource), work run with its panic caught and told as a message.
 
+use futures::StreamExt;
 use serde_json::{json, Value};
 
+/// Walks an SQS batch once: `None` when `payload` is not an SQS batch (the caller's direct
+/// invocation), else the partial batch response naming, in SQS's order, the failed messages.
+///
+/// Every record is first `read`, in SQS's order, into its lane and what to work; a record
+/// `read` refuses (`None`) fails. The records of one lane are handed to `work` together, in
+/// SQS's order, so they never race each other (a lane of `None`: the record alone); lanes are
+/// worked concurrently, at most `lanes` at a time, in the order they first appear. `work`
+/// answers the records of its lane that failed.
+pub async fn each_record<'a, K, T, R, W, F>(
+    payload: &'a Value,
+    lanes: usize,
+    mut read: R,
+    work: W,
+) -> Option<Value>
+where
+    K: PartialEq,
+    R: FnMut(&'a Value) -> Option<(Option<K>, T)>,
+    W: Fn(Lane<'a, T>) -> F,
+    F: std::future::Future<Output = Vec<&'a Value>>,
+{
+    if !is_sqs_batch(payload) {
+        return None;
+    }
+    let records: &[Value] = payload
+        .get("Records")
+        .and_then(Value::as_array)
+        .map_or(&[], Vec::as_slice);
+    let mut failed: Vec<&Value> = Vec::new();
+    let mut grouped: Vec<(Option<K>, Lane<'a, T>)> = Vec::new();
+    for record in records {
+        let Some((key, item)) = read(record) else {
+            failed.push(record);
+            continue;
+        };
+        match grouped.iter_mut().find(|(k, _)| k.is_some() && *k == key) {
+            Some((_, items)) => items.push((record, item)),
+            None => grouped.push((key, vec![(record, item)])),
+        }
+    }
+    let worked: Vec<Vec<&Value>> = futures::stream::iter(grouped)
+        .map(|(_, items)| work(items))
+        .buffer_unordered(lanes)
+        .collect()
+        .await;
+    let mut failures: Vec<String> = failed
+        .into_iter()
+        .chain(worked.into_iter().flatten())
+        .map(|r| message_id(r).to_string())
+        .collect();
+    // SQS's order of identifiers, for readable logs.
+    failures.sort_by_key(|id| records.iter().position(|r| message_id(r) == id));
+    Some(batch_response(failures))
+}
+
+/// One lane's records and what `read` made of each, in SQS's order.
+type Lane<'a, T> = Vec<(&'a Value, T)>;
+
 /// True for an SQS event (its first record comes from `aws:sqs`).
-pub fn is_sqs_batch(payload: &Value) -> bool {
+fn is_sqs_batch(payload: &Value) -> bool {
     payload
         .get("Records")
         .and_then(Value::as_array)
@@ -26,7 +84,7 @@ pub fn message_id(record: &Value) -> &str {
 }
 
 /// SQS's `ApproximateReceiveCount` of a record (1 when absent).
-pub fn receive_count(record: &Value) -> u32 {
+pub(crate) fn receive_count(record: &Value) -> u32 {
     record
         .pointer("/attributes/ApproximateReceiveCount")
         .and_then(Value::as_str)
@@ -95,6 +153,120 @@ mod tests {
             json!({"batchItemFailures": [{"itemIdentifier": "m-1"}, {"itemIdentifier": "m-7"}]})
         );
         assert_eq!(batch_response(vec![]), json!({"batchItemFailures": []}));
+    }
+
+    fn batch(bodies: &[(&str, &str)]) -> Value {
+        let records: Vec<Value> = bodies
+            .iter()
+            .map(|(id, body)| json!({"eventSource": "aws:sqs", "messageId": id, "body": body}))
+            .collect();
+        json!({ "Records": records })
+    }
+
+    fn body(record: &Value) -> &str {
+        record["body"].as_str().unwrap_or_default()
+    }
+
+    /// A record whose work fails is named in `batchItemFailures`, the others are not; a record
+    /// `read` refuses fails without being worked; failures come in SQS's order.
+    #[tokio::test]
+    async fn each_record_names_the_failed_messages_in_sqs_order() {
+        let payload = batch(&[
+            ("m-1", "a:ok"),
+            ("m-2", "b:fail"),
+            ("m-3", "unreadable"),
+            ("m-4", "a:fail"),
+            ("m-5", "c:ok"),
+        ]);
+        let worked = std::sync::Mutex::new(Vec::new());
+        let read = |r: &Value| {
+            let (key, what) = body(r).split_once(':')?;
+            Some((Some(key.to_string()), what.to_string()))
+        };
+        let response = each_record(&payload, 2, read, |items| async {
+            let ids: Vec<&str> = items.iter().map(|(r, _)| message_id(r)).collect();
+            worked.lock().expect("not poisoned").push(ids.join(","));
+            items
+                .into_iter()
+                .filter(|(_, what)| what == "fail")
+                .map(|(r, _)| r)
+                .collect::<Vec<_>>()
+        })
+        .await;
+        assert_eq!(
+            response,
+            Some(json!({"batchItemFailures": [
+                {"itemIdentifier": "m-2"}, {"itemIdentifier": "m-3"}, {"itemIdentifier": "m-4"}
+            ]}))
+        );
+        // One lane per key, its records together and in order; the refused record not worked.
+        let mut lanes = worked.into_inner().expect("not poisoned");
+        lanes.sort();
+        assert_eq!(lanes, ["m-1,m-4", "m-2", "m-5"]);
+    }
+
+    /// Records of the `None` lane are worked each alone; lanes never exceed the limit.
+    #[tokio::test]
+    async fn each_record_works_keyless_records_alone_within_the_limit() {
+        let payload = batch(&[("m-1", "x"), ("m-2", "x"), ("m-3", "x")]);
+        let running = std::sync::atomic::AtomicUsize::new(0);
+        let most = std::sync::atomic::AtomicUsize::new(0);
+        let sizes = std::sync::Mutex::new(Vec::new());
+        let response = each_record(
+            &payload,
+            2,
+            |_| Some((None::<()>, ())),
+            |items: Vec<(&Value, ())>| {
+                sizes.lock().expect("not poisoned").push(items.len());
+                async {
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let now = running.fetch_add(1, SeqCst) + 1;
+                    most.fetch_max(now, SeqCst);
+                    tokio::task::yield_now().await;
+                    running.fetch_sub(1, SeqCst);
+                    Vec::new()
+                }
+            },
+        )
+        .await;
+        assert_eq!(response, Some(json!({"batchItemFailures": []})));
+        assert_eq!(sizes.into_inner().expect("not poisoned"), [1, 1, 1]);
+        assert_eq!(most.into_inner(), 2);
+    }
+
+    /// A payload that is not an SQS batch is left to the caller (`None`), nothing read or
+    /// worked; so is a `Records` array with no record (as before the walker: no first record
+    /// says `aws:sqs`). A batch whose every record is refused names them all, nothing worked.
+    #[tokio::test]
+    async fn each_record_answers_an_empty_batch_and_leaves_other_payloads() {
+        fn never(_: &Value) -> Option<(Option<()>, ())> {
+            panic!("nothing to read")
+        }
+        async fn no_work(_: Vec<(&Value, ())>) -> Vec<&Value> {
+            panic!("nothing to work")
+        }
+        let empty = json!({"Records": []});
+        assert_eq!(
+            each_record(&empty, 1, never, no_work).await,
+            None,
+            "no first record: not an SQS batch, as before"
+        );
+        for payload in [
+            json!({"Records": [{"eventSource": "aws:sns", "messageId": "m-1"}]}),
+            json!({"detail-type": "AWS Service Event via CloudTrail"}),
+            json!(null),
+        ] {
+            assert_eq!(
+                each_record(&payload, 1, never, no_work).await,
+                None,
+                "{payload}"
+            );
+        }
+        let all_refused = batch(&[("m-1", "")]);
+        assert_eq!(
+            each_record(&all_refused, 1, |_| None::<(Option<()>, ())>, no_work).await,
+            Some(json!({"batchItemFailures": [{"itemIdentifier": "m-1"}]}))
+        );
     }
 
     #[tokio::test]

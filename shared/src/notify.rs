@@ -3,12 +3,19 @@
 //! message), account-lifecycle puts one small record per failing license on the notification
 //! queue; the notifier drains that queue in batches (up to 1,000 records or 5 minutes) and
 //! publishes one summary per batch, grouped by error kind and license, so a backfill of 1,000
-//! accounts with one bad license sends one message, not 1,000.
+//! accounts with one bad license sends one message, not 1,000. [`Notices`] is what
+//! account-lifecycle does with each message of its SQS batch: read it, run it, note its final
+//! failures, and queue them once the batch is done.
 
-use crate::report::AccountReport;
+use crate::engine::Engine;
+use crate::error::Error;
+use crate::inbound::{parse_body, Request};
+use crate::report::{log_report, AccountReport, Outcome};
 use crate::Retry;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 
 /// One account's failure as the notification queue carries it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,12 +41,12 @@ pub struct Failure {
 /// Whether this delivery's failure is the one to report: a permanent error on the first
 /// delivery (it will fail the same way each time), or any error on the last delivery before
 /// the dead-letter queue. Never twice for one message.
-pub fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
+fn is_final(receive_count: u32, max_receives: u32, retry: Retry) -> bool {
     (retry == Retry::Permanent && receive_count <= 1) || receive_count >= max_receives
 }
 
 /// The records of a failed report: one per failing license, or one for the account's error.
-pub fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
+fn failures_of(report: &AccountReport, parked: bool) -> Vec<Failure> {
     let base = |license: Option<String>, e: &crate::report::ErrorReport| Failure {
         account_id: report.account_id.clone().unwrap_or_else(|| "?".into()),
         account_name: report.account_name.clone(),
@@ -181,7 +188,7 @@ pub fn summarize(failures: &[Failure], stack: &str) -> (String, String) {
 
 /// Puts final failures on the notification queue. Best effort: the messages themselves are
 /// still failed and parked as usual if this fails, so an error is logged, not returned.
-pub async fn queue_failures(sqs: &aws_sdk_sqs::Client, queue: &str, notices: &[Failure]) {
+async fn queue_failures(sqs: &aws_sdk_sqs::Client, queue: &str, notices: &[Failure]) {
     if notices.is_empty() {
         return;
     }
@@ -192,6 +199,84 @@ pub async fn queue_failures(sqs: &aws_sdk_sqs::Client, queue: &str, notices: &[F
     let calls = crate::report::CallLog::default();
     if let Err(e) = crate::aws::send_batch(sqs, queue, &bodies, &calls).await {
         tracing::error!(error = %e, failures = notices.len(), "could not queue failure notifications");
+    }
+}
+
+/// The final failures of one SQS batch of account-lifecycle messages: noted as the batch's
+/// messages are read ([`Notices::read`]) and run ([`Notices::run`]), and put on the
+/// notification queue once the batch is done ([`Notices::queue`]).
+#[derive(Debug, Default)]
+pub struct Notices(Mutex<Vec<Failure>>);
+
+impl Notices {
+    /// Reads one SQS record's body into its request. A body that is not understood is the
+    /// error (the message fails), noted when this delivery is its final one.
+    pub fn read(&self, engine: &Engine, record: &Value) -> Result<Request, Error> {
+        let body = record
+            .get("body")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        parse_body(body).inspect_err(|e| {
+            let max_receives = engine.config().max_receives;
+            let receives = crate::lambda::receive_count(record);
+            if is_final(receives, max_receives, e.retry()) {
+                self.note(vec![Failure {
+                    account_id: "?".into(),
+                    account_name: None,
+                    ou_id: None,
+                    license: None,
+                    kind: e.kind().into(),
+                    code: None,
+                    reason: format!("message {}: {e}", crate::lambda::message_id(record)),
+                    parked: receives >= max_receives,
+                }]);
+            }
+        })
+    }
+
+    /// Runs one account's messages in order (each under the chain sequence its record
+    /// carries, [`crate::chain`]), logs each report, and notes the failures of those that
+    /// failed for the last time (after the last run): the records whose run failed.
+    pub async fn run<'a>(
+        &self,
+        engine: &Engine,
+        messages: Vec<(&'a Value, Request)>,
+    ) -> Vec<&'a Value> {
+        let max_receives = engine.config().max_receives;
+        let mut failed = Vec::new();
+        let mut notices = Vec::new();
+        for (record, request) in messages {
+            let chain = crate::chain::of_record(record);
+            let report = engine.run_chained(request, chain).await;
+            log_report(&report);
+            if report.outcome == Outcome::Failed {
+                let count = crate::lambda::receive_count(record);
+                let retry = report
+                    .deciding_error()
+                    .map_or(Retry::Retryable, |e| e.retry);
+                if is_final(count, max_receives, retry) {
+                    notices.extend(failures_of(&report, count >= max_receives));
+                }
+                failed.push(record);
+            }
+        }
+        self.note(notices);
+        failed
+    }
+
+    /// Puts the noted failures on the notification queue (when one is configured).
+    pub async fn queue(self, engine: &Engine) {
+        let notices = self.0.into_inner().unwrap_or_else(|e| e.into_inner());
+        if let Some(queue) = &engine.config().notify_queue_url {
+            queue_failures(&engine.clients().sqs, queue, &notices).await;
+        }
+    }
+
+    fn note(&self, found: Vec<Failure>) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(found);
     }
 }
 
@@ -271,6 +356,49 @@ mod tests {
             }
             assert!(cut_inside, "{ch:?}: no padding put the cut inside it");
         }
+    }
+
+    /// An engine whose clients point at a closed port (no AWS call is made here).
+    fn engine() -> Engine {
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        let config = crate::config::Config::from_lookup_per_request(|_| None).expect("defaults");
+        Engine::new(
+            config,
+            crate::clients::Clients::from_sdk_config(&sdk, "us-east-1"),
+        )
+    }
+
+    /// A body not understood fails its message; its notice is noted on its first delivery (a
+    /// permanent error) and on the last before the dead-letter queue, never in between.
+    #[test]
+    fn a_refused_message_is_noted_when_final() {
+        let engine = engine();
+        let max = engine.config().max_receives;
+        let record = |count: u32| {
+            serde_json::json!({"messageId": "m-1", "body": "not json",
+                "attributes": {"ApproximateReceiveCount": count.to_string()}})
+        };
+        let notices = Notices::default();
+        for count in [1, 2, max] {
+            let e = notices.read(&engine, &record(count)).expect_err("refused");
+            assert_eq!(e.kind(), "InvalidInput");
+        }
+        let valid = serde_json::json!({"messageId": "m-2",
+            "body": serde_json::json!({"accountId": "210987654321"}).to_string()});
+        assert!(notices.read(&engine, &valid).is_ok());
+        let noted = notices.0.into_inner().expect("not poisoned");
+        assert_eq!(
+            noted.iter().map(|f| f.parked).collect::<Vec<_>>(),
+            [false, true]
+        );
+        assert!(noted
+            .iter()
+            .all(|f| f.account_id == "?" && f.kind == "InvalidInput"));
+        assert!(noted[0].reason.starts_with("message m-1: "), "{noted:?}");
     }
 
     #[test]

@@ -66,7 +66,7 @@ async fn run_while_marked(
         .map(|m| {
             let seq = m
                 .message_attributes()
-                .and_then(|a| a.get(shared::chain::ATTRIBUTE))
+                .and_then(|a| a.get("chainSeq"))
                 .and_then(|v| v.string_value())
                 .and_then(|v| v.parse().ok());
             (serde_json::from_str(m.body().unwrap()).unwrap(), seq)

@@ -2,12 +2,11 @@
 //! invocation is a direct EventBridge event or onboard request, or an SQS
 //! batch answered with a partial batch response so one bad account never fails its neighbours.
 
-use futures::StreamExt;
 use serde_json::Value;
 use shared::error::ErrorReport;
-use shared::inbound::{parse_body, parse_request, Request};
-use shared::lambda::{batch_response, is_sqs_batch, message_id, receive_count};
-use shared::notify::{self, Failure};
+use shared::inbound::{parse_request, Request};
+use shared::lambda::each_record;
+use shared::notify::Notices;
 use shared::report::{log_report, Outcome};
 use shared::{engine::Engine, error::Error};
 
@@ -20,8 +19,8 @@ use shared::{engine::Engine, error::Error};
 ///   account is an error (so asynchronous invocations are retried and then sent to their
 ///   failure destination).
 pub async fn handle(engine: &Engine, payload: Value) -> Result<Value, Error> {
-    if is_sqs_batch(&payload) {
-        return Ok(handle_batch(engine, &payload).await);
+    if let Some(response) = handle_batch(engine, &payload).await {
+        return Ok(response);
     }
     let request = parse_request(&payload).inspect_err(log_rejected)?;
     let report = engine.run(request).await;
@@ -34,133 +33,31 @@ pub async fn handle(engine: &Engine, payload: Value) -> Result<Value, Error> {
     }
 }
 
-/// (SQS message id, request) pairs, in arrival order.
-type Messages = Vec<(String, Request)>;
-
-async fn handle_batch(engine: &Engine, payload: &Value) -> Value {
-    let records = payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let max_receives = engine.config().max_receives;
-    let Parsed {
-        groups,
-        mut failures,
-        mut notices,
-    } = parse_records(&records, max_receives);
-    let counts: std::collections::HashMap<String, u32> = records
-        .iter()
-        .map(|r| (message_id(r).to_string(), receive_count(r)))
-        .collect();
-    let counts = &counts;
-    // The chain sequence each message carries (shared::chain).
-    let chains: std::collections::HashMap<String, u64> = records
-        .iter()
-        .filter_map(|r| Some((message_id(r).to_string(), shared::chain::of_record(r)?)))
-        .collect();
-    let chains = &chains;
-    let failed: Vec<(Vec<String>, Vec<Failure>)> = futures::stream::iter(groups)
-        .map(|(_, items)| work_group(engine, items, (counts, chains), max_receives))
-        .buffer_unordered(engine.config().max_concurrent_accounts)
-        .collect()
-        .await;
-    for (ids, found) in failed {
-        failures.extend(ids);
-        notices.extend(found);
-    }
-    notify_failures(engine, &notices).await;
-    // Keep SQS's order of identifiers for readable logs.
-    failures.sort_by_key(|id| records.iter().position(|r| message_id(r) == id));
-    batch_response(failures)
-}
-
-/// A batch's records read: the requests grouped by account (so two messages for one account
-/// never race each other), and the records refused, with the notices of those refused for the
-/// last time.
-struct Parsed {
-    groups: Vec<(Option<String>, Messages)>,
-    failures: Vec<String>,
-    notices: Vec<Failure>,
-}
-
-fn parse_records(records: &[Value], max_receives: u32) -> Parsed {
-    let mut parsed = Parsed {
-        groups: Vec::new(),
-        failures: Vec::new(),
-        notices: Vec::new(),
+/// An SQS batch (`None` for any other payload): every record read first (a record refused
+/// fails, its notice noted when final), the requests grouped by account (so two messages for
+/// one account never race each other; a skipped request alone), each account's messages run
+/// in order less the redundant `grant-change` runs, and the batch's final failures queued once.
+async fn handle_batch(engine: &Engine, payload: &Value) -> Option<Value> {
+    let notices = Notices::default();
+    let read = |record: &Value| {
+        let request = notices
+            .read(engine, record)
+            .inspect_err(log_rejected)
+            .ok()?;
+        let key = match &request {
+            Request::Work(w) => Some(w.account_id.to_string()),
+            Request::Skip { .. } => None,
+        };
+        Some((key, request))
     };
-    for record in records {
-        let id = message_id(record).to_string();
-        let body = record
-            .get("body")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-        match parse_body(body) {
-            Err(e) => {
-                log_rejected(&e);
-                if notify::is_final(receive_count(record), max_receives, e.retry()) {
-                    parsed.notices.push(Failure {
-                        account_id: "?".into(),
-                        account_name: None,
-                        ou_id: None,
-                        license: None,
-                        kind: e.kind().into(),
-                        code: None,
-                        reason: format!("message {id}: {e}"),
-                        parked: receive_count(record) >= max_receives,
-                    });
-                }
-                parsed.failures.push(id);
-            }
-            Ok(request) => {
-                let key = match &request {
-                    Request::Work(w) => Some(w.account_id.to_string()),
-                    Request::Skip { .. } => None,
-                };
-                match parsed
-                    .groups
-                    .iter_mut()
-                    .find(|(k, _)| k.is_some() && *k == key)
-                {
-                    Some((_, items)) => items.push((id, request)),
-                    None => parsed.groups.push((key, vec![(id, request)])),
-                }
-            }
-        }
-    }
-    parsed
-}
-
-/// One account's messages, in order: the failed message ids, and the notices of those failed
-/// for the last time.
-async fn work_group(
-    engine: &Engine,
-    items: Messages,
-    (counts, chains): (
-        &std::collections::HashMap<String, u32>,
-        &std::collections::HashMap<String, u64>,
-    ),
-    max_receives: u32,
-) -> (Vec<String>, Vec<Failure>) {
-    let items = without_redundant_grant_changes(items);
-    let mut failed = Vec::new();
-    let mut notices = Vec::new();
-    for (id, request) in items {
-        let report = engine.run_chained(request, chains.get(&id).copied()).await;
-        log_report(&report);
-        if report.outcome == Outcome::Failed {
-            let count = counts.get(&id).copied().unwrap_or(1);
-            let retry = report
-                .deciding_error()
-                .map_or(shared::error::Retry::Retryable, |e| e.retry);
-            if notify::is_final(count, max_receives, retry) {
-                notices.extend(notify::failures_of(&report, count >= max_receives));
-            }
-            failed.push(id);
-        }
-    }
-    (failed, notices)
+    let work = |messages| async {
+        let messages = without_redundant_grant_changes(messages);
+        notices.run(engine, messages).await
+    };
+    let lanes = engine.config().max_concurrent_accounts;
+    let response = each_record(payload, lanes, read, work).await?;
+    notices.queue(engine).await;
+    Some(response)
 }
 
 /// One account's messages of a batch, less the `grant-change` runs another message of the
@@ -168,12 +65,12 @@ async fn work_group(
 /// for nothing else. Kept: every other message, and one `grant-change` run when nothing else
 /// runs the account. (Change events come in bursts, one per grant and status; the dropped
 /// messages are done, not failed.)
-fn without_redundant_grant_changes(items: Messages) -> Messages {
+fn without_redundant_grant_changes<I>(items: Vec<(I, Request)>) -> Vec<(I, Request)> {
     let is_change = |r: &Request| r.is_grant_change();
     let others = items.iter().any(|(_, r)| !is_change(r));
     let mut kept_one = false;
     let before = items.len();
-    let kept: Messages = items
+    let kept: Vec<_> = items
         .into_iter()
         .filter(|(_, r)| {
             if !is_change(r) {
@@ -191,13 +88,6 @@ fn without_redundant_grant_changes(items: Messages) -> Messages {
         );
     }
     kept
-}
-
-/// Puts the batch's final failures on the notification queue (when one is configured).
-async fn notify_failures(engine: &Engine, notices: &[Failure]) {
-    if let Some(queue) = &engine.config().notify_queue_url {
-        notify::queue_failures(&engine.clients().sqs, queue, notices).await;
-    }
 }
 
 /// The error a direct invocation fails with: the deciding error itself (same kind, so
@@ -238,6 +128,10 @@ mod tests {
     use super::*;
     use serde_json::json;
     use shared::error::Retry;
+    use shared::inbound::parse_body;
+
+    /// (SQS message id, request) pairs, in arrival order.
+    type Messages = Vec<(String, Request)>;
 
     #[test]
     fn a_burst_of_grant_changes_for_one_account_is_one_run() {

@@ -15,7 +15,7 @@ use aws_credential_types::Credentials;
 use serde::Serialize;
 use serde_json::{json, Value};
 use shared::error::ErrorReport;
-use shared::lambda::is_sqs_batch;
+use shared::lambda::each_record;
 use shared::report::CallLog;
 use shared::{error::Error, error::Retry};
 use std::collections::BTreeMap;
@@ -201,8 +201,12 @@ impl Slots {
 /// with no AWS call), started or queued, and its report returned; a direct request that ends
 /// parked returns an error (an asynchronous invocation then goes to its failure destination).
 pub async fn handle(app: &App, payload: Value) -> Result<Value, Error> {
-    if is_sqs_batch(&payload) {
-        return Ok(handle_batch(app, &payload).await);
+    if let Some(response) = each_record(&payload, 1, read_record, |records| {
+        handle_batch(app, records)
+    })
+    .await
+    {
+        return Ok(response);
     }
     let now = (app.now)();
     let tracked = parse_message(&payload, now).inspect_err(log_rejected)?;
@@ -225,27 +229,26 @@ pub async fn handle(app: &App, payload: Value) -> Result<Value, Error> {
     serde_json::to_value(&report).map_err(|e| Error::InvalidInput(e.to_string()))
 }
 
+/// An SQS record's body; every record in one lane, so the batch is worked in order.
+fn read_record(record: &Value) -> Option<(Option<()>, &str)> {
+    let body = record
+        .get("body")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    Some((Some(()), body))
+}
+
 /// Messages one after another (vending is low volume, and the slot count stays exact);
 /// a message fails the batch item only when a retry can help.
-async fn handle_batch(app: &App, payload: &Value) -> Value {
-    let records = payload
-        .get("Records")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+async fn handle_batch<'a>(app: &App, records: Vec<(&'a Value, &str)>) -> Vec<&'a Value> {
     let mut slots = Slots::default();
     let mut failures = Vec::new();
-    for record in &records {
-        let id = shared::lambda::message_id(record).to_string();
-        let body = record
-            .get("body")
-            .and_then(Value::as_str)
-            .unwrap_or_default();
+    for (record, body) in records {
         if !handle_message(app, body, &mut slots).await {
-            failures.push(id);
+            failures.push(record);
         }
     }
-    shared::lambda::batch_response(failures)
+    failures
 }
 
 /// Works one queue message; false when SQS should deliver it again.

@@ -35,7 +35,7 @@ pub(crate) use store::{
 };
 
 /// The SQS message attribute carrying a message's chain sequence number (a Number).
-pub const ATTRIBUTE: &str = "chainSeq";
+pub(crate) const ATTRIBUTE: &str = "chainSeq";
 
 /// The reason a re-check brought forward carries (its report's trigger says
 /// `onboard:early-recheck`); the re-checks it queues are plain `recheck`s again.
@@ -190,7 +190,7 @@ pub(crate) fn sequence(now: std::time::SystemTime) -> u64 {
 }
 
 /// The chain sequence an SQS record carries (its [`ATTRIBUTE`] message attribute), if any.
-pub fn of_record(record: &serde_json::Value) -> Option<u64> {
+pub(crate) fn of_record(record: &serde_json::Value) -> Option<u64> {
     record
         .get("messageAttributes")?
         .get(ATTRIBUTE)?
