@@ -49,7 +49,7 @@ impl Engine {
     }
 
     /// [`Engine::run`] for a message of an account's chain with sequence `chain` (an SQS
-    /// record's [`crate::chain::ATTRIBUTE`]): with `CHAIN_TABLE` set, the run first claims the
+    /// record's `chainSeq` message attribute): with `CHAIN_TABLE` set, the run first claims the
     /// account's chain (a superseded message ends there, skipped) and leaves it waiting or
     /// ended ([`crate::chain`]).
     pub async fn run_chained(&self, request: Request, chain: Option<u64>) -> AccountReport {
