@@ -1,10 +1,13 @@
 //! CloudFormation custom resources: who to answer ([`Target`]), what to answer ([`Response`],
 //! at most 4,096 bytes) and how ([`Responder`]: a PUT to the validated pre-signed S3
-//! `ResponseURL` with the SDK's own HTTPS connector, before the Lambda deadline).
+//! `ResponseURL` with the SDK's own HTTPS connector, before the Lambda deadline). [`drive`]
+//! answers one request, whatever happens to the [`Resource`]'s work.
 
+mod driver;
 mod responder;
 mod response;
 
+pub use driver::{drive, Limits, Reply, Resource};
 pub use responder::{validate_response_url, Responder};
 pub use response::Response;
 
