@@ -125,7 +125,10 @@ pub(crate) async fn answer_request<W: Work>(
     payload: Value,
     deadline: Instant,
 ) -> Result<Value, Error> {
-    let response = match drive(responder, &Driven(work), &payload, deadline).await? {
+    let response = match drive(responder, &Driven(work), &payload, deadline)
+        .await?
+        .reply
+    {
         Reply::Answer(response) => response,
         Reply::Later(never) => match never {},
     };

@@ -19,6 +19,14 @@ pub enum Reply<L> {
     Later(L),
 }
 
+/// What [`drive`] did with a request: whom it answered, and the response it PUT (or what the
+/// work left for later).
+#[derive(Debug)]
+pub struct Answered<L> {
+    pub target: Target,
+    pub reply: Reply<L>,
+}
+
 /// The time a request may take, as the driver worked it out when the work began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -106,7 +114,8 @@ pub trait Resource {
 }
 
 /// Answers one custom-resource request as `resource` says, before `deadline` (the Lambda
-/// deadline): returns the response it PUT, or what the work left for later.
+/// deadline): returns whom it answered and the response it PUT, or what the work left for
+/// later.
 ///
 /// An error only when no answer could be given: the request names no usable ResponseURL (or
 /// identifiers), or the PUT failed.
@@ -115,7 +124,7 @@ pub async fn drive<R: Resource>(
     resource: &R,
     payload: &Value,
     deadline: Instant,
-) -> Result<Reply<R::Later>, Error> {
+) -> Result<Answered<R::Later>, Error> {
     let target = Target::from_request(payload).inspect_err(|e| resource.rejected(e))?;
     // Only CloudFormation's own answer slot for the named stack ever receives a response.
     responder
@@ -127,7 +136,7 @@ pub async fn drive<R: Resource>(
         Ok(t) => t,
         Err(e) => match resource.bad_service_timeout(&target, e) {
             Some(response) => {
-                return deliver(responder, resource, &target, response, deadline).await
+                return deliver(responder, resource, target, response, deadline).await
             }
             None => DEFAULT_SERVICE_TIMEOUT,
         },
@@ -146,8 +155,8 @@ pub async fn drive<R: Resource>(
         Err(_) => resource.timed_out(&target, &limits).await,
     };
     match reply {
-        Reply::Answer(response) => deliver(responder, resource, &target, response, deadline).await,
-        later => Ok(later),
+        Reply::Answer(response) => deliver(responder, resource, target, response, deadline).await,
+        reply => Ok(Answered { target, reply }),
     }
 }
 
@@ -155,16 +164,19 @@ pub async fn drive<R: Resource>(
 async fn deliver<R: Resource>(
     responder: &Responder,
     resource: &R,
-    target: &Target,
+    target: Target,
     response: Response,
     deadline: Instant,
-) -> Result<Reply<R::Later>, Error> {
-    resource.answering(target, &response);
+) -> Result<Answered<R::Later>, Error> {
+    resource.answering(&target, &response);
     responder
         .put(&target.response_url, &response.body(), deadline)
         .await
-        .inspect_err(|e| resource.undelivered(target, e))?;
-    Ok(Reply::Answer(response))
+        .inspect_err(|e| resource.undelivered(&target, e))?;
+    Ok(Answered {
+        target,
+        reply: Reply::Answer(response),
+    })
 }
 
 #[cfg(test)]
@@ -302,7 +314,7 @@ mod tests {
 
     async fn answered(probe: &Probe, extra: Value, deadline: Instant) -> (Response, Value) {
         let (url, server) = receiver().await;
-        let reply = drive(
+        let answered = drive(
             &Responder::new(true),
             probe,
             &request(&url, extra),
@@ -310,7 +322,8 @@ mod tests {
         )
         .await
         .expect("answered");
-        let response = match reply {
+        assert_eq!(answered.target.request_id, "req-1");
+        let response = match answered.reply {
             Reply::Answer(response) => response,
             Reply::Later(never) => match never {},
         };

@@ -7,7 +7,7 @@ mod driver;
 mod responder;
 mod response;
 
-pub use driver::{drive, Limits, Reply, Resource};
+pub use driver::{drive, Answered, Limits, Reply, Resource};
 pub use responder::{validate_response_url, Responder};
 pub use response::Response;
 
