@@ -3,7 +3,7 @@
 
 use crate::clock::Clock;
 use shared::config::{parse_bool, parse_num, LicenseRef};
-use shared::custom_resource::{deadline_fallback, DEFAULT_DEADLINE_FALLBACK};
+use shared::custom_resource::deadline_fallback;
 use shared::error::echo;
 use shared::error::Error;
 use std::time::Duration;
@@ -111,7 +111,7 @@ impl Default for CatalogConfig {
             allow_local_response_url: false,
             recheck_queue_url: None,
             pending_recheck_interval: Duration::from_secs(60),
-            deadline_fallback: DEFAULT_DEADLINE_FALLBACK,
+            deadline_fallback: Duration::from_secs(900),
             licenses: LaunchLicenses::Selection,
             apply_selection_rules: true,
             share_portfolios: Vec::new(),
@@ -183,7 +183,7 @@ impl CatalogConfig {
                 900,
             )?),
             // DEADLINE_FALLBACK_SECONDS
-            deadline_fallback: deadline_fallback(&get)?,
+            deadline_fallback: deadline_fallback(get)?,
             clock: Clock::system(),
         })
     }

@@ -17,7 +17,7 @@ use crate::portfolio;
 use crate::request::{answer_margin, classify, parse_request, stack_account, Incoming, Target};
 use crate::verify::StackReader;
 use serde_json::{json, Value};
-use shared::custom_resource::{drive, Answered, Limits, Resource, Responder, Response};
+use shared::custom_resource::{drive, Limits, Resource, Responder, Response};
 use shared::error::ErrorReport;
 use shared::ids::AccountId;
 use shared::{engine::Engine, error::Error};
@@ -89,6 +89,7 @@ type Reply = shared::custom_resource::Reply<Deferred>;
 /// A request answered later, by a re-check (`PENDING_GRANT_RESPONSE=WAIT`).
 #[derive(Debug)]
 struct Deferred {
+    target: Target,
     physical_id: String,
     reason: String,
     /// Unix seconds ([`Bounds::answer_by`]).
@@ -192,16 +193,17 @@ async fn answer(app: &App, raw: &Value, deadline: Instant, via_sns: bool) -> Res
         known: entitlement::Known::default(),
         bounds: OnceLock::new(),
     };
-    let Answered { target, reply } = drive(&app.responder, &request, raw, deadline).await?;
-    Ok(match reply {
-        Reply::Answer(response) => json!({
-            "requestId": target.request_id,
-            "logicalResourceId": target.logical_resource_id,
-            "status": if response.is_success() { "SUCCESS" } else { "FAILED" },
-            "physicalResourceId": response.physical_resource_id,
-        }),
-        Reply::Later(later) => deferred(&target, later),
-    })
+    Ok(
+        match drive(&app.responder, &request, raw, deadline).await? {
+            Reply::Answer(response) => json!({
+                "requestId": response.request_id,
+                "logicalResourceId": response.logical_resource_id,
+                "status": if response.is_success() { "SUCCESS" } else { "FAILED" },
+                "physicalResourceId": response.physical_resource_id,
+            }),
+            Reply::Later(later) => deferred(later),
+        },
+    )
 }
 
 /// FAILED for a request whose handling panicked.
@@ -215,8 +217,9 @@ fn panicked(target: &Target, message: &str) -> Response {
 }
 
 /// Logs a request left to a re-check; its summary in the invocation's result.
-fn deferred(target: &Target, later: Deferred) -> Value {
+fn deferred(later: Deferred) -> Value {
     let Deferred {
+        target,
         physical_id,
         reason,
         answer_by,

@@ -125,10 +125,7 @@ pub(crate) async fn answer_request<W: Work>(
     payload: Value,
     deadline: Instant,
 ) -> Result<Value, Error> {
-    let response = match drive(responder, &Driven(work), &payload, deadline)
-        .await?
-        .reply
-    {
+    let response = match drive(responder, &Driven(work), &payload, deadline).await? {
         Reply::Answer(response) => response,
         Reply::Later(never) => match never {},
     };

@@ -19,14 +19,6 @@ pub enum Reply<L> {
     Later(L),
 }
 
-/// What [`drive`] did with a request: whom it answered, and the response it PUT (or what the
-/// work left for later).
-#[derive(Debug)]
-pub struct Answered<L> {
-    pub target: Target,
-    pub reply: Reply<L>,
-}
-
 /// The time a request may take, as the driver worked it out when the work began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -114,8 +106,7 @@ pub trait Resource {
 }
 
 /// Answers one custom-resource request as `resource` says, before `deadline` (the Lambda
-/// deadline): returns whom it answered and the response it PUT, or what the work left for
-/// later.
+/// deadline): returns the response it PUT, or what the work left for later.
 ///
 /// An error only when no answer could be given: the request names no usable ResponseURL (or
 /// identifiers), or the PUT failed.
@@ -124,7 +115,7 @@ pub async fn drive<R: Resource>(
     resource: &R,
     payload: &Value,
     deadline: Instant,
-) -> Result<Answered<R::Later>, Error> {
+) -> Result<Reply<R::Later>, Error> {
     let target = Target::from_request(payload).inspect_err(|e| resource.rejected(e))?;
     // Only CloudFormation's own answer slot for the named stack ever receives a response.
     responder
@@ -136,7 +127,7 @@ pub async fn drive<R: Resource>(
         Ok(t) => t,
         Err(e) => match resource.bad_service_timeout(&target, e) {
             Some(response) => {
-                return deliver(responder, resource, target, response, deadline).await
+                return deliver(responder, resource, &target, response, deadline).await
             }
             None => DEFAULT_SERVICE_TIMEOUT,
         },
@@ -155,8 +146,8 @@ pub async fn drive<R: Resource>(
         Err(_) => resource.timed_out(&target, &limits).await,
     };
     match reply {
-        Reply::Answer(response) => deliver(responder, resource, target, response, deadline).await,
-        reply => Ok(Answered { target, reply }),
+        Reply::Answer(response) => deliver(responder, resource, &target, response, deadline).await,
+        later => Ok(later),
     }
 }
 
@@ -164,19 +155,16 @@ pub async fn drive<R: Resource>(
 async fn deliver<R: Resource>(
     responder: &Responder,
     resource: &R,
-    target: Target,
+    target: &Target,
     response: Response,
     deadline: Instant,
-) -> Result<Answered<R::Later>, Error> {
-    resource.answering(&target, &response);
+) -> Result<Reply<R::Later>, Error> {
+    resource.answering(target, &response);
     responder
-        .put(&target.response_url, &response.body(), deadline)
+        .answer(target, &response, deadline)
         .await
-        .inspect_err(|e| resource.undelivered(&target, e))?;
-    Ok(Answered {
-        target,
-        reply: Reply::Answer(response),
-    })
+        .inspect_err(|e| resource.undelivered(target, e))?;
+    Ok(Reply::Answer(response))
 }
 
 #[cfg(test)]
@@ -322,8 +310,7 @@ mod tests {
         )
         .await
         .expect("answered");
-        assert_eq!(answered.target.request_id, "req-1");
-        let response = match answered.reply {
+        let response = match answered {
             Reply::Answer(response) => response,
             Reply::Later(never) => match never {},
         };

@@ -7,7 +7,7 @@ mod driver;
 mod responder;
 mod response;
 
-pub use driver::{drive, Answered, Limits, Reply, Resource};
+pub use driver::{drive, Limits, Reply, Resource};
 pub use responder::{validate_response_url, Responder};
 pub use response::Response;
 
@@ -54,7 +54,7 @@ const PLAUSIBLE_AFTER_MS: u64 = 1_577_836_800_000;
 /// further away than this.
 const LONGEST_INVOCATION_MS: u64 = (15 * 60 + 60) * 1000;
 /// The budget assumed when the deadline is implausible (`DEADLINE_FALLBACK_SECONDS`).
-pub const DEFAULT_DEADLINE_FALLBACK: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_DEADLINE_FALLBACK: Duration = Duration::from_secs(15 * 60);
 /// Environment variable overriding [`DEFAULT_DEADLINE_FALLBACK`].
 const DEADLINE_FALLBACK_VAR: &str = "DEADLINE_FALLBACK_SECONDS";
 
@@ -121,7 +121,7 @@ fn unix_ms() -> u64 {
 /// The `ServiceTimeout` property name (CloudFormation's own, inside `ResourceProperties`).
 pub(crate) const SERVICE_TIMEOUT: &str = "ServiceTimeout";
 /// CloudFormation's default and longest wait for a custom resource's answer.
-pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// CloudFormation's `ServiceTimeout` property: whole seconds from 1 to 3600, as a string (the
 /// way CloudFormation passes scalars) or a number; absent, null or empty means the default,

@@ -56,7 +56,7 @@ impl Response {
 
     /// The JSON body, at most [`MAX_BODY_BYTES`]: an over-long `Reason` is cut (on a character
     /// boundary) and marked with "…".
-    pub fn body(&self) -> Vec<u8> {
+    pub(crate) fn body(&self) -> Vec<u8> {
         let full = serde_json::to_vec(self).unwrap_or_default();
         if full.len() <= MAX_BODY_BYTES {
             return full;

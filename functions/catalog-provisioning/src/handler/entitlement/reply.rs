@@ -214,6 +214,7 @@ async fn wait_for_active(
     );
     match send_recheck(app, queue, &body, delay).await {
         Ok(()) => Reply::Later(Deferred {
+            target: target.clone(),
             physical_id: physical,
             reason: format!(
                 "{reason}; re-checked every {}s, answered when ACTIVE or by the resource's ServiceTimeout",
