@@ -198,7 +198,7 @@ async fn answer(app: &App, raw: &Value, deadline: Instant, via_sns: bool) -> Res
             Reply::Answer(response) => json!({
                 "requestId": response.request_id,
                 "logicalResourceId": response.logical_resource_id,
-                "status": if response.is_success() { "SUCCESS" } else { "FAILED" },
+                "status": response.status, // SUCCESS or FAILED, as in the body
                 "physicalResourceId": response.physical_resource_id,
             }),
             Reply::Later(later) => deferred(later),
@@ -324,7 +324,7 @@ fn log_response(target: &Target, response: &Response) {
         "stackId": target.stack_id,
         "logicalResourceId": target.logical_resource_id,
         "requestId": target.request_id,
-        "status": if response.is_success() { "SUCCESS" } else { "FAILED" },
+        "status": response.status, // SUCCESS or FAILED, as in the body
         "physicalResourceId": response.physical_resource_id,
         "reason": response.reason,
         "data": response.data,

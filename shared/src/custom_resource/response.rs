@@ -50,10 +50,6 @@ impl Response {
         self
     }
 
-    pub fn is_success(&self) -> bool {
-        self.status == Status::Success
-    }
-
     /// The JSON body, at most [`MAX_BODY_BYTES`]: an over-long `Reason` is cut (on a character
     /// boundary) and marked with "…".
     pub(crate) fn body(&self) -> Vec<u8> {
