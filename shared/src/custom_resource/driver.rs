@@ -22,16 +22,14 @@ pub enum Reply<L> {
 /// The time a request may take, as the driver worked it out when the work began.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// When the work began.
-    pub started: Instant,
     /// The request's `ServiceTimeout` (the default, one hour, when absent or, for a resource
     /// that leaves a bad one to its work, bad).
     pub service_timeout: Duration,
     /// The `ServiceTimeout` less the resource's margin for it: the answer is due this long
-    /// after `started`.
+    /// after the work began.
     pub answer_within: Duration,
     /// When the work is cut off: the Lambda deadline less the resource's margin (never before
-    /// `started`), or `started + answer_within` when that is earlier.
+    /// the work began), or `answer_within` after the work began when that is earlier.
     pub work_until: Instant,
     /// Whether the `ServiceTimeout` (rather than the Lambda deadline) sets `work_until`.
     pub by_service_timeout: bool,
@@ -52,7 +50,6 @@ impl Limits {
         let answer_within = service_timeout.saturating_sub(timeout_margin);
         let by_timeout = started + answer_within;
         Limits {
-            started,
             service_timeout,
             answer_within,
             work_until: by_deadline.min(by_timeout),
