@@ -3,7 +3,7 @@
 
 use crate::clock::Clock;
 use shared::config::{parse_bool, parse_num, LicenseRef};
-use shared::custom_resource::{DEADLINE_FALLBACK_VAR, DEFAULT_DEADLINE_FALLBACK};
+use shared::custom_resource::deadline_fallback;
 use shared::error::echo;
 use shared::error::Error;
 use std::time::Duration;
@@ -18,7 +18,6 @@ pub mod vars {
     pub const ALLOW_LOCAL_RESPONSE_URL: &str = "ALLOW_LOCAL_RESPONSE_URL";
     pub const CATALOG_RECHECK_QUEUE_URL: &str = "CATALOG_RECHECK_QUEUE_URL";
     pub const PENDING_RECHECK_SECONDS: &str = "PENDING_RECHECK_SECONDS";
-    pub const DEADLINE_FALLBACK_SECONDS: &str = super::DEADLINE_FALLBACK_VAR;
     pub const CATALOG_LICENSES: &str = "CATALOG_LICENSES";
     pub const CATALOG_SELECTION_RULES: &str = "CATALOG_SELECTION_RULES";
     pub const CATALOG_SHARE_PORTFOLIOS: &str = "CATALOG_SHARE_PORTFOLIOS";
@@ -112,7 +111,7 @@ impl Default for CatalogConfig {
             allow_local_response_url: false,
             recheck_queue_url: None,
             pending_recheck_interval: Duration::from_secs(60),
-            deadline_fallback: DEFAULT_DEADLINE_FALLBACK,
+            deadline_fallback: Duration::from_secs(900),
             licenses: LaunchLicenses::Selection,
             apply_selection_rules: true,
             share_portfolios: Vec::new(),
@@ -183,13 +182,8 @@ impl CatalogConfig {
                 1,
                 900,
             )?),
-            deadline_fallback: Duration::from_secs(parse_num(
-                get(DEADLINE_FALLBACK_SECONDS),
-                DEADLINE_FALLBACK_SECONDS,
-                DEFAULT_DEADLINE_FALLBACK.as_secs(),
-                10,
-                900,
-            )?),
+            // DEADLINE_FALLBACK_SECONDS
+            deadline_fallback: deadline_fallback(get)?,
             clock: Clock::system(),
         })
     }

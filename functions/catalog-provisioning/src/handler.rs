@@ -4,7 +4,8 @@
 //! This module dispatches: an invocation's requests go to the module of their resource type
 //! ([`entitlement`]: `Custom::MarketplaceEntitlement`, [`share`]:
 //! `Custom::MarketplacePortfolioShare`), an SQS batch to the entitlement's re-checks. The
-//! deadline, the panic path and the PUT are handled here for both.
+//! deadline, the panic path and the PUT are the custom-resource driver's
+//! ([`shared::custom_resource::drive`]), told here what to answer for both.
 
 mod entitlement;
 mod share;
@@ -16,10 +17,11 @@ use crate::portfolio;
 use crate::request::{answer_margin, classify, parse_request, stack_account, Incoming, Target};
 use crate::verify::StackReader;
 use serde_json::{json, Value};
-use shared::custom_resource::{service_timeout, Responder, Response, DEFAULT_SERVICE_TIMEOUT};
+use shared::custom_resource::{drive, Limits, Resource, Responder, Response};
 use shared::error::ErrorReport;
 use shared::ids::AccountId;
 use shared::{engine::Engine, error::Error};
+use std::sync::OnceLock;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -80,13 +82,18 @@ pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Valu
     }
 }
 
-/// What an invocation does about one custom-resource request.
+/// What an invocation does about one custom-resource request: PUT an answer now, or leave it
+/// to a re-check ([`Deferred`]).
+type Reply = shared::custom_resource::Reply<Deferred>;
+
+/// A request answered later, by a re-check (`PENDING_GRANT_RESPONSE=WAIT`).
 #[derive(Debug)]
-enum Reply {
-    /// PUT this now.
-    Answer(Response),
-    /// Answered later, by a re-check (`PENDING_GRANT_RESPONSE=WAIT`).
-    Deferred { physical_id: String, reason: String },
+struct Deferred {
+    target: Target,
+    physical_id: String,
+    reason: String,
+    /// Unix seconds ([`Bounds::answer_by`]).
+    answer_by: u64,
 }
 
 /// How long a request may take: the work stops at `work_deadline` (the Lambda deadline minus
@@ -105,68 +112,118 @@ struct Bounds {
 }
 
 impl Bounds {
-    /// The bounds of a request arriving now, invoked with the Lambda deadline `deadline`.
-    fn of(app: &App, raw: &Value, deadline: Instant) -> Bounds {
-        let now = Instant::now();
+    /// The bounds of a request whose work begins now, within the driver's `limits` (a bad
+    /// ServiceTimeout is reported by the property checks; until then, the default).
+    fn of(app: &App, limits: &Limits) -> Bounds {
         let epoch_now = app.config.clock.now();
-        // A bad ServiceTimeout is reported by the property checks; until then, the default.
-        let timeout = raw
-            .get("ResourceProperties")
-            .map(|p| service_timeout(p).unwrap_or(DEFAULT_SERVICE_TIMEOUT))
-            .unwrap_or(DEFAULT_SERVICE_TIMEOUT);
-        let answer_within = timeout.saturating_sub(answer_margin(timeout));
-        let answer_by = epoch_now.as_secs() + answer_within.as_secs();
-        let work_deadline = deadline
-            .checked_sub(app.config.safety_margin)
-            .filter(|d| *d > now)
-            .unwrap_or(now)
-            .min(now + answer_within);
         Bounds {
-            work_deadline,
-            answer_at: epoch_now + answer_within,
-            answer_by,
-            service_timeout: timeout,
+            work_deadline: limits.work_until,
+            answer_at: epoch_now + limits.answer_within,
+            answer_by: epoch_now.as_secs() + limits.answer_within.as_secs(),
+            service_timeout: limits.service_timeout,
         }
     }
 }
 
-/// Answers one custom-resource request: works on it until its bounds' work deadline (a panic
-/// or the deadline answer FAILED, or hand a pending grant to a re-check), then PUTs the answer.
-async fn answer(app: &App, raw: &Value, deadline: Instant, via_sns: bool) -> Result<Value, Error> {
-    let target = Target::from_request(raw).inspect_err(log_rejected)?;
-    // Only CloudFormation's own answer slot for the named stack ever receives a response.
-    app.responder
-        .validate_for(&target.response_url, &target.stack_id)
-        .inspect_err(log_rejected)?;
-    let bounds = Bounds::of(app, raw, deadline);
-    let known = entitlement::Known::default();
-    let work = shared::lambda::guarded(respond(app, raw, &target, &known, bounds, via_sns));
-    let reply = match tokio::time::timeout_at(bounds.work_deadline, work).await {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(message)) => panicked(&target, &message),
-        Err(_) => entitlement::late_reply(app, &target, &known, bounds, deadline).await,
-    };
-    match reply {
-        Reply::Answer(response) => deliver(app, &target, &response, deadline).await,
-        Reply::Deferred {
-            physical_id,
-            reason,
-        } => Ok(deferred(&target, bounds, physical_id, reason)),
+/// One custom-resource request, as the driver answers it: worked on until its bounds' work
+/// deadline (a panic or the deadline answer FAILED, or hand a pending grant to a re-check).
+struct Driven<'a> {
+    app: &'a App,
+    deadline: Instant,
+    via_sns: bool,
+    known: entitlement::Known,
+    /// Worked out when the work begins.
+    bounds: OnceLock<Bounds>,
+}
+
+impl Driven<'_> {
+    fn bounds(&self, limits: &Limits) -> Bounds {
+        *self.bounds.get_or_init(|| Bounds::of(self.app, limits))
     }
 }
 
+impl Resource for Driven<'_> {
+    type Later = Deferred;
+
+    fn deadline_margin(&self) -> Duration {
+        self.app.config.safety_margin
+    }
+
+    fn timeout_margin(&self, service_timeout: Duration) -> Duration {
+        answer_margin(service_timeout)
+    }
+
+    fn bad_service_timeout(&self, _: &Target, _: Error) -> Option<Response> {
+        None
+    }
+
+    async fn work(&self, raw: &Value, target: &Target, limits: &Limits) -> Reply {
+        let bounds = self.bounds(limits);
+        respond(self.app, raw, target, &self.known, bounds, self.via_sns).await
+    }
+
+    fn panicked(&self, target: &Target, message: &str) -> Response {
+        panicked(target, message)
+    }
+
+    async fn timed_out(&self, target: &Target, limits: &Limits) -> Reply {
+        let bounds = self.bounds(limits);
+        entitlement::late_reply(self.app, target, &self.known, bounds, self.deadline).await
+    }
+
+    fn rejected(&self, error: &Error) {
+        log_rejected(error);
+    }
+
+    fn answering(&self, target: &Target, response: &Response) {
+        log_response(target, response);
+    }
+
+    fn undelivered(&self, target: &Target, error: &Error) {
+        tracing::error!(request_id = %target.request_id, error = %error, "could not deliver the response to CloudFormation");
+    }
+}
+
+/// Answers one custom-resource request ([`Driven`]); its summary in the invocation's result.
+async fn answer(app: &App, raw: &Value, deadline: Instant, via_sns: bool) -> Result<Value, Error> {
+    let request = Driven {
+        app,
+        deadline,
+        via_sns,
+        known: entitlement::Known::default(),
+        bounds: OnceLock::new(),
+    };
+    Ok(
+        match drive(&app.responder, &request, raw, deadline).await? {
+            Reply::Answer(response) => json!({
+                "requestId": response.request_id,
+                "logicalResourceId": response.logical_resource_id,
+                "status": response.status, // SUCCESS or FAILED, as in the body
+                "physicalResourceId": response.physical_resource_id,
+            }),
+            Reply::Later(later) => deferred(later),
+        },
+    )
+}
+
 /// FAILED for a request whose handling panicked.
-fn panicked(target: &Target, message: &str) -> Reply {
+fn panicked(target: &Target, message: &str) -> Response {
     tracing::error!(request_id = %target.request_id, panic = %message, "the handler panicked; answering FAILED");
-    Reply::Answer(Response::failed(
+    Response::failed(
         target,
         fallback_physical_id(target),
         format!("internal error (the function panicked: {message}); see the function's logs for request {}", target.request_id),
-    ))
+    )
 }
 
 /// Logs a request left to a re-check; its summary in the invocation's result.
-fn deferred(target: &Target, bounds: Bounds, physical_id: String, reason: String) -> Value {
+fn deferred(later: Deferred) -> Value {
+    let Deferred {
+        target,
+        physical_id,
+        reason,
+        answer_by,
+    } = later;
     let line = json!({
         "requestType": target.request_type,
         "stackId": target.stack_id,
@@ -174,7 +231,7 @@ fn deferred(target: &Target, bounds: Bounds, physical_id: String, reason: String
         "requestId": target.request_id,
         "physicalResourceId": physical_id,
         "reason": reason,
-        "answerBy": bounds.answer_by,
+        "answerBy": answer_by,
     });
     shared::report::emit("customResourceDeferred", line);
     json!({
@@ -182,28 +239,8 @@ fn deferred(target: &Target, bounds: Bounds, physical_id: String, reason: String
         "logicalResourceId": target.logical_resource_id,
         "status": "WAITING",
         "physicalResourceId": physical_id,
-        "answerBy": bounds.answer_by,
+        "answerBy": answer_by,
     })
-}
-
-/// Logs the answer and PUTs it to the request's ResponseURL; its summary in the result.
-async fn deliver(
-    app: &App,
-    target: &Target,
-    response: &Response,
-    deadline: Instant,
-) -> Result<Value, Error> {
-    log_response(target, response);
-    app.responder
-        .put(&target.response_url, &response.body(), deadline)
-        .await
-        .inspect_err(|e| tracing::error!(request_id = %target.request_id, error = %e, "could not deliver the response to CloudFormation"))?;
-    Ok(json!({
-        "requestId": target.request_id,
-        "logicalResourceId": target.logical_resource_id,
-        "status": if response.is_success() { "SUCCESS" } else { "FAILED" },
-        "physicalResourceId": response.physical_resource_id,
-    }))
 }
 
 /// The reply to one request, by its resource type: what is not a portfolio share is acted on
@@ -287,7 +324,7 @@ fn log_response(target: &Target, response: &Response) {
         "stackId": target.stack_id,
         "logicalResourceId": target.logical_resource_id,
         "requestId": target.request_id,
-        "status": if response.is_success() { "SUCCESS" } else { "FAILED" },
+        "status": response.status, // SUCCESS or FAILED, as in the body
         "physicalResourceId": response.physical_resource_id,
         "reason": response.reason,
         "data": response.data,

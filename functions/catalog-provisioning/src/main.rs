@@ -6,7 +6,7 @@ use catalog_provisioning::request::read_request;
 use catalog_provisioning::{handle, App, CatalogConfig, Responder, StackReader};
 use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::value::RawValue;
-use shared::custom_resource::deadline_instant_or;
+use shared::custom_resource::deadline;
 use shared::function::FunctionError;
 use shared::{clients::Clients, engine::Engine};
 use std::sync::Arc;
@@ -39,7 +39,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // runtime's deserializer before the handler runs.
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Box<RawValue>>| {
         let app = app.clone();
-        let deadline = deadline_instant_or(event.context.deadline, fallback);
+        let deadline = deadline(event.context.deadline, fallback);
         async move {
             let payload = read_request(event.payload.get()).map_err(|e| {
                 FunctionError(shared::error::Error::InvalidInput(format!(

@@ -57,17 +57,15 @@ pub struct CheckRequest {
 
 /// Handles one `Custom::ConfigurationCheck` request; returns the response it sent.
 pub async fn handle(app: &CheckApp, payload: Value, deadline: Instant) -> Result<Value, Error> {
-    answer_request(
-        &app.responder,
-        payload,
-        deadline,
-        Work {
-            what: "the configuration check",
-            physical_id: PHYSICAL_ID,
-        },
-        |payload, target| async move { respond(app, &payload, &target).await },
-    )
-    .await
+    answer_request(&app.responder, app, payload, deadline).await
+}
+
+impl Work for CheckApp {
+    const WHAT: &'static str = "the configuration check";
+    const PHYSICAL_ID: &'static str = PHYSICAL_ID;
+    async fn respond(&self, payload: &Value, target: &Target) -> Response {
+        respond(self, payload, target).await
+    }
 }
 
 async fn respond(app: &CheckApp, payload: &Value, target: &Target) -> Response {

@@ -7,11 +7,12 @@ pub mod check;
 
 use serde_json::Value;
 use shared::bootstrap::{bootstrap, BootstrapClients, BootstrapOptions, BootstrapReport};
-use shared::custom_resource::{service_timeout, Responder, Response, Target};
+use shared::custom_resource::{drive, Limits, Reply, Resource, Responder, Response, Target};
 use shared::error::Error;
 use shared::error::{describe, echo};
 use shared::ids::AccountId;
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -33,98 +34,101 @@ pub struct App {
 /// The work is bounded by the Lambda `deadline` and by the request's `ServiceTimeout` (both
 /// minus [`SAFETY_MARGIN`]); whatever happens, an answer is PUT before the deadline.
 pub async fn handle(app: &App, payload: Value, deadline: Instant) -> Result<Value, Error> {
-    answer_request(
-        &app.responder,
-        payload,
-        deadline,
-        Work {
-            what: "organization set-up",
-            physical_id: PHYSICAL_ID,
-        },
-        |payload, target| async move { respond(app, &payload, &target).await },
-    )
-    .await
+    answer_request(&app.responder, app, payload, deadline).await
 }
 
-/// What a resource's work is called in a timeout's message, and its physical id.
-pub(crate) struct Work {
-    pub(crate) what: &'static str,
-    pub(crate) physical_id: &'static str,
+/// One of this function's resources: what its work is called in a timeout's message, its
+/// physical id, and its answer to a request.
+pub(crate) trait Work {
+    const WHAT: &'static str;
+    const PHYSICAL_ID: &'static str;
+    async fn respond(&self, payload: &Value, target: &Target) -> Response;
+}
+
+impl Work for App {
+    const WHAT: &'static str = "organization set-up";
+    const PHYSICAL_ID: &'static str = PHYSICAL_ID;
+    async fn respond(&self, payload: &Value, target: &Target) -> Response {
+        respond(self, payload, target).await
+    }
+}
+
+/// A [`Work`] as the custom-resource driver answers it.
+struct Driven<'a, W>(&'a W);
+
+impl<W: Work> Driven<'_, W> {
+    fn physical(&self, target: &Target) -> String {
+        target
+            .physical_resource_id
+            .clone()
+            .unwrap_or_else(|| W::PHYSICAL_ID.to_string())
+    }
+}
+
+impl<W: Work> Resource for Driven<'_, W> {
+    type Later = Infallible;
+
+    fn deadline_margin(&self) -> Duration {
+        SAFETY_MARGIN
+    }
+
+    fn timeout_margin(&self, service_timeout: Duration) -> Duration {
+        SAFETY_MARGIN.min(service_timeout / 2)
+    }
+
+    fn bad_service_timeout(&self, target: &Target, error: Error) -> Option<Response> {
+        Some(Response::failed(
+            target,
+            self.physical(target),
+            error.to_string(),
+        ))
+    }
+
+    async fn work(&self, payload: &Value, target: &Target, _: &Limits) -> Reply<Infallible> {
+        Reply::Answer(self.0.respond(payload, target).await)
+    }
+
+    fn panicked(&self, target: &Target, what: &str) -> Response {
+        tracing::error!(panic = %what, "org-bootstrap panicked");
+        Response::failed(
+            target,
+            self.physical(target),
+            format!("internal error (panic): {what}"),
+        )
+    }
+
+    async fn timed_out(&self, target: &Target, limits: &Limits) -> Reply<Infallible> {
+        let limit = if limits.by_service_timeout {
+            format!(
+                "the resource's ServiceTimeout ({}s)",
+                limits.service_timeout.as_secs()
+            )
+        } else {
+            "the Lambda deadline".to_string()
+        };
+        Reply::Answer(Response::failed(
+            target,
+            self.physical(target),
+            format!(
+                "{} did not finish before {limit}; it is idempotent, so retry the stack operation",
+                W::WHAT
+            ),
+        ))
+    }
 }
 
 /// Answers one custom-resource request with what `work` responds (FAILED on a bad
 /// `ServiceTimeout`, a panic, or the deadline); returns the response it sent.
-pub(crate) async fn answer_request<F, Fut>(
+pub(crate) async fn answer_request<W: Work>(
     responder: &Responder,
+    work: &W,
     payload: Value,
     deadline: Instant,
-    kind: Work,
-    work: F,
-) -> Result<Value, Error>
-where
-    F: FnOnce(Value, Target) -> Fut,
-    Fut: std::future::Future<Output = Response>,
-{
-    let target = Target::from_request(&payload)?;
-    responder.validate_for(&target.response_url, &target.stack_id)?;
-    let started = Instant::now();
-    let physical = |target: &Target| {
-        target
-            .physical_resource_id
-            .clone()
-            .unwrap_or_else(|| kind.physical_id.to_string())
+) -> Result<Value, Error> {
+    let response = match drive(responder, &Driven(work), &payload, deadline).await? {
+        Reply::Answer(response) => response,
+        Reply::Later(never) => match never {},
     };
-    let properties = payload
-        .get("ResourceProperties")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let (response, timeout) = match service_timeout(&properties) {
-        Err(e) => (
-            Some(Response::failed(&target, physical(&target), e.to_string())),
-            None,
-        ),
-        Ok(t) => (None, Some(t)),
-    };
-    let response = match response {
-        Some(r) => r,
-        None => {
-            let by_deadline = deadline.checked_sub(SAFETY_MARGIN).unwrap_or(deadline);
-            let by_timeout = timeout
-                .map(|t| started + t.saturating_sub(SAFETY_MARGIN.min(t / 2)))
-                .unwrap_or(by_deadline);
-            let work_until = by_deadline.min(by_timeout);
-            let work = shared::lambda::guarded(work(payload, target.clone()));
-            match tokio::time::timeout_at(work_until, work).await {
-                Ok(Ok(response)) => response,
-                Ok(Err(what)) => {
-                    tracing::error!(panic = %what, "org-bootstrap panicked");
-                    Response::failed(
-                        &target,
-                        physical(&target),
-                        format!("internal error (panic): {what}"),
-                    )
-                }
-                Err(_) => {
-                    let limit = if by_timeout < by_deadline {
-                        format!(
-                            "the resource's ServiceTimeout ({}s)",
-                            timeout.unwrap_or_default().as_secs()
-                        )
-                    } else {
-                        "the Lambda deadline".to_string()
-                    };
-                    Response::failed(
-                        &target,
-                        physical(&target),
-                        format!("{} did not finish before {limit}; it is idempotent, so retry the stack operation", kind.what),
-                    )
-                }
-            }
-        }
-    };
-    responder
-        .put(&target.response_url, &response.body(), deadline)
-        .await?;
     serde_json::to_value(&response).map_err(|e| Error::InvalidInput(e.to_string()))
 }
 

@@ -5,7 +5,7 @@ use lambda_runtime::{service_fn, LambdaEvent};
 use org_bootstrap::check::{self, CheckApp};
 use org_bootstrap::{handle, App};
 use serde_json::Value;
-use shared::custom_resource::{deadline_fallback_from_env, deadline_instant_or, Responder};
+use shared::custom_resource::{deadline, deadline_fallback, Responder};
 use shared::function::FunctionError;
 use std::sync::Arc;
 
@@ -14,7 +14,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     shared::logging::init("org-bootstrap");
     let config = shared::config::Config::from_env_per_request()
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
-    let fallback = deadline_fallback_from_env()
+    let fallback = deadline_fallback(|k| std::env::var(k).ok())
         .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?;
     let allow_local = std::env::var("ALLOW_LOCAL_RESPONSE_URL").is_ok_and(|v| v == "true");
     let sdk_config = shared::clients::load_sdk_config().await;
@@ -33,7 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     });
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (app, check_app) = (app.clone(), check_app.clone());
-        let deadline = deadline_instant_or(event.context.deadline, fallback);
+        let deadline = deadline(event.context.deadline, fallback);
         async move {
             let is_check = event.payload.get("ResourceType").and_then(Value::as_str)
                 == Some(check::RESOURCE_TYPE);

@@ -1,10 +1,13 @@
 //! CloudFormation custom resources: who to answer ([`Target`]), what to answer ([`Response`],
 //! at most 4,096 bytes) and how ([`Responder`]: a PUT to the validated pre-signed S3
-//! `ResponseURL` with the SDK's own HTTPS connector, before the Lambda deadline).
+//! `ResponseURL` with the SDK's own HTTPS connector, before the Lambda deadline). [`drive`]
+//! answers one request, whatever happens to the [`Resource`]'s work.
 
+mod driver;
 mod responder;
 mod response;
 
+pub use driver::{drive, Limits, Reply, Resource};
 pub use responder::{validate_response_url, Responder};
 pub use response::Response;
 
@@ -51,9 +54,9 @@ const PLAUSIBLE_AFTER_MS: u64 = 1_577_836_800_000;
 /// further away than this.
 const LONGEST_INVOCATION_MS: u64 = (15 * 60 + 60) * 1000;
 /// The budget assumed when the deadline is implausible (`DEADLINE_FALLBACK_SECONDS`).
-pub const DEFAULT_DEADLINE_FALLBACK: Duration = Duration::from_secs(15 * 60);
+const DEFAULT_DEADLINE_FALLBACK: Duration = Duration::from_secs(15 * 60);
 /// Environment variable overriding [`DEFAULT_DEADLINE_FALLBACK`].
-pub const DEADLINE_FALLBACK_VAR: &str = "DEADLINE_FALLBACK_SECONDS";
+const DEADLINE_FALLBACK_VAR: &str = "DEADLINE_FALLBACK_SECONDS";
 
 /// Time left before a Lambda deadline given in milliseconds since the epoch, or `None` when
 /// the value cannot be one: before 2020, or further away than the longest Lambda invocation.
@@ -67,9 +70,10 @@ pub(crate) fn time_left(deadline_ms: u64, now_ms: u64) -> Option<Duration> {
     Some(Duration::from_millis(deadline_ms.saturating_sub(now_ms)))
 }
 
-/// The invocation deadline as a monotonic instant; `fallback` from now when the runtime's
-/// deadline is implausible (logged as a warning: it never happens in AWS).
-pub fn deadline_instant_or(deadline_ms: u64, fallback: Duration) -> Instant {
+/// The invocation deadline (the runtime's `deadline_ms`) as a monotonic instant; `fallback`
+/// ([`deadline_fallback`]) from now when the runtime's deadline is implausible (logged as a
+/// warning: it never happens in AWS).
+pub fn deadline(deadline_ms: u64, fallback: Duration) -> Instant {
     let now_ms = unix_ms();
     let left = time_left(deadline_ms, now_ms).unwrap_or_else(|| {
         tracing::warn!(
@@ -83,10 +87,10 @@ pub fn deadline_instant_or(deadline_ms: u64, fallback: Duration) -> Instant {
     Instant::now() + left
 }
 
-/// `DEADLINE_FALLBACK_SECONDS` (10 to 900, default 900).
-pub fn deadline_fallback_from_env() -> Result<Duration, Error> {
-    let raw = std::env::var(DEADLINE_FALLBACK_VAR)
-        .ok()
+/// `DEADLINE_FALLBACK_SECONDS` (10 to 900, default 900), read with `lookup` (the environment:
+/// `|k| std::env::var(k).ok()`).
+pub fn deadline_fallback(lookup: impl Fn(&str) -> Option<String>) -> Result<Duration, Error> {
+    let raw = lookup(DEADLINE_FALLBACK_VAR)
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty());
     crate::config::parse_num(
@@ -117,7 +121,7 @@ fn unix_ms() -> u64 {
 /// The `ServiceTimeout` property name (CloudFormation's own, inside `ResourceProperties`).
 pub(crate) const SERVICE_TIMEOUT: &str = "ServiceTimeout";
 /// CloudFormation's default and longest wait for a custom resource's answer.
-pub const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(3600);
+const DEFAULT_SERVICE_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// CloudFormation's `ServiceTimeout` property: whole seconds from 1 to 3600, as a string (the
 /// way CloudFormation passes scalars) or a number; absent, null or empty means the default,
@@ -185,7 +189,7 @@ mod tests {
         // that moment lies between `before` and `after` (a monotonic clock).
         let budget = Duration::from_secs(120);
         let before = Instant::now();
-        let d = deadline_instant_or(600_000, budget);
+        let d = deadline(600_000, budget);
         let after = Instant::now();
         assert!(
             d >= before + budget && d <= after + budget,

@@ -1,6 +1,7 @@
 //! Answers CloudFormation: validates the `ResponseURL` (an HTTPS pre-signed S3 URL; nothing
 //! else is ever contacted) and PUTs the response body to it with the SDK's own HTTPS connector.
 
+use super::{Response, Target};
 use crate::error::{Error, Retry};
 use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider};
 use aws_smithy_http_client::Connector;
@@ -222,20 +223,32 @@ impl Responder {
         })
     }
 
-    pub fn validate(&self, url: &str) -> Result<(), Error> {
+    fn validate(&self, url: &str) -> Result<(), Error> {
         validate_response_url(url, self.allow_local)
     }
 
     /// [`Responder::validate`], and the URL is CloudFormation's slot for `stack_id`
     /// ([`check_response_target`]).
-    pub fn validate_for(&self, url: &str, stack_id: &str) -> Result<(), Error> {
+    pub(crate) fn validate_for(&self, url: &str, stack_id: &str) -> Result<(), Error> {
         self.validate(url)?;
         check_response_target(url, stack_id)
     }
 
+    /// PUTs `response` to the target's ResponseURL before `until` ([`Responder::put`]): the
+    /// answer to a request, whether [`super::drive`] gives it or a later re-check.
+    pub async fn answer(
+        &self,
+        target: &Target,
+        response: &Response,
+        until: Instant,
+    ) -> Result<(), Error> {
+        self.put(&target.response_url, &response.body(), until)
+            .await
+    }
+
     /// PUTs `body` to the validated `url`, retrying connection errors and 5xx answers while
     /// time remains before `until`. A 4xx answer (an expired or tampered URL) is not retried.
-    pub async fn put(&self, url: &str, body: &[u8], until: Instant) -> Result<(), Error> {
+    async fn put(&self, url: &str, body: &[u8], until: Instant) -> Result<(), Error> {
         self.validate(url)?;
         let mut attempt = 0u32;
         loop {

@@ -50,13 +50,9 @@ impl Response {
         self
     }
 
-    pub fn is_success(&self) -> bool {
-        self.status == Status::Success
-    }
-
     /// The JSON body, at most [`MAX_BODY_BYTES`]: an over-long `Reason` is cut (on a character
     /// boundary) and marked with "…".
-    pub fn body(&self) -> Vec<u8> {
+    pub(crate) fn body(&self) -> Vec<u8> {
         let full = serde_json::to_vec(self).unwrap_or_default();
         if full.len() <= MAX_BODY_BYTES {
             return full;

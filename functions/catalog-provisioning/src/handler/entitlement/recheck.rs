@@ -231,11 +231,7 @@ async fn put_answer(
     deadline: Instant,
 ) -> Result<(), Error> {
     log_response(target, response);
-    match app
-        .responder
-        .put(&target.response_url, &response.body(), deadline)
-        .await
-    {
+    match app.responder.answer(target, response, deadline).await {
         Ok(()) => Ok(()),
         // An expired or refused URL: nothing a retry could change.
         Err(e) if e.retry() == Retry::Permanent => {

@@ -6,7 +6,7 @@
 use super::recheck::{first_recheck, send_recheck};
 use super::{keys, Attempt, Known};
 use crate::config::PendingResponse;
-use crate::handler::{error_text, fallback_physical_id, App, Bounds, Reply};
+use crate::handler::{error_text, fallback_physical_id, App, Bounds, Deferred, Reply};
 use crate::request::{Target, Waiting};
 use shared::custom_resource::Response;
 use shared::decide::{Source, WaitReason};
@@ -213,13 +213,15 @@ async fn wait_for_active(
         )),
     );
     match send_recheck(app, queue, &body, delay).await {
-        Ok(()) => Reply::Deferred {
+        Ok(()) => Reply::Later(Deferred {
+            target: target.clone(),
             physical_id: physical,
             reason: format!(
                 "{reason}; re-checked every {}s, answered when ACTIVE or by the resource's ServiceTimeout",
                 app.config.pending_recheck_interval.as_secs()
             ),
-        },
+            answer_by: bounds.answer_by,
+        }),
         Err(e) => Reply::Answer(
             Response::failed(
                 target,
