@@ -76,7 +76,7 @@ fn is_sqs_batch(payload: &Value) -> bool {
 }
 
 /// A record's SQS message id (empty when absent).
-pub fn message_id(record: &Value) -> &str {
+pub(crate) fn message_id(record: &Value) -> &str {
     record
         .get("messageId")
         .and_then(Value::as_str)
@@ -113,7 +113,7 @@ pub fn batch_response(failed: Vec<String>) -> Value {
 
 /// Runs `work`, catching a panic in it: `Err` holds the panic's message. For handlers that owe
 /// an answer whatever happens (a custom resource left unanswered blocks its stack for an hour).
-pub async fn guarded<F: std::future::Future>(work: F) -> Result<F::Output, String> {
+pub(crate) async fn guarded<F: std::future::Future>(work: F) -> Result<F::Output, String> {
     use futures::FutureExt;
     std::panic::AssertUnwindSafe(work)
         .catch_unwind()
