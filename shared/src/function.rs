@@ -6,7 +6,7 @@ use lambda_runtime::Diagnostic;
 /// A classified failure as Lambda reports it: `errorType` is `<Kind>.<retryable|permanent>`
 /// (for example `InvalidInput.permanent`), `errorMessage` the error's text.
 #[derive(Debug)]
-pub struct FunctionError(pub Error);
+pub(crate) struct FunctionError(pub Error);
 
 impl From<Error> for FunctionError {
     fn from(e: Error) -> Self {

@@ -1,11 +1,53 @@
-//! What every function's edge repeats: about Lambda's SQS event source, the walk of an SQS
-//! batch ([`each_record`]: its records read, worked, and answered with the partial batch
-//! response that names the failed messages, so SQS deletes the rest and delivers only those
-//! again); and, for the handlers that must answer whatever happens (a CloudFormation custom
-//! resource), work run with its panic caught and told as a message.
+//! What every function's edge repeats: its start ([`serve`]: logging, the SDK configuration,
+//! the function's own state read once, then each invocation, its error reported as Lambda
+//! reports function errors); about Lambda's SQS event source, the walk of an SQS batch
+//! ([`each_record`]: its records read, worked, and answered with the partial batch response
+//! that names the failed messages, so SQS deletes the rest and delivers only those again); and,
+//! for the handlers that must answer whatever happens (a CloudFormation custom resource), work
+//! run with its panic caught and told as a message.
 
+use crate::error::Error;
+use crate::function::FunctionError;
 use futures::StreamExt;
+use lambda_runtime::{service_fn, LambdaEvent};
 use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::Arc;
+
+/// Runs the function `name` until the runtime stops it: installs logging (named `name` for the
+/// metrics), loads the SDK configuration (no AWS call), builds the function's state once with
+/// `init` (a refusal is logged as an invalid configuration and returned, so Lambda reports an
+/// initialization error and no invocation runs), then answers every invocation with `handle`,
+/// whose error Lambda reports as `<Kind>.<retryable|permanent>` ([`FunctionError`]).
+pub async fn serve<S, P, I, IF, H, HF>(
+    name: &'static str,
+    init: I,
+    handle: H,
+) -> Result<(), lambda_runtime::Error>
+where
+    S: Send + Sync + 'static,
+    P: serde::de::DeserializeOwned + Send + 'static,
+    I: FnOnce(aws_config::SdkConfig) -> IF,
+    IF: Future<Output = Result<S, Error>>,
+    H: Fn(Arc<S>, LambdaEvent<P>) -> HF + Send + Sync + 'static,
+    HF: Future<Output = Result<Value, Error>>,
+{
+    crate::logging::init(name);
+    let sdk_config = crate::clients::load_sdk_config().await;
+    let state = Arc::new(
+        init(sdk_config)
+            .await
+            .inspect_err(|e| tracing::error!(error = %e, "invalid configuration"))?,
+    );
+    let handle = Arc::new(handle);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<P>| {
+        let (state, handle) = (state.clone(), handle.clone());
+        // Boxed: a handler's future can be a deep type (account-vending's is), kept out of
+        // the runtime's own future's layout.
+        async move { Box::pin(handle(state, event)).await.map_err(FunctionError) }
+    }))
+    .await
+}
 
 /// Walks an SQS batch once: `None` when `payload` is not an SQS batch (the caller's direct
 /// invocation), else the partial batch response naming, in SQS's order, the failed messages.

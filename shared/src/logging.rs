@@ -6,7 +6,7 @@
 
 /// Installs the global subscriber once (later calls are no-ops) and names the function for the
 /// metrics' `Function` dimension.
-pub fn init(function: &'static str) {
+pub(crate) fn init(function: &'static str) {
     crate::metrics::set_function(function);
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(level(

@@ -731,6 +731,113 @@ async fn each_released_bootstrap_answers_an_event_under_the_runtime_api() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// A function, a configuration its start refuses, and the variable the refusal must name.
+type Refused = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    &'static str,
+);
+
+/// Per function: a configuration its start refuses.
+fn refused_cases() -> Vec<Refused> {
+    let many = ("MAX_CONCURRENT_ACCOUNTS", "many");
+    vec![
+        (
+            "account-lifecycle",
+            vec![
+                ("ALL_MARKETPLACE_LICENSES", "true"),
+                ("ONBOARDING_QUEUE_URL", QUEUE),
+                many,
+            ],
+            "MAX_CONCURRENT_ACCOUNTS",
+        ),
+        (
+            "reconciler",
+            vec![
+                ("ALL_MARKETPLACE_LICENSES", "true"),
+                ("ONBOARDING_QUEUE_URL", QUEUE),
+                ("BACKFILL_QUEUE_URL", QUEUE),
+                many,
+            ],
+            "MAX_CONCURRENT_ACCOUNTS",
+        ),
+        (
+            "org-bootstrap",
+            vec![("DEADLINE_FALLBACK_SECONDS", "soon")],
+            "DEADLINE_FALLBACK_SECONDS",
+        ),
+        (
+            "catalog-provisioning",
+            vec![("DEADLINE_FALLBACK_SECONDS", "soon")],
+            "DEADLINE_FALLBACK_SECONDS",
+        ),
+        (
+            "account-vending",
+            vec![
+                ("VENDING_QUEUE_URL", QUEUE),
+                ("VENDING_DEAD_LETTER_QUEUE_URL", QUEUE),
+                many,
+            ],
+            "MAX_CONCURRENT_ACCOUNTS",
+        ),
+        ("notifier", vec![], "FAILURE_TOPIC_ARN"),
+    ]
+}
+
+/// Every released bootstrap refuses a bad configuration when it starts: it logs "invalid
+/// configuration" naming the variable, exits with an error, and takes no invocation (Lambda
+/// then reports the start as failed instead of running events with a half-read setting).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_released_bootstrap_refuses_a_bad_configuration_at_start() {
+    let Some(release) =
+        release_dir_or_skip("each_released_bootstrap_refuses_a_bad_configuration_at_start")
+    else {
+        return;
+    };
+    let dead_endpoint = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://127.0.0.1:{}", l.local_addr().unwrap().port())
+    };
+    let work = temp_dir("refusals");
+    let mut failures = Vec::new();
+    for (binary, vars, named) in refused_cases() {
+        let dir = work.join(binary);
+        std::fs::create_dir_all(&dir).unwrap();
+        unzip_to(&release.join(format!("{binary}.zip")), &dir);
+        let mut api = RuntimeApi::start().await;
+        api.push("00000000-0000-4000-8000-000000000001", json!({}));
+        let log = dir.join("function.log");
+        let log_file = std::fs::File::create(&log).unwrap();
+        let mut child = tokio::process::Command::new(dir.join("bootstrap"))
+            .env_clear()
+            .envs(base_env(binary, &dead_endpoint))
+            .envs(vars.iter().copied())
+            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log_file.try_clone().unwrap()))
+            .stderr(Stdio::from(log_file))
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        // Generous: a bound on a hang, not a measurement.
+        let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
+        let _ = child.kill().await;
+        let answered = api.answer(Duration::from_millis(100)).await;
+        let logs = std::fs::read_to_string(&log).unwrap_or_default();
+        let refused = logs
+            .lines()
+            .any(|l| l.contains("invalid configuration") && l.contains(named));
+        match status {
+            Ok(Ok(status)) if !status.success() && answered.is_none() && refused => {}
+            other => failures.push(format!(
+                "{binary}: expected an exit with an error, no answer and a refusal naming {named}; got {other:?}, answer {answered:?}\n--- its logs:\n{logs}"
+            )),
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// Unzips `binary`'s bootstrap from the release, runs it with exactly `env` (and the runtime
 /// API's address) under a fresh runtime API holding `event`, and judges its one answer.
 async fn run_released(
