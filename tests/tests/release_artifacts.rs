@@ -802,24 +802,13 @@ async fn each_released_bootstrap_refuses_a_bad_configuration_at_start() {
     let mut failures = Vec::new();
     for (binary, vars, named) in refused_cases() {
         let dir = work.join(binary);
-        std::fs::create_dir_all(&dir).unwrap();
-        unzip_to(&release.join(format!("{binary}.zip")), &dir);
         let mut api = RuntimeApi::start().await;
         api.push("00000000-0000-4000-8000-000000000001", json!({}));
-        let log = dir.join("function.log");
-        let log_file = std::fs::File::create(&log).unwrap();
-        let mut child = tokio::process::Command::new(dir.join("bootstrap"))
-            .env_clear()
-            .envs(base_env(binary, &dead_endpoint))
-            .envs(vars.iter().copied())
-            .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
-            .current_dir(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log_file.try_clone().unwrap()))
-            .stderr(Stdio::from(log_file))
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
+        let env: Vec<(String, String)> = base_env(binary, &dead_endpoint)
+            .into_iter()
+            .chain(vars.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .collect();
+        let (mut child, log) = start_released(&release, &dir, binary, &env, &api);
         // Generous: a bound on a hang, not a measurement.
         let status = tokio::time::timeout(Duration::from_secs(60), child.wait()).await;
         let _ = child.kill().await;
@@ -838,6 +827,33 @@ async fn each_released_bootstrap_refuses_a_bad_configuration_at_start() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// Unzips `binary`'s bootstrap from the release into `dir` and starts it with exactly `env`
+/// and `api`'s address, its output in `dir/function.log` (returned with the process).
+fn start_released(
+    release: &Path,
+    dir: &Path,
+    binary: &str,
+    env: &[(String, String)],
+    api: &RuntimeApi,
+) -> (tokio::process::Child, PathBuf) {
+    std::fs::create_dir_all(dir).unwrap();
+    unzip_to(&release.join(format!("{binary}.zip")), dir);
+    let log = dir.join("function.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let child = tokio::process::Command::new(dir.join("bootstrap"))
+        .env_clear()
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log_file.try_clone().unwrap()))
+        .stderr(Stdio::from(log_file))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    (child, log)
+}
+
 /// Unzips `binary`'s bootstrap from the release, runs it with exactly `env` (and the runtime
 /// API's address) under a fresh runtime API holding `event`, and judges its one answer.
 async fn run_released(
@@ -850,24 +866,10 @@ async fn run_released(
 ) -> Result<(), String> {
     // Per run: the reconciler runs twice, with different environments.
     let dir = work.join(format!("{binary}-{}", env.len()));
-    std::fs::create_dir_all(&dir).unwrap();
-    unzip_to(&release.join(format!("{binary}.zip")), &dir);
     let mut api = RuntimeApi::start().await;
     let request_id = format!("00000000-0000-4000-8000-{:012}", binary.len());
     api.push(&request_id, event.clone());
-    let log = dir.join("function.log");
-    let log_file = std::fs::File::create(&log).unwrap();
-    let mut child = tokio::process::Command::new(dir.join("bootstrap"))
-        .env_clear()
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .env("AWS_LAMBDA_RUNTIME_API", format!("127.0.0.1:{}", api.port))
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log_file.try_clone().unwrap()))
-        .stderr(Stdio::from(log_file))
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let (mut child, log) = start_released(release, &dir, binary, env, &api);
     // Generous: a bound on a hang, not a measurement. A function that exits first (its
     // configuration refused) has answered nothing.
     let (answer, exited) = tokio::select! {
