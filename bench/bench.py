@@ -755,6 +755,12 @@ class ChangeEvents:
         self.after = 0
         self.lock = threading.Lock()
         self.timeline = collections.defaultdict(list)  # grant ARN -> [(t, status)]
+        # The completion path's legs (figures' `completionPath`): grant ARN -> the reconciler
+        # invocations its events went to [(submitted, picked up, answered)], and account ->
+        # the onboarding lane's runs of it [(received from the queue, picked up, answered)];
+        # monotonic seconds, as the timeline's.
+        self.triaged = collections.defaultdict(list)
+        self.onboarded = collections.defaultdict(list)
         self.stats = collections.Counter()
         self.runs = collections.Counter()  # account-lifecycle runs on the onboarding queue, by reason
         self.skips = collections.Counter()  # why an event's account was not run
@@ -848,7 +854,14 @@ class ChangeEvents:
                             eventSourceARN=self.change_arn)
                        for e, n in events]
             try:
+                submitted = time.monotonic()
                 inv = rt.submit({"Records": records}).wait(600)
+                legs = (submitted, (inv.delivered_ns or 0) / 1e9, (inv.done_ns or 0) / 1e9)
+                with self.lock:
+                    for e, _ in events:
+                        arn = (e.get("detail") or {}).get("grantArn")
+                        if arn:
+                            self.triaged[arn].append(legs)
                 answer = inv.json() if inv.ok else None
                 if not isinstance(answer, dict) or "batchItemFailures" not in answer:
                     self.errors.append(f"reconciler: {(inv.body or b'')[:300]!r}")
@@ -934,9 +947,10 @@ class ChangeEvents:
         """One account-lifecycle invocation for `records`; a failure is kept in `errors`. The
         records it answers as failed come back after the queue's visibility timeout, as SQS
         delivers them again (counted; within the bench's window only if it is that long)."""
-        failed = set()
+        failed, legs = set(), None
         try:
             inv = rt.submit({"Records": records}).wait(600)
+            legs = ((inv.delivered_ns or 0) / 1e9, (inv.done_ns or 0) / 1e9)
             if not inv.ok:
                 self.errors.append(f"{what}: {(inv.body or b'')[:300]!r}")
                 failed = {r["messageId"] for r in records}
@@ -957,6 +971,7 @@ class ChangeEvents:
             timer = threading.Timer(ONBOARDING_VISIBILITY_SECONDS, put)
             timer.daemon = True
             timer.start()
+        return legs
 
     def _onboard(self, onboarding_rt):
         while not self.stopping.is_set():
@@ -966,6 +981,7 @@ class ChangeEvents:
             messages = got.get("Messages", [])
             if not messages:
                 continue
+            received = time.monotonic()
             # The template's batching window: up to 5 messages or its seconds.
             first = time.monotonic()
             while len(messages) < 5 and time.monotonic() - first < ONBOARDING_WINDOW_SECONDS:
@@ -982,7 +998,12 @@ class ChangeEvents:
                     self.runs[json.loads(m["Body"]).get("reason", "?")] += 1
                 self.stats["onboardingBatches"] += 1
             records = [record_of(m) for m in messages]
-            self._run_batch(onboarding_rt, records, "account-lifecycle")
+            legs = self._run_batch(onboarding_rt, records, "account-lifecycle")
+            if legs:
+                with self.lock:
+                    for m in messages:
+                        account = json.loads(m["Body"]).get("accountId")
+                        self.onboarded[account].append((received, *legs))
 
     def idle(self):
         """Nothing waiting to be delivered or worked (the onboarding queue's visible messages
@@ -1017,6 +1038,7 @@ class ChangeEvents:
         reaction, to_active, never = [], [], 0
         with self.lock:
             timelines = {arn: list(t) for arn, t in self.timeline.items()}
+            completion_legs = completion_path(timelines, self.triaged, self.onboarded)
         for arn, steps in timelines.items():
             if not steps or not steps[0][2].endswith(":root"):
                 continue
@@ -1119,8 +1141,49 @@ class ChangeEvents:
             "completionToNextStepSeconds": timing(reaction),
             "completionToActiveSeconds": timing(to_active),
             "completedNeverActive": never,
+            "completionPath": completion_legs,
             "errors": self.errors[:5],
         }
+
+
+def completion_path(timelines, triaged, onboarded):
+    """Where a completion's time goes on the event path, leg by leg (median / p90 / max
+    seconds, over the completions that took that path): from the completion (the poller
+    seeing it) to its event's batch being submitted (the poll and the change queue's batching
+    window), to a reconciler container picking the batch up (all of them busy), the triage,
+    then to the onboarding lane receiving a message for the account (the queue), and from there
+    to the next step (a container picking the run up, and the run up to its accept or
+    activation). Completions whose next step came another way (a run that was under way
+    already, a re-check) are counted, not split."""
+    legs = collections.defaultdict(list)
+    other = 0
+    for arn, steps in timelines.items():
+        if not steps or not steps[0][2].endswith(":root"):
+            continue
+        done = next((i for i, (_, st, _) in enumerate(steps)
+                     if st in ("PENDING_ACCEPT", "DISABLED")), None)
+        if done is None or done + 1 >= len(steps):
+            continue
+        t_done, t_next = steps[done][0], steps[done + 1][0]
+        account = steps[0][2].split(":")[4]
+        batch = next((b for b in triaged.get(arn, []) if b[0] >= t_done and b[2] <= t_next),
+                     None)
+        run = batch and next((r for r in onboarded.get(account, [])
+                              if batch[2] <= r[0] <= t_next), None)
+        if not run:
+            other += 1
+            continue
+        submitted, picked, answered = batch
+        received, run_picked, _ = run
+        legs["toBatchSubmitted"].append(submitted - t_done)
+        legs["reconcilerBusy"].append(picked - submitted)
+        legs["triage"].append(answered - picked)
+        legs["onboardingQueue"].append(received - answered)
+        legs["onboardingBusy"].append(run_picked - received)
+        legs["runToNextStep"].append(t_next - run_picked)
+        legs["total"].append(t_next - t_done)
+    return {"completions": len(legs["total"]), "otherPath": other,
+            **{k: timing(v) for k, v in legs.items()}}
 
 
 def timing(values):
@@ -1330,6 +1393,7 @@ def bench_scale(args, lw, events=False, timed=False):
                 f"{figures['completionToActiveSeconds']}; completion -> next step "
                 f"{figures['completionToNextStepSeconds']}; coalesced reconciles "
                 f"{figures['coalescedReconciles']} for {figures['coalesceRequests']} requests")
+            log(f"  completion path, leg by leg: {json.dumps(figures['completionPath'])}")
         log("  second reconcile (nothing changed) ...")
         second, second_s, second_ops, second_hwm = reconcile_once(
             world, proxies, selection, backfill_url, onboarding_url, f"{label}-reconcile-2.log")
