@@ -872,3 +872,162 @@ async fn a_change_its_accounts_chain_makes_moot_costs_no_license_manager_call() 
     );
     assert_eq!(pipe.forwarded, 1, "{:#?}", &pipe.reports[reports..]);
 }
+
+/// A completed workflow's run goes out before the batch's looks at other accounts' grants: with
+/// License Manager answering each call only after 3 s, the completed account's message is on
+/// the onboarding queue while the other account's `GetGrant` is still unanswered (the emulator
+/// records a call when it answers it). Queued after the looks, as before, the message could only
+/// appear once that call was recorded.
+#[tokio::test]
+async fn a_completion_is_queued_before_the_batchs_looks_at_other_accounts() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let engine = s.engine(&[]);
+    let (changes, changes_arn) = common::new_queue(&s.world, "changes").await;
+    let config = ReconcileConfig {
+        change_queue_url: Some(changes),
+        ..reconcile_config(&s.queue_url, None)
+    };
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let record = |id: &str, n: u32, status: &str, account: &str| {
+        let grant = format!("arn:aws:license-manager::123456789012:grant:g-{n:032x}");
+        let body = json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                          "resources": [grant], "detail": {"grantArn": grant, "status": status,
+                          "granteePrincipal": format!("arn:aws:iam::{account}:root")}});
+        json!({"messageId": id, "eventSource": "aws:sqs", "eventSourceARN": changes_arn,
+               "body": body.to_string()})
+    };
+    // prod's grant is DISABLED: a look. dev's completed its workflow: a run, no call needed.
+    let records = json!({"Records": [record("m-look", 8, "DISABLED", &prod),
+                                     record("m-done", 7, "PENDING_ACCEPT", &dev)]});
+    let batch = shared::changes::parse_batch(&records, &config)
+        .unwrap()
+        .unwrap();
+    let control = s.world.control();
+    let get_grants = || async {
+        let calls = s.world.control().calls().await.unwrap();
+        calls.iter().filter(|c| c.operation == "GetGrant").count()
+    };
+    let looks_before = get_grants().await;
+    control.configure(json!({"latencyMs": 3000})).await.unwrap();
+    let triage =
+        tokio::spawn(async move { reconciler::change_batch(&engine, &config, &batch).await });
+    let sqs = s.world.sqs();
+    let mut queued = None;
+    for _ in 0..60 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&s.queue_url)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages().first() {
+            queued = Some((m.body().unwrap().to_string(), get_grants().await));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    control.configure(json!({"latencyMs": 0})).await.unwrap();
+    let (body, looks) = queued.expect("a message on the onboarding queue within 3 s");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&body["accountId"], &body["reason"]),
+        (&json!(dev), &json!("grant-change")),
+        "{body}"
+    );
+    assert_eq!(looks, looks_before, "queued while the look is unanswered");
+    let (_, report) = triage.await.unwrap();
+    assert!(report.needs.contains_key(&dev), "{report:#?}");
+    assert!(
+        report.api_calls.get("license-manager:GetGrant") >= Some(&1),
+        "prod's grant was looked at: {report:#?}"
+    );
+}
+
+/// A looked-at account's run goes out as soon as its look decides it, before the listings of
+/// another account whose grant went away: with License Manager answering each call only after
+/// 3 s, dev's message (its grant deactivated by hand: a look, then a run) is on the onboarding
+/// queue while prod's listings (a grant that is not there: a look, then its listings) are still
+/// unanswered. Queued after every account's verdict, as before, it could only appear once
+/// those listings were answered.
+#[tokio::test]
+async fn a_looked_at_account_is_queued_before_another_accounts_listings() {
+    let Some(s) = setup(demo_spec()).await else {
+        return;
+    };
+    let engine = s.engine(&[]);
+    let dev = s.org.account("workload-dev").unwrap().id.clone();
+    let prod = s.org.account("workload-prod").unwrap().id.clone();
+    let workloads = s.org.ou("Workloads").unwrap().id.clone();
+    let report = common::try_handle(&engine, s.create_event(&dev, &workloads)).await;
+    assert_eq!(report["outcome"], "entitled", "{report:#}");
+    let grant = common::deactivate_by_hand(&s.world, &dev, "by-hand").await;
+    let (changes, changes_arn) = common::new_queue(&s.world, "changes").await;
+    let config = ReconcileConfig {
+        change_queue_url: Some(changes),
+        ..reconcile_config(&s.queue_url, None)
+    };
+    let record = |id: &str, grant: &str, account: &str| {
+        let body = json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                          "resources": [grant], "detail": {"grantArn": grant, "status": "DISABLED",
+                          "granteePrincipal": format!("arn:aws:iam::{account}:root")}});
+        json!({"messageId": id, "eventSource": "aws:sqs", "eventSourceARN": changes_arn,
+               "body": body.to_string()})
+    };
+    let missing = format!("arn:aws:license-manager::123456789012:grant:g-{:032x}", 9);
+    let records = json!({"Records": [record("m-gone", &missing, &prod),
+                                     record("m-dev", grant.grant_arn(), &dev)]});
+    let batch = shared::changes::parse_batch(&records, &config)
+        .unwrap()
+        .unwrap();
+    let control = s.world.control();
+    let listings = || async {
+        let calls = s.world.control().calls().await.unwrap();
+        calls
+            .iter()
+            .filter(|c| c.operation.starts_with("List"))
+            .count()
+    };
+    let listings_before = listings().await;
+    control.configure(json!({"latencyMs": 3000})).await.unwrap();
+    let triage =
+        tokio::spawn(async move { reconciler::change_batch(&engine, &config, &batch).await });
+    let sqs = s.world.sqs();
+    let mut queued = None;
+    for _ in 0..150 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&s.queue_url)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages().first() {
+            queued = Some((m.body().unwrap().to_string(), listings().await));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    control.configure(json!({"latencyMs": 0})).await.unwrap();
+    let (body, listed) = queued.expect("a message on the onboarding queue within 7.5 s");
+    let body: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(body["accountId"], json!(dev), "{body}");
+    assert_eq!(
+        listed, listings_before,
+        "queued while prod's listings are unanswered"
+    );
+    let (_, report) = triage.await.unwrap();
+    assert!(report.needs.contains_key(&dev), "{report:#?}");
+    assert!(
+        report.needs.contains_key(&prod) || report.skipped.contains_key(&prod),
+        "prod decided by its listings: {report:#?}"
+    );
+    assert!(
+        report
+            .api_calls
+            .keys()
+            .any(|op| op.starts_with("license-manager:List")),
+        "{report:#?}"
+    );
+}

@@ -10,7 +10,9 @@
 //! set aside, without a call, those whose chain makes the step moot ([`set_aside`]); look at
 //! the grants the plan asks for (one `GetGrant` per distinct grant, then per distinct parent);
 //! read the accounts whose grants went away ([`crate::reconcile::settled`]); queue the accounts
-//! to run, once each, on the onboarding queue. A throttle fails only the records it touched:
+//! to run, once each, on the onboarding queue. The accounts whose hints decide their run
+//! without a call (a workflow completed: `PENDING_ACCEPT`) are queued first, before the
+//! looks and listings of the others, which a throttled License Manager can hold for seconds. A throttle fails only the records it touched:
 //! SQS delivers them again; the rest of the batch is done.
 
 mod gate;
@@ -22,7 +24,7 @@ pub(crate) use crate::inbound::Item;
 pub(crate) use plan::after_looks;
 pub(crate) use plan::Lane;
 pub(crate) use plan::Step;
-pub(crate) use plan::{plan, set_aside, Verdict};
+pub(crate) use plan::{plan, set_aside, still_to_read, Verdict};
 pub use triage::run;
 
 /// How soon a record to deliver again (a throttled look, a failed send) comes back the first

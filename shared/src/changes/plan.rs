@@ -136,6 +136,31 @@ pub(crate) fn set_aside(gate: &crate::chain::Gate, step: &Step) -> Option<&'stat
     }
 }
 
+/// The grants an account's look still needs read before [`after_looks`] can decide it, given
+/// those read so far (`views`): each of its grants not read yet, and the parent (a grant ARN)
+/// of each of its DISABLED grants not read yet. Empty: it can be decided. Pure.
+pub(crate) fn still_to_read(
+    arns: &[String],
+    views: &HashMap<String, Result<GrantView, Error>>,
+) -> Vec<String> {
+    use crate::decide::status::DISABLED;
+    let mut missing = Vec::new();
+    for arn in arns {
+        match views.get(arn) {
+            None => missing.push(arn.clone()),
+            Some(Ok(g))
+                if g.status == DISABLED
+                    && crate::ids::is_grant_arn(&g.parent_arn)
+                    && !views.contains_key(&g.parent_arn) =>
+            {
+                missing.push(g.parent_arn.clone());
+            }
+            _ => {}
+        }
+    }
+    missing
+}
+
 /// What an account's looks decide.
 #[derive(Debug)]
 pub(crate) enum Verdict {

@@ -241,6 +241,77 @@ fn looks_decide_from_the_grant_and_its_parent() {
     }
 }
 
+/// An account's looks, read so far → what it still waits for before its verdict (the table of
+/// [`still_to_read`]): an account goes out as soon as this is empty, whatever the batch's other
+/// looks still wait for.
+#[test]
+fn an_account_waits_only_for_its_own_grants_and_their_parents() {
+    let license = "arn:aws:license-manager::294406891311:license:l-1";
+    type Views = Vec<(&'static str, GrantView)>;
+    let cases: Vec<(&str, &[&str], Views, &[&str])> = vec![
+        ("nothing read yet", &[G1], vec![], &[G1]),
+        (
+            "its grant read, no parent",
+            &[G1],
+            vec![(G1, view(G1, "DISABLED", ""))],
+            &[],
+        ),
+        (
+            "another account's grant read, not its own",
+            &[G1],
+            vec![(G2, view(G2, "DISABLED", ""))],
+            &[G1],
+        ),
+        (
+            "DISABLED under a parent not read yet",
+            &[G1],
+            vec![(G1, view(G1, "DISABLED", PARENT))],
+            &[PARENT],
+        ),
+        (
+            "DISABLED under a parent read",
+            &[G1],
+            vec![
+                (G1, view(G1, "DISABLED", PARENT)),
+                (PARENT, view(PARENT, "WORKFLOW_COMPLETED", "")),
+            ],
+            &[],
+        ),
+        (
+            "ParentArn the license (a reading of AWS): no parent to read",
+            &[G1],
+            vec![(G1, view(G1, "DISABLED", license))],
+            &[],
+        ),
+        (
+            "a parent matters only under DISABLED",
+            &[G1],
+            vec![(G1, view(G1, "PENDING_ACCEPT", PARENT))],
+            &[],
+        ),
+        (
+            "two grants, one read",
+            &[G1, G2],
+            vec![(G2, view(G2, "ACTIVE", ""))],
+            &[G1],
+        ),
+    ];
+    for (name, arns, views, want) in cases {
+        let arns: Vec<String> = arns.iter().map(|a| a.to_string()).collect();
+        let views: HashMap<String, Result<GrantView, Error>> = views
+            .into_iter()
+            .map(|(a, v)| (a.to_string(), Ok(v)))
+            .collect();
+        assert_eq!(still_to_read(&arns, &views), want.to_vec(), "{name}");
+    }
+    // A failed read is read: what it failed with decides (retry, or the listings).
+    let failed: HashMap<String, Result<GrantView, Error>> =
+        [(G1.to_string(), Err(Error::Config("unreadable".into())))]
+            .into_iter()
+            .collect();
+    assert!(still_to_read(&[G1.to_string()], &failed).is_empty());
+}
+
 #[test]
 fn a_record_to_deliver_again_waits_longer_each_time() {
     // (deliveries so far, seconds before the next): 10 s, doubled per delivery, at most 300 s.

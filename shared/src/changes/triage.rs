@@ -2,7 +2,8 @@
 //! runs queued, and the records to deliver again.
 
 use super::{
-    after_looks, gate, plan, retry_after, set_aside, ChangeBatch, Item, Lane, Step, Verdict,
+    after_looks, gate, plan, retry_after, set_aside, still_to_read, ChangeBatch, Item, Lane, Step,
+    Verdict,
 };
 use crate::aws::{self, GrantView};
 use crate::engine::Engine;
@@ -10,7 +11,9 @@ use crate::error::Error;
 use crate::ids::{account_of_root_principal, AccountId};
 use crate::reconcile::{GrantHint, ReconcileConfig, ReconcileReport, COALESCED_BODY};
 use crate::report::{CallLog, ErrorReport};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::time::Instant;
 
 /// Works one batch: see the module's doc. The report says what each account got; its
@@ -22,9 +25,10 @@ pub async fn run(
     dry_run: bool,
 ) -> ReconcileReport {
     let started = Instant::now();
+    let calls = CallLog::default();
     let mut t = Triage {
         engine,
-        calls: CallLog::default(),
+        calls: &calls,
         report: ReconcileReport::empty(format!("change-events:{}", batch.ids.len()), dry_run),
         failed: BTreeSet::new(),
     };
@@ -47,14 +51,33 @@ pub async fn run(
         .collect();
     let chains = t.chains(&steps).await;
     let steps = t.aside(steps, chains.as_ref());
-    let views = t.look(&hints, &steps).await;
-    let runs = t.verdicts(&steps, &views).await;
+    // Each account goes out as soon as what decides it is known, never after another
+    // account's throttled look or listings: first those whose hints decide without a call (a
+    // completed workflow), then each looked-at account as its grants are read, then the
+    // listings of those whose grants went away.
+    let (ready, rest): (Vec<_>, Vec<_>) = steps
+        .into_iter()
+        .partition(|(_, step, _)| matches!(step, Step::Run(..)));
+    let runs = t.verdicts(&ready, &HashMap::new()).await;
+    t.queue(config, runs, chains.as_ref(), dry_run).await;
+    let (mut looks, mut others) = (Vec::new(), Vec::new());
+    for (account, step, records) in rest {
+        match step {
+            Step::Look(arns) => looks.push((account, arns, records)),
+            step => others.push((account, step, records)),
+        }
+    }
+    let gone = t
+        .look_and_queue(config, &hints, looks, chains.as_ref(), dry_run)
+        .await;
+    others.extend(gone);
+    let runs = t.verdicts(&others, &HashMap::new()).await;
     t.queue(config, runs, chains.as_ref(), dry_run).await;
     t.soon(config, batch, dry_run).await;
     let mut report = t.report;
     report.retried = t.failed.iter().map(|i| batch.ids[*i].clone()).collect();
     report.accounts_listed = accounts.len();
-    report.api_calls = t.calls.snapshot().own;
+    report.api_calls = calls.snapshot().own;
     report.duration_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
     report
 }
@@ -62,7 +85,7 @@ pub async fn run(
 /// One batch's triage under way: what it called, reported and must answer as failed.
 struct Triage<'a> {
     engine: &'a Engine,
-    calls: CallLog,
+    calls: &'a CallLog,
     report: ReconcileReport,
     /// Record indexes to deliver again.
     failed: BTreeSet<usize>,
@@ -95,7 +118,7 @@ impl Triage<'_> {
             }
         }
         let mut views = HashMap::new();
-        read_all(self.engine, by_arn.keys().copied(), &mut views, &self.calls).await;
+        read_all(self.engine, by_arn.keys().copied(), &mut views, self.calls).await;
         for (arn, records) in &by_arn {
             match views.remove(*arn) {
                 Some(Ok(grant)) => match account_of_root_principal(&grant.grantee)
@@ -138,7 +161,7 @@ impl Triage<'_> {
             .filter(|(_, step, _)| !matches!(step, Step::Nothing(_)))
             .map(|(account, _, _)| account.as_str())
             .collect();
-        gate::read_chains(self.engine, &accounts, &self.calls).await
+        gate::read_chains(self.engine, &accounts, self.calls).await
     }
 
     /// The steps without the accounts whose chain makes them moot ([`set_aside`]), which are
@@ -186,7 +209,7 @@ impl Triage<'_> {
             return;
         }
         let sqs = &self.engine.clients().sqs;
-        if let Err(e) = aws::change_visibility(sqs, url, &entries, &self.calls).await {
+        if let Err(e) = aws::change_visibility(sqs, url, &entries, self.calls).await {
             tracing::warn!(error = %e, records = entries.len(),
                 "records to deliver again wait for the queue's visibility timeout");
         }
@@ -207,7 +230,7 @@ impl Triage<'_> {
             _ if dry_run => Ok(()),
             Some(url) => {
                 let sqs = &self.engine.clients().sqs;
-                aws::send_coalesced(sqs, url, COALESCED_BODY, &self.calls).await
+                aws::send_coalesced(sqs, url, COALESCED_BODY, self.calls).await
             }
             None => Err(Error::Config(
                 "RECONCILE_QUEUE_URL: not set, so there is no queue to coalesce on".into(),
@@ -218,44 +241,101 @@ impl Triage<'_> {
         }
     }
 
-    /// The grants the steps look at, read once each (those read already kept), then the
-    /// parents of the DISABLED ones, once each.
-    async fn look(
+    /// The accounts that look at grants, each decided ([`after_looks`]) and queued as soon as
+    /// its grants (and the parents of the DISABLED ones) are read ([`still_to_read`]), not
+    /// when the batch's slowest look is: every grant is read once, all at once (each paced by
+    /// the container's limiter), and whatever a read's answer decides is queued together.
+    /// Returns the accounts whose grants went away, for their listings.
+    async fn look_and_queue<'s>(
         &mut self,
+        config: &ReconcileConfig,
         hints: &[(usize, GrantHint)],
-        steps: &[(&AccountId, Step, &[usize])],
-    ) -> HashMap<String, Result<GrantView, Error>> {
+        looks: Vec<(&'s AccountId, Vec<String>, &'s [usize])>,
+        chains: Option<&gate::Chains>,
+        dry_run: bool,
+    ) -> Vec<(&'s AccountId, Step, &'s [usize])> {
+        let (engine, calls) = (self.engine, self.calls);
         let mut views: HashMap<String, Result<GrantView, Error>> = HashMap::new();
         for (_, hint) in hints {
             if let (Some(arn), Some(seen)) = (&hint.grant, &hint.seen) {
                 views.insert(arn.clone(), Ok(seen.clone()));
             }
         }
-        let wanted: BTreeSet<&str> = steps
-            .iter()
-            .filter_map(|(_, step, _)| match step {
-                Step::Look(arns) => Some(arns.iter().map(String::as_str)),
-                _ => None,
-            })
-            .flatten()
-            .filter(|arn| !views.contains_key(*arn))
-            .collect();
-        read_all(self.engine, wanted, &mut views, &self.calls).await;
-        let parents: BTreeSet<String> = views
-            .values()
-            .filter_map(|v| v.as_ref().ok())
-            .filter(|g| g.status == crate::decide::status::DISABLED)
-            .map(|g| g.parent_arn.clone())
-            .filter(|p| crate::ids::is_grant_arn(p) && !views.contains_key(p))
-            .collect();
-        read_all(
-            self.engine,
-            parents.iter().map(String::as_str),
-            &mut views,
-            &self.calls,
-        )
-        .await;
-        views
+        let mut asked: HashSet<String> = HashSet::new();
+        let mut reads = FuturesUnordered::new();
+        let mut gone = Vec::new();
+        let mut pending = looks;
+        loop {
+            let mut runs = Vec::new();
+            let mut waiting = Vec::new();
+            for (account, arns, records) in pending {
+                let missing = still_to_read(&arns, &views);
+                if missing.is_empty() {
+                    let outcome = match after_looks(&arns, &views) {
+                        Verdict::Read => {
+                            gone.push((account, Step::Read, records));
+                            continue;
+                        }
+                        Verdict::Run(why, lane) => Ok(Ok((why, lane))),
+                        Verdict::Skip(why) => Ok(Err(why)),
+                        Verdict::Retry(e) => Err(e),
+                    };
+                    self.settle(account, records, outcome, &mut runs);
+                    continue;
+                }
+                for arn in missing {
+                    if asked.insert(arn.clone()) {
+                        reads.push(async move {
+                            engine.limiter().acquire("GetGrant").await;
+                            let lm = &engine.clients().license_manager;
+                            let read = aws::get_grant(lm, &arn, calls).await;
+                            (arn, read)
+                        });
+                    }
+                }
+                waiting.push((account, arns, records));
+            }
+            self.queue(config, runs, chains, dry_run).await;
+            pending = waiting;
+            if pending.is_empty() {
+                break;
+            }
+            let Some((arn, read)) = reads.next().await else {
+                // Nothing left to read for them (cannot happen: each waits on a read it asked
+                // for): their listings decide.
+                gone.extend(pending.into_iter().map(|(a, _, r)| (a, Step::Read, r)));
+                break;
+            };
+            views.insert(arn, read);
+            while let Some(Some((arn, read))) = reads.next().now_or_never() {
+                views.insert(arn, read);
+            }
+        }
+        gone
+    }
+
+    /// Reports one account's outcome: a run (kept in `runs`, to queue), nothing, or its
+    /// records to deliver again.
+    fn settle<'s>(
+        &mut self,
+        account: &'s AccountId,
+        records: &'s [usize],
+        outcome: Result<Result<(String, Lane), String>, ErrorReport>,
+        runs: &mut Vec<(AccountId, Vec<usize>, Lane)>,
+    ) {
+        match outcome {
+            Ok(Ok((why, lane))) => {
+                self.report.needs.insert(account.to_string(), why);
+                runs.push((account.clone(), records.to_vec(), lane));
+            }
+            Ok(Err(why)) => {
+                self.report.skipped.insert(
+                    account.to_string(),
+                    format!("Grant Change event: nothing for a run to do now ({why}); no run"),
+                );
+            }
+            Err(e) => self.fail(records.iter(), e),
+        }
     }
 
     /// Each account's verdict: run, nothing (reported), or, for grants gone, its listings
@@ -289,19 +369,7 @@ impl Triage<'_> {
                         Some(why) => Err(why),
                     }),
             };
-            match outcome {
-                Ok(Ok((why, lane))) => {
-                    self.report.needs.insert(account.to_string(), why);
-                    runs.push(((*account).clone(), records.to_vec(), lane));
-                }
-                Ok(Err(why)) => {
-                    self.report.skipped.insert(
-                        account.to_string(),
-                        format!("Grant Change event: nothing for a run to do now ({why}); no run"),
-                    );
-                }
-                Err(e) => self.fail(records.iter(), e),
-            }
+            self.settle(account, records, outcome, &mut runs);
         }
         runs
     }
@@ -315,7 +383,7 @@ impl Triage<'_> {
         if org.is_none() {
             *org = Some(
                 self.engine
-                    .organization(&self.calls)
+                    .organization(self.calls)
                     .await
                     .map_err(|e| ErrorReport::from(&e))?,
             );
@@ -323,7 +391,7 @@ impl Triage<'_> {
         let Some(org) = org.as_ref() else {
             return Ok(None);
         };
-        crate::reconcile::settled(self.engine, org, account, &self.calls)
+        crate::reconcile::settled(self.engine, org, account, self.calls)
             .await
             .map_err(|e| ErrorReport::from(&e))
     }
@@ -342,7 +410,7 @@ impl Triage<'_> {
         }
         let own = [
             self.engine
-                .organization(&self.calls)
+                .organization(self.calls)
                 .await
                 .ok()
                 .map(|o| o.management_account),
@@ -378,7 +446,7 @@ impl Triage<'_> {
             kept,
             chains,
             backfill_queue,
-            &self.calls,
+            self.calls,
             &mut self.report,
         )
         .await;
@@ -394,10 +462,10 @@ impl Triage<'_> {
                 _ => &config.onboarding_queue_url,
             };
             let sqs = &self.engine.clients().sqs;
-            match aws::send_batch_chained(sqs, url, &bodies, &self.calls).await {
+            match aws::send_batch_chained(sqs, url, &bodies, self.calls).await {
                 Ok(n) => {
                     self.report.enqueued += n;
-                    gate::mark_sent(self.engine, &sent, &self.calls).await;
+                    gate::mark_sent(self.engine, &sent, self.calls).await;
                 }
                 Err(e) => {
                     let records: Vec<usize> = sent
