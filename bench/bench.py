@@ -1150,11 +1150,12 @@ def completion_path(timelines, triaged, onboarded):
     """Where a completion's time goes on the event path, leg by leg (median / p90 / max
     seconds, over the completions that took that path): from the completion (the poller
     seeing it) to its event's batch being submitted (the poll and the change queue's batching
-    window), to a reconciler container picking the batch up (all of them busy), the triage,
-    then to the onboarding lane receiving a message for the account (the queue), and from there
-    to the next step (a container picking the run up, and the run up to its accept or
-    activation). Completions whose next step came another way (a run that was under way
-    already, a re-check) are counted, not split."""
+    window), to a reconciler container picking the batch up (all of them busy), then to the
+    onboarding lane receiving a message for the account (the triage up to that account's
+    message, and the queue), and from there to the next step (a container picking the run up,
+    and the run up to its accept or activation); beside them, how long the whole batch took.
+    Completions whose next step came another way (a run that was under way already, a
+    re-check) are counted, not split."""
     legs = collections.defaultdict(list)
     other = 0
     for arn, steps in timelines.items():
@@ -1166,10 +1167,9 @@ def completion_path(timelines, triaged, onboarded):
             continue
         t_done, t_next = steps[done][0], steps[done + 1][0]
         account = steps[0][2].split(":")[4]
-        batch = next((b for b in triaged.get(arn, []) if b[0] >= t_done and b[2] <= t_next),
-                     None)
+        batch = next((b for b in triaged.get(arn, []) if t_done <= b[0] <= t_next), None)
         run = batch and next((r for r in onboarded.get(account, [])
-                              if batch[2] <= r[0] <= t_next), None)
+                              if batch[1] <= r[0] <= t_next), None)
         if not run:
             other += 1
             continue
@@ -1177,11 +1177,11 @@ def completion_path(timelines, triaged, onboarded):
         received, run_picked, _ = run
         legs["toBatchSubmitted"].append(submitted - t_done)
         legs["reconcilerBusy"].append(picked - submitted)
-        legs["triage"].append(answered - picked)
-        legs["onboardingQueue"].append(received - answered)
+        legs["triageToRunReceived"].append(received - picked)
         legs["onboardingBusy"].append(run_picked - received)
         legs["runToNextStep"].append(t_next - run_picked)
         legs["total"].append(t_next - t_done)
+        legs["wholeBatch"].append(answered - picked)
     return {"completions": len(legs["total"]), "otherPath": other,
             **{k: timing(v) for k, v in legs.items()}}
 

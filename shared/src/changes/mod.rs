@@ -10,9 +10,11 @@
 //! set aside, without a call, those whose chain makes the step moot ([`set_aside`]); look at
 //! the grants the plan asks for (one `GetGrant` per distinct grant, then per distinct parent);
 //! read the accounts whose grants went away ([`crate::reconcile::settled`]); queue the accounts
-//! to run, once each, on the onboarding queue. The accounts whose hints decide their run
-//! without a call (a workflow completed: `PENDING_ACCEPT`) are queued first, before the
-//! looks and listings of the others, which a throttled License Manager can hold for seconds. A throttle fails only the records it touched:
+//! to run, once each, on the onboarding queue. Each account is queued as soon as what decides
+//! it is known, never behind another account's look or listings (which a throttled License
+//! Manager can hold for seconds): first the accounts whose hints decide without a call (a
+//! workflow completed: `PENDING_ACCEPT`), then each looked-at account when its own grants and
+//! their parents are read ([`still_to_read`]), then the listings. A throttle fails only the records it touched:
 //! SQS delivers them again; the rest of the batch is done.
 
 mod gate;
