@@ -873,11 +873,68 @@ async fn a_change_its_accounts_chain_makes_moot_costs_no_license_manager_call() 
     assert_eq!(pipe.forwarded, 1, "{:#?}", &pipe.reports[reports..]);
 }
 
+/// A `Grant Change` record of the change-event queue `queue_arn`: grant `grant` of `account` in
+/// `status`, its grantee named (the kind reading of `grantChangeDetail`).
+fn change_record(queue_arn: &str, id: &str, grant: &str, status: &str, account: &str) -> Value {
+    let body = json!({"source": "aws.license-manager", "detail-type": "Grant Change",
+                      "resources": [grant], "detail": {"grantArn": grant, "status": status,
+                      "granteePrincipal": format!("arn:aws:iam::{account}:root")}});
+    json!({"messageId": id, "eventSource": "aws:sqs", "eventSourceARN": queue_arn,
+           "body": body.to_string()})
+}
+
+/// The first message a batch's triage puts on the onboarding queue while License Manager
+/// answers each call only after 3 s, and how many of the emulator's calls `counted` picks had
+/// been answered when it was there, beside how many before the triage began (the emulator
+/// records a call when it answers it); then the triage's report.
+async fn first_queued_under_slow_calls(
+    s: &common::Setup,
+    engine: shared::engine::Engine,
+    config: ReconcileConfig,
+    records: Value,
+    counted: fn(&str) -> bool,
+) -> (Value, (usize, usize), shared::reconcile::ReconcileReport) {
+    let batch = shared::changes::parse_batch(&records, &config)
+        .unwrap()
+        .unwrap();
+    let control = s.world.control();
+    let answered = || async {
+        let calls = s.world.control().calls().await.unwrap();
+        calls.iter().filter(|c| counted(&c.operation)).count()
+    };
+    let before = answered().await;
+    control.configure(json!({"latencyMs": 3000})).await.unwrap();
+    let triage =
+        tokio::spawn(async move { reconciler::change_batch(&engine, &config, &batch).await });
+    let sqs = s.world.sqs();
+    let mut queued = None;
+    for _ in 0..150 {
+        let out = sqs
+            .receive_message()
+            .queue_url(&s.queue_url)
+            .send()
+            .await
+            .unwrap();
+        if let Some(m) = out.messages().first() {
+            queued = Some((m.body().unwrap().to_string(), answered().await));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    control.configure(json!({"latencyMs": 0})).await.unwrap();
+    let (body, at_message) = queued.expect("a message on the onboarding queue within 7.5 s");
+    let (_, report) = triage.await.unwrap();
+    (
+        serde_json::from_str(&body).unwrap(),
+        (before, at_message),
+        report,
+    )
+}
+
 /// A completed workflow's run goes out before the batch's looks at other accounts' grants: with
 /// License Manager answering each call only after 3 s, the completed account's message is on
-/// the onboarding queue while the other account's `GetGrant` is still unanswered (the emulator
-/// records a call when it answers it). Queued after the looks, as before, the message could only
-/// appear once that call was recorded.
+/// the onboarding queue while the other account's `GetGrant` is still unanswered. Queued after
+/// the looks, as before, the message could only appear once that call was answered.
 #[tokio::test]
 async fn a_completion_is_queued_before_the_batchs_looks_at_other_accounts() {
     let Some(s) = setup(demo_spec()).await else {
@@ -891,54 +948,19 @@ async fn a_completion_is_queued_before_the_batchs_looks_at_other_accounts() {
     };
     let dev = s.org.account("workload-dev").unwrap().id.clone();
     let prod = s.org.account("workload-prod").unwrap().id.clone();
-    let record = |id: &str, n: u32, status: &str, account: &str| {
-        let grant = format!("arn:aws:license-manager::123456789012:grant:g-{n:032x}");
-        let body = json!({"source": "aws.license-manager", "detail-type": "Grant Change",
-                          "resources": [grant], "detail": {"grantArn": grant, "status": status,
-                          "granteePrincipal": format!("arn:aws:iam::{account}:root")}});
-        json!({"messageId": id, "eventSource": "aws:sqs", "eventSourceARN": changes_arn,
-               "body": body.to_string()})
-    };
+    let grant = |n: u32| format!("arn:aws:license-manager::123456789012:grant:g-{n:032x}");
     // prod's grant is DISABLED: a look. dev's completed its workflow: a run, no call needed.
-    let records = json!({"Records": [record("m-look", 8, "DISABLED", &prod),
-                                     record("m-done", 7, "PENDING_ACCEPT", &dev)]});
-    let batch = shared::changes::parse_batch(&records, &config)
-        .unwrap()
-        .unwrap();
-    let control = s.world.control();
-    let get_grants = || async {
-        let calls = s.world.control().calls().await.unwrap();
-        calls.iter().filter(|c| c.operation == "GetGrant").count()
-    };
-    let looks_before = get_grants().await;
-    control.configure(json!({"latencyMs": 3000})).await.unwrap();
-    let triage =
-        tokio::spawn(async move { reconciler::change_batch(&engine, &config, &batch).await });
-    let sqs = s.world.sqs();
-    let mut queued = None;
-    for _ in 0..60 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&s.queue_url)
-            .send()
-            .await
-            .unwrap();
-        if let Some(m) = out.messages().first() {
-            queued = Some((m.body().unwrap().to_string(), get_grants().await));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    control.configure(json!({"latencyMs": 0})).await.unwrap();
-    let (body, looks) = queued.expect("a message on the onboarding queue within 3 s");
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let records = json!({"Records": [
+        change_record(&changes_arn, "m-look", &grant(8), "DISABLED", &prod),
+        change_record(&changes_arn, "m-done", &grant(7), "PENDING_ACCEPT", &dev)]});
+    let (body, (looks_before, looks), report) =
+        first_queued_under_slow_calls(&s, engine, config, records, |op| op == "GetGrant").await;
     assert_eq!(
         (&body["accountId"], &body["reason"]),
         (&json!(dev), &json!("grant-change")),
         "{body}"
     );
     assert_eq!(looks, looks_before, "queued while the look is unanswered");
-    let (_, report) = triage.await.unwrap();
     assert!(report.needs.contains_key(&dev), "{report:#?}");
     assert!(
         report.api_calls.get("license-manager:GetGrant") >= Some(&1),
@@ -969,55 +991,18 @@ async fn a_looked_at_account_is_queued_before_another_accounts_listings() {
         change_queue_url: Some(changes),
         ..reconcile_config(&s.queue_url, None)
     };
-    let record = |id: &str, grant: &str, account: &str| {
-        let body = json!({"source": "aws.license-manager", "detail-type": "Grant Change",
-                          "resources": [grant], "detail": {"grantArn": grant, "status": "DISABLED",
-                          "granteePrincipal": format!("arn:aws:iam::{account}:root")}});
-        json!({"messageId": id, "eventSource": "aws:sqs", "eventSourceARN": changes_arn,
-               "body": body.to_string()})
-    };
     let missing = format!("arn:aws:license-manager::123456789012:grant:g-{:032x}", 9);
-    let records = json!({"Records": [record("m-gone", &missing, &prod),
-                                     record("m-dev", grant.grant_arn(), &dev)]});
-    let batch = shared::changes::parse_batch(&records, &config)
-        .unwrap()
-        .unwrap();
-    let control = s.world.control();
-    let listings = || async {
-        let calls = s.world.control().calls().await.unwrap();
-        calls
-            .iter()
-            .filter(|c| c.operation.starts_with("List"))
-            .count()
-    };
-    let listings_before = listings().await;
-    control.configure(json!({"latencyMs": 3000})).await.unwrap();
-    let triage =
-        tokio::spawn(async move { reconciler::change_batch(&engine, &config, &batch).await });
-    let sqs = s.world.sqs();
-    let mut queued = None;
-    for _ in 0..150 {
-        let out = sqs
-            .receive_message()
-            .queue_url(&s.queue_url)
-            .send()
-            .await
-            .unwrap();
-        if let Some(m) = out.messages().first() {
-            queued = Some((m.body().unwrap().to_string(), listings().await));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    control.configure(json!({"latencyMs": 0})).await.unwrap();
-    let (body, listed) = queued.expect("a message on the onboarding queue within 7.5 s");
-    let body: Value = serde_json::from_str(&body).unwrap();
+    let records = json!({"Records": [
+        change_record(&changes_arn, "m-gone", &missing, "DISABLED", &prod),
+        change_record(&changes_arn, "m-dev", grant.grant_arn(), "DISABLED", &dev)]});
+    let (body, (listed_before, listed), report) =
+        first_queued_under_slow_calls(&s, engine, config, records, |op| op.starts_with("List"))
+            .await;
     assert_eq!(body["accountId"], json!(dev), "{body}");
     assert_eq!(
-        listed, listings_before,
+        listed, listed_before,
         "queued while prod's listings are unanswered"
     );
-    let (_, report) = triage.await.unwrap();
     assert!(report.needs.contains_key(&dev), "{report:#?}");
     assert!(
         report.needs.contains_key(&prod) || report.skipped.contains_key(&prod),
