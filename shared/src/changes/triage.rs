@@ -58,7 +58,7 @@ pub async fn run(
     let (ready, rest): (Vec<_>, Vec<_>) = steps
         .into_iter()
         .partition(|(_, step, _)| matches!(step, Step::Run(..)));
-    let runs = t.verdicts(&ready, &HashMap::new()).await;
+    let runs = t.verdicts(&ready).await;
     t.queue(config, runs, chains.as_ref(), dry_run).await;
     let (mut looks, mut others) = (Vec::new(), Vec::new());
     for (account, step, records) in rest {
@@ -71,7 +71,7 @@ pub async fn run(
         .look_and_queue(config, &hints, looks, chains.as_ref(), dry_run)
         .await;
     others.extend(gone);
-    let runs = t.verdicts(&others, &HashMap::new()).await;
+    let runs = t.verdicts(&others).await;
     t.queue(config, runs, chains.as_ref(), dry_run).await;
     t.soon(config, batch, dry_run).await;
     let mut report = t.report;
@@ -338,12 +338,12 @@ impl Triage<'_> {
         }
     }
 
-    /// Each account's verdict: run, nothing (reported), or, for grants gone, its listings
-    /// ([`crate::reconcile::settled`]). Returns the accounts to run.
+    /// Each account's verdict for the steps decided without a look (the looks are decided as
+    /// their reads answer, [`Triage::look_and_queue`]): run, nothing (reported), or its
+    /// listings ([`crate::reconcile::settled`]). Returns the accounts to run.
     async fn verdicts(
         &mut self,
         steps: &[(&AccountId, Step, &[usize])],
-        views: &HashMap<String, Result<GrantView, Error>>,
     ) -> Vec<(AccountId, Vec<usize>, Lane)> {
         let mut runs = Vec::new();
         let mut org = None;
@@ -351,8 +351,8 @@ impl Triage<'_> {
             let verdict = match step {
                 Step::Run(why, lane) => Verdict::Run(why.clone(), *lane),
                 Step::Nothing(why) => Verdict::Skip(why.clone()),
-                Step::Look(arns) => after_looks(arns, views),
-                Step::Read => Verdict::Read,
+                // Nothing was read for it here: its listings decide, as for a grant gone.
+                Step::Look(_) | Step::Read => Verdict::Read,
             };
             let outcome = match verdict {
                 Verdict::Run(why, lane) => Ok(Ok((why, lane))),
